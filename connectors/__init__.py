@@ -1,0 +1,1 @@
+"""Outbound provisioning connectors: one module per connector type."""

@@ -1,0 +1,3 @@
+"""MWARE IAM headless engine. Never imports Textual."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,59 @@
+"""The audit log: one row for every write, written in the write's own transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from core.identity.events import Initiator
+from core.schema import audit_log
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    face: str
+    application: str
+    action: str
+    target: str
+    detail: Mapping[str, Any]
+
+
+def record(
+    conn: Connection, initiator: Initiator, action: str, target: str,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    record_many(conn, initiator, action, [(target, detail or {})])
+
+
+def record_many(
+    conn: Connection, initiator: Initiator, action: str,
+    entries: Sequence[tuple[str, Mapping[str, Any]]],
+) -> None:
+    now = datetime.now(UTC)
+    conn.execute(insert(audit_log), [
+        {"at": now, "actor": initiator.actor, "face": str(initiator.face),
+         "application": initiator.application, "action": action, "target": target[:512],
+         "detail": dict(detail)}
+        for target, detail in entries
+    ])
+
+
+def read(
+    conn: Connection, limit: int = 100, action: str | None = None, target: str | None = None
+) -> list[AuditEntry]:
+    q = select(audit_log).order_by(audit_log.c.pk.desc()).limit(limit)
+    if action:
+        q = q.where(audit_log.c.action == action)
+    if target:
+        q = q.where(audit_log.c.target == target)
+    return [
+        AuditEntry(r["at"], r["actor"], r["face"], r["application"], r["action"], r["target"],
+                   r["detail"])
+        for r in conn.execute(q).mappings()
+    ]

@@ -1,0 +1,148 @@
+"""The system database: engine, migrations on start, and the ambient transaction.
+
+``SystemDB.transaction()`` opens one transaction and publishes its connection in a context
+variable, so that the PRIMARY userstore, the audit log and later the outbox join the same
+transaction without every call passing a connection around.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from core.errors import InvalidInput, StoreUnavailable
+
+_current: contextvars.ContextVar[tuple[Engine, Connection] | None] = contextvars.ContextVar(
+    "mware_iam_current_connection", default=None
+)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for any SQLAlchemy URL; SQLite files get WAL mode and foreign keys."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InvalidInput(f"database URL {url!r} is not a valid SQLAlchemy URL") from exc
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.drivername in ("mysql", "mariadb"):
+        parsed = parsed.set(drivername="mysql+pymysql")
+    kwargs: dict[str, Any] = {"future": True}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["poolclass"] = NullPool
+    else:
+        kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "mysql":
+            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except Exception as exc:  # unknown dialect, missing driver
+        raise InvalidInput(f"cannot use database URL {_redacted(url)}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _redacted(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid URL>"
+
+
+class SystemDB:
+    """The system database of one deployment."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.safe_url = _redacted(url)
+        self.engine = make_engine(url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (called on every start)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        try:
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except (OperationalError, DBAPIError) as exc:
+            raise StoreUnavailable(
+                f"system database {self.safe_url} is unreachable or locked: {_first_line(exc)}"
+            ) from exc
+
+    def table_names(self) -> set[str]:
+        return set(inspect(self.engine).get_table_names())
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """Join the ambient transaction, or open one that commits when the block ends."""
+        current = _current.get()
+        if current is not None and current[0] is self.engine:
+            yield current[1]
+            return
+        try:
+            conn_cm = self.engine.begin()
+            conn = conn_cm.__enter__()
+        except (OperationalError, DBAPIError) as exc:
+            raise StoreUnavailable(
+                f"system database {self.safe_url} is unreachable: {_first_line(exc)}"
+            ) from exc
+        token = _current.set((self.engine, conn))
+        try:
+            yield conn
+        except BaseException as exc:
+            _current.reset(token)
+            conn_cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        _current.reset(token)
+        try:
+            conn_cm.__exit__(None, None, None)
+        except (OperationalError, DBAPIError) as exc:
+            raise StoreUnavailable(
+                f"system database {self.safe_url} refused the commit: {_first_line(exc)}"
+            ) from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def current_connection(engine: Engine) -> Connection | None:
+    """The connection of the ambient transaction on ``engine``, if one is open."""
+    current = _current.get()
+    if current is not None and current[0] is engine:
+        return current[1]
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

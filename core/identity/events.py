@@ -1,0 +1,124 @@
+"""Identity events: what every write emits, who initiated it, and the ordered bus.
+
+Subscribers run in order (lowest ``order`` first). ``PRE`` subscribers run before the store
+call and may veto by raising; ``POST`` subscribers run after it *inside the same
+transaction* (the provisioning outbox writes its jobs there, so a job exists exactly when
+the change commits); ``COMMITTED`` subscribers run after the commit and must not fail the
+write (live views, notifications).
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RESIDENT_APPLICATION = "resident"
+
+
+class EventType(StrEnum):
+    USER_ADDED = "user.added"
+    USER_CLAIMS_CHANGED = "user.claims_changed"
+    USER_CLAIMS_REMOVED = "user.claims_removed"
+    PASSWORD_CHANGED = "user.password_changed"
+    USER_DELETED = "user.deleted"
+    USER_ROLES_CHANGED = "user.roles_changed"
+    GROUP_ADDED = "group.added"
+    GROUP_RENAMED = "group.renamed"
+    GROUP_MEMBERS_CHANGED = "group.members_changed"
+    GROUP_DELETED = "group.deleted"
+
+
+class Phase(StrEnum):
+    PRE = "pre"
+    POST = "post"
+    COMMITTED = "committed"
+
+
+class Face(StrEnum):
+    CLI = "cli"
+    CONSOLE = "console"
+    SCIM = "scim"
+    JIT = "jit"
+    CONFIG = "config"
+
+
+@dataclass(frozen=True)
+class Initiator:
+    """Who asked for a write, from which face, on behalf of which application."""
+
+    actor: str
+    face: Face
+    application: str = RESIDENT_APPLICATION
+    jit: bool = False
+
+    @classmethod
+    def admin(cls, face: Face = Face.CLI) -> Initiator:
+        """The administrator at this terminal (the OS user), through the resident app."""
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "unknown"
+        return cls(actor=f"os:{user}", face=face)
+
+    @classmethod
+    def application_client(cls, application: str) -> Initiator:
+        return cls(actor=f"app:{application}", face=Face.SCIM, application=application)
+
+    @classmethod
+    def jit_login(cls, application: str, idp: str) -> Initiator:
+        return cls(actor=f"jit:{idp}", face=Face.JIT, application=application, jit=True)
+
+
+@dataclass(frozen=True)
+class IdentityEvent:
+    """One change. ``entity_id`` is the store's immutable id (user or group).
+
+    ``data`` holds what the change was, e.g. the claims set, the roles added and removed,
+    the old and new group names. A password is never in ``data``; ``PASSWORD_CHANGED``
+    and ``USER_ADDED`` carry it in ``secret`` so the provisioning planner can send it on
+    create and credential change, and nothing else ever prints it.
+    """
+
+    type: EventType
+    initiator: Initiator
+    domain: str
+    entity_id: str
+    name: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    secret: str | None = field(default=None, repr=False)
+
+
+Handler = Callable[[IdentityEvent], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subs: dict[Phase, list[tuple[int, int, Handler]]] = {p: [] for p in Phase}
+        self._seq = 0
+
+    def subscribe(self, phase: Phase, handler: Handler, order: int = 50) -> Callable[[], None]:
+        """Add a handler; returns a function that removes it."""
+        self._seq += 1
+        entry = (order, self._seq, handler)
+        self._subs[phase].append(entry)
+        self._subs[phase].sort(key=lambda e: (e[0], e[1]))
+        return lambda: self._subs[phase].remove(entry)
+
+    def has_subscribers(self, phase: Phase) -> bool:
+        return bool(self._subs[phase])
+
+    def emit(self, phase: Phase, event: IdentityEvent) -> None:
+        for _order, _seq, handler in list(self._subs[phase]):
+            if phase is Phase.COMMITTED:
+                try:
+                    handler(event)
+                except Exception:  # a listener must never undo a committed write
+                    log.exception("committed-event subscriber failed on %s", event.type)
+            else:
+                handler(event)

@@ -1,0 +1,245 @@
+"""Tables of the system database (SQLAlchemy Core).
+
+The PRIMARY userstore tables (``um_*``) live here too so that a PRIMARY write and its audit
+row (and, later, its outbox job) commit in one transaction. Alembic migrations in
+``core/migrations`` create exactly these tables; ``tests/test_migrations.py`` checks that the
+two never drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.types import TypeEngine
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+
+def name_type(length: int) -> TypeEngine[str]:
+    """A name column that compares byte-wise on every backend.
+
+    Prefix search is a range scan (``>= p AND < p + U+FFFF``); that is only correct when the
+    column collates by code point, so PostgreSQL gets ``C`` and MariaDB ``utf8mb4_bin``
+    (its default collation would also make ``Alice`` and ``alice`` collide).
+    """
+    return (
+        String(length)
+        .with_variant(postgresql.VARCHAR(length, collation="C"), "postgresql")
+        .with_variant(mysql.VARCHAR(length, collation="utf8mb4_bin"), "mysql", "mariadb")
+    )
+
+
+def _ts(name: str, nullable: bool = False) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+# ---------------------------------------------------------------- userstore (SQL schema)
+# The same four tables serve PRIMARY (in the system DB) and any external SQL store.
+um_users = Table(
+    "um_users",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("store", name_type(64), nullable=False),
+    Column("user_id", String(36), nullable=False, unique=True),
+    Column("username", name_type(255), nullable=False),
+    Column("username_key", name_type(255), nullable=False),
+    Column("password_hash", String(255), nullable=True),
+    _ts("created"),
+    _ts("modified"),
+    UniqueConstraint("store", "username_key"),
+)
+
+um_user_attributes = Table(
+    "um_user_attributes",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("user_pk", Integer, ForeignKey("um_users.pk", ondelete="CASCADE"), nullable=False),
+    Column("name", name_type(128), nullable=False),
+    Column("value", name_type(512), nullable=False),
+    UniqueConstraint("user_pk", "name"),
+    Index("ix_um_user_attributes_name_value", "name", "value"),
+)
+
+um_groups = Table(
+    "um_groups",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("store", name_type(64), nullable=False),
+    Column("group_id", String(36), nullable=False, unique=True),
+    Column("name", name_type(255), nullable=False),
+    Column("name_key", name_type(255), nullable=False),
+    _ts("created"),
+    _ts("modified"),
+    UniqueConstraint("store", "name_key"),
+)
+
+um_memberships = Table(
+    "um_memberships",
+    metadata,
+    Column("group_pk", Integer, ForeignKey("um_groups.pk", ondelete="CASCADE"), primary_key=True),
+    Column("user_pk", Integer, ForeignKey("um_users.pk", ondelete="CASCADE"), primary_key=True),
+    Index("ix_um_memberships_user_pk", "user_pk"),
+)
+
+# ---------------------------------------------------------------- userstore registry
+userstores = Table(
+    "userstores",
+    metadata,
+    Column("domain", name_type(64), primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("properties", JSON, nullable=False),
+    Column("secrets", JSON, nullable=False),
+)
+
+# ---------------------------------------------------------------- claims
+local_claims = Table(
+    "local_claims",
+    metadata,
+    Column("uri", name_type(255), primary_key=True),
+    Column("display_name", String(255), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("required", Boolean, nullable=False, default=False),
+    Column("read_only", Boolean, nullable=False, default=False),
+    Column("regex", String(512), nullable=True),
+)
+
+claim_attribute_mappings = Table(
+    "claim_attribute_mappings",
+    metadata,
+    Column("claim_uri", name_type(255), ForeignKey("local_claims.uri", ondelete="CASCADE"),
+           primary_key=True),
+    Column("domain", name_type(64), primary_key=True),
+    Column("attribute", name_type(128), nullable=False),
+)
+
+external_claim_mappings = Table(
+    "external_claim_mappings",
+    metadata,
+    Column("dialect", name_type(255), primary_key=True),
+    Column("external_uri", name_type(255), primary_key=True),
+    Column("claim_uri", name_type(255), ForeignKey("local_claims.uri", ondelete="CASCADE"),
+           nullable=False),
+)
+
+# ---------------------------------------------------------------- internal roles
+internal_roles = Table(
+    "internal_roles",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("role_id", String(36), nullable=False, unique=True),
+    Column("name", name_type(255), nullable=False, unique=True),
+    _ts("created"),
+)
+
+internal_role_members = Table(
+    "internal_role_members",
+    metadata,
+    Column("role_pk", Integer, ForeignKey("internal_roles.pk", ondelete="CASCADE"),
+           primary_key=True),
+    Column("domain", name_type(64), primary_key=True),
+    Column("user_id", String(64), primary_key=True),
+    Index("ix_internal_role_members_domain_user_id", "domain", "user_id"),
+)
+
+# ---------------------------------------------------------------- identity providers
+identity_providers = Table(
+    "identity_providers",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("name", name_type(255), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("claim_mappings", JSON, nullable=False),
+    Column("role_mappings", JSON, nullable=False),
+    Column("provisioning_roles", JSON, nullable=False),
+    Column("jit", JSON, nullable=False),
+)
+
+connector_configs = Table(
+    "connector_configs",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("idp_pk", Integer, ForeignKey("identity_providers.pk", ondelete="CASCADE"),
+           nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("is_default", Boolean, nullable=False, default=False),
+    Column("properties", JSON, nullable=False),
+    # {property: {"cipher": <Fernet token>, "ref": "${env:NAME}" | null}}
+    Column("secrets", JSON, nullable=False),
+    UniqueConstraint("idp_pk", "type"),
+)
+
+# ---------------------------------------------------------------- applications
+applications = Table(
+    "applications",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("name", name_type(255), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("is_resident", Boolean, nullable=False, default=False),
+    Column("inbound_domain", name_type(64), nullable=False, default="PRIMARY"),
+    Column("proxy_mode", Boolean, nullable=False, default=False),
+    Column("fail_on_blocking_failure", Boolean, nullable=False, default=False),
+)
+
+application_tokens = Table(
+    "application_tokens",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("app_pk", Integer, ForeignKey("applications.pk", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("hint", String(16), nullable=False),
+    _ts("created"),
+    _ts("revoked", nullable=True),
+)
+
+application_targets = Table(
+    "application_targets",
+    metadata,
+    Column("app_pk", Integer, ForeignKey("applications.pk", ondelete="CASCADE"),
+           primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("idp_name", name_type(255), nullable=False),
+    Column("connector_type", String(64), nullable=False),
+    Column("blocking", Boolean, nullable=False, default=False),
+    Column("jit", Boolean, nullable=False, default=False),
+)
+
+# ---------------------------------------------------------------- audit
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    _ts("at"),
+    Column("actor", String(255), nullable=False),
+    Column("face", String(32), nullable=False),
+    Column("application", String(255), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(512), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Index("ix_audit_log_at", "at"),
+)

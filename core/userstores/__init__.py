@@ -1,0 +1,1 @@
+"""Userstores: one protocol (``base``), its SQL and LDAP implementations, and the router."""

@@ -1,0 +1,446 @@
+"""The SQL userstore (SQLAlchemy Core): PRIMARY, and any external SQL database.
+
+Rows are keyed by an integer ``pk``; the immutable public id is a UUID. Listing is keyset
+paging on ``(store, username_key)`` and search on ``(name, value)`` of the attribute table,
+so the first page, a username prefix search and an exact attribute search read a bounded
+number of index entries whatever the size of the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from core.db import current_connection
+from core.errors import AlreadyExists, InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
+from core.passwords import PasswordHashing
+from core.schema import um_groups, um_memberships, um_user_attributes, um_users
+from core.userstores.base import (
+    Capabilities,
+    Health,
+    NewUser,
+    Page,
+    Policies,
+    StoredGroup,
+    StoredUser,
+)
+
+#: Upper bound appended to a prefix to turn it into a range scan.
+_PREFIX_END = "\U0010ffff"
+MAX_PAGE_SIZE = 1000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _encode_cursor(kind: str, value: str) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode()
+
+
+def _decode_cursor(cursor: str, kind: str) -> str:
+    try:
+        got_kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("the paging cursor is not valid (start the listing again)") from exc
+    if got_kind != kind:
+        raise InvalidInput("the paging cursor belongs to another listing")
+    return value
+
+
+class SqlUserStore:
+    """A userstore in the ``um_*`` tables of one SQL database."""
+
+    def __init__(
+        self,
+        domain: str,
+        engine: Engine,
+        hashing: PasswordHashing,
+        policies: Policies | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.domain = domain
+        self.engine = engine
+        self.hashing = hashing
+        self.policies = policies or Policies()
+        self.capabilities = Capabilities(
+            writable_users=not read_only, writable_groups=not read_only, bulk_import=not read_only
+        )
+
+    # ------------------------------------------------------------------ plumbing
+    @contextlib.contextmanager
+    def _conn(self) -> Iterator[Connection]:
+        """The ambient system-DB transaction when this store lives there, else our own."""
+        ambient = current_connection(self.engine)
+        if ambient is not None:
+            yield ambient
+            return
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except (OperationalError, DBAPIError) as exc:
+            if isinstance(exc, IntegrityError):
+                raise
+            raise StoreUnavailable(f"userstore {self.domain} is unreachable: {exc.orig}") from exc
+
+    def _require_writable(self, groups: bool = False) -> None:
+        ok = self.capabilities.writable_groups if groups else self.capabilities.writable_users
+        if not ok:
+            what = "groups" if groups else "users"
+            raise ReadOnlyStore(f"userstore {self.domain} is read-only for {what}")
+
+    def _user_pk(self, conn: Connection, user_id: str) -> int:
+        pk = conn.execute(
+            select(um_users.c.pk).where(um_users.c.user_id == user_id,
+                                        um_users.c.store == self.domain)
+        ).scalar()
+        if pk is None:
+            raise NotFound(f"user {user_id} does not exist in {self.domain}")
+        return int(pk)
+
+    def _group_pk(self, conn: Connection, group_id: str) -> int:
+        pk = conn.execute(
+            select(um_groups.c.pk).where(um_groups.c.group_id == group_id,
+                                         um_groups.c.store == self.domain)
+        ).scalar()
+        if pk is None:
+            raise NotFound(f"group {group_id} does not exist in {self.domain}")
+        return int(pk)
+
+    def _attributes(self, conn: Connection, pks: Sequence[int]) -> dict[int, dict[str, str]]:
+        out: dict[int, dict[str, str]] = {pk: {} for pk in pks}
+        if not pks:
+            return out
+        rows = conn.execute(
+            select(um_user_attributes.c.user_pk, um_user_attributes.c.name,
+                   um_user_attributes.c.value).where(um_user_attributes.c.user_pk.in_(pks))
+        )
+        for user_pk, name, value in rows:
+            out[user_pk][name] = value
+        return out
+
+    def _users(self, conn: Connection, rows: Sequence[Any]) -> list[StoredUser]:
+        attrs = self._attributes(conn, [r.pk for r in rows])
+        return [
+            StoredUser(r.user_id, self.domain, r.username, attrs[r.pk], r.created, r.modified)
+            for r in rows
+        ]
+
+    def _group(self, r: Any) -> StoredGroup:
+        return StoredGroup(r.group_id, self.domain, r.name, r.created, r.modified)
+
+    _user_cols = (um_users.c.pk, um_users.c.user_id, um_users.c.username,
+                  um_users.c.created, um_users.c.modified)
+    _group_cols = (um_groups.c.pk, um_groups.c.group_id, um_groups.c.name,
+                   um_groups.c.created, um_groups.c.modified)
+
+    # ------------------------------------------------------------------ users
+    def add_user(self, user: NewUser) -> StoredUser:
+        return self.add_users([user])[0]
+
+    def add_users(self, users: Sequence[NewUser]) -> list[StoredUser]:
+        """Insert a batch in one round of ``executemany``; all or nothing."""
+        self._require_writable()
+        now = _now()
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for u in users:
+            key = self.policies.key(u.username)
+            if key in seen:
+                raise AlreadyExists(f"user {self.domain}/{u.username} appears twice")
+            seen.add(key)
+            rows.append({
+                "store": self.domain, "user_id": str(uuid.uuid4()), "username": u.username,
+                "username_key": key, "created": now, "modified": now,
+                "password_hash": self.hashing.hash(u.password) if u.password else None,
+            })
+        with self._conn() as conn:
+            existing = conn.execute(
+                select(um_users.c.username).where(
+                    um_users.c.store == self.domain,
+                    um_users.c.username_key.in_([r["username_key"] for r in rows]),
+                ).limit(1)
+            ).scalar()
+            if existing is not None:
+                raise AlreadyExists(f"user {self.domain}/{existing} already exists")
+            try:
+                conn.execute(insert(um_users), rows)
+            except IntegrityError as exc:
+                raise AlreadyExists(
+                    f"a user of this batch already exists in {self.domain}") from exc
+            ids = [r["user_id"] for r in rows]
+            pks: dict[str, int] = dict(conn.execute(
+                select(um_users.c.user_id, um_users.c.pk).where(um_users.c.user_id.in_(ids))
+            ).all())
+            attr_rows = [
+                {"user_pk": pks[r["user_id"]], "name": k, "value": v}
+                for r, u in zip(rows, users, strict=True)
+                for k, v in u.attributes.items()
+            ]
+            if attr_rows:
+                conn.execute(insert(um_user_attributes), attr_rows)
+        return [
+            StoredUser(r["user_id"], self.domain, r["username"], dict(u.attributes), now, now)
+            for r, u in zip(rows, users, strict=True)
+        ]
+
+    def get_user(self, user_id: str) -> StoredUser | None:
+        with self._conn() as conn:
+            rows = conn.execute(select(*self._user_cols).where(
+                um_users.c.user_id == user_id, um_users.c.store == self.domain)).all()
+            return self._users(conn, rows)[0] if rows else None
+
+    def get_user_by_name(self, username: str) -> StoredUser | None:
+        with self._conn() as conn:
+            rows = conn.execute(select(*self._user_cols).where(
+                um_users.c.store == self.domain,
+                um_users.c.username_key == self.policies.key(username))).all()
+            return self._users(conn, rows)[0] if rows else None
+
+    def update_attributes(
+        self, user_id: str, set_: Mapping[str, str], remove: Sequence[str] = ()
+    ) -> StoredUser:
+        self._require_writable()
+        with self._conn() as conn:
+            pk = self._user_pk(conn, user_id)
+            names = list(set_) + list(remove)
+            if names:
+                conn.execute(delete(um_user_attributes).where(
+                    um_user_attributes.c.user_pk == pk, um_user_attributes.c.name.in_(names)))
+            if set_:
+                conn.execute(insert(um_user_attributes), [
+                    {"user_pk": pk, "name": k, "value": v} for k, v in set_.items()])
+            conn.execute(update(um_users).where(um_users.c.pk == pk).values(modified=_now()))
+            rows = conn.execute(select(*self._user_cols).where(um_users.c.pk == pk)).all()
+            return self._users(conn, rows)[0]
+
+    def delete_user(self, user_id: str) -> None:
+        self._require_writable()
+        with self._conn() as conn:
+            pk = self._user_pk(conn, user_id)
+            # Explicit deletes: SQLite only cascades with foreign_keys=ON on every connection.
+            conn.execute(delete(um_memberships).where(um_memberships.c.user_pk == pk))
+            conn.execute(delete(um_user_attributes).where(um_user_attributes.c.user_pk == pk))
+            conn.execute(delete(um_users).where(um_users.c.pk == pk))
+
+    def set_password(self, user_id: str, password: str) -> None:
+        self._require_writable()
+        hashed = self.hashing.hash(password)
+        with self._conn() as conn:
+            pk = self._user_pk(conn, user_id)
+            conn.execute(update(um_users).where(um_users.c.pk == pk)
+                         .values(password_hash=hashed, modified=_now()))
+
+    def verify_password(self, username: str, password: str) -> StoredUser | None:
+        with self._conn() as conn:
+            row = conn.execute(select(*self._user_cols, um_users.c.password_hash).where(
+                um_users.c.store == self.domain,
+                um_users.c.username_key == self.policies.key(username))).first()
+            if row is None or not self.hashing.verify(row.password_hash, password):
+                return None
+            return self._users(conn, [row])[0]
+
+    def list_users(
+        self,
+        page_size: int,
+        cursor: str | None = None,
+        prefix: str | None = None,
+        attribute: tuple[str, str] | None = None,
+    ) -> Page[StoredUser]:
+        size = max(1, min(page_size, MAX_PAGE_SIZE))
+        with self._conn() as conn:
+            if attribute is not None:
+                name, value = attribute
+                q = (select(*self._user_cols)
+                     .join(um_user_attributes, um_user_attributes.c.user_pk == um_users.c.pk)
+                     .where(um_user_attributes.c.name == name,
+                            um_user_attributes.c.value == value,
+                            um_users.c.store == self.domain)
+                     .order_by(um_users.c.pk).limit(size + 1))
+                if cursor:
+                    q = q.where(um_users.c.pk > int(_decode_cursor(cursor, "p")))
+                rows = conn.execute(q).all()
+                more = len(rows) > size
+                rows = rows[:size]
+                nxt = _encode_cursor("p", str(rows[-1].pk)) if more else None
+                return Page(self._users(conn, rows), nxt)
+            after = [um_users.c.username_key > _decode_cursor(cursor, "u")] if cursor else []
+            keyed = conn.execute(
+                select(*self._user_cols, um_users.c.username_key)
+                .where(um_users.c.store == self.domain, *self._prefix(prefix), *after)
+                .order_by(um_users.c.username_key).limit(size + 1)).all()
+            nxt = _encode_cursor("u", keyed[size - 1].username_key) \
+                if len(keyed) > size else None
+            return Page(self._users(conn, keyed[:size]), nxt)
+
+    def _prefix(self, prefix: str | None) -> list[Any]:
+        if not prefix:
+            return []
+        key = self.policies.key(prefix)
+        return [um_users.c.username_key >= key, um_users.c.username_key < key + _PREFIX_END]
+
+    def count_users(self, prefix: str | None = None) -> int:
+        with self._conn() as conn:
+            return int(conn.execute(select(func.count()).select_from(um_users).where(
+                um_users.c.store == self.domain, *self._prefix(prefix))).scalar_one())
+
+    # ------------------------------------------------------------------ groups
+    def add_group(self, name: str, member_ids: Sequence[str] = ()) -> StoredGroup:
+        self._require_writable(groups=True)
+        now = _now()
+        gid = str(uuid.uuid4())
+        with self._conn() as conn:
+            if self._find_group(conn, name) is not None:
+                raise AlreadyExists(f"group {self.domain}/{name} already exists")
+            try:
+                conn.execute(insert(um_groups).values(
+                    store=self.domain, group_id=gid, name=name,
+                    name_key=self.policies.key(name), created=now, modified=now))
+            except IntegrityError as exc:
+                raise AlreadyExists(f"group {self.domain}/{name} already exists") from exc
+            if member_ids:
+                self._set_members(conn, self._group_pk(conn, gid), member_ids, ())
+        return StoredGroup(gid, self.domain, name, now, now)
+
+    def _find_group(self, conn: Connection, name: str) -> Any:
+        return conn.execute(select(*self._group_cols).where(
+            um_groups.c.store == self.domain,
+            um_groups.c.name_key == self.policies.key(name))).first()
+
+    def get_group(self, group_id: str) -> StoredGroup | None:
+        with self._conn() as conn:
+            row = conn.execute(select(*self._group_cols).where(
+                um_groups.c.group_id == group_id, um_groups.c.store == self.domain)).first()
+            return self._group(row) if row else None
+
+    def get_group_by_name(self, name: str) -> StoredGroup | None:
+        with self._conn() as conn:
+            row = self._find_group(conn, name)
+            return self._group(row) if row else None
+
+    def rename_group(self, group_id: str, new_name: str) -> StoredGroup:
+        self._require_writable(groups=True)
+        with self._conn() as conn:
+            pk = self._group_pk(conn, group_id)
+            other = self._find_group(conn, new_name)
+            if other is not None and other.pk != pk:
+                raise AlreadyExists(f"group {self.domain}/{new_name} already exists")
+            conn.execute(update(um_groups).where(um_groups.c.pk == pk).values(
+                name=new_name, name_key=self.policies.key(new_name), modified=_now()))
+            row = conn.execute(select(*self._group_cols).where(um_groups.c.pk == pk)).one()
+            return self._group(row)
+
+    def delete_group(self, group_id: str) -> None:
+        self._require_writable(groups=True)
+        with self._conn() as conn:
+            pk = self._group_pk(conn, group_id)
+            conn.execute(delete(um_memberships).where(um_memberships.c.group_pk == pk))
+            conn.execute(delete(um_groups).where(um_groups.c.pk == pk))
+
+    def list_groups(
+        self, page_size: int, cursor: str | None = None, prefix: str | None = None
+    ) -> Page[StoredGroup]:
+        size = max(1, min(page_size, MAX_PAGE_SIZE))
+        q = select(*self._group_cols, um_groups.c.name_key).where(um_groups.c.store == self.domain)
+        if prefix:
+            key = self.policies.key(prefix)
+            q = q.where(um_groups.c.name_key >= key, um_groups.c.name_key < key + _PREFIX_END)
+        if cursor:
+            q = q.where(um_groups.c.name_key > _decode_cursor(cursor, "g"))
+        with self._conn() as conn:
+            rows = conn.execute(q.order_by(um_groups.c.name_key).limit(size + 1)).all()
+        more = len(rows) > size
+        rows = rows[:size]
+        return Page([self._group(r) for r in rows],
+                    _encode_cursor("g", rows[-1].name_key) if more else None)
+
+    def update_members(
+        self, group_id: str, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> None:
+        self._require_writable(groups=True)
+        with self._conn() as conn:
+            gpk = self._group_pk(conn, group_id)
+            self._set_members(conn, gpk, add, remove)
+            conn.execute(update(um_groups).where(um_groups.c.pk == gpk).values(modified=_now()))
+
+    def _set_members(
+        self, conn: Connection, gpk: int, add: Sequence[str], remove: Sequence[str]
+    ) -> None:
+        wanted = set(add) | set(remove)
+        found = dict(conn.execute(select(um_users.c.user_id, um_users.c.pk).where(
+            um_users.c.store == self.domain, um_users.c.user_id.in_(wanted))).all())
+        missing = wanted - found.keys()
+        if missing:
+            raise NotFound(
+                f"{len(missing)} member(s) are not users of {self.domain}: "
+                + ", ".join(sorted(missing)[:5]))
+        if remove:
+            conn.execute(delete(um_memberships).where(
+                um_memberships.c.group_pk == gpk,
+                um_memberships.c.user_pk.in_([found[i] for i in remove])))
+        if add:
+            already = set(conn.execute(select(um_memberships.c.user_pk).where(
+                um_memberships.c.group_pk == gpk,
+                um_memberships.c.user_pk.in_([found[i] for i in add]))).scalars())
+            new = [{"group_pk": gpk, "user_pk": found[i]} for i in dict.fromkeys(add)
+                   if found[i] not in already]
+            if new:
+                conn.execute(insert(um_memberships), new)
+
+    def members_of(
+        self, group_id: str, page_size: int, cursor: str | None = None
+    ) -> Page[StoredUser]:
+        size = max(1, min(page_size, MAX_PAGE_SIZE))
+        with self._conn() as conn:
+            gpk = self._group_pk(conn, group_id)
+            q = (select(*self._user_cols, um_users.c.username_key)
+                 .join(um_memberships, um_memberships.c.user_pk == um_users.c.pk)
+                 .where(um_memberships.c.group_pk == gpk)
+                 .order_by(um_users.c.username_key).limit(size + 1))
+            if cursor:
+                q = q.where(um_users.c.username_key > _decode_cursor(cursor, "m"))
+            rows = conn.execute(q).all()
+            more = len(rows) > size
+            rows = rows[:size]
+            return Page(self._users(conn, rows),
+                        _encode_cursor("m", rows[-1].username_key) if more else None)
+
+    def groups_of(self, user_id: str) -> list[StoredGroup]:
+        with self._conn() as conn:
+            upk = self._user_pk(conn, user_id)
+            rows = conn.execute(
+                select(*self._group_cols)
+                .join(um_memberships, um_memberships.c.group_pk == um_groups.c.pk)
+                .where(and_(um_memberships.c.user_pk == upk))
+                .order_by(um_groups.c.name_key)).all()
+            return [self._group(r) for r in rows]
+
+    # ------------------------------------------------------------------ operations
+    def health(self) -> Health:
+        started = time.perf_counter()
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+        except (OperationalError, DBAPIError) as exc:
+            return Health(False, f"unreachable: {str(exc.orig).splitlines()[0]}")
+        return Health(True, "ok", (time.perf_counter() - started) * 1000)
+
+    def close(self) -> None:
+        """The engine belongs to whoever made it (the system DB for PRIMARY)."""
