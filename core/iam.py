@@ -67,7 +67,7 @@ class Iam:
     @property
     def claims(self) -> ClaimCatalog:
         if self._claims is None:
-            with self.db.engine.connect() as conn:
+            with self.db.transaction() as conn:
                 self._claims = ClaimCatalog.load(conn)
         return self._claims
 
@@ -76,7 +76,7 @@ class Iam:
 
     # ------------------------------------------------------------------ userstores
     def userstore_definitions(self) -> list[StoreDefinition]:
-        with self.db.engine.connect() as conn:
+        with self.db.transaction() as conn:
             rows = conn.execute(select(userstores_table).order_by(
                 userstores_table.c.position)).mappings().all()
         return [StoreDefinition(r["domain"], r["type"], r["position"], r["enabled"],
@@ -143,11 +143,11 @@ class Iam:
 
     # ------------------------------------------------------------------ identity providers
     def idp_names(self) -> list[str]:
-        with self.db.engine.connect() as conn:
+        with self.db.transaction() as conn:
             return idps.names(conn)
 
     def get_idp(self, name: str) -> idps.IdentityProvider:
-        with self.db.engine.connect() as conn:
+        with self.db.transaction() as conn:
             return idps.get(conn, self.secrets, name)
 
     def save_idp(self, initiator: Initiator, idp: idps.IdentityProvider) -> None:
@@ -168,15 +168,15 @@ class Iam:
 
     # ------------------------------------------------------------------ applications
     def app_names(self) -> list[str]:
-        with self.db.engine.connect() as conn:
+        with self.db.transaction() as conn:
             return apps.names(conn)
 
     def get_app(self, name: str) -> apps.Application:
-        with self.db.engine.connect() as conn:
+        with self.db.transaction() as conn:
             return apps.get(conn, name)
 
     def resident_app(self) -> apps.Application:
-        with self.db.engine.connect() as conn:
+        with self.db.transaction() as conn:
             name = conn.execute(select(apps.applications.c.name).where(
                 apps.applications.c.is_resident)).scalar_one()
             return apps.get(conn, name)
@@ -214,15 +214,15 @@ class Iam:
         return n
 
     def app_tokens(self, app_name: str) -> list[apps.TokenInfo]:
-        with self.db.engine.connect() as conn:
+        with self.db.transaction() as conn:
             return apps.tokens(conn, app_name)
 
     def authenticate_token(self, token: str) -> apps.Application | None:
-        with self.db.engine.connect() as conn:
+        with self.db.transaction() as conn:
             return apps.authenticate(conn, token)
 
     # ------------------------------------------------------------------ audit
     def audit_log(self, limit: int = 100, action: str | None = None,
                   target: str | None = None) -> list[audit.AuditEntry]:
-        with self.db.engine.connect() as conn:
+        with self.db.transaction() as conn:
             return audit.read(conn, limit, action, target)

@@ -93,7 +93,7 @@ class UserstoreRouter:
     def load(self) -> None:
         """(Re)read the store definitions and open the stores."""
         self.close()
-        with self.db.engine.connect() as conn:
+        with self.db.transaction() as conn:  # joins an open apply, so it sees its rows
             rows = conn.execute(select(userstores_table).order_by(
                 userstores_table.c.position)).mappings().all()
         for r in rows:
