@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, fields
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from core.errors import InvalidInput
+
+ARGON2_ENV = "MWARE_IAM_ARGON2"
 
 
 @dataclass(frozen=True)
@@ -14,10 +19,28 @@ class Argon2Params:
     memory_cost: int = 65536  # KiB
     parallelism: int = 4
 
+    @classmethod
+    def from_env(cls) -> Argon2Params:
+        """Parameters from ``$MWARE_IAM_ARGON2``, e.g. ``time_cost=4,memory_cost=131072``."""
+        text = os.environ.get(ARGON2_ENV, "").strip()
+        if not text:
+            return cls()
+        names = {f.name for f in fields(cls)}
+        values: dict[str, int] = {}
+        for item in text.split(","):
+            key, _, raw = item.partition("=")
+            key = key.strip()
+            if key not in names or not raw.strip().isdigit() or int(raw) < 1:
+                raise InvalidInput(
+                    f"${ARGON2_ENV}: {item.strip()!r} is not valid; expected NAME=POSITIVE "
+                    f"INTEGER with NAME one of {', '.join(sorted(names))}")
+            values[key] = int(raw)
+        return cls(**values)
+
 
 class PasswordHashing:
     def __init__(self, params: Argon2Params | None = None) -> None:
-        p = params or Argon2Params()
+        p = params or Argon2Params.from_env()
         self._hasher = PasswordHasher(
             time_cost=p.time_cost, memory_cost=p.memory_cost, parallelism=p.parallelism,
             type=Type.ID,
