@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -262,4 +263,84 @@ audit_log = Table(
     Column("target", String(512), nullable=False),
     Column("detail", JSON, nullable=False),
     Index("ix_audit_log_at", "at"),
+)
+
+# ---------------------------------------------------------------- outbound provisioning
+# A target is one connector of one identity provider, keyed "idp:type" by name (not by the
+# connector row), so that editing a connector never loses the mappings (reference #11343).
+prov_jobs = Table(
+    "prov_jobs",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("target", name_type(320), nullable=False),
+    Column("entity_type", String(8), nullable=False),
+    Column("entity_domain", name_type(64), nullable=False),
+    Column("entity_id", String(64), nullable=False),
+    Column("entity_name", String(512), nullable=False),
+    #: "type:domain:id" — jobs of one key run one at a time, in pk order.
+    Column("entity_key", name_type(160), nullable=False),
+    Column("operation", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    _ts("next_attempt_at"),
+    Column("lease_owner", String(64), nullable=True),
+    _ts("lease_until", nullable=True),
+    Column("application", String(255), nullable=False),
+    Column("jit", Boolean, nullable=False, default=False),
+    Column("blocking", Boolean, nullable=False, default=False),
+    Column("last_error", Text, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    _ts("created"),
+    _ts("updated"),
+    Index("ix_prov_jobs_state_next", "state", "next_attempt_at"),
+    Index("ix_prov_jobs_target_key_state", "target", "entity_key", "state"),
+    Index("ix_prov_jobs_target_state", "target", "state"),
+)
+
+prov_attempts = Table(
+    "prov_attempts",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("job_pk", Integer, ForeignKey("prov_jobs.pk", ondelete="CASCADE"), nullable=False),
+    Column("target", name_type(320), nullable=False),
+    _ts("at"),
+    Column("duration_ms", Float, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("exchanges", JSON, nullable=False),
+    Index("ix_prov_attempts_target_at", "target", "at"),
+    Index("ix_prov_attempts_job_pk", "job_pk"),
+)
+
+prov_mappings = Table(
+    "prov_mappings",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("target", name_type(320), nullable=False),
+    Column("entity_type", String(8), nullable=False),
+    Column("entity_domain", name_type(64), nullable=False),
+    Column("entity_id", String(64), nullable=False),
+    Column("remote_id", String(512), nullable=False),
+    Column("remote_name", String(512), nullable=False),
+    #: True when the object existed at the target before we adopted it: never delete it
+    #: in a compensation.
+    Column("adopted", Boolean, nullable=False, default=False),
+    _ts("last_sync"),
+    Column("last_outcome", String(16), nullable=False),
+    Column("last_error", Text, nullable=True),
+    UniqueConstraint("target", "entity_type", "entity_id"),
+    Index("ix_prov_mappings_entity_id", "entity_id"),
+)
+
+prov_target_state = Table(
+    "prov_target_state",
+    metadata,
+    Column("target", name_type(320), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    _ts("quarantined_until", nullable=True),
+    Column("last_error", Text, nullable=True),
+    _ts("updated"),
 )
