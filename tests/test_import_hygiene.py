@@ -1,0 +1,70 @@
+"""The engine is headless: ``core`` imports, all of it, where Textual cannot be imported.
+
+Each check runs in a fresh interpreter so that nothing this test session already imported
+(pytest-textual-snapshot imports Textual) can hide a stray import.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# pkgutil.walk_packages alone skips directories without __init__.py (namespace packages such
+# as core/cli), so each directory is walked with pkgutil.iter_modules. core/migrations holds
+# Alembic scripts, which run only inside Alembic, not importable modules.
+WALK_CORE_WITHOUT_TEXTUAL = """
+import importlib, json, pkgutil, sys
+from pathlib import Path
+sys.modules["textual"] = None  # from here on, any import of textual raises ImportError
+
+import core
+root = Path(core.__file__).parent
+names = []
+for directory in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
+    parts = directory.relative_to(root.parent).parts
+    if "migrations" in parts or "__pycache__" in parts:
+        continue
+    package = ".".join(parts)
+    names += [f"{package}.{m.name}" for m in pkgutil.iter_modules([str(directory)])
+              if not m.ispkg or (directory / m.name / "__init__.py").exists()]
+for name in names:
+    importlib.import_module(name)
+print(json.dumps(names))
+"""
+
+CLI_WITHOUT_TEXTUAL = """
+import json, sys
+import core.cli.main
+print(json.dumps(sorted(m for m in sys.modules if m == "textual" or m.startswith("textual."))))
+"""
+
+
+def _run(script: str) -> str:
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_every_core_module_imports_without_textual() -> None:
+    imported = json.loads(_run(WALK_CORE_WITHOUT_TEXTUAL))
+    # the walk really went through the engine (a walk that finds nothing proves nothing)
+    assert {"core.iam", "core.db", "core.identity.service", "core.userstores.sql"} <= set(
+        imported)
+    expected = {".".join(p.relative_to(ROOT).with_suffix("").parts)
+                for p in (ROOT / "core").rglob("*.py")
+                if "migrations" not in p.parts and p.name != "__init__.py"}
+    assert expected <= set(imported)
+
+
+def test_the_cli_entry_point_does_not_import_textual() -> None:
+    if importlib.util.find_spec("core.cli.main") is None:
+        pytest.skip("core/cli/main.py is not written yet")
+    assert json.loads(_run(CLI_WITHOUT_TEXTUAL)) == []

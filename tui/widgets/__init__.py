@@ -1,0 +1,1 @@
+"""Widgets of the console, each owning the messages its workers post."""

@@ -1,0 +1,51 @@
+"""The header: product name, which deployment this console is on, and the READ-ONLY badge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Label
+
+from core.iam import Iam
+
+PRODUCT = "MWARE IAM"
+
+
+def describe_deployment(iam: Iam) -> str:
+    """The home (``~`` for the user's home) and the system database, password hidden.
+
+    The default SQLite file inside the home is named by its file name only, so the line stays
+    short enough for an 80-column terminal.
+    """
+    home = iam.home.path
+    url = iam.db.engine.url
+    if url.get_backend_name() == "sqlite" and url.database and \
+            Path(url.database).resolve().parent == home.resolve():
+        database = f"SQLite {Path(url.database).name}"
+    else:
+        database = iam.db.safe_url
+    return f"{_tilde(home)} · {database}"
+
+
+def _tilde(path: Path) -> str:
+    try:
+        return f"~/{path.resolve().relative_to(Path.home().resolve())}"
+    except ValueError:
+        return str(path)
+
+
+class AppHeader(Horizontal):
+    """One line: ``MWARE IAM  <deployment>  [READ-ONLY]``."""
+
+    def __init__(self, deployment: str, read_only: bool, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._deployment = deployment
+        self._read_only = read_only
+
+    def compose(self) -> ComposeResult:
+        yield Label(PRODUCT, id="product")
+        yield Label(self._deployment, id="deployment", markup=False)
+        if self._read_only:
+            yield Label("READ-ONLY", id="read-only")

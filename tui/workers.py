@@ -1,0 +1,38 @@
+"""How the console runs engine calls, and what happens when one fails.
+
+Engine calls run in ``@work(thread=True, exclusive=True, exit_on_error=False)`` workers of
+the widget that needs the data; the worker only posts a message back. A failed worker does
+not end the console: :class:`ReportsEngineErrors` turns it into an :class:`EngineFailed`
+message that bubbles up to the app, which reports it in one place (``describe_error``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import cast
+
+from textual.message_pump import MessagePump
+from textual.worker import Worker, WorkerState
+
+from core.errors import IamError
+from tui.messages import EngineFailed
+
+log = logging.getLogger(__name__)
+
+
+class ReportsEngineErrors:
+    """Mixin for widgets that run engine workers (``Worker.StateChanged`` does not bubble)."""
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state is WorkerState.ERROR and worker.error is not None:
+            node = cast(MessagePump, self)
+            node.post_message(EngineFailed(worker.description or worker.name, worker.error))
+
+
+def describe_error(error: BaseException) -> str:
+    """What the administrator reads: the engine's own message, never a stack trace."""
+    if isinstance(error, IamError):
+        return error.message
+    log.error("unexpected error in a console worker", exc_info=error)
+    return f"unexpected {type(error).__name__} (a bug: please report it)"
