@@ -32,7 +32,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
+    # The busy timeout is pysqlite's ``timeout``: 5 s, or ``?timeout=SECONDS`` in the URL.
     cur.close()
 
 
@@ -122,6 +122,11 @@ class SystemDB:
         except BaseException as exc:
             _current.reset(token)
             conn_cm.__exit__(type(exc), exc, exc.__traceback__)
+            if isinstance(exc, OperationalError):  # locked (busy timeout) or connection lost
+                raise StoreUnavailable(
+                    f"system database {self.safe_url} is unreachable or locked: "
+                    f"{_first_line(exc)}"
+                ) from exc
             raise
         _current.reset(token)
         try:

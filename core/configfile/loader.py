@@ -1,0 +1,116 @@
+"""YAML to plain Python, remembering where every value came from.
+
+PyYAML's ``compose`` gives the node tree with a start mark on every node; this module walks
+it into dicts, lists and scalars (the safe constructors build the scalars) and records the
+position of every path. It also refuses what ``safe_load`` would silently accept: a key
+given twice in one mapping, merge keys and recursive aliases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from core.configfile.errors import Positions, Reporter, YamlPath
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True)
+class Document:
+    """The file's data and where each part of it is; ``data`` is None for an empty file."""
+
+    data: Any
+    positions: Positions
+
+
+def _pos(mark: yaml.Mark) -> tuple[int, int]:
+    return mark.line + 1, mark.column + 1
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    if exc.problem and exc.context and exc.problem.startswith("but "):
+        return f"malformed YAML: {exc.context}, {exc.problem}"
+    text = f"malformed YAML: {exc.problem or exc.context or 'cannot be read'}"
+    if exc.problem and exc.context and exc.context_mark is not None:
+        line, column = _pos(exc.context_mark)
+        text += f" ({exc.context} at line {line}, column {column})"
+    return text
+
+
+class _Builder:
+    def __init__(self, loader: yaml.SafeLoader, report: Reporter) -> None:
+        self.loader = loader
+        self.report = report
+        self.positions = report.positions
+        self._open: set[int] = set()
+
+    def build(self, node: Node, path: YamlPath) -> Any:
+        self.positions.values[path] = _pos(node.start_mark)
+        if id(node) in self._open:
+            self.report.add(path, "an alias refers to a value that contains it (recursion)")
+            return None
+        self._open.add(id(node))
+        try:
+            if isinstance(node, MappingNode):
+                return self._mapping(node, path)
+            if isinstance(node, SequenceNode):
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            return self._scalar(node, path)
+        finally:
+            self._open.discard(id(node))
+
+    def _scalar(self, node: Node, path: YamlPath) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:
+            self.report.add(path, _yaml_problem(exc))
+            return None
+
+    def _mapping(self, node: MappingNode, path: YamlPath) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key_pos = _pos(key_node.start_mark)
+            if key_node.tag == _MERGE_TAG:
+                self.report.add_at(*key_pos, "merge keys (<<) are not supported: write the "
+                                            "values out")
+                continue
+            if not isinstance(key_node, ScalarNode):
+                self.report.add_at(*key_pos, "a key must be a single value, not a list or "
+                                            "mapping")
+                continue
+            key = self._scalar(key_node, path)
+            child = (*path, key)
+            if key in out:
+                first_line, first_col = self.positions.keys[child]
+                self.report.add_at(*key_pos, f"duplicate key {key!r} (first given at line "
+                                            f"{first_line}, column {first_col})")
+                continue
+            self.positions.keys[child] = key_pos
+            out[key] = self.build(value_node, child)
+        return out
+
+
+def load_text(text: str, report: Reporter) -> Document | None:
+    """The document, or None when the YAML is malformed (the error is in ``report``)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = None if node is None else _Builder(loader, report).build(node, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = _pos(mark) if mark is not None else (1, 1)
+        report.add_at(line, column, _yaml_problem(exc))
+        return None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        report.add_at(line, column, f"malformed YAML: character #x{exc.character:04x} is not "
+                                    f"allowed ({exc.reason})")
+        return None
+    finally:
+        loader.dispose()
+    return Document(data, report.positions)
