@@ -52,6 +52,11 @@ class ConnectorSpec:
     #: Properties required only when another property has a value: (prop, other, value).
     required_when: tuple[tuple[str, str, str], ...] = ()
     supports_groups: bool = False
+    #: A property that must be set for groups to be sent (e.g. the group endpoint).
+    groups_need: str | None = None
+    #: The claim dialect the connector speaks natively (the SCIM 2.0 dialect for SCIM):
+    #: used when the identity provider defines no claim mappings of its own.
+    dialect: str | None = None
 
     @property
     def all_properties(self) -> tuple[PropertySpec, ...]:
@@ -190,6 +195,15 @@ def registry() -> dict[str, ConnectorSpec]:
     from connectors import scim2
 
     return {spec.type: spec for spec in (scim2.SPEC,)}
+
+
+def connector_class(connector_type: str) -> type[Connector]:
+    """The implementation of a connector type (imported on first use)."""
+    spec_for(connector_type)
+    from connectors import scim2
+
+    classes: dict[str, type[Connector]] = {"scim2": scim2.Scim2Connector}
+    return classes[connector_type]
 
 
 def spec_for(connector_type: str) -> ConnectorSpec:

@@ -1,8 +1,68 @@
-"""SCIM 2.0 outbound connector: property schema (the HTTP operations land with the engine)."""
+"""SCIM 2.0 outbound connector (RFC 7643 resources, RFC 7644 protocol).
+
+Remote objects are addressed by the id the target returned and the engine stored; a name
+is searched only by ``lookup_user``/``lookup_group``, for adoption after a conflict.
+
+Decisions worth knowing:
+
+* Users are updated with a full ``PUT`` by default (the target then holds exactly what we
+  send). With ``scim2-patch-updates`` on and a target announcing PATCH, updates are
+  ``PATCH`` requests that touch only the attributes sent: one ``replace`` per attribute,
+  and for a multi-valued attribute selected by a filter (``emails[type eq "work"].value``)
+  a ``remove`` of the selected entries followed by an ``add`` of ours, so other entries
+  stay. In that mode a value removed locally is left at the target.
+* ``set_active`` and group changes use PATCH when the target's ServiceProviderConfig
+  announces it; otherwise they read the object, change it and PUT it back, with
+  ``If-Match`` when the target announces ETags (a 412 is then retried).
+* A group is created with all its members in one POST, so that the create is all or
+  nothing; member changes afterwards go by PATCH ``add``/``remove`` in chunks of
+  ``scim2-members-per-request``, which are idempotent and therefore safe to retry.
+* Passwords: on create, the user's password when ``scim2-enable-pwd-provisioning`` is on,
+  else (or when the user has none) ``scim2-default-pwd`` if set; on update only the user's
+  password (a credential change), and only when provisioning passwords is on.
+* 5xx, 429, 408, 412 and network failures are retryable (Retry-After honoured); 501 is
+  permanent (retrying cannot make the target implement the request).
+* ``exchanges`` records every request and answer without headers (so no credentials) and
+  with every password replaced by ``********``.
+"""
 
 from __future__ import annotations
 
-from connectors.base import ConnectorSpec
+import base64
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+from scim2_models import (
+    Context,
+    EnterpriseUser,
+    Group,
+    Path,
+    SCIMException,
+    User,
+)
+from scim2_models.path import CompareOperator, Comparison
+
+from connectors.base import (
+    ConflictError,
+    Connector,
+    ConnectorError,
+    ConnectorSpec,
+    Exchange,
+    OutboundGroup,
+    OutboundUser,
+    PermanentError,
+    RemoteNotFound,
+    RemoteRef,
+    RetryableError,
+)
+from core.claims import SCIM_CORE_USER, SCIM_DIALECT
 from core.properties import PropertySpec, PropertyType
 
 _P = PropertyType
@@ -27,6 +87,12 @@ SPEC = ConnectorSpec(
         PropertySpec("scim2-enable-pwd-provisioning", "Provision passwords", _P.BOOLEAN,
                      default=True),
         PropertySpec("scim2-default-pwd", "Default password", secret=True),
+        PropertySpec("scim2-patch-updates", "Update users with PATCH", _P.BOOLEAN,
+                     default=False,
+                     help="send only the mapped attributes by PATCH when the target supports "
+                          "it (values removed locally stay at the target); off: PUT the user"),
+        PropertySpec("scim2-members-per-request", "Group members per request", _P.INTEGER,
+                     default=50, help="members added or removed by one PATCH request"),
     ),
     required_when=(
         ("scim2-username", "scim2-authentication-mode", "BASIC"),
@@ -35,4 +101,488 @@ SPEC = ConnectorSpec(
         ("scim2-api-key-header", "scim2-authentication-mode", "API_KEY"),
         ("scim2-api-key-value", "scim2-authentication-mode", "API_KEY"),
     ),
+    supports_groups=True,
+    groups_need="scim2-group-ep",
+    dialect=SCIM_DIALECT,
 )
+
+SCIM_JSON = "application/scim+json"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+MASK = "********"
+UserModel = User[EnterpriseUser]
+#: Core attributes the connector sets from the OutboundUser itself, never from the mapping.
+_OWN_ATTRIBUTES = frozenset({"userName", "active", "password"})
+#: Read back and PUT again without these (server-managed).
+_READ_ONLY_KEYS = ("meta", "groups")
+_RETRYABLE_4XX = frozenset({408, 412, 429})
+_SHOWN_TEXT = 300
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the target's ServiceProviderConfig announces (all False when it has none)."""
+
+    found: bool = False
+    patch: bool = False
+    bulk: bool = False
+    bulk_max_operations: int | None = None
+    etag: bool = False
+    filter: bool = False
+
+    @classmethod
+    def from_config(cls, body: Any) -> Capabilities:
+        if not isinstance(body, Mapping):
+            return cls()
+
+        def supported(name: str) -> bool:
+            section = body.get(name)
+            return isinstance(section, Mapping) and section.get("supported") is True
+
+        bulk = body.get("bulk")
+        max_ops = bulk.get("maxOperations") if isinstance(bulk, Mapping) else None
+        return cls(True, supported("patch"), supported("bulk"),
+                   max_ops if isinstance(max_ops, int) else None,
+                   supported("etag"), supported("filter"))
+
+    def describe(self) -> str:
+        if not self.found:
+            return "no readable ServiceProviderConfig (PATCH, bulk and ETag assumed absent)"
+
+        def yes(flag: bool) -> str:
+            return "supported" if flag else "not supported"
+
+        bulk = yes(self.bulk)
+        if self.bulk and self.bulk_max_operations is not None:
+            bulk += f" (at most {self.bulk_max_operations} operations)"
+        return (f"PATCH {yes(self.patch)}, bulk {bulk}, ETag {yes(self.etag)}, "
+                f"filter {yes(self.filter)}")
+
+
+class Scim2Connector(Connector):
+    spec = SPEC
+
+    def __init__(self, properties: Mapping[str, Any], client: httpx.AsyncClient) -> None:
+        super().__init__(properties, client)
+        self.user_ep = str(properties["scim2-user-ep"]).rstrip("/")
+        self.group_ep = str(properties.get("scim2-group-ep") or "").rstrip("/")
+        #: The SCIM root: the user endpoint without its last segment (…/v2/Users -> …/v2).
+        self.base_url = self.user_ep.rsplit("/", 1)[0]
+        self.domain_prefix = str(properties.get("scim2-user-store-domain") or "")
+        self.members_per_request = max(1, int(properties.get("scim2-members-per-request")
+                                              or 50))
+        self._auth = _auth_headers(properties)
+        self._capabilities: Capabilities | None = None
+
+    # ------------------------------------------------------------ service
+    async def test_connection(self) -> str:
+        caps = await self.capabilities(refresh=True)
+        found = [f"SCIM 2.0 target at {self.base_url}: {caps.describe()}",
+                 f"users endpoint answers ({await self._count(self.user_ep, 'users')} users)"]
+        if self.group_ep:
+            found.append("groups endpoint answers "
+                         f"({await self._count(self.group_ep, 'groups')} groups)")
+        else:
+            found.append("no group endpoint: groups are not sent")
+        return "; ".join(found)
+
+    async def capabilities(self, refresh: bool = False) -> Capabilities:
+        """The target's ServiceProviderConfig, read once per connector instance."""
+        if self._capabilities is None or refresh:
+            try:
+                body = await self._call("GET", f"{self.base_url}/ServiceProviderConfig",
+                                        "read the ServiceProviderConfig")
+            except RemoteNotFound:
+                body = None
+            self._capabilities = Capabilities.from_config(body)
+        return self._capabilities
+
+    async def _count(self, endpoint: str, what: str) -> str:
+        body = await self._call("GET", endpoint, f"list {what}",
+                                params={"startIndex": "1", "count": "1"})
+        total = body.get("totalResults") if isinstance(body, Mapping) else None
+        return str(total) if isinstance(total, int) else "an unknown number of"
+
+    # ------------------------------------------------------------ users
+    def remote_username(self, user: OutboundUser) -> str:
+        if not user.username:
+            raise PermanentError("the user has no username to send as userName")
+        return f"{self.domain_prefix}/{user.username}" if self.domain_prefix else user.username
+
+    async def create_user(self, user: OutboundUser) -> RemoteRef:
+        name = self.remote_username(user)
+        what = f"create user {name!r}"
+        resource, _ = self._user_resource(user, self._create_password(user), what)
+        body = await self._call("POST", self.user_ep, what,
+                                body=resource.model_dump(
+                                    scim_ctx=Context.RESOURCE_CREATION_REQUEST))
+        created = _ref(body, "userName")
+        if created is not None:
+            return created
+        # A 2xx without an id: find what was created rather than invent an id.
+        found = await self._find(self.user_ep, "userName", name, what)
+        if found is None:
+            raise PermanentError(f"{what}: the target answered without the new user's id "
+                                 "and no user with that userName can be found")
+        return found
+
+    async def update_user(self, remote_id: str, user: OutboundUser) -> RemoteRef:
+        name = self.remote_username(user)
+        what = f"update user {name!r} (id {remote_id})"
+        resource, selections = self._user_resource(user, self._update_password(user), what)
+        body = resource.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+        url = _at(self.user_ep, remote_id)
+        if self.properties.get("scim2-patch-updates") and (await self.capabilities()).patch:
+            await self._call("PATCH", url, what, body=_patch(_user_patch_ops(body, selections)))
+        else:
+            await self._call("PUT", url, what, body=body)
+        return RemoteRef(remote_id, name)
+
+    async def set_active(self, remote_id: str, user: OutboundUser, active: bool) -> None:
+        what = f"{'enable' if active else 'disable'} user {user.username!r} (id {remote_id})"
+        url = _at(self.user_ep, remote_id)
+        if (await self.capabilities()).patch:
+            await self._call("PATCH", url, what,
+                             body=_patch([{"op": "replace", "path": "active", "value": active}]))
+            return
+        await self._read_modify_write(url, what, lambda current: {**current, "active": active})
+
+    async def delete_user(self, remote_id: str, user: OutboundUser) -> None:
+        what = f"delete user {user.username!r} (id {remote_id})"
+        await self._call("DELETE", _at(self.user_ep, remote_id), what)
+
+    async def lookup_user(self, user: OutboundUser) -> RemoteRef | None:
+        name = self.remote_username(user)
+        return await self._find(self.user_ep, "userName", name, f"look up user {name!r}")
+
+    def _create_password(self, user: OutboundUser) -> str | None:
+        own = user.password if self.properties.get("scim2-enable-pwd-provisioning") else None
+        return own or self.properties.get("scim2-default-pwd") or None
+
+    def _update_password(self, user: OutboundUser) -> str | None:
+        return user.password if self.properties.get("scim2-enable-pwd-provisioning") else None
+
+    def _user_resource(self, user: OutboundUser, password: str | None, what: str
+                       ) -> tuple[User[EnterpriseUser], dict[str, list[str]]]:
+        """The SCIM User for ``user``, validated, and the value filters used per attribute.
+
+        A malformed attribute path or value is a PermanentError, raised before any request.
+        """
+        resource = UserModel()
+        selections: dict[str, list[str]] = {}
+        for raw, value in user.attributes.items():
+            try:
+                path = Path[UserModel](raw)
+                if path.schema in (None, SCIM_CORE_USER) and path.attr in _OWN_ATTRIBUTES:
+                    continue
+                if path.value_filter is not None:
+                    _select(resource, path, selections)
+                path.set(resource, value)
+            except (SCIMException, ValueError) as exc:  # pydantic's ValidationError included
+                raise PermanentError(f"{what}: attribute {raw!r} = {value!r} cannot be sent: "
+                                     f"{_reason(exc)}") from None
+        try:
+            resource.user_name = self.remote_username(user)
+            resource.active = user.active
+            resource.password = password
+        except ValidationError as exc:
+            raise PermanentError(f"{what}: {_reason(exc)}") from None
+        return resource, selections
+
+    # ------------------------------------------------------------ groups
+    def remote_group_name(self, group: OutboundGroup) -> str:
+        if not group.name:
+            raise PermanentError("the group has no name to send as displayName")
+        return f"{self.domain_prefix}/{group.name}" if self.domain_prefix else group.name
+
+    def _groups(self) -> str:
+        if not self.group_ep:
+            raise PermanentError("groups are not sent to this target: scim2-group-ep is empty")
+        return self.group_ep
+
+    async def create_group(self, group: OutboundGroup) -> RemoteRef:
+        endpoint, name = self._groups(), self.remote_group_name(group)
+        what = f"create group {name!r}"
+        resource = Group.model_validate(
+            {"displayName": name, "members": [{"value": m} for m in group.member_ids] or None})
+        body = await self._call("POST", endpoint, what, body=resource.model_dump(
+            scim_ctx=Context.RESOURCE_CREATION_REQUEST))
+        created = _ref(body, "displayName")
+        if created is not None:
+            return created
+        found = await self._find(endpoint, "displayName", name, what)
+        if found is None:
+            raise PermanentError(f"{what}: the target answered without the new group's id "
+                                 "and no group with that displayName can be found")
+        return found
+
+    async def rename_group(self, remote_id: str, group: OutboundGroup) -> RemoteRef:
+        endpoint, name = self._groups(), self.remote_group_name(group)
+        what = f"rename group (id {remote_id}) to {name!r}"
+        url = _at(endpoint, remote_id)
+        if (await self.capabilities()).patch:
+            await self._call("PATCH", url, what, body=_patch(
+                [{"op": "replace", "path": "displayName", "value": name}]))
+        else:
+            await self._read_modify_write(url, what,
+                                          lambda current: {**current, "displayName": name})
+        return RemoteRef(remote_id, name)
+
+    async def change_members(self, remote_id: str, group: OutboundGroup,
+                             add: Sequence[str], remove: Sequence[str]) -> None:
+        if not add and not remove:
+            return
+        url = _at(self._groups(), remote_id)
+        what = f"change the members of group {group.name!r} (id {remote_id})"
+        if not (await self.capabilities()).patch:
+            await self._read_modify_write(url, what,
+                                          lambda current: _with_members(current, add, remove))
+            return
+        for chunk in _chunks(remove, self.members_per_request):
+            await self._call("PATCH", url, what, body=_patch(
+                [{"op": "remove", "path": f"members[value eq {_quote(m)}]"} for m in chunk]))
+        for chunk in _chunks(add, self.members_per_request):
+            await self._call("PATCH", url, what, body=_patch(
+                [{"op": "add", "path": "members", "value": [{"value": m} for m in chunk]}]))
+
+    async def delete_group(self, remote_id: str, group: OutboundGroup) -> None:
+        endpoint = self._groups()
+        what = f"delete group {group.name!r} (id {remote_id})"
+        await self._call("DELETE", _at(endpoint, remote_id), what)
+
+    async def lookup_group(self, group: OutboundGroup) -> RemoteRef | None:
+        endpoint, name = self._groups(), self.remote_group_name(group)
+        return await self._find(endpoint, "displayName", name, f"look up group {name!r}")
+
+    # ------------------------------------------------------------ HTTP
+    async def _find(self, endpoint: str, attribute: str, value: str, what: str
+                    ) -> RemoteRef | None:
+        """The one object whose ``attribute`` equals ``value`` (adoption only).
+
+        The answer is checked here too, so that a target ignoring the filter never makes
+        us adopt somebody else; two candidates are an error, not a guess.
+        """
+        body = await self._call("GET", endpoint, what,
+                                params={"filter": f"{attribute} eq {_quote(value)}"})
+        found = body.get("Resources") if isinstance(body, Mapping) else None
+        items = [r for r in found or [] if isinstance(r, Mapping) and r.get("id")]
+        exact = [r for r in items if r.get(attribute) == value]
+        same = exact or [r for r in items
+                         if str(r.get(attribute, "")).casefold() == value.casefold()]
+        if len(same) > 1:
+            raise PermanentError(f"{what}: {len(same)} objects at the target have "
+                                 f"{attribute} {value!r}; cannot tell which one is ours")
+        return RemoteRef(str(same[0]["id"]), str(same[0].get(attribute))) if same else None
+
+    async def _read_modify_write(self, url: str, what: str,
+                                 change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """GET the object, PUT ``change(object)`` back; If-Match when ETags are supported."""
+        response, current = await self._send("GET", url, what)
+        if not isinstance(current, Mapping):
+            raise PermanentError(f"{what}: GET {url} did not answer a SCIM object")
+        body = {k: v for k, v in change(dict(current)).items() if k not in _READ_ONLY_KEYS}
+        meta = current.get("meta")
+        version = response.headers.get("ETag") or (
+            meta.get("version") if isinstance(meta, Mapping) else None)
+        headers = {"If-Match": version} if version and (await self.capabilities()).etag else {}
+        await self._call("PUT", url, what, body=body, headers=headers)
+
+    async def _call(self, method: str, url: str, what: str, *, body: Any = None,
+                    params: Mapping[str, str] | None = None,
+                    headers: Mapping[str, str] | None = None) -> Any:
+        """Send one request; its decoded answer (None when empty)."""
+        _, answer = await self._send(method, url, what, body=body, params=params,
+                                     headers=headers)
+        return answer
+
+    async def _send(self, method: str, url: str, what: str, *, body: Any = None,
+                    params: Mapping[str, str] | None = None,
+                    headers: Mapping[str, str] | None = None) -> tuple[httpx.Response, Any]:
+        """Send one request, record it (redacted) and map failures to typed errors."""
+        all_headers = {"Accept": f"{SCIM_JSON}, application/json", **self._auth,
+                       **(headers or {})}
+        content = None
+        if body is not None:
+            all_headers["Content-Type"] = SCIM_JSON
+            content = json.dumps(body).encode()
+        try:
+            request = self.client.build_request(method, url, params=params,
+                                                headers=all_headers, content=content)
+        except httpx.InvalidURL as exc:
+            raise PermanentError(f"{what}: {url} is not a usable URL: {exc}") from None
+        shown = f"{method} {request.url}"
+        try:
+            response = await self.client.send(request)
+        except httpx.TimeoutException as exc:
+            self._record(request, body, None, None)
+            raise RetryableError(f"{what}: no answer in time to {shown} "
+                                 f"({type(exc).__name__})") from None
+        except httpx.UnsupportedProtocol as exc:
+            self._record(request, body, None, None)
+            raise PermanentError(f"{what}: cannot send {shown}: {exc}") from None
+        except httpx.TransportError as exc:
+            self._record(request, body, None, None)
+            raise RetryableError(f"{what}: cannot reach the target for {shown}: "
+                                 f"{exc or type(exc).__name__}") from None
+        answer = _json(response)
+        self._record(request, body, response.status_code, answer)
+        if response.is_success:
+            return response, answer
+        raise _http_error(what, shown, response.status_code, answer,
+                          response.headers.get("Retry-After"))
+
+    def _record(self, request: httpx.Request, body: Any, status: int | None,
+                answer: Any) -> None:
+        self.exchanges.append(Exchange(request.method, str(request.url), _redact(body),
+                                       status, _redact(answer)))
+
+
+# ---------------------------------------------------------------- helpers
+def _auth_headers(properties: Mapping[str, Any]) -> dict[str, str]:
+    mode = properties.get("scim2-authentication-mode") or "NONE"
+    if mode == "BASIC":
+        pair = f"{properties.get('scim2-username', '')}:{properties.get('scim2-password', '')}"
+        return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+    if mode == "BEARER":
+        return {"Authorization": f"Bearer {properties.get('scim2-access-token', '')}"}
+    header = properties.get("scim2-api-key-header")
+    if mode == "API_KEY" and header:
+        return {str(header): str(properties.get("scim2-api-key-value", ""))}
+    return {}
+
+
+def _at(endpoint: str, remote_id: str) -> str:
+    """The URL of a remote object: its stored id, as one path segment."""
+    return f"{endpoint}/{quote(remote_id, safe='')}"
+
+
+def _quote(value: str) -> str:
+    """A filter string literal (RFC 7644 §3.4.2.2: a JSON string; `"` and `\\` escaped)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _select(resource: User[EnterpriseUser], path: Path[Any],
+            selections: dict[str, list[str]]) -> None:
+    """Make sure the entry a value filter selects exists (``emails[type eq "work"]``)."""
+    value_filter = path.value_filter
+    head = f"{path.schema}:{path.parts[0]}" if path.schema else path.parts[0]
+    if not Path[UserModel](f"{head}[{value_filter}]").get(resource):
+        if not (isinstance(value_filter, Comparison) and value_filter.op is CompareOperator.eq
+                and value_filter.attr_path.sub_attr is None
+                and value_filter.attr_path.uri is None):
+            raise ValueError(f"only a selection such as {path.parts[0]}[type eq \"work\"] "
+                             f"can create an entry, not [{value_filter}]")
+        entry = {value_filter.attr_path.attr: value_filter.value}
+        Path[UserModel](head).set(resource, [entry], is_add=True)
+    key = path.parts[0] if path.schema in (None, SCIM_CORE_USER) else head
+    if str(value_filter) not in selections.setdefault(key, []):
+        selections[key].append(str(value_filter))
+
+
+def _user_patch_ops(body: Mapping[str, Any], selections: Mapping[str, list[str]]
+                    ) -> list[dict[str, Any]]:
+    ops: list[dict[str, Any]] = []
+    for key, value in body.items():
+        if key == "schemas":
+            continue
+        if key.startswith("urn:") and isinstance(value, Mapping):
+            ops += [{"op": "replace", "path": f"{key}:{attr}", "value": v}
+                    for attr, v in value.items()]
+        elif key in selections:
+            ops += [{"op": "remove", "path": f"{key}[{f}]"} for f in selections[key]]
+            ops.append({"op": "add", "path": key, "value": value})
+        else:
+            ops.append({"op": "replace", "path": key, "value": value})
+    return ops
+
+
+def _patch(operations: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"schemas": [PATCH_OP], "Operations": operations}
+
+
+def _with_members(group: dict[str, Any], add: Sequence[str], remove: Sequence[str]
+                  ) -> dict[str, Any]:
+    gone = set(remove)
+    kept = [m for m in group.get("members") or []
+            if isinstance(m, Mapping) and m.get("value") not in gone]
+    present = {m.get("value") for m in kept}
+    kept += [{"value": m} for m in dict.fromkeys(add) if m not in present]
+    return {**group, "members": [{"value": m["value"]} for m in kept]}
+
+
+def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _ref(body: Any, name_attribute: str) -> RemoteRef | None:
+    if isinstance(body, Mapping) and isinstance(body.get("id"), str) and body["id"]:
+        return RemoteRef(body["id"], str(body.get(name_attribute) or ""))
+    return None
+
+
+def _json(response: httpx.Response) -> Any:
+    """The decoded body: JSON when it is JSON, else its (shortened) text; None when empty."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:2000]
+
+
+def _redact(value: Any) -> Any:
+    """A copy without passwords (``password`` keys and PATCH operations on ``password``)."""
+    if isinstance(value, Mapping):
+        path = value.get("path")
+        if isinstance(path, str) and path.rsplit(":", 1)[-1].lower() == "password" \
+                and "value" in value:
+            value = {**value, "value": MASK}
+        return {k: MASK if k.lower() == "password" and v is not None else _redact(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(str(e["msg"]) for e in exc.errors())
+    return str(getattr(exc, "detail", None) or exc)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP-date)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _http_error(what: str, shown: str, status: int, answer: Any,
+                wait: str | None) -> ConnectorError:
+    detail, scim_type = "", ""
+    if isinstance(answer, Mapping):
+        detail = str(answer.get("detail") or answer.get("message") or "")
+        scim_type = str(answer.get("scimType") or "")
+    elif isinstance(answer, str):
+        detail = " ".join(answer.split())[:_SHOWN_TEXT]
+    said = f"HTTP {status}" + (f" {scim_type}" if scim_type else "") + \
+        (f": {detail}" if detail else "")
+    message = f"{what}: the target answered {said} ({shown})"
+    if status == 404:
+        return RemoteNotFound(message, status)
+    if status == 409:
+        return ConflictError(message, status)
+    if status in (401, 403):
+        return PermanentError(f"{what}: the target refused our credentials ({said}; {shown}); "
+                              "check scim2-authentication-mode and its credentials", status)
+    if status in _RETRYABLE_4XX or (status >= 500 and status != 501):
+        return RetryableError(message, status, retry_after(wait))
+    return PermanentError(message, status)

@@ -117,6 +117,7 @@ class ClaimCatalog:
         self._short = {c.short.casefold(): c.uri for c in self.claims.values()}
         #: domain -> claim uri -> attribute
         self._mappings = {d: dict(m) for d, m in attribute_mappings.items()}
+        self._merged: dict[str, dict[str, str]] = {}
         #: dialect -> external uri -> claim uri
         self.external = {d: dict(m) for d, m in external.items()}
 
@@ -181,8 +182,13 @@ class ClaimCatalog:
         return uri
 
     def mapping(self, domain: str) -> dict[str, str]:
-        """claim URI -> store attribute for ``domain`` (domains without one use PRIMARY's)."""
-        return self._mappings.get(domain) or self._mappings.get(PRIMARY, {})
+        """claim URI -> store attribute for ``domain``; claims it does not map fall back to
+        PRIMARY's attribute."""
+        merged = self._merged.get(domain)
+        if merged is None:
+            merged = {**self._mappings.get(PRIMARY, {}), **self._mappings.get(domain, {})}
+            self._merged[domain] = merged
+        return merged
 
     def attribute(self, domain: str, claim_uri: str) -> str:
         attr = self.mapping(domain).get(claim_uri)

@@ -14,7 +14,7 @@ from pathlib import Path
 from core.errors import IamError, InvalidInput
 from core.iam import Iam
 from core.identity.events import Initiator
-from core.identity.service import ImportReport, ImportRow
+from core.identity.service import IMPORT_BATCH_SIZE, ImportReport, ImportRow
 
 RESERVED_COLUMNS = ("username", "password", "roles")
 
@@ -73,7 +73,7 @@ def read_rows(path: Path, iam: Iam, report: ImportReport) -> Iterator[ImportRow]
 
 def import_csv(
     iam: Iam, path: Path, initiator: Initiator, domain: str | None = None,
-    progress: Callable[[int], None] | None = None, batch_size: int = 1000,
+    progress: Callable[[int], None] | None = None, batch_size: int = IMPORT_BATCH_SIZE,
 ) -> ImportReport:
     """Import a CSV file of users; the report lists bad rows by line, in file order."""
     report = ImportReport()

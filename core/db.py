@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ from sqlalchemy.pool import NullPool
 
 from core.errors import InvalidInput, StoreUnavailable
 
-_current: contextvars.ContextVar[tuple[Engine, Connection] | None] = contextvars.ContextVar(
+_Ambient = tuple[Engine, Connection, list[Callable[[], None]]]
+_current: contextvars.ContextVar[_Ambient | None] = contextvars.ContextVar(
     "mware_iam_current_connection", default=None
 )
 
@@ -116,7 +117,8 @@ class SystemDB:
             raise StoreUnavailable(
                 f"system database {self.safe_url} is unreachable: {_first_line(exc)}"
             ) from exc
-        token = _current.set((self.engine, conn))
+        after: list[Callable[[], None]] = []
+        token = _current.set((self.engine, conn, after))
         try:
             yield conn
         except BaseException as exc:
@@ -135,6 +137,17 @@ class SystemDB:
             raise StoreUnavailable(
                 f"system database {self.safe_url} refused the commit: {_first_line(exc)}"
             ) from exc
+        for callback in after:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the outermost transaction has committed (never on a
+        rollback); with no transaction open, run it now."""
+        current = _current.get()
+        if current is not None and current[0] is self.engine:
+            current[2].append(callback)
+        else:
+            callback()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -23,6 +23,7 @@ from core.identity.service import IdentityService
 from core.names import PRIMARY, RESERVED_DOMAINS, validate_domain
 from core.passwords import Argon2Params, PasswordHashing
 from core.properties import validate
+from core.provisioning.engine import ProvisioningEngine
 from core.schema import userstores as userstores_table
 from core.secrets import SecretBox
 from core.userstores.router import STORE_TYPES, StoreDefinition, UserstoreRouter
@@ -47,6 +48,7 @@ class Iam:
         self.stores.load()
         self._claims: ClaimCatalog | None = None
         self.identity = IdentityService(self.db, self.stores, lambda: self.claims, self.bus)
+        self.provisioning = ProvisioningEngine(self)
 
     @classmethod
     def open(cls, home: str | None = None, db: str | None = None,
@@ -54,6 +56,7 @@ class Iam:
         return cls(Home.resolve(home, db), argon2)
 
     def close(self) -> None:
+        self.provisioning.close()
         self.stores.close()
         self.db.dispose()
 
@@ -153,6 +156,7 @@ class Iam:
     def save_idp(self, initiator: Initiator, idp: idps.IdentityProvider) -> None:
         with self.db.transaction() as conn:
             idps.save(conn, self.secrets, idp)
+            self.provisioning.planner.invalidate()
             audit.record(conn, initiator, "idp.save", idp.name,
                          {"connectors": [c.type for c in idp.connectors]})
 
@@ -164,6 +168,7 @@ class Iam:
                 raise InvalidInput(f"identity provider {name} is an outbound target of "
                                    f"{', '.join(users)}; remove it there first")
             idps.remove(conn, name)
+            self.provisioning.planner.invalidate()
             audit.record(conn, initiator, "idp.remove", name)
 
     # ------------------------------------------------------------------ applications
@@ -191,12 +196,14 @@ class Iam:
                     raise InvalidInput(f"application {app.name}: outbound target: {exc}") \
                         from None
             apps.save(conn, app)
+            self.provisioning.planner.invalidate()
             audit.record(conn, initiator, "app.save", app.name,
                          {"outbound": [f"{t.idp}:{t.connector}" for t in app.outbound]})
 
     def remove_app(self, initiator: Initiator, name: str) -> None:
         with self.db.transaction() as conn:
             apps.remove(conn, name)
+            self.provisioning.planner.invalidate()
             audit.record(conn, initiator, "app.remove", name)
 
     def issue_token(self, initiator: Initiator, app_name: str) -> str:

@@ -86,11 +86,11 @@ def connector_errors(cfg: ConnectorConfig) -> list[FieldError]:
     """Every problem of a connector configuration, by property name."""
     spec = spec_for(cfg.type)
     values: dict[str, Any] = {**cfg.properties, **{k: v.value for k, v in cfg.secrets.items()}}
-    typed, errors = check(spec.properties, values)
+    typed, errors = check(spec.all_properties, values)
     for prop, other, wanted in spec.required_when:
         if typed.get(other) == wanted and not typed.get(prop):
             errors.append(FieldError(prop, f"is required when {other} is {wanted}"))
-    misplaced = [k for k in cfg.properties if k in secret_names(spec.properties)]
+    misplaced = [k for k in cfg.properties if k in secret_names(spec.all_properties)]
     errors += [FieldError(k, "is a secret; it cannot be stored as a plain property")
                for k in misplaced]
     return errors
@@ -102,8 +102,8 @@ def normalized(cfg: ConnectorConfig) -> ConnectorConfig:
     if errors:
         raise InvalidInput(f"connector {cfg.type}: " + "; ".join(map(str, errors)))
     spec = spec_for(cfg.type)
-    secrets = secret_names(spec.properties)
-    typed, _ = check(spec.properties, {**cfg.properties,
+    secrets = secret_names(spec.all_properties)
+    typed, _ = check(spec.all_properties, {**cfg.properties,
                                        **{k: v.value for k, v in cfg.secrets.items()}})
     props = {k: v for k, v in typed.items() if k not in secrets}
     return ConnectorConfig(cfg.type, cfg.enabled, cfg.default, props,

@@ -341,6 +341,9 @@ prov_target_state = Table(
     Column("state", String(16), nullable=False),
     Column("consecutive_failures", Integer, nullable=False, default=0),
     _ts("quarantined_until", nullable=True),
+    #: Running totals, so status never counts the whole job history.
+    Column("succeeded_total", Integer, nullable=False, default=0),
+    Column("failed_total", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
     _ts("updated"),
 )

@@ -7,7 +7,9 @@ import pytest
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.passwords import Argon2Params
-from tests.servers import BACKENDS, database_url
+from tests.peers import FaultProxy, PeerUnavailable, ScimServer, scim_server
+from tests.peers import fault_proxy as peer_fault_proxy
+from tests.servers import BACKENDS, database_url, unavailable
 
 #: Cheap argon2id for tests (the parameters are configurable; production uses the defaults).
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=1024, parallelism=1)
@@ -42,3 +44,40 @@ def sqlite_iam(tmp_path) -> Iterator[Iam]:
 @pytest.fixture
 def admin() -> Initiator:
     return Initiator.admin()
+
+
+# ---------------------------------------------------------------- outbound peers (SCIM)
+SCIM_BEARER_TOKEN = "test-bearer-token"
+
+
+def _scim_server(*args: str, bearer_tokens: tuple[str, ...] = ()) -> Iterator[ScimServer]:
+    try:
+        with scim_server(*args, bearer_tokens=bearer_tokens) as server:
+            yield server
+    except PeerUnavailable as exc:
+        unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def scim_server_process() -> Iterator[ScimServer]:
+    """One ``scim2-server`` for the session (each test takes a fresh tenant of it)."""
+    yield from _scim_server()
+
+
+@pytest.fixture(scope="session")
+def scim_bearer_server() -> Iterator[ScimServer]:
+    """A ``scim2-server --bearer-token`` (token: ``SCIM_BEARER_TOKEN``)."""
+    yield from _scim_server(bearer_tokens=(SCIM_BEARER_TOKEN,))
+
+
+@pytest.fixture
+def scim_peer(scim_server_process: ScimServer) -> str:
+    """The SCIM base URL (…/v2) of a real, empty SCIM 2.0 service of its own."""
+    return scim_server_process.tenant()
+
+
+@pytest.fixture
+def fault_proxy(scim_peer: str) -> Iterator[FaultProxy]:
+    """A scriptable proxy in front of ``scim_peer``; ``proxy.url(scim_peer)`` goes through it."""
+    with peer_fault_proxy(scim_peer) as proxy:
+        yield proxy

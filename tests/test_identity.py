@@ -115,3 +115,25 @@ def test_case_sensitive_usernames_are_distinct(iam: Iam, admin: Initiator) -> No
     iam.identity.add_user(admin, "Judy", None, {})
     iam.identity.add_user(admin, "judy", None, {})
     assert iam.identity.count_users("PRIMARY") == 2
+
+
+def test_committed_events_wait_for_the_outermost_commit(iam: Iam, admin: Initiator) -> None:
+    got: list[IdentityEvent] = []
+    iam.bus.subscribe(Phase.COMMITTED, got.append)
+    with pytest.raises(RuntimeError), iam.db.transaction():
+        iam.identity.add_user(admin, "kate", None, {})
+        assert got == []  # still inside the outer transaction
+        raise RuntimeError("roll back")
+    assert got == [] and iam.identity.count_users("PRIMARY") == 0
+    with iam.db.transaction():
+        iam.identity.add_user(admin, "kate", None, {})
+        assert got == []
+    assert [e.name for e in got] == ["PRIMARY/kate"]
+
+
+def test_a_domain_mapping_overrides_only_the_claims_it_names(iam: Iam, admin: Initiator) -> None:
+    iam.save_claim(admin, f"{LOCAL_DIALECT}/emailaddress", "Email",
+                   mappings={"PRIMARY": "mail", "OTHER": "emailAddress"})
+    catalog = iam.claims
+    assert catalog.attribute("OTHER", EMAIL) == "emailAddress"
+    assert catalog.attribute("OTHER", f"{LOCAL_DIALECT}/givenname") == "givenName"

@@ -136,7 +136,7 @@ def _connector(idp: str, c: ConnectorConfig) -> dict[str, Any]:
         out["enabled"] = False
     if c.default:
         out["default"] = True
-    props = _non_default(spec.properties, c.properties)
+    props = _non_default(spec.all_properties, c.properties)
     props.update({k: reference_for(idp, k, v) for k, v in sorted(c.secrets.items())})
     out["properties"] = props
     return out

@@ -276,7 +276,7 @@ class Planner(Checker):
         except InvalidInput as exc:
             self._error((*path, "type"), str(exc))
             return None
-        secret_props = secret_names(spec.properties)
+        secret_props = secret_names(spec.all_properties)
         stored = next((c.secrets for c in (stored_idp.connectors if stored_idp else ())
                        if c.type == e.type), {})
         props: dict[str, Any] = {}
@@ -294,7 +294,7 @@ class Planner(Checker):
                     secrets[name] = SecretValue("unresolved")  # keeps "is required" quiet
                     ok = False
         config = ConnectorConfig(e.type, e.enabled, e.default, props, secrets)
-        known = {s.name for s in spec.properties}
+        known = {s.name for s in spec.all_properties}
         for err in connector_errors(config):
             where: tuple[Hashable, ...] = ("properties", err.field) \
                 if err.field in e.properties else ("properties",)

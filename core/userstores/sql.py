@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +47,8 @@ from core.userstores.base import (
 #: Upper bound appended to a prefix to turn it into a range scan.
 _PREFIX_END = "\U0010ffff"
 MAX_PAGE_SIZE = 1000
+#: Threads hashing the passwords of a batch (each argon2id hash holds its own memory).
+_HASH_THREADS = min(4, os.cpu_count() or 1)
 
 
 def _now() -> datetime:
@@ -63,6 +67,40 @@ def _decode_cursor(cursor: str, kind: str) -> str:
     if got_kind != kind:
         raise InvalidInput("the paging cursor belongs to another listing")
     return value
+
+
+def _decode_position(cursor: str) -> int:
+    """The row position of an attribute-search cursor."""
+    try:
+        return int(_decode_cursor(cursor, "p"))
+    except ValueError:
+        raise InvalidInput("the paging cursor is not valid (start the listing again)") from None
+
+
+def _hash_passwords(hashing: PasswordHashing, passwords: Sequence[str | None]) -> list[str | None]:
+    """argon2id hashes of the given passwords (None where there is none), in order.
+
+    Several are hashed on a few threads at once: argon2 releases the GIL, and a batch import
+    with passwords spends nearly all its time here.
+    """
+    todo = [p for p in passwords if p]
+    if len(todo) < 2:
+        return [hashing.hash(p) if p else None for p in passwords]
+    with ThreadPoolExecutor(max_workers=min(len(todo), _HASH_THREADS)) as pool:
+        hashed = iter(list(pool.map(hashing.hash, todo)))
+    return [next(hashed) if p else None for p in passwords]
+
+
+#: The variant digit of an RFC 4122 UUID for any random hex digit (bits 10xx).
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+
+def _new_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs as text: ``str(uuid.uuid4())``, three times faster,
+    which a bulk import of a million users notices."""
+    h = os.urandom(16 * count).hex()
+    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{_VARIANT[h[i + 16]]}"
+            f"{h[i + 17:i + 20]}-{h[i + 20:i + 32]}" for i in range(0, 32 * count, 32)]
 
 
 class SqlUserStore:
@@ -159,23 +197,24 @@ class SqlUserStore:
         """Insert a batch in one round of ``executemany``; all or nothing."""
         self._require_writable()
         now = _now()
-        rows: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for u in users:
-            key = self.policies.key(u.username)
-            if key in seen:
-                raise AlreadyExists(f"user {self.domain}/{u.username} appears twice")
-            seen.add(key)
-            rows.append({
-                "store": self.domain, "user_id": str(uuid.uuid4()), "username": u.username,
-                "username_key": key, "created": now, "modified": now,
-                "password_hash": self.hashing.hash(u.password) if u.password else None,
-            })
+        keys = [self.policies.key(u.username) for u in users]
+        if len(set(keys)) != len(keys):
+            seen: set[str] = set()
+            for u, key in zip(users, keys, strict=True):
+                if key in seen:
+                    raise AlreadyExists(f"user {self.domain}/{u.username} appears twice")
+                seen.add(key)
+        hashes = _hash_passwords(self.hashing, [u.password for u in users])
+        rows: list[dict[str, Any]] = [
+            {"store": self.domain, "user_id": user_id, "username": u.username,
+             "username_key": key, "created": now, "modified": now, "password_hash": hashed}
+            for u, key, hashed, user_id in zip(users, keys, hashes, _new_ids(len(users)),
+                                               strict=True)
+        ]
         with self._conn() as conn:
             existing = conn.execute(
                 select(um_users.c.username).where(
-                    um_users.c.store == self.domain,
-                    um_users.c.username_key.in_([r["username_key"] for r in rows]),
+                    um_users.c.store == self.domain, um_users.c.username_key.in_(keys),
                 ).limit(1)
             ).scalar()
             if existing is not None:
@@ -275,7 +314,7 @@ class SqlUserStore:
                             um_users.c.store == self.domain)
                      .order_by(um_users.c.pk).limit(size + 1))
                 if cursor:
-                    q = q.where(um_users.c.pk > int(_decode_cursor(cursor, "p")))
+                    q = q.where(um_users.c.pk > _decode_position(cursor))
                 rows = conn.execute(q).all()
                 more = len(rows) > size
                 rows = rows[:size]

@@ -120,6 +120,8 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
         sa.Column("quarantined_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("succeeded_total", sa.Integer(), nullable=False),
+        sa.Column("failed_total", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("target", name=op.f("pk_prov_target_state")),

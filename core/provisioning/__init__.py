@@ -1,0 +1,1 @@
+"""Outbound provisioning: planner, durable outbox, executor, workers, status, operations."""

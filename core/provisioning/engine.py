@@ -1,0 +1,235 @@
+"""The provisioning engine of one deployment, and the operations the faces call.
+
+``Iam`` creates one at start: it subscribes the planner to the identity events, so every
+write from every face plans its provisioning. Workers are separate (``worker_pool()``):
+they run in ``mware-iam serve``, ``mware-iam worker`` or the console.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from connectors.base import ConnectorError
+from core import audit
+from core.errors import InvalidInput, StoreUnavailable
+from core.identity.events import Initiator, Phase
+from core.provisioning import mapping, outbox
+from core.provisioning.executor import perform, prepare
+from core.provisioning.inline import InlineRunner, Result
+from core.provisioning.outbound import in_scope
+from core.provisioning.outbox import Job, JobSpec, JobState, Operation
+from core.provisioning.planner import Planner
+from core.provisioning.status import TargetStatus, target_status
+from core.provisioning.targets import Target, build_target, split_key
+from core.provisioning.workers import WorkerPool
+
+if TYPE_CHECKING:
+    from core.iam import Iam
+
+PLANNER_ORDER = 30  # the reference server's provisioning listener order
+
+
+@dataclass(frozen=True)
+class TargetReport:
+    """What ``sync`` or ``preview`` did (or would do) at one target."""
+
+    target: str
+    operation: str
+    state: str
+    remote_id: str | None
+    message: str | None
+    requests: list[dict[str, Any]]
+
+
+class _DryRun(Exception):
+    def __init__(self, reports: list[TargetReport]) -> None:
+        super().__init__("dry run")
+        self.reports = reports
+
+
+class ProvisioningEngine:
+    def __init__(self, iam: Iam) -> None:
+        self.iam = iam
+        self.inline = InlineRunner(iam)
+        self.planner = Planner(iam, self.inline)
+        self._unsubscribe = iam.bus.subscribe(Phase.POST, self.planner, order=PLANNER_ORDER)
+
+    def close(self) -> None:
+        self._unsubscribe()
+        self.inline.close()
+
+    def worker_pool(self, capacity: int = 32, poll_seconds: float = 0.5) -> WorkerPool:
+        return WorkerPool(self.iam, capacity, poll_seconds)
+
+    # ------------------------------------------------------------------ reading
+    def status(self) -> list[TargetStatus]:
+        with self.iam.db.transaction() as conn:
+            return target_status(conn, self.iam)
+
+    def jobs(self, states: Sequence[str] = (), target: str | None = None,
+             entity: str | None = None, limit: int = 100) -> list[Job]:
+        with self.iam.db.transaction() as conn:
+            return outbox.list_jobs(conn, states, target, entity, limit)
+
+    def job(self, pk: int) -> tuple[Job, list[dict[str, Any]]]:
+        with self.iam.db.transaction() as conn:
+            return outbox.get(conn, pk), outbox.attempts(conn, pk)
+
+    def activity(self, limit: int = 50) -> list[outbox.AttemptSummary]:
+        """The latest attempts at every target, newest first."""
+        with self.iam.db.transaction() as conn:
+            return outbox.recent_attempts(conn, limit)
+
+    def test_connection(self, target: str) -> str:
+        """Ask a target (``idp:connector``) whether it answers; nothing is written.
+
+        Returns what the connector found; an unreachable or refusing target raises
+        StoreUnavailable with the target's own words.
+        """
+        idp, connector_type = split_key(target)
+        built = build_target(self.iam.get_idp(idp), connector_type)
+        try:
+            return self.inline.loop.run(_test_connection(built))
+        except ConnectorError as exc:
+            raise StoreUnavailable(f"target {target}: {exc.message}") from exc
+
+    def mappings_of(self, user: str) -> list[mapping.Mapping]:
+        view = self.iam.identity.get_user(user)
+        with self.iam.db.transaction() as conn:
+            return mapping.for_entity(conn, view.id)
+
+    # ------------------------------------------------------------------ steering
+    def retry(self, initiator: Initiator, pk: int | None = None,
+              dead_of_target: str | None = None) -> int:
+        """Run a job again now, or every dead job of a target; returns how many."""
+        if (pk is None) == (dead_of_target is None):
+            raise InvalidInput("give either a job number or a target whose dead jobs to retry")
+        with self.iam.db.transaction() as conn:
+            if pk is not None:
+                job = outbox.get(conn, pk)
+                if job.state not in (JobState.DEAD, JobState.RETRY, JobState.CANCELLED):
+                    raise InvalidInput(f"job {pk} is {job.state}; only dead, retrying or "
+                                       "cancelled jobs can be retried")
+                pks = [pk]
+            else:
+                pks = [j.pk for j in outbox.list_jobs(conn, ["dead"], dead_of_target,
+                                                       limit=100_000)]
+            n = outbox.reschedule(conn, pks)
+            audit.record(conn, initiator, "provisioning.retry",
+                         str(pk) if pk is not None else str(dead_of_target), {"jobs": n})
+        return n
+
+    def cancel(self, initiator: Initiator, pk: int) -> None:
+        with self.iam.db.transaction() as conn:
+            outbox.cancel(conn, pk)
+            audit.record(conn, initiator, "provisioning.cancel", str(pk))
+
+    def _desired(self, user: str, application: str | None) -> list[JobSpec]:
+        view = self.iam.identity.get_user(user)
+        roles = self.iam.identity.roles_of(view.qualified_name)
+        with self.iam.db.transaction() as conn:
+            app_name = application or self.iam.resident_app().name
+            app, targets = self.planner.targets(conn, app_name, jit=False)
+            if app is None:
+                raise InvalidInput(f"application {app_name!r} does not exist")
+            specs = []
+            for planned in targets:
+                key = planned.target.key
+                if in_scope(planned.target, roles):
+                    specs.append(JobSpec(key, Operation.UPSERT_USER, "user", view.domain,
+                                         view.id, view.qualified_name))
+                elif mapping.get(conn, key, "user", view.id) is not None:
+                    specs.append(JobSpec(key, Operation.DEPROVISION_USER, "user", view.domain,
+                                         view.id, view.qualified_name,
+                                         {"deleted": False, "username": view.username}))
+            return specs
+
+    def sync(self, initiator: Initiator, user: str,
+             application: str | None = None) -> list[TargetReport]:
+        """Compute the user's desired state at every target and push it now."""
+        specs = self._desired(user, application)
+        app_name = application or self.iam.resident_app().name
+        with self.iam.db.transaction() as conn:
+            pks = [outbox.enqueue(conn, s, app_name) for s in specs]
+            audit.record(conn, initiator, "provisioning.sync", user,
+                         {"targets": [s.target for s in specs]})
+        results = self.inline.execute(pks) if pks else []
+        with self.iam.db.transaction() as conn:
+            return [self._report(conn, r) for r in results]
+
+    def _report(self, conn: Any, r: Result, requests: list[dict[str, Any]] | None = None
+                ) -> TargetReport:
+        m = mapping.get(conn, r.job.target, r.job.entity_type, r.job.entity_id)
+        message = r.prep.skip or r.prep.wait or r.prep.fail or r.job.last_error
+        if requests is None:
+            requests = [e.__dict__ for e in (r.outcome.exchanges if r.outcome else [])]
+        return TargetReport(r.job.target, r.job.operation.value, r.state.value,
+                            m.remote_id if m else None, message, requests)
+
+    def preview(self, user: str, application: str | None = None) -> list[TargetReport]:
+        """The requests each target would receive for the user now; nothing is sent and
+        nothing is written (the jobs are planned in a transaction that rolls back)."""
+        specs = self._desired(user, application)
+        app_name = application or self.iam.resident_app().name
+        try:
+            with self.iam.db.transaction() as conn:
+                reports = []
+                for spec in specs:
+                    pk = outbox.enqueue(conn, spec, app_name)
+                    job = outbox.claim(conn, "preview", 1, pks=[pk])[0]
+                    prep = prepare(conn, self.iam, job)
+                    outcome = None
+                    if prep.target is not None and not (prep.skip or prep.wait or prep.fail):
+                        outcome = self.inline.loop.run(_perform_recorded(prep))
+                    result = Result(job, JobState.PENDING, prep, outcome)
+                    reports.append(self._report(conn, result))
+                raise _DryRun(reports)
+        except _DryRun as dry:
+            return dry.reports
+
+
+async def _test_connection(target: Target) -> str:
+    from connectors.base import connector_class
+
+    timeout = httpx.Timeout(float(target.prop("timeout-seconds")))
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        return await connector_class(target.config.type)(target.properties,
+                                                         client).test_connection()
+
+
+async def _perform_recorded(prep: Any) -> Any:
+    """Run the connector against a transport that answers like an accommodating peer."""
+    from connectors.base import connector_class
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(_accommodating_peer))
+    try:
+        connector = connector_class(prep.target.config.type)(prep.target.properties, client)
+        return await perform(connector, prep)
+    finally:
+        await client.aclose()
+
+
+def _accommodating_peer(request: httpx.Request) -> httpx.Response:
+    import json
+
+    body: dict[str, Any] = {}
+    if request.content:
+        try:
+            body = json.loads(request.content)
+        except ValueError:
+            body = {}
+    if request.method == "GET":
+        return httpx.Response(200, json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+            "totalResults": 0, "Resources": []})
+    if request.method == "POST":
+        return httpx.Response(201, json={**body, "id": "(new)"})
+    if request.method == "DELETE":
+        return httpx.Response(204)
+    return httpx.Response(200, json={**body, "id": request.url.path.rsplit("/", 1)[-1]})
+
+

@@ -1,0 +1,319 @@
+"""Running one job: ``prepare`` (read the DB), ``perform`` (talk to the target), ``settle``
+(write the outcome). The worker pool and the inline (blocking) path share these three, so a
+job behaves the same whoever runs it. ``perform`` never touches the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection
+
+from connectors.base import (
+    ConflictError,
+    Connector,
+    ConnectorError,
+    Exchange,
+    OutboundGroup,
+    OutboundUser,
+    PermanentError,
+    RemoteNotFound,
+    RemoteRef,
+    RetryableError,
+)
+from core import idps
+from core.errors import IamError
+from core.names import QualifiedName
+from core.provisioning import mapping, outbox
+from core.provisioning.outbound import in_scope, mapped_group_name, outbound_user
+from core.provisioning.outbox import Job, JobState, Operation
+from core.provisioning.targets import Target, build_target, split_key
+
+if TYPE_CHECKING:
+    from core.iam import Iam
+
+MEMBER_PAGE = 500
+#: How long a job that waits for another entity's job sleeps before it looks again.
+WAIT = timedelta(seconds=0.5)
+
+
+@dataclass
+class Prepared:
+    job: Job
+    target: Target | None
+    user: OutboundUser | None = None
+    group: OutboundGroup | None = None
+    remote_id: str | None = None
+    add: list[str] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+    action: str = ""
+    #: Nothing to send: the job succeeds with this note.
+    skip: str | None = None
+    #: Not ready yet (e.g. a member not provisioned yet): retry later with this note.
+    wait: str | None = None
+    #: The job cannot run at all (e.g. its target was removed).
+    fail: str | None = None
+
+
+@dataclass
+class Outcome:
+    remote: RemoteRef | None = None
+    adopted: bool = False
+    forget: bool = False
+    error: ConnectorError | None = None
+    note: str = ""
+    exchanges: list[Exchange] = field(default_factory=list)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    duration_ms: float = 0.0
+
+
+def _qualified(domain: str, name: str) -> str:
+    return str(QualifiedName(domain, name))
+
+
+def prepare(conn: Connection, iam: Iam, job: Job) -> Prepared:
+    idp_name, connector_type = split_key(job.target)
+    try:
+        target = build_target(idps.get(conn, iam.secrets, idp_name), connector_type)
+    except IamError as exc:
+        return Prepared(job, None, fail=f"target {job.target} is not configured any more: {exc}")
+    prep = Prepared(job, target)
+    try:
+        store = iam.stores.store(job.domain)
+    except IamError as exc:
+        return dataclasses.replace(prep, wait=f"userstore unavailable: {exc}")
+    m = mapping.get(conn, job.target, job.entity_type, job.entity_id)
+    prep.remote_id = m.remote_id if m else None
+    op = job.operation
+    if op is Operation.UPSERT_USER:
+        user = store.get_user(job.entity_id)
+        if user is None:
+            prep.skip = "the user no longer exists"
+            return prep
+        view = iam.identity.get_user_by_id(job.domain, job.entity_id)
+        roles = iam.identity.roles_of(view.qualified_name)
+        if not in_scope(target, roles):
+            prep.skip = "the user holds none of the provisioning roles"
+            return prep
+        secret = job.payload.get("password")
+        password = iam.secrets.decrypt(secret) if secret else None
+        prep.user = outbound_user(target, iam.claims, view.username, view.domain, view.claims,
+                                  roles, password)
+    elif op is Operation.DEPROVISION_USER:
+        if m is None:
+            prep.skip = "the user was never provisioned to this target"
+            return prep
+        prep.action = str(job.payload.get("action") or target.prop("deprovision-action"))
+        prep.user = OutboundUser(username=str(job.payload.get("username", m.remote_name)),
+                                 domain=job.domain, claims=job.payload.get("claims", {}),
+                                 active=False)
+    elif op in (Operation.UPSERT_GROUP, Operation.GROUP_MEMBERS, Operation.DELETE_GROUP):
+        _prepare_group(conn, iam, store, prep, m is not None)
+    return prep
+
+
+def _prepare_group(conn: Connection, iam: Iam, store: Any, prep: Prepared,
+                   mapped: bool) -> None:
+    job, target = prep.job, prep.target
+    assert target is not None
+    if job.operation is Operation.DELETE_GROUP:
+        if not mapped:
+            prep.skip = "the group was never provisioned to this target"
+        prep.group = OutboundGroup(str(job.payload.get("remote_name", job.name)), job.domain)
+        return
+    group = store.get_group(job.entity_id)
+    if group is None:
+        prep.skip = "the group no longer exists"
+        return
+    remote_name = mapped_group_name(target, _qualified(group.domain, group.name))
+    if remote_name is None:
+        prep.skip = "this group is not sent to this target"
+        return
+    if job.operation is Operation.GROUP_MEMBERS and not mapped:
+        prep.skip = "the group is not provisioned to this target"
+        return
+    if job.operation is Operation.UPSERT_GROUP:
+        wanted: list[tuple[str, str]] = []
+        cursor: str | None = None
+        while True:
+            page = store.members_of(group.id, MEMBER_PAGE, cursor)
+            wanted += [(u.domain, u.id) for u in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    else:
+        wanted = [(d, i) for d, i in job.payload.get("add", [])]
+    # members whose own provisioning is still on its way: the group waits for them
+    pending = [i for d, i in wanted if mapping.get(conn, target.key, "user", i) is None
+               and outbox.has_open_job(conn, target.key, f"user:{d}:{i}")]
+    if pending:
+        prep.wait = f"{len(pending)} member(s) are not provisioned to this target yet"
+        return
+    prep.add = _remote_ids(conn, target.key, [i for _d, i in wanted])
+    if job.operation is Operation.GROUP_MEMBERS:
+        prep.remove = _remote_ids(conn, target.key, [i for _d, i in job.payload.get("remove",
+                                                                                     [])])
+    prep.group = OutboundGroup(remote_name, group.domain, prep.add)
+
+
+def _remote_ids(conn: Connection, target: str, user_ids: Sequence[str]) -> list[str]:
+    """Remote ids of the users provisioned to ``target`` (others are left out, #21042)."""
+    out = []
+    for uid in user_ids:
+        m = mapping.get(conn, target, "user", uid)
+        if m is not None:
+            out.append(m.remote_id)
+    return out
+
+
+async def perform(connector: Connector, prep: Prepared) -> Outcome:
+    """Send what ``prep`` says; never raises a ConnectorError (it is in the outcome)."""
+    outcome = Outcome()
+    began = time.perf_counter()
+    try:
+        await _dispatch(connector, prep, outcome)
+    except ConnectorError as exc:
+        outcome.error = exc
+    except Exception as exc:  # a connector bug must not kill the worker: retry, recorded
+        outcome.error = RetryableError(f"connector failed unexpectedly: {exc!r}")
+    outcome.duration_ms = (time.perf_counter() - began) * 1000
+    outcome.exchanges = list(connector.exchanges)
+    return outcome
+
+
+async def _dispatch(connector: Connector, prep: Prepared, out: Outcome) -> None:
+    op, rid = prep.job.operation, prep.remote_id
+    if op is Operation.UPSERT_USER:
+        assert prep.user is not None
+        if rid is not None:
+            try:
+                out.remote = await connector.update_user(rid, prep.user)
+                return
+            except RemoteNotFound:
+                out.note = "the remote user had been removed; created it again"
+        try:
+            out.remote = await connector.create_user(prep.user)
+        except ConflictError:
+            found = await connector.lookup_user(prep.user)
+            if found is None:
+                raise PermanentError("the target says the user exists, but no user with "
+                                     f"userName {prep.user.username!r} can be found") from None
+            # adopt: converge the attributes, but never overwrite the password of an
+            # account that existed before us
+            adopted = dataclasses.replace(prep.user, password=None)
+            out.remote = await connector.update_user(found.id, adopted)
+            out.adopted, out.note = True, "an existing remote user was adopted"
+    elif op is Operation.DEPROVISION_USER:
+        assert prep.user is not None and rid is not None
+        if prep.action == "delete":
+            try:
+                await connector.delete_user(rid, prep.user)
+            except RemoteNotFound:
+                out.note = "the remote user was already gone"
+            out.forget = True
+        elif prep.action == "disable":
+            await connector.set_active(rid, prep.user, False)
+            out.note = "disabled at the target"
+        else:
+            out.forget = bool(prep.job.payload.get("deleted"))
+            out.note = "left as is at the target (deprovisioning action: none)"
+    elif op is Operation.UPSERT_GROUP:
+        assert prep.group is not None
+        if rid is not None:
+            out.remote = await connector.rename_group(rid, prep.group)
+            return
+        try:
+            out.remote = await connector.create_group(prep.group)
+        except ConflictError:
+            found = await connector.lookup_group(prep.group)
+            if found is None:
+                raise
+            await connector.change_members(found.id, prep.group, prep.add, [])
+            out.remote, out.adopted = found, True
+            out.note = "an existing remote group was adopted"
+    elif op is Operation.GROUP_MEMBERS:
+        assert prep.group is not None and rid is not None
+        await connector.change_members(rid, prep.group, prep.add, prep.remove)
+    elif op is Operation.DELETE_GROUP:
+        assert prep.group is not None and rid is not None
+        try:
+            await connector.delete_group(rid, prep.group)
+        except RemoteNotFound:
+            out.note = "the remote group was already gone"
+        out.forget = True
+
+
+def backoff(job: Job, target: Target, delay: float | None) -> datetime:
+    """Next attempt time: the target's Retry-After, else exponential backoff with jitter."""
+    if delay is None:
+        base = float(target.prop("retry-base-seconds"))
+        cap = float(target.prop("retry-max-seconds"))
+        delay = min(cap, base * 2 ** max(0, job.attempts - 1)) * random.uniform(0.5, 1.0)
+    return datetime.now(UTC) + timedelta(seconds=delay)
+
+
+def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobState:
+    """Write the result of one attempt: job state, attempt row, mapping, target health."""
+    job, target = prep.job, prep.target
+    payload = {k: v for k, v in job.payload.items() if k != "password"}
+    if prep.fail or target is None:
+        outbox.finish(conn, job, JobState.DEAD, error=prep.fail)
+        outbox.record_attempt(conn, job, datetime.now(UTC), 0.0, "dead", None, prep.fail, [])
+        return JobState.DEAD
+    if prep.skip is not None:
+        outbox.finish(conn, job, JobState.SUCCEEDED, error=None, payload=payload)
+        outbox.record_attempt(conn, job, datetime.now(UTC), 0.0, "skipped", None, prep.skip,
+                              [])
+        return JobState.SUCCEEDED
+    if prep.wait is not None:  # not a failure: the attempt does not count
+        outbox.finish(conn, job, JobState.RETRY, error=prep.wait, attempts=job.attempts - 1,
+                      retry_at=datetime.now(UTC) + WAIT)
+        outbox.record_attempt(conn, job, datetime.now(UTC), 0.0, "waiting", None, prep.wait,
+                              [])
+        return JobState.RETRY
+    assert outcome is not None
+    exchanges = [dataclasses.asdict(e) for e in outcome.exchanges]
+    err = outcome.error
+    if err is None:
+        if outcome.forget:
+            mapping.remove(conn, target.key, job.entity_type, job.entity_id)
+        elif outcome.remote is not None:
+            mapping.put(conn, target.key, job.entity_type, job.domain, job.entity_id,
+                        outcome.remote.id, outcome.remote.name or job.name, outcome.adopted)
+        else:
+            mapping.note_outcome(conn, target.key, job.entity_type, job.entity_id,
+                                 "succeeded", None)
+        outbox.finish(conn, job, JobState.SUCCEEDED, error=outcome.note or None,
+                      payload=payload)
+        outbox.record_attempt(conn, job, outcome.started, outcome.duration_ms, "succeeded",
+                              _last_status(outcome), outcome.note or None, exchanges)
+        mapping.record_success(conn, target.key)
+        return JobState.SUCCEEDED
+    retryable = isinstance(err, RetryableError)
+    exhausted = job.attempts >= int(target.prop("max-attempts"))
+    state = JobState.RETRY if retryable and not exhausted else JobState.DEAD
+    message = err.message
+    if retryable and exhausted:
+        message = f"gave up after {job.attempts} attempts: {message}"
+    delay = err.delay if isinstance(err, RetryableError) else None
+    retry_at = backoff(job, target, delay) if state is JobState.RETRY else None
+    outbox.finish(conn, job, state, error=message, status=err.status, retry_at=retry_at)
+    outbox.record_attempt(conn, job, outcome.started, outcome.duration_ms,
+                          "retry" if state is JobState.RETRY else "dead", err.status, message,
+                          exchanges)
+    mapping.note_outcome(conn, target.key, job.entity_type, job.entity_id, "failed", message)
+    mapping.record_failure(conn, target.key, message,
+                           threshold=int(target.prop("quarantine-threshold")),
+                           probe_after=timedelta(seconds=int(target.prop("probe-seconds"))),
+                           counts_for_breaker=retryable)
+    return state
+
+
+def _last_status(outcome: Outcome) -> int | None:
+    return outcome.exchanges[-1].status if outcome.exchanges else None

@@ -1,0 +1,156 @@
+"""Local entity <-> remote id per target, and each target's health (circuit breaker)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, case, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from core.schema import prov_mappings, prov_target_state
+
+
+@dataclass(frozen=True)
+class Mapping:
+    target: str
+    entity_type: str
+    domain: str
+    entity_id: str
+    remote_id: str
+    remote_name: str
+    adopted: bool
+    last_sync: datetime
+    last_outcome: str
+    last_error: str | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def get(conn: Connection, target: str, entity_type: str, entity_id: str) -> Mapping | None:
+    r = conn.execute(select(prov_mappings).where(
+        prov_mappings.c.target == target, prov_mappings.c.entity_type == entity_type,
+        prov_mappings.c.entity_id == entity_id)).first()
+    if r is None:
+        return None
+    return Mapping(r.target, r.entity_type, r.entity_domain, r.entity_id, r.remote_id,
+                   r.remote_name, r.adopted, r.last_sync, r.last_outcome, r.last_error)
+
+
+def for_entity(conn: Connection, entity_id: str) -> list[Mapping]:
+    rows = conn.execute(select(prov_mappings.c.target).where(
+        prov_mappings.c.entity_id == entity_id).order_by(prov_mappings.c.target)).scalars()
+    out = []
+    for target in rows:
+        for m in [get(conn, target, "user", entity_id), get(conn, target, "group", entity_id)]:
+            if m is not None:
+                out.append(m)
+    return out
+
+
+def put(conn: Connection, target: str, entity_type: str, domain: str, entity_id: str,
+        remote_id: str, remote_name: str, adopted: bool = False) -> None:
+    values = {"remote_id": remote_id, "remote_name": remote_name, "last_sync": _now(),
+              "last_outcome": "succeeded", "last_error": None}
+    existing = get(conn, target, entity_type, entity_id)
+    if existing is None:
+        conn.execute(insert(prov_mappings).values(
+            target=target, entity_type=entity_type, entity_domain=domain, entity_id=entity_id,
+            adopted=adopted, **values))
+    else:
+        conn.execute(update(prov_mappings).where(
+            prov_mappings.c.target == target, prov_mappings.c.entity_type == entity_type,
+            prov_mappings.c.entity_id == entity_id).values(**values))
+
+
+def note_outcome(conn: Connection, target: str, entity_type: str, entity_id: str,
+                 outcome: str, error: str | None) -> None:
+    conn.execute(update(prov_mappings).where(
+        prov_mappings.c.target == target, prov_mappings.c.entity_type == entity_type,
+        prov_mappings.c.entity_id == entity_id).values(
+            last_outcome=outcome, last_error=error, last_sync=_now()))
+
+
+def remove(conn: Connection, target: str, entity_type: str, entity_id: str) -> None:
+    conn.execute(delete(prov_mappings).where(
+        prov_mappings.c.target == target, prov_mappings.c.entity_type == entity_type,
+        prov_mappings.c.entity_id == entity_id))
+
+
+# ---------------------------------------------------------------- target health
+HEALTHY, RETRYING, QUARANTINED = "healthy", "retrying", "quarantined"
+
+
+@dataclass(frozen=True)
+class TargetHealth:
+    target: str
+    state: str
+    consecutive_failures: int
+    quarantined_until: datetime | None
+    last_error: str | None
+    succeeded_total: int
+    failed_total: int
+
+
+def health(conn: Connection, target: str) -> TargetHealth:
+    r = conn.execute(select(prov_target_state).where(
+        prov_target_state.c.target == target)).first()
+    if r is None:
+        return TargetHealth(target, HEALTHY, 0, None, None, 0, 0)
+    return TargetHealth(r.target, r.state, r.consecutive_failures, r.quarantined_until,
+                        r.last_error, r.succeeded_total, r.failed_total)
+
+
+def all_health(conn: Connection) -> dict[str, TargetHealth]:
+    return {r.target: TargetHealth(r.target, r.state, r.consecutive_failures,
+                                   r.quarantined_until, r.last_error, r.succeeded_total,
+                                   r.failed_total)
+            for r in conn.execute(select(prov_target_state))}
+
+
+def _ensure(conn: Connection, target: str) -> None:
+    """Create the target's row if missing; safe when workers race to create it."""
+    values = {"target": target, "state": HEALTHY, "consecutive_failures": 0,
+              "succeeded_total": 0, "failed_total": 0, "updated": _now()}
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(pg_insert(prov_target_state).values(**values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        conn.execute(sqlite_insert(prov_target_state).values(**values)
+                     .on_conflict_do_nothing())
+    else:
+        conn.execute(insert(prov_target_state).values(**values).prefix_with("IGNORE"))
+
+
+def record_success(conn: Connection, target: str) -> None:
+    """Count a success and close the breaker (increments are atomic: workers race here)."""
+    _ensure(conn, target)
+    t = prov_target_state.c
+    conn.execute(update(prov_target_state).where(t.target == target).values(
+        state=HEALTHY, consecutive_failures=0, quarantined_until=None,
+        succeeded_total=t.succeeded_total + 1, updated=_now()))
+
+
+def record_failure(conn: Connection, target: str, error: str, threshold: int,
+                   probe_after: timedelta, counts_for_breaker: bool) -> None:
+    """Count a failed attempt; past ``threshold`` consecutive failures, quarantine.
+
+    Only failures that say something about the target (network, 5xx, 429) move the
+    breaker; a 4xx about one entity's data does not quarantine a healthy target.
+    """
+    _ensure(conn, target)
+    t = prov_target_state.c
+    values: dict[str, Any] = {"failed_total": t.failed_total + 1, "last_error": error,
+                              "updated": _now()}
+    if counts_for_breaker:
+        values["consecutive_failures"] = t.consecutive_failures + 1
+        values["state"] = case((t.consecutive_failures + 1 >= threshold, QUARANTINED),
+                               else_=RETRYING)
+        values["quarantined_until"] = case(
+            (t.consecutive_failures + 1 >= threshold, _now() + probe_after),
+            else_=t.quarantined_until)
+    conn.execute(update(prov_target_state).where(t.target == target).values(**values))

@@ -1,0 +1,339 @@
+"""The durable outbox: provisioning jobs in the system database.
+
+States: ``pending`` -> ``inflight`` (leased) -> ``succeeded`` | ``retry`` (scheduled) |
+``dead``; or ``cancelled``. Jobs of one (target, entity) run one at a time in ``pk`` order:
+a job is claimable only when no earlier job of its key is still open. A lease that expires
+(its worker crashed) makes the job claimable again. Pending updates of one entity coalesce
+into one job, because a job carries *what* to bring up to date, not the data: the executor
+reads the current state when it runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
+from sqlalchemy.orm import aliased
+
+from core.errors import InvalidInput, NotFound
+from core.schema import prov_attempts, prov_jobs
+
+LEASE = timedelta(seconds=120)
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    INFLIGHT = "inflight"
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+OPEN_STATES = (JobState.PENDING, JobState.RETRY, JobState.INFLIGHT)
+
+
+class Operation(StrEnum):
+    UPSERT_USER = "upsert_user"
+    DEPROVISION_USER = "deprovision_user"
+    UPSERT_GROUP = "upsert_group"
+    GROUP_MEMBERS = "group_members"
+    DELETE_GROUP = "delete_group"
+
+
+#: Operations whose pending jobs of one entity merge into one.
+COALESCING = (Operation.UPSERT_USER, Operation.UPSERT_GROUP)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the planner asks for: an operation on one entity at one target."""
+
+    target: str
+    operation: Operation
+    entity_type: str  # "user" | "group"
+    domain: str
+    entity_id: str
+    name: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def entity_key(self) -> str:
+        return f"{self.entity_type}:{self.domain}:{self.entity_id}"
+
+
+@dataclass(frozen=True)
+class Job:
+    pk: int
+    target: str
+    operation: Operation
+    entity_type: str
+    domain: str
+    entity_id: str
+    name: str
+    payload: Mapping[str, Any]
+    state: JobState
+    attempts: int
+    next_attempt_at: datetime
+    application: str
+    jit: bool
+    blocking: bool
+    last_error: str | None
+    last_status: int | None
+    created: datetime
+    updated: datetime
+    lease_owner: str | None = None
+
+    @property
+    def entity_key(self) -> str:
+        return f"{self.entity_type}:{self.domain}:{self.entity_id}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _job(r: Any) -> Job:
+    return Job(
+        pk=r.pk, target=r.target, operation=Operation(r.operation), entity_type=r.entity_type,
+        domain=r.entity_domain, entity_id=r.entity_id, name=r.entity_name, payload=r.payload,
+        state=JobState(r.state), attempts=r.attempts, next_attempt_at=r.next_attempt_at,
+        application=r.application, jit=r.jit, blocking=r.blocking, last_error=r.last_error,
+        last_status=r.last_status, created=r.created, updated=r.updated,
+        lease_owner=r.lease_owner,
+    )
+
+
+def enqueue(
+    conn: Connection, spec: JobSpec, application: str, jit: bool = False,
+    blocking: bool = False,
+) -> int:
+    """Write a job (or fold it into an equal pending one); returns the job's pk."""
+    now = _now()
+    if spec.operation in COALESCING:
+        row = conn.execute(select(prov_jobs.c.pk, prov_jobs.c.payload).where(
+            prov_jobs.c.target == spec.target, prov_jobs.c.entity_key == spec.entity_key,
+            prov_jobs.c.operation == spec.operation.value,
+            prov_jobs.c.state == JobState.PENDING.value,
+        ).order_by(prov_jobs.c.pk.desc()).limit(1)).first()
+        later = row is not None and conn.execute(select(prov_jobs.c.pk).where(
+            prov_jobs.c.target == spec.target, prov_jobs.c.entity_key == spec.entity_key,
+            prov_jobs.c.pk > row.pk).limit(1)).first()
+        if row is not None and not later:
+            payload = {**row.payload, **spec.payload}
+            conn.execute(update(prov_jobs).where(prov_jobs.c.pk == row.pk).values(
+                payload=payload, entity_name=spec.name, updated=now,
+                blocking=prov_jobs.c.blocking | blocking))
+            return int(row.pk)
+    result = conn.execute(insert(prov_jobs).values(
+        target=spec.target, entity_type=spec.entity_type, entity_domain=spec.domain,
+        entity_id=spec.entity_id, entity_name=spec.name, entity_key=spec.entity_key,
+        operation=spec.operation.value, payload=dict(spec.payload),
+        state=JobState.PENDING.value, attempts=0, next_attempt_at=now, application=application,
+        jit=jit, blocking=blocking, created=now, updated=now))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def _claimable(now: datetime, targets: Sequence[str] | None, exclude: Sequence[str]) -> Any:
+    earlier = aliased(prov_jobs)
+    ready = or_(
+        and_(prov_jobs.c.state.in_([JobState.PENDING.value, JobState.RETRY.value]),
+             prov_jobs.c.next_attempt_at <= now),
+        and_(prov_jobs.c.state == JobState.INFLIGHT.value, prov_jobs.c.lease_until < now),
+    )
+    first_of_key = ~exists().where(
+        earlier.c.target == prov_jobs.c.target, earlier.c.entity_key == prov_jobs.c.entity_key,
+        earlier.c.pk < prov_jobs.c.pk,
+        earlier.c.state.in_([s.value for s in OPEN_STATES]))
+    cond = and_(ready, first_of_key)
+    if targets is not None:
+        cond = and_(cond, prov_jobs.c.target.in_(list(targets)))
+    if exclude:
+        cond = and_(cond, prov_jobs.c.target.not_in(list(exclude)))
+    return cond
+
+
+def claim(
+    conn: Connection, owner: str, limit: int, targets: Sequence[str] | None = None,
+    exclude: Sequence[str] = (), pks: Sequence[int] | None = None,
+) -> list[Job]:
+    """Lease up to ``limit`` runnable jobs for ``owner`` (of ``targets``, not of
+    ``exclude``; or exactly the jobs ``pks`` when they are runnable).
+
+    PostgreSQL and MariaDB lock the chosen rows with ``FOR UPDATE SKIP LOCKED`` so that
+    several worker processes share the queue; SQLite has one writer at a time, and the
+    conditional UPDATE below makes a lost race harmless on every backend.
+    """
+    if targets is not None and not targets:
+        return []
+    now = _now()
+    q = select(prov_jobs.c.pk).where(_claimable(now, targets, exclude))
+    if pks is not None:
+        q = q.where(prov_jobs.c.pk.in_(list(pks)))
+    q = q.order_by(prov_jobs.c.pk).limit(limit)
+    if conn.dialect.name != "sqlite":
+        q = q.with_for_update(skip_locked=True, of=prov_jobs)
+    pks = list(conn.execute(q).scalars())
+    if not pks:
+        return []
+    token = f"{owner}/{uuid.uuid4().hex[:8]}"
+    conn.execute(update(prov_jobs).where(
+        prov_jobs.c.pk.in_(pks),
+        or_(prov_jobs.c.state != JobState.INFLIGHT.value, prov_jobs.c.lease_until < now),
+    ).values(state=JobState.INFLIGHT.value, lease_owner=token, lease_until=now + LEASE,
+             attempts=prov_jobs.c.attempts + 1, updated=now))
+    rows = conn.execute(select(prov_jobs).where(prov_jobs.c.lease_owner == token)
+                        .order_by(prov_jobs.c.pk)).all()
+    return [_job(r) for r in rows]
+
+
+def get(conn: Connection, pk: int) -> Job:
+    row = conn.execute(select(prov_jobs).where(prov_jobs.c.pk == pk)).first()
+    if row is None:
+        raise NotFound(f"job {pk} does not exist")
+    return _job(row)
+
+
+def finish(
+    conn: Connection, job: Job, state: JobState, error: str | None = None,
+    status: int | None = None, retry_at: datetime | None = None,
+    payload: Mapping[str, Any] | None = None, attempts: int | None = None,
+) -> None:
+    values: dict[str, Any] = {"state": state.value, "last_error": error, "last_status": status,
+                              "updated": _now(), "lease_owner": None, "lease_until": None}
+    if attempts is not None:
+        values["attempts"] = attempts
+    if retry_at is not None:
+        values["next_attempt_at"] = retry_at
+    if payload is not None:
+        values["payload"] = dict(payload)
+    conn.execute(update(prov_jobs).where(prov_jobs.c.pk == job.pk).values(**values))
+
+
+def record_attempt(
+    conn: Connection, job: Job, started: datetime, duration_ms: float, outcome: str,
+    status: int | None, error: str | None, exchanges: Sequence[Mapping[str, Any]],
+) -> None:
+    conn.execute(insert(prov_attempts).values(
+        job_pk=job.pk, target=job.target, at=started, duration_ms=duration_ms,
+        outcome=outcome, status_code=status, error=error, exchanges=list(exchanges)))
+
+
+def attempts(conn: Connection, job_pk: int) -> list[dict[str, Any]]:
+    rows = conn.execute(select(prov_attempts).where(prov_attempts.c.job_pk == job_pk)
+                        .order_by(prov_attempts.c.pk)).mappings()
+    return [dict(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class AttemptSummary:
+    """One attempt, with the job it belongs to (the console's activity feed)."""
+
+    pk: int
+    job_pk: int
+    target: str
+    operation: Operation
+    entity_name: str
+    at: datetime
+    duration_ms: float
+    outcome: str
+    status_code: int | None
+    error: str | None
+
+
+def recent_attempts(conn: Connection, limit: int = 50) -> list[AttemptSummary]:
+    """The latest attempts at every target, newest first (bounded by ``limit``)."""
+    a, j = prov_attempts.c, prov_jobs.c
+    rows = conn.execute(select(a.pk, a.job_pk, a.target, j.operation, j.entity_name, a.at,
+                               a.duration_ms, a.outcome, a.status_code, a.error)
+                        .join(prov_jobs, j.pk == a.job_pk)
+                        .order_by(a.pk.desc()).limit(limit))
+    return [AttemptSummary(r.pk, r.job_pk, r.target, Operation(r.operation), r.entity_name,
+                           r.at, r.duration_ms, r.outcome, r.status_code, r.error)
+            for r in rows]
+
+
+def has_open_job(conn: Connection, target: str, entity_key: str) -> bool:
+    return conn.execute(select(prov_jobs.c.pk).where(
+        prov_jobs.c.target == target, prov_jobs.c.entity_key == entity_key,
+        prov_jobs.c.state.in_([s.value for s in OPEN_STATES])).limit(1)).first() is not None
+
+
+def has_open_target_job(conn: Connection, target: str) -> bool:
+    return conn.execute(select(prov_jobs.c.pk).where(
+        prov_jobs.c.target == target,
+        prov_jobs.c.state.in_([s.value for s in OPEN_STATES])).limit(1)).first() is not None
+
+
+def cancel_open(conn: Connection, target: str, entity_key: str, operation: Operation,
+                reason: str) -> int:
+    """Cancel not-yet-running jobs of one entity (a deprovision supersedes its updates)."""
+    result = conn.execute(update(prov_jobs).where(
+        prov_jobs.c.target == target, prov_jobs.c.entity_key == entity_key,
+        prov_jobs.c.operation == operation.value,
+        prov_jobs.c.state.in_([JobState.PENDING.value, JobState.RETRY.value]),
+    ).values(state=JobState.CANCELLED.value, last_error=reason, updated=_now()))
+    return int(result.rowcount)
+
+
+def list_jobs(
+    conn: Connection, states: Sequence[str] = (), target: str | None = None,
+    entity: str | None = None, limit: int = 100,
+) -> list[Job]:
+    q = select(prov_jobs).order_by(prov_jobs.c.pk.desc()).limit(limit)
+    if states:
+        bad = set(states) - {s.value for s in JobState}
+        if bad:
+            raise InvalidInput(f"unknown job state(s) {', '.join(sorted(bad))} (known: "
+                               + ", ".join(s.value for s in JobState) + ")")
+        q = q.where(prov_jobs.c.state.in_(list(states)))
+    if target:
+        q = q.where(prov_jobs.c.target == target)
+    if entity:
+        q = q.where(or_(prov_jobs.c.entity_name == entity, prov_jobs.c.entity_id == entity))
+    return [_job(r) for r in conn.execute(q)]
+
+
+def reschedule(conn: Connection, pks: Sequence[int]) -> int:
+    """Make dead / retrying / cancelled jobs pending again, to run now."""
+    result = conn.execute(update(prov_jobs).where(
+        prov_jobs.c.pk.in_(list(pks)),
+        prov_jobs.c.state.in_([JobState.DEAD.value, JobState.RETRY.value,
+                               JobState.CANCELLED.value]),
+    ).values(state=JobState.PENDING.value, next_attempt_at=_now(), attempts=0,
+             updated=_now()))
+    return int(result.rowcount)
+
+
+def cancel(conn: Connection, pk: int) -> None:
+    job = get(conn, pk)
+    if job.state not in (JobState.PENDING, JobState.RETRY, JobState.DEAD):
+        raise InvalidInput(f"job {pk} is {job.state}; only pending, retrying or dead jobs "
+                           "can be cancelled")
+    finish(conn, job, JobState.CANCELLED, error="cancelled by an administrator")
+
+
+def next_due(conn: Connection, exclude: Sequence[str] = ()) -> datetime | None:
+    """When the earliest waiting job (not of ``exclude``) becomes runnable, if any."""
+    q = select(func.min(prov_jobs.c.next_attempt_at)).where(
+        prov_jobs.c.state.in_([JobState.PENDING.value, JobState.RETRY.value]))
+    if exclude:
+        q = q.where(prov_jobs.c.target.not_in(list(exclude)))
+    return conn.execute(q).scalar()
+
+
+def counts(conn: Connection) -> dict[str, dict[str, int]]:
+    """Open and dead jobs per target and state (bounded by the backlog, not the history)."""
+    rows = conn.execute(select(prov_jobs.c.target, prov_jobs.c.state, func.count())
+                        .where(prov_jobs.c.state.in_([*[s.value for s in OPEN_STATES],
+                                                      JobState.DEAD.value]))
+                        .group_by(prov_jobs.c.target, prov_jobs.c.state))
+    out: dict[str, dict[str, int]] = {}
+    for target, state, n in rows:
+        out.setdefault(target, {})[state] = int(n)
+    return out
