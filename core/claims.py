@@ -210,8 +210,11 @@ class ClaimCatalog:
         return out
 
     def to_claims(self, domain: str, attributes: Mapping[str, str]) -> dict[str, str]:
-        reverse = {attr: uri for uri, attr in self.mapping(domain).items()}
-        return {reverse[a]: v for a, v in attributes.items() if a in reverse}
+        """Local claims for store attributes. Names match regardless of case, as directory
+        attribute names do (a mapping to ``givenname`` reads LDAP's ``givenName``)."""
+        reverse = {attr.casefold(): uri for uri, attr in self.mapping(domain).items()}
+        return {reverse[a.casefold()]: v for a, v in attributes.items()
+                if a.casefold() in reverse}
 
     def external_to_local(self, dialect: str) -> dict[str, str]:
         return dict(self.external.get(dialect, {}))

@@ -22,11 +22,12 @@ from core.identity.events import EventBus, Initiator
 from core.identity.service import IdentityService
 from core.names import PRIMARY, RESERVED_DOMAINS, validate_domain
 from core.passwords import Argon2Params, PasswordHashing
-from core.properties import validate
 from core.provisioning.engine import ProvisioningEngine
+from core.schema import claim_attribute_mappings, internal_role_members
 from core.schema import userstores as userstores_table
 from core.secrets import SecretBox
-from core.userstores.router import STORE_TYPES, StoreDefinition, UserstoreRouter
+from core.userstores.definitions import StoreDefinition, read_definitions, validated
+from core.userstores.router import UserstoreRouter
 
 
 class Iam:
@@ -44,7 +45,7 @@ class Iam:
             UserstoreRouter.seed_primary(conn)
             apps.seed_resident(conn)
         self.bus = EventBus()
-        self.stores = UserstoreRouter(self.db, self.hashing)
+        self.stores = UserstoreRouter(self.db, self.hashing, self.secrets)
         self.stores.load()
         self._claims: ClaimCatalog | None = None
         self.identity = IdentityService(self.db, self.stores, lambda: self.claims, self.bus)
@@ -79,46 +80,68 @@ class Iam:
 
     # ------------------------------------------------------------------ userstores
     def userstore_definitions(self) -> list[StoreDefinition]:
+        """Every store definition in order; secret properties are ``SecretValue``s."""
         with self.db.transaction() as conn:
-            rows = conn.execute(select(userstores_table).order_by(
-                userstores_table.c.position)).mappings().all()
-        return [StoreDefinition(r["domain"], r["type"], r["position"], r["enabled"],
-                                r["description"], r["properties"]) for r in rows]
+            return read_definitions(conn, self.secrets)
 
     def save_userstore(
         self, initiator: Initiator, domain: str, store_type: str,
         properties: Mapping[str, Any], enabled: bool = True, description: str = "",
     ) -> None:
+        """Add or replace a store definition (secret properties: text or ``SecretValue``,
+        stored encrypted); the stores are reopened at once."""
         domain = validate_domain(domain)
         if domain in RESERVED_DOMAINS - {PRIMARY}:
             raise InvalidInput(f"domain {domain} is reserved")
-        if store_type not in STORE_TYPES:
-            raise InvalidInput(f"userstore {domain}: type {store_type!r} is not supported "
-                               f"(supported: {', '.join(STORE_TYPES)})")
-        props = validate(STORE_TYPES[store_type], properties, f"userstore {domain}")
-        if domain == PRIMARY:
-            if props.get("url"):
-                raise InvalidInput("userstore PRIMARY lives in the system database; "
-                                   "it takes no url")
-            if not enabled:
-                raise InvalidInput("userstore PRIMARY cannot be disabled")
-        elif not props.get("url"):
-            raise InvalidInput(f"userstore {domain}: url is required for a secondary store")
+        props = validated(domain, store_type, properties)
+        if domain == PRIMARY and not enabled:
+            raise InvalidInput("userstore PRIMARY cannot be disabled")
+        plain, secrets = self.stores.columns(store_type, props)
         with self.db.transaction() as conn:
             exists = conn.execute(select(userstores_table.c.position).where(
                 userstores_table.c.domain == domain)).scalar()
             values = {"type": store_type, "enabled": enabled, "description": description,
-                      "properties": props}
+                      "properties": plain, "secrets": secrets}
             if exists is None:
                 position = len(self.userstore_definitions())
                 conn.execute(insert(userstores_table).values(
-                    domain=domain, position=position, secrets={}, **values))
+                    domain=domain, position=position, **values))
             else:
                 conn.execute(update(userstores_table).where(
                     userstores_table.c.domain == domain).values(**values))
             audit.record(conn, initiator, "userstore.save", domain,
                          {"type": store_type, "enabled": enabled})
         self.stores.load()
+
+    def remove_userstore(self, initiator: Initiator, domain: str) -> None:
+        """Forget a secondary store: its definition, its claim mappings and its users'
+        Internal role memberships. The directory or database itself is not touched (to
+        hide a store and keep everything, disable it instead)."""
+        domain = validate_domain(domain)
+        if domain == PRIMARY:
+            raise InvalidInput("userstore PRIMARY cannot be removed")
+        if domain not in {d.domain for d in self.userstore_definitions()}:
+            raise NotFound(f"userstore {domain} does not exist")
+        with self.db.transaction() as conn:
+            inbound = [a for a in apps.names(conn) if apps.get(conn, a).inbound_domain == domain]
+            jit = [n for n in idps.names(conn)
+                   if idps.get(conn, self.secrets, n).jit.userstore == domain]
+            if inbound or jit:
+                users = [f"application {a}" for a in inbound] + \
+                    [f"identity provider {n} (JIT)" for n in jit]
+                raise InvalidInput(f"userstore {domain} is used by {', '.join(users)}; point "
+                                   "them at another userstore first")
+            conn.execute(internal_role_members.delete().where(
+                internal_role_members.c.domain == domain))
+            conn.execute(claim_attribute_mappings.delete().where(
+                claim_attribute_mappings.c.domain == domain))
+            conn.execute(userstores_table.delete().where(userstores_table.c.domain == domain))
+            for position, d in enumerate(read_definitions(conn, self.secrets)):
+                conn.execute(update(userstores_table).where(
+                    userstores_table.c.domain == d.domain).values(position=position))
+            audit.record(conn, initiator, "userstore.remove", domain)
+        self.stores.load()
+        self.reload_claims()
 
     # ------------------------------------------------------------------ claims config
     def save_claim(

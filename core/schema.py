@@ -98,7 +98,9 @@ um_user_attributes = Table(
     Column("name", name_type(128), nullable=False),
     Column("value", name_type(512), nullable=False),
     UniqueConstraint("user_pk", "name"),
-    Index("ix_um_user_attributes_name_value", "name", "value"),
+    # user_pk last: an exact search reads matches already in user order, so a page of a
+    # value shared by many users needs no sort of all of them.
+    Index("ix_um_user_attributes_name_value_user", "name", "value", "user_pk"),
 )
 
 um_groups = Table(

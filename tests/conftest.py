@@ -7,6 +7,7 @@ import pytest
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.passwords import Argon2Params
+from tests.ldap_server import LdapTree, Slapd, SlapdUnavailable, running_slapd
 from tests.peers import FaultProxy, PeerUnavailable, ScimServer, scim_server
 from tests.peers import fault_proxy as peer_fault_proxy
 from tests.servers import BACKENDS, database_url, unavailable
@@ -81,3 +82,20 @@ def fault_proxy(scim_peer: str) -> Iterator[FaultProxy]:
     """A scriptable proxy in front of ``scim_peer``; ``proxy.url(scim_peer)`` goes through it."""
     with peer_fault_proxy(scim_peer) as proxy:
         yield proxy
+
+
+# ---------------------------------------------------------------- directory (OpenLDAP slapd)
+@pytest.fixture(scope="session")
+def slapd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """One throwaway slapd for the session (each test takes a subtree of its own)."""
+    try:
+        with running_slapd(tmp_path_factory.mktemp("slapd")) as server:
+            yield server
+    except SlapdUnavailable as exc:
+        unavailable(str(exc))
+
+
+@pytest.fixture
+def ldap_tree(slapd_server: Slapd) -> LdapTree:
+    """An empty ``ou=Users`` / ``ou=Groups`` subtree of its own in ``slapd_server``."""
+    return slapd_server.new_tree()

@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,9 @@ class Terminal:
         self.pid, self.fd, self.seen = pid, fd, ""
 
     def expect(self, text: str) -> None:
+        deadline = time.monotonic() + DEADLINE_S  # a live screen keeps printing: bound it
         while text not in self.seen:
+            assert time.monotonic() < deadline, f"no {text!r} in {DEADLINE_S} s: {self.seen!r}"
             ready, _, _ = select.select([self.fd], [], [], DEADLINE_S)
             assert ready, f"no {text!r} from the child; it printed {self.seen!r}"
             try:
@@ -159,7 +162,8 @@ def test_password_prompt_and_delete_confirmation_on_a_terminal(tmp_path: Path) -
 def test_the_console_is_the_default_and_seeds_a_fresh_deployment(tmp_path: Path) -> None:
     home = str(tmp_path / "home")
     term = Terminal("--home", home, term="xterm-256color")
-    term.expect("alice")  # the users screen lists a user of the sample deployment
+    term.expect("MWARE IAM")
+    term.expect("scim-peer")  # the dashboard shows a target of the sample deployment
     term.press("q")
     assert term.wait() == 0, term.seen
     with Iam.open(home=home) as iam:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.message import Message
@@ -27,13 +28,18 @@ from tui.app import MwareConsole
 from tui.messages import EngineFailed
 from tui.screens.help import HelpScreen
 from tui.screens.users import UsersScreen
-from tui.widgets.catalog import CatalogPanel
 from tui.widgets.header import describe_deployment
 from tui.widgets.user_detail import UserDetail
 from tui.widgets.users_table import PageRequest, UsersTable
 from tui.workers import describe_error
 
 DEPLOYMENT = "~/demo · SQLite mware-iam.db"
+
+
+def users_console(iam: Iam, read_only: bool = False, **kw: Any) -> MwareConsole:
+    """The console opened on the Users screen, without provisioning workers or timers."""
+    return MwareConsole(iam, read_only=read_only, deployment=DEPLOYMENT, workers=False,
+                        live=False, screen="users", **kw)
 
 #: username, given name, last name (display name and email follow from them).
 DEMO_USERS = (
@@ -90,19 +96,19 @@ def keys(table: UsersTable) -> list[str | None]:
 
 
 def detail_text(app: MwareConsole) -> str:
-    return str(app.query_one("#detail-body", Static).content)
+    return str(app.screen.query_one("#detail-body", Static).content)
 
 
 # ---------------------------------------------------------------------- behaviour
 
 
 async def test_first_page_only_and_the_next_page_at_the_end(many_iam: Iam) -> None:
-    app = MwareConsole(many_iam, deployment=DEPLOYMENT, page_size=50)
+    app = users_console(many_iam, page_size=50)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        table = app.query_one(UsersTable)
+        table = app.screen.query_one(UsersTable)
         assert keys(table) == [f"PRIMARY/user{i:03d}" for i in range(50)]
-        assert "50 of 120 users" in str(app.query_one("#users-status", Static).content)
+        assert "50 of 120 users" in str(app.screen.query_one("#users-status", Static).content)
 
         for _ in range(20):  # page down until the cursor reaches the last row
             await pilot.press("pagedown")
@@ -120,14 +126,14 @@ async def test_first_page_only_and_the_next_page_at_the_end(many_iam: Iam) -> No
         await settle(pilot)
         assert table.row_count == 120
         assert table.cursor_row == 119
-        assert str(app.query_one("#users-status", Static).content) == "120 users"
+        assert str(app.screen.query_one("#users-status", Static).content) == "120 users"
 
 
 async def test_slash_filters_by_username_prefix_and_escape_clears(demo_iam: Iam) -> None:
-    app = MwareConsole(demo_iam, deployment=DEPLOYMENT)
+    app = users_console(demo_iam)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        table = app.query_one(UsersTable)
+        table = app.screen.query_one(UsersTable)
         assert table.row_count == len(DEMO_USERS)
 
         await pilot.press("slash", "a", "l", "enter")
@@ -138,27 +144,27 @@ async def test_slash_filters_by_username_prefix_and_escape_clears(demo_iam: Iam)
         await pilot.press("escape")
         await settle(pilot)
         assert table.prefix is None and table.row_count == len(DEMO_USERS)
-        assert not app.query_one("#filter-bar").display
+        assert not app.screen.query_one("#filter-bar").display
 
 
 async def test_typing_in_the_filter_never_triggers_bindings(demo_iam: Iam) -> None:
-    app = MwareConsole(demo_iam, deployment=DEPLOYMENT)
+    app = users_console(demo_iam)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await pilot.press("slash", "q", "r", "question_mark", "enter")
         await settle(pilot)
         assert app.return_code is None and isinstance(app.screen, UsersScreen)
-        assert app.query_one(UsersTable).prefix == "qr?"
-        assert app.query_one(UsersTable).row_count == 0
-        assert "No users starting with 'qr?'" in str(app.query_one("#users-status",
+        assert app.screen.query_one(UsersTable).prefix == "qr?"
+        assert app.screen.query_one(UsersTable).row_count == 0
+        assert "No users starting with 'qr?'" in str(app.screen.query_one("#users-status",
                                                                        Static).content)
 
 
 async def test_the_highlighted_user_shows_in_the_detail_pane(demo_iam: Iam) -> None:
-    app = MwareConsole(demo_iam, deployment=DEPLOYMENT)
+    app = users_console(demo_iam)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        detail = app.query_one(UserDetail)
+        detail = app.screen.query_one(UserDetail)
         assert detail.user is not None and detail.user.username == "alice"
         assert "alice@example.com" in detail_text(app)
         assert "Roles (2): Internal/auditors, PRIMARY/admins" in detail_text(app)
@@ -173,13 +179,13 @@ async def test_the_highlighted_user_shows_in_the_detail_pane(demo_iam: Iam) -> N
 
 
 async def test_help_lists_the_bindings_and_q_quits(demo_iam: Iam) -> None:
-    app = MwareConsole(demo_iam, deployment=DEPLOYMENT)
+    app = users_console(demo_iam)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         shown = str(app.screen.query_one("#help-keys", Static).content)
-        described = {line.split()[0]: line for line in shown.splitlines()}
+        described = {line.split()[0]: line for line in shown.splitlines() if line.strip()}
         for key, description in (("/", "Filter"), ("r", "Refresh"), ("q", "Quit"),
                                  ("?", "Help"), ("end", "Last user")):
             assert description in described[key]
@@ -191,25 +197,21 @@ async def test_help_lists_the_bindings_and_q_quits(demo_iam: Iam) -> None:
 
 
 async def test_refresh_reads_the_engine_again(demo_iam: Iam, admin: Initiator) -> None:
-    app = MwareConsole(demo_iam, deployment=DEPLOYMENT)
+    app = users_console(demo_iam)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         demo_iam.identity.add_user(admin, "aaron", None, _claims("aaron", "Aaron", "Ames"))
-        demo_iam.save_app(admin, Application("wiki"))
         await pilot.press("r")
         await settle(pilot)
-        table = app.query_one(UsersTable)
+        table = app.screen.query_one(UsersTable)
         assert keys(table)[0] == "PRIMARY/aaron" and table.row_count == len(DEMO_USERS) + 1
-        catalog = app.query_one("#catalog", CatalogPanel)
-        assert [str(n.label) for n in catalog.root.children[1].children] == [
-            "resident", "hr-portal", "wiki"]
 
 
 async def test_a_page_that_arrives_after_a_newer_search_is_dropped(demo_iam: Iam) -> None:
-    app = MwareConsole(demo_iam, deployment=DEPLOYMENT)
+    app = users_console(demo_iam)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        table = app.query_one(UsersTable)
+        table = app.screen.query_one(UsersTable)
         before = keys(table)
         old = demo_iam.identity.list_users("PRIMARY", 50, None, "b")
         table.post_message(UsersTable.PageLoaded(PageRequest("PRIMARY", "b", None, 50), old, 0))
@@ -218,10 +220,10 @@ async def test_a_page_that_arrives_after_a_newer_search_is_dropped(demo_iam: Iam
 
 
 async def test_read_only_shows_a_badge(demo_iam: Iam) -> None:
-    async with MwareConsole(demo_iam, deployment=DEPLOYMENT).run_test() as pilot:
-        assert not pilot.app.query("#read-only")
-    async with MwareConsole(demo_iam, read_only=True, deployment=DEPLOYMENT).run_test() as pilot:
-        assert str(pilot.app.query_one("#read-only", Static).content) == "READ-ONLY"
+    async with users_console(demo_iam).run_test() as pilot:
+        assert not pilot.app.screen.query("#read-only")
+    async with users_console(demo_iam, read_only=True).run_test() as pilot:
+        assert str(pilot.app.screen.query_one("#read-only", Static).content) == "READ-ONLY"
 
 
 async def test_an_engine_failure_is_reported_and_the_console_keeps_running(
@@ -229,16 +231,13 @@ async def test_an_engine_failure_is_reported_and_the_console_keeps_running(
 ) -> None:
     demo_iam.stores.close()  # the router now knows no userstore: listing users fails
     seen: list[Message] = []
-    app = MwareConsole(demo_iam, deployment=DEPLOYMENT)
+    app = users_console(demo_iam)
     async with app.run_test(size=(80, 24), message_hook=seen.append) as pilot:
         await settle(pilot)
         failures = [m for m in seen if isinstance(m, EngineFailed)]
         assert failures and all(isinstance(f.error, NotFound) for f in failures)
-        assert "could not be read" in str(app.query_one("#users-status", Static).content)
+        assert "could not be read" in str(app.screen.query_one("#users-status", Static).content)
         assert app.return_code is None
-        # the catalog is read from the system database and still shows
-        catalog = app.query_one("#catalog", CatalogPanel)
-        assert str(catalog.root.children[0].label) == "Userstores (2)"
 
 
 def test_deployment_line_names_home_and_database(tmp_path: Path,
@@ -274,12 +273,12 @@ def test_deployment_line_never_shows_the_database_password(tmp_path: Path) -> No
 
 
 def test_snapshot_users_80x24(snap_compare, demo_iam: Iam) -> None:
-    app = MwareConsole(demo_iam, deployment=DEPLOYMENT)
+    app = users_console(demo_iam)
     assert snap_compare(app, terminal_size=(80, 24), run_before=settle)
 
 
 def test_snapshot_users_120x40_read_only(snap_compare, demo_iam: Iam) -> None:
-    app = MwareConsole(demo_iam, read_only=True, deployment=DEPLOYMENT)
+    app = users_console(demo_iam, read_only=True)
     assert snap_compare(app, terminal_size=(120, 40), run_before=settle)
 
 
@@ -289,7 +288,7 @@ def test_snapshot_filtered_80x24(snap_compare, demo_iam: Iam) -> None:
         await pilot.press("slash", "a", "l", "enter")
         await settle(pilot)
 
-    app = MwareConsole(demo_iam, deployment=DEPLOYMENT)
+    app = users_console(demo_iam)
     assert snap_compare(app, terminal_size=(80, 24), run_before=filter_al)
 
 
@@ -298,13 +297,13 @@ def test_snapshot_help_80x24(snap_compare, demo_iam: Iam) -> None:
         await settle(pilot)
         await pilot.press("question_mark")
 
-    app = MwareConsole(demo_iam, deployment=DEPLOYMENT)
+    app = users_console(demo_iam)
     assert snap_compare(app, terminal_size=(80, 24), run_before=open_help)
 
 
 def test_snapshot_no_color_80x24(snap_compare, demo_iam: Iam,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
-    app = MwareConsole(demo_iam, read_only=True, deployment=DEPLOYMENT)
+    app = users_console(demo_iam, read_only=True)
     assert app.no_color
     assert snap_compare(app, terminal_size=(80, 24), run_before=settle)

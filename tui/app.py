@@ -1,66 +1,238 @@
-"""The console app: one deployment (an open ``Iam``), keyboard first, usable over SSH.
+"""The console app: one deployment (an ``Iam``), keyboard first, usable over SSH.
 
-This first console shows the users of PRIMARY; later screens (userstores, roles, identity
-providers, applications, provisioning jobs, audit) join it as further ``Screen`` classes.
+Each section (dashboard, jobs, users, roles, ...) is a Textual *mode* whose screen is built
+on first visit and keeps its state while another is shown; ``1``..``8`` switch (the
+footer's navigation line shows them), ``?`` lists the keys, ``ctrl+p`` opens the palette.
+Unless told otherwise the console runs the provisioning workers itself (``tui.pool``).
+
+Given a function that opens the deployment instead of an open one (what ``mware-iam tui``
+does), the console paints its first frame at once and opens the deployment, with the
+engine's modules, in a thread behind it: nothing of ``core`` but its errors is imported
+before that frame.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on
-from textual.app import App
+from textual import on, work
+from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+from textual.signal import Signal
 
-from core.iam import Iam
-from core.identity.service import DEFAULT_PAGE_SIZE
-from tui.messages import EngineFailed
+from tui.commands import ConsoleCommands
+from tui.messages import EngineFailed, JobAttempted
+from tui.navigation import FIRST, SECTIONS, Section
 from tui.screens.help import HelpScreen, KeyHelp
-from tui.screens.users import UsersScreen
+from tui.screens.start import StartScreen
 from tui.widgets.header import PRODUCT, describe_deployment
-from tui.workers import describe_error
+from tui.workers import ReportsEngineErrors, describe_error
+
+if TYPE_CHECKING:
+    from core.iam import Iam
+    from tui.pool import ConsoleWorkers
+    from tui.screens.dashboard import StatusSource
+
+OPENING = "Opening the deployment"
 
 
-class MwareConsole(App[None]):
+@dataclass
+class DeploymentOpened(Message):
+    iam: Iam
+
+
+def _section_bindings() -> list[BindingType]:
+    return [Binding(s.key, f"go({s.mode!r})", s.title, show=False, id=f"app.go.{s.mode}",
+                    tooltip=s.tooltip) for s in SECTIONS]
+
+
+class MwareConsole(ReportsEngineErrors, App[None]):
     TITLE = PRODUCT
-    CSS_PATH = "console.tcss"
+    #: Absolute, so that a subclass defined elsewhere (a test, a benchmark) finds it too.
+    CSS_PATH = Path(__file__).with_name("console.tcss")
+    COMMANDS: ClassVar = App.COMMANDS | {ConsoleCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the console"),
         Binding("question_mark", "help", "Help", key_display="?", id="app.help",
                 tooltip="The keys that work here"),
+        *_section_bindings(),
     ]
 
     def __init__(
         self,
-        iam: Iam,
+        iam: Iam | Callable[[], Iam],
         read_only: bool = False,
         *,
         deployment: str | None = None,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        page_size: int | None = None,
+        workers: bool = True,
+        screen: str = FIRST,
+        theme: str | None = None,
+        live: bool = True,
+        status_source: StatusSource | None = None,
     ) -> None:
-        """``deployment`` overrides the header's home/database line (tests pin it)."""
+        """``iam`` is an open deployment, or a function that opens one (called in a
+        thread after the first frame); ``deployment`` overrides the header's home/database
+        line (tests pin it); ``workers=False`` leaves provisioning to other processes;
+        ``screen`` is the section shown first; ``live=False`` stops the live views' timers
+        and ``status_source`` replaces ``iam.provisioning`` as the dashboard's source (both
+        for pictures)."""
         super().__init__()
-        self.iam = iam
+        self._opener = iam if callable(iam) else None
+        self.iam: Iam = None if callable(iam) else iam  # type: ignore[assignment]
         self.read_only = read_only
-        self.deployment = describe_deployment(iam) if deployment is None else deployment
+        self.deployment = deployment or ""
+        self._deployment_given = deployment is not None
         self.page_size = page_size
+        self.live = live
+        self.status_source = status_source
+        self.first_screen = screen
+        self._run_workers = workers and not read_only  # read-only: no job state is written
+        #: Every attempt the console's own workers finish (``JobAttempted``).
+        self.provisioning_signal: Signal[JobAttempted] = Signal(self, "provisioning")
+        self.workers_pool: ConsoleWorkers | None = None
+        if theme is not None:
+            self.theme = theme
+        for section in SECTIONS:
+            self.add_mode(section.mode, section_screen(self, section))
 
-    def get_default_screen(self) -> UsersScreen:
-        return UsersScreen(self.iam, self.deployment, self.read_only, self.page_size)
+    # ------------------------------------------------------------------ starting
+    def get_default_screen(self) -> Screen[Any]:
+        return StartScreen()
 
+    def on_mount(self) -> None:
+        if self._opener is None:
+            self._start(self.iam)
+        else:  # after the first frame: the opening thread would compete with painting it
+            self.call_after_refresh(self._open, self._opener)
+
+    @work(thread=True, exit_on_error=False, group="open", description=OPENING)
+    def _open(self, opener: Callable[[], Iam]) -> None:
+        self.post_message(DeploymentOpened(opener()))
+
+    @on(DeploymentOpened)
+    def _opened(self, message: DeploymentOpened) -> None:
+        self._start(message.iam)
+
+    def _start(self, iam: Iam) -> None:
+        from core.identity.service import DEFAULT_PAGE_SIZE
+        from tui.pool import ConsoleWorkers
+
+        self.iam = iam
+        if not self._deployment_given:
+            self.deployment = describe_deployment(iam)
+        self.page_size = self.page_size or DEFAULT_PAGE_SIZE
+        if self._run_workers:
+            self.workers_pool = ConsoleWorkers(self, iam)
+            self.workers_pool.start()
+        self.switch_mode(self.first_screen)
+
+    @property
+    def started(self) -> bool:
+        return self.iam is not None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.started or action in ("quit", "help")
+
+    def action_go(self, mode: str) -> None:
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+
+    # ------------------------------------------------------------------ help, palette
     def action_help(self) -> None:
-        keys = [KeyHelp(self.get_key_display(b.binding), b.binding.description,
-                        b.binding.tooltip)
-                for b in self.screen.active_bindings.values()
-                if b.enabled and b.binding.description and (b.binding.id or b.binding.show)]
-        self.push_screen(HelpScreen(keys))
+        screen_keys: list[KeyHelp] = []
+        app_keys: list[KeyHelp] = []
+        for active in self.screen.active_bindings.values():
+            binding = active.binding
+            if not (active.enabled and binding.description and (binding.id or binding.show)):
+                continue
+            keys = app_keys if active.node is self else screen_keys
+            keys.append(KeyHelp(self.get_key_display(binding), binding.description,
+                                binding.tooltip))
+        self.push_screen(HelpScreen(screen_keys, app_keys))
 
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        for section in SECTIONS:
+            yield SystemCommand(f"Go to {section.title}", section.tooltip,
+                                lambda mode=section.mode: self.action_go(mode))
+        commands: Callable[[], Iterable[SystemCommand]] | None = \
+            getattr(screen, "palette_commands", None)
+        if commands is not None:
+            yield from commands()
+        yield from super().get_system_commands(screen)
+
+    # ------------------------------------------------------------------ provisioning
+    @on(JobAttempted)
+    def _job_attempted(self, message: JobAttempted) -> None:
+        self.provisioning_signal.publish(message)
+
+    async def action_quit(self) -> None:
+        if self.workers_pool is not None:
+            self.notify("Waiting for the provisioning attempts in flight…", timeout=2)
+            await self.workers_pool.stop()
+        self.exit()
+
+    def on_unmount(self) -> None:
+        if self.workers_pool is not None:
+            self.workers_pool.close()
+
+    # ------------------------------------------------------------------ errors
     @on(EngineFailed)
     def _report_engine_failure(self, message: EngineFailed) -> None:
         self.notify(describe_error(message.error), title=f"{message.task} failed",
                     severity="error", timeout=10)
+        if message.task == OPENING and isinstance(self.screen, StartScreen):
+            self.screen.failed(describe_error(message.error))
 
 
-def run_console(iam: Iam, read_only: bool = False) -> None:
-    """Run the console on an open deployment until the administrator quits."""
-    MwareConsole(iam, read_only=read_only).run()
+def section_screen(app: MwareConsole, section: Section) -> Callable[[], Screen[None]]:
+    """The section's screen, built on first visit; its module (and the engine's modules
+    it needs) is imported then, not when the console starts."""
+    def build() -> Screen[None]:
+        iam, read_only, mode = app.iam, app.read_only, section.mode
+        if mode == "dashboard":
+            from tui.screens.dashboard import DashboardScreen
+
+            return DashboardScreen(iam, read_only, source=app.status_source, live=app.live)
+        if mode == "jobs":
+            from tui.screens.jobs import JobsScreen
+
+            return JobsScreen(iam, read_only, live=app.live)
+        if mode == "users":
+            from tui.screens.users import UsersScreen
+
+            return UsersScreen(iam, read_only)
+        if mode == "roles":
+            from tui.screens.roles import RolesScreen
+
+            return RolesScreen(iam, read_only)
+        if mode == "userstores":
+            from tui.screens.userstores import UserstoresScreen
+
+            return UserstoresScreen(iam, read_only)
+        if mode == "idps":
+            from tui.screens.idps import IdentityProvidersScreen
+
+            return IdentityProvidersScreen(iam, read_only)
+        if mode == "apps":
+            from tui.screens.apps import ApplicationsScreen
+
+            return ApplicationsScreen(iam, read_only)
+        from tui.screens.audit import AuditScreen
+
+        return AuditScreen(iam, read_only)
+
+    return build
+
+
+def run_console(iam: Iam | Callable[[], Iam], read_only: bool = False, *,
+                workers: bool = True, theme: str | None = None,
+                deployment: str | None = None) -> None:
+    """Run the console until the administrator quits (``iam``: see MwareConsole)."""
+    MwareConsole(iam, read_only=read_only, workers=workers, theme=theme,
+                 deployment=deployment).run()

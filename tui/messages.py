@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual.message import Message
+
+if TYPE_CHECKING:
+    from core.provisioning.outbox import Job, JobState
 
 
 @dataclass
@@ -13,3 +17,15 @@ class EngineFailed(Message):
 
     task: str
     error: BaseException
+
+
+@dataclass
+class JobAttempted(Message):
+    """The console's own provisioning workers finished an attempt of ``job``.
+
+    Posted from the pool's listener (``post_message`` is safe from any thread); the app
+    publishes it on ``app.provisioning_signal`` to the live screens.
+    """
+
+    job: Job
+    state: JobState

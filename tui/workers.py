@@ -9,6 +9,7 @@ message that bubbles up to the app, which reports it in one place (``describe_er
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import cast
 
 from textual.message_pump import MessagePump
@@ -36,3 +37,31 @@ def describe_error(error: BaseException) -> str:
         return error.message
     log.error("unexpected error in a console worker", exc_info=error)
     return f"unexpected {type(error).__name__} (a bug: please report it)"
+
+
+class OneAtATime:
+    """A live view's reads: at most one in flight; asking meanwhile runs one more after it.
+
+    A timer and a stream of ``JobAttempted`` messages may both ask for a read; this keeps
+    the engine to one query at a time per view, and the view never shows stale data for
+    longer than one read.
+    """
+
+    def __init__(self, start: Callable[[], object]) -> None:
+        self._start = start
+        self.busy = False
+        self._again = False
+
+    def request(self) -> None:
+        if self.busy:
+            self._again = True
+            return
+        self.busy = True
+        self._start()
+
+    def done(self) -> None:
+        """The read replied (or failed): run the one asked for meanwhile, if any."""
+        self.busy = False
+        if self._again:
+            self._again = False
+            self.request()

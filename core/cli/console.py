@@ -6,28 +6,72 @@ never loads it.
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from core.cli.context import current_iam
+from core.cli.context import CliState
 from core.errors import InvalidInput
+from core.iam import Iam
 from core.identity.events import Face, Initiator
+
+F = Callable[..., Any]
+
+
+def console_options(f: F) -> F:
+    """``--theme`` and ``--no-workers``, shared by ``tui``, ``demo`` and ``web``."""
+    f = click.option("--no-workers", is_flag=True,
+                     help="Do not run provisioning workers in the console (a `mware-iam "
+                          "worker` or `serve` runs the jobs).")(f)
+    return click.option("--theme", metavar="NAME",
+                        help="Colour theme: textual-dark (default), textual-light, nord, "
+                             "gruvbox, ansi-dark or ansi-light (the terminal's 16 colours), ...; "
+                             "ctrl+p then 'theme' switches live.")(f)
+
+
+def check_theme(theme: str | None) -> None:
+    if theme is None:
+        return
+    from textual.theme import BUILTIN_THEMES
+
+    if theme not in BUILTIN_THEMES:
+        raise InvalidInput(f"--theme: unknown theme {theme!r} (known: "
+                           f"{', '.join(sorted(BUILTIN_THEMES))})")
+
+
+def require_terminal() -> None:
+    """The console draws on a terminal; under ``mware-iam web`` it draws in a browser."""
+    if os.environ.get("TEXTUAL_DRIVER"):
+        return
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise InvalidInput("the console needs a terminal; in scripts use the subcommands "
+                           "(see mware-iam --help)")
 
 
 @click.command("tui")
 @click.option("--read-only", is_flag=True,
               help="Browse only: every write is disabled (and nothing is seeded).")
-def tui(read_only: bool) -> None:
+@console_options
+def tui(read_only: bool = False, theme: str | None = None, no_workers: bool = False) -> None:
     """Open the console. The first start of a deployment seeds sample_config/."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise InvalidInput("the console needs a terminal; in scripts use the subcommands "
-                           "(see mware-iam --help)")
-    iam = current_iam()
-    if not read_only:
-        from core.configfile import seed_sample
+    require_terminal()
+    check_theme(theme)
+    state = click.get_current_context().find_object(CliState)
+    if state is None:  # only when invoked outside the ``mware-iam`` group
+        raise RuntimeError("no CliState on the click context")
 
-        seed_sample(iam, Initiator.admin(Face.CONFIG))  # audited; the screen shows it
+    def open_deployment() -> Iam:
+        """Run by the console in a thread, after its first frame."""
+        iam = state.iam
+        if not read_only:
+            from core.configfile import seed_sample
+
+            seed_sample(iam, Initiator.admin(Face.CONFIG))  # audited; the screen shows it
+        return iam
+
     from tui.app import run_console
 
-    run_console(iam, read_only=read_only)
+    run_console(open_deployment, read_only=read_only, workers=not no_workers, theme=theme)

@@ -16,10 +16,14 @@ from core.cli.audit import audit
 from core.cli.config import config_group
 from core.cli.console import tui
 from core.cli.context import CliState
+from core.cli.demo import demo, web
 from core.cli.idps import idp_group
 from core.cli.output import error_boundary
+from core.cli.provisioning import provisioning_group
 from core.cli.roles import role_group
+from core.cli.serve import serve, worker
 from core.cli.users import user_group
+from core.cli.userstores import userstore_group
 from core.home import DB_ENV, HOME_ENV
 
 EPILOG = """\b
@@ -64,7 +68,8 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
         ctx.invoke(tui)
 
 
-for command in (tui, config_group, user_group, role_group, app_group, idp_group, audit):
+for command in (tui, config_group, userstore_group, user_group, role_group, app_group, idp_group,
+                provisioning_group, serve, worker, audit, demo, web):
     cli.add_command(command)
 
 

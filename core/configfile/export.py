@@ -22,10 +22,10 @@ from core.configfile.deployment import claim_mappings
 from core.configfile.refs import reference_for
 from core.errors import IamError
 from core.iam import Iam
-from core.idps import ConnectorConfig, IdentityProvider, JitConfig
+from core.idps import ConnectorConfig, IdentityProvider, JitConfig, SecretValue
 from core.names import PRIMARY
 from core.properties import PropertySpec
-from core.userstores.router import STORE_TYPES, StoreDefinition
+from core.userstores.definitions import STORE_TYPES, StoreDefinition, exported_value
 
 _DEFAULT_CLAIMS = {c.uri: c for c in DEFAULT_LOCAL_CLAIMS}
 _PAGE = 500
@@ -71,6 +71,8 @@ def _userstore(d: StoreDefinition) -> dict[str, Any]:
     if not d.enabled:
         out["enabled"] = False
     props = _non_default(STORE_TYPES.get(d.type, ()), d.properties)
+    props.update({k: exported_value(d.domain, k, v) for k, v in d.properties.items()
+                  if isinstance(v, SecretValue)})  # a reference, never the value
     if props or d.domain != PRIMARY:
         out["properties"] = props
     return out

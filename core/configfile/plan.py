@@ -44,7 +44,7 @@ from core.idps import (
 )
 from core.names import PRIMARY, RESERVED_DOMAINS
 from core.properties import secret_names
-from core.userstores.router import STORE_TYPES
+from core.userstores.definitions import STORE_TYPES, reference_name, typed_properties
 
 
 @dataclass(frozen=True)
@@ -130,19 +130,42 @@ class Planner(Checker):
             return None
         props = None
         if e.properties is not None:
-            props = self._properties((*path, "properties"), specs, e.properties)
-            if domain == PRIMARY and props.get("url"):
-                self._error((*path, "properties", "url"), "userstore PRIMARY lives in the "
-                            "system database; it takes no url")
-            if domain != PRIMARY and not props.get("url"):
-                self._error((*path, "properties"), f"userstore {domain}: url is required for "
-                                                   "a secondary store")
+            props = self._store_properties((*path, "properties"), domain, e.type, e.properties)
         elif domain != PRIMARY and self.dep.live and not self.dep.has_domain(domain):
-            self._error(path, f"userstore {domain} is new: give its properties (url at least)")
+            self._error(path, f"userstore {domain} is new: give its properties")
         if domain == PRIMARY and e.enabled is False:
             self._error((*path, "enabled"), "userstore PRIMARY cannot be disabled")
         return Planned(path, domain, _given(type=e.type, description=e.description,
                                             enabled=e.enabled, properties=props))
+
+    def _store_properties(self, path: YamlPath, domain: str, store_type: str,
+                          given: Mapping[str, Any]) -> dict[str, Any]:
+        """Typed store properties; secrets resolved (a reference kept for export) and each
+        error at its property."""
+        stored = self.dep.iam.stores.definitions.get(domain) if self.dep.iam else None
+        values = dict(given)
+        unresolved: set[str] = set()
+        for name in secret_names(STORE_TYPES[store_type]) & given.keys():
+            if given[name] is None or given[name] == "":
+                continue
+            current = stored.properties.get(name) if stored else None
+            try:
+                values[name] = refs.resolve(
+                    str(given[name]), current if isinstance(current, SecretValue) else None,
+                    reference_name(domain, name))
+            except InvalidInput as exc:
+                self._error((*path, name), f"{name}: {exc}")
+                values.pop(name)
+                unresolved.add(name)
+        typed, errors = typed_properties(domain, store_type, values)
+        known = {s.name for s in STORE_TYPES[store_type]}
+        for err in errors:
+            if err.field in unresolved:
+                continue
+            where = (*path[:-1], "type") if err.field == "type" else \
+                (*path, err.field) if err.field in given else path
+            self._error(where, str(err), at_key=err.field not in known and err.field != "type")
+        return typed
 
     def _claim_entry(self, path: YamlPath, e: ClaimEntry) -> ClaimPlan | None:
         existing = self.dep.claim(e.uri)

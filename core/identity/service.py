@@ -9,7 +9,10 @@ which lives there), so nothing is left half-written.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import gc
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -148,13 +151,20 @@ class IdentityService:
 
     def list_users(
         self,
-        domain: str,
+        domain: str | None,
         page_size: int = DEFAULT_PAGE_SIZE,
         cursor: str | None = None,
         prefix: str | None = None,
         claim: tuple[str, str] | None = None,
     ) -> Page[UserView]:
-        """One page of a domain's users, by username prefix or exact claim value."""
+        """One page of a domain's users, by username prefix or exact claim value.
+
+        ``domain=None`` spans every enabled store in order (PRIMARY first): a page may end
+        one store and begin the next, and its cursor says which store it stopped in. A store
+        that is down stops the listing there with its ``StoreUnavailable``.
+        """
+        if domain is None:
+            return self._list_every_store(page_size, cursor, prefix, claim)
         store = self.stores.store(parse_name(f"{domain}/x").domain)
         attribute = None
         if claim is not None:
@@ -166,8 +176,26 @@ class IdentityService:
         page = store.list_users(page_size, cursor, prefix=prefix, attribute=attribute)
         return Page([self._view(u) for u in page.items], page.next_cursor)
 
-    def count_users(self, domain: str, prefix: str | None = None) -> int:
-        return self.stores.store(domain).count_users(prefix)
+    def _list_every_store(self, page_size: int, cursor: str | None, prefix: str | None,
+                          claim: tuple[str, str] | None) -> Page[UserView]:
+        domains = self.stores.domains
+        domain, inner = _span_position(cursor, domains) if cursor else (domains[0], None)
+        items: list[UserView] = []
+        for i in range(domains.index(domain), len(domains)):
+            if len(items) >= max(1, page_size):
+                return Page(items, _span_cursor(domains[i], None))
+            page = self.list_users(domains[i], max(1, page_size) - len(items), inner, prefix,
+                                   claim)
+            items.extend(page.items)
+            if page.next_cursor is not None:
+                return Page(items, _span_cursor(domains[i], page.next_cursor))
+            inner = None
+        return Page(items, None)
+
+    def count_users(self, domain: str | None = None, prefix: str | None = None) -> int:
+        """Users of one domain, or of every enabled store (``domain=None``)."""
+        domains = self.stores.domains if domain is None else [domain]
+        return sum(self.stores.store(d).count_users(prefix) for d in domains)
 
     def verify_password(self, name: str, password: str) -> UserView | None:
         qn = parse_name(name)
@@ -343,25 +371,26 @@ class IdentityService:
             batch.clear()
             passwords = 0
 
-        for row in rows:
-            try:
-                qn = parse_name(row.username, domain or "PRIMARY")
-                store = self._writable_store(qn.domain)
-                key = (qn.domain, store.policies.key(qn.name))
-                if key in seen:
-                    raise AlreadyExists(f"user {qn} appears more than once in the file")
-                new, roles = self._prepare_new_user(store, qn, row.password, row.claims,
-                                                    row.roles)
-                seen.add(key)
-                batch.append((row, new, roles, qn))
-                passwords += bool(row.password)
-            except IamError as exc:
-                report.errors.append((row.line, str(exc)))
-                if progress:
-                    progress(1)
-            if len(batch) >= batch_size or passwords >= PASSWORD_BATCH:
-                flush()
-        flush()
+        with _cycle_collector_paused():
+            for row in rows:
+                try:
+                    qn = parse_name(row.username, domain or "PRIMARY")
+                    store = self._writable_store(qn.domain)
+                    key = (qn.domain, store.policies.key(qn.name))
+                    if key in seen:
+                        raise AlreadyExists(f"user {qn} appears more than once in the file")
+                    new, roles = self._prepare_new_user(store, qn, row.password, row.claims,
+                                                        row.roles)
+                    seen.add(key)
+                    batch.append((row, new, roles, qn))
+                    passwords += bool(row.password)
+                except IamError as exc:
+                    report.errors.append((row.line, str(exc)))
+                    if progress:
+                        progress(1)
+                if len(batch) >= batch_size or passwords >= PASSWORD_BATCH:
+                    flush()
+            flush()
         return report
 
     def _import_batch(
@@ -471,12 +500,16 @@ class IdentityService:
 
     def roles_of(self, name: str) -> list[str]:
         user = self._user(name)
-        store = self.stores.store(user.domain)
-        names = [f"{g.domain}/{g.name}" for g in store.groups_of(user.id)] \
+        return self.roles_of_id(user.domain, user.id)
+
+    def roles_of_id(self, domain: str, user_id: str) -> list[str]:
+        """The roles of the user with this store id (when the caller has read the user)."""
+        store = self.stores.store(domain)
+        names = [f"{g.domain}/{g.name}" for g in store.groups_of(user_id)] \
             if store.capabilities.readable_groups else []
         with self.db.transaction() as conn:
-            names += [f"{INTERNAL}/{n}" for n in internal_roles.roles_of(conn, user.domain,
-                                                                          user.id)]
+            names += [f"{INTERNAL}/{n}" for n in internal_roles.roles_of(conn, domain,
+                                                                          user_id)]
         return names
 
     # ------------------------------------------------------------------ roles: write
@@ -602,6 +635,24 @@ class IdentityService:
         return [_qn(u) for u in [*added, *removed]]
 
 
+def _span_cursor(domain: str, inner: str | None) -> str:
+    """The cursor of a listing over every store: where it stopped, and that store's cursor."""
+    data = json.dumps({"d": domain, "c": inner}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(data.encode()).decode()
+
+
+def _span_position(cursor: str, domains: Sequence[str]) -> tuple[str, str | None]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        domain, inner = data["d"], data["c"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput("the paging cursor is not valid (start the listing again)") from exc
+    if domain not in domains:
+        raise InvalidInput(f"the paging cursor continues in userstore {domain}, which is no "
+                           "longer listed; start the listing again")
+    return str(domain), inner if isinstance(inner, str) else None
+
+
 def _qn(user: StoredUser) -> str:
     return f"{user.domain}/{user.username}"
 
@@ -632,3 +683,21 @@ def _claims_reader(catalog: ClaimCatalog, domain: str) -> Callable[[NewUser], di
         return {uri: user.attributes[a] for uri, a in found.items()}
 
     return claims_of
+
+
+@contextlib.contextmanager
+def _cycle_collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector during a bulk import.
+
+    An import holds a batch of rows, and each full collection would scan them with everything
+    else the process holds: a fifth of an import's time. Rows are freed by reference counting
+    either way; automatic collection resumes when the import ends.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -7,13 +7,14 @@ they run in ``mware-iam serve``, ``mware-iam worker`` or the console.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from connectors.base import ConnectorError
+from connectors.base import ConnectorError, connector_class
 from core import audit
 from core.errors import InvalidInput, StoreUnavailable
 from core.identity.events import Initiator, Phase
@@ -203,8 +204,6 @@ async def _test_connection(target: Target) -> str:
 
 async def _perform_recorded(prep: Any) -> Any:
     """Run the connector against a transport that answers like an accommodating peer."""
-    from connectors.base import connector_class
-
     client = httpx.AsyncClient(transport=httpx.MockTransport(_accommodating_peer))
     try:
         connector = connector_class(prep.target.config.type)(prep.target.properties, client)
@@ -214,8 +213,6 @@ async def _perform_recorded(prep: Any) -> Any:
 
 
 def _accommodating_peer(request: httpx.Request) -> httpx.Response:
-    import json
-
     body: dict[str, Any] = {}
     if request.content:
         try:

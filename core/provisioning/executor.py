@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from connectors.base import (
     RetryableError,
 )
 from core import idps
-from core.errors import IamError
+from core.errors import IamError, NotFound
 from core.names import QualifiedName
 from core.provisioning import mapping, outbox
 from core.provisioning.outbound import in_scope, mapped_group_name, outbound_user
@@ -77,12 +78,20 @@ def _qualified(domain: str, name: str) -> str:
     return str(QualifiedName(domain, name))
 
 
-def prepare(conn: Connection, iam: Iam, job: Job) -> Prepared:
-    idp_name, connector_type = split_key(job.target)
-    try:
-        target = build_target(idps.get(conn, iam.secrets, idp_name), connector_type)
-    except IamError as exc:
-        return Prepared(job, None, fail=f"target {job.target} is not configured any more: {exc}")
+def prepare(conn: Connection, iam: Iam, job: Job,
+            targets: dict[str, Target] | None = None) -> Prepared:
+    """Read what ``job`` needs. ``targets`` caches the targets built by earlier calls in the
+    same transaction (a batch of jobs reads each target's configuration once)."""
+    target = targets.get(job.target) if targets is not None else None
+    if target is None:
+        idp_name, connector_type = split_key(job.target)
+        try:
+            target = build_target(idps.get(conn, iam.secrets, idp_name), connector_type)
+        except IamError as exc:
+            return Prepared(job, None,
+                            fail=f"target {job.target} is not configured any more: {exc}")
+        if targets is not None:
+            targets[job.target] = target
     prep = Prepared(job, target)
     try:
         store = iam.stores.store(job.domain)
@@ -92,12 +101,12 @@ def prepare(conn: Connection, iam: Iam, job: Job) -> Prepared:
     prep.remote_id = m.remote_id if m else None
     op = job.operation
     if op is Operation.UPSERT_USER:
-        user = store.get_user(job.entity_id)
-        if user is None:
+        try:
+            view = iam.identity.get_user_by_id(job.domain, job.entity_id)
+        except NotFound:
             prep.skip = "the user no longer exists"
             return prep
-        view = iam.identity.get_user_by_id(job.domain, job.entity_id)
-        roles = iam.identity.roles_of(view.qualified_name)
+        roles = iam.identity.roles_of_id(view.domain, view.id)
         if not in_scope(target, roles):
             prep.skip = "the user holds none of the provisioning roles"
             return prep
@@ -261,7 +270,7 @@ def backoff(job: Job, target: Target, delay: float | None) -> datetime:
 def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobState:
     """Write the result of one attempt: job state, attempt row, mapping, target health."""
     job, target = prep.job, prep.target
-    payload = {k: v for k, v in job.payload.items() if k != "password"}
+    payload = _without_password(job)
     if prep.fail or target is None:
         outbox.finish(conn, job, JobState.DEAD, error=prep.fail)
         outbox.record_attempt(conn, job, datetime.now(UTC), 0.0, "dead", None, prep.fail, [])
@@ -278,14 +287,14 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
                               [])
         return JobState.RETRY
     assert outcome is not None
+    if _delivered(prep, outcome):
+        _record_delivered(conn, [(prep, outcome)])
+        return JobState.SUCCEEDED
     exchanges = [dataclasses.asdict(e) for e in outcome.exchanges]
     err = outcome.error
     if err is None:
         if outcome.forget:
             mapping.remove(conn, target.key, job.entity_type, job.entity_id)
-        elif outcome.remote is not None:
-            mapping.put(conn, target.key, job.entity_type, job.domain, job.entity_id,
-                        outcome.remote.id, outcome.remote.name or job.name, outcome.adopted)
         else:
             mapping.note_outcome(conn, target.key, job.entity_type, job.entity_id,
                                  "succeeded", None)
@@ -313,6 +322,56 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
                            probe_after=timedelta(seconds=int(target.prop("probe-seconds"))),
                            counts_for_breaker=retryable)
     return state
+
+
+def settle_many(conn: Connection, finished: Sequence[tuple[Prepared, Outcome | None]]
+                ) -> list[JobState]:
+    """``settle`` for many attempts, in order. Deliveries (the common case: the target
+    acknowledged and named the object) are written together, a few statements for the
+    whole batch instead of four each; the others one by one, between them, so that each
+    target's breaker sees its outcomes in order."""
+    states: list[JobState] = []
+    delivered: list[tuple[Prepared, Outcome]] = []
+    for prep, outcome in finished:
+        if outcome is not None and _delivered(prep, outcome):
+            delivered.append((prep, outcome))
+            states.append(JobState.SUCCEEDED)
+            continue
+        _record_delivered(conn, delivered)
+        delivered = []
+        states.append(settle(conn, prep, outcome))
+    _record_delivered(conn, delivered)
+    return states
+
+
+def _delivered(prep: Prepared, outcome: Outcome) -> bool:
+    """The target acknowledged the change and named the object: store the mapping."""
+    return (prep.target is not None and not (prep.fail or prep.skip or prep.wait)
+            and outcome.error is None and not outcome.forget and outcome.remote is not None)
+
+
+def _record_delivered(conn: Connection, delivered: Sequence[tuple[Prepared, Outcome]]
+                      ) -> None:
+    if not delivered:
+        return
+    mapping.put_many(conn, [
+        mapping.Put(p.job.target, p.job.entity_type, p.job.domain, p.job.entity_id,
+                    o.remote.id, o.remote.name or p.job.name, o.adopted,
+                    exists=p.remote_id is not None)
+        for p, o in delivered if o.remote is not None])
+    outbox.succeed_many(conn, [(p.job.pk, o.note or None, _without_password(p.job))
+                               for p, o in delivered])
+    outbox.record_attempts(conn, [
+        outbox.Attempt(p.job, o.started, o.duration_ms, "succeeded", _last_status(o),
+                       o.note or None, [dataclasses.asdict(e) for e in o.exchanges])
+        for p, o in delivered])
+    for target, n in Counter(p.job.target for p, _ in delivered).items():
+        mapping.record_success(conn, target, n)
+
+
+def _without_password(job: Job) -> dict[str, Any]:
+    """The payload kept once the job ran: its (encrypted) password is not needed again."""
+    return {k: v for k, v in job.payload.items() if k != "password"}
 
 
 def _last_status(outcome: Outcome) -> int | None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, case, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -52,19 +53,41 @@ def for_entity(conn: Connection, entity_id: str) -> list[Mapping]:
     return out
 
 
-def put(conn: Connection, target: str, entity_type: str, domain: str, entity_id: str,
-        remote_id: str, remote_name: str, adopted: bool = False) -> None:
-    values = {"remote_id": remote_id, "remote_name": remote_name, "last_sync": _now(),
-              "last_outcome": "succeeded", "last_error": None}
-    existing = get(conn, target, entity_type, entity_id)
-    if existing is None:
-        conn.execute(insert(prov_mappings).values(
-            target=target, entity_type=entity_type, entity_domain=domain, entity_id=entity_id,
-            adopted=adopted, **values))
-    else:
+@dataclass(frozen=True)
+class Put:
+    """A mapping to store. ``exists``: whether there is one already (the job read it when
+    it was prepared, and no other job of the entity runs meanwhile)."""
+
+    target: str
+    entity_type: str
+    domain: str
+    entity_id: str
+    remote_id: str
+    remote_name: str
+    adopted: bool
+    exists: bool
+
+
+def put_many(conn: Connection, puts: Sequence[Put]) -> None:
+    """Store many mappings: new ones in one insert, known ones in one update."""
+    now = _now()
+    new = [p for p in puts if not p.exists]
+    known = [p for p in puts if p.exists]
+    if new:
+        conn.execute(insert(prov_mappings), [
+            {"target": p.target, "entity_type": p.entity_type, "entity_domain": p.domain,
+             "entity_id": p.entity_id, "adopted": p.adopted, "remote_id": p.remote_id,
+             "remote_name": p.remote_name, "last_sync": now, "last_outcome": "succeeded",
+             "last_error": None} for p in new])
+    if known:
+        m = prov_mappings.c
         conn.execute(update(prov_mappings).where(
-            prov_mappings.c.target == target, prov_mappings.c.entity_type == entity_type,
-            prov_mappings.c.entity_id == entity_id).values(**values))
+            m.target == bindparam("t"), m.entity_type == bindparam("et"),
+            m.entity_id == bindparam("eid")).values(
+                remote_id=bindparam("rid"), remote_name=bindparam("rname"), last_sync=now,
+                last_outcome="succeeded", last_error=None), [
+            {"t": p.target, "et": p.entity_type, "eid": p.entity_id, "rid": p.remote_id,
+             "rname": p.remote_name} for p in known])
 
 
 def note_outcome(conn: Connection, target: str, entity_type: str, entity_id: str,
@@ -126,13 +149,16 @@ def _ensure(conn: Connection, target: str) -> None:
         conn.execute(insert(prov_target_state).values(**values).prefix_with("IGNORE"))
 
 
-def record_success(conn: Connection, target: str) -> None:
-    """Count a success and close the breaker (increments are atomic: workers race here)."""
-    _ensure(conn, target)
+def record_success(conn: Connection, target: str, n: int = 1) -> None:
+    """Count ``n`` successes and close the breaker (increments are atomic: workers race
+    here)."""
     t = prov_target_state.c
-    conn.execute(update(prov_target_state).where(t.target == target).values(
+    counted = update(prov_target_state).where(t.target == target).values(
         state=HEALTHY, consecutive_failures=0, quarantined_until=None,
-        succeeded_total=t.succeeded_total + 1, updated=_now()))
+        succeeded_total=t.succeeded_total + n, updated=_now())
+    if conn.execute(counted).rowcount == 0:  # the target's first outcome
+        _ensure(conn, target)
+        conn.execute(counted)
 
 
 def record_failure(conn: Connection, target: str, error: str, threshold: int,

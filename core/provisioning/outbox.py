@@ -17,7 +17,17 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased
 
 from core.errors import InvalidInput, NotFound
@@ -111,11 +121,15 @@ def _job(r: Any) -> Job:
 
 def enqueue(
     conn: Connection, spec: JobSpec, application: str, jit: bool = False,
-    blocking: bool = False,
+    blocking: bool = False, fresh: bool = False,
 ) -> int:
-    """Write a job (or fold it into an equal pending one); returns the job's pk."""
+    """Write a job (or fold it into an equal pending one); returns the job's pk.
+
+    ``fresh``: the entity was created by this very write, so it has no earlier job to fold
+    into (a bulk import then spends no query looking for one).
+    """
     now = _now()
-    if spec.operation in COALESCING:
+    if spec.operation in COALESCING and not fresh:
         row = conn.execute(select(prov_jobs.c.pk, prov_jobs.c.payload).where(
             prov_jobs.c.target == spec.target, prov_jobs.c.entity_key == spec.entity_key,
             prov_jobs.c.operation == spec.operation.value,
@@ -139,23 +153,26 @@ def enqueue(
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-def _claimable(now: datetime, targets: Sequence[str] | None, exclude: Sequence[str]) -> Any:
+def _ready(now: datetime) -> list[tuple[Any, Any]]:
+    """What makes a job runnable, each with its order: leases of workers that died first,
+    then due retries, then new work. Each walks ``ix_prov_jobs_state_next`` in order and
+    stops at the limit, so a claim costs the same with ten or a million jobs queued."""
+    c = prov_jobs.c
+    return [
+        (and_(c.state == JobState.INFLIGHT.value, c.lease_until < now), c.lease_until),
+        (and_(c.state == JobState.RETRY.value, c.next_attempt_at <= now), c.next_attempt_at),
+        (and_(c.state == JobState.PENDING.value, c.next_attempt_at <= now),
+         c.next_attempt_at),
+    ]
+
+
+def _first_of_key() -> Any:
+    """No earlier job of the same (target, entity) is still open."""
     earlier = aliased(prov_jobs)
-    ready = or_(
-        and_(prov_jobs.c.state.in_([JobState.PENDING.value, JobState.RETRY.value]),
-             prov_jobs.c.next_attempt_at <= now),
-        and_(prov_jobs.c.state == JobState.INFLIGHT.value, prov_jobs.c.lease_until < now),
-    )
-    first_of_key = ~exists().where(
+    return ~exists().where(
         earlier.c.target == prov_jobs.c.target, earlier.c.entity_key == prov_jobs.c.entity_key,
         earlier.c.pk < prov_jobs.c.pk,
         earlier.c.state.in_([s.value for s in OPEN_STATES]))
-    cond = and_(ready, first_of_key)
-    if targets is not None:
-        cond = and_(cond, prov_jobs.c.target.in_(list(targets)))
-    if exclude:
-        cond = and_(cond, prov_jobs.c.target.not_in(list(exclude)))
-    return cond
 
 
 def claim(
@@ -172,23 +189,34 @@ def claim(
     if targets is not None and not targets:
         return []
     now = _now()
-    q = select(prov_jobs.c.pk).where(_claimable(now, targets, exclude))
+    scope = [_first_of_key()]
+    if targets is not None:
+        scope.append(prov_jobs.c.target.in_(list(targets)))
+    if exclude:
+        scope.append(prov_jobs.c.target.not_in(list(exclude)))
     if pks is not None:
-        q = q.where(prov_jobs.c.pk.in_(list(pks)))
-    q = q.order_by(prov_jobs.c.pk).limit(limit)
-    if conn.dialect.name != "sqlite":
-        q = q.with_for_update(skip_locked=True, of=prov_jobs)
-    pks = list(conn.execute(q).scalars())
-    if not pks:
+        scope.append(prov_jobs.c.pk.in_(list(pks)))
+    chosen: list[int] = []
+    for ready, order in _ready(now):
+        if len(chosen) >= limit:
+            break
+        q = (select(prov_jobs.c.pk).where(ready, *scope).order_by(order, prov_jobs.c.pk)
+             .limit(limit - len(chosen)))
+        if conn.dialect.name != "sqlite":
+            q = q.with_for_update(skip_locked=True, of=prov_jobs)
+        chosen += conn.execute(q).scalars()
+    if not chosen:
         return []
     token = f"{owner}/{uuid.uuid4().hex[:8]}"
+    c = prov_jobs.c
     conn.execute(update(prov_jobs).where(
-        prov_jobs.c.pk.in_(pks),
-        or_(prov_jobs.c.state != JobState.INFLIGHT.value, prov_jobs.c.lease_until < now),
+        c.pk.in_(chosen),
+        or_(c.state.in_([JobState.PENDING.value, JobState.RETRY.value]),
+            and_(c.state == JobState.INFLIGHT.value, c.lease_until < now)),
     ).values(state=JobState.INFLIGHT.value, lease_owner=token, lease_until=now + LEASE,
-             attempts=prov_jobs.c.attempts + 1, updated=now))
-    rows = conn.execute(select(prov_jobs).where(prov_jobs.c.lease_owner == token)
-                        .order_by(prov_jobs.c.pk)).all()
+             attempts=c.attempts + 1, updated=now))
+    rows = conn.execute(select(prov_jobs).where(c.pk.in_(chosen), c.lease_owner == token)
+                        .order_by(c.pk)).all()
     return [_job(r) for r in rows]
 
 
@@ -215,13 +243,44 @@ def finish(
     conn.execute(update(prov_jobs).where(prov_jobs.c.pk == job.pk).values(**values))
 
 
+def succeed_many(conn: Connection, done: Sequence[tuple[int, str | None, Mapping[str, Any]]]
+                 ) -> None:
+    """``finish`` as succeeded for many jobs at once: (pk, note, payload) each."""
+    now = _now()
+    conn.execute(update(prov_jobs).where(prov_jobs.c.pk == bindparam("job_pk")).values(
+        state=JobState.SUCCEEDED.value, last_error=bindparam("note"), last_status=None,
+        updated=now, lease_owner=None, lease_until=None,
+        payload=bindparam("new_payload", type_=prov_jobs.c.payload.type)),
+        [{"job_pk": pk, "note": note, "new_payload": dict(payload)}
+         for pk, note, payload in done])
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt to record (``prov_attempts``)."""
+
+    job: Job
+    started: datetime
+    duration_ms: float
+    outcome: str
+    status: int | None
+    error: str | None
+    exchanges: Sequence[Mapping[str, Any]]
+
+
 def record_attempt(
     conn: Connection, job: Job, started: datetime, duration_ms: float, outcome: str,
     status: int | None, error: str | None, exchanges: Sequence[Mapping[str, Any]],
 ) -> None:
-    conn.execute(insert(prov_attempts).values(
-        job_pk=job.pk, target=job.target, at=started, duration_ms=duration_ms,
-        outcome=outcome, status_code=status, error=error, exchanges=list(exchanges)))
+    record_attempts(conn, [Attempt(job, started, duration_ms, outcome, status, error,
+                                   exchanges)])
+
+
+def record_attempts(conn: Connection, attempts: Sequence[Attempt]) -> None:
+    conn.execute(insert(prov_attempts), [
+        {"job_pk": a.job.pk, "target": a.job.target, "at": a.started,
+         "duration_ms": a.duration_ms, "outcome": a.outcome, "status_code": a.status,
+         "error": a.error, "exchanges": list(a.exchanges)} for a in attempts])
 
 
 def attempts(conn: Connection, job_pk: int) -> list[dict[str, Any]]:

@@ -97,7 +97,8 @@ class Planner:
             for planned in targets:
                 for spec in self.plan(conn, event, planned.target):
                     pk = outbox.enqueue(conn, spec, app.name, jit=event.initiator.jit,
-                                        blocking=planned.outbound.blocking)
+                                        blocking=planned.outbound.blocking,
+                                        fresh=event.type is EventType.USER_ADDED)
                     if planned.outbound.blocking:
                         blocking.append(pk)
             if blocking and self.run_inline is not None:

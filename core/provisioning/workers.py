@@ -1,8 +1,12 @@
 """Workers: asyncio tasks that lease jobs from the outbox and run them.
 
-Database work runs in threads (``asyncio.to_thread``), network work in the loop. Jobs
-written by any process are picked up within ``poll_seconds``; jobs written in this process
-wake the pool at once. A quarantined target gets no jobs until its probe time, then one.
+Network work runs in the loop, one task per job. Database work runs in the pool's one
+database thread, in steps: each step records every attempt that ended since the last one
+and leases new jobs in one transaction, then reads what those need in another. Batching
+keeps the database cost per job low, and a single writer per process means its writes
+never wait for each other (SQLite has one writer at a time). Jobs written by any process
+are picked up within ``poll_seconds``; jobs written in this process wake the pool at once.
+A quarantined target gets no jobs until its probe time, then one.
 """
 
 from __future__ import annotations
@@ -13,14 +17,19 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy import Connection
+
+from core.errors import StoreUnavailable
 from core.identity.events import IdentityEvent, Phase
 from core.provisioning import executor, mapping, outbox
-from core.provisioning.executor import Prepared
+from core.provisioning.executor import Outcome, Prepared
 from core.provisioning.outbox import Job, JobState
 from core.provisioning.runtime import TargetRuntime
+from core.provisioning.targets import Target
 
 if TYPE_CHECKING:
     from core.iam import Iam
@@ -29,6 +38,10 @@ log = logging.getLogger(__name__)
 
 #: Called after every attempt with (job, resulting state): live views subscribe here.
 Listener = Callable[[Job, JobState], None]
+#: An attempt that ended: what was prepared, and what the target answered (None when
+#: there was nothing to send).
+Finished = tuple[Prepared, Outcome | None]
+T = TypeVar("T")
 
 
 class WorkerPool:
@@ -41,6 +54,10 @@ class WorkerPool:
         self.listeners: list[Listener] = []
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Attempts that ended and wait to be written by the next database step.
+        self._finished: list[Finished] = []
+        #: The pool's one database thread: its writes never contend with each other.
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mware-iam-outbox")
         self._unsubscribe = iam.bus.subscribe(Phase.COMMITTED, self._on_commit)
 
     # ------------------------------------------------------------------ waking
@@ -54,18 +71,15 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ running
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set; in-flight jobs finish first."""
+        """Work until ``stop`` is set; in-flight jobs finish (and are recorded) first."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         running: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
-                free = self.capacity - len(running)
-                if free > 0:
-                    for job in await asyncio.to_thread(self._claim, free):
-                        task = asyncio.create_task(self._run(job))
-                        running.add(task)
-                        task.add_done_callback(running.discard)
+                await self._step(running, claim=True)
+                if self._finished:
+                    continue  # jobs with nothing to send: record them right away
                 waiters = [asyncio.create_task(self._wake.wait()),
                            asyncio.create_task(stop.wait()), *running]
                 await asyncio.wait(waiters, timeout=self.poll_seconds,
@@ -75,6 +89,7 @@ class WorkerPool:
                 self._wake.clear()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+            await self._step(running, claim=False)
         finally:
             self._loop = None
             await self.runtime.aclose()
@@ -83,17 +98,109 @@ class WorkerPool:
         """Run jobs until none is due within ``horizon`` seconds; returns how many attempts
         ran. For tests and one-shot runs."""
         done = 0
+        running: set[asyncio.Task[None]] = set()
         async with asyncio.timeout(timeout):
             while True:
-                jobs = await asyncio.to_thread(self._claim, self.capacity)
-                if jobs:
-                    await asyncio.gather(*(self._run(j) for j in jobs))
-                    done += len(jobs)
+                done += await self._step(running, claim=True)
+                if running:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                     continue
-                due = await asyncio.to_thread(self._next_due)
+                if self._finished:
+                    continue
+                due = await self._in_db(self._next_due)
                 if due is None or (due - datetime.now(UTC)).total_seconds() > horizon:
                     return done
                 await asyncio.sleep(0.1)
+
+    def close(self) -> None:
+        self._unsubscribe()
+        self._db.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ one step
+    async def _in_db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def _step(self, running: set[asyncio.Task[None]], claim: bool) -> int:
+        """Record the attempts that ended, lease and prepare new jobs, start them; returns
+        how many attempts were recorded.
+
+        Jobs are leased in batches (when a quarter of the capacity is free, or none runs)
+        so that one database step serves many jobs.
+        """
+        free = self.capacity - len(running)
+        if not claim or (running and free < max(1, self.capacity // 4)):
+            free = 0
+        if free <= 0 and not self._finished:
+            return 0
+        finished, self._finished = self._finished, []
+        settled, preps, kept = await self._in_db(self._db_step, finished, free)
+        if kept:  # the database is busy or unreachable: record them at the next step
+            self._finished[:0] = kept
+            await asyncio.sleep(self.poll_seconds)
+        for job, state in settled:
+            self._notify(job, state)
+        for prep in preps:
+            if prep.target is None or prep.skip or prep.wait or prep.fail:
+                self._finished.append((prep, None))  # nothing to send
+            else:
+                task = asyncio.create_task(self._perform(prep))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        return len(settled)
+
+    def _db_step(self, finished: list[Finished], limit: int) -> tuple[
+            list[tuple[Job, JobState]], list[Prepared], list[Finished]]:
+        """In the database thread: write the outcomes and lease new jobs in one
+        transaction, then read what the new jobs need in another (read-only) one.
+
+        Returns what was recorded, the prepared jobs, and the outcomes kept for the next
+        step because the database is busy (SQLite locked) or unreachable.
+        """
+        try:
+            with self.iam.db.transaction() as conn:
+                states = executor.settle_many(conn, finished)
+                jobs = self._claim(conn, limit) if limit > 0 else []
+            settled = [(prep.job, state) for (prep, _), state in zip(finished, states,
+                                                                     strict=True)]
+        except StoreUnavailable as exc:  # SQLite locked past its busy timeout, or down
+            log.warning("provisioning: %d outcomes wait: %s", len(finished), exc)
+            return [], [], finished
+        except Exception:
+            log.exception("provisioning: recording %d outcomes and leasing jobs failed; "
+                          "recording them one by one", len(finished))
+            return self._settle_each(finished), [], []
+        if not jobs:
+            return settled, [], []
+        try:
+            with self.iam.db.transaction() as conn:
+                targets: dict[str, Target] = {}
+                preps = [executor.prepare(conn, self.iam, job, targets) for job in jobs]
+        except Exception:
+            preps = self._prepare_each(jobs)
+        return settled, preps, []
+
+    def _prepare_each(self, jobs: list[Job]) -> list[Prepared]:
+        """Prepare jobs one by one, so that one that cannot be prepared holds back no
+        other; its lease expires and another attempt follows."""
+        preps = []
+        for job in jobs:
+            try:
+                with self.iam.db.transaction() as conn:
+                    preps.append(executor.prepare(conn, self.iam, job))
+            except Exception:
+                log.exception("provisioning job %s: preparing it failed", job.pk)
+        return preps
+
+    def _settle_each(self, finished: list[Finished]) -> list[tuple[Job, JobState]]:
+        settled = []
+        for prep, outcome in finished:
+            try:
+                with self.iam.db.transaction() as conn:
+                    settled.append((prep.job, executor.settle(conn, prep, outcome)))
+            except Exception:  # the lease expires and another attempt follows
+                log.exception("provisioning job %s: recording its outcome failed",
+                              prep.job.pk)
+        return settled
 
     def _next_due(self) -> datetime | None:
         """The earliest time a job may run: a quarantined target's jobs wait for its probe."""
@@ -105,45 +212,33 @@ class WorkerPool:
                       if outbox.has_open_target_job(conn, t)]
             return min((t for t in times if t is not None), default=None)
 
-    def close(self) -> None:
-        self._unsubscribe()
+    def _claim(self, conn: Connection, limit: int) -> list[Job]:
+        health = mapping.all_health(conn)
+        now = datetime.now(UTC)
+        held = [t for t, h in health.items()
+                if h.state == mapping.QUARANTINED and h.quarantined_until
+                and h.quarantined_until > now]
+        probes = [t for t, h in health.items()
+                  if h.state == mapping.QUARANTINED and t not in held]
+        jobs = []
+        for target in probes:  # one probe job per quarantined target that is due
+            jobs += outbox.claim(conn, self.owner, 1, targets=[target])
+        jobs += outbox.claim(conn, self.owner, max(0, limit - len(jobs)),
+                             exclude=held + probes)
+        return jobs
 
     # ------------------------------------------------------------------ one job
-    def _claim(self, limit: int) -> list[Job]:
-        with self.iam.db.transaction() as conn:
-            health = mapping.all_health(conn)
-            now = datetime.now(UTC)
-            held = [t for t, h in health.items()
-                    if h.state == mapping.QUARANTINED and h.quarantined_until
-                    and h.quarantined_until > now]
-            probes = [t for t, h in health.items()
-                      if h.state == mapping.QUARANTINED and t not in held]
-            jobs = []
-            for target in probes:  # one probe job per quarantined target that is due
-                jobs += outbox.claim(conn, self.owner, 1, targets=[target])
-            jobs += outbox.claim(conn, self.owner, max(0, limit - len(jobs)),
-                                 exclude=held + probes)
-            return jobs
-
-    def _prepare(self, job: Job) -> Prepared:
-        with self.iam.db.transaction() as conn:
-            return executor.prepare(conn, self.iam, job)
-
-    def _settle(self, prep: Prepared, outcome: executor.Outcome | None) -> JobState:
-        with self.iam.db.transaction() as conn:
-            return executor.settle(conn, prep, outcome)
-
-    async def _run(self, job: Job) -> None:
+    async def _perform(self, prep: Prepared) -> None:
+        assert prep.target is not None
         try:
-            prep = await asyncio.to_thread(self._prepare, job)
-            outcome = None
-            if prep.target is not None and not (prep.skip or prep.wait or prep.fail):
-                async with self.runtime.limit(prep.target):
-                    outcome = await executor.perform(self.runtime.connector(prep.target), prep)
-            state = await asyncio.to_thread(self._settle, prep, outcome)
+            async with self.runtime.limit(prep.target):
+                outcome = await executor.perform(self.runtime.connector(prep.target), prep)
         except Exception:  # the lease expires and another attempt follows
-            log.exception("provisioning job %s failed in the engine", job.pk)
+            log.exception("provisioning job %s failed in the engine", prep.job.pk)
             return
+        self._finished.append((prep, outcome))
+
+    def _notify(self, job: Job, state: JobState) -> None:
         for listener in list(self.listeners):
             try:
                 listener(job, state)

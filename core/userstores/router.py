@@ -1,79 +1,97 @@
 """Userstore registry and router: ``DOMAIN/name`` -> the store of that domain.
 
-Store definitions live in the ``userstores`` table (PRIMARY is created on first start).
-Unqualified names are looked up in PRIMARY first, then in the secondaries in their order.
-A disabled store is hidden (its data stays where it is).
+Store definitions live in the ``userstores`` table (PRIMARY is created on first start; the
+types and their property schemas are in :mod:`core.userstores.definitions`). Unqualified
+names are looked up in PRIMARY first, then in the secondaries in their order. A disabled
+store is hidden (its data stays where it is).
+
+Opening a store never connects to it: a directory or database that is down makes that
+store's calls fail with ``StoreUnavailable`` naming its domain, while every other store
+keeps working (a store whose definition cannot even be opened behaves the same way).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn, cast
 
 from sqlalchemy import Connection, insert, select
 
-from core.db import SystemDB, make_engine
-from core.errors import InvalidInput, NotFound
+from core.db import SystemDB
+from core.errors import IamError, InvalidInput, NotFound, StoreUnavailable
 from core.names import INTERNAL, PRIMARY, QualifiedName, parse_name
 from core.passwords import PasswordHashing
-from core.properties import PropertySpec, PropertyType, validate
-from core.schema import metadata, um_groups, um_memberships, um_user_attributes, um_users
 from core.schema import userstores as userstores_table
-from core.userstores.base import (
-    DEFAULT_GROUP_NAME_REGEX,
-    DEFAULT_PASSWORD_REGEX,
-    DEFAULT_USERNAME_REGEX,
-    Policies,
-    StoredUser,
-    UserStore,
+from core.secrets import SecretBox
+from core.userstores.base import Capabilities, Health, Policies, StoredUser, UserStore
+from core.userstores.definitions import (
+    POLICY_PROPERTIES,
+    SQL_PROPERTIES,
+    STORE_TYPES,
+    StoreDefinition,
+    policies_from,
+    read_definitions,
+    secret_text,
+    to_columns,
+    validated,
 )
+from core.userstores.ldap import LdapUserStore
+from core.userstores.ldap_ad import ActiveDirectoryUserStore
+from core.userstores.ldap_schema import ACTIVE_DIRECTORY, FLAVOURS, settings
 from core.userstores.sql import SqlUserStore
+from core.userstores.sql_external import ExternalSqlUserStore
 
-_P = PropertyType
-POLICY_PROPERTIES: tuple[PropertySpec, ...] = (
-    PropertySpec("case_insensitive_usernames", "Case-insensitive usernames", _P.BOOLEAN,
-                 default=False),
-    PropertySpec("username_regex", "Username pattern", _P.REGEX, default=DEFAULT_USERNAME_REGEX),
-    PropertySpec("username_message", "Username pattern message",
-                 default=Policies.username_message),
-    PropertySpec("password_regex", "Password pattern", _P.REGEX, default=DEFAULT_PASSWORD_REGEX),
-    PropertySpec("password_message", "Password pattern message",
-                 default=Policies.password_message),
-    PropertySpec("group_name_regex", "Group name pattern", _P.REGEX,
-                 default=DEFAULT_GROUP_NAME_REGEX),
-    PropertySpec("group_name_message", "Group name pattern message",
-                 default=Policies.group_name_message),
-)
-
-SQL_PROPERTIES: tuple[PropertySpec, ...] = (
-    PropertySpec("url", "Database URL", _P.STRING,
-                 help="SQLAlchemy URL; empty for PRIMARY, which lives in the system database"),
-    PropertySpec("read_only", "Read-only", _P.BOOLEAN, default=False),
-    *POLICY_PROPERTIES,
-)
-
-STORE_TYPES: dict[str, tuple[PropertySpec, ...]] = {"sql": SQL_PROPERTIES}
+__all__ = ["POLICY_PROPERTIES", "SQL_PROPERTIES", "STORE_TYPES", "StoreDefinition",
+           "UserstoreRouter", "open_store", "policies_from"]
 
 
-@dataclass(frozen=True)
-class StoreDefinition:
-    domain: str
-    type: str
-    position: int
-    enabled: bool
-    description: str
-    properties: Mapping[str, Any]
+def open_store(d: StoreDefinition, db: SystemDB, hashing: PasswordHashing) -> UserStore:
+    """The store a definition describes (nothing is connected yet). The properties are
+    checked again, so a row written by hand or by an older version fails here, clearly,
+    and properties added since take their defaults."""
+    props = validated(d.domain, d.type, d.properties)
+    policies = policies_from(props)
+    if d.type == "sql":
+        url = secret_text(props, "url")
+        read_only = bool(props.get("read_only"))
+        if d.domain == PRIMARY or not url:
+            return SqlUserStore(d.domain, db.engine, hashing, policies, read_only=read_only)
+        return ExternalSqlUserStore(d.domain, url, hashing, policies, read_only=read_only)
+    if d.type in FLAVOURS:
+        cls = ActiveDirectoryUserStore if d.type == ACTIVE_DIRECTORY else LdapUserStore
+        return cls(d.domain, settings(d.type, props, secret_text(props, "bind_password")),
+                   policies)
+    raise InvalidInput(f"userstore {d.domain}: type {d.type!r} is not supported")
 
 
-def policies_from(props: Mapping[str, Any]) -> Policies:
-    return Policies(**{s.name: props[s.name] for s in POLICY_PROPERTIES if s.name in props})
+class _BrokenStore:
+    """Stands in for a store whose definition could not be opened: every call says why."""
+
+    def __init__(self, domain: str, reason: str) -> None:
+        self.domain = domain
+        self.reason = reason
+        self.capabilities = Capabilities(False, False, False, False)
+        self.policies = Policies()
+
+    def _fail(self, *_: object, **__: object) -> NoReturn:
+        raise StoreUnavailable(f"userstore {self.domain} cannot be opened: {self.reason}")
+
+    def health(self) -> Health:
+        return Health(False, f"cannot be opened: {self.reason}")
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Callable[..., NoReturn]:
+        return self._fail
 
 
 class UserstoreRouter:
-    def __init__(self, db: SystemDB, hashing: PasswordHashing) -> None:
+    def __init__(self, db: SystemDB, hashing: PasswordHashing,
+                 secrets: SecretBox | None = None) -> None:
         self.db = db
         self.hashing = hashing
+        self.box = secrets
         self.definitions: dict[str, StoreDefinition] = {}
         self._stores: dict[str, UserStore] = {}
 
@@ -83,7 +101,7 @@ class UserstoreRouter:
         if conn.execute(select(userstores_table.c.domain).where(
                 userstores_table.c.domain == PRIMARY)).first():
             return False
-        props = validate(SQL_PROPERTIES, {}, "userstore PRIMARY")
+        props = validated(PRIMARY, "sql", {})
         conn.execute(insert(userstores_table).values(
             domain=PRIMARY, type="sql", position=0, enabled=True,
             description="Primary userstore (in the system database)",
@@ -94,33 +112,40 @@ class UserstoreRouter:
         """(Re)read the store definitions and open the stores."""
         self.close()
         with self.db.transaction() as conn:  # joins an open apply, so it sees its rows
-            rows = conn.execute(select(userstores_table).order_by(
-                userstores_table.c.position)).mappings().all()
-        for r in rows:
-            d = StoreDefinition(r["domain"], r["type"], r["position"], r["enabled"],
-                                r["description"], r["properties"])
+            definitions = read_definitions(conn, self.box)
+        for d in definitions:
             self.definitions[d.domain] = d
             if d.enabled:
                 self._stores[d.domain] = self._open(d)
 
     def _open(self, d: StoreDefinition) -> UserStore:
-        if d.type != "sql":
-            raise InvalidInput(f"userstore {d.domain}: type {d.type!r} is not supported")
-        props = d.properties
-        url = props.get("url")
-        if d.domain == PRIMARY or not url:
-            engine = self.db.engine
-        else:
-            engine = make_engine(url)
-            user_tables = [um_users, um_user_attributes, um_groups, um_memberships]
-            metadata.create_all(engine, tables=user_tables)
-        return SqlUserStore(d.domain, engine, self.hashing, policies_from(props),
-                            read_only=bool(props.get("read_only")))
+        try:
+            return open_store(d, self.db, self.hashing)
+        except IamError as exc:
+            if d.domain == PRIMARY:
+                raise
+            return cast(UserStore, _BrokenStore(d.domain, str(exc)))
+
+    def columns(self, store_type: str, props: dict[str, Any]
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The (``properties``, ``secrets``) columns of a definition's typed properties."""
+        if self.box is None:
+            raise InvalidInput("userstore secrets need the deployment's secret key")
+        return to_columns(self.box, store_type, props)
+
+    def probe(self, d: StoreDefinition) -> Health:
+        """The health of a defined store, enabled or not (a disabled one is opened for it)."""
+        store = self._stores.get(d.domain) if d.enabled else None
+        if store is not None:
+            return store.health()
+        temporary = self._open(d)
+        try:
+            return temporary.health()
+        finally:
+            temporary.close()
 
     def close(self) -> None:
         for store in self._stores.values():
-            if isinstance(store, SqlUserStore) and store.engine is not self.db.engine:
-                store.engine.dispose()
             store.close()
         self._stores.clear()
         self.definitions.clear()
@@ -143,11 +168,23 @@ class UserstoreRouter:
         return store
 
     def find_user(self, name: str) -> StoredUser:
-        """A user by ``DOMAIN/name``, or by bare name in PRIMARY then the secondaries."""
+        """A user by ``DOMAIN/name``, or by bare name in PRIMARY then the secondaries.
+
+        A bare name stops at the first store that is down before it is found: a later store
+        may hold the same name, so answering from it could pick the wrong user.
+        """
         qn = parse_name(name)
-        candidates = [qn.domain] if "/" in name else self.domains
+        qualified = "/" in name
+        candidates = [qn.domain] if qualified else self.domains
         for domain in candidates:
-            user = self.store(domain).get_user_by_name(qn.name)
+            try:
+                user = self.store(domain).get_user_by_name(qn.name)
+            except StoreUnavailable as exc:
+                if qualified:
+                    raise
+                raise StoreUnavailable(
+                    f"{exc} - so user {qn.name} cannot be looked up without its domain; give "
+                    f"it as DOMAIN/{qn.name}") from exc
             if user is not None:
                 return user
         raise NotFound(f"user {name} does not exist")

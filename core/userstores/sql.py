@@ -312,9 +312,9 @@ class SqlUserStore:
                      .where(um_user_attributes.c.name == name,
                             um_user_attributes.c.value == value,
                             um_users.c.store == self.domain)
-                     .order_by(um_users.c.pk).limit(size + 1))
+                     .order_by(um_user_attributes.c.user_pk).limit(size + 1))
                 if cursor:
-                    q = q.where(um_users.c.pk > _decode_position(cursor))
+                    q = q.where(um_user_attributes.c.user_pk > _decode_position(cursor))
                 rows = conn.execute(q).all()
                 more = len(rows) > size
                 rows = rows[:size]

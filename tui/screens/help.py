@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-NAVIGATION = "↑ ↓ move · PgUp PgDn page · Tab next pane · mouse works too"
+NAVIGATION = "↑ ↓ move · PgUp PgDn page · Tab next pane · ctrl+p commands · mouse works too"
 
 
 @dataclass(frozen=True)
@@ -28,24 +28,31 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,question_mark,q", "dismiss", "Close help", id="help.close"),
     ]
 
-    def __init__(self, keys: Sequence[KeyHelp]) -> None:
+    def __init__(self, keys: Sequence[KeyHelp], everywhere: Sequence[KeyHelp] = ()) -> None:
+        """``keys`` are the screen's own; ``everywhere`` the app's (navigation, quit)."""
         super().__init__()
         self._keys = keys
+        self._everywhere = everywhere
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help") as box:
             box.border_title = "Keys"
             box.border_subtitle = "esc closes"
-            yield Static(render_keys(self._keys), id="help-keys")
+            yield Static(render_keys(self._keys, self._everywhere), id="help-keys")
             yield Static(NAVIGATION, id="help-navigation", markup=False)
 
 
-def render_keys(keys: Sequence[KeyHelp]) -> Text:
-    width = max((len(k.key) for k in keys), default=0)
-    text = Text()
-    for i, k in enumerate(keys):
-        text.append(("\n" if i else "") + k.key.ljust(width) + "  ", style="bold")
-        text.append(k.description)
-        if k.tooltip:
-            text.append(f" · {k.tooltip}", style="dim")
-    return text
+def render_keys(keys: Sequence[KeyHelp], everywhere: Sequence[KeyHelp] = ()) -> Text:
+    """One line per key; with both groups, each under its title."""
+    groups = [(title, group) for title, group in (("On this screen", keys),
+                                                  ("Everywhere", everywhere)) if group]
+    width = max((len(k.key) for k in (*keys, *everywhere)), default=0)
+    lines: list[Text] = []
+    for n, (title, group) in enumerate(groups):
+        if len(groups) > 1:
+            lines += [Text()] if n else []
+            lines.append(Text(title, style="underline"))
+        lines += [Text.assemble((k.key.ljust(width) + "  ", "bold"), k.description,
+                                (f" · {k.tooltip}" if k.tooltip else "", "dim"))
+                  for k in group]
+    return Text("\n").join(lines)

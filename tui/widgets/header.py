@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label
 
-from core.iam import Iam
+if TYPE_CHECKING:
+    from core.iam import Iam
 
 PRODUCT = "MWARE IAM"
 
@@ -37,15 +39,23 @@ def _tilde(path: Path) -> str:
 
 
 class AppHeader(Horizontal):
-    """One line: ``MWARE IAM  <deployment>  [READ-ONLY]``."""
+    """One line: ``MWARE IAM  <deployment>  [READ-ONLY]``.
 
-    def __init__(self, deployment: str, read_only: bool, *, id: str | None = None) -> None:
+    Without arguments it shows the app's ``deployment`` line and ``read_only`` flag.
+    """
+
+    def __init__(self, deployment: str | None = None, read_only: bool | None = None, *,
+                 id: str | None = "header") -> None:
         super().__init__(id=id)
         self._deployment = deployment
         self._read_only = read_only
 
     def compose(self) -> ComposeResult:
+        deployment = self._deployment if self._deployment is not None else \
+            str(getattr(self.app, "deployment", ""))
+        read_only = self._read_only if self._read_only is not None else \
+            bool(getattr(self.app, "read_only", False))
         yield Label(PRODUCT, id="product")
-        yield Label(self._deployment, id="deployment", markup=False)
-        if self._read_only:
+        yield Label(deployment, id="deployment", markup=False)
+        if read_only:
             yield Label("READ-ONLY", id="read-only")

@@ -1,4 +1,5 @@
-"""The detail pane of the highlighted user: claims by short name, then roles."""
+"""The detail pane of the highlighted user: claims by short name, roles, and where the user
+is provisioned (per target: remote id, last outcome, last sync)."""
 
 from __future__ import annotations
 
@@ -15,30 +16,34 @@ from textual.widgets import Static
 from core.claims import USERNAME
 from core.iam import Iam
 from core.identity.service import UserView
+from core.provisioning.mapping import Mapping
 from tui.workers import ReportsEngineErrors
 
 
 class UserDetail(ReportsEngineErrors, VerticalScroll):
-    """Claims come with the listed user; roles are read when the user is shown."""
+    """Claims come with the listed user; roles and provisioning are read when it is shown."""
 
     @dataclass
     class RolesLoaded(Message):
         user: str
         roles: list[str]
+        provisioning: list[Mapping]
 
     def __init__(self, iam: Iam, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._iam = iam
         self.user: UserView | None = None
         self.roles: list[str] | None = None
+        self.provisioning: list[Mapping] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(render_user(None, None), id="detail-body")
 
-    def show(self, user: UserView | None) -> None:
-        if user == self.user:
+    def show(self, user: UserView | None, again: bool = False) -> None:
+        """Show ``user``; ``again`` reads its roles and provisioning even if it is shown."""
+        if user == self.user and not again:
             return
-        self.user, self.roles = user, None
+        self.user, self.roles, self.provisioning = user, None, None
         self._refresh_body()
         if user is not None:
             self._fetch_roles(user.qualified_name)
@@ -46,19 +51,24 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
     @work(thread=True, exclusive=True, exit_on_error=False, group="user-roles",
           description="Loading the roles of a user")
     def _fetch_roles(self, name: str) -> None:
-        self.post_message(self.RolesLoaded(name, self._iam.identity.roles_of(name)))
+        iam = self._iam
+        self.post_message(self.RolesLoaded(name, iam.identity.roles_of(name),
+                                           iam.provisioning.mappings_of(name)))
 
     @on(RolesLoaded)
     def _show_roles(self, message: RolesLoaded) -> None:
         if self.user is not None and message.user == self.user.qualified_name:
             self.roles = sorted(message.roles)
+            self.provisioning = message.provisioning
             self._refresh_body()
 
     def _refresh_body(self) -> None:
-        self.query_one("#detail-body", Static).update(render_user(self.user, self.roles))
+        self.query_one("#detail-body", Static).update(
+            render_user(self.user, self.roles, self.provisioning))
 
 
-def render_user(user: UserView | None, roles: Sequence[str] | None) -> Text:
+def render_user(user: UserView | None, roles: Sequence[str] | None,
+                provisioning: Sequence[Mapping] | None = None) -> Text:
     """Plain aligned text, so that it reads the same with NO_COLOR."""
     if user is None:
         return Text("No user selected.", style="italic")
@@ -75,4 +85,23 @@ def render_user(user: UserView | None, roles: Sequence[str] | None) -> Text:
     else:
         text.append(f"\nRoles ({len(roles)}): ", style="bold")
         text.append(", ".join(roles) or "none")
+        text.append_text(render_provisioning(provisioning or ()))
+    return text
+
+
+def render_provisioning(mappings: Sequence[Mapping]) -> Text:
+    """One line per target: remote id, last outcome (and error), last sync in UTC."""
+    text = Text()
+    if not mappings:
+        text.append("\nProvisioned to: ", style="bold")
+        text.append("no target")
+        return text
+    text.append("\nProvisioned to:", style="bold")
+    for m in mappings:
+        kind = "" if m.entity_type == "user" else f" ({m.entity_type})"
+        when = m.last_sync.strftime("%Y-%m-%d %H:%M UTC") if m.last_sync else "never"
+        text.append(f"\n  {m.target}{kind}  ", style="bold")
+        text.append(f"id {m.remote_id} · {m.last_outcome} · {when}")
+        if m.last_error:
+            text.append(f" · {m.last_error}")
     return text

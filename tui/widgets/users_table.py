@@ -1,7 +1,8 @@
 """The users of one userstore, a page at a time (the core's cursor paging, never all users).
 
 Reaching the last row loads the next page; ``search`` starts again from the first page of
-the users whose name starts with a prefix (filtered by the store, server-side).
+the users whose name starts with a prefix, or whose claim has a value (filtered by the
+store, server-side).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class PageRequest:
     prefix: str | None
     cursor: str | None
     page_size: int
+    #: (claim, exact value): search by claim instead of by username prefix
+    claim: tuple[str, str] | None = None
 
 
 class UsersTable(ReportsEngineErrors, DataTable[str]):
@@ -63,6 +66,7 @@ class UsersTable(ReportsEngineErrors, DataTable[str]):
         self.domain = domain
         self.page_size = page_size
         self.prefix: str | None = None
+        self.claim: tuple[str, str] | None = None
         self.total: int | None = None
         #: The users shown, by row key.
         self.users: dict[str, UserView] = {}
@@ -70,6 +74,8 @@ class UsersTable(ReportsEngineErrors, DataTable[str]):
         self.failed = False
         self._next_cursor: str | None = None
         self._pending: PageRequest | None = None
+        #: Row key to put the cursor on if it is on the next page that arrives.
+        self.select_after_load: str | None = None
 
     def on_mount(self) -> None:
         for label, _claim in COLUMNS:
@@ -92,9 +98,17 @@ class UsersTable(ReportsEngineErrors, DataTable[str]):
         return self.users.get(key) if key is not None else None
 
     # ------------------------------------------------------------------ loading
-    def search(self, prefix: str | None) -> None:
-        """Show the first page of the users whose name starts with ``prefix`` (None: all)."""
+    @property
+    def searching(self) -> bool:
+        return self.prefix is not None or self.claim is not None
+
+    def search(self, prefix: str | None, claim: tuple[str, str] | None = None,
+               domain: str | None = None) -> None:
+        """Show the first page of the users whose name starts with ``prefix``, or whose
+        ``claim`` has exactly that value (neither: every user), of ``domain`` if given."""
+        self.domain = domain or self.domain
         self.prefix = prefix
+        self.claim = claim
         self.total = None
         self.users.clear()
         self.clear()
@@ -103,7 +117,8 @@ class UsersTable(ReportsEngineErrors, DataTable[str]):
 
     def _request(self, cursor: str | None) -> None:
         self.failed = False
-        self._pending = PageRequest(self.domain, self.prefix, cursor, self.page_size)
+        self._pending = PageRequest(self.domain, self.prefix, cursor, self.page_size,
+                                    self.claim)
         self._fetch(self._pending)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="users-page",
@@ -111,9 +126,9 @@ class UsersTable(ReportsEngineErrors, DataTable[str]):
     def _fetch(self, request: PageRequest) -> None:
         identity = self._iam.identity
         page = identity.list_users(request.domain, request.page_size, request.cursor,
-                                   request.prefix)
-        total = identity.count_users(request.domain, request.prefix) \
-            if request.cursor is None else None
+                                   request.prefix, claim=request.claim)
+        first_of_all = request.cursor is None and request.claim is None
+        total = identity.count_users(request.domain, request.prefix) if first_of_all else None
         self.post_message(self.PageLoaded(request, page, total))
 
     @on(PageLoaded)
@@ -128,6 +143,9 @@ class UsersTable(ReportsEngineErrors, DataTable[str]):
         for user in message.page.items:
             self.users[user.qualified_name] = user
             self.add_row(*_cells(user), key=user.qualified_name)
+        wanted, self.select_after_load = self.select_after_load, None
+        if wanted is not None and wanted in self.users:
+            self.move_cursor(row=self.get_row_index(wanted), animate=False)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR and event.worker.group == "users-page":

@@ -1,0 +1,61 @@
+"""Shared helpers of the benchmarks: machine facts, a work directory, timing, a table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy
+
+#: Cached fixture data (git-ignored).
+DATA_DIR = Path(__file__).parent / ".data"
+
+
+def machine_facts() -> str:
+    """One line describing where and when the numbers were taken."""
+    return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, nproc={os.cpu_count()}, "
+            f"Python {sys.version.split()[0]}, SQLAlchemy {sqlalchemy.__version__}, "
+            f"SQLite {_sqlite_version()}")
+
+
+def _sqlite_version() -> str:
+    import sqlite3
+
+    return sqlite3.sqlite_version
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock and CPU seconds of one call (SQLite runs in-process, so CPU time is
+    the steadier measure on a shared machine)."""
+
+    wall: float
+    cpu: float
+
+
+def timed(fn: Callable[[], object]) -> Timing:
+    """How long one call of ``fn`` takes."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return Timing(time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain, aligned text table (also valid Markdown)."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+             for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)

@@ -1,0 +1,216 @@
+"""``mware-iam demo``: a throwaway deployment wired to local peers, and optional activity.
+
+- The home is a temporary directory, seeded from ``sample_config/`` and removed at exit.
+- ``scim2-server`` runs on 127.0.0.1:8787 with two tenants, so the two directories stay
+  apart: the target ``scim-peer`` reaches ``/peer/v2`` directly, ``partner-directory``
+  reaches ``/partner/v2`` through a :class:`FaultProxy`.
+- With activity, a thread plays the HR portal (``Initiator.application_client``): it
+  creates, changes and deletes users on a timer, so both targets get work; and the
+  partner goes down on a fixed cycle (the proxy answers 503 for ``OUTAGE_SECONDS`` of every
+  ``CYCLE_SECONDS``), so the dashboard shows it retrying, quarantined and recovering.
+
+Everything is bounded: at most ``MAX_USERS`` generated users exist at once, one change per
+tick, and the outage always ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.sandbox.peers import Fault, FaultProxy, ScimServer, fault_proxy, scim_server
+from core.configfile import seed_sample
+from core.errors import IamError
+from core.iam import Iam
+from core.identity.events import Face, Initiator
+from core.names import PRIMARY
+from core.passwords import Argon2Params
+
+log = logging.getLogger(__name__)
+
+PEER_PORT = 8787
+#: The two directories are tenants of one scim2-server (``--dynamic-tenants``).
+PEER_TENANT = "peer"
+PARTNER_TENANT = "partner"
+#: The sample's targets, and the application whose outbound list holds both.
+DIRECT_TARGET = "scim-peer"
+FLAKY_TARGET = "partner-directory"
+ACTOR_APP = "hr-portal"
+PROVISIONED = "Internal/provisioned"
+PARTNER = "Internal/partner-access"
+
+TICK_SECONDS = 2.0
+CYCLE_SECONDS = 120.0
+OUTAGE_START = 40.0
+OUTAGE_SECONDS = 30.0
+MIN_USERS = 6
+MAX_USERS = 24
+#: Fast breaker settings on the flaky target, so a walkthrough sees every state.
+FLAKY_PROPERTIES = {"retry-base-seconds": 2, "quarantine-threshold": 3, "probe-seconds": 10,
+                    "timeout-seconds": 5}
+
+GIVEN = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus", "Radia",
+         "Dennis", "Frances", "Tim", "Hedy", "Vint", "Katherine", "Donald")
+FAMILY = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Thompson", "Hamilton",
+          "Torvalds", "Perlman", "Ritchie", "Allen", "Berners-Lee", "Lamarr", "Cerf",
+          "Johnson", "Knuth")
+DEPARTMENTS = ("Engineering", "Sales", "HR", "Finance", "Support")
+
+
+@dataclass
+class Demo:
+    iam: Iam
+    home: Path
+    peer: ScimServer
+    proxy: FaultProxy
+    activity: ActivityGenerator | None
+
+    @property
+    def peer_url(self) -> str:
+        return f"{self.peer.origin}/{PEER_TENANT}/v2"
+
+    @property
+    def partner_url(self) -> str:
+        """The partner's directory, as reached without the proxy."""
+        return f"{self.peer.origin}/{PARTNER_TENANT}/v2"
+
+
+@contextlib.contextmanager
+def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT,
+                    argon2: Argon2Params | None = None, tick: float = TICK_SECONDS,
+                    seed: int = 1865) -> Iterator[Demo]:
+    """The demo, started and stopped (peers, generator, temporary home) as one.
+
+    Raises ``PeerUnavailable`` when the SCIM peer cannot start (not installed, port taken).
+    """
+    with contextlib.ExitStack() as stack:
+        home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mware-iam-demo-")))
+        peer = stack.enter_context(scim_server(port=peer_port))
+        proxy = stack.enter_context(fault_proxy(peer.origin))
+        iam = stack.enter_context(Iam.open(home=str(home), argon2=argon2))
+        seed_sample(iam, Initiator.admin(Face.CONFIG))
+        wire(iam, DIRECT_TARGET, f"{peer.origin}/{PEER_TENANT}/v2")
+        wire(iam, FLAKY_TARGET, proxy.url(f"{peer.origin}/{PARTNER_TENANT}/v2"),
+             FLAKY_PROPERTIES)
+        sync_seeded_users(iam)
+        generator = None
+        if activity:
+            generator = ActivityGenerator(iam, proxy, tick=tick, seed=seed)
+            generator.start()
+            stack.callback(generator.stop)
+        yield Demo(iam, home, peer, proxy, generator)
+
+
+def wire(iam: Iam, idp_name: str, base_url: str, extra: dict[str, int] | None = None) -> None:
+    """Point the identity provider's SCIM connector at ``base_url`` (…/v2)."""
+    idp = iam.get_idp(idp_name)
+    connectors = []
+    for c in idp.connectors:
+        properties = {**c.properties, **(extra or {}), "scim2-user-ep": f"{base_url}/Users"}
+        if "scim2-group-ep" in c.properties:
+            properties["scim2-group-ep"] = f"{base_url}/Groups"
+        connectors.append(dataclasses.replace(c, properties=properties))
+    iam.save_idp(Initiator.admin(Face.CONFIG),
+                 dataclasses.replace(idp, connectors=tuple(connectors)))
+
+
+def sync_seeded_users(iam: Iam) -> None:
+    """Provision the sample's users now (the file creates them before the targets exist),
+    through the HR portal, whose outbound list holds both targets."""
+    initiator = Initiator.admin(Face.CONFIG)
+    for user in iam.identity.list_users(PRIMARY, MAX_USERS).items:
+        iam.provisioning.sync(initiator, user.qualified_name, ACTOR_APP)
+
+
+class ActivityGenerator:
+    """One identity change per tick as the HR portal, and the partner's outage cycle."""
+
+    def __init__(self, iam: Iam, proxy: FaultProxy, *, tick: float = TICK_SECONDS,
+                 seed: int = 1865, clock: Callable[[], float] = time.monotonic) -> None:
+        self.iam = iam
+        self.proxy = proxy
+        self.tick = tick
+        self.initiator = Initiator.application_client(ACTOR_APP)
+        self.users: list[str] = []
+        self.changes = 0
+        self._random = random.Random(seed)
+        self._serial = 0
+        self._clock = clock
+        self._started = clock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mware-iam-demo-activity",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._started = self._clock()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self.proxy.outage(None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick):
+            self.step()
+
+    # ------------------------------------------------------------------ one tick
+    def step(self) -> None:
+        """Set the outage for the current time, then make one change."""
+        self.proxy.outage(Fault.answer(503, {"detail": "demo outage"})
+                          if self.in_outage() else None)
+        try:
+            self._change()
+            self.changes += 1
+        except IamError as exc:  # e.g. the database is busy: the next tick tries again
+            log.warning("demo activity: %s", exc.message)
+
+    def in_outage(self) -> bool:
+        into_cycle = (self._clock() - self._started) % CYCLE_SECONDS
+        return OUTAGE_START <= into_cycle < OUTAGE_START + OUTAGE_SECONDS
+
+    def _change(self) -> None:
+        r = self._random.random()
+        if len(self.users) < MIN_USERS or (r < 0.35 and len(self.users) < MAX_USERS):
+            self._create()
+        elif r < 0.65:
+            self._update()
+        elif r < 0.80:
+            self._toggle_partner()
+        else:
+            self._delete()
+
+    def _create(self) -> None:
+        self._serial += 1
+        given, family = self._random.choice(GIVEN), self._random.choice(FAMILY)
+        name = f"{given.lower()}{self._serial:03d}"
+        roles = [PROVISIONED] + ([PARTNER] if self._random.random() < 0.6 else [])
+        self.iam.identity.add_user(self.initiator, name, None, {
+            "givenname": given, "lastname": family, "emailaddress": f"{name}@example.com",
+            "department": self._random.choice(DEPARTMENTS)}, roles)
+        self.users.append(name)
+
+    def _update(self) -> None:
+        name = self._random.choice(self.users)
+        self.iam.identity.update_user(self.initiator, name,
+                                      {"department": self._random.choice(DEPARTMENTS)}, ())
+
+    def _toggle_partner(self) -> None:
+        name = self._random.choice(self.users)
+        if PARTNER in self.iam.identity.roles_of(name):
+            self.iam.identity.unassign(self.initiator, PARTNER, [name])
+        else:
+            self.iam.identity.assign(self.initiator, PARTNER, [name])
+
+    def _delete(self) -> None:
+        name = self.users.pop(0)
+        self.iam.identity.delete_user(self.initiator, name)

@@ -1,0 +1,112 @@
+"""``mware-iam demo`` and ``mware-iam web``: the console as a walkthrough, and in a browser.
+
+``demo`` needs no deployment: it makes a throwaway one with local peers
+(``connectors.sandbox.demo``). ``web`` serves the console through textual-serve (the
+optional ``web`` extra) on 127.0.0.1 only: every browser tab runs its own console process
+on the selected deployment (or on a demo one, with ``--demo``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shlex
+import socket
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import click
+
+from core.cli.console import check_theme, console_options, require_terminal
+from core.cli.context import CliState
+from core.errors import InvalidInput, StoreUnavailable
+
+if TYPE_CHECKING:
+    from connectors.sandbox.demo import Demo
+
+WEB_HOST = "127.0.0.1"
+WEB_PORT = 8000
+
+
+def _activity_option(f: click.decorators.FC) -> click.decorators.FC:
+    return click.option(
+        "--activity", is_flag=True,
+        help="Generate activity: users are created, changed and deleted every 2 s, and the "
+             "partner-directory target fails for 30 s of every 2 minutes, then recovers.")(f)
+
+
+@contextlib.contextmanager
+def _demo(activity: bool) -> Iterator[Demo]:
+    from connectors.sandbox.demo import demo_deployment
+    from connectors.sandbox.peers import PeerUnavailable
+
+    try:
+        with demo_deployment(activity) as demo:
+            yield demo
+    except PeerUnavailable as exc:
+        raise StoreUnavailable(f"the demo's SCIM peer could not start: {exc}") from exc
+
+
+@click.command("demo")
+@_activity_option
+@console_options
+def demo(activity: bool, theme: str | None, no_workers: bool) -> None:
+    """Try the console on a throwaway deployment seeded from sample_config/.
+
+    A local SCIM peer (scim2-server on 127.0.0.1:8787) receives the provisioning; the
+    deployment, the peer and its data are gone when the console closes.
+    """
+    require_terminal()
+    check_theme(theme)
+    with _demo(activity) as env:
+        from tui.app import run_console
+
+        run_console(env.iam, workers=not no_workers, theme=theme,
+                    deployment=f"demo · SCIM peer {env.peer_url}")
+
+
+@click.command("web")
+@click.option("--port", type=click.IntRange(1, 65535), default=WEB_PORT, show_default=True,
+              help=f"Port on {WEB_HOST} (the console is never served beyond this machine).")
+@click.option("--read-only", is_flag=True, help="Browse only: every write is disabled.")
+@click.option("--demo", "demo_mode", is_flag=True,
+              help="Serve the demo deployment (as `mware-iam demo`) instead.")
+@_activity_option
+@console_options
+@click.pass_obj
+def web(state: CliState, port: int, read_only: bool, demo_mode: bool, activity: bool,
+        theme: str | None, no_workers: bool) -> None:
+    """Serve the console in a browser (needs the `web` extra: pip install 'mware-iam[web]')."""
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise InvalidInput("the browser console needs textual-serve: pip install "
+                           "'mware-iam[web]' (or pip install textual-serve)") from None
+    check_theme(theme)
+    if activity and not demo_mode:
+        raise InvalidInput("--activity only works with --demo")
+    _check_port(port)
+    flags = [*(["--read-only"] if read_only else []), *(["--no-workers"] if no_workers else []),
+             *(["--theme", theme] if theme else [])]
+    with contextlib.ExitStack() as stack:
+        if demo_mode:
+            env = stack.enter_context(_demo(activity))
+            selector = ["--home", str(env.home)]
+        else:
+            selector = [*(["--home", state.home] if state.home else []),
+                        *(["--db", state.db] if state.db else [])]
+        command = shlex.join([sys.executable, "-c", "from core.cli.main import main; main()",
+                              *selector, "tui", *flags])
+        click.echo(f"Serving the console on http://{WEB_HOST}:{port} (ctrl+c stops)")
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per demo request
+        Server(command, host=WEB_HOST, port=port, title="MWARE IAM").serve()
+
+
+def _check_port(port: int) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind((WEB_HOST, port))
+        except OSError:
+            raise InvalidInput(f"--port: {WEB_HOST}:{port} is in use; choose another "
+                               "port") from None

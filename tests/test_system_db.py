@@ -1,0 +1,181 @@
+"""The home, the system database URL, SQLite settings, and failures to reach a database."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, text
+from sqlalchemy.exc import IntegrityError
+
+from core.db import SystemDB, make_engine
+from core.errors import InvalidInput, StoreUnavailable
+from core.home import DB_ENV, HOME_ENV, Home, default_home
+from core.iam import Iam
+from core.identity.events import Initiator
+from core.schema import um_user_attributes
+from tests.conftest import FAST_ARGON2
+
+SECRET = "topsecret"
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    for name in (HOME_ENV, DB_ENV, "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    return monkeypatch
+
+
+# ---------------------------------------------------------------- home and URL
+def test_home_from_mware_iam_home(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    clean_env.setenv(HOME_ENV, str(tmp_path / "iam-home"))
+    clean_env.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_home() == tmp_path / "iam-home"
+    clean_env.setenv(HOME_ENV, "~/iam")
+    assert default_home() == tmp_path / "user" / "iam"
+
+
+def test_home_from_xdg_data_home(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    clean_env.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_home() == tmp_path / "xdg" / "mware-iam"
+
+
+def test_home_defaults_to_local_share(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert default_home() == tmp_path / "user" / ".local" / "share" / "mware-iam"
+    clean_env.setenv("XDG_DATA_HOME", "")  # empty counts as unset
+    assert default_home() == tmp_path / "user" / ".local" / "share" / "mware-iam"
+
+
+def test_default_database_is_sqlite_in_the_home(clean_env: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    clean_env.setenv(HOME_ENV, str(tmp_path / "h"))
+    home = Home.resolve()
+    assert home.path == tmp_path / "h"
+    assert home.db_url == f"sqlite:///{tmp_path / 'h' / 'mware-iam.db'}"
+    assert home.key_file == tmp_path / "h" / "secret.key"
+    # an explicit home wins over the environment
+    assert Home.resolve(home=str(tmp_path / "other")).db_url == \
+        f"sqlite:///{tmp_path / 'other' / 'mware-iam.db'}"
+
+
+def test_database_url_from_environment_and_argument(clean_env: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    clean_env.setenv(DB_ENV, "postgresql://iam@db/iam")
+    assert Home.resolve(home=str(tmp_path)).db_url == "postgresql://iam@db/iam"
+    assert Home.resolve(home=str(tmp_path), db="sqlite:///x.db").db_url == "sqlite:///x.db"
+
+
+def test_opening_creates_the_home_and_its_database(clean_env: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    clean_env.setenv(HOME_ENV, str(tmp_path / "fresh" / "home"))
+    with Iam.open(argon2=FAST_ARGON2) as iam:
+        assert iam.fresh
+    assert (tmp_path / "fresh" / "home" / "mware-iam.db").is_file()
+    assert (tmp_path / "fresh" / "home" / "secret.key").is_file()
+    with Iam.open(argon2=FAST_ARGON2) as iam:
+        assert not iam.fresh  # the second start finds the deployment
+
+
+# ---------------------------------------------------------------- SQLite settings
+def test_sqlite_uses_wal_and_enforces_foreign_keys(sqlite_iam: Iam) -> None:
+    with sqlite_iam.db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    with pytest.raises(IntegrityError), sqlite_iam.db.engine.begin() as conn:
+        conn.execute(insert(um_user_attributes).values(user_pk=4242, name="mail", value="x"))
+
+
+def test_sqlite_busy_timeout_comes_from_the_url(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/t.db?timeout=0.25")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 250
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def exclusive_lock() -> Iterator[object]:
+    """Call with a path: another connection takes an exclusive lock on it until the end."""
+    held: list[sqlite3.Connection] = []
+
+    def lock(path: Path) -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        held.append(conn)
+
+    yield lock
+    for conn in held:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+def test_a_locked_database_fails_a_write_instead_of_waiting(
+        tmp_path: Path, admin: Initiator, exclusive_lock: object) -> None:
+    path = tmp_path / "system.db"
+    with Iam.open(home=str(tmp_path / "home"), db=f"sqlite:///{path}?timeout=0.2",
+                  argon2=FAST_ARGON2) as iam:
+        iam.identity.add_user(admin, "before", None, {})
+        exclusive_lock(path)  # type: ignore[operator]
+        with pytest.raises(StoreUnavailable) as exc:
+            iam.identity.add_user(admin, "alice", None, {"givenname": "Alice"})
+        message = str(exc.value)
+        assert "locked" in message and "\n" not in message
+        # reads still work under WAL, and nothing of the failed write is there
+        assert [u.username for u in iam.identity.list_users("PRIMARY").items] == ["before"]
+        assert [e.target for e in iam.audit_log()] == ["PRIMARY/before"]
+
+
+def test_a_locked_new_database_fails_to_open(tmp_path: Path, exclusive_lock: object) -> None:
+    path = tmp_path / "system.db"
+    exclusive_lock(path)  # type: ignore[operator]
+    with pytest.raises(StoreUnavailable, match="unreachable or locked") as exc:
+        Iam.open(home=str(tmp_path / "home"), db=f"sqlite:///{path}?timeout=0.2",
+                 argon2=FAST_ARGON2)
+    assert "\n" not in str(exc.value)
+
+
+# ---------------------------------------------------------------- unreachable and invalid
+@pytest.mark.parametrize("url", [
+    f"postgresql://user:{SECRET}@127.0.0.1:1/x",
+    f"mysql://user:{SECRET}@127.0.0.1:1/x",
+    f"mariadb://user:{SECRET}@127.0.0.1:1/x",
+])
+def test_unreachable_server_is_store_unavailable_without_password(tmp_path: Path,
+                                                                  url: str) -> None:
+    with pytest.raises(StoreUnavailable) as exc:
+        Iam.open(home=str(tmp_path), db=url, argon2=FAST_ARGON2)
+    message = str(exc.value)
+    assert SECRET not in message and "\n" not in message
+    assert "unreachable" in message and "127.0.0.1" in message
+
+
+def test_unreachable_server_on_a_transaction(tmp_path: Path) -> None:
+    db = SystemDB(f"postgresql://user:{SECRET}@127.0.0.1:1/x")
+    try:
+        with pytest.raises(StoreUnavailable) as exc, db.transaction() as conn:
+            conn.execute(text("SELECT 1"))
+    finally:
+        db.dispose()
+    assert SECRET not in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("url, message", [
+    ("not a url", "is not a valid SQLAlchemy URL"),
+    (f"nosuchdb://user:{SECRET}@host/x", "cannot use database URL"),
+    ("://", "is not a valid SQLAlchemy URL"),
+])
+def test_invalid_url_is_invalid_input(tmp_path: Path, url: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message) as exc:
+        Iam.open(home=str(tmp_path), db=url, argon2=FAST_ARGON2)
+    assert SECRET not in str(exc.value)
+
+
+def test_an_invalid_sqlite_option_is_invalid_input(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="cannot use database URL"):
+        make_engine(f"sqlite:///{tmp_path}/t.db?timeout=soon")

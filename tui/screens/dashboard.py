@@ -1,0 +1,325 @@
+"""The dashboard: a card per provisioning target, the queue depth, and recent activity.
+
+Live: once a second a thread worker reads ``iam.provisioning.status()`` and the latest
+attempts; the reply updates the cards and the feed in place, by target and by attempt.
+When the console runs its own workers, every finished attempt (``JobAttempted``) asks for
+a read at once. One read runs at a time; a request meanwhile is folded into the next.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal, Vertical
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import DataTable, Sparkline, Static
+from textual.worker import Worker, WorkerState
+
+from core.iam import Iam
+from core.provisioning.outbox import AttemptSummary
+from core.provisioning.status import TargetStatus
+from tui.formatting import OPERATIONS, clock, count, millis, one_line
+from tui.messages import JobAttempted
+from tui.screens.base import ConsoleScreen
+from tui.workers import OneAtATime
+
+REFRESH_SECONDS = 1.0
+#: The throughput sparkline takes the per-minute figure every SAMPLE_SECONDS and keeps
+#: SAMPLES of them (so it spans the last three minutes).
+SAMPLE_SECONDS = 5.0
+SAMPLES = 36
+FEED_ROWS = 50
+
+#: How each state reads without colour: a glyph and the word.
+STATE_MARKS = {"healthy": "●", "retrying": "◐", "quarantined": "✖", "disabled": "○"}
+
+
+class StatusSource(Protocol):
+    """Where the dashboard reads from: ``iam.provisioning``, or fixed data in tests."""
+
+    def status(self) -> list[TargetStatus]: ...
+
+    def activity(self, limit: int = ...) -> list[AttemptSummary]: ...
+
+
+@dataclass
+class StatusRead(Message):
+    statuses: list[TargetStatus]
+    activity: list[AttemptSummary]
+
+
+class ThroughputHistory:
+    """Per-minute successes per target, sampled at most every ``every`` seconds."""
+
+    def __init__(self, every: float, keep: int = SAMPLES) -> None:
+        self.every = every
+        self._keep = keep
+        self._series: dict[str, deque[float]] = {}
+        self._last: float | None = None
+
+    def offer(self, statuses: Sequence[TargetStatus], now: float) -> None:
+        if self._last is not None and now - self._last < self.every:
+            return
+        self._last = now
+        for s in statuses:
+            self._series.setdefault(s.target, deque(maxlen=self._keep)).append(s.per_minute)
+
+    def series(self, target: str) -> list[float]:
+        """The window, oldest first, zero-padded on the left and led by a zero: the
+        sparkline scales from its data's minimum, and throughput is drawn from zero."""
+        samples = list(self._series.get(target, ()))
+        return [0.0] * (self._keep + 1 - len(samples)) + samples
+
+
+class TargetCard(Vertical):
+    """One target: state, counts, throughput, latency and last error."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(classes="target-card")
+        self.target = target
+        self.border_title = target
+        self.status: TargetStatus | None = None
+        # Held, not queried: a card is shown before its nested widgets are mounted.
+        self._state = Static(classes="card-state")
+        self._counts = Static(classes="card-counts", markup=False)
+        self._spark = Sparkline([], classes="card-spark")
+        self._rate = Static(classes="card-rate", markup=False)
+        self._latency = Static(classes="card-latency", markup=False)
+        self._error = Static(classes="card-error", markup=False)
+
+    def compose(self) -> ComposeResult:
+        yield self._state
+        yield self._counts
+        with Horizontal(classes="card-throughput"):
+            yield self._spark
+            yield self._rate
+        yield self._latency
+        yield self._error
+
+    def show(self, status: TargetStatus, throughput: list[float]) -> None:
+        if status != self.status:
+            self.status = status
+            for state in STATE_MARKS:
+                self.set_class(status.state == state, f"-{state}")
+            self._state.update(state_line(status))
+            self._counts.update(counts_line(status))
+            self._rate.update(f"{count(status.per_minute)}/min")
+            self._latency.update(
+                f"p50 {millis(status.latency_p50_ms)} · p95 {millis(status.latency_p95_ms)}")
+            self._error.update(f"last error: {one_line(status.last_error) or 'none'}")
+        if list(self._spark.data or ()) != throughput:
+            self._spark.data = throughput
+
+
+def state_line(status: TargetStatus) -> Text:
+    mark = STATE_MARKS.get(status.state, "?")
+    text = Text.assemble((f"{mark} {status.state.upper()}", "bold"))
+    if status.state == "quarantined" and status.quarantined_until is not None:
+        text.append(f"  next probe {clock(status.quarantined_until)}")
+    return text
+
+
+def counts_line(status: TargetStatus) -> str:
+    return (f"queued {count(status.queued)} · in flight {count(status.in_flight)} · "
+            f"retry {count(status.retrying)}\n"
+            f"ok {count(status.succeeded)} · failed {count(status.failed)} · "
+            f"dead {count(status.dead)}")
+
+
+def summary_line(statuses: Sequence[TargetStatus]) -> str:
+    depth = sum(s.queued + s.in_flight + s.retrying for s in statuses)
+    dead = sum(s.dead for s in statuses)
+    by_state = {state: sum(1 for s in statuses if s.state == state) for state in STATE_MARKS}
+    states = ", ".join(f"{n} {state}" for state, n in by_state.items() if n) or "none"
+    return f"Queue depth {count(depth)} · dead {count(dead)} · targets: {states}"
+
+
+class _Order(str):
+    """A feed cell that sorts by attempt number, newest first."""
+
+    order: int
+
+    def __new__(cls, text: str, order: int) -> _Order:
+        cell = super().__new__(cls, text)
+        cell.order = order
+        return cell
+
+
+class ActivityFeed(DataTable[str]):
+    """The latest attempts, newest on top; rows keyed by attempt number."""
+
+    #: Fixed widths: the feed never re-measures while rows stream in.
+    WIDTHS = {"Time": 8, "Target": 20, "Operation": 11, "Name": 16, "Outcome": 9,
+              "HTTP": 4, "Took": 8}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "Open job", id="dashboard.open_job",
+                tooltip="Show the job of the highlighted attempt on the jobs screen"),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        #: Attempt (row key) -> its job.
+        self.job_of: dict[str, int] = {}
+
+    def on_mount(self) -> None:
+        for label, width in self.WIDTHS.items():
+            self.add_column(label, key=label, width=width)
+
+    def show(self, attempts: Sequence[AttemptSummary]) -> None:
+        wanted = {str(a.pk): a for a in attempts}
+        stale = [key for key in self.rows if key.value not in wanted]
+        new = [a for key, a in wanted.items() if key not in self.rows]
+        if not stale and not new:
+            return
+        keep = self._highlighted_key() if self.cursor_row > 0 else None
+        for key in stale:
+            self.remove_row(key)
+        for a in new:
+            self.add_row(_Order(clock(a.at), a.pk), a.target, OPERATIONS[a.operation],
+                         a.entity_name, a.outcome, str(a.status_code or ""),
+                         millis(a.duration_ms), key=str(a.pk))
+        self.sort("Time", key=lambda cell: -cell.order)
+        self.job_of = {str(a.pk): a.job_pk for a in attempts}
+        if keep in self.job_of:  # reading down the feed: stay on the same attempt
+            self.move_cursor(row=self.get_row_index(keep))
+
+    def _highlighted_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+
+    @property
+    def highlighted_job(self) -> int | None:
+        key = self._highlighted_key()
+        return self.job_of.get(key) if key is not None else None
+
+
+class DashboardScreen(ConsoleScreen):
+    AUTO_FOCUS = "#activity"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "refresh", "Refresh", id="dashboard.refresh",
+                tooltip="Read the provisioning status now"),
+        Binding("p", "pause", "Pause", id="dashboard.pause",
+                tooltip="Stop or resume the live refresh"),
+    ]
+
+    def __init__(self, iam: Iam, read_only: bool, *, source: StatusSource | None = None,
+                 live: bool = True, sample_seconds: float | None = None) -> None:
+        """``live=False``: no timer (each ``refresh_status`` is one read and one sample)."""
+        super().__init__(iam, read_only)
+        self.source: StatusSource = source if source is not None else iam.provisioning
+        self.live = live
+        every = sample_seconds if sample_seconds is not None else \
+            (SAMPLE_SECONDS if live else 0.0)
+        self.history = ThroughputHistory(every)
+        self.paused = False
+        self.statuses: list[TargetStatus] = []
+        self.cards: dict[str, TargetCard] = {}
+        self._timer: Timer | None = None
+        self._reads = OneAtATime(self._read)
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("Reading the provisioning status…", id="dash-summary", markup=False)
+        with Grid(id="cards"):
+            yield Static("No provisioning targets yet: the outbound targets of the "
+                         "applications appear here.", id="no-targets", markup=False)
+        with Vertical(id="activity-pane") as pane:
+            pane.border_title = "Recent activity"
+            pane.border_subtitle = "workers: this console" if \
+                getattr(self.app, "workers_pool", None) else "workers: elsewhere"
+            yield ActivityFeed(id="activity")
+
+    def on_mount(self) -> None:
+        self._subscribe()
+        if self.live:
+            self._timer = self.set_interval(REFRESH_SECONDS, self.refresh_status)
+        self.refresh_status()
+
+    def _subscribe(self) -> None:
+        signal = getattr(self.app, "provisioning_signal", None)
+        if signal is not None:
+            signal.subscribe(self, self._attempted)
+
+    def _attempted(self, _message: JobAttempted) -> None:
+        if not self.paused:
+            self.refresh_status()
+
+    def on_screen_suspend(self) -> None:
+        if self._timer is not None:
+            self._timer.pause()
+
+    def on_screen_resume(self) -> None:
+        if self._timer is not None and not self.paused:
+            self._timer.resume()
+            self.refresh_status()
+
+    # ------------------------------------------------------------------ reading
+    def refresh_status(self) -> None:
+        self._reads.request()
+
+    @work(thread=True, exit_on_error=False, group="dashboard-status",
+          description="Reading the provisioning status")
+    def _read(self) -> None:
+        self.post_message(StatusRead(self.source.status(), self.source.activity(FEED_ROWS)))
+
+    @on(Worker.StateChanged)
+    def _read_ended(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "dashboard-status" and event.state in (
+                WorkerState.ERROR, WorkerState.CANCELLED):
+            self._reads.done()
+
+    @on(StatusRead)
+    def _show(self, message: StatusRead) -> None:
+        self.statuses = message.statuses
+        self.history.offer(message.statuses, time.monotonic())
+        self._show_cards(message.statuses)
+        paused = " · PAUSED (p resumes)" if self.paused else ""
+        self.query_one("#dash-summary", Static).update(summary_line(message.statuses) + paused)
+        self.query_one(ActivityFeed).show(message.activity)
+        self._reads.done()
+
+    def _show_cards(self, statuses: Sequence[TargetStatus]) -> None:
+        grid = self.query_one("#cards", Grid)
+        wanted = {s.target for s in statuses}
+        for target in [t for t in self.cards if t not in wanted]:
+            self.cards.pop(target).remove()
+        for s in statuses:
+            card = self.cards.get(s.target)
+            if card is None:
+                card = self.cards[s.target] = TargetCard(s.target)
+                grid.mount(card)
+            card.show(s, self.history.series(s.target))
+        self.query_one("#no-targets").display = not statuses
+
+    # ------------------------------------------------------------------ actions
+    def action_refresh(self) -> None:
+        self.refresh_status()
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        if self._timer is not None:
+            if self.paused:
+                self._timer.pause()
+            else:
+                self._timer.resume()
+        self.refresh_status()
+
+    @on(DataTable.RowSelected, "#activity")
+    async def _open_job(self) -> None:
+        job = self.query_one(ActivityFeed).highlighted_job
+        if job is None:
+            return
+        await self.app.switch_mode("jobs")
+        show_job = getattr(self.app.screen, "show_job", None)
+        if show_job is not None:
+            show_job(job)
