@@ -35,11 +35,11 @@ def console_options(f: F) -> F:
 def check_theme(theme: str | None) -> None:
     if theme is None:
         return
-    from textual.theme import BUILTIN_THEMES
+    from tui.launch import theme_names
 
-    if theme not in BUILTIN_THEMES:
-        raise InvalidInput(f"--theme: unknown theme {theme!r} (known: "
-                           f"{', '.join(sorted(BUILTIN_THEMES))})")
+    known = theme_names()
+    if theme not in known:
+        raise InvalidInput(f"--theme: unknown theme {theme!r} (known: {', '.join(known)})")
 
 
 def require_terminal() -> None:

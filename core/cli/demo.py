@@ -78,11 +78,11 @@ def demo(activity: bool, theme: str | None, no_workers: bool) -> None:
 def web(state: CliState, port: int, read_only: bool, demo_mode: bool, activity: bool,
         theme: str | None, no_workers: bool) -> None:
     """Serve the console in a browser (needs the `web` extra: pip install 'mware-iam[web]')."""
-    try:
-        from textual_serve.server import Server
-    except ImportError:
+    from tui.launch import browser_serving_available, serve_in_browser
+
+    if not browser_serving_available():
         raise InvalidInput("the browser console needs textual-serve: pip install "
-                           "'mware-iam[web]' (or pip install textual-serve)") from None
+                           "'mware-iam[web]' (or pip install textual-serve)")
     check_theme(theme)
     if activity and not demo_mode:
         raise InvalidInput("--activity only works with --demo")
@@ -100,7 +100,7 @@ def web(state: CliState, port: int, read_only: bool, demo_mode: bool, activity: 
                               *selector, "tui", *flags])
         click.echo(f"Serving the console on http://{WEB_HOST}:{port} (ctrl+c stops)")
         logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per demo request
-        Server(command, host=WEB_HOST, port=port, title="MWARE IAM").serve()
+        serve_in_browser(command, WEB_HOST, port, "MWARE IAM")
 
 
 def _check_port(port: int) -> None:
