@@ -82,8 +82,9 @@ class IdentityProvider:
         raise NotFound(f"identity provider {self.name} has no {connector_type} connector")
 
 
-def connector_errors(cfg: ConnectorConfig) -> list[FieldError]:
-    """Every problem of a connector configuration, by property name."""
+def typed_properties(cfg: ConnectorConfig) -> tuple[dict[str, Any], list[FieldError]]:
+    """Every property of a connector configuration (secrets included) typed, with defaults
+    filled in, and every problem by property name."""
     spec = spec_for(cfg.type)
     values: dict[str, Any] = {**cfg.properties, **{k: v.value for k, v in cfg.secrets.items()}}
     typed, errors = check(spec.all_properties, values)
@@ -93,18 +94,20 @@ def connector_errors(cfg: ConnectorConfig) -> list[FieldError]:
     misplaced = [k for k in cfg.properties if k in secret_names(spec.all_properties)]
     errors += [FieldError(k, "is a secret; it cannot be stored as a plain property")
                for k in misplaced]
-    return errors
+    return typed, errors
+
+
+def connector_errors(cfg: ConnectorConfig) -> list[FieldError]:
+    """Every problem of a connector configuration, by property name."""
+    return typed_properties(cfg)[1]
 
 
 def normalized(cfg: ConnectorConfig) -> ConnectorConfig:
     """The config with typed values and defaults filled in (raises on any error)."""
-    errors = connector_errors(cfg)
+    typed, errors = typed_properties(cfg)
     if errors:
         raise InvalidInput(f"connector {cfg.type}: " + "; ".join(map(str, errors)))
-    spec = spec_for(cfg.type)
-    secrets = secret_names(spec.all_properties)
-    typed, _ = check(spec.all_properties, {**cfg.properties,
-                                       **{k: v.value for k, v in cfg.secrets.items()}})
+    secrets = secret_names(spec_for(cfg.type).all_properties)
     props = {k: v for k, v in typed.items() if k not in secrets}
     return ConnectorConfig(cfg.type, cfg.enabled, cfg.default, props,
                            {k: v for k, v in cfg.secrets.items() if v.value})

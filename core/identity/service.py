@@ -21,7 +21,7 @@ from typing import Any
 from core import audit
 from core.claims import USERNAME, ClaimCatalog
 from core.db import SystemDB
-from core.errors import AlreadyExists, IamError, InvalidInput, NotFound
+from core.errors import AlreadyExists, IamError, InvalidInput, NotFound, ReadOnlyStore
 from core.identity import internal_roles
 from core.identity.events import EventBus, EventType, IdentityEvent, Initiator, Phase
 from core.names import INTERNAL, QualifiedName, parse_name
@@ -134,8 +134,6 @@ class IdentityService:
         store = self.stores.store(domain)
         caps = store.capabilities
         if not (caps.writable_groups if groups else caps.writable_users):
-            from core.errors import ReadOnlyStore
-
             raise ReadOnlyStore(f"userstore {domain} is read-only")
         return store
 

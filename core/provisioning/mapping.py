@@ -32,25 +32,23 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def get(conn: Connection, target: str, entity_type: str, entity_id: str) -> Mapping | None:
-    r = conn.execute(select(prov_mappings).where(
-        prov_mappings.c.target == target, prov_mappings.c.entity_type == entity_type,
-        prov_mappings.c.entity_id == entity_id)).first()
-    if r is None:
-        return None
+def _mapping(r: Any) -> Mapping:
     return Mapping(r.target, r.entity_type, r.entity_domain, r.entity_id, r.remote_id,
                    r.remote_name, r.adopted, r.last_sync, r.last_outcome, r.last_error)
 
 
+def get(conn: Connection, target: str, entity_type: str, entity_id: str) -> Mapping | None:
+    r = conn.execute(select(prov_mappings).where(
+        prov_mappings.c.target == target, prov_mappings.c.entity_type == entity_type,
+        prov_mappings.c.entity_id == entity_id)).first()
+    return None if r is None else _mapping(r)
+
+
 def for_entity(conn: Connection, entity_id: str) -> list[Mapping]:
-    rows = conn.execute(select(prov_mappings.c.target).where(
-        prov_mappings.c.entity_id == entity_id).order_by(prov_mappings.c.target)).scalars()
-    out = []
-    for target in rows:
-        for m in [get(conn, target, "user", entity_id), get(conn, target, "group", entity_id)]:
-            if m is not None:
-                out.append(m)
-    return out
+    """Every target's mapping of one user or group, in one query."""
+    rows = conn.execute(select(prov_mappings).where(prov_mappings.c.entity_id == entity_id)
+                        .order_by(prov_mappings.c.target, prov_mappings.c.entity_type))
+    return [_mapping(r) for r in rows]
 
 
 @dataclass(frozen=True)

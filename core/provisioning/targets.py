@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import ConnectorSpec, spec_for
-from core.idps import ConnectorConfig, IdentityProvider
+from core.idps import ConnectorConfig, IdentityProvider, typed_properties
 from core.names import parse_name
-from core.properties import check
 
 
 def target_key(idp: str, connector_type: str) -> str:
@@ -57,7 +56,5 @@ class Target:
 
 def build_target(idp: IdentityProvider, connector_type: str) -> Target:
     config = idp.connector(connector_type)
-    spec = spec_for(connector_type)
-    values = {**config.properties, **{k: v.value for k, v in config.secrets.items()}}
-    typed, _errors = check(spec.all_properties, values)  # validated when it was saved
-    return Target(idp, config, spec, typed)
+    typed, _errors = typed_properties(config)  # validated when it was saved
+    return Target(idp, config, spec_for(connector_type), typed)
