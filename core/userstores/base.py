@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from core.errors import PolicyViolation
+from core.userstores.query import Query, SearchPage, Sort
 
 T = TypeVar("T")
 
@@ -139,6 +140,9 @@ class UserStore(Protocol):
         attribute: tuple[str, str] | None = None,
     ) -> Page[StoredUser]: ...
     def count_users(self, prefix: str | None = None) -> int: ...
+    def search_users(
+        self, query: Query, start: int, count: int, sort: Sort | None = None
+    ) -> SearchPage[StoredUser]: ...
 
     # groups
     def add_group(self, name: str, member_ids: Sequence[str] = ()) -> StoredGroup: ...
@@ -149,6 +153,8 @@ class UserStore(Protocol):
     def list_groups(
         self, page_size: int, cursor: str | None = None, prefix: str | None = None
     ) -> Page[StoredGroup]: ...
+    def search_groups(self, query: Query, start: int, count: int
+                      ) -> SearchPage[StoredGroup]: ...
     def update_members(
         self, group_id: str, add: Sequence[str] = (), remove: Sequence[str] = ()
     ) -> None: ...

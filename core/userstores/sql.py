@@ -43,9 +43,9 @@ from core.userstores.base import (
     StoredGroup,
     StoredUser,
 )
+from core.userstores.query import Kind, Query, SearchPage, Sort
+from core.userstores.sql_query import PREFIX_END, group_filter, user_filter
 
-#: Upper bound appended to a prefix to turn it into a range scan.
-_PREFIX_END = "\U0010ffff"
 MAX_PAGE_SIZE = 1000
 #: Threads hashing the passwords of a batch (each argon2id hash holds its own memory).
 _HASH_THREADS = min(4, os.cpu_count() or 1)
@@ -101,6 +101,12 @@ def _new_ids(count: int) -> list[str]:
     h = os.urandom(16 * count).hex()
     return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{_VARIANT[h[i + 16]]}"
             f"{h[i + 17:i + 20]}-{h[i + 20:i + 32]}" for i in range(0, 32 * count, 32)]
+
+
+_USER_SORT: dict[Kind, Any] = {
+    Kind.NAME: um_users.c.username_key, Kind.ID: um_users.c.user_id,
+    Kind.CREATED: um_users.c.created, Kind.MODIFIED: um_users.c.modified,
+}
 
 
 class SqlUserStore:
@@ -333,12 +339,37 @@ class SqlUserStore:
         if not prefix:
             return []
         key = self.policies.key(prefix)
-        return [um_users.c.username_key >= key, um_users.c.username_key < key + _PREFIX_END]
+        return [um_users.c.username_key >= key, um_users.c.username_key < key + PREFIX_END]
 
     def count_users(self, prefix: str | None = None) -> int:
         with self._conn() as conn:
             return int(conn.execute(select(func.count()).select_from(um_users).where(
                 um_users.c.store == self.domain, *self._prefix(prefix))).scalar_one())
+
+    def search_users(self, query: Query, start: int, count: int,
+                     sort: Sort | None = None) -> SearchPage[StoredUser]:
+        """The users matching ``query``, ``start`` (0-based) to ``start + count``, in
+        ``sort`` order (then by creation), and how many match in all."""
+        where = and_(um_users.c.store == self.domain, user_filter(query, self.policies.key))
+        q = select(*self._user_cols).where(where)
+        if sort is not None and sort.field.kind is Kind.ATTRIBUTE:
+            value = um_user_attributes.alias("sort_value")
+            q = q.outerjoin(value, and_(value.c.user_pk == um_users.c.pk,
+                                        value.c.name == sort.field.name))
+            key: Any = value.c.value
+        else:
+            key = _USER_SORT.get(sort.field.kind) if sort else None
+        if key is not None:
+            assert sort is not None
+            # Users without the value come last either way, as RFC 7644 §3.4.2.3 asks.
+            q = q.order_by(key.is_(None), key.desc() if sort.descending else key)
+        q = q.order_by(um_users.c.pk).offset(max(0, start)).limit(
+            max(0, min(count, MAX_PAGE_SIZE)))
+        with self._conn() as conn:
+            total = int(conn.execute(select(func.count()).select_from(um_users)
+                                     .where(where)).scalar_one())
+            rows = conn.execute(q).all() if count > 0 and start < total else []
+            return SearchPage(total, self._users(conn, rows))
 
     # ------------------------------------------------------------------ groups
     def add_group(self, name: str, member_ids: Sequence[str] = ()) -> StoredGroup:
@@ -400,7 +431,7 @@ class SqlUserStore:
         q = select(*self._group_cols, um_groups.c.name_key).where(um_groups.c.store == self.domain)
         if prefix:
             key = self.policies.key(prefix)
-            q = q.where(um_groups.c.name_key >= key, um_groups.c.name_key < key + _PREFIX_END)
+            q = q.where(um_groups.c.name_key >= key, um_groups.c.name_key < key + PREFIX_END)
         if cursor:
             q = q.where(um_groups.c.name_key > _decode_cursor(cursor, "g"))
         with self._conn() as conn:
@@ -409,6 +440,19 @@ class SqlUserStore:
         rows = rows[:size]
         return Page([self._group(r) for r in rows],
                     _encode_cursor("g", rows[-1].name_key) if more else None)
+
+    def search_groups(self, query: Query, start: int, count: int
+                      ) -> SearchPage[StoredGroup]:
+        """The groups matching ``query`` by name, ``start`` (0-based) to ``start + count``."""
+        where = and_(um_groups.c.store == self.domain, group_filter(query, self.policies.key))
+        with self._conn() as conn:
+            total = int(conn.execute(select(func.count()).select_from(um_groups)
+                                     .where(where)).scalar_one())
+            rows = conn.execute(
+                select(*self._group_cols).where(where).order_by(um_groups.c.name_key)
+                .offset(max(0, start)).limit(max(0, min(count, MAX_PAGE_SIZE)))
+            ).all() if count > 0 and start < total else []
+        return SearchPage(total, [self._group(r) for r in rows])
 
     def update_members(
         self, group_id: str, add: Sequence[str] = (), remove: Sequence[str] = ()
