@@ -253,6 +253,20 @@ application_targets = Table(
 )
 
 # ---------------------------------------------------------------- audit
+# ---------------------------------------------------------------- inbound SCIM
+#: SCIM attributes of groups that userstores do not hold (as the reference server's
+#: ``IDN_SCIM_GROUP``): the ``externalId`` a client gave a group, by domain and group id.
+scim_groups = Table(
+    "scim_groups",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("domain", name_type(64), nullable=False),
+    Column("group_id", String(64), nullable=False),
+    Column("external_id", name_type(255), nullable=False),
+    UniqueConstraint("domain", "group_id"),
+    Index("ix_scim_groups_external_id", "domain", "external_id"),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,

@@ -26,6 +26,7 @@ from core.cli.context import current_iam
 from core.cli.provisioning import status_json
 from core.errors import IamError, InvalidInput
 from core.iam import Iam
+from core.inbound import MOUNT
 from core.identity.events import Face, Initiator
 from core.provisioning.outbox import Job, JobState
 
@@ -77,15 +78,21 @@ class JobLog:
 
 # ---------------------------------------------------------------- HTTP face
 class HttpApp:
-    """A tiny ASGI application: ``GET /health`` and ``GET /status``."""
+    """The ASGI application of ``serve``: the SCIM API under ``/scim2``, ``GET /health``
+    and ``GET /status``."""
 
-    def __init__(self, iam: Iam) -> None:
+    def __init__(self, iam: Iam, scim: Any = None) -> None:
         self.iam = iam
+        self.scim = scim
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        if scope["method"] not in ("GET", "HEAD"):
+        path = scope["path"]
+        if self.scim is not None and (path == MOUNT or path.startswith(MOUNT + "/")):
+            await self.scim({**scope, "root_path": scope.get("root_path", "") + MOUNT},
+                            receive, send)
+        elif scope["method"] not in ("GET", "HEAD"):
             await _reply(send, 405, {"error": "only GET is supported here"},
                          [(b"allow", b"GET, HEAD")])
         elif scope["path"] == "/health":
@@ -110,17 +117,21 @@ async def _reply(send: Send, status: int, body: Any,
     await send({"type": "http.response.body", "body": raw})
 
 
-def _http_server(iam: Iam) -> Any:
+def _http_server(iam: Iam, tls: tuple[str, str] | None = None) -> Any:
     """A uvicorn server for :class:`HttpApp` that leaves signals to this process."""
     import uvicorn  # here, not at the top: the other commands need not load it
+
+    from core.inbound.app import ScimApplication
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    return Server(uvicorn.Config(HttpApp(iam), lifespan="off", log_config=None,
-                                 access_log=False, server_header=False))
+    cert, key = tls or (None, None)
+    return Server(uvicorn.Config(HttpApp(iam, ScimApplication(iam)), lifespan="off",
+                                 log_config=None, access_log=False, server_header=False,
+                                 ssl_certfile=cert, ssl_keyfile=key))
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -148,7 +159,8 @@ def listen(host: str, port: int) -> socket.socket:
 
 # ---------------------------------------------------------------- running
 async def run_until_signalled(iam: Iam, capacity: int, poll: float,
-                              sock: socket.socket | None = None) -> None:
+                              sock: socket.socket | None = None,
+                              tls: tuple[str, str] | None = None) -> None:
     """Run the workers (and the HTTP server on ``sock``) until SIGINT/SIGTERM."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -170,7 +182,7 @@ async def run_until_signalled(iam: Iam, capacity: int, poll: float,
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(pool.run(stop))
             if sock is not None:
-                tasks.create_task(_serve_http(iam, sock, stop))
+                tasks.create_task(_serve_http(iam, sock, stop, tls))
     finally:
         pool.close()
         for sig in STOP_SIGNALS:
@@ -178,8 +190,9 @@ async def run_until_signalled(iam: Iam, capacity: int, poll: float,
     log.info("worker %s stopped", pool.owner)
 
 
-async def _serve_http(iam: Iam, sock: socket.socket, stop: asyncio.Event) -> None:
-    server = _http_server(iam)
+async def _serve_http(iam: Iam, sock: socket.socket, stop: asyncio.Event,
+                      tls: tuple[str, str] | None = None) -> None:
+    server = _http_server(iam, tls)
     host, port = sock.getsockname()[:2]
 
     async def stop_when_told() -> None:
@@ -187,7 +200,9 @@ async def _serve_http(iam: Iam, sock: socket.socket, stop: asyncio.Event) -> Non
         server.should_exit = True
 
     watcher = asyncio.create_task(stop_when_told())
-    log.info("serving http://%s:%d (GET /health, GET /status)", host, port)
+    scheme = "https" if tls else "http"
+    log.info("serving %s://%s:%d (SCIM 2.0 at %s, GET /health, GET /status)", scheme, host,
+             port, MOUNT)
     try:
         await server.serve(sockets=[sock])
     finally:
@@ -213,13 +228,24 @@ def worker(capacity: int, poll: float) -> None:
               help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port to listen on (0: any free port, logged at start).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Serve HTTPS with this PEM certificate (with --tls-key).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The PEM private key of --tls-cert.")
 @_pool_options
-def serve(host: str, port: int, capacity: int, poll: float) -> None:
-    """Serve HTTP (GET /health, GET /status) and run provisioning workers.
+def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, capacity: int,
+          poll: float) -> None:
+    """Serve the inbound SCIM 2.0 API (/scim2), GET /health and GET /status, and run
+    provisioning workers.
 
+    SCIM clients authenticate as an application (`mware-iam app token APP`): with
+    'Authorization: Bearer TOKEN', or HTTP Basic with the application's name and a token.
     Stops on SIGINT/SIGTERM after the jobs in flight finish. Like the console, the first
     start of a deployment seeds sample_config/.
     """
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    tls = (tls_cert, tls_key) if tls_cert and tls_key else None
     iam = current_iam()
     sock = listen(host, port)
     _configure_logging()
@@ -228,4 +254,4 @@ def serve(host: str, port: int, capacity: int, poll: float) -> None:
     changes = seed_sample(iam, Initiator.admin(Face.CONFIG))
     if changes:
         log.info("new deployment: applied the sample configuration (%d changes)", len(changes))
-    asyncio.run(run_until_signalled(iam, capacity, poll, sock))
+    asyncio.run(run_until_signalled(iam, capacity, poll, sock, tls))

@@ -25,6 +25,7 @@ from core.errors import AlreadyExists, IamError, InvalidInput, NotFound, ReadOnl
 from core.identity import internal_roles
 from core.identity.events import EventBus, EventType, IdentityEvent, Initiator, Phase
 from core.names import INTERNAL, QualifiedName, parse_name
+from core.userstores import query as q
 from core.userstores.base import NewUser, Page, StoredGroup, StoredUser, UserStore
 from core.userstores.router import UserstoreRouter
 
@@ -56,6 +57,8 @@ class RoleView:
     id: str
     domain: str
     name: str
+    created: datetime | None = None
+    modified: datetime | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -189,6 +192,29 @@ class IdentityService:
                 return Page(items, _span_cursor(domains[i], page.next_cursor))
             inner = None
         return Page(items, None)
+
+    def search_users(self, domain: str, query: q.Query, start: int, count: int,
+                     sort: q.Sort | None = None) -> q.SearchPage[UserView]:
+        """The users of ``domain`` matching ``query`` (fields name local claims), matches
+        ``start`` (0-based) to ``start + count``; the store evaluates the query natively."""
+        store = self.stores.store(domain)
+        mapping = self.claims.mapping(store.domain)
+
+        def to_attribute(field: q.Field) -> q.Field | None:
+            if field.kind is not q.Kind.ATTRIBUTE:
+                return field
+            if field.name == USERNAME:
+                return q.NAME
+            attribute = mapping.get(field.name)
+            return q.attribute(attribute) if attribute else None
+
+        native = q.simplify(q.map_fields(query, to_attribute))
+        sort_field = to_attribute(sort.field) if sort else None
+        native_sort = q.Sort(sort_field, sort.descending) if sort and sort_field else None
+        if native == q.FALSE:
+            return q.SearchPage(0, [])
+        page = store.search_users(native, start, count, native_sort)
+        return q.SearchPage(page.total, [self._view(u) for u in page.items])
 
     def count_users(self, domain: str | None = None, prefix: str | None = None) -> int:
         """Users of one domain, or of every enabled store (``domain=None``)."""
@@ -443,7 +469,7 @@ class IdentityService:
         group = self.stores.store(qn.domain).get_group_by_name(qn.name)
         if group is None:
             raise NotFound(f"role {qn} does not exist")
-        return RoleView(group.id, group.domain, group.name)
+        return _role_view(group)
 
     def get_role(self, name: str) -> RoleView:
         return self._role(name)
@@ -467,11 +493,33 @@ class IdentityService:
             cursor: str | None = None
             while len(out) < limit:
                 page: Page[StoredGroup] = store.list_groups(min(500, limit), cursor, prefix)
-                out.extend(RoleView(g.id, g.domain, g.name) for g in page.items)
+                out.extend(_role_view(g) for g in page.items)
                 cursor = page.next_cursor
                 if cursor is None:
                     break
         return out[:limit]
+
+    def search_roles(self, domain: str, query: q.Query, start: int, count: int
+                     ) -> q.SearchPage[RoleView]:
+        """The groups of a userstore domain matching ``query`` (by name, id, member)."""
+        store = self.stores.store(domain)
+        native = q.simplify(query)
+        if native == q.FALSE or not store.capabilities.readable_groups:
+            return q.SearchPage(0, [])
+        page = store.search_groups(native, start, count)
+        return q.SearchPage(page.total, [_role_view(g) for g in page.items])
+
+    def get_role_by_id(self, domain: str, role_id: str) -> RoleView:
+        group = self.stores.store(domain).get_group(role_id)
+        if group is None:
+            raise NotFound(f"group {role_id} does not exist in {domain}")
+        return _role_view(group)
+
+    def member_page(self, role: RoleView, page_size: int, cursor: str | None = None
+                    ) -> Page[UserView]:
+        """One page of the members of a userstore group, in name order."""
+        page = self.stores.store(role.domain).members_of(role.id, page_size, cursor)
+        return Page([self._view(u) for u in page.items], page.next_cursor)
 
     def members_of(self, role_name: str, limit: int = 1000) -> list[UserView]:
         role = self._role(role_name)
@@ -532,7 +580,7 @@ class IdentityService:
                                    {"members": [_qn(u) for u in users]})
                 self.bus.emit(Phase.PRE, ev)
                 group = store.add_group(qn.name, [u.id for u in users])
-                view = RoleView(group.id, group.domain, group.name)
+                view = _role_view(group)
             ev = IdentityEvent(EventType.GROUP_ADDED, initiator, view.domain, view.id, str(qn),
                                {"members": [_qn(u) for u in users],
                                 "member_ids": [u.id for u in users]})
@@ -631,6 +679,10 @@ class IdentityService:
             self.bus.emit(Phase.POST, ev)
             events.append(ev)
         return [_qn(u) for u in [*added, *removed]]
+
+
+def _role_view(group: StoredGroup) -> RoleView:
+    return RoleView(group.id, group.domain, group.name, group.created, group.modified)
 
 
 def _span_cursor(domain: str, inner: str | None) -> str:

@@ -1,0 +1,120 @@
+"""Users and roles as SCIM resources, and SCIM resources as claims.
+
+A user's claims become attributes through the SCIM dialect mappings (the same table the SCIM
+connector sends with), and back. ``meta.version`` is a digest of the resource's content, so
+it changes exactly when something a client can read changes (group membership included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from scim2_models import Meta, Path, Resource, SCIMException
+
+from core.claims import ACTIVE, USERNAME
+from core.errors import InvalidInput
+from core.identity.service import RoleView, UserView
+from core.inbound.schemas import MappedPath
+from core.scim_paths import ensure_selected
+
+
+def _version(body: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode())
+    return f'W/"{digest.hexdigest()[:16]}"'
+
+
+def _text(value: Any) -> str | None:
+    """A SCIM value as claim text (booleans as ``true``/``false``)."""
+    if value is None or value == [] or value == "":
+        return None
+    if isinstance(value, list):
+        return _text(value[0])
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class ResourceMapper:
+    """Converts between the identity service's views and one provider's resource models."""
+
+    def __init__(self, user_model: type[Resource[Any]], group_model: type[Resource[Any]],
+                 paths: Sequence[MappedPath]) -> None:
+        self.user_model = user_model
+        self.group_model = group_model
+        self.paths = [p for p in paths if p.claim != USERNAME]
+
+    def _path(self, p: MappedPath) -> Path[Any]:
+        return Path[self.user_model](f"{p.schema}:{p.path}")  # type: ignore[name-defined]
+
+    # -------------------------------------------------------------- users
+    def user_resource(self, user: UserView, groups: Iterable[RoleView]) -> Resource[Any]:
+        body: dict[str, Any] = {"id": user.id, "userName": user.username}
+        resource = self.user_model.model_validate(body)
+        for p in self.paths:
+            value = user.claims.get(p.claim)
+            if value is None:
+                continue
+            if p.claim == ACTIVE:
+                resource_value: Any = value.lower() != "false"
+            else:
+                resource_value = value
+            path = self._path(p)
+            try:
+                ensure_selected(resource, path)
+                path.set(resource, resource_value)
+            except (ValueError, SCIMException):
+                continue  # a stored value the schema rejects (e.g. a malformed URL) is hidden
+        members = [{"value": g.id, "display": g.name, "$ref": f"Groups/{g.id}",
+                    "type": "direct"} for g in groups if not g.internal]
+        if members:
+            resource.groups = members  # type: ignore[attr-defined]
+        content = resource.model_dump(exclude={"meta"})
+        resource.meta = Meta(resource_type="User", created=user.created,
+                             last_modified=user.modified or user.created,
+                             version=_version(content))
+        return resource
+
+    def user_claims(self, resource: Resource[Any]) -> dict[str, str | None]:
+        """Every mapped claim of a User resource: its value, or None when it is absent."""
+        out: dict[str, str | None] = {}
+        for p in self.paths:
+            value = self._path(p).get(resource)
+            text = _text(value)
+            if text is not None and len(text) > 512:
+                raise InvalidInput(f"{p.attribute}: a value is at most 512 characters")
+            out[p.claim] = text
+        return out
+
+    # -------------------------------------------------------------- groups
+    def group_resource(self, role: RoleView, members: Iterable[UserView] | None,
+                       external_id: str | None = None) -> Resource[Any]:
+        """A Group; ``members=None`` leaves them out (the response excludes them).
+
+        The version digests the name, externalId and the store's modification time (which
+        moves with every member change), so it is the same with or without members."""
+        body: dict[str, Any] = {"id": role.id, "displayName": role.name}
+        if external_id is not None:
+            body["externalId"] = external_id
+        version = _version({**body, "modified": role.modified})
+        if members is not None:
+            listed = [{"value": u.id, "$ref": f"Users/{u.id}", "type": "User"}
+                      for u in members]
+            if listed:
+                body["members"] = listed
+        resource = self.group_model.model_validate(body)
+        resource.meta = Meta(resource_type="Group", created=role.created,
+                             last_modified=role.modified or role.created, version=version)
+        return resource
+
+
+def member_ids(resource: Resource[Any]) -> list[str]:
+    """The ids of the members of a Group resource (users only)."""
+    out = []
+    for m in getattr(resource, "members", None) or []:
+        if m.value and (m.type in (None, "User")):
+            out.append(str(m.value))
+    return list(dict.fromkeys(out))
+

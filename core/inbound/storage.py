@@ -1,0 +1,359 @@
+"""The scim2-server storage over the identity service.
+
+scim2-server speaks the protocol (routing, validation, filters, PATCH, Bulk, ETags); this
+storage turns each of its calls into identity-service calls for the requesting
+application's userstore domain, so every write is validated, audited and provisioned
+outbound like any other (with that application as the initiator). Users and groups of
+other domains are invisible to the application: an id from another domain is not found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from scim2_models import (
+    InvalidFilterException,
+    InvalidValueException,
+    MutabilityException,
+    NotFoundException,
+    PreconditionFailedException,
+    Resource,
+    ResourceType,
+    ResponseParameters,
+    SCIMException,
+    SearchRequest,
+    TooManyException,
+    UniquenessException,
+)
+from scim2_server.storage import ScimStorage, SearchPage
+
+from core.errors import (
+    AlreadyExists,
+    IamError,
+    InvalidInput,
+    NotFound,
+    ReadOnlyStore,
+    StoreUnavailable,
+)
+from core.identity.events import Initiator
+from core.identity.service import IdentityService, RoleView, UserView
+from core.inbound import group_ids
+from core.inbound.filters import EXTERNAL_ID, FilterTranslator
+from core.inbound.resources import ResourceMapper, member_ids
+from core.inbound.schemas import Limits, MappedPath
+from core.userstores import query as q
+
+MEMBER_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Client:
+    """The application a request authenticated as, and where its writes land."""
+
+    application: str
+    domain: str
+    proxy_mode: bool = False
+
+    @property
+    def initiator(self) -> Initiator:
+        return Initiator.application_client(self.application)
+
+
+#: The client of the request being served (set by the ASGI application per request).
+current_client: ContextVar[Client] = ContextVar("scim_client")
+
+
+class ServiceUnavailableException(SCIMException):
+    """503: a userstore is down; the client should retry (RFC 7644 §3.12)."""
+
+    status = 503
+
+
+def scim_error(exc: IamError) -> SCIMException:
+    """The SCIM error for an identity-service refusal; the message says what and where."""
+    detail = str(exc)
+    if isinstance(exc, AlreadyExists):
+        return UniquenessException(detail=detail)
+    if isinstance(exc, NotFound):
+        return NotFoundException(detail=detail)
+    if isinstance(exc, ReadOnlyStore):
+        return MutabilityException(detail=detail)
+    if isinstance(exc, StoreUnavailable):
+        return ServiceUnavailableException(detail=detail)
+    return InvalidValueException(detail=detail)
+
+
+@contextlib.contextmanager
+def _scim_errors() -> Iterator[None]:
+    try:
+        yield
+    except IamError as exc:
+        raise scim_error(exc) from None
+
+
+class IamScimStorage(ScimStorage):
+    def __init__(self, identity: IdentityService, mapper: ResourceMapper,
+                 paths: list[MappedPath], limits: Limits,
+                 transaction: Any) -> None:
+        self.identity = identity
+        self.mapper = mapper
+        self.limits = limits
+        self._transaction = transaction
+        self.filters = {"User": FilterTranslator("User", paths),
+                        "Group": FilterTranslator("Group", paths)}
+        self._sort_paths = {f"{p.schema}:{p.path}".lower(): p.claim for p in paths}
+
+    @property
+    def client(self) -> Client:
+        return current_client.get()
+
+    @contextlib.contextmanager
+    def operation(self) -> Iterator[None]:
+        """One transaction per SCIM operation (each operation of a bulk request too), so a
+        read-modify-write (PUT, PATCH) sees and writes one state."""
+        with _scim_errors(), self._transaction():
+            yield
+
+    # -------------------------------------------------------------- reads
+    def _user(self, user_id: str) -> UserView:
+        try:
+            return self.identity.get_user_by_id(self.client.domain, user_id)
+        except NotFound:
+            raise NotFoundException(detail=f"User {user_id!r} not found") from None
+
+    def _role(self, role_id: str) -> RoleView:
+        try:
+            return self.identity.get_role_by_id(self.client.domain, role_id)
+        except NotFound:
+            raise NotFoundException(detail=f"Group {role_id!r} not found") from None
+
+    def _user_resource(self, user: UserView) -> Resource[Any]:
+        roles = [self.identity.get_role(r) for r in self.identity.roles_of_id(user.domain,
+                                                                               user.id)]
+        return self.mapper.user_resource(user, roles)
+
+    def _members(self, role: RoleView) -> list[UserView]:
+        members: list[UserView] = []
+        cursor: str | None = None
+        while True:
+            page = self.identity.member_page(role, MEMBER_PAGE, cursor)
+            members.extend(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                return members
+
+    def _external_ids(self, roles: list[RoleView]) -> dict[str, str]:
+        with self._transaction() as conn:
+            return group_ids.of(conn, self.client.domain, [r.id for r in roles])
+
+    def _group_resource(self, role: RoleView, with_members: bool = True,
+                        external_ids: dict[str, str] | None = None) -> Resource[Any]:
+        ids = self._external_ids([role]) if external_ids is None else external_ids
+        return self.mapper.group_resource(role, self._members(role) if with_members else None,
+                                          ids.get(role.id))
+
+    def get(self, resource_type: ResourceType, resource_id: str, *,
+            response_parameters: ResponseParameters[Any] | None = None) -> Resource[Any]:
+        with _scim_errors():
+            if resource_type.name == "Group":
+                return self._group_resource(self._role(resource_id),
+                                            _wants_members(response_parameters))
+            return self._user_resource(self._user(resource_id))
+
+    def search(self, resource_types: list[ResourceType], search_request: SearchRequest[Any],
+               *, position: Any = None) -> SearchPage:
+        """One page; a search at the root (both types) pages Users, then Groups."""
+        start = search_request.start_index_0 or 0
+        count: int = self.limits.default_count if search_request.count is None \
+            else search_request.count
+        total, resources = 0, list[Resource[Any]]()
+        with _scim_errors():
+            for resource_type in resource_types:
+                page = self._search(resource_type.name or "User", search_request,
+                                    max(0, start - total), count - len(resources))
+                total += page.total or 0
+                resources.extend(page.resources)
+        return SearchPage(total, resources)
+
+    def _search(self, name: str, search_request: SearchRequest[Any], start: int,
+                count: int) -> SearchPage:
+        scim_filter = search_request.filter
+        try:
+            query = self.filters[name].translate(scim_filter.ast if scim_filter else None)
+        except InvalidInput as exc:
+            raise InvalidFilterException(detail=str(exc)) from None
+        domain = self.client.domain
+        if name == "Group":
+            groups = self.identity.search_roles(domain, self._group_external_ids(query),
+                                                start, count)
+            ids = self._external_ids(list(groups.items))
+            with_members = _wants_members(search_request)
+            return SearchPage(groups.total, [self._group_resource(g, with_members, ids)
+                                             for g in groups.items])
+        try:
+            users = self.identity.search_users(domain, query, start, count,
+                                               self._sort(search_request))
+        except InvalidInput as exc:
+            raise TooManyException(detail=str(exc)) from None
+        return SearchPage(users.total, [self._user_resource(u) for u in users.items])
+
+    def _group_external_ids(self, query: q.Query) -> q.Query:
+        """Group ``externalId eq`` comparisons as the ids of the groups holding it."""
+        def resolve(node: q.Query) -> q.Query:
+            if isinstance(node, q.Compare) and node.field == q.attribute(EXTERNAL_ID):
+                if node.op is not q.Op.EQ or not isinstance(node.value, str):
+                    raise InvalidFilterException(
+                        detail="a group's externalId can only be compared with eq")
+                with self._transaction() as conn:
+                    found = group_ids.groups_with(conn, self.client.domain, node.value)
+                return q.Or(tuple(q.Compare(q.ID, q.Op.EQ, i) for i in found))
+            if isinstance(node, q.And | q.Or):
+                return type(node)(tuple(resolve(t) for t in node.terms))
+            if isinstance(node, q.Not):
+                return q.Not(resolve(node.term))
+            return node
+        return q.simplify(resolve(query))
+
+    def _sort(self, search_request: SearchRequest[Any]) -> q.Sort | None:
+        if search_request.sort_by is None:
+            return None
+        descending = search_request.sort_order == SearchRequest.SortOrder.descending
+        path = str(search_request.sort_by)
+        key = path.lower().removeprefix("urn:ietf:params:scim:schemas:core:2.0:user:")
+        builtin = {"username": q.NAME, "id": q.ID, "meta.created": q.CREATED,
+                   "meta.lastmodified": q.MODIFIED}
+        if key in builtin:
+            return q.Sort(builtin[key], descending)
+        full = path.lower() if path.lower().startswith("urn:") else \
+            f"urn:ietf:params:scim:schemas:core:2.0:user:{key}"
+        claim = self._sort_paths.get(full) or self._sort_paths.get(full + ".value")
+        if claim is None:
+            candidates = [c for p, c in self._sort_paths.items()
+                          if p.startswith(full + "[") and p.endswith("].value")]
+            claim = candidates[0] if candidates else None
+        if claim is None:
+            raise InvalidValueException(detail=f"cannot sort by {path}: it is not stored")
+        return q.Sort(q.attribute(claim), descending)
+
+    # -------------------------------------------------------------- writes
+    def create(self, resource_type: ResourceType, resource: Resource[Any]) -> Resource[Any]:
+        client = self.client
+        if resource_type.name == "Group":
+            members = [self._qualified(self._user(m)) for m in member_ids(resource)]
+            role = self.identity.add_role(client.initiator,
+                                          f"{client.domain}/{_attr(resource, 'display_name')}",
+                                          members)
+            self._put_external_id(role, resource)
+            return self._group_resource(role)
+        claims = {c: v for c, v in self.mapper.user_claims(resource).items() if v is not None}
+        user = self.identity.add_user(client.initiator,
+                                      f"{client.domain}/{_attr(resource, 'user_name')}",
+                                      _password(resource), claims)
+        return self._user_resource(user)
+
+    def update(self, resource_type: ResourceType, resource: Resource[Any], *,
+               expected_version: str | None = None) -> Resource[Any]:
+        if resource_type.name == "Group":
+            return self._update_group(resource, expected_version)
+        return self._update_user(resource, expected_version)
+
+    def _check_version(self, current: Resource[Any], expected: str | None) -> None:
+        if expected is not None and current.meta is not None \
+                and current.meta.version != expected:
+            raise PreconditionFailedException(
+                detail=f"the resource changed: its version is {current.meta.version}")
+
+    def _update_user(self, resource: Resource[Any], expected: str | None) -> Resource[Any]:
+        client = self.client
+        user = self._user(str(resource.id))
+        self._check_version(self._user_resource(user), expected)
+        new_name = _attr(resource, "user_name")
+        if new_name is not None and new_name != user.username:
+            raise MutabilityException(
+                detail=f"userName cannot change ({user.username!r} -> {new_name!r}); "
+                       "create a new user instead")
+        wanted = self.mapper.user_claims(resource)
+        to_set = {c: v for c, v in wanted.items()
+                  if v is not None and user.claims.get(c) != v}
+        to_remove = [c for c, v in wanted.items() if v is None and c in user.claims]
+        name = self._qualified(user)
+        if to_set or to_remove:
+            self.identity.update_user(client.initiator, name, to_set, to_remove)
+        password = _password(resource)
+        if password is not None:
+            self.identity.set_password(client.initiator, name, password)
+        return self._user_resource(self._user(user.id))
+
+    def _update_group(self, resource: Resource[Any], expected: str | None) -> Resource[Any]:
+        client = self.client
+        role = self._role(str(resource.id))
+        current = self._group_resource(role)
+        self._check_version(current, expected)
+        name = role.qualified_name
+        new_name = _attr(resource, "display_name")
+        if new_name and new_name != role.name:
+            role = self.identity.rename_role(client.initiator, name, new_name)
+            name = role.qualified_name
+        before, after = set(member_ids(current)), member_ids(resource)
+        added = [self._qualified(self._user(m)) for m in after if m not in before]
+        removed = [self._qualified(self._user(m)) for m in before if m not in set(after)]
+        if added:
+            self.identity.assign(client.initiator, name, added)
+        if removed:
+            self.identity.unassign(client.initiator, name, removed)
+        self._put_external_id(role, resource)
+        return self._group_resource(self._role(role.id))
+
+    def _put_external_id(self, role: RoleView, resource: Resource[Any]) -> None:
+        with self._transaction() as conn:
+            group_ids.put(conn, role.domain, role.id, _attr(resource, "external_id"))
+
+    def delete(self, resource_type: ResourceType, resource_id: str, *,
+               expected_version: str | None = None) -> None:
+        client = self.client
+        if resource_type.name == "Group":
+            role = self._role(resource_id)
+            if expected_version is not None:
+                self._check_version(self._group_resource(role), expected_version)
+            self.identity.delete_role(client.initiator, role.qualified_name)
+            with self._transaction() as conn:
+                group_ids.put(conn, role.domain, role.id, None)
+            return
+        user = self._user(resource_id)
+        if expected_version is not None:
+            self._check_version(self._user_resource(user), expected_version)
+        self.identity.delete_user(client.initiator, self._qualified(user))
+
+    @staticmethod
+    def _qualified(user: UserView) -> str:
+        return user.qualified_name
+
+
+def _attr(resource: Resource[Any], name: str) -> str | None:
+    """A string attribute of a resource (``user_name``, ``display_name``), if set."""
+    value = getattr(resource, name, None)
+    return str(value) if value is not None else None
+
+
+def _password(resource: Resource[Any]) -> str | None:
+    password = getattr(resource, "password", None)
+    return str(password) if password else None
+
+
+def _wants_members(parameters: Any) -> bool:
+    """Whether a response keeps the members of groups (``excludedAttributes=members``
+    spares reading them; Entra asks so)."""
+    if parameters is None:
+        return True
+    excluded = {str(a).lower().rsplit(":", 1)[-1] for a in
+                (getattr(parameters, "excluded_attributes", None) or [])}
+    attributes = {str(a).lower().rsplit(":", 1)[-1] for a in
+                  (getattr(parameters, "attributes", None) or [])}
+    if "members" in excluded:
+        return False
+    return not attributes or "members" in attributes or any(
+        a.startswith("members.") for a in attributes)
