@@ -26,8 +26,8 @@ from core.cli.context import current_iam
 from core.cli.provisioning import status_json
 from core.errors import IamError, InvalidInput
 from core.iam import Iam
-from core.inbound import MOUNT
 from core.identity.events import Face, Initiator
+from core.inbound import MOUNT
 from core.provisioning.outbox import Job, JobState
 
 log = logging.getLogger("mware_iam.serve")

@@ -29,7 +29,7 @@ def _compare(column: Any, op: Op, value: Any) -> ColumnElement[bool]:
     if op is Op.PR:
         return column.is_not(None)
     if op is Op.EQ:
-        return column == value  # type: ignore[no-any-return]
+        return column == value
     if op is Op.NE:
         return or_(column != value, column.is_(None))
     if op is Op.SW and isinstance(value, str):
@@ -38,7 +38,7 @@ def _compare(column: Any, op: Op, value: Any) -> ColumnElement[bool]:
         lowered = func.lower(column)
         if op is Op.CO:
             return lowered.contains(value.lower(), autoescape=True)
-        return lowered.endswith(value.lower(), autoescape=True)  # type: ignore[no-any-return]
+        return lowered.endswith(value.lower(), autoescape=True)
     comparisons: dict[Op, Callable[[Any, Any], ColumnElement[bool]]] = {
         Op.GT: lambda c, v: c > v, Op.GE: lambda c, v: c >= v,
         Op.LT: lambda c, v: c < v, Op.LE: lambda c, v: c <= v,
