@@ -88,6 +88,8 @@ um_users = Table(
     _ts("created"),
     _ts("modified"),
     UniqueConstraint("store", "username_key"),
+    # SCIM clients poll for changes (meta.lastModified gt ...): a range read, not a scan.
+    Index("ix_um_users_store_modified", "store", "modified"),
 )
 
 um_user_attributes = Table(

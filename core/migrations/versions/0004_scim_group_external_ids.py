@@ -1,4 +1,4 @@
-"""scim group external ids
+"""scim group external ids; users by modification time
 
 Revision ID: 0004
 Revises: 0003
@@ -37,10 +37,15 @@ def upgrade() -> None:
     with op.batch_alter_table("scim_groups", schema=None) as batch_op:
         batch_op.create_index("ix_scim_groups_external_id", ["domain", "external_id"],
                               unique=False)
+    with op.batch_alter_table("um_users", schema=None) as batch_op:
+        batch_op.create_index("ix_um_users_store_modified", ["store", "modified"],
+                              unique=False)
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("um_users", schema=None) as batch_op:
+        batch_op.drop_index("ix_um_users_store_modified")
     with op.batch_alter_table("scim_groups", schema=None) as batch_op:
         batch_op.drop_index("ix_scim_groups_external_id")
     op.drop_table("scim_groups")

@@ -1,0 +1,345 @@
+"""The inbound SCIM 2.0 server over HTTP: conformance, attribution, isolation, limits,
+errors, and the request styles of Microsoft Entra and Okta."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from core.iam import Iam
+from core.identity.events import Initiator
+from core.inbound.schemas import Limits
+from tests.provisioning_helpers import connect, drain, peer_users
+from tests.scim_api import (
+    ENTERPRISE,
+    ERROR,
+    GROUP,
+    USER,
+    ScimApi,
+    application,
+    new_user,
+    patch,
+    served,
+)
+
+
+@pytest.fixture
+def api(sqlite_iam: Iam) -> Iterator[ScimApi]:
+    with served(sqlite_iam) as served_api:
+        yield served_api
+
+
+@pytest.fixture
+def hr(api: ScimApi) -> Iterator[httpx.Client]:
+    with api.client(application(api.iam, "hr")) as client:
+        yield client
+
+
+def error_of(response: httpx.Response, status: int, scim_type: str | None = None) -> str:
+    """The detail of a SCIM error response, after checking its status and scimType."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["schemas"] == [ERROR] and body["status"] == str(status)
+    assert body.get("scimType") == scim_type
+    return str(body["detail"])
+
+
+# ---------------------------------------------------------------- conformance
+def test_the_scim2_tester_suite_finds_no_error(api: ScimApi) -> None:
+    import httpx2
+    from scim2_client.engines.httpx2 import SyncSCIMClient
+    from scim2_tester import Status, check_server
+
+    token = application(api.iam, "conformance")
+    client = SyncSCIMClient(httpx2.Client(base_url=api.base,
+                                          headers={"Authorization": f"Bearer {token}"}))
+    client.discover()
+    results = check_server(client)
+    failed = [f"{r.title}: {r.reason}" for r in results
+              if r.status in (Status.ERROR, Status.CRITICAL)]
+    assert failed == []
+    checked = {r.title for r in results if r.status is Status.SUCCESS}
+    # Every CRUD and PATCH check ran, for Users and for Groups.
+    assert {"object_creation", "object_replacement", "object_deletion",
+            "check_add_attribute", "check_replace_attribute",
+            "check_remove_attribute"} <= checked
+    assert api.iam.identity.count_users("PRIMARY") == 0  # the suite cleaned up after itself
+
+
+def test_discovery_publishes_only_what_is_stored(hr: httpx.Client) -> None:
+    schemas = {s["id"]: s for s in hr.get("/Schemas").json()["Resources"]}
+    user = {a["name"]: a for a in schemas[USER]["attributes"]}
+    assert "x509Certificates" not in user and "ims" not in user
+    assert user["userName"]["mutability"] == "immutable"
+    emails = {s["name"]: s for s in user["emails"]["subAttributes"]}
+    assert set(emails) == {"value", "type"} and emails["type"]["canonicalValues"] == ["work"]
+    config = hr.get("/ServiceProviderConfig").json()
+    assert config["filter"] == {"supported": True, "maxResults": 200}
+    assert config["etag"]["supported"] and config["sort"]["supported"]
+    types = {t["name"] for t in hr.get("/ResourceTypes").json()["Resources"]}
+    assert types == {"User", "Group"}
+
+
+# ---------------------------------------------------------------- attribution
+def test_writes_are_attributed_to_the_application_and_provisioned_with_its_targets(
+        sqlite_iam: Iam, api: ScimApi, scim_peer: str) -> None:
+    token = application(sqlite_iam, "hr")
+    connect(sqlite_iam, scim_peer, idp="partner", app="hr")
+    with api.client(token) as client:
+        created = new_user(client, "carol", name={"givenName": "Carol"},
+                           emails=[{"value": "carol@example.com", "type": "work"}])
+    [entry] = [e for e in sqlite_iam.audit_log() if e.action == "user.add"]
+    assert (entry.actor, entry.face, entry.application) == ("app:hr", "scim", "hr")
+    [job] = sqlite_iam.provisioning.jobs()
+    assert job.target == "partner:scim2" and job.entity_id == created["id"]
+    assert drain(sqlite_iam) == 1
+    [remote] = peer_users(scim_peer, "carol")
+    assert remote["emails"][0]["value"] == "carol@example.com"
+    # The resident application provisions nowhere: a console write makes no job.
+    sqlite_iam.identity.add_user(Initiator.admin(), "dave")
+    assert len(sqlite_iam.provisioning.jobs()) == 1
+
+
+def test_an_application_sees_and_touches_only_its_own_domain(
+        sqlite_iam: Iam, api: ScimApi, tmp_path: Any) -> None:
+    sqlite_iam.save_userstore(Initiator.admin(), "CRM", "sql",
+                              {"url": f"sqlite:///{tmp_path}/crm.db"})
+    with api.client(application(sqlite_iam, "hr")) as hr, \
+            api.client(application(sqlite_iam, "crm", domain="CRM")) as crm:
+        alice = new_user(hr, "alice")
+        group = hr.post("/Groups", json={"schemas": [GROUP], "displayName": "staff",
+                                          "members": [{"value": alice["id"]}]}).json()
+        mine = new_user(crm, "alice")  # the same name in another domain is another user
+        assert mine["id"] != alice["id"]
+        assert sqlite_iam.identity.get_user("CRM/alice").id == mine["id"]
+        for path in (f"/Users/{alice['id']}", f"/Groups/{group['id']}"):
+            assert crm.get(path).status_code == 404
+            assert crm.delete(path).status_code == 404
+            assert patch(crm, path, {"op": "replace", "path": "displayName",
+                                     "value": "x"}).status_code == 404
+        listing = crm.get("/Users", params={"filter": 'userName eq "alice"'}).json()
+        assert [r["id"] for r in listing["Resources"]] == [mine["id"]]
+        assert crm.get("/Groups").json()["totalResults"] == 0
+        # A CRM user cannot join a PRIMARY group through the PRIMARY application either.
+        response = patch(hr, f"/Groups/{group['id']}",
+                         {"op": "add", "path": "members", "value": [{"value": mine["id"]}]})
+        assert "not found" in error_of(response, 404)
+    assert sqlite_iam.identity.get_user("PRIMARY/alice").id == alice["id"]
+
+
+def test_authentication(api: ScimApi) -> None:
+    token = application(api.iam, "hr")
+    with api.client(None) as anonymous:
+        response = anonymous.get("/Users")
+        error_of(response, 401)
+        assert "Bearer" in response.headers["WWW-Authenticate"]
+        assert anonymous.get("/ServiceProviderConfig").status_code == 200
+        assert anonymous.get("/Users", headers={"Authorization": "Bearer mwi_nope"}
+                             ).status_code == 401
+        basic = base64.b64encode(f"hr:{token}".encode()).decode()
+        assert anonymous.get("/Users", headers={"Authorization": f"Basic {basic}"}
+                             ).status_code == 200
+        wrong = base64.b64encode(f"crm:{token}".encode()).decode()
+        assert anonymous.get("/Users", headers={"Authorization": f"Basic {wrong}"}
+                             ).status_code == 401
+        assert anonymous.get("/Users", headers={"Authorization": "Basic !!"}
+                             ).status_code == 401
+        api.iam.revoke_token(Initiator.admin(), "hr", token[-4:])
+        assert anonymous.get("/Users", headers={"Authorization": f"Bearer {token}"}
+                             ).status_code == 401
+
+
+# ---------------------------------------------------------------- protocol
+def test_filters_paging_and_sorting(hr: httpx.Client) -> None:
+    for i, (name, dept) in enumerate([("ann", "ops"), ("bob", "dev"), ("cid", "dev"),
+                                      ("dee", "ops"), ("eve", "dev")]):
+        new_user(hr, name, title=f"t{i}", active=i != 3,
+                 emails=[{"value": f"{name}@example.com", "type": "work"}],
+                 **{ENTERPRISE: {"department": dept}}, schemas=[USER, ENTERPRISE])
+
+    def names(**params: str) -> list[str]:
+        body = hr.get("/Users", params=params).json()
+        return [r["userName"] for r in body.get("Resources", [])]
+
+    assert names(filter='userName eq "bob"') == ["bob"]
+    assert names(filter='emails.value eq "cid@example.com"') == ["cid"]
+    assert names(filter='emails[type eq "work" and value ew "ve@example.com"]') == ["eve"]
+    assert names(filter=f'{ENTERPRISE}:department eq "ops"', sortBy="userName") == \
+        ["ann", "dee"]
+    assert names(filter='active eq false') == ["dee"]
+    assert names(filter='not (active eq false) and title pr', sortBy="title",
+                 sortOrder="descending") == ["eve", "cid", "bob", "ann"]
+    assert names(filter='userName sw "c" or userName co "v"', sortBy="userName") == \
+        ["cid", "eve"]
+    assert names(filter='phoneNumbers.value pr') == []  # nobody has one
+    assert names(filter='title gt "t2"', sortBy="title") == ["dee", "eve"]
+    page = hr.get("/Users", params={"sortBy": "userName", "startIndex": "2", "count": "2"}
+                  ).json()
+    assert page["totalResults"] == 5 and page["startIndex"] == 2
+    assert [r["userName"] for r in page["Resources"]] == ["bob", "cid"]
+    searched = hr.post("/Users/.search", json={
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": 'userName eq "ann"', "attributes": ["userName"]}).json()
+    assert searched["Resources"] == [{"schemas": [USER], "id": searched["Resources"][0]["id"],
+                                      "userName": "ann"}]
+    created = hr.get("/Users", params={"filter": 'userName eq "ann"'}).json()["Resources"][0]
+    since = created["meta"]["lastModified"]
+    assert "ann" not in names(filter=f'meta.lastModified gt "{since}"')
+    assert len(names(filter=f'meta.lastModified ge "{since}"')) == 5
+    error_of(hr.get("/Users", params={"filter": 'userName eq'}), 400, "invalidFilter")
+
+
+def test_groups_members_and_externalid(hr: httpx.Client) -> None:
+    ann, bob = new_user(hr, "ann"), new_user(hr, "bob")
+    group = hr.post("/Groups", json={"schemas": [GROUP], "displayName": "eng",
+                                      "externalId": "ext-eng",
+                                      "members": [{"value": ann["id"]}]}).json()
+    assert group["externalId"] == "ext-eng"
+    assert [m["value"] for m in group["members"]] == [ann["id"]]
+    # Entra: add and remove members by PATCH, remove with a value filter
+    response = patch(hr, f"/Groups/{group['id']}",
+                     {"op": "Add", "path": "members", "value": [{"value": bob["id"]}]},
+                     {"op": "Remove", "path": f'members[value eq "{ann["id"]}"]'})
+    assert response.status_code == 204, response.text
+    current = hr.get(f"/Groups/{group['id']}").json()
+    assert [m["value"] for m in current["members"]] == [bob["id"]]
+    assert [g["display"] for g in hr.get(f"/Users/{bob['id']}").json()["groups"]] == ["eng"]
+    found = hr.get("/Groups", params={"filter": 'externalId eq "ext-eng"',
+                                      "excludedAttributes": "members"}).json()
+    assert [g["id"] for g in found["Resources"]] == [group["id"]]
+    assert "members" not in found["Resources"][0]
+    by_member = hr.get("/Groups", params={"filter": f'members[value eq "{bob["id"]}"]'})
+    assert by_member.json()["totalResults"] == 1
+    renamed = patch(hr, f"/Groups/{group['id']}",
+                    {"op": "replace", "value": {"displayName": "engineering"}})
+    assert renamed.status_code == 204
+    assert hr.get(f"/Groups/{group['id']}").json()["displayName"] == "engineering"
+    assert hr.delete(f"/Groups/{group['id']}").status_code == 204
+    assert hr.get("/Groups", params={"filter": 'externalId eq "ext-eng"'}
+                  ).json()["totalResults"] == 0
+
+
+def test_entra_request_style(hr: httpx.Client) -> None:
+    """Microsoft Entra: capitalised ops, booleans as strings, value-path filters."""
+    user = new_user(hr, "frank@contoso.com", active=True, externalId="e-1",
+                    name={"givenName": "Frank", "familyName": "F"})
+    response = patch(hr, f"/Users/{user['id']}",
+                     {"op": "Replace", "path": "active", "value": "False"},
+                     {"op": "Add", "path": 'emails[type eq "work"].value',
+                      "value": "frank@contoso.com"},
+                     {"op": "Replace", "path": "name.familyName", "value": "Fisher"})
+    assert response.status_code == 204, response.text
+    got = hr.get(f"/Users/{user['id']}").json()
+    assert got["active"] is False and got["name"]["familyName"] == "Fisher"
+    assert got["emails"] == [{"value": "frank@contoso.com", "type": "work"}]
+    assert hr.get("/Users", params={"filter": 'externalId eq "e-1"'}).json()[
+        "totalResults"] == 1
+    removed = patch(hr, f"/Users/{user['id']}",
+                    {"op": "Remove", "path": 'emails[type eq "work"].value'})
+    assert removed.status_code == 204
+    assert "emails" not in hr.get(f"/Users/{user['id']}").json()
+
+
+def test_okta_request_style(hr: httpx.Client) -> None:
+    """Okta: PUT replaces the whole user; PATCH toggles active with a path-less value."""
+    user = new_user(hr, "gina", active=True, title="Engineer",
+                    name={"givenName": "Gina", "familyName": "G"})
+    put = hr.put(f"/Users/{user['id']}", json={
+        "schemas": [USER], "id": user["id"], "userName": "gina", "active": True,
+        "name": {"givenName": "Gina", "familyName": "Gray"}})
+    assert put.status_code == 200, put.text
+    assert put.json()["name"]["familyName"] == "Gray" and "title" not in put.json()
+    toggled = patch(hr, f"/Users/{user['id']}", {"op": "replace", "value": {"active": False}})
+    assert toggled.status_code == 204
+    assert hr.get(f"/Users/{user['id']}").json()["active"] is False
+    assert hr.delete(f"/Users/{user['id']}").status_code == 204
+    assert hr.get(f"/Users/{user['id']}").status_code == 404
+
+
+def test_etags(hr: httpx.Client) -> None:
+    user = new_user(hr, "hank")
+    got = hr.get(f"/Users/{user['id']}")
+    etag = got.headers["ETag"]
+    assert hr.get(f"/Users/{user['id']}", headers={"If-None-Match": etag}
+                  ).status_code == 304
+    changed = patch(hr, f"/Users/{user['id']}", {"op": "add", "path": "title",
+                                                  "value": "x"}, **{"If-Match": etag})
+    assert changed.status_code == 204 and changed.headers["ETag"] != etag
+    stale = patch(hr, f"/Users/{user['id']}", {"op": "add", "path": "title", "value": "y"},
+                  **{"If-Match": etag})
+    error_of(stale, 412)
+    assert hr.get(f"/Users/{user['id']}").json()["title"] == "x"
+
+
+def test_bulk_with_bulk_id_references_and_fail_on_errors(hr: httpx.Client) -> None:
+    bulk = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+    response = hr.post("/Bulk", json={"schemas": [bulk], "failOnErrors": 1, "Operations": [
+        {"method": "POST", "path": "/Users", "bulkId": "u1",
+         "data": {"schemas": [USER], "userName": "ivy"}},
+        {"method": "POST", "path": "/Groups", "bulkId": "g1",
+         "data": {"schemas": [GROUP], "displayName": "ivies",
+                  "members": [{"type": "User", "value": "bulkId:u1"}]}},
+        {"method": "POST", "path": "/Users", "bulkId": "u2",
+         "data": {"schemas": [USER], "userName": "ivy"}},
+        {"method": "POST", "path": "/Users", "bulkId": "u3",
+         "data": {"schemas": [USER], "userName": "jan"}},
+    ]})
+    assert response.status_code == 200, response.text
+    statuses = [op["status"] for op in response.json()["Operations"]]
+    assert statuses == ["201", "201", "409"], response.text  # stopped after the first error
+    group = hr.get("/Groups", params={"filter": 'displayName eq "ivies"'}).json()
+    [ivy] = hr.get("/Users", params={"filter": 'userName eq "ivy"'}).json()["Resources"]
+    assert group["Resources"][0]["members"][0]["value"] == ivy["id"]
+    assert hr.get("/Users", params={"filter": 'userName eq "jan"'}).json()[
+        "totalResults"] == 0
+
+
+# ---------------------------------------------------------------- bad input
+def test_client_mistakes_get_scim_errors_naming_the_problem(hr: httpx.Client) -> None:
+    new_user(hr, "kim")
+    assert "already exists" in error_of(
+        hr.post("/Users", json={"schemas": [USER], "userName": "kim"}), 409, "uniqueness")
+    assert "Username must be" in error_of(
+        hr.post("/Users", json={"schemas": [USER], "userName": "k"}), 400, "invalidValue")
+    assert "Password must be" in error_of(
+        hr.post("/Users", json={"schemas": [USER], "userName": "kay", "password": "short"}),
+        400, "invalidValue")
+    error_of(hr.post("/Users", content=b"{not json", headers={
+        "Content-Type": "application/scim+json"}), 400, "invalidSyntax")
+    error_of(hr.post("/Users", json={"schemas": [USER]}), 400, "invalidValue")
+    [kim] = hr.get("/Users", params={"filter": 'userName eq "kim"'}).json()["Resources"]
+    assert "immutable" in error_of(
+        patch(hr, f"/Users/{kim['id']}", {"op": "replace", "path": "userName",
+                                          "value": "kimberly"}), 400, "mutability")
+    error_of(hr.get("/Users/not-an-id"), 404)
+    error_of(hr.get("/Nothing"), 404)
+    error_of(hr.get("/Users", params={"sortBy": "x509Certificates"}), 400, "invalidPath")
+    assert hr.get("/Users", params={"count": "100000"}).json()["itemsPerPage"] <= 200
+    assert kim["userName"] == "kim"
+
+
+def test_the_body_size_and_the_request_rate_are_bounded(sqlite_iam: Iam) -> None:
+    limits = Limits(max_payload_bytes=2_000, rate=2.0, burst=3)
+    with served(sqlite_iam, limits) as api, api.client(application(sqlite_iam, "hr")) as hr:
+        big = {"schemas": [USER], "userName": "big", "title": "x" * 3_000}
+        assert "exceeds" in error_of(hr.post("/Users", json=big), 413)
+        responses = [hr.get("/Users") for _ in range(6)]
+        limited = [r for r in responses if r.status_code == 429]
+        assert limited, [r.status_code for r in responses]
+        assert int(limited[0].headers["Retry-After"]) >= 1
+        assert "rate limit" in error_of(limited[0], 429)
+    assert sqlite_iam.identity.count_users("PRIMARY") == 0
+
+
+def test_a_store_that_is_down_answers_503(sqlite_iam: Iam, tmp_path: Any) -> None:
+    (tmp_path / "gone").mkdir()
+    sqlite_iam.save_userstore(Initiator.admin(), "GONE", "sql",
+                              {"url": f"sqlite:///{tmp_path}/gone/x.db", "read_only": True})
+    with served(sqlite_iam) as api, \
+            api.client(application(sqlite_iam, "lost", domain="GONE")) as lost:
+        response = lost.get("/Users", params={"filter": 'userName eq "a"'})
+        assert "GONE" in error_of(response, 503)
