@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import signal
+import ssl
 from pathlib import Path
 
 import httpx
@@ -56,7 +57,8 @@ def test_serve_answers_scim_over_https_for_an_application(tmp_path: Path) -> Non
     try:
         assert "serving https://127.0.0.1" in proc.log()
         token = mware("--home", str(home), "app", "token", "hr-portal").stdout.strip()
-        with httpx.Client(base_url=f"https://127.0.0.1:{port}/scim2", verify=str(cert),
+        trust = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}/scim2", verify=trust,
                           headers={"Authorization": f"Bearer {token}"}, timeout=10) as api:
             created = api.post("/Users", json={"schemas": [USER], "userName": "quinn"})
             assert created.status_code == 201, created.text
