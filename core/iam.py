@@ -20,7 +20,7 @@ from core.errors import InvalidInput, NotFound
 from core.home import Home
 from core.identity.events import EventBus, Initiator
 from core.identity.service import IdentityService
-from core.names import PRIMARY, RESERVED_DOMAINS, validate_domain
+from core.names import PRIMARY, PROXY_PREFIX, RESERVED_DOMAINS, is_proxy_domain, validate_domain
 from core.passwords import Argon2Params, PasswordHashing
 from core.provisioning.engine import ProvisioningEngine
 from core.schema import claim_attribute_mappings, internal_role_members
@@ -93,6 +93,9 @@ class Iam:
         domain = validate_domain(domain)
         if domain in RESERVED_DOMAINS - {PRIMARY}:
             raise InvalidInput(f"domain {domain} is reserved")
+        if is_proxy_domain(domain):
+            raise InvalidInput(f"domain {domain}: the prefix {PROXY_PREFIX} is reserved for "
+                               "the relay stores of applications in proxy mode")
         props = validated(domain, store_type, properties)
         if domain == PRIMARY and not enabled:
             raise InvalidInput("userstore PRIMARY cannot be disabled")

@@ -13,6 +13,17 @@ INTERNAL = "Internal"
 #: Domains no secondary userstore may take.
 RESERVED_DOMAINS = frozenset({PRIMARY, INTERNAL, "Application", "Workflow", "SYSTEM"})
 _DOMAIN_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+#: Domains of the relay stores of applications in proxy mode (never a userstore's).
+PROXY_PREFIX = "PROXY."
+
+
+def proxy_domain(application: str) -> str:
+    """The domain under which an application in proxy mode relays its users."""
+    return PROXY_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", application)[:58].upper()
+
+
+def is_proxy_domain(domain: str) -> bool:
+    return domain.upper().startswith(PROXY_PREFIX)
 
 
 def normalize_domain(domain: str) -> str:

@@ -48,9 +48,9 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size
                                                        "givenName", "active", "title"]),
                                       inner, max_size=3),
                     max_leaves=8)
-PATHS = st.one_of(st.sampled_from(ATTRIBUTES + ['emails[type eq "work"].value',
-                                                'members[value eq "x"]', 'emails[',
-                                                "name.familyName", "password"]),
+PATHS = st.one_of(st.sampled_from([*ATTRIBUTES, 'emails[type eq "work"].value',
+                                   'members[value eq "x"]', 'emails[', "name.familyName",
+                                   "password"]),
                   st.text(max_size=15), st.none())
 OPERATIONS = st.lists(st.fixed_dictionaries(
     {"op": st.sampled_from(["add", "replace", "remove", "Replace", "Add", "delete"])},

@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.inbound.schemas import Limits
+from core.schema import prov_jobs, um_users
 from tests.provisioning_helpers import connect, drain, peer_users
 from tests.scim_api import (
     ENTERPRISE,
@@ -129,6 +131,38 @@ def test_an_application_sees_and_touches_only_its_own_domain(
                          {"op": "add", "path": "members", "value": [{"value": mine["id"]}]})
         assert "not found" in error_of(response, 404)
     assert sqlite_iam.identity.get_user("PRIMARY/alice").id == alice["id"]
+
+
+def test_proxy_mode_relays_to_the_targets_and_keeps_no_account(
+        sqlite_iam: Iam, api: ScimApi, scim_peer: str) -> None:
+    token = application(sqlite_iam, "relay", proxy=True)
+    connect(sqlite_iam, scim_peer, idp="partner", app="relay",
+            **{"scim2-enable-pwd-provisioning": True})
+    with api.client(token) as relay:
+        created = new_user(relay, "olga", password="Secret-pass-1", title="Pilot")
+        assert relay.post("/Users", json={"schemas": [USER], "userName": "olga"}
+                          ).status_code == 409  # a duplicate is refused (reference #7578)
+        assert drain(sqlite_iam) == 1
+        [remote] = peer_users(scim_peer, "olga")
+        assert remote["title"] == "Pilot"
+        # The id is stable: it addresses the same remote object on every later change.
+        assert patch(relay, f"/Users/{created['id']}",
+                     {"op": "replace", "path": "title", "value": "Captain"}).status_code == 204
+        assert drain(sqlite_iam) == 1
+        [again] = peer_users(scim_peer, "olga")
+        assert (again["id"], again["title"]) == (remote["id"], "Captain")
+        assert relay.get(f"/Users/{created['id']}").json()["title"] == "Captain"
+        assert relay.delete(f"/Users/{created['id']}").status_code == 204
+        assert drain(sqlite_iam) == 1
+    assert peer_users(scim_peer, "olga") == []
+    # No userstore holds the user, no domain lists it, and no password was kept anywhere.
+    assert sqlite_iam.identity.count_users() == 0
+    assert all(not d.startswith("PROXY") for d in sqlite_iam.stores.domains)
+    with sqlite_iam.db.engine.connect() as conn:
+        assert conn.execute(select(um_users.c.password_hash).where(
+            um_users.c.password_hash.is_not(None))).all() == []
+        assert all("password" not in p for p in conn.execute(
+            select(prov_jobs.c.payload)).scalars())
 
 
 def test_authentication(api: ScimApi) -> None:

@@ -272,7 +272,8 @@ class IdentityService:
                 raise InvalidInput(
                     f"role {role.qualified_name} is in another userstore than {qn}: a user "
                     "can only join groups of its own store, or Internal roles")
-        return NewUser(qn.name, password, attributes), targets
+        kept = password if store.capabilities.keeps_passwords else None
+        return NewUser(qn.name, kept, attributes), targets
 
     def _assign_new_user_roles(
         self, conn: Any, initiator: Initiator, store: UserStore, user: StoredUser,
@@ -335,7 +336,8 @@ class IdentityService:
             ev = IdentityEvent(EventType.PASSWORD_CHANGED, initiator, user.domain, user.id, qn,
                                secret=password)
             self.bus.emit(Phase.PRE, ev)
-            store.set_password(user.id, password)
+            if store.capabilities.keeps_passwords:  # a relay only sends it on
+                store.set_password(user.id, password)
             audit.record(conn, initiator, "user.password", qn)
             self.bus.emit(Phase.POST, ev)
             events.append(ev)

@@ -130,7 +130,7 @@ class ScimApplication(ASGIApplication):
             raise UnauthorizedException(detail=str(exc)) from None
         if app is None or (name is not None and name != app.name):
             raise UnauthorizedException(detail="the token is unknown or revoked")
-        return Client(app.name, app.inbound_domain, app.proxy_mode)
+        return Client.of(app)
 
     async def dispatch_request(self, request: ScimRequest) -> ScimResponse:
         operation = self.service.match(request).operation

@@ -31,6 +31,7 @@ from scim2_models import (
 )
 from scim2_server.storage import ScimStorage, SearchPage
 
+from core.apps import Application
 from core.errors import (
     AlreadyExists,
     IamError,
@@ -45,6 +46,7 @@ from core.inbound import group_ids
 from core.inbound.filters import EXTERNAL_ID, FilterTranslator
 from core.inbound.resources import ResourceMapper, member_ids
 from core.inbound.schemas import Limits, MappedPath
+from core.names import proxy_domain
 from core.userstores import query as q
 
 MEMBER_PAGE = 1000
@@ -52,11 +54,17 @@ MEMBER_PAGE = 1000
 
 @dataclass(frozen=True)
 class Client:
-    """The application a request authenticated as, and where its writes land."""
+    """The application a request authenticated as, and where its writes land: its inbound
+    userstore domain, or in proxy mode its relay (see ``UserstoreRouter._relay``)."""
 
     application: str
     domain: str
     proxy_mode: bool = False
+
+    @classmethod
+    def of(cls, app: Application) -> Client:
+        domain = proxy_domain(app.name) if app.proxy_mode else app.inbound_domain
+        return cls(app.name, domain, app.proxy_mode)
 
     @property
     def initiator(self) -> Initiator:

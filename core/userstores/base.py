@@ -62,6 +62,8 @@ class Capabilities:
     readable_groups: bool = True
     writable_groups: bool = True
     bulk_import: bool = True
+    #: False for a relay store (proxy mode): a password only travels to the targets.
+    keeps_passwords: bool = True
 
 
 @dataclass(frozen=True)

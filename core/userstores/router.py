@@ -19,7 +19,7 @@ from sqlalchemy import Connection, insert, select
 
 from core.db import SystemDB
 from core.errors import IamError, InvalidInput, NotFound, StoreUnavailable
-from core.names import INTERNAL, PRIMARY, QualifiedName, parse_name
+from core.names import INTERNAL, PRIMARY, QualifiedName, is_proxy_domain, parse_name
 from core.passwords import PasswordHashing
 from core.schema import userstores as userstores_table
 from core.secrets import SecretBox
@@ -94,6 +94,7 @@ class UserstoreRouter:
         self.box = secrets
         self.definitions: dict[str, StoreDefinition] = {}
         self._stores: dict[str, UserStore] = {}
+        self._relays: dict[str, UserStore] = {}
 
     # ------------------------------------------------------------------ lifecycle
     @staticmethod
@@ -159,6 +160,8 @@ class UserstoreRouter:
     def store(self, domain: str) -> UserStore:
         if domain == INTERNAL:
             raise InvalidInput("the Internal domain holds roles only, not users or groups")
+        if is_proxy_domain(domain):
+            return self._relay(domain)
         store = self._stores.get(domain)
         if store is None:
             if domain in self.definitions:
@@ -166,6 +169,17 @@ class UserstoreRouter:
             known = ", ".join(self.domains) or "none"
             raise NotFound(f"userstore domain {domain!r} does not exist (known: {known})")
         return store
+
+    def _relay(self, domain: str) -> UserStore:
+        """The relay store of an application in proxy mode: the last state the application
+        sent of each user it proxies, in the system database, so that PATCH applies, GET
+        answers and the outbox can deliver after a crash. It is no userstore: it keeps no
+        password, is never listed among the domains, and no name lookup reaches it."""
+        relay = self._relays.get(domain)
+        if relay is None:
+            relay = self._relays[domain] = SqlUserStore(domain, self.db.engine, self.hashing,
+                                                        keeps_passwords=False)
+        return relay
 
     def find_user(self, name: str) -> StoredUser:
         """A user by ``DOMAIN/name``, or by bare name in PRIMARY then the secondaries.

@@ -119,13 +119,15 @@ class SqlUserStore:
         hashing: PasswordHashing,
         policies: Policies | None = None,
         read_only: bool = False,
+        keeps_passwords: bool = True,
     ) -> None:
         self.domain = domain
         self.engine = engine
         self.hashing = hashing
         self.policies = policies or Policies()
         self.capabilities = Capabilities(
-            writable_users=not read_only, writable_groups=not read_only, bulk_import=not read_only
+            writable_users=not read_only, writable_groups=not read_only, bulk_import=not read_only,
+            keeps_passwords=keeps_passwords,
         )
 
     # ------------------------------------------------------------------ plumbing
