@@ -17,8 +17,8 @@ from core.apps import Application
 from core.cli.serve import HttpApp
 from core.iam import Iam
 from core.identity.events import Initiator
+from core.inbound import Limits
 from core.inbound.app import ScimApplication
-from core.inbound.schemas import Limits
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"

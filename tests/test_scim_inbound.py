@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from core.iam import Iam
 from core.identity.events import Initiator
-from core.inbound.schemas import Limits
+from core.inbound import Limits
 from core.schema import prov_jobs, um_users
 from tests.provisioning_helpers import connect, drain, peer_users
 from tests.scim_api import (

@@ -27,7 +27,7 @@ from core.cli.provisioning import status_json
 from core.errors import IamError, InvalidInput
 from core.iam import Iam
 from core.identity.events import Face, Initiator
-from core.inbound import MOUNT
+from core.inbound import MOUNT, Limits
 from core.provisioning.outbox import Job, JobState
 
 log = logging.getLogger("mware_iam.serve")
@@ -117,7 +117,8 @@ async def _reply(send: Send, status: int, body: Any,
     await send({"type": "http.response.body", "body": raw})
 
 
-def _http_server(iam: Iam, tls: tuple[str, str] | None = None) -> Any:
+def _http_server(iam: Iam, tls: tuple[str, str] | None = None,
+                 limits: Limits | None = None) -> Any:
     """A uvicorn server for :class:`HttpApp` that leaves signals to this process."""
     import uvicorn  # here, not at the top: the other commands need not load it
 
@@ -129,7 +130,7 @@ def _http_server(iam: Iam, tls: tuple[str, str] | None = None) -> Any:
             yield
 
     cert, key = tls or (None, None)
-    return Server(uvicorn.Config(HttpApp(iam, ScimApplication(iam)), lifespan="off",
+    return Server(uvicorn.Config(HttpApp(iam, ScimApplication(iam, limits)), lifespan="off",
                                  log_config=None, access_log=False, server_header=False,
                                  ssl_certfile=cert, ssl_keyfile=key))
 
@@ -160,7 +161,8 @@ def listen(host: str, port: int) -> socket.socket:
 # ---------------------------------------------------------------- running
 async def run_until_signalled(iam: Iam, capacity: int, poll: float,
                               sock: socket.socket | None = None,
-                              tls: tuple[str, str] | None = None) -> None:
+                              tls: tuple[str, str] | None = None,
+                              limits: Limits | None = None) -> None:
     """Run the workers (and the HTTP server on ``sock``) until SIGINT/SIGTERM."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -182,7 +184,7 @@ async def run_until_signalled(iam: Iam, capacity: int, poll: float,
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(pool.run(stop))
             if sock is not None:
-                tasks.create_task(_serve_http(iam, sock, stop, tls))
+                tasks.create_task(_serve_http(iam, sock, stop, tls, limits))
     finally:
         pool.close()
         for sig in STOP_SIGNALS:
@@ -191,8 +193,9 @@ async def run_until_signalled(iam: Iam, capacity: int, poll: float,
 
 
 async def _serve_http(iam: Iam, sock: socket.socket, stop: asyncio.Event,
-                      tls: tuple[str, str] | None = None) -> None:
-    server = _http_server(iam, tls)
+                      tls: tuple[str, str] | None = None,
+                      limits: Limits | None = None) -> None:
+    server = _http_server(iam, tls, limits)
     host, port = sock.getsockname()[:2]
 
     async def stop_when_told() -> None:
@@ -232,8 +235,18 @@ def worker(capacity: int, poll: float) -> None:
               help="Serve HTTPS with this PEM certificate (with --tls-key).")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The PEM private key of --tls-cert.")
+@click.option("--scim-rate", type=click.FloatRange(0), default=Limits.rate,
+              show_default=True, metavar="PER_SECOND",
+              help="SCIM requests a second per application (0: unlimited); more get 429.")
+@click.option("--scim-burst", type=click.IntRange(1), default=Limits.burst, show_default=True,
+              help="SCIM requests an application may send at once above the rate.")
+@click.option("--scim-max-results", type=click.IntRange(1, 1000), default=Limits.max_results,
+              show_default=True, help="Most resources one SCIM list or search returns.")
+@click.option("--scim-max-bytes", type=click.IntRange(1024), default=Limits.max_payload_bytes,
+              show_default=True, help="Largest SCIM request body (Bulk included); more: 413.")
 @_pool_options
-def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, capacity: int,
+def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, scim_rate: float,
+          scim_burst: int, scim_max_results: int, scim_max_bytes: int, capacity: int,
           poll: float) -> None:
     """Serve the inbound SCIM 2.0 API (/scim2), GET /health and GET /status, and run
     provisioning workers.
@@ -254,4 +267,7 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, capac
     changes = seed_sample(iam, Initiator.admin(Face.CONFIG))
     if changes:
         log.info("new deployment: applied the sample configuration (%d changes)", len(changes))
-    asyncio.run(run_until_signalled(iam, capacity, poll, sock, tls))
+    limits = Limits(rate=scim_rate, burst=scim_burst, max_results=scim_max_results,
+                    max_payload_bytes=scim_max_bytes,
+                    default_count=min(Limits.default_count, scim_max_results))
+    asyncio.run(run_until_signalled(iam, capacity, poll, sock, tls, limits))

@@ -4,5 +4,21 @@ Importing this package is cheap; the server itself (scim2-server, scim2-models) 
 when ``core.inbound.app`` is imported.
 """
 
+from dataclasses import dataclass
+
 #: Where ``mware-iam serve`` mounts the SCIM API: the base URL is ``http://H:P/scim2``.
 MOUNT = "/scim2"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits the server announces and enforces (defaults as the reference server's
+    ``charon-config.xml``, with sorting and ETags on since we support them)."""
+
+    max_results: int = 200
+    default_count: int = 100
+    bulk_max_operations: int = 1000
+    max_payload_bytes: int = 1_048_576
+    #: Requests per second per application (token bucket), and the burst it allows.
+    rate: float = 100.0
+    burst: int = 200

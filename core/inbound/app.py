@@ -41,9 +41,10 @@ from scim2_server.utils import parametrize
 
 from core.claims import SCIM_DIALECT
 from core.errors import IamError
+from core.inbound import Limits
 from core.inbound.ratelimit import TokenBuckets
 from core.inbound.resources import ResourceMapper
-from core.inbound.schemas import Limits, build_provider, mapped_paths
+from core.inbound.schemas import build_provider, mapped_paths
 from core.inbound.storage import Client, IamScimStorage, current_client
 from core.scim_paths import ensure_selected
 

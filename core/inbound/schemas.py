@@ -32,26 +32,13 @@ from scim2_models.resources.schema import Attribute
 from scim2_server.utils import load_default_resource_types, load_default_schemas
 
 from core.claims import SCIM_CORE_USER, SCIM_ENTERPRISE_USER
+from core.inbound import Limits
 
 SCIM_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
 #: User attributes the server serves whatever the claim mappings say.
 _SERVED_USER_ATTRIBUTES = {"username", "password", "groups"}
 _GROUP_ATTRIBUTES = {"displayname", "members"}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The limits the server announces and enforces (defaults as the reference server's
-    ``charon-config.xml``, with sorting and ETags on since we support them)."""
-
-    max_results: int = 200
-    default_count: int = 100
-    bulk_max_operations: int = 1000
-    max_payload_bytes: int = 1_048_576
-    #: Requests per second per application (token bucket), and the burst it allows.
-    rate: float = 100.0
-    burst: int = 200
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,10 @@ from core.errors import (
 )
 from core.identity.events import Initiator
 from core.identity.service import IdentityService, RoleView, UserView
-from core.inbound import group_ids
+from core.inbound import Limits, group_ids
 from core.inbound.filters import EXTERNAL_ID, FilterTranslator
 from core.inbound.resources import ResourceMapper, member_ids
-from core.inbound.schemas import Limits, MappedPath
+from core.inbound.schemas import MappedPath
 from core.names import proxy_domain
 from core.userstores import query as q
 
