@@ -9,6 +9,7 @@ two never drift apart.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -54,10 +55,17 @@ def name_type(length: int) -> TypeEngine[str]:
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """Timestamps stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+    """Timestamps stored in UTC and always read back timezone-aware (SQLite drops the zone),
+    to the microsecond on every backend (MariaDB's plain DATETIME keeps whole seconds, which
+    would make a SCIM client's ``meta.lastModified gt`` miss changes within a second)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
