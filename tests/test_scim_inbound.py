@@ -257,6 +257,21 @@ def test_groups_members_and_externalid(hr: httpx.Client) -> None:
                   ).json()["totalResults"] == 0
 
 
+def test_a_search_at_the_root_pages_users_then_groups(hr: httpx.Client) -> None:
+    for name in ("ann", "bob"):
+        new_user(hr, name)
+    hr.post("/Groups", json={"schemas": [GROUP], "displayName": "eng"})
+    request = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+               "startIndex": 2, "count": 2}
+    body = hr.post("/.search", json=request).json()
+    assert body["totalResults"] == 3
+    assert [r.get("userName", r.get("displayName")) for r in body["Resources"]] == \
+        ["bob", "eng"]
+    only_groups = hr.post("/.search", json={**request, "startIndex": 1,
+                                             "filter": 'displayName eq "eng"'}).json()
+    assert only_groups["totalResults"] == 1
+
+
 def test_entra_request_style(hr: httpx.Client) -> None:
     """Microsoft Entra: capitalised ops, booleans as strings, value-path filters."""
     user = new_user(hr, "frank@contoso.com", active=True, externalId="e-1",
