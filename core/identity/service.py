@@ -550,6 +550,13 @@ class IdentityService:
         user = self._user(name)
         return self.roles_of_id(user.domain, user.id)
 
+    def groups_of_id(self, domain: str, user_id: str) -> list[RoleView]:
+        """The userstore groups of a user (not its Internal roles), in one store call."""
+        store = self.stores.store(domain)
+        if not store.capabilities.readable_groups:
+            return []
+        return [_role_view(g) for g in store.groups_of(user_id)]
+
     def roles_of_id(self, domain: str, user_id: str) -> list[str]:
         """The roles of the user with this store id (when the caller has read the user)."""
         store = self.stores.store(domain)

@@ -51,6 +51,7 @@ class ResourceMapper:
 
     # -------------------------------------------------------------- users
     def user_resource(self, user: UserView, groups: Iterable[RoleView]) -> Resource[Any]:
+        """A User; ``groups`` are its userstore groups (Internal roles are no SCIM groups)."""
         body: dict[str, Any] = {"id": user.id, "userName": user.username}
         resource = self.user_model.model_validate(body)
         for p in self.paths:
@@ -68,7 +69,7 @@ class ResourceMapper:
             except (ValueError, SCIMException):
                 continue  # a stored value the schema rejects (e.g. a malformed URL) is hidden
         members = [{"value": g.id, "display": g.name, "$ref": f"Groups/{g.id}",
-                    "type": "direct"} for g in groups if not g.internal]
+                    "type": "direct"} for g in groups]
         if members:
             resource.groups = members  # type: ignore[attr-defined]
         content = resource.model_dump(exclude={"meta"})

@@ -140,9 +140,8 @@ class IamScimStorage(ScimStorage):
             raise NotFoundException(detail=f"Group {role_id!r} not found") from None
 
     def _user_resource(self, user: UserView) -> Resource[Any]:
-        roles = [self.identity.get_role(r) for r in self.identity.roles_of_id(user.domain,
-                                                                               user.id)]
-        return self.mapper.user_resource(user, roles)
+        return self.mapper.user_resource(user, self.identity.groups_of_id(user.domain,
+                                                                          user.id))
 
     def _members(self, role: RoleView) -> list[UserView]:
         members: list[UserView] = []
