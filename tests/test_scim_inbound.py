@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from core.claims import LOCAL_DIALECT
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.inbound import Limits
@@ -307,6 +308,19 @@ def test_okta_request_style(hr: httpx.Client) -> None:
     assert hr.get(f"/Users/{user['id']}").json()["active"] is False
     assert hr.delete(f"/Users/{user['id']}").status_code == 204
     assert hr.get(f"/Users/{user['id']}").status_code == 404
+
+
+def test_a_patch_leaves_values_the_schema_cannot_show_alone(sqlite_iam: Iam,
+                                                            hr: httpx.Client) -> None:
+    sqlite_iam.identity.add_user(Initiator.admin(), "lena", None,
+                                 {"profileurl": "not a url", "title": "Chief"})
+    [lena] = hr.get("/Users", params={"filter": 'userName eq "lena"'}).json()["Resources"]
+    assert "profileUrl" not in lena and lena["title"] == "Chief"
+    assert patch(hr, f"/Users/{lena['id']}", {"op": "replace", "path": "title",
+                                              "value": "CEO"}).status_code == 204
+    claims = sqlite_iam.identity.get_user("lena").claims
+    assert claims[f"{LOCAL_DIALECT}/profileurl"] == "not a url"
+    assert claims[f"{LOCAL_DIALECT}/title"] == "CEO"
 
 
 def test_etags(hr: httpx.Client) -> None:

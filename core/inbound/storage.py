@@ -277,16 +277,18 @@ class IamScimStorage(ScimStorage):
     def _update_user(self, resource: Resource[Any], expected: str | None) -> Resource[Any]:
         client = self.client
         user = self._user(str(resource.id))
-        self._check_version(self._user_resource(user), expected)
+        current = self._user_resource(user)
+        self._check_version(current, expected)
         new_name = _attr(resource, "user_name")
         if new_name is not None and new_name != user.username:
             raise MutabilityException(
                 detail=f"userName cannot change ({user.username!r} -> {new_name!r}); "
                        "create a new user instead")
-        wanted = self.mapper.user_claims(resource)
-        to_set = {c: v for c, v in wanted.items()
-                  if v is not None and user.claims.get(c) != v}
-        to_remove = [c for c, v in wanted.items() if v is None and c in user.claims]
+        # Resource against resource: a stored value the schema cannot show (hidden from
+        # the client) is neither "removed" by a PATCH of something else nor rewritten.
+        before, after = self.mapper.user_claims(current), self.mapper.user_claims(resource)
+        to_set = {c: v for c, v in after.items() if v is not None and v != before.get(c)}
+        to_remove = [c for c, v in after.items() if v is None and before.get(c) is not None]
         name = self._qualified(user)
         if to_set or to_remove:
             self.identity.update_user(client.initiator, name, to_set, to_remove)
