@@ -15,6 +15,7 @@ import base64
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -40,6 +41,7 @@ from core.userstores.definitions import shown_properties, validated
 from core.userstores.ldap import EMPTY_GROUP_MEMBER, LdapUserStore
 from core.userstores.ldap_ad import AD_DISABLED, ActiveDirectoryUserStore
 from core.userstores.ldap_schema import settings
+from core.userstores.query import CREATED, ID, MEMBER, NAME, And, Compare, Op, Query, Sort
 from tests.ldap_server import LIMIT, LIMITED_DN, SERVICE_PASSWORD, LdapTree, Slapd
 
 pytestmark = pytest.mark.server
@@ -721,6 +723,29 @@ def test_ad_groups_have_objectguid_ids_and_no_placeholder(ad: Any) -> None:
     assert store.get_group(group.id) == group
     store.update_members(group.id, add=[user.id])
     assert server.dit[f"cn=Sales,{AD_BASE}"]["member"] == [f"CN=sue,{AD_BASE}".encode()]
+
+
+def test_ad_queries_match_objectguid_as_bytes_and_whencreated(ad: Any) -> None:
+    store, _log, _server = ad
+    nina, otto = store.add_users([new("nina"), new("otto")])
+    sales = store.add_group("Sales", [nina.id])
+
+    def users(query: Query) -> list[str]:
+        page = store.search_users(query, 0, 10)
+        assert page.total == len(page.items)
+        return sorted(names(page.items))
+
+    assert users(Compare(ID, Op.EQ, nina.id)) == ["nina"]  # the GUID's bytes, escaped
+    others = And((Compare(ID, Op.NE, nina.id), Compare(ID, Op.PR)))  # not the service account
+    assert users(others) == ["otto"]
+    assert users(Compare(NAME, Op.SW, "OT")) == ["otto"]
+    created = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)  # what the mock's AD writes
+    assert users(Compare(CREATED, Op.EQ, created)) == ["nina", "otto"]
+    assert users(Compare(CREATED, Op.GE, created)) == ["nina", "otto"]
+    page = store.search_groups(Compare(MEMBER, Op.EQ, nina.id), 0, 10)
+    assert [g.id for g in page.items] == [sales.id]
+    assert store.search_groups(Compare(MEMBER, Op.EQ, otto.id), 0, 10).total == 0
+    assert names(store.search_users(Compare(ID, Op.PR), 1, 1, Sort(NAME)).items) == ["otto"]
 
 
 def test_ad_defaults_follow_the_reference() -> None:

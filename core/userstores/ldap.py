@@ -9,7 +9,9 @@ renamed entry keeps its id. Every value put into a filter is escaped
 
 Lists are paged with the simple paged results control (see ``ldap_conn``); the order is the
 directory's (creation order for OpenLDAP), not alphabetical: sorting would need the
-server-side sort control, which few directories offer on large result sets.
+server-side sort control, which few directories offer on large result sets. Store queries
+(``search_users``/``search_groups``) become one filter (``core.userstores.ldap_query``),
+paged by index over the same paged searches, sorted here when few enough match.
 
 Passwords. ``userPassword`` is written hashed here (``{SSHA}`` by default, which every
 directory verifies) or as given (``PLAIN_TEXT``, for a directory that hashes it itself); a
@@ -28,10 +30,12 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
 
 from ldap3 import BASE, MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, SUBTREE, Connection
 from ldap3.core.exceptions import (
@@ -47,6 +51,7 @@ from ldap3.utils.dn import escape_rdn, parse_dn
 from ldap3.utils.hashed import hashed
 
 from core.errors import AlreadyExists, IamError, InvalidInput, NotFound, ReadOnlyStore
+from core.userstores import query as store_query
 from core.userstores.base import (
     Capabilities,
     Health,
@@ -57,7 +62,24 @@ from core.userstores.base import (
     StoredUser,
 )
 from core.userstores.ldap_conn import Connector, Directory, Query
-from core.userstores.ldap_schema import PLACEHOLDER, LdapSettings
+from core.userstores.ldap_query import (
+    FALSE_FILTER,
+    LDAP_TIME,
+    SORT_LIMIT,
+    TRUE_FILTER,
+    Vocabulary,
+    check_attribute,
+    compile_filter,
+    exact_name_terms,
+    id_filter,
+    name_matches,
+    sorted_by,
+    user_sort_value,
+)
+from core.userstores.ldap_schema import MAX_PAGE, PLACEHOLDER, LdapSettings
+from core.userstores.query import SearchPage, Sort
+
+T = TypeVar("T")
 
 POST_READ = "1.3.6.1.1.13.2"
 #: The empty DN: the member an otherwise empty groupOfNames holds.
@@ -100,10 +122,6 @@ def _time(raw: Mapping[str, Sequence[bytes]], names: Sequence[str]) -> datetime 
     return None
 
 
-def _escape_binary(data: bytes) -> str:
-    return "".join(f"\\{b:02x}" for b in data)
-
-
 def _dn_key(dn: str) -> tuple[tuple[str, str], ...]:
     return tuple((a.lower(), v.lower()) for a, v, _ in parse_dn(dn))
 
@@ -125,11 +143,24 @@ def _search(conn: Connection, base: str, filter_: str, attributes: Sequence[str]
     return [e for e in conn.response or () if e.get("type") == "searchResEntry"]
 
 
+@dataclass(frozen=True)
+class _Search:
+    """A compiled store query: its search, the same search for counting, and the check a
+    case-sensitive store makes itself on each entry the directory returns."""
+
+    entries: Query
+    counted: Query
+    keep: Callable[[Mapping[str, Any]], bool]
+
+
 class LdapUserStore:
     """A userstore in an LDAP directory (OpenLDAP, 389, ...); see the module docstring."""
 
     #: Whether the directory itself removes a deleted entry from every group.
     drops_deleted_members = False
+    #: The attributes holding an entry's creation and modification time, and their format.
+    time_attributes: tuple[str, str] = ("createTimestamp", "modifyTimestamp")
+    time_format = LDAP_TIME
 
     def __init__(self, domain: str, settings: LdapSettings, policies: Policies | None = None,
                  connector: Connector | None = None) -> None:
@@ -148,6 +179,15 @@ class LdapUserStore:
         self._hidden = _HIDDEN | {s.username_attribute.lower(), s.id_attribute.lower(),
                                   s.member_of_attribute.lower()} - {""}
         self._placeholder = any(c.lower() in _MEMBER_CLASSES for c in s.group_object_classes)
+        where = f"userstore {domain}"
+        created, modified = self.time_attributes
+        self._user_words = Vocabulary(
+            where, s.username_attribute, s.id_attribute, s.binary_id, created=created,
+            modified=modified, time_format=self.time_format)
+        self._group_words = Vocabulary(
+            where, s.group_name_attribute, s.id_attribute, s.binary_id, created=created,
+            modified=modified, time_format=self.time_format, member=s.membership_attribute,
+            attributes=False)
 
     # ------------------------------------------------------------------ mapping entries
     def _id(self, raw: Mapping[str, Sequence[bytes]]) -> str:
@@ -161,15 +201,7 @@ class LdapUserStore:
 
     def _id_filter(self, entity_id: str) -> str | None:
         """``(<id attribute>=<id>)``, or None for a text that cannot be an id of this store."""
-        attr = self.s.id_attribute
-        if self.s.binary_id or attr.lower() == "entryuuid":
-            try:
-                parsed = uuid.UUID(entity_id)
-            except ValueError:
-                return None
-            value = _escape_binary(parsed.bytes_le) if self.s.binary_id else str(parsed)
-            return f"({attr}={value})"
-        return f"({attr}={escape_filter_chars(entity_id)})"
+        return id_filter(self.s.id_attribute, self.s.binary_id, entity_id)
 
     def _user(self, entry: Mapping[str, Any]) -> StoredUser:
         raw = entry["raw_attributes"]
@@ -438,9 +470,8 @@ class LdapUserStore:
             extra += f"({self.s.username_attribute}={escape_filter_chars(prefix)}*)"
         if attribute is not None:
             name, value = attribute
-            if not name or not all(ch.isalnum() or ch in "-;." for ch in name):
-                raise InvalidInput(f"userstore {self.domain}: {name!r} is not an attribute name")
-            extra += f"({name}={escape_filter_chars(value)})"
+            extra += f"({check_attribute(f'userstore {self.domain}', name)}="\
+                     f"{escape_filter_chars(value)})"
         return self._user_filter(extra)
 
     def _size(self, page_size: int) -> int:
@@ -469,6 +500,63 @@ class LdapUserStore:
         return sum(1 for e in self.dir.each(q)
                    if (_first(e["raw_attributes"], self.s.username_attribute) or ""
                        ).startswith(prefix))
+
+    def search_users(self, query: store_query.Query, start: int, count: int,
+                     sort: Sort | None = None) -> SearchPage[StoredUser]:
+        """The users matching ``query`` (one LDAP filter: see ``ldap_query``), ``start``
+        (0-based) to ``start + count`` in the directory's order or in ``sort`` order, and
+        how many match in all. A directory here cannot sort, so sorting is done here and
+        only for at most ``SORT_LIMIT`` matches."""
+        search = self._compiled(query, self._user_words, self.s.user_search_base,
+                                self._user_filter, self._user_attrs)
+        value = None if sort is None else partial(user_sort_value, sort.field,
+                                                  key=self.policies.key)
+        return self._search_page(search, start, count, self._user, value,
+                                 bool(sort and sort.descending))
+
+    def _compiled(self, query: store_query.Query, words: Vocabulary, base: str,
+                  list_filter: Callable[[str], str], attributes: Sequence[str]
+                  ) -> _Search | None:
+        """The search for ``query``, or None when it matches nothing without asking."""
+        found = compile_filter(query, words, self._member_dn)
+        if found == FALSE_FILTER:
+            return None
+        flt = list_filter("" if found == TRUE_FILTER else found)
+        names = () if self.policies.case_insensitive_usernames else exact_name_terms(query)
+        return _Search(Query("search", base, flt, attributes),
+                       Query("count", base, flt, [words.name] if names else ["1.1"]),
+                       lambda e: name_matches(names, _first(e["raw_attributes"],
+                                                            words.name) or ""))
+
+    def _member_dn(self, user_id: str) -> str | None:
+        entry = self.dir.call(lambda c: self._user_by_id(c, user_id))
+        return entry["dn"] if entry else None
+
+    def _search_page(self, search: _Search | None, start: int, count: int,
+                     convert: Callable[[Mapping[str, Any]], T],
+                     sort_value: Callable[[T], Any] | None, descending: bool
+                     ) -> SearchPage[T]:
+        """Index paging over the paged-results search: the entries before ``start`` are
+        read and dropped (a directory cannot jump), ``total`` is a count of DNs only."""
+        if search is None:
+            return SearchPage(0, [])
+        start, count = max(0, start), max(0, min(count, self.s.page_limit))
+        total = sum(1 for e in self.dir.each(search.counted) if search.keep(e))
+        if sort_value is not None:
+            if total > SORT_LIMIT:
+                raise InvalidInput(
+                    f"userstore {self.domain}: sorting needs a narrower filter: {total} "
+                    f"users match, at most {SORT_LIMIT} can be sorted")
+            every = [convert(e) for e in self.dir.each(search.entries) if search.keep(e)]
+            return SearchPage(total, sorted_by(every, sort_value, descending)[
+                start:start + count])
+        if count == 0 or start >= total:
+            return SearchPage(total, [])
+        with contextlib.closing(self.dir.each(search.entries,
+                                              min(MAX_PAGE, start + count))) as entries:
+            window = list(islice((e for e in entries if search.keep(e)), start,
+                                 start + count))
+        return SearchPage(total, [convert(e) for e in window])
 
     # ------------------------------------------------------------------ groups
     def _group_dn(self, name: str) -> str:
@@ -537,6 +625,14 @@ class LdapUserStore:
         if prefix and not self.policies.case_insensitive_usernames:
             groups = [g for g in groups if g.name.startswith(prefix)]
         return Page(groups, nxt)
+
+    def search_groups(self, query: store_query.Query, start: int, count: int
+                      ) -> SearchPage[StoredGroup]:
+        """The groups matching ``query``, ``start`` (0-based) to ``start + count`` in the
+        directory's order, and how many match in all."""
+        search = self._compiled(query, self._group_words, self.s.group_search_base,
+                                self._group_filter, self._group_attrs)
+        return self._search_page(search, start, count, self._group, None, False)
 
     def _is_member(self, conn: Connection, group_dn: str, value: str) -> bool:
         try:

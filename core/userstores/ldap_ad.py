@@ -10,6 +10,8 @@ Without a password the account stays disabled: AD refuses to enable it otherwise
 
 Entries are named ``CN=<name>`` (AD's naming attribute for users), ids are ``objectGUID``
 read as a UUID, and memberships are read through ``memberOf`` (AD keeps that back link).
+Queries compare times on ``whenCreated``/``whenChanged``, written as AD writes them
+(``20240102030405.0Z``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ldap3.utils.dn import escape_rdn
 from core.errors import AlreadyExists, InvalidInput
 from core.userstores.base import NewUser, StoredUser
 from core.userstores.ldap import LdapUserStore
+from core.userstores.ldap_query import AD_TIME
 
 #: userAccountControl of a new account: NORMAL_ACCOUNT | ACCOUNTDISABLE.
 AD_DISABLED = 514
@@ -34,6 +37,8 @@ class ActiveDirectoryUserStore(LdapUserStore):
     """Active Directory: disabled creation, ``unicodePwd`` over TLS, then enabling."""
 
     drops_deleted_members = True
+    time_attributes = ("whenCreated", "whenChanged")
+    time_format = AD_TIME
 
     def _user_dn(self, username: str) -> str:
         if self.s.user_dn_pattern:

@@ -25,7 +25,7 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Any, TypeVar
@@ -395,13 +395,14 @@ class Directory:
         self._put_pin(token, _Pin(conn, q.key, cookie, served))
         return entries, _Cursor(q.key, cookie, served, token).encode()
 
-    def each(self, q: Query) -> Iterator[dict[str, Any]]:
-        """Every entry of ``q``, a page at a time, on one connection (counts, scans)."""
+    def each(self, q: Query, size: int = MAX_PAGE) -> Generator[dict[str, Any], None, None]:
+        """Every entry of ``q``, ``size`` at a time, on one connection (counts, scans); a
+        caller that stops early closes the iterator, which ends the search."""
         conn = self._acquire()
         try:
             cookie = b""
             while True:
-                entries, cookie = self._page(conn, q, MAX_PAGE, cookie)
+                entries, cookie = self._page(conn, q, size, cookie)
                 yield from entries
                 if not cookie:
                     break
