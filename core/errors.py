@@ -30,6 +30,10 @@ class PolicyViolation(InvalidInput):
     """A userstore policy (username, password or group-name pattern) refused a value."""
 
 
+class TooManyMatches(InvalidInput):
+    """A query matches more entries than the store will process (e.g. sort in memory)."""
+
+
 class NotFound(IamError):
     """The named user, role, store, application or identity provider does not exist."""
 

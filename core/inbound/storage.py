@@ -39,6 +39,7 @@ from core.errors import (
     NotFound,
     ReadOnlyStore,
     StoreUnavailable,
+    TooManyMatches,
 )
 from core.identity.events import Initiator
 from core.identity.service import IdentityService, RoleView, UserView
@@ -189,23 +190,22 @@ class IamScimStorage(ScimStorage):
     def _search(self, name: str, search_request: SearchRequest[Any], start: int,
                 count: int) -> SearchPage:
         scim_filter = search_request.filter
+        domain = self.client.domain
         try:
             query = self.filters[name].translate(scim_filter.ast if scim_filter else None)
-        except InvalidInput as exc:
-            raise InvalidFilterException(detail=str(exc)) from None
-        domain = self.client.domain
-        if name == "Group":
-            groups = self.identity.search_roles(domain, self._group_external_ids(query),
-                                                start, count)
-            ids = self._external_ids(list(groups.items))
-            with_members = _wants_members(search_request)
-            return SearchPage(groups.total, [self._group_resource(g, with_members, ids)
-                                             for g in groups.items])
-        try:
+            if name == "Group":
+                groups = self.identity.search_roles(domain, self._group_external_ids(query),
+                                                    start, count)
+                ids = self._external_ids(list(groups.items))
+                with_members = _wants_members(search_request)
+                return SearchPage(groups.total, [self._group_resource(g, with_members, ids)
+                                                 for g in groups.items])
             users = self.identity.search_users(domain, query, start, count,
                                                self._sort(search_request))
-        except InvalidInput as exc:
+        except TooManyMatches as exc:
             raise TooManyException(detail=str(exc)) from None
+        except InvalidInput as exc:  # a comparison the store cannot make (e.g. id gt)
+            raise InvalidFilterException(detail=str(exc)) from None
         return SearchPage(users.total, [self._user_resource(u) for u in users.items])
 
     def _group_external_ids(self, query: q.Query) -> q.Query:

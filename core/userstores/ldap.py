@@ -50,7 +50,14 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 from ldap3.utils.hashed import hashed
 
-from core.errors import AlreadyExists, IamError, InvalidInput, NotFound, ReadOnlyStore
+from core.errors import (
+    AlreadyExists,
+    IamError,
+    InvalidInput,
+    NotFound,
+    ReadOnlyStore,
+    TooManyMatches,
+)
 from core.userstores import query as store_query
 from core.userstores.base import (
     Capabilities,
@@ -544,7 +551,7 @@ class LdapUserStore:
         total = sum(1 for e in self.dir.each(search.counted) if search.keep(e))
         if sort_value is not None:
             if total > SORT_LIMIT:
-                raise InvalidInput(
+                raise TooManyMatches(
                     f"userstore {self.domain}: sorting needs a narrower filter: {total} "
                     f"users match, at most {SORT_LIMIT} can be sorted")
             every = [convert(e) for e in self.dir.each(search.entries) if search.keep(e)]
