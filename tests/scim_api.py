@@ -1,24 +1,19 @@
 """The inbound SCIM API served for tests: a real uvicorn server on a free loopback port,
-in a thread, over a test deployment (the same ``HttpApp`` ``mware-iam serve`` runs)."""
+in a thread, over a test deployment (``core.inbound.thread``, as ``tui --scim`` runs it)."""
 
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
-import uvicorn
 
 from core.apps import Application
-from core.cli.serve import HttpApp
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.inbound import Limits
-from core.inbound.app import ScimApplication
+from core.inbound.thread import scim_thread
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -37,30 +32,10 @@ class ScimApi:
         return httpx.Client(base_url=self.base, headers=headers, timeout=10)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def served(iam: Iam, limits: Limits | None = None) -> Iterator[ScimApi]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        HttpApp(iam, ScimApplication(iam, limits)), host="127.0.0.1", port=port,
-        lifespan="off", log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the SCIM test server did not start")
-        time.sleep(0.02)
-    try:
-        yield ScimApi(iam, f"http://127.0.0.1:{port}/scim2")
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with scim_thread(iam, 0, limits=limits) as base:
+        yield ScimApi(iam, base)
 
 
 def application(iam: Iam, name: str, domain: str = "PRIMARY", proxy: bool = False) -> str:
