@@ -123,7 +123,8 @@ class IamScimStorage(ScimStorage):
     @contextlib.contextmanager
     def operation(self) -> Iterator[None]:
         """One transaction per SCIM operation (each operation of a bulk request too), so a
-        read-modify-write (PUT, PATCH) sees and writes one state."""
+        read-modify-write (PUT, PATCH) sees and writes one state. scim2-server calls every
+        storage method inside it, so identity errors become SCIM errors here alone."""
         with _scim_errors(), self._transaction():
             yield
 
@@ -166,11 +167,10 @@ class IamScimStorage(ScimStorage):
 
     def get(self, resource_type: ResourceType, resource_id: str, *,
             response_parameters: ResponseParameters[Any] | None = None) -> Resource[Any]:
-        with _scim_errors():
-            if resource_type.name == "Group":
-                return self._group_resource(self._role(resource_id),
-                                            _wants_members(response_parameters))
-            return self._user_resource(self._user(resource_id))
+        if resource_type.name == "Group":
+            return self._group_resource(self._role(resource_id),
+                                        _wants_members(response_parameters))
+        return self._user_resource(self._user(resource_id))
 
     def search(self, resource_types: list[ResourceType], search_request: SearchRequest[Any],
                *, position: Any = None) -> SearchPage:
@@ -179,12 +179,11 @@ class IamScimStorage(ScimStorage):
         count: int = self.limits.default_count if search_request.count is None \
             else search_request.count
         total, resources = 0, list[Resource[Any]]()
-        with _scim_errors():
-            for resource_type in resource_types:
-                page = self._search(resource_type.name or "User", search_request,
-                                    max(0, start - total), count - len(resources))
-                total += page.total or 0
-                resources.extend(page.resources)
+        for resource_type in resource_types:
+            page = self._search(resource_type.name or "User", search_request,
+                                max(0, start - total), count - len(resources))
+            total += page.total or 0
+            resources.extend(page.resources)
         return SearchPage(total, resources)
 
     def _search(self, name: str, search_request: SearchRequest[Any], start: int,
