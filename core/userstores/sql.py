@@ -44,7 +44,7 @@ from core.userstores.base import (
     StoredUser,
 )
 from core.userstores.query import Kind, Query, SearchPage, Sort
-from core.userstores.sql_query import PREFIX_END, group_filter, user_filter
+from core.userstores.sql_query import PREFIX_END, group_filter, user_where
 
 MAX_PAGE_SIZE = 1000
 #: Threads hashing the passwords of a batch (each argon2id hash holds its own memory).
@@ -352,7 +352,7 @@ class SqlUserStore:
                      sort: Sort | None = None) -> SearchPage[StoredUser]:
         """The users matching ``query``, ``start`` (0-based) to ``start + count``, in
         ``sort`` order (then by creation), and how many match in all."""
-        where = and_(um_users.c.store == self.domain, user_filter(query, self.policies.key))
+        where = user_where(self.domain, query, self.policies.key)
         q = select(*self._user_cols).where(where)
         if sort is not None and sort.field.kind is Kind.ATTRIBUTE:
             value = um_user_attributes.alias("sort_value")
