@@ -1,13 +1,14 @@
 """The inbound SCIM 2.0 ASGI application: scim2-server's protocol over the identity service.
 
 What this layer adds to scim2-server: authentication as an application (a bearer token
-issued to it, or HTTP Basic with the application's name and one of its tokens), the
-application's userstore domain and proxy mode for the request, a token bucket per
-application (429 with ``Retry-After``), a body size limit on every request (413), and the
-leniency real clients need (Microsoft Entra adds ``emails[type eq "work"].value`` to users
-without a work email; its capitalised ops and ``"False"`` booleans scim2-models already
-reads). Each request runs in one worker thread: the identity service is synchronous, and
-a SCIM operation's reads and writes share one transaction there.
+issued to it, or HTTP Basic with the application's name and one of its tokens; a successful
+check is remembered for a few seconds, see ``tokencache.py``), the application's userstore
+domain and proxy mode for the request, a token bucket per application (429 with
+``Retry-After``), a body size limit on every request (413), and the leniency real clients
+need (Microsoft Entra adds ``emails[type eq "work"].value`` to users without a work email;
+its capitalised ops and ``"False"`` booleans scim2-models already reads). Each request runs
+in one worker thread: the identity service is synchronous, and a SCIM operation's reads
+and writes share one transaction there.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from core.inbound.ratelimit import TokenBuckets
 from core.inbound.resources import ResourceMapper
 from core.inbound.schemas import Limits, build_provider, mapped_paths
 from core.inbound.storage import Client, IamScimStorage, current_client
+from core.inbound.tokencache import TokenCache
 from core.scim_paths import ensure_selected
 
 log = logging.getLogger("mware_iam.scim")
@@ -98,6 +100,8 @@ class ScimApplication(ASGIApplication):
                                            iam.db.transaction)
         self.sync_handler = ScimHandler(self.service, self.scim_storage)
         self.buckets = TokenBuckets(self.limits.rate, self.limits.burst)
+        #: Revoking a token takes effect here within TOKEN_CACHE_SECONDS.
+        self.tokens: TokenCache[Client] = TokenCache()
 
     @staticmethod
     def get_base_url(scope: Scope) -> str:
@@ -124,13 +128,18 @@ class ScimApplication(ASGIApplication):
         else:
             raise UnauthorizedException(
                 detail="authenticate with 'Authorization: Bearer <application token>'")
-        try:
-            app = self.iam.authenticate_token(token) if token else None
-        except IamError as exc:
-            raise UnauthorizedException(detail=str(exc)) from None
-        if app is None or (name is not None and name != app.name):
+        client = self.tokens.get(token) if token else None
+        if client is None:
+            try:
+                app = self.iam.authenticate_token(token) if token else None
+            except IamError as exc:
+                raise UnauthorizedException(detail=str(exc)) from None
+            if app is not None:
+                client = Client(app.name, app.inbound_domain, app.proxy_mode)
+                self.tokens.put(token, client)
+        if client is None or (name is not None and name != client.application):
             raise UnauthorizedException(detail="the token is unknown or revoked")
-        return Client(app.name, app.inbound_domain, app.proxy_mode)
+        return client
 
     async def dispatch_request(self, request: ScimRequest) -> ScimResponse:
         operation = self.service.match(request).operation
