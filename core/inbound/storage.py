@@ -66,6 +66,12 @@ class Client:
 #: The client of the request being served (set by the ASGI application per request).
 current_client: ContextVar[Client] = ContextVar("scim_client")
 
+#: The users the current operation turned into resources: id -> (the view, its roles, the
+#: resource's version). A PUT or PATCH re-reads the user before writing; when nothing
+#: changed since the handler read it, the version is known without building it again.
+_shown: ContextVar[dict[str, tuple[UserView, list[RoleView], str]] | None] = ContextVar(
+    "scim_shown", default=None)
+
 
 class ServiceUnavailableException(SCIMException):
     """503: a userstore is down; the client should retry (RFC 7644 §3.12)."""
@@ -115,8 +121,12 @@ class IamScimStorage(ScimStorage):
     def operation(self) -> Iterator[None]:
         """One transaction per SCIM operation (each operation of a bulk request too), so a
         read-modify-write (PUT, PATCH) sees and writes one state."""
-        with _scim_errors(), self._transaction():
-            yield
+        shown = _shown.set({})
+        try:
+            with _scim_errors(), self._transaction():
+                yield
+        finally:
+            _shown.reset(shown)
 
     # -------------------------------------------------------------- reads
     def _user(self, user_id: str) -> UserView:
@@ -131,10 +141,27 @@ class IamScimStorage(ScimStorage):
         except NotFound:
             raise NotFoundException(detail=f"Group {role_id!r} not found") from None
 
-    def _user_resource(self, user: UserView) -> Resource[Any]:
-        roles = [self.identity.get_role(r) for r in self.identity.roles_of_id(user.domain,
-                                                                               user.id)]
-        return self.mapper.user_resource(user, roles)
+    def _roles(self, user: UserView) -> list[RoleView]:
+        return [self.identity.get_role(r) for r in self.identity.roles_of_id(user.domain,
+                                                                              user.id)]
+
+    def _user_resource(self, user: UserView,
+                       roles: list[RoleView] | None = None) -> Resource[Any]:
+        roles = self._roles(user) if roles is None else roles
+        resource = self.mapper.user_resource(user, roles)
+        shown = _shown.get()
+        if shown is not None and resource.meta is not None and resource.meta.version:
+            shown[user.id] = (user, roles, resource.meta.version)
+        return resource
+
+    def _user_version(self, user: UserView) -> str | None:
+        """The version of the user's resource, as it is now in the store."""
+        roles = self._roles(user)
+        seen = (_shown.get() or {}).get(user.id)
+        if seen is not None and seen[0] == user and seen[1] == roles:
+            return seen[2]
+        meta = self._user_resource(user, roles).meta
+        return meta.version if meta else None
 
     def _members(self, role: RoleView) -> list[UserView]:
         members: list[UserView] = []
@@ -261,16 +288,16 @@ class IamScimStorage(ScimStorage):
             return self._update_group(resource, expected_version)
         return self._update_user(resource, expected_version)
 
-    def _check_version(self, current: Resource[Any], expected: str | None) -> None:
-        if expected is not None and current.meta is not None \
-                and current.meta.version != expected:
+    @staticmethod
+    def _check_version(version: str | None, expected: str | None) -> None:
+        if expected is not None and version is not None and version != expected:
             raise PreconditionFailedException(
-                detail=f"the resource changed: its version is {current.meta.version}")
+                detail=f"the resource changed: its version is {version}")
 
     def _update_user(self, resource: Resource[Any], expected: str | None) -> Resource[Any]:
         client = self.client
         user = self._user(str(resource.id))
-        self._check_version(self._user_resource(user), expected)
+        self._check_version(self._user_version(user), expected)
         new_name = _attr(resource, "user_name")
         if new_name is not None and new_name != user.username:
             raise MutabilityException(
@@ -281,18 +308,19 @@ class IamScimStorage(ScimStorage):
                   if v is not None and user.claims.get(c) != v}
         to_remove = [c for c, v in wanted.items() if v is None and c in user.claims]
         name = self._qualified(user)
-        if to_set or to_remove:
-            self.identity.update_user(client.initiator, name, to_set, to_remove)
+        if to_set or to_remove:  # the update answers the user as stored after it
+            user = self.identity.update_user(client.initiator, name, to_set, to_remove)
         password = _password(resource)
         if password is not None:
             self.identity.set_password(client.initiator, name, password)
-        return self._user_resource(self._user(user.id))
+            user = self._user(user.id)
+        return self._user_resource(user)
 
     def _update_group(self, resource: Resource[Any], expected: str | None) -> Resource[Any]:
         client = self.client
         role = self._role(str(resource.id))
         current = self._group_resource(role)
-        self._check_version(current, expected)
+        self._check_version(current.meta.version if current.meta else None, expected)
         name = role.qualified_name
         new_name = _attr(resource, "display_name")
         if new_name and new_name != role.name:
@@ -318,14 +346,15 @@ class IamScimStorage(ScimStorage):
         if resource_type.name == "Group":
             role = self._role(resource_id)
             if expected_version is not None:
-                self._check_version(self._group_resource(role), expected_version)
+                meta = self._group_resource(role).meta
+                self._check_version(meta.version if meta else None, expected_version)
             self.identity.delete_role(client.initiator, role.qualified_name)
             with self._transaction() as conn:
                 group_ids.put(conn, role.domain, role.id, None)
             return
         user = self._user(resource_id)
         if expected_version is not None:
-            self._check_version(self._user_resource(user), expected_version)
+            self._check_version(self._user_version(user), expected_version)
         self.identity.delete_user(client.initiator, self._qualified(user))
 
     @staticmethod
