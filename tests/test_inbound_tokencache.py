@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from scim2_models import UnauthorizedException
 from scim2_server.requests import ScimRequest
@@ -72,3 +74,25 @@ def test_a_revoked_token_is_refused_once_its_check_expires(sqlite_iam) -> None:
         app.authenticate(_request(token))
     with pytest.raises(UnauthorizedException, match="unknown or revoked"):
         app.authenticate(_request("mwi_not-a-token"))
+
+
+def test_a_remembered_token_is_known_without_the_database(sqlite_iam) -> None:
+    admin = Initiator.admin()
+    sqlite_iam.save_app(admin, Application(name="hr", inbound_domain="PRIMARY"))
+    token = sqlite_iam.issue_token(admin, "hr")
+    app = ScimApplication(sqlite_iam)
+    assert app.remembered(_request(token)) is None  # never checked yet
+    app.authenticate(_request(token))
+    remembered = app.remembered(_request(token))
+    assert remembered is not None and remembered.application == "hr"
+
+    def basic(name: str) -> ScimRequest:
+        raw = base64.b64encode(f"{name}:{token}".encode()).decode()
+        return ScimRequest(method="GET", base_url="http://127.0.0.1/scim2", path="/Users",
+                           headers={"Authorization": f"Basic {raw}"})
+
+    assert app.remembered(basic("hr")) == remembered
+    assert app.remembered(basic("crm")) is None  # the name must match the token's
+    with pytest.raises(UnauthorizedException):
+        app.authenticate(basic("crm"))
+    assert app.remembered(_request("mwi_unknown")) is None

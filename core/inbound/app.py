@@ -112,22 +112,36 @@ class ScimApplication(ASGIApplication):
         return f"{scope['scheme']}://{host}{scope.get('root_path', '')}"
 
     # -------------------------------------------------------------- requests
-    def authenticate(self, request: ScimRequest) -> Client:
-        """The application a request's credentials belong to, or 401."""
+    @staticmethod
+    def _credentials(request: ScimRequest) -> tuple[str | None, str]:
+        """The application name (HTTP Basic only) and the token a request presents."""
         scheme, _, credentials = (request.header("Authorization") or "").partition(" ")
         scheme = scheme.lower()
-        name: str | None = None
         if scheme == "bearer":
-            token = credentials.strip()
-        elif scheme == "basic":
+            return None, credentials.strip()
+        if scheme == "basic":
             try:
                 name, _, token = base64.b64decode(credentials.strip(), validate=True
                                                   ).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 raise UnauthorizedException(detail="malformed Basic credentials") from None
-        else:
-            raise UnauthorizedException(
-                detail="authenticate with 'Authorization: Bearer <application token>'")
+            return name, token
+        raise UnauthorizedException(
+            detail="authenticate with 'Authorization: Bearer <application token>'")
+
+    def remembered(self, request: ScimRequest) -> Client | None:
+        """The request's application if its token checked out moments ago (no I/O, so the
+        event loop may call it), else None: then :meth:`authenticate` decides."""
+        try:
+            name, token = self._credentials(request)
+        except UnauthorizedException:
+            return None
+        client = self.tokens.get(token) if token else None
+        return client if client is not None and name in (None, client.application) else None
+
+    def authenticate(self, request: ScimRequest) -> Client:
+        """The application a request's credentials belong to, or 401."""
+        name, token = self._credentials(request)
         client = self.tokens.get(token) if token else None
         if client is None:
             try:
@@ -149,7 +163,9 @@ class ScimApplication(ASGIApplication):
                 detail=f"the body exceeds {self.limits.max_payload_bytes} bytes")
         if operation is Operation.service_provider_config:
             return await asyncio.to_thread(self.sync_handler.handle, request)
-        client = await asyncio.to_thread(self.authenticate, request)
+        client = self.remembered(request)
+        if client is None:
+            client = await asyncio.to_thread(self.authenticate, request)
         wait = self.buckets.take(client.application)
         if wait > 0:
             raise TooManyRequestsException(wait)
