@@ -379,28 +379,8 @@ def scale_report(times: dict[tuple[int, str], list[float]], small: int,
 
 
 # ---------------------------------------------------------------- main
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--requests", type=int, default=500,
-                        help="requests per operation, per server, per round")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--small", type=int, default=10_000)
-    parser.add_argument("--large", type=int, default=1_000_000)
-    parser.add_argument("--lookups", type=int, default=1000,
-                        help="GET-by-filter requests per query and store")
-    parser.add_argument("--skip-scale", action="store_true", help="only the throughput part")
-    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                        help="run our servers under py-spy; the samples go to DIR")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    command = "python bench/scim_inbound.py " + " ".join(sys.argv[1:])
-    facts = machine_facts()
-    print(facts, flush=True)
-    if args.profile:
-        args.profile.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-
+def run_throughput(args: argparse.Namespace) -> tuple[str, dict[str, float], int]:
+    """Part (1): its report, the ratio ours / theirs per operation, the jobs queued."""
     token = "bench-token"
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
@@ -414,11 +394,38 @@ def main() -> None:
         jobs = outbox_jobs(home)
     if jobs:
         raise SystemExit(f"{jobs} provisioning jobs were queued; expected none")
-    part1, ratios = throughput_report(phases, args.concurrency)
-    print(part1, flush=True)
+    return (*throughput_report(phases, args.concurrency), jobs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=500,
+                        help="requests per operation, per server, per round")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--large", type=int, default=1_000_000)
+    parser.add_argument("--lookups", type=int, default=400,
+                        help="GET-by-filter requests per query and store")
+    parser.add_argument("--part", choices=("both", "throughput", "scale"), default="both")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="run our servers under py-spy; the samples go to DIR")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    command = "python bench/scim_inbound.py " + " ".join(sys.argv[1:])
+    facts = machine_facts()
+    print(facts, flush=True)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    part1, ratios, jobs = "", {}, 0
+    if args.part != "scale":
+        part1, ratios, jobs = run_throughput(args)
+        print(part1, flush=True)
 
     part2, worst = "", None
-    if not args.skip_scale:
+    if args.part != "throughput":
         with contextlib.ExitStack() as stack:
             servers = {n: stack.enter_context(our_server(
                 deployment(n, rebuild=False), 1,
@@ -434,7 +441,8 @@ def main() -> None:
         f"Machine: {facts}; run took {time.perf_counter() - started:.0f} s", "",
         "Ours: `mware-iam --home TMP serve` (uvicorn, SQLite in the home, the provisioning "
         "worker pool running; no outbound targets, so the planner queued "
-        f"{jobs} jobs). Theirs: `scim2-server --hostname 127.0.0.1 --bearer-token T` "
+        f"{jobs} jobs in the throughput part). Theirs: `scim2-server --hostname 127.0.0.1 "
+        "--bearer-token T` "
         "(wsgiref, threaded, in memory). Load generator: this process, asyncio + httpx, "
         "each client authenticated as its own application (our rate limit is per "
         "application).", "",
@@ -442,7 +450,7 @@ def main() -> None:
     notes = args.out.read_text().partition(NOTES)[2] if args.out.exists() else ""
     args.out.write_text(text + "\n" + NOTES + notes if notes else text)
     summary = ", ".join(f"{op} {r:.2f}" for op, r in ratios.items())
-    print(f"\nours / scim2-server: {summary}" +
+    print(f"\nours / scim2-server: {summary or '-'}" +
           (f"; p95 {args.large:,} / {args.small:,}: {worst:.2f}" if worst is not None else ""))
 
 
