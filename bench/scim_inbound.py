@@ -264,7 +264,10 @@ async def throughput(servers: list[Server], rounds: int, per_round: int,
                      concurrency: int) -> list[tuple[int, Phase]]:
     rng = random.Random(7)
     states = {s.name: State() for s in servers}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # uvicorn closes a connection idle for 5 s (while the other server has its turn): the
+    # client must not reuse one that old, or the close races the next request.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency,
+                          keepalive_expiry=2.0)
     clients = {s.name: httpx.AsyncClient(limits=limits, timeout=120) for s in servers}
     phases: list[tuple[int, Phase]] = []
     try:
@@ -294,6 +297,7 @@ def lookups(servers: dict[int, Server], count: int) -> dict[tuple[int, str], lis
                "emails.value eq": lambda i: f'emails.value eq "{email(i)}"'}
     times: dict[tuple[int, str], list[float]] = {(n, q): [] for n in servers for q in queries}
     clients = {n: httpx.Client(base_url=s.base, timeout=60,
+                               limits=httpx.Limits(keepalive_expiry=2.0),
                                headers={"Authorization": f"Bearer {s.tokens[0]}"})
                for n, s in servers.items()}
     try:
