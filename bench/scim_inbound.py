@@ -416,7 +416,7 @@ def main() -> None:
                         help="run our servers under py-spy; the samples go to DIR")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    command = "python bench/scim_inbound.py " + " ".join(sys.argv[1:])
+    command = " ".join([".venv/bin/python bench/scim_inbound.py", *sys.argv[1:]])
     facts = machine_facts()
     print(facts, flush=True)
     if args.profile:
