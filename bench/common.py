@@ -51,6 +51,17 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def percentile(values: Sequence[float], q: int) -> float:
+    """The q-th percentile (1..99) of ``values``."""
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain, aligned text table (also valid Markdown)."""
     cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]

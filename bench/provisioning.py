@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import machine_facts, table
+from common import machine_facts, percentile, process_cpu, table
 from sqlalchemy import func, select, update
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,12 +83,6 @@ class Run:
         return self.users / self.seconds
 
 
-def process_cpu(pid: int) -> float:
-    """CPU seconds a process has used so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measured(run: Callable[[], Run], peer_pid: int) -> Run:
     """``run()`` with the CPU time this process and the peer spent on it, per user."""
     cpu, peer = time.process_time(), process_cpu(peer_pid)
@@ -98,10 +90,6 @@ def measured(run: Callable[[], Run], peer_pid: int) -> Run:
     return dataclasses.replace(
         result, cpu_ms=(time.process_time() - cpu) * 1000 / result.users,
         peer_cpu_ms=(process_cpu(peer_pid) - peer) * 1000 / result.users)
-
-
-def percentile(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def user(i: int) -> tuple[str, dict[str, str]]:

@@ -15,6 +15,7 @@ from core.apps import TOKEN_PREFIX, Application, TokenInfo
 from core.cli.context import admin, current_iam, json_option
 from core.cli.output import echo, emit_json, iso, note, record, table
 from core.iam import Iam
+from core.inbound.tokencache import TOKEN_CACHE_SECONDS
 
 
 @click.group("app")
@@ -83,7 +84,8 @@ def show_app(name: str, as_json: bool) -> None:
 @app_group.command("token")
 @click.argument("name")
 @click.option("--revoke", metavar="HINT",
-              help="Revoke the live tokens ending in HINT (see `app show`) instead.")
+              help="Revoke the live tokens ending in HINT (see `app show`) instead; a "
+                   f"running SCIM server refuses them within {TOKEN_CACHE_SECONDS:g} seconds.")
 def token(name: str, revoke: str | None) -> None:
     """Issue a new inbound API token for application NAME.
 

@@ -1,13 +1,14 @@
 """The inbound SCIM 2.0 ASGI application: scim2-server's protocol over the identity service.
 
 What this layer adds to scim2-server: authentication as an application (a bearer token
-issued to it, or HTTP Basic with the application's name and one of its tokens), the
-application's userstore domain and proxy mode for the request, a token bucket per
-application (429 with ``Retry-After``), a body size limit on every request (413), and the
-leniency real clients need (Microsoft Entra adds ``emails[type eq "work"].value`` to users
-without a work email; its capitalised ops and ``"False"`` booleans scim2-models already
-reads). Each request runs in one worker thread: the identity service is synchronous, and
-a SCIM operation's reads and writes share one transaction there.
+issued to it, or HTTP Basic with the application's name and one of its tokens; a successful
+check is remembered for a few seconds, see ``tokencache.py``), the application's userstore
+domain and proxy mode for the request, a token bucket per application (429 with
+``Retry-After``), a body size limit on every request (413), and the leniency real clients
+need (Microsoft Entra adds ``emails[type eq "work"].value`` to users without a work email;
+its capitalised ops and ``"False"`` booleans scim2-models already reads). Each request runs
+in one worker thread: the identity service is synchronous, and a SCIM operation's reads
+and writes share one transaction there.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from core.inbound.ratelimit import TokenBuckets
 from core.inbound.resources import ResourceMapper
 from core.inbound.schemas import build_provider, mapped_paths
 from core.inbound.storage import Client, IamScimStorage, current_client
+from core.inbound.tokencache import TokenCache
 from core.scim_paths import ensure_selected
 
 log = logging.getLogger("mware_iam.scim")
@@ -99,6 +101,8 @@ class ScimApplication(ASGIApplication):
                                            iam.db.transaction)
         self.sync_handler = ScimHandler(self.service, self.scim_storage)
         self.buckets = TokenBuckets(self.limits.rate, self.limits.burst)
+        #: Revoking a token takes effect here within TOKEN_CACHE_SECONDS.
+        self.tokens: TokenCache[Client] = TokenCache()
 
     @staticmethod
     def get_base_url(scope: Scope) -> str:
@@ -109,29 +113,48 @@ class ScimApplication(ASGIApplication):
         return f"{scope['scheme']}://{host}{scope.get('root_path', '')}"
 
     # -------------------------------------------------------------- requests
-    def authenticate(self, request: ScimRequest) -> Client:
-        """The application a request's credentials belong to, or 401."""
+    @staticmethod
+    def _credentials(request: ScimRequest) -> tuple[str | None, str]:
+        """The application name (HTTP Basic only) and the token a request presents."""
         scheme, _, credentials = (request.header("Authorization") or "").partition(" ")
         scheme = scheme.lower()
-        name: str | None = None
         if scheme == "bearer":
-            token = credentials.strip()
-        elif scheme == "basic":
+            return None, credentials.strip()
+        if scheme == "basic":
             try:
                 name, _, token = base64.b64decode(credentials.strip(), validate=True
                                                   ).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 raise UnauthorizedException(detail="malformed Basic credentials") from None
-        else:
-            raise UnauthorizedException(
-                detail="authenticate with 'Authorization: Bearer <application token>'")
+            return name, token
+        raise UnauthorizedException(
+            detail="authenticate with 'Authorization: Bearer <application token>'")
+
+    def remembered(self, request: ScimRequest) -> Client | None:
+        """The request's application if its token checked out moments ago (no I/O, so the
+        event loop may call it), else None: then :meth:`authenticate` decides."""
         try:
-            app = self.iam.authenticate_token(token) if token else None
-        except IamError as exc:
-            raise UnauthorizedException(detail=str(exc)) from None
-        if app is None or (name is not None and name != app.name):
+            name, token = self._credentials(request)
+        except UnauthorizedException:
+            return None
+        client = self.tokens.get(token) if token else None
+        return client if client is not None and name in (None, client.application) else None
+
+    def authenticate(self, request: ScimRequest) -> Client:
+        """The application a request's credentials belong to, or 401."""
+        name, token = self._credentials(request)
+        client = self.tokens.get(token) if token else None
+        if client is None:
+            try:
+                app = self.iam.authenticate_token(token) if token else None
+            except IamError as exc:
+                raise UnauthorizedException(detail=str(exc)) from None
+            if app is not None:
+                client = Client.of(app)
+                self.tokens.put(token, client)
+        if client is None or (name is not None and name != client.application):
             raise UnauthorizedException(detail="the token is unknown or revoked")
-        return Client.of(app)
+        return client
 
     async def dispatch_request(self, request: ScimRequest) -> ScimResponse:
         operation = self.service.match(request).operation
@@ -141,7 +164,9 @@ class ScimApplication(ASGIApplication):
                 detail=f"the body exceeds {self.limits.max_payload_bytes} bytes")
         if operation is Operation.service_provider_config:
             return await asyncio.to_thread(self.sync_handler.handle, request)
-        client = await asyncio.to_thread(self.authenticate, request)
+        client = self.remembered(request)
+        if client is None:
+            client = await asyncio.to_thread(self.authenticate, request)
         wait = self.buckets.take(client.application)
         if wait > 0:
             raise TooManyRequestsException(wait)

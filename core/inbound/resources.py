@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from scim2_models import Meta, Path, Resource, SCIMException
+from scim2_server.utils import parametrize
 
 from core.claims import ACTIVE, USERNAME
 from core.errors import InvalidInput
@@ -44,17 +45,17 @@ class ResourceMapper:
                  paths: Sequence[MappedPath]) -> None:
         self.user_model = user_model
         self.group_model = group_model
-        self.paths = [p for p in paths if p.claim != USERNAME]
-
-    def _path(self, p: MappedPath) -> Path[Any]:
-        return Path[self.user_model](f"{p.schema}:{p.path}")  # type: ignore[name-defined]
+        #: Each mapping with its path bound to the User model, built once: a path parses
+        #: itself on first use and keeps what it parsed.
+        self.paths = [(p, parametrize(Path, user_model)(f"{p.schema}:{p.path}"))
+                      for p in paths if p.claim != USERNAME]
 
     # -------------------------------------------------------------- users
     def user_resource(self, user: UserView, groups: Iterable[RoleView]) -> Resource[Any]:
         """A User; ``groups`` are its userstore groups (Internal roles are no SCIM groups)."""
         body: dict[str, Any] = {"id": user.id, "userName": user.username}
         resource = self.user_model.model_validate(body)
-        for p in self.paths:
+        for p, path in self.paths:
             value = user.claims.get(p.claim)
             if value is None:
                 continue
@@ -62,7 +63,6 @@ class ResourceMapper:
                 resource_value: Any = value.lower() != "false"
             else:
                 resource_value = value
-            path = self._path(p)
             try:
                 ensure_selected(resource, path)
                 path.set(resource, resource_value)
@@ -81,8 +81,8 @@ class ResourceMapper:
     def user_claims(self, resource: Resource[Any]) -> dict[str, str | None]:
         """Every mapped claim of a User resource: its value, or None when it is absent."""
         out: dict[str, str | None] = {}
-        for p in self.paths:
-            value = self._path(p).get(resource)
+        for p, path in self.paths:
+            value = path.get(resource)
             text = _text(value)
             if text is not None and len(text) > 512:
                 raise InvalidInput(f"{p.attribute}: a value is at most 512 characters")

@@ -75,6 +75,12 @@ class Client:
 #: The client of the request being served (set by the ASGI application per request).
 current_client: ContextVar[Client] = ContextVar("scim_client")
 
+#: The users the current operation turned into resources: id -> (the view, its groups, the
+#: resource). A PUT or PATCH re-reads the user before writing; when nothing changed since
+#: the handler read it, its resource (version and claims) is not built again.
+_shown: ContextVar[dict[str, tuple[UserView, list[RoleView], Resource[Any]]] | None] = ContextVar(
+    "scim_shown", default=None)
+
 
 class ServiceUnavailableException(SCIMException):
     """503: a userstore is down; the client should retry (RFC 7644 §3.12)."""
@@ -125,8 +131,12 @@ class IamScimStorage(ScimStorage):
         """One transaction per SCIM operation (each operation of a bulk request too), so a
         read-modify-write (PUT, PATCH) sees and writes one state. scim2-server calls every
         storage method inside it, so identity errors become SCIM errors here alone."""
-        with _scim_errors(), self._transaction():
-            yield
+        shown = _shown.set({})
+        try:
+            with _scim_errors(), self._transaction():
+                yield
+        finally:
+            _shown.reset(shown)
 
     # -------------------------------------------------------------- reads
     def _user(self, user_id: str) -> UserView:
@@ -141,9 +151,26 @@ class IamScimStorage(ScimStorage):
         except NotFound:
             raise NotFoundException(detail=f"Group {role_id!r} not found") from None
 
-    def _user_resource(self, user: UserView) -> Resource[Any]:
-        return self.mapper.user_resource(user, self.identity.groups_of_id(user.domain,
-                                                                          user.id))
+    def _roles(self, user: UserView) -> list[RoleView]:
+        return self.identity.groups_of_id(user.domain, user.id)
+
+    def _user_resource(self, user: UserView,
+                       roles: list[RoleView] | None = None) -> Resource[Any]:
+        roles = self._roles(user) if roles is None else roles
+        resource = self.mapper.user_resource(user, roles)
+        shown = _shown.get()
+        if shown is not None:
+            shown[user.id] = (user, roles, resource)
+        return resource
+
+    def _current_resource(self, user: UserView) -> Resource[Any]:
+        """The user's resource as it is now in the store: the one this operation already
+        built when the user and its groups are unchanged (a PATCH reads it first)."""
+        roles = self._roles(user)
+        seen = (_shown.get() or {}).get(user.id)
+        if seen is not None and seen[0] == user and seen[1] == roles:
+            return seen[2]
+        return self._user_resource(user, roles)
 
     def _members(self, role: RoleView) -> list[UserView]:
         members: list[UserView] = []
@@ -170,7 +197,9 @@ class IamScimStorage(ScimStorage):
         if resource_type.name == "Group":
             return self._group_resource(self._role(resource_id),
                                         _wants_members(response_parameters))
-        return self._user_resource(self._user(resource_id))
+        # A copy, as the storage contract asks: the handler applies a PATCH to what it gets,
+        # and the operation's memo must keep the state as stored.
+        return self._user_resource(self._user(resource_id)).model_copy(deep=True)
 
     def search(self, resource_types: list[ResourceType], search_request: SearchRequest[Any],
                *, position: Any = None) -> SearchPage:
@@ -267,16 +296,17 @@ class IamScimStorage(ScimStorage):
             return self._update_group(resource, expected_version)
         return self._update_user(resource, expected_version)
 
-    def _check_version(self, current: Resource[Any], expected: str | None) -> None:
-        if expected is not None and current.meta is not None \
-                and current.meta.version != expected:
+    @staticmethod
+    def _check_version(current: Resource[Any], expected: str | None) -> None:
+        version = current.meta.version if current.meta else None
+        if expected is not None and version is not None and version != expected:
             raise PreconditionFailedException(
-                detail=f"the resource changed: its version is {current.meta.version}")
+                detail=f"the resource changed: its version is {version}")
 
     def _update_user(self, resource: Resource[Any], expected: str | None) -> Resource[Any]:
         client = self.client
         user = self._user(str(resource.id))
-        current = self._user_resource(user)
+        current = self._current_resource(user)
         self._check_version(current, expected)
         new_name = _attr(resource, "user_name")
         if new_name is not None and new_name != user.username:
@@ -289,12 +319,13 @@ class IamScimStorage(ScimStorage):
         to_set = {c: v for c, v in after.items() if v is not None and v != before.get(c)}
         to_remove = [c for c, v in after.items() if v is None and before.get(c) is not None]
         name = self._qualified(user)
-        if to_set or to_remove:
-            self.identity.update_user(client.initiator, name, to_set, to_remove)
+        if to_set or to_remove:  # the update answers the user as stored after it
+            user = self.identity.update_user(client.initiator, name, to_set, to_remove)
         password = _password(resource)
         if password is not None:
             self.identity.set_password(client.initiator, name, password)
-        return self._user_resource(self._user(user.id))
+            user = self._user(user.id)
+        return self._user_resource(user)
 
     def _update_group(self, resource: Resource[Any], expected: str | None) -> Resource[Any]:
         client = self.client
@@ -333,7 +364,7 @@ class IamScimStorage(ScimStorage):
             return
         user = self._user(resource_id)
         if expected_version is not None:
-            self._check_version(self._user_resource(user), expected_version)
+            self._check_version(self._current_resource(user), expected_version)
         self.identity.delete_user(client.initiator, self._qualified(user))
 
     @staticmethod

@@ -1,0 +1,462 @@
+"""The inbound SCIM 2.0 server under load, next to scim2-server, and at 1,000,000 users.
+
+(1) Throughput. Two server processes on loopback: ours (``mware-iam --home TMP serve``,
+    SQLite in a fresh home) and scim2-server (``scim2-server --hostname 127.0.0.1 --port P
+    --bearer-token T``, in memory, wsgiref). One load generator (this process: asyncio, one
+    ``httpx.AsyncClient`` per server, ``--concurrency`` clients each sending its next
+    request as soon as the last is answered) sends the same requests to both, in rounds:
+    each round runs POST /Users (no password), GET /Users?filter=userName eq "..." (a user
+    created earlier), then PATCH /Users/{id} (replace name.givenName and active), each
+    operation against both servers side by side, in the order AB then BA, so machine noise
+    hits both. Target: our requests/s at least scim2-server's for each operation.
+(2) Scale. Two ``mware-iam serve`` processes on the 10,000 and the 1,000,000-user
+    databases of ``list_users.py`` (built with bare Core, cached in ``bench/.data/``); one
+    client alternates single requests between them: GET /Users?filter=userName eq "<a
+    random existing user>" and emails.value eq "<its email>". Target: p95 at 1,000,000 at
+    most 2 times p95 at 10,000.
+
+Our server is the real ``serve``: the provisioning worker pool runs beside the HTTP
+server, and every write goes through the identity service (audit row, events, the
+planner). The applications here have no outbound targets, so the planner queues no job
+(the run checks that the outbox stays empty). The rate limit is per application (100
+requests/s by default), so each client of the load generator authenticates as its own
+application; a 429 fails the run, as does any unexpected answer.
+
+    .venv/bin/python bench/scim_inbound.py                               # full run
+    .venv/bin/python bench/scim_inbound.py --requests 200 --rounds 2 --large 100000 \
+        --lookups 200                                                    # quick run
+
+To see where our server's time goes, ``--profile DIR`` runs ours under ``py-spy record``
+(``pip install py-spy`` in the venv) and leaves its samples of each server (collapsed
+stacks, ``--gil``: the time spent holding the interpreter) in DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from common import machine_facts, percentile, process_cpu, table
+from list_users import deployment, email, username
+from sqlalchemy import func, select
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the peers of the test suite
+
+from connectors.sandbox.peers import free_port, scim_server  # noqa: E402
+from core.apps import Application  # noqa: E402
+from core.iam import Iam  # noqa: E402
+from core.identity.events import Initiator  # noqa: E402
+from core.schema import prov_jobs  # noqa: E402
+
+SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+RESULTS = Path(__file__).with_name("scim_inbound_RESULTS.md")
+MWARE_IAM = Path(sys.executable).with_name("mware-iam")
+PY_SPY = Path(sys.executable).with_name("py-spy")
+START_SECONDS = 60.0
+#: What follows this line in the results file is written by hand and kept on a new run.
+NOTES = "<!-- notes: kept when the benchmark rewrites the numbers above -->"
+OPERATIONS = ("POST", "GET filter", "PATCH")
+OURS, THEIRS = "ours", "scim2-server"
+
+
+# ---------------------------------------------------------------- servers
+@dataclass
+class Server:
+    name: str
+    base: str  # the SCIM base URL
+    tokens: list[str]  # one per client of the load generator (theirs: the same one)
+    pid: int
+
+
+def add_clients(home: Path, clients: int) -> list[str]:
+    """Applications ``bench0``.. with PRIMARY as inbound domain and a fresh token each."""
+    with Iam.open(home=str(home)) as iam:
+        admin = Initiator.admin()
+        tokens = []
+        for i in range(clients):
+            name = f"bench{i}"
+            if name not in iam.app_names():
+                iam.save_app(admin, Application(name=name, inbound_domain="PRIMARY"))
+            tokens.append(iam.issue_token(admin, name))
+        return tokens
+
+
+@contextlib.contextmanager
+def our_server(home: Path, clients: int, profile: Path | None = None) -> Iterator[Server]:
+    """``mware-iam --home HOME serve`` on a free loopback port (under py-spy if asked)."""
+    tokens = add_clients(home, clients)
+    port = free_port()
+    command = [str(MWARE_IAM), "--home", str(home), "serve", "--port", str(port)]
+    if profile is not None:
+        command = [str(PY_SPY), "record", "--gil", "--rate", "250", "--format", "raw",
+                   "-o", str(profile), "--", *command]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        try:
+            origin = f"http://127.0.0.1:{port}"
+            _wait_for(process, f"{origin}/health", log)
+            pid = process.pid if profile is None else _child_pid(process.pid)
+            yield Server(OURS, f"{origin}/scim2", tokens, pid)
+        finally:
+            process.send_signal(2)  # SIGINT: serve stops, py-spy writes its profile
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+            if process.returncode not in (0, -2):
+                log.seek(0)
+                print(log.read().decode(errors="replace")[-3000:], file=sys.stderr)
+
+
+def _child_pid(pid: int) -> int:
+    """The server process py-spy started (its only child)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0])
+
+
+def _wait_for(process: subprocess.Popen[bytes], url: str, log: Any) -> None:
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            raise SystemExit(f"the server exited with {process.returncode}: "
+                             f"{log.read().decode(errors='replace')[-2000:]}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit(f"no answer from {url} within {START_SECONDS:g} s")
+
+
+def outbox_jobs(home: Path) -> int:
+    """Provisioning jobs queued in the home (none expected: no outbound targets)."""
+    with Iam.open(home=str(home)) as iam, iam.db.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(prov_jobs)).scalar_one())
+
+
+# ---------------------------------------------------------------- requests
+def user_body(i: int) -> dict[str, Any]:
+    """User i, as both servers receive it (the shape our SCIM connector sends)."""
+    name = f"load{i:07d}"
+    return {"schemas": [SCIM_USER], "userName": name,
+            "name": {"givenName": f"Given{i % 997}", "familyName": f"Family{i % 1009}"},
+            "emails": [{"value": f"{name}@example.com", "type": "work"}], "active": True}
+
+
+def patch_body(i: int) -> dict[str, Any]:
+    return {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "name.givenName", "value": f"Patched{i}"},
+        {"op": "replace", "path": "active", "value": i % 2 == 0}]}
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    params: dict[str, str] | None = None
+    body: dict[str, Any] | None = None
+    user: int = 0  # the index of the user the request is about
+
+
+@dataclass
+class Phase:
+    """One operation against one server in one round."""
+
+    server: str
+    operation: str
+    requests: int
+    seconds: float
+    latencies: list[float]
+    server_cpu: float
+    client_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+@dataclass
+class State:
+    """What a server holds so far: user index -> its id there."""
+
+    ids: dict[int, str] = field(default_factory=dict)
+
+
+#: A PATCH that asks for no attributes answers 204 (RFC 7644 §3.5.2), on both servers.
+EXPECTED = {"POST": 201, "GET filter": 200, "PATCH": 204}
+
+
+def check(server: str, request: Request, response: httpx.Response, state: State,
+          operation: str) -> None:
+    if response.status_code != EXPECTED[operation]:
+        raise SystemExit(f"{server}: {request.method} {request.path} {request.params or ''} "
+                         f"answered {response.status_code}: {response.text[:500]}")
+    if operation == "POST":
+        state.ids[request.user] = response.json()["id"]
+    elif operation == "GET filter" and response.json().get("totalResults") != 1:
+        raise SystemExit(f"{server}: {request.params} found "
+                         f"{response.json().get('totalResults')} users")
+
+
+async def run_phase(client: httpx.AsyncClient, server: Server, operation: str,
+                    requests: list[Request], state: State, concurrency: int) -> Phase:
+    work = iter(requests)
+    latencies: list[float] = []
+
+    async def worker(token: str) -> None:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+        for request in work:
+            started = time.perf_counter()
+            response = await client.request(request.method, server.base + request.path,
+                                            params=request.params, json=request.body,
+                                            headers=headers)
+            latencies.append(time.perf_counter() - started)
+            check(server.name, request, response, state, operation)
+
+    cpu, server_cpu = time.process_time(), process_cpu(server.pid)
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(server.tokens[w % len(server.tokens)])
+                           for w in range(concurrency)))
+    seconds = time.perf_counter() - started
+    return Phase(server.name, operation, len(requests), seconds, latencies,
+                 process_cpu(server.pid) - server_cpu, time.process_time() - cpu)
+
+
+def round_requests(operation: str, first: int, count: int, created: int,
+                   rng: random.Random) -> list[Request]:
+    """The requests of one phase, the same for both servers (PATCH ids are filled in per
+    server from the POST answers)."""
+    if operation == "POST":
+        return [Request("POST", "/Users", body=user_body(i), user=i)
+                for i in range(first, first + count)]
+    if operation == "GET filter":
+        return [Request("GET", "/Users",
+                        params={"filter": f'userName eq "{user_body(i)["userName"]}"'}, user=i)
+                for i in (rng.randrange(created) for _ in range(count))]
+    # Distinct users: two PATCHes of one user at once may answer 412 on our server (its
+    # read-modify-write is not serialized; see the notes), which is not what is measured.
+    return [Request("PATCH", "", body=patch_body(i), user=i)
+            for i in rng.sample(range(created), count)]
+
+
+def with_ids(requests: list[Request], state: State) -> list[Request]:
+    return [Request(r.method, f"/Users/{state.ids[r.user]}", r.params, r.body, r.user)
+            if r.method == "PATCH" else r for r in requests]
+
+
+async def throughput(servers: list[Server], rounds: int, per_round: int,
+                     concurrency: int) -> list[tuple[int, Phase]]:
+    rng = random.Random(7)
+    states = {s.name: State() for s in servers}
+    # uvicorn closes a connection idle for 5 s (while the other server has its turn): the
+    # client must not reuse one that old, or the close races the next request.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency,
+                          keepalive_expiry=2.0)
+    clients = {s.name: httpx.AsyncClient(limits=limits, timeout=120) for s in servers}
+    phases: list[tuple[int, Phase]] = []
+    try:
+        for number in range(rounds):
+            order = servers if number % 2 == 0 else servers[::-1]
+            for operation in OPERATIONS:
+                requests = round_requests(operation, number * per_round, per_round,
+                                          (number + 1) * per_round, rng)
+                for server in order:
+                    phase = await run_phase(clients[server.name], server, operation,
+                                            with_ids(requests, states[server.name]),
+                                            states[server.name], concurrency)
+                    phases.append((number + 1, phase))
+                    print(f"round {number + 1} {operation:10} {server.name:12} "
+                          f"{phase.rate:7.1f} req/s", flush=True)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return phases
+
+
+# ---------------------------------------------------------------- scale
+def lookups(servers: dict[int, Server], count: int) -> dict[tuple[int, str], list[float]]:
+    """Single requests alternating between the servers: n -> operation -> latencies."""
+    rng = random.Random(11)
+    queries = {"userName eq": lambda i: f'userName eq "{username(i)}"',
+               "emails.value eq": lambda i: f'emails.value eq "{email(i)}"'}
+    times: dict[tuple[int, str], list[float]] = {(n, q): [] for n in servers for q in queries}
+    clients = {n: httpx.Client(base_url=s.base, timeout=60,
+                               limits=httpx.Limits(keepalive_expiry=2.0),
+                               headers={"Authorization": f"Bearer {s.tokens[0]}"})
+               for n, s in servers.items()}
+    try:
+        for rep in range(count + count // 10):  # the first tenth warms up, not counted
+            order = list(servers) if rep % 2 == 0 else list(servers)[::-1]
+            for name, query in queries.items():
+                for n in order:
+                    i = rng.randrange(n)
+                    started = time.perf_counter()
+                    response = clients[n].get("/Users", params={"filter": query(i)})
+                    elapsed = time.perf_counter() - started
+                    found = response.json().get("Resources", [])
+                    if response.status_code != 200 or len(found) != 1 \
+                            or found[0]["userName"] != username(i):
+                        raise SystemExit(f"{n:,} users, {query(i)}: {response.status_code} "
+                                         f"{response.text[:300]}")
+                    if rep >= count // 10:
+                        times[(n, name)].append(elapsed)
+    finally:
+        for client in clients.values():
+            client.close()
+    return times
+
+
+# ---------------------------------------------------------------- report
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def throughput_report(phases: list[tuple[int, Phase]], concurrency: int) -> tuple[str, dict[
+        str, float]]:
+    rows = [[number, p.operation, p.server, p.requests, f"{p.seconds:.2f}", f"{p.rate:.1f}",
+             ms(percentile(p.latencies, 50)), ms(percentile(p.latencies, 95)),
+             f"{p.server_cpu * 1000 / p.requests:.2f}", f"{p.client_cpu * 1000 / p.requests:.2f}"]
+            for number, p in phases]
+    summary, ratios = [], {}
+    for operation in OPERATIONS:
+        by = {name: [p for _, p in phases if p.operation == operation and p.server == name]
+              for name in (OURS, THEIRS)}
+        rate = {name: sum(p.requests for p in ps) / sum(p.seconds for p in ps)
+                for name, ps in by.items()}
+        lat = {name: [x for p in ps for x in p.latencies] for name, ps in by.items()}
+        cpu = {name: sum(p.server_cpu for p in ps) * 1000 / sum(p.requests for p in ps)
+               for name, ps in by.items()}
+        ratios[operation] = rate[OURS] / rate[THEIRS]
+        summary.append([operation, f"{rate[OURS]:.1f}", f"{rate[THEIRS]:.1f}",
+                        f"**{ratios[operation]:.2f}**",
+                        f"{ms(percentile(lat[OURS], 50))} / {ms(percentile(lat[OURS], 95))}",
+                        f"{ms(percentile(lat[THEIRS], 50))} / "
+                        f"{ms(percentile(lat[THEIRS], 95))}",
+                        f"{cpu[OURS]:.2f} / {cpu[THEIRS]:.2f}",
+                        "pass" if ratios[operation] >= 1 else "**not met**"])
+    text = "\n".join([
+        f"### (1) Throughput, concurrency {concurrency}", "",
+        "Every phase (CPU ms/request: of the server process, and of the load generator):", "",
+        table(["round", "operation", "server", "requests", "seconds", "req/s", "p50 ms",
+               "p95 ms", "server CPU ms/req", "client CPU ms/req"], rows), "",
+        "All rounds together (requests/s = all requests / all phase seconds; latency "
+        "p50 / p95 over every request):", "",
+        table(["operation", "ours req/s", "scim2-server req/s", "ours / theirs",
+               "ours p50 / p95 ms", "theirs p50 / p95 ms", "server CPU ms/req ours / theirs",
+               "target >= 1"], summary)])
+    return text, ratios
+
+
+def scale_report(times: dict[tuple[int, str], list[float]], small: int,
+                 large: int) -> tuple[str, float]:
+    rows, worst = [], 0.0
+    for name in dict.fromkeys(q for _, q in times):
+        s, g = times[(small, name)], times[(large, name)]
+        ratio = percentile(g, 95) / percentile(s, 95)
+        worst = max(worst, ratio)
+        rows.append([f"filter={name}", len(s), ms(percentile(s, 50)), ms(percentile(s, 95)),
+                     ms(percentile(g, 50)), ms(percentile(g, 95)), f"**{ratio:.2f}**"])
+    text = "\n".join([
+        f"### (2) GET by filter, {small:,} vs {large:,} users", "",
+        "One request at a time, alternating between the two servers, a random existing user "
+        "each time (latency: request to answer, through HTTP):", "",
+        table(["query", "requests each", f"{small:,} p50 ms", f"{small:,} p95 ms",
+               f"{large:,} p50 ms", f"{large:,} p95 ms", "p95 ratio"], rows), "",
+        f"**worst p95 ratio {worst:.2f}** (target <= 2): {'pass' if worst <= 2 else 'not met'}"])
+    return text, worst
+
+
+# ---------------------------------------------------------------- main
+def run_throughput(args: argparse.Namespace) -> tuple[str, dict[str, float], int]:
+    """Part (1): its report, the ratio ours / theirs per operation, the jobs queued."""
+    token = "bench-token"
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        add_clients(home, 0)  # create the deployment now, so serve does not seed a sample
+        with our_server(home, args.concurrency,
+                        args.profile and args.profile / "throughput.txt") as ours, \
+                scim_server(bearer_tokens=[token], tenants=False) as peer:
+            theirs = Server(THEIRS, f"{peer.origin}/v2", [token], peer.process.pid)
+            phases = asyncio.run(throughput([ours, theirs], args.rounds, args.requests,
+                                            args.concurrency))
+        jobs = outbox_jobs(home)
+    if jobs:
+        raise SystemExit(f"{jobs} provisioning jobs were queued; expected none")
+    return (*throughput_report(phases, args.concurrency), jobs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=500,
+                        help="requests per operation, per server, per round")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--large", type=int, default=1_000_000)
+    parser.add_argument("--lookups", type=int, default=400,
+                        help="GET-by-filter requests per query and store")
+    parser.add_argument("--part", choices=("both", "throughput", "scale"), default="both")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="run our servers under py-spy; the samples go to DIR")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    command = " ".join([".venv/bin/python bench/scim_inbound.py", *sys.argv[1:]])
+    facts = machine_facts()
+    print(facts, flush=True)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    part1, ratios, jobs = "", {}, 0
+    if args.part != "scale":
+        part1, ratios, jobs = run_throughput(args)
+        print(part1, flush=True)
+
+    part2, worst = "", None
+    if args.part != "throughput":
+        with contextlib.ExitStack() as stack:
+            servers = {n: stack.enter_context(our_server(
+                deployment(n, rebuild=False), 1,
+                args.profile and args.profile / f"scale_{n}.txt"))
+                for n in (args.small, args.large)}
+            times = lookups(servers, args.lookups)
+        part2, worst = scale_report(times, args.small, args.large)
+        print(part2, flush=True)
+
+    text = "\n".join([
+        "# Inbound SCIM 2.0 server benchmark", "",
+        f"Command: `{command}`", "",
+        f"Machine: {facts}; run took {time.perf_counter() - started:.0f} s", "",
+        "Ours: `mware-iam --home TMP serve` (uvicorn, SQLite in the home, the provisioning "
+        "worker pool running; no outbound targets, so the planner queued "
+        f"{jobs} jobs in the throughput part). Theirs: `scim2-server --hostname 127.0.0.1 "
+        "--bearer-token T` "
+        "(wsgiref, threaded, in memory). Load generator: this process, asyncio + httpx, "
+        "each client authenticated as its own application (our rate limit is per "
+        "application).", "",
+        part1, "", part2, ""])
+    notes = args.out.read_text().partition(NOTES)[2] if args.out.exists() else ""
+    args.out.write_text(text + "\n" + NOTES + notes if notes else text)
+    summary = ", ".join(f"{op} {r:.2f}" for op, r in ratios.items())
+    print(f"\nours / scim2-server: {summary or '-'}" +
+          (f"; p95 {args.large:,} / {args.small:,}: {worst:.2f}" if worst is not None else ""))
+
+
+if __name__ == "__main__":
+    main()
