@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -340,6 +341,26 @@ def test_etags(hr: httpx.Client) -> None:
                   **{"If-Match": etag})
     error_of(stale, 412)
     assert hr.get(f"/Users/{user['id']}").json()["title"] == "x"
+
+
+def test_concurrent_patches_without_if_match_all_apply(api: ScimApi) -> None:
+    token = application(api.iam, "busy")
+    with api.client(token) as client:
+        user = new_user(client, "mia")
+    attributes = ["title", "nickName", "displayName", "locale", "timezone", "userType"]
+
+    def write(attribute: str) -> list[int]:
+        with api.client(token) as own:
+            return [patch(own, f"/Users/{user['id']}", {
+                "op": "replace", "path": attribute, "value": f"{attribute}-{i}"}).status_code
+                for i in range(4)]
+
+    with ThreadPoolExecutor(len(attributes)) as pool:
+        statuses = [s for codes in pool.map(write, attributes) for s in codes]
+    assert set(statuses) == {204}
+    with api.client(token) as client:
+        final = client.get(f"/Users/{user['id']}").json()
+    assert {a: final[a] for a in attributes} == {a: f"{a}-3" for a in attributes}
 
 
 def test_bulk_with_bulk_id_references_and_fail_on_errors(hr: httpx.Client) -> None:

@@ -27,6 +27,7 @@ from scim2_models import (
     PatchOperation,
     Path,
     PayloadTooLargeException,
+    PreconditionFailedException,
     Resource,
     SCIMException,
     UnauthorizedException,
@@ -51,6 +52,9 @@ from core.inbound.tokencache import TokenCache
 from core.scim_paths import ensure_selected
 
 log = logging.getLogger("mware_iam.scim")
+
+#: How often a write without If-Match that lost a race to another write is served again.
+RACE_RETRIES = 5
 
 Scope = dict[str, Any]
 
@@ -172,7 +176,23 @@ class ScimApplication(ASGIApplication):
             raise TooManyRequestsException(wait)
         request.subject = client
         current_client.set(client)  # copied into the worker thread's context
-        return await asyncio.to_thread(self.sync_handler.handle, request)
+        return await asyncio.to_thread(self._handle, request)
+
+    def _handle(self, request: ScimRequest) -> ScimResponse:
+        """Serve a request; a write that lost a race is served again.
+
+        A PUT or PATCH reads the resource, applies the change and writes it if the version
+        is still the one it read. Another write in between makes that check fail: with
+        the client's own ``If-Match`` that is the client's 412, without one it is ours, so
+        the request runs again on the new state (its failed attempt wrote nothing)."""
+        retries = 0 if request.header("If-Match") else RACE_RETRIES
+        for attempt in range(retries + 1):
+            try:
+                return self.sync_handler.handle(request)
+            except PreconditionFailedException:
+                if attempt == retries:
+                    raise
+        raise AssertionError("unreachable")
 
     def handle_exception(self, request: ScimRequest, exception: Exception) -> ScimResponse:
         response = super().handle_exception(request, exception)
