@@ -12,10 +12,11 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
 from scim2_models import Meta, Path, Resource, SCIMException
 from scim2_server.utils import parametrize
 
-from core.claims import ACTIVE, USERNAME
+from core.claims import ACTIVE, SCIM_CORE_USER, USERNAME
 from core.errors import InvalidInput
 from core.identity.service import RoleView, UserView
 from core.inbound.schemas import MappedPath
@@ -25,6 +26,59 @@ from core.scim_paths import ensure_selected
 def _version(body: Mapping[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode())
     return f'W/"{digest.hexdigest()[:16]}"'
+
+
+def _key(mapping: Mapping[str, Any], name: str) -> Any:
+    """``mapping[name]``, the name compared as SCIM compares attribute names (any case)."""
+    if name in mapping:
+        return mapping[name]
+    folded = name.casefold()
+    return next((v for k, v in mapping.items() if k.casefold() == folded), None)
+
+
+def _container(body: dict[str, Any], p: MappedPath, create: bool) -> dict[str, Any] | None:
+    """Where a mapping's attribute lives: the body, or its extension's object."""
+    if p.schema == SCIM_CORE_USER:
+        return body
+    if create:
+        return body.setdefault(p.schema, {})
+    found = body.get(p.schema)
+    return found if isinstance(found, dict) else None
+
+
+def _place(body: dict[str, Any], p: MappedPath, value: Any) -> None:
+    """Write a claim's value where its mapping says, in a plain-data User body."""
+    container = _container(body, p, create=True)
+    assert container is not None
+    if p.selector is not None:
+        key, wanted = p.selector
+        entries = container.setdefault(p.attribute, [])
+        entry = next((e for e in entries if str(e.get(key, "")).lower() == wanted.lower()),
+                     None)
+        if entry is None:
+            entry = {key: wanted}
+            entries.append(entry)
+        entry[p.sub_attribute or "value"] = value
+    elif p.sub_attribute:
+        container.setdefault(p.attribute, {})[p.sub_attribute] = value
+    else:
+        container[p.attribute] = value
+
+
+def _dig(body: dict[str, Any], p: MappedPath) -> Any:
+    """Read a claim's value where its mapping says, in a dumped User body."""
+    container = _container(body, p, create=False)
+    value = _key(container, p.attribute) if container is not None else None
+    if p.selector is not None:
+        key, wanted = p.selector
+        if not isinstance(value, list):
+            return None
+        entry = next((e for e in value if isinstance(e, dict)
+                      and str(_key(e, key) or "").lower() == wanted.lower()), None)
+        return _key(entry, p.sub_attribute or "value") if entry is not None else None
+    if p.sub_attribute:
+        return _key(value, p.sub_attribute) if isinstance(value, dict) else None
+    return value
 
 
 def _text(value: Any) -> str | None:
@@ -52,38 +106,52 @@ class ResourceMapper:
 
     # -------------------------------------------------------------- users
     def user_resource(self, user: UserView, groups: Iterable[RoleView]) -> Resource[Any]:
-        """A User; ``groups`` are its userstore groups (Internal roles are no SCIM groups)."""
+        """A User; ``groups`` are its userstore groups (Internal roles are no SCIM groups).
+
+        The body is built as plain data and validated once; only when a stored value is one
+        the schema rejects (a malformed URL, say) is it built path by path, leaving that
+        value out: it is hidden from the client rather than failing the whole user."""
         body: dict[str, Any] = {"id": user.id, "userName": user.username}
-        resource = self.user_model.model_validate(body)
-        for p, path in self.paths:
+        for p, _ in self.paths:
             value = user.claims.get(p.claim)
-            if value is None:
-                continue
-            if p.claim == ACTIVE:
-                resource_value: Any = value.lower() != "false"
-            else:
-                resource_value = value
-            try:
-                ensure_selected(resource, path)
-                path.set(resource, resource_value)
-            except (ValueError, SCIMException):
-                continue  # a stored value the schema rejects (e.g. a malformed URL) is hidden
+            if value is not None:
+                _place(body, p, (value.lower() != "false") if p.claim == ACTIVE else value)
         members = [{"value": g.id, "display": g.name, "$ref": f"Groups/{g.id}",
                     "type": "direct"} for g in groups]
         if members:
-            resource.groups = members  # type: ignore[attr-defined]
+            body["groups"] = members
+        try:
+            resource = self.user_model.model_validate(body)
+        except ValidationError:
+            resource = self._user_path_by_path(user, members)
         content = resource.model_dump(exclude={"meta"})
         resource.meta = Meta(resource_type="User", created=user.created,
                              last_modified=user.modified or user.created,
                              version=_version(content))
         return resource
 
+    def _user_path_by_path(self, user: UserView, members: list[dict[str, str]]
+                           ) -> Resource[Any]:
+        resource = self.user_model.model_validate({"id": user.id, "userName": user.username})
+        for p, path in self.paths:
+            value = user.claims.get(p.claim)
+            if value is None:
+                continue
+            try:
+                ensure_selected(resource, path)
+                path.set(resource, (value.lower() != "false") if p.claim == ACTIVE else value)
+            except (ValueError, SCIMException):
+                continue  # a stored value the schema rejects is hidden
+        if members:
+            resource.groups = members  # type: ignore[attr-defined]
+        return resource
+
     def user_claims(self, resource: Resource[Any]) -> dict[str, str | None]:
         """Every mapped claim of a User resource: its value, or None when it is absent."""
+        body = resource.model_dump()
         out: dict[str, str | None] = {}
-        for p, path in self.paths:
-            value = path.get(resource)
-            text = _text(value)
+        for p, _ in self.paths:
+            text = _text(_dig(body, p))
             if text is not None and len(text) > 512:
                 raise InvalidInput(f"{p.attribute}: a value is at most 512 characters")
             out[p.claim] = text

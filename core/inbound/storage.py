@@ -288,7 +288,7 @@ class IamScimStorage(ScimStorage):
         user = self.identity.add_user(client.initiator,
                                       f"{client.domain}/{_attr(resource, 'user_name')}",
                                       _password(resource), claims)
-        return self._user_resource(user)
+        return self._user_resource(user, [])  # a new user is in no group yet
 
     def update(self, resource_type: ResourceType, resource: Resource[Any], *,
                expected_version: str | None = None) -> Resource[Any]:
