@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,17 @@ class SystemDB:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+#: Ids per ``IN (...)`` of a batched read (well under every backend's parameter limit).
+IN_CHUNK = 500
+
+
+def in_chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    """The distinct ``ids`` in slices of at most ``IN_CHUNK``, for batched ``IN`` reads."""
+    distinct = list(dict.fromkeys(ids))
+    for i in range(0, len(distinct), IN_CHUNK):
+        yield distinct[i:i + IN_CHUNK]
 
 
 def current_connection(engine: Engine) -> Connection | None:

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, bindparam, case, delete, insert, select, upda
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from core.db import in_chunks
 from core.schema import prov_mappings, prov_target_state
 
 
@@ -42,6 +43,18 @@ def get(conn: Connection, target: str, entity_type: str, entity_id: str) -> Mapp
         prov_mappings.c.target == target, prov_mappings.c.entity_type == entity_type,
         prov_mappings.c.entity_id == entity_id)).first()
     return None if r is None else _mapping(r)
+
+
+def get_many(conn: Connection, target: str, entity_type: str, entity_ids: Sequence[str]
+             ) -> dict[str, Mapping]:
+    """``get`` for many entities of one target in one query: the mappings that exist, by
+    entity id."""
+    out: dict[str, Mapping] = {}
+    m = prov_mappings.c
+    for chunk in in_chunks(entity_ids):
+        out.update((r.entity_id, _mapping(r)) for r in conn.execute(select(prov_mappings).where(
+            m.target == target, m.entity_type == entity_type, m.entity_id.in_(chunk))))
+    return out
 
 
 def for_entity(conn: Connection, entity_id: str) -> list[Mapping]:

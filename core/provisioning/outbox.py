@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
+from core.db import in_chunks
 from core.errors import InvalidInput, NotFound
 from core.schema import prov_attempts, prov_jobs
 
@@ -321,6 +322,18 @@ def has_open_job(conn: Connection, target: str, entity_key: str) -> bool:
     return conn.execute(select(prov_jobs.c.pk).where(
         prov_jobs.c.target == target, prov_jobs.c.entity_key == entity_key,
         prov_jobs.c.state.in_([s.value for s in OPEN_STATES])).limit(1)).first() is not None
+
+
+def open_entity_keys(conn: Connection, target: str, entity_keys: Sequence[str]) -> set[str]:
+    """Which of ``entity_keys`` have an open job at ``target`` (``has_open_job`` for many,
+    one query)."""
+    c = prov_jobs.c
+    found: set[str] = set()
+    for chunk in in_chunks(entity_keys):
+        found.update(conn.execute(select(c.entity_key).distinct().where(
+            c.target == target, c.entity_key.in_(chunk),
+            c.state.in_([s.value for s in OPEN_STATES]))).scalars())
+    return found
 
 
 def has_open_target_job(conn: Connection, target: str) -> bool:

@@ -29,7 +29,6 @@ from core.provisioning import executor, mapping, outbox
 from core.provisioning.executor import Outcome, Prepared
 from core.provisioning.outbox import Job, JobState
 from core.provisioning.runtime import TargetRuntime
-from core.provisioning.targets import Target
 
 if TYPE_CHECKING:
     from core.iam import Iam
@@ -173,8 +172,7 @@ class WorkerPool:
             return settled, [], []
         try:
             with self.iam.db.transaction() as conn:
-                targets: dict[str, Target] = {}
-                preps = [executor.prepare(conn, self.iam, job, targets) for job in jobs]
+                preps = executor.prepare_many(conn, self.iam, jobs)
         except Exception:
             preps = self._prepare_each(jobs)
         return settled, preps, []

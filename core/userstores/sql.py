@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from core.db import current_connection
+from core.db import current_connection, in_chunks
 from core.errors import AlreadyExists, InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
 from core.passwords import PasswordHashing
 from core.schema import um_groups, um_memberships, um_user_attributes, um_users
@@ -245,6 +245,16 @@ class SqlUserStore:
             rows = conn.execute(select(*self._user_cols).where(
                 um_users.c.user_id == user_id, um_users.c.store == self.domain)).all()
             return self._users(conn, rows)[0] if rows else None
+
+    def get_users(self, user_ids: Sequence[str]) -> dict[str, StoredUser]:
+        """``get_user`` for many ids: the users that exist, by id, one query per table."""
+        out: dict[str, StoredUser] = {}
+        with self._conn() as conn:
+            for chunk in in_chunks(user_ids):
+                rows = conn.execute(select(*self._user_cols).where(
+                    um_users.c.user_id.in_(chunk), um_users.c.store == self.domain)).all()
+                out.update((u.id, u) for u in self._users(conn, rows))
+        return out
 
     def get_user_by_name(self, username: str) -> StoredUser | None:
         with self._conn() as conn:
@@ -470,6 +480,22 @@ class SqlUserStore:
                 .where(and_(um_memberships.c.user_pk == upk))
                 .order_by(um_groups.c.name_key)).all()
             return [self._group(r) for r in rows]
+
+    def groups_of_users(self, user_ids: Sequence[str]) -> dict[str, list[StoredGroup]]:
+        """``groups_of`` for many users in one query: each id's groups in name order; an
+        id that is not a user of this store has none."""
+        out: dict[str, list[StoredGroup]] = {uid: [] for uid in user_ids}
+        with self._conn() as conn:
+            for chunk in in_chunks(user_ids):
+                rows = conn.execute(
+                    select(um_users.c.user_id.label("member_id"), *self._group_cols)
+                    .join(um_memberships, um_memberships.c.group_pk == um_groups.c.pk)
+                    .join(um_users, um_users.c.pk == um_memberships.c.user_pk)
+                    .where(um_users.c.user_id.in_(chunk), um_users.c.store == self.domain)
+                    .order_by(um_groups.c.name_key)).all()
+                for r in rows:
+                    out[r.member_id].append(self._group(r))
+        return out
 
     # ------------------------------------------------------------------ operations
     def health(self) -> Health:
