@@ -28,8 +28,10 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -116,6 +118,8 @@ _OWN_ATTRIBUTES = frozenset({"userName", "active", "password"})
 _READ_ONLY_KEYS = ("meta", "groups")
 _RETRYABLE_4XX = frozenset({408, 412, 429})
 _SHOWN_TEXT = 300
+#: Seconds a target's ServiceProviderConfig is trusted before it is read again.
+CAPABILITIES_TTL = 300.0
 
 
 @dataclass(frozen=True)
@@ -161,8 +165,9 @@ class Capabilities:
 class Scim2Connector(Connector):
     spec = SPEC
 
-    def __init__(self, properties: Mapping[str, Any], client: httpx.AsyncClient) -> None:
-        super().__init__(properties, client)
+    def __init__(self, properties: Mapping[str, Any], client: httpx.AsyncClient,
+                 memo: dict[str, Any] | None = None) -> None:
+        super().__init__(properties, client, memo)
         self.user_ep = str(properties["scim2-user-ep"]).rstrip("/")
         self.group_ep = str(properties.get("scim2-group-ep") or "").rstrip("/")
         #: The SCIM root: the user endpoint without its last segment (…/v2/Users -> …/v2).
@@ -171,7 +176,6 @@ class Scim2Connector(Connector):
         self.members_per_request = max(1, int(properties.get("scim2-members-per-request")
                                               or 50))
         self._auth = _auth_headers(properties)
-        self._capabilities: Capabilities | None = None
 
     # ------------------------------------------------------------ service
     async def test_connection(self) -> str:
@@ -186,15 +190,28 @@ class Scim2Connector(Connector):
         return "; ".join(found)
 
     async def capabilities(self, refresh: bool = False) -> Capabilities:
-        """The target's ServiceProviderConfig, read once per connector instance."""
-        if self._capabilities is None or refresh:
-            try:
-                body = await self._call("GET", f"{self.base_url}/ServiceProviderConfig",
-                                        "read the ServiceProviderConfig")
-            except RemoteNotFound:
-                body = None
-            self._capabilities = Capabilities.from_config(body)
-        return self._capabilities
+        """The target's ServiceProviderConfig, read once for every connector sharing
+        ``memo`` (the engine's connectors of one target), and again after
+        ``CAPABILITIES_TTL`` seconds (a peer may start to support PATCH) or on ``refresh``.
+        """
+        def fresh() -> Capabilities | None:
+            known = self.memo.get("capabilities")
+            return known[1] if known is not None and known[0] > time.monotonic() else None
+
+        known = None if refresh else fresh()
+        if known is not None:
+            return known
+        async with self.memo.setdefault("capabilities-lock", asyncio.Lock()):
+            known = None if refresh else fresh()  # read meanwhile by another connector
+            if known is None:
+                try:
+                    body = await self._call("GET", f"{self.base_url}/ServiceProviderConfig",
+                                            "read the ServiceProviderConfig")
+                except RemoteNotFound:
+                    body = None
+                known = Capabilities.from_config(body)
+                self.memo["capabilities"] = (time.monotonic() + CAPABILITIES_TTL, known)
+            return known
 
     async def _count(self, endpoint: str, what: str) -> str:
         body = await self._call("GET", endpoint, f"list {what}",
