@@ -251,8 +251,11 @@ class SqlUserStore:
         out: dict[str, StoredUser] = {}
         with self._conn() as conn:
             for chunk in in_chunks(user_ids):
-                rows = conn.execute(select(*self._user_cols).where(
-                    um_users.c.user_id.in_(chunk), um_users.c.store == self.domain)).all()
+                # by the (unique) id alone, so that the id's index is used (with the store
+                # in the query, SQLite walks the whole store instead); then the store
+                rows = [r for r in conn.execute(select(*self._user_cols, um_users.c.store)
+                                                .where(um_users.c.user_id.in_(chunk)))
+                        if r.store == self.domain]
                 out.update((u.id, u) for u in self._users(conn, rows))
         return out
 
@@ -488,13 +491,15 @@ class SqlUserStore:
         with self._conn() as conn:
             for chunk in in_chunks(user_ids):
                 rows = conn.execute(
-                    select(um_users.c.user_id.label("member_id"), *self._group_cols)
+                    select(um_users.c.user_id.label("member_id"),
+                           um_users.c.store.label("member_store"), *self._group_cols)
                     .join(um_memberships, um_memberships.c.group_pk == um_groups.c.pk)
                     .join(um_users, um_users.c.pk == um_memberships.c.user_pk)
-                    .where(um_users.c.user_id.in_(chunk), um_users.c.store == self.domain)
+                    .where(um_users.c.user_id.in_(chunk))  # the store: see get_users
                     .order_by(um_groups.c.name_key)).all()
                 for r in rows:
-                    out[r.member_id].append(self._group(r))
+                    if r.member_store == self.domain:
+                        out[r.member_id].append(self._group(r))
         return out
 
     # ------------------------------------------------------------------ operations
