@@ -10,6 +10,7 @@ reads the current state when it runs.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -154,17 +155,22 @@ def enqueue(
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-def _ready(now: datetime) -> list[tuple[Any, Any]]:
-    """What makes a job runnable, each with its order: leases of workers that died first,
-    then due retries, then new work. Each walks ``ix_prov_jobs_state_next`` in order and
-    stops at the limit, so a claim costs the same with ten or a million jobs queued."""
-    c = prov_jobs.c
+#: What makes a job runnable, in the order claims take them: leases of workers that died,
+#: then due retries, then new work.
+_READY_KINDS = 3
+
+
+def _ready(kind: int) -> tuple[Any, Any]:
+    """Runnable jobs of one kind (``:now`` the time of the claim), and their order. Each
+    walks ``ix_prov_jobs_state_next`` in order and stops at the limit, so a claim costs
+    the same with ten or a million jobs queued."""
+    c, now = prov_jobs.c, bindparam("now", type_=prov_jobs.c.next_attempt_at.type)
     return [
         (and_(c.state == JobState.INFLIGHT.value, c.lease_until < now), c.lease_until),
         (and_(c.state == JobState.RETRY.value, c.next_attempt_at <= now), c.next_attempt_at),
         (and_(c.state == JobState.PENDING.value, c.next_attempt_at <= now),
          c.next_attempt_at),
-    ]
+    ][kind]
 
 
 def _first_of_key() -> Any:
@@ -174,6 +180,38 @@ def _first_of_key() -> Any:
         earlier.c.target == prov_jobs.c.target, earlier.c.entity_key == prov_jobs.c.entity_key,
         earlier.c.pk < prov_jobs.c.pk,
         earlier.c.state.in_([s.value for s in OPEN_STATES]))
+
+
+@functools.cache
+def _candidates(kind: int, targets: bool, exclude: bool, pks: bool, lock: bool) -> Any:
+    """The statement choosing up to ``:n`` jobs of one kind, built once per variant: a
+    worker claims many times a second, and building this statement cost more than
+    running it."""
+    c = prov_jobs.c
+    ready, order = _ready(kind)
+    scope = [ready, _first_of_key()]
+    if targets:
+        scope.append(c.target.in_(bindparam("targets", expanding=True)))
+    if exclude:
+        scope.append(c.target.not_in(bindparam("exclude", expanding=True)))
+    if pks:
+        scope.append(c.pk.in_(bindparam("pks", expanding=True)))
+    q = select(c.pk).where(*scope).order_by(order, c.pk).limit(bindparam("n"))
+    return q.with_for_update(skip_locked=True, of=prov_jobs) if lock else q
+
+
+_c = prov_jobs.c
+#: Lease the chosen jobs that are still runnable (a lost race leases nothing).
+_LEASE = update(prov_jobs).where(
+    _c.pk.in_(bindparam("chosen", expanding=True)),
+    or_(_c.state.in_([JobState.PENDING.value, JobState.RETRY.value]),
+        and_(_c.state == JobState.INFLIGHT.value,
+             _c.lease_until < bindparam("expired_before", type_=_c.lease_until.type))),
+).values(state=JobState.INFLIGHT.value, lease_owner=bindparam("token"),
+         lease_until=bindparam("until"), attempts=_c.attempts + 1,
+         updated=bindparam("leased_at"))
+_LEASED = select(prov_jobs).where(_c.pk.in_(bindparam("chosen", expanding=True)),
+                                  _c.lease_owner == bindparam("token")).order_by(_c.pk)
 
 
 def claim(
@@ -190,34 +228,21 @@ def claim(
     if targets is not None and not targets:
         return []
     now = _now()
-    scope = [_first_of_key()]
-    if targets is not None:
-        scope.append(prov_jobs.c.target.in_(list(targets)))
-    if exclude:
-        scope.append(prov_jobs.c.target.not_in(list(exclude)))
-    if pks is not None:
-        scope.append(prov_jobs.c.pk.in_(list(pks)))
+    params: dict[str, Any] = {"now": now, "targets": list(targets or ()),
+                              "exclude": list(exclude), "pks": list(pks or ())}
+    lock = conn.dialect.name != "sqlite"
     chosen: list[int] = []
-    for ready, order in _ready(now):
+    for kind in range(_READY_KINDS):
         if len(chosen) >= limit:
             break
-        q = (select(prov_jobs.c.pk).where(ready, *scope).order_by(order, prov_jobs.c.pk)
-             .limit(limit - len(chosen)))
-        if conn.dialect.name != "sqlite":
-            q = q.with_for_update(skip_locked=True, of=prov_jobs)
-        chosen += conn.execute(q).scalars()
+        q = _candidates(kind, targets is not None, bool(exclude), pks is not None, lock)
+        chosen += conn.execute(q, {**params, "n": limit - len(chosen)}).scalars()
     if not chosen:
         return []
     token = f"{owner}/{uuid.uuid4().hex[:8]}"
-    c = prov_jobs.c
-    conn.execute(update(prov_jobs).where(
-        c.pk.in_(chosen),
-        or_(c.state.in_([JobState.PENDING.value, JobState.RETRY.value]),
-            and_(c.state == JobState.INFLIGHT.value, c.lease_until < now)),
-    ).values(state=JobState.INFLIGHT.value, lease_owner=token, lease_until=now + LEASE,
-             attempts=c.attempts + 1, updated=now))
-    rows = conn.execute(select(prov_jobs).where(c.pk.in_(chosen), c.lease_owner == token)
-                        .order_by(c.pk)).all()
+    conn.execute(_LEASE, {"chosen": chosen, "expired_before": now, "token": token,
+                          "until": now + LEASE, "leased_at": now})
+    rows = conn.execute(_LEASED, {"chosen": chosen, "token": token}).all()
     return [_job(r) for r in rows]
 
 
