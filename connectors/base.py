@@ -110,6 +110,12 @@ class Exchange:
     status: int | None = None
     response_body: Any = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name (``dataclasses.asdict`` without its deep copy of the bodies,
+        which are the connector's own redacted copies already)."""
+        return {"method": self.method, "url": self.url, "request_body": self.request_body,
+                "status": self.status, "response_body": self.response_body}
+
 
 # ---------------------------------------------------------------- errors
 class ConnectorError(Exception):

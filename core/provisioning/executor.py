@@ -335,7 +335,7 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
     if _delivered(prep, outcome):
         _record_delivered(conn, [(prep, outcome)])
         return JobState.SUCCEEDED
-    exchanges = [dataclasses.asdict(e) for e in outcome.exchanges]
+    exchanges = [e.as_dict() for e in outcome.exchanges]
     err = outcome.error
     if err is None:
         if outcome.forget:
@@ -408,7 +408,7 @@ def _record_delivered(conn: Connection, delivered: Sequence[tuple[Prepared, Outc
                                for p, o in delivered])
     outbox.record_attempts(conn, [
         outbox.Attempt(p.job, o.started, o.duration_ms, "succeeded", _last_status(o),
-                       o.note or None, [dataclasses.asdict(e) for e in o.exchanges])
+                       o.note or None, [e.as_dict() for e in o.exchanges])
         for p, o in delivered])
     for target, n in Counter(p.job.target for p, _ in delivered).items():
         mapping.record_success(conn, target, n)
