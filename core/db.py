@@ -104,15 +104,24 @@ class SystemDB:
         return set(inspect(self.engine).get_table_names())
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """Join the ambient transaction, or open one that commits when the block ends."""
+    def transaction(self, on: Connection | None = None) -> Iterator[Connection]:
+        """Join the ambient transaction, or open one that commits when the block ends.
+
+        ``on``: a connection of this engine that the caller keeps open between its
+        transactions (a worker's database thread runs many small ones; connecting for
+        each costs more than the work in it on SQLite). It is used from one thread only.
+        """
         current = _current.get()
         if current is not None and current[0] is self.engine:
             yield current[1]
             return
         try:
-            conn_cm = self.engine.begin()
-            conn = conn_cm.__enter__()
+            if on is None:
+                conn_cm: Any = self.engine.begin()
+                conn = conn_cm.__enter__()
+            else:
+                conn_cm, conn = on.begin(), on
+                conn_cm.__enter__()
         except (OperationalError, DBAPIError) as exc:
             raise StoreUnavailable(
                 f"system database {self.safe_url} is unreachable: {_first_line(exc)}"

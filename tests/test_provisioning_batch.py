@@ -7,6 +7,8 @@ a number of statements that does not grow with the batch.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +19,7 @@ from core.iam import Iam
 from core.identity.events import EventType, IdentityEvent, Initiator
 from core.provisioning import executor, mapping, outbox
 from core.provisioning.outbox import Job, JobSpec, Operation
-from tests.provisioning_helpers import connect
+from tests.provisioning_helpers import connect, peer_users
 
 TARGET = "peer:scim2"
 #: Nobody listens here: preparing a job never talks to the target.
@@ -172,3 +174,27 @@ def test_joining_a_provisioning_role_reads_the_roles_of_all_members_at_once(
     assert [s.name for s in many] == [f"PRIMARY/{n}" for n in names[1:]]
     assert {s.operation for s in many} == {Operation.UPSERT_USER}
     assert many_queries == few_queries <= 3
+
+
+def test_a_worker_keeps_one_connection_for_its_many_transactions(
+        sqlite_iam: Iam, admin: Initiator, scim_peer: str) -> None:
+    iam = sqlite_iam
+    connect(iam, scim_peer, concurrency=2)
+    for i in range(40):
+        iam.identity.add_user(admin, f"user{i:02d}", None, {"givenname": f"G{i}"})
+    opened: list[str] = []
+
+    def on_connect(*_: Any) -> None:
+        opened.append(threading.current_thread().name)
+
+    event.listen(iam.db.engine, "connect", on_connect)
+    try:
+        pool = iam.provisioning.worker_pool(capacity=8)
+        try:
+            attempts = asyncio.run(pool.drain())
+        finally:
+            pool.close()
+    finally:
+        event.remove(iam.db.engine, "connect", on_connect)
+    assert attempts == 40 and len(peer_users(scim_peer)) == 40
+    assert len([t for t in opened if t.startswith("mware-iam-outbox")]) == 1
