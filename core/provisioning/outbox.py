@@ -146,13 +146,20 @@ def enqueue(
                 payload=payload, entity_name=spec.name, updated=now,
                 blocking=prov_jobs.c.blocking | blocking))
             return int(row.pk)
-    result = conn.execute(insert(prov_jobs).values(
-        target=spec.target, entity_type=spec.entity_type, entity_domain=spec.domain,
-        entity_id=spec.entity_id, entity_name=spec.name, entity_key=spec.entity_key,
-        operation=spec.operation.value, payload=dict(spec.payload),
-        state=JobState.PENDING.value, attempts=0, next_attempt_at=now, application=application,
-        jit=jit, blocking=blocking, created=now, updated=now))
+    result = conn.execute(_INSERT, {
+        "target": spec.target, "entity_type": spec.entity_type, "entity_domain": spec.domain,
+        "entity_id": spec.entity_id, "entity_name": spec.name, "entity_key": spec.entity_key,
+        "operation": spec.operation.value, "payload": dict(spec.payload),
+        "state": JobState.PENDING.value, "attempts": 0, "next_attempt_at": now,
+        "application": application, "jit": jit, "blocking": blocking, "created": now,
+        "updated": now})
     return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+#: Built once: the planner writes a job for every user of a bulk import, and workers an
+#: attempt for every job (building a statement costs more than running it).
+_INSERT = insert(prov_jobs)
+_INSERT_ATTEMPT = insert(prov_attempts)
 
 
 #: What makes a job runnable, in the order claims take them: leases of workers that died,
@@ -273,12 +280,14 @@ def succeed_many(conn: Connection, done: Sequence[tuple[int, str | None, Mapping
                  ) -> None:
     """``finish`` as succeeded for many jobs at once: (pk, note, payload) each."""
     now = _now()
-    conn.execute(update(prov_jobs).where(prov_jobs.c.pk == bindparam("job_pk")).values(
-        state=JobState.SUCCEEDED.value, last_error=bindparam("note"), last_status=None,
-        updated=now, lease_owner=None, lease_until=None,
-        payload=bindparam("new_payload", type_=prov_jobs.c.payload.type)),
-        [{"job_pk": pk, "note": note, "new_payload": dict(payload)}
-         for pk, note, payload in done])
+    conn.execute(_SUCCEED, [{"job_pk": pk, "note": note, "new_payload": dict(payload),
+                             "done_at": now} for pk, note, payload in done])
+
+
+_SUCCEED = update(prov_jobs).where(prov_jobs.c.pk == bindparam("job_pk")).values(
+    state=JobState.SUCCEEDED.value, last_error=bindparam("note"), last_status=None,
+    updated=bindparam("done_at"), lease_owner=None, lease_until=None,
+    payload=bindparam("new_payload", type_=prov_jobs.c.payload.type))
 
 
 @dataclass(frozen=True)
@@ -303,7 +312,7 @@ def record_attempt(
 
 
 def record_attempts(conn: Connection, attempts: Sequence[Attempt]) -> None:
-    conn.execute(insert(prov_attempts), [
+    conn.execute(_INSERT_ATTEMPT, [
         {"job_pk": a.job.pk, "target": a.job.target, "at": a.started,
          "duration_ms": a.duration_ms, "outcome": a.outcome, "status_code": a.status,
          "error": a.error, "exchanges": list(a.exchanges)} for a in attempts])
