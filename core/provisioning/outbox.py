@@ -203,7 +203,9 @@ def _candidates(kind: int, targets: bool, exclude: bool, pks: bool, lock: bool) 
         scope.append(c.target.not_in(bindparam("exclude", expanding=True)))
     if pks:
         scope.append(c.pk.in_(bindparam("pks", expanding=True)))
-    q = select(c.pk).where(*scope).order_by(order, c.pk).limit(bindparam("n"))
+    # in the index's own order only: a tie-break on pk made PostgreSQL sort every runnable
+    # job (and test each against the others) before taking the first few
+    q = select(c.pk).where(*scope).order_by(order).limit(bindparam("n"))
     return q.with_for_update(skip_locked=True, of=prov_jobs) if lock else q
 
 
