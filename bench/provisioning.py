@@ -23,6 +23,7 @@ One ``scim2-server`` process serves three fresh tenants, one per run:
     .venv/bin/python bench/provisioning.py --users 10000 --concurrency 8
     .venv/bin/python bench/provisioning.py --users 2000 --no-crash      # quick run
     .venv/bin/python bench/provisioning.py --users 2000 --no-crash --processes 1 2 3
+    .venv/bin/python bench/provisioning.py --users 10000 --backend postgresql  # local server
 
 To see where the time goes: ``py-spy record --gil --format raw -o prof.txt -- .venv/bin/python
 bench/provisioning.py --users 5000 --no-crash`` (py-spy samples every thread: the pool's
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import os
@@ -44,7 +46,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,12 +59,14 @@ from sqlalchemy import func, select, update
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the peers of the test suite
 
+from core.home import DB_ENV  # noqa: E402
 from core.iam import Iam  # noqa: E402
 from core.identity.events import Initiator  # noqa: E402
 from core.identity.service import ImportRow  # noqa: E402
 from core.schema import prov_attempts, prov_jobs  # noqa: E402
 from tests.peers import scim_server  # noqa: E402
 from tests.provisioning_helpers import connect  # noqa: E402
+from tests.servers import database_url  # noqa: E402
 
 SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 SCIM_JSON = "application/scim+json"
@@ -316,8 +320,25 @@ def crash(base_url: str, users: int, concurrency: int, work: Path) -> Run:
                f"end: {sum(names.values())} at the peer, {twice} twice")
 
 
+@contextlib.contextmanager
+def system_db(backend: str, work: Path) -> Iterator[None]:
+    """Each run's system database: SQLite in its home, or a fresh private database on the
+    local PostgreSQL or MariaDB (given to worker processes through MWARE_IAM_DB)."""
+    if backend == "sqlite":
+        yield
+        return
+    with database_url(backend, str(work)) as url:
+        os.environ[DB_ENV] = url
+        try:
+            yield
+        finally:
+            del os.environ[DB_ENV]
+
+
 # ---------------------------------------------------------------- report
-def report(runs: list[Run], command: str, concurrency: int) -> str:
+def report(runs: list[Run], command: str, concurrency: int, backend: str) -> str:
+    backend_label = "SQLite in the home" if backend == "sqlite" else \
+        f"{backend} on this machine (a fresh private database per run)"
     def num(value: float | None, digits: int = 0) -> str:
         return "" if value is None else f"{value:.{digits}f}"
 
@@ -332,8 +353,9 @@ def report(runs: list[Run], command: str, concurrency: int) -> str:
         f"Command: `{command}`", "",
         f"Machine: {machine_facts()}", "",
         f"Peer: scim2-server (wsgiref, one process, in-memory), concurrency {concurrency}; "
-        "system database: SQLite in the home. CPU ms/user: this process (the bare client, "
-        "or the import and the worker pool), and the peer.", "",
+        f"system database: {backend_label}. CPU ms/user: this process (the bare client, "
+        "or the import and the worker pool; in (d) the import and the worker processes), "
+        "and the peer.", "",
         table(["run", "users", "seconds", "users/s", "p50 ms", "p95 ms", "CPU ms/user",
                "peer CPU ms/user", "note"], rows), "",
         "ours / ceiling: " + "; ".join(ratios) + " (target >= 0.8)", ""])
@@ -344,6 +366,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--no-crash", action="store_true", help="skip the crash run")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "mariadb"),
+                        default="sqlite", help="the system database of (b), (c), (d)")
     parser.add_argument("--processes", type=int, nargs="*", default=[2],
                         help="also run (d): the pool in this many worker processes "
                              "(several values: one run each; none: skip)")
@@ -357,17 +381,21 @@ def main() -> None:
         runs.append(measured(lambda: ceiling(server.tenant(), args.users, args.concurrency),
                              pid))
         print(runs[-1], flush=True)
-        runs.append(measured(lambda: ours(server.tenant(), args.users, args.concurrency,
-                                          work), pid))
+        with system_db(args.backend, work):
+            runs.append(measured(lambda: ours(server.tenant(), args.users, args.concurrency,
+                                              work), pid))
         print(runs[-1], flush=True)
         for n in args.processes:
-            runs.append(measured(functools.partial(
-                ours_processes, server.tenant(), args.users, args.concurrency, work, n), pid))
+            with system_db(args.backend, work):
+                runs.append(measured(functools.partial(
+                    ours_processes, server.tenant(), args.users, args.concurrency, work, n),
+                    pid))
             print(runs[-1], flush=True)
         if not args.no_crash:
-            runs.append(crash(server.tenant(), args.users, args.concurrency, work))
+            with system_db(args.backend, work):
+                runs.append(crash(server.tenant(), args.users, args.concurrency, work))
             print(runs[-1], flush=True)
-    text = report(runs, command, args.concurrency)
+    text = report(runs, command, args.concurrency, args.backend)
     print(text)
     notes = args.out.read_text().partition(NOTES)[2] if args.out.exists() else ""
     args.out.write_text(text + "\n" + NOTES + notes if notes else text)
