@@ -16,8 +16,14 @@ One ``scim2-server`` process serves three fresh tenants, one per run:
     leases expired (what waiting out the lease would do), a new worker started: the peer
     must hold N users with none twice.
 
+(d) several processes: (b) with the pool in K ``mware-iam worker`` processes (default 2),
+    each with the connector's concurrency set to 8 / K (the peer still sees at most 8
+    requests at once); measured as (b).
+
     .venv/bin/python bench/provisioning.py --users 10000 --concurrency 8
     .venv/bin/python bench/provisioning.py --users 2000 --no-crash      # quick run
+    .venv/bin/python bench/provisioning.py --users 2000 --no-crash --processes 1 2 3
+    .venv/bin/python bench/provisioning.py --users 10000 --backend postgresql  # local server
 
 To see where the time goes: ``py-spy record --gil --format raw -o prof.txt -- .venv/bin/python
 bench/provisioning.py --users 5000 --no-crash`` (py-spy samples every thread: the pool's
@@ -28,7 +34,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import functools
+import os
 import signal
 import subprocess
 import sys
@@ -36,7 +45,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,12 +58,14 @@ from sqlalchemy import func, select, update
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the peers of the test suite
 
+from core.home import DB_ENV  # noqa: E402
 from core.iam import Iam  # noqa: E402
 from core.identity.events import Initiator  # noqa: E402
 from core.identity.service import ImportRow  # noqa: E402
 from core.schema import prov_attempts, prov_jobs  # noqa: E402
 from tests.peers import scim_server  # noqa: E402
 from tests.provisioning_helpers import connect  # noqa: E402
+from tests.servers import database_url  # noqa: E402
 
 SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 SCIM_JSON = "application/scim+json"
@@ -84,12 +95,14 @@ class Run:
 
 
 def measured(run: Callable[[], Run], peer_pid: int) -> Run:
-    """``run()`` with the CPU time this process and the peer spent on it, per user."""
+    """``run()`` with the CPU time the peer spent on it, and this process unless the run
+    measured its own (several processes), per user."""
     cpu, peer = time.process_time(), process_cpu(peer_pid)
     result = run()
+    own = result.cpu_ms if result.cpu_ms is not None else \
+        (time.process_time() - cpu) * 1000 / result.users
     return dataclasses.replace(
-        result, cpu_ms=(time.process_time() - cpu) * 1000 / result.users,
-        peer_cpu_ms=(process_cpu(peer_pid) - peer) * 1000 / result.users)
+        result, cpu_ms=own, peer_cpu_ms=(process_cpu(peer_pid) - peer) * 1000 / result.users)
 
 
 def user(i: int) -> tuple[str, dict[str, str]]:
@@ -200,6 +213,41 @@ def ours(base_url: str, users: int, concurrency: int, work: Path) -> Run:
                percentile(ms, 95), f"latency: event to ack; import alone {imported:.1f} s")
 
 
+def ours_processes(base_url: str, users: int, concurrency: int, work: Path,
+                   processes: int) -> Run:
+    """(b) with the pool in ``processes`` ``mware-iam worker`` processes instead of this
+    one (as several workers would run beside ``serve``). Each takes ``concurrency /
+    processes`` requests at once, so the peer never sees more than ``concurrency``, as
+    in the ceiling. CPU: this process (the import) and the workers, per user."""
+    home = work / f"ours-{processes}"
+    with Iam.open(home=str(home)) as iam:
+        connect(iam, base_url, concurrency=max(1, concurrency // processes))
+    workers = [_worker(home, work / f"ours-{processes}.log") for _ in range(processes)]
+    try:
+        time.sleep(3)  # started and polling (the span starts at the first event anyway)
+        cpu = time.process_time() + sum(process_cpu(w.pid) for w in workers)
+        with Iam.open(home=str(home)) as iam:
+            began = time.perf_counter()
+            report = iam.identity.import_users(Initiator.admin(), _rows(users))
+            imported = time.perf_counter() - began
+            assert report.imported == users, report.errors[:3]
+            _wait_for(lambda: _states(iam).get("succeeded", 0) == users, "every job to succeed")
+            cpu = time.process_time() + sum(process_cpu(w.pid) for w in workers) - cpu
+            latencies, span = _event_to_ack(iam)
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        codes = [w.wait(60) for w in workers]
+    if any(codes):
+        raise RuntimeError(f"worker processes exited with {codes}")
+    ms = [v * 1000 for v in latencies]
+    return Run(f"(d) ours: import_users + {processes} worker "
+               f"process{'es' if processes > 1 else ''}", users, span,
+               percentile(ms, 50), percentile(ms, 95),
+               f"latency: event to ack; concurrency {max(1, concurrency // processes)} "
+               f"each; import alone {imported:.1f} s", cpu_ms=cpu * 1000 / users)
+
+
 # ---------------------------------------------------------------- (c) the crash run
 def _peer_names(base_url: str) -> Counter[str]:
     names: Counter[str] = Counter()
@@ -261,26 +309,45 @@ def crash(base_url: str, users: int, concurrency: int, work: Path) -> Run:
                f"end: {sum(names.values())} at the peer, {twice} twice")
 
 
+@contextlib.contextmanager
+def system_db(backend: str, work: Path) -> Iterator[None]:
+    """Each run's system database: SQLite in its home, or a fresh private database on the
+    local PostgreSQL or MariaDB (given to worker processes through MWARE_IAM_DB)."""
+    if backend == "sqlite":
+        yield
+        return
+    with database_url(backend, str(work)) as url:
+        os.environ[DB_ENV] = url
+        try:
+            yield
+        finally:
+            del os.environ[DB_ENV]
+
+
 # ---------------------------------------------------------------- report
-def report(runs: list[Run], command: str, concurrency: int) -> str:
+def report(runs: list[Run], command: str, concurrency: int, backend: str) -> str:
+    backend_label = "SQLite in the home" if backend == "sqlite" else \
+        f"{backend} on this machine (a fresh private database per run)"
     def num(value: float | None, digits: int = 0) -> str:
         return "" if value is None else f"{value:.{digits}f}"
 
     rows = [[r.name, r.users, f"{r.seconds:.1f}", num(r.rate) if r.p50_ms else "",
              num(r.p50_ms), num(r.p95_ms), num(r.cpu_ms, 1), num(r.peer_cpu_ms, 1), r.note]
             for r in runs]
-    by_name = {r.name[:3]: r for r in runs}
-    ratio = by_name["(b)"].rate / by_name["(a)"].rate
+    ceiling_rate = runs[0].rate
+    ratios = [f"{r.name.split(': ', 1)[1]}: **{r.rate / ceiling_rate:.2f}**"
+              for r in runs if r.name.startswith(("(b)", "(d)"))]
     return "\n".join([
         "# Outbound provisioning benchmark", "",
         f"Command: `{command}`", "",
         f"Machine: {machine_facts()}", "",
         f"Peer: scim2-server (wsgiref, one process, in-memory), concurrency {concurrency}; "
-        "system database: SQLite in the home. CPU ms/user: this process (the bare client, "
-        "or the import and the worker pool), and the peer.", "",
+        f"system database: {backend_label}. CPU ms/user: this process (the bare client, "
+        "or the import and the worker pool; in (d) the import and the worker processes), "
+        "and the peer.", "",
         table(["run", "users", "seconds", "users/s", "p50 ms", "p95 ms", "CPU ms/user",
                "peer CPU ms/user", "note"], rows), "",
-        f"**ours / ceiling = {ratio:.2f}** (target >= 0.8)", ""])
+        "ours / ceiling: " + "; ".join(ratios) + " (target >= 0.8)", ""])
 
 
 def main() -> None:
@@ -288,6 +355,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--no-crash", action="store_true", help="skip the crash run")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "mariadb"),
+                        default="sqlite", help="the system database of (b), (c), (d)")
+    parser.add_argument("--processes", type=int, nargs="*", default=[2],
+                        help="also run (d): the pool in this many worker processes "
+                             "(several values: one run each; none: skip)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     command = "python bench/provisioning.py " + " ".join(sys.argv[1:])
@@ -298,13 +370,21 @@ def main() -> None:
         runs.append(measured(lambda: ceiling(server.tenant(), args.users, args.concurrency),
                              pid))
         print(runs[-1], flush=True)
-        runs.append(measured(lambda: ours(server.tenant(), args.users, args.concurrency,
-                                          work), pid))
+        with system_db(args.backend, work):
+            runs.append(measured(lambda: ours(server.tenant(), args.users, args.concurrency,
+                                              work), pid))
         print(runs[-1], flush=True)
-        if not args.no_crash:
-            runs.append(crash(server.tenant(), args.users, args.concurrency, work))
+        for n in args.processes:
+            with system_db(args.backend, work):
+                runs.append(measured(functools.partial(
+                    ours_processes, server.tenant(), args.users, args.concurrency, work, n),
+                    pid))
             print(runs[-1], flush=True)
-    text = report(runs, command, args.concurrency)
+        if not args.no_crash:
+            with system_db(args.backend, work):
+                runs.append(crash(server.tenant(), args.users, args.concurrency, work))
+            print(runs[-1], flush=True)
+    text = report(runs, command, args.concurrency, args.backend)
     print(text)
     notes = args.out.read_text().partition(NOTES)[2] if args.out.exists() else ""
     args.out.write_text(text + "\n" + NOTES + notes if notes else text)

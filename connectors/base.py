@@ -14,6 +14,7 @@ configurations import unchanged. Every connector also takes :data:`COMMON_PROPER
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -109,6 +110,12 @@ class Exchange:
     status: int | None = None
     response_body: Any = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name (``dataclasses.asdict`` without its deep copy of the bodies,
+        which are the connector's own redacted copies already)."""
+        return {"method": self.method, "url": self.url, "request_body": self.request_body,
+                "status": self.status, "response_body": self.response_body}
+
 
 # ---------------------------------------------------------------- errors
 class ConnectorError(Exception):
@@ -146,10 +153,15 @@ class Connector(ABC):
 
     spec: ClassVar[ConnectorSpec]
 
-    def __init__(self, properties: Mapping[str, Any], client: httpx.AsyncClient) -> None:
+    def __init__(self, properties: Mapping[str, Any], client: httpx.AsyncClient,
+                 memo: dict[str, Any] | None = None) -> None:
         #: Typed properties, secrets included (decrypted; never log them).
         self.properties = properties
         self.client = client
+        #: What connectors of one target learn about it and share (e.g. the capabilities
+        #: it announces): the engine keeps one per target and configuration, like the
+        #: client; a connector made without one keeps its own.
+        self.memo: dict[str, Any] = {} if memo is None else memo
         #: Requests and responses of the current operation, redacted, for the attempt log.
         self.exchanges: list[Exchange] = []
 
@@ -191,26 +203,29 @@ class Connector(ABC):
         return None
 
 
-def registry() -> dict[str, ConnectorSpec]:
+@functools.cache
+def _implementations() -> dict[str, type[Connector]]:
+    """Connector classes by type, imported on first use (once: the engine asks per job)."""
     from connectors import scim2
 
-    return {spec.type: spec for spec in (scim2.SPEC,)}
+    return {cls.spec.type: cls for cls in (scim2.Scim2Connector,)}
+
+
+def registry() -> dict[str, ConnectorSpec]:
+    return {t: cls.spec for t, cls in _implementations().items()}
 
 
 def connector_class(connector_type: str) -> type[Connector]:
-    """The implementation of a connector type (imported on first use)."""
+    """The implementation of a connector type."""
     spec_for(connector_type)
-    from connectors import scim2
-
-    classes: dict[str, type[Connector]] = {"scim2": scim2.Scim2Connector}
-    return classes[connector_type]
+    return _implementations()[connector_type]
 
 
 def spec_for(connector_type: str) -> ConnectorSpec:
-    specs = registry()
+    implementations = _implementations()
     try:
-        return specs[connector_type]
+        return implementations[connector_type].spec
     except KeyError:
         raise InvalidInput(
-            f"connector type {connector_type!r} is not known (known: {', '.join(specs)})"
-        ) from None
+            f"connector type {connector_type!r} is not known "
+            f"(known: {', '.join(implementations)})") from None

@@ -28,8 +28,10 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,16 +40,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
-from scim2_models import (
-    Context,
-    EnterpriseUser,
-    Group,
-    Path,
-    SCIMException,
-    User,
-)
-from scim2_models.path import CompareOperator, Comparison
+from scim2_models import Context, Group
 
 from connectors.base import (
     ConflictError,
@@ -62,7 +55,8 @@ from connectors.base import (
     RemoteRef,
     RetryableError,
 )
-from core.claims import SCIM_CORE_USER, SCIM_DIALECT
+from connectors.scim2_body import user_body
+from core.claims import SCIM_DIALECT
 from core.properties import PropertySpec, PropertyType
 
 _P = PropertyType
@@ -109,13 +103,12 @@ SPEC = ConnectorSpec(
 SCIM_JSON = "application/scim+json"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 MASK = "********"
-UserModel = User[EnterpriseUser]
-#: Core attributes the connector sets from the OutboundUser itself, never from the mapping.
-_OWN_ATTRIBUTES = frozenset({"userName", "active", "password"})
 #: Read back and PUT again without these (server-managed).
 _READ_ONLY_KEYS = ("meta", "groups")
 _RETRYABLE_4XX = frozenset({408, 412, 429})
 _SHOWN_TEXT = 300
+#: Seconds a target's ServiceProviderConfig is trusted before it is read again.
+CAPABILITIES_TTL = 300.0
 
 
 @dataclass(frozen=True)
@@ -161,8 +154,9 @@ class Capabilities:
 class Scim2Connector(Connector):
     spec = SPEC
 
-    def __init__(self, properties: Mapping[str, Any], client: httpx.AsyncClient) -> None:
-        super().__init__(properties, client)
+    def __init__(self, properties: Mapping[str, Any], client: httpx.AsyncClient,
+                 memo: dict[str, Any] | None = None) -> None:
+        super().__init__(properties, client, memo)
         self.user_ep = str(properties["scim2-user-ep"]).rstrip("/")
         self.group_ep = str(properties.get("scim2-group-ep") or "").rstrip("/")
         #: The SCIM root: the user endpoint without its last segment (…/v2/Users -> …/v2).
@@ -171,7 +165,6 @@ class Scim2Connector(Connector):
         self.members_per_request = max(1, int(properties.get("scim2-members-per-request")
                                               or 50))
         self._auth = _auth_headers(properties)
-        self._capabilities: Capabilities | None = None
 
     # ------------------------------------------------------------ service
     async def test_connection(self) -> str:
@@ -186,15 +179,28 @@ class Scim2Connector(Connector):
         return "; ".join(found)
 
     async def capabilities(self, refresh: bool = False) -> Capabilities:
-        """The target's ServiceProviderConfig, read once per connector instance."""
-        if self._capabilities is None or refresh:
-            try:
-                body = await self._call("GET", f"{self.base_url}/ServiceProviderConfig",
-                                        "read the ServiceProviderConfig")
-            except RemoteNotFound:
-                body = None
-            self._capabilities = Capabilities.from_config(body)
-        return self._capabilities
+        """The target's ServiceProviderConfig, read once for every connector sharing
+        ``memo`` (the engine's connectors of one target), and again after
+        ``CAPABILITIES_TTL`` seconds (a peer may start to support PATCH) or on ``refresh``.
+        """
+        def fresh() -> Capabilities | None:
+            known = self.memo.get("capabilities")
+            return known[1] if known is not None and known[0] > time.monotonic() else None
+
+        known = None if refresh else fresh()
+        if known is not None:
+            return known
+        async with self.memo.setdefault("capabilities-lock", asyncio.Lock()):
+            known = None if refresh else fresh()  # read meanwhile by another connector
+            if known is None:
+                try:
+                    body = await self._call("GET", f"{self.base_url}/ServiceProviderConfig",
+                                            "read the ServiceProviderConfig")
+                except RemoteNotFound:
+                    body = None
+                known = Capabilities.from_config(body)
+                self.memo["capabilities"] = (time.monotonic() + CAPABILITIES_TTL, known)
+            return known
 
     async def _count(self, endpoint: str, what: str) -> str:
         body = await self._call("GET", endpoint, f"list {what}",
@@ -211,10 +217,9 @@ class Scim2Connector(Connector):
     async def create_user(self, user: OutboundUser) -> RemoteRef:
         name = self.remote_username(user)
         what = f"create user {name!r}"
-        resource, _ = self._user_resource(user, self._create_password(user), what)
-        body = await self._call("POST", self.user_ep, what,
-                                body=resource.model_dump(
-                                    scim_ctx=Context.RESOURCE_CREATION_REQUEST))
+        sent, _ = self._user_body(user, self._create_password(user),
+                                  Context.RESOURCE_CREATION_REQUEST, what)
+        body = await self._call("POST", self.user_ep, what, body=sent)
         created = _ref(body, "userName")
         if created is not None:
             return created
@@ -228,8 +233,8 @@ class Scim2Connector(Connector):
     async def update_user(self, remote_id: str, user: OutboundUser) -> RemoteRef:
         name = self.remote_username(user)
         what = f"update user {name!r} (id {remote_id})"
-        resource, selections = self._user_resource(user, self._update_password(user), what)
-        body = resource.model_dump(scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST)
+        body, selections = self._user_body(user, self._update_password(user),
+                                           Context.RESOURCE_REPLACEMENT_REQUEST, what)
         url = _at(self.user_ep, remote_id)
         if self.properties.get("scim2-patch-updates") and (await self.capabilities()).patch:
             await self._call("PATCH", url, what, body=_patch(_user_patch_ops(body, selections)))
@@ -261,32 +266,12 @@ class Scim2Connector(Connector):
     def _update_password(self, user: OutboundUser) -> str | None:
         return user.password if self.properties.get("scim2-enable-pwd-provisioning") else None
 
-    def _user_resource(self, user: OutboundUser, password: str | None, what: str
-                       ) -> tuple[User[EnterpriseUser], dict[str, list[str]]]:
-        """The SCIM User for ``user``, validated, and the value filters used per attribute.
-
-        A malformed attribute path or value is a PermanentError, raised before any request.
-        """
-        resource = UserModel()
-        selections: dict[str, list[str]] = {}
-        for raw, value in user.attributes.items():
-            try:
-                path = Path[UserModel](raw)
-                if path.schema in (None, SCIM_CORE_USER) and path.attr in _OWN_ATTRIBUTES:
-                    continue
-                if path.value_filter is not None:
-                    _select(resource, path, selections)
-                path.set(resource, value)
-            except (SCIMException, ValueError) as exc:  # pydantic's ValidationError included
-                raise PermanentError(f"{what}: attribute {raw!r} = {value!r} cannot be sent: "
-                                     f"{_reason(exc)}") from None
-        try:
-            resource.user_name = self.remote_username(user)
-            resource.active = user.active
-            resource.password = password
-        except ValidationError as exc:
-            raise PermanentError(f"{what}: {_reason(exc)}") from None
-        return resource, selections
+    def _user_body(self, user: OutboundUser, password: str | None, context: Context,
+                   what: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """The SCIM User body for ``user`` and the value filters used per attribute; a
+        malformed attribute path or value is a PermanentError, raised before any request."""
+        return user_body(user.attributes, self.remote_username(user), user.active, password,
+                         context, what)
 
     # ------------------------------------------------------------ groups
     def remote_group_name(self, group: OutboundGroup) -> str:
@@ -460,24 +445,6 @@ def _quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _select(resource: User[EnterpriseUser], path: Path[Any],
-            selections: dict[str, list[str]]) -> None:
-    """Make sure the entry a value filter selects exists (``emails[type eq "work"]``)."""
-    value_filter = path.value_filter
-    head = f"{path.schema}:{path.parts[0]}" if path.schema else path.parts[0]
-    if not Path[UserModel](f"{head}[{value_filter}]").get(resource):
-        if not (isinstance(value_filter, Comparison) and value_filter.op is CompareOperator.eq
-                and value_filter.attr_path.sub_attr is None
-                and value_filter.attr_path.uri is None):
-            raise ValueError(f"only a selection such as {path.parts[0]}[type eq \"work\"] "
-                             f"can create an entry, not [{value_filter}]")
-        entry = {value_filter.attr_path.attr: value_filter.value}
-        Path[UserModel](head).set(resource, [entry], is_add=True)
-    key = path.parts[0] if path.schema in (None, SCIM_CORE_USER) else head
-    if str(value_filter) not in selections.setdefault(key, []):
-        selections[key].append(str(value_filter))
-
-
 def _user_patch_ops(body: Mapping[str, Any], selections: Mapping[str, list[str]]
                     ) -> list[dict[str, Any]]:
     ops: list[dict[str, Any]] = []
@@ -541,12 +508,6 @@ def _redact(value: Any) -> Any:
     if isinstance(value, list):
         return [_redact(v) for v in value]
     return value
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(str(e["msg"]) for e in exc.errors())
-    return str(getattr(exc, "detail", None) or exc)
 
 
 def retry_after(value: str | None) -> float | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,15 +107,24 @@ class SystemDB:
         return set(inspect(self.engine).get_table_names())
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """Join the ambient transaction, or open one that commits when the block ends."""
+    def transaction(self, on: Connection | None = None) -> Iterator[Connection]:
+        """Join the ambient transaction, or open one that commits when the block ends.
+
+        ``on``: a connection of this engine that the caller keeps open between its
+        transactions (a worker's database thread runs many small ones; connecting for
+        each costs more than the work in it on SQLite). It is used from one thread only.
+        """
         current = _current.get()
         if current is not None and current[0] is self.engine:
             yield current[1]
             return
         try:
-            conn_cm = self.engine.begin()
-            conn = conn_cm.__enter__()
+            if on is None:
+                conn_cm: Any = self.engine.begin()
+                conn = conn_cm.__enter__()
+            else:
+                conn_cm, conn = on.begin(), on
+                conn_cm.__enter__()
         except (OperationalError, DBAPIError) as exc:
             raise StoreUnavailable(
                 f"system database {self.safe_url} is unreachable: {_first_line(exc)}"
@@ -154,6 +163,17 @@ class SystemDB:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+#: Ids per ``IN (...)`` of a batched read (well under every backend's parameter limit).
+IN_CHUNK = 500
+
+
+def in_chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    """The distinct ``ids`` in slices of at most ``IN_CHUNK``, for batched ``IN`` reads."""
+    distinct = list(dict.fromkeys(ids))
+    for i in range(0, len(distinct), IN_CHUNK):
+        yield distinct[i:i + IN_CHUNK]
 
 
 def current_connection(engine: Engine) -> Connection | None:

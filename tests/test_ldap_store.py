@@ -405,6 +405,22 @@ def test_renaming_a_group_keeps_its_id_and_members(store_of: Callable[..., LdapU
     assert store.get_group(group.id) is None and store.groups_of(user.id) == []
 
 
+@pytest.mark.parametrize("back_links", [False, True])
+def test_batched_reads_answer_what_one_by_one_reads_do(
+        store_of: Callable[..., LdapUserStore], back_links: bool) -> None:
+    store = store_of(back_links_enabled=back_links, member_of_attribute="memberOf")
+    a, b, c = store.add_users([new("hal"), new("ida"), new("jon")])
+    store.add_group("ops", [b.id, a.id])
+    store.add_group("eng", [b.id])
+    ids = [c.id, a.id, str(uuid.uuid4()), "not-a-uuid", b.id]
+
+    assert store.get_users(ids) == {u.id: store.get_user(u.id) for u in (a, b, c)}
+    groups = store.groups_of_users(ids)
+    assert groups == {a.id: store.groups_of(a.id), b.id: store.groups_of(b.id), c.id: [],
+                      ids[2]: [], "not-a-uuid": []}
+    assert [g.name for g in groups[b.id]] == ["eng", "ops"]
+
+
 def test_deleting_a_member_leaves_no_dangling_member(
         store_of: Callable[..., LdapUserStore], slapd_server: Slapd, ldap_tree: LdapTree
 ) -> None:

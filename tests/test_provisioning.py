@@ -123,10 +123,18 @@ def test_deprovision_by_disabling(iam: Iam, admin: Initiator, scim_peer: str) ->
             **{"deprovision-action": "disable"})
     iam.identity.add_user(admin, "hank", None, {}, roles=["Internal/provisioned"])
     drain(iam)
-    iam.identity.unassign(admin, "Internal/provisioned", ["hank"])
+    iam.identity.add_user(admin, "hilda", None, {}, roles=["Internal/provisioned"])
     drain(iam)
-    [remote] = peer_users(scim_peer, "hank")
-    assert remote["active"] is False
+    iam.identity.unassign(admin, "Internal/provisioned", ["hank"])
+    iam.identity.unassign(admin, "Internal/provisioned", ["hilda"])
+    drain(iam)
+    for name in ("hank", "hilda"):
+        [remote] = peer_users(scim_peer, name)
+        assert remote["active"] is False
+    # the target's ServiceProviderConfig was read once for both, not once per job
+    requests = [e["url"] for j in iam.provisioning.jobs(states=["succeeded"])
+                for a in iam.provisioning.job(j.pk)[1] for e in a["exchanges"]]
+    assert sum(u.endswith("/ServiceProviderConfig") for u in requests) == 1
 
 
 def test_groups_with_members(iam: Iam, admin: Initiator, scim_peer: str) -> None:

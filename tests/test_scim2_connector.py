@@ -48,11 +48,12 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def connector(base: str, client: httpx.AsyncClient, **props: Any) -> Scim2Connector:
+def connector(base: str, client: httpx.AsyncClient, memo: dict[str, Any] | None = None,
+              **props: Any) -> Scim2Connector:
     """A connector as the engine builds it: typed properties, common ones defaulted."""
     raw = {"scim2-user-ep": f"{base}/Users", "scim2-group-ep": f"{base}/Groups",
            **{k.replace("_", "-"): v for k, v in props.items()}}
-    return Scim2Connector(validate(SPEC.all_properties, raw, "test connector"), client)
+    return Scim2Connector(validate(SPEC.all_properties, raw, "test connector"), client, memo)
 
 
 class Peer:
@@ -227,6 +228,29 @@ async def test_set_active_deactivates_and_reactivates_by_id(peer, scim_peer, cli
 
     await connector(scim_peer, client).set_active(ref.id, gone, True)
     assert peer.get(url)["active"] is True
+
+
+async def test_connectors_sharing_a_memo_read_the_service_provider_config_once(
+        peer, scim_peer, client, monkeypatch):
+    refs = [await connector(scim_peer, client).create_user(bob(username=f"bob{i}"))
+            for i in range(3)]
+    gone = OutboundUser("bob", "PRIMARY", active=False)
+    memo: dict[str, Any] = {}
+    first, *others = [connector(scim_peer, client, memo=memo) for _ in refs]
+
+    await first.set_active(refs[0].id, gone, False)
+    assert methods(first) == ["GET", "PATCH"]
+    for c, ref in zip(others, refs[1:], strict=True):
+        await c.set_active(ref.id, gone, False)
+        assert methods(c) == ["PATCH"]  # what the first one read
+    assert [peer.get(f"{scim_peer}/Users/{r.id}")["active"] for r in refs] == [False] * 3
+
+    monkeypatch.setattr("connectors.scim2.CAPABILITIES_TTL", 0.0)  # stale at once
+    stale = connector(scim_peer, client, memo=memo)
+    await stale.capabilities(refresh=True)
+    later = connector(scim_peer, client, memo=memo)
+    await later.set_active(refs[0].id, gone, True)
+    assert methods(stale) == ["GET"] and methods(later) == ["GET", "PATCH"]  # read again
 
 
 async def test_without_patch_set_active_reads_and_puts_back_with_if_match(

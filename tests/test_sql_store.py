@@ -262,6 +262,56 @@ def test_groups_and_membership_both_ways(iam: Iam) -> None:
         store.members_of(eng.id, 10)
 
 
+def test_batched_reads_answer_what_one_by_one_reads_do(iam: Iam) -> None:
+    store, other = primary(iam), side_store(iam, "SIDE")
+    a, b, c = store.add_users([new("ann", emailaddress="ann@example.com"), new("ben"),
+                               new("cat")])
+    (stranger,) = other.add_users([new("dan")])
+    store.add_group("ops", [b.id, a.id])
+    store.add_group("eng", [b.id])
+    other.add_group("side-group", [stranger.id])
+    missing = str(uuid.uuid4())
+    ids = [c.id, a.id, missing, stranger.id, b.id, a.id]  # unknown, other store, repeated
+
+    users = store.get_users(ids)
+    assert users == {u.id: store.get_user(u.id) for u in (a, b, c)}
+    assert users[a.id].attributes == {"emailaddress": "ann@example.com"}
+    groups = store.groups_of_users(ids)
+    assert groups == {a.id: store.groups_of(a.id), b.id: store.groups_of(b.id), c.id: [],
+                      missing: [], stranger.id: []}
+    assert [g.name for g in groups[b.id]] == ["eng", "ops"]  # name order, as groups_of
+    assert store.get_users([]) == {} and store.groups_of_users([]) == {}
+
+
+def test_batched_reads_are_not_limited_by_the_parameters_of_one_query(iam: Iam) -> None:
+    store = primary(iam)
+    users = store.add_users([new(f"u{i:04d}") for i in range(1203)])
+    group = store.add_group("all", [u.id for u in users])
+    ids = [u.id for u in users]
+    assert store.get_users(ids).keys() == set(ids)
+    assert {k: [g.id for g in v] for k, v in store.groups_of_users(ids).items()} == {
+        i: [group.id] for i in ids}
+
+
+def test_identity_service_reads_users_and_roles_of_many_ids(iam: Iam) -> None:
+    admin = Initiator.admin()
+    ann = iam.identity.add_user(admin, "ann", None, {"emailaddress": "ann@example.com"})
+    ben = iam.identity.add_user(admin, "ben")
+    iam.identity.add_role(admin, "PRIMARY/ops", ["ann"])
+    iam.identity.add_role(admin, "Internal/auditors", ["ann", "ben"])
+    missing = str(uuid.uuid4())
+
+    views = iam.identity.get_users_by_id("PRIMARY", [ann.id, missing, ben.id])
+    assert views == {ann.id: iam.identity.get_user_by_id("PRIMARY", ann.id),
+                     ben.id: iam.identity.get_user_by_id("PRIMARY", ben.id)}
+    assert views[ann.id].claims[EMAIL] == "ann@example.com"
+    assert iam.identity.roles_of_ids("PRIMARY", [ann.id, ben.id, missing]) == {
+        ann.id: iam.identity.roles_of_id("PRIMARY", ann.id),
+        ben.id: ["Internal/auditors"], missing: []}
+    assert iam.identity.roles_of_ids("PRIMARY", [ann.id])[ann.id] == [
+        "PRIMARY/ops", "Internal/auditors"]
+
+
 def test_group_listing_pages_and_prefix(iam: Iam) -> None:
     store = primary(iam)
     for i in range(23):

@@ -131,6 +131,32 @@ def test_a_locked_database_fails_a_write_instead_of_waiting(
         assert [e.target for e in iam.audit_log()] == ["PRIMARY/before"]
 
 
+def test_transactions_on_a_kept_connection_commit_roll_back_and_are_joined(
+        iam: Iam, admin: Initiator) -> None:
+    with iam.db.engine.connect() as kept:
+        with iam.db.transaction(on=kept) as conn:
+            assert conn is kept
+            iam.identity.add_user(admin, "kept", None, {})  # joins it (PRIMARY is here)
+            with iam.db.transaction() as inner:
+                assert inner is kept
+        with pytest.raises(RuntimeError), iam.db.transaction(on=kept):
+            iam.identity.add_user(admin, "undone", None, {})
+            raise RuntimeError("roll back")
+        with iam.db.transaction(on=kept):  # usable again after the rollback
+            iam.identity.add_user(admin, "after", None, {})
+    assert [u.username for u in iam.identity.list_users("PRIMARY").items] == ["after", "kept"]
+
+
+def test_a_locked_database_fails_a_transaction_on_a_kept_connection(
+        tmp_path: Path, admin: Initiator, exclusive_lock: object) -> None:
+    path = tmp_path / "system.db"
+    with Iam.open(home=str(tmp_path / "home"), db=f"sqlite:///{path}?timeout=0.2",
+                  argon2=FAST_ARGON2) as iam, iam.db.engine.connect() as kept:
+        exclusive_lock(path)  # type: ignore[operator]
+        with pytest.raises(StoreUnavailable, match="locked"), iam.db.transaction(on=kept):
+            iam.identity.add_user(admin, "alice", None, {})
+
+
 def test_a_locked_new_database_fails_to_open(tmp_path: Path, exclusive_lock: object) -> None:
     path = tmp_path / "system.db"
     exclusive_lock(path)  # type: ignore[operator]

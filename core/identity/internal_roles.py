@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
+from core.db import in_chunks
 from core.errors import AlreadyExists, NotFound
 from core.schema import internal_role_members, internal_roles
 
@@ -102,6 +103,26 @@ def roles_of(conn: Connection, domain: str, user_id: str) -> list[str]:
         .where(internal_role_members.c.domain == domain,
                internal_role_members.c.user_id == user_id)
         .order_by(internal_roles.c.name)).scalars())
+
+
+def roles_of_users(conn: Connection, domain: str, user_ids: Sequence[str]
+                   ) -> dict[str, list[str]]:
+    """``roles_of`` for many users of one domain in one query; users without internal
+    roles are left out."""
+    out: dict[str, list[str]] = {}
+    for chunk in in_chunks(user_ids):
+        for user_id, name in conn.execute(_ROLES_OF_USERS, {"domain": domain, "ids": chunk}):
+            out.setdefault(user_id, []).append(name)
+    return out
+
+
+#: Built once: a worker asks for every batch of users it provisions.
+_ROLES_OF_USERS = (
+    select(internal_role_members.c.user_id, internal_roles.c.name)
+    .join(internal_role_members, internal_role_members.c.role_pk == internal_roles.c.pk)
+    .where(internal_role_members.c.domain == bindparam("domain"),
+           internal_role_members.c.user_id.in_(bindparam("ids", expanding=True)))
+    .order_by(internal_roles.c.name))
 
 
 def forget_user(conn: Connection, domain: str, user_id: str) -> None:

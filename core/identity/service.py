@@ -150,6 +150,12 @@ class IdentityService:
             raise NotFound(f"user {user_id} does not exist in {domain}")
         return self._view(user)
 
+    def get_users_by_id(self, domain: str, user_ids: Sequence[str]) -> dict[str, UserView]:
+        """The users of one domain with these store ids that exist, by id (one read of the
+        store for all of them where it can: a worker prepares a batch of jobs at once)."""
+        return {uid: self._view(u)
+                for uid, u in self.stores.store(domain).get_users(user_ids).items()}
+
     def list_users(
         self,
         domain: str | None,
@@ -566,6 +572,17 @@ class IdentityService:
             names += [f"{INTERNAL}/{n}" for n in internal_roles.roles_of(conn, domain,
                                                                           user_id)]
         return names
+
+    def roles_of_ids(self, domain: str, user_ids: Sequence[str]) -> dict[str, list[str]]:
+        """``roles_of_id`` for many users of one domain: one read of the store's groups and
+        one of the internal roles for all of them. Users that do not exist have none."""
+        store = self.stores.store(domain)
+        groups = store.groups_of_users(user_ids) if store.capabilities.readable_groups \
+            else {}
+        with self.db.transaction() as conn:
+            internal = internal_roles.roles_of_users(conn, domain, user_ids)
+        return {uid: [f"{g.domain}/{g.name}" for g in groups.get(uid, [])]
+                + [f"{INTERNAL}/{n}" for n in internal.get(uid, [])] for uid in user_ids}
 
     # ------------------------------------------------------------------ roles: write
     def add_role(self, initiator: Initiator, name: str, members: Sequence[str] = ()) -> RoleView:

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, bindparam, case, delete, insert, select, upda
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from core.db import in_chunks
 from core.schema import prov_mappings, prov_target_state
 
 
@@ -44,6 +45,30 @@ def get(conn: Connection, target: str, entity_type: str, entity_id: str) -> Mapp
     return None if r is None else _mapping(r)
 
 
+def get_many(conn: Connection, target: str, entity_type: str, entity_ids: Sequence[str]
+             ) -> dict[str, Mapping]:
+    """``get`` for many entities of one target in one query: the mappings that exist, by
+    entity id."""
+    out: dict[str, Mapping] = {}
+    for chunk in in_chunks(entity_ids):
+        out.update((r.entity_id, _mapping(r)) for r in conn.execute(
+            _GET_MANY, {"target": target, "entity_type": entity_type, "ids": chunk}))
+    return out
+
+
+_m = prov_mappings.c
+# Statements of the workers' hot path, built once (building one costs more than running it).
+_GET_MANY = select(prov_mappings).where(
+    _m.target == bindparam("target"), _m.entity_type == bindparam("entity_type"),
+    _m.entity_id.in_(bindparam("ids", expanding=True)))
+_INSERT = insert(prov_mappings)
+_UPDATE_KNOWN = update(prov_mappings).where(
+    _m.target == bindparam("t"), _m.entity_type == bindparam("et"),
+    _m.entity_id == bindparam("eid")).values(
+        remote_id=bindparam("rid"), remote_name=bindparam("rname"),
+        last_sync=bindparam("synced"), last_outcome="succeeded", last_error=None)
+
+
 def for_entity(conn: Connection, entity_id: str) -> list[Mapping]:
     """Every target's mapping of one user or group, in one query."""
     rows = conn.execute(select(prov_mappings).where(prov_mappings.c.entity_id == entity_id)
@@ -72,20 +97,15 @@ def put_many(conn: Connection, puts: Sequence[Put]) -> None:
     new = [p for p in puts if not p.exists]
     known = [p for p in puts if p.exists]
     if new:
-        conn.execute(insert(prov_mappings), [
+        conn.execute(_INSERT, [
             {"target": p.target, "entity_type": p.entity_type, "entity_domain": p.domain,
              "entity_id": p.entity_id, "adopted": p.adopted, "remote_id": p.remote_id,
              "remote_name": p.remote_name, "last_sync": now, "last_outcome": "succeeded",
              "last_error": None} for p in new])
     if known:
-        m = prov_mappings.c
-        conn.execute(update(prov_mappings).where(
-            m.target == bindparam("t"), m.entity_type == bindparam("et"),
-            m.entity_id == bindparam("eid")).values(
-                remote_id=bindparam("rid"), remote_name=bindparam("rname"), last_sync=now,
-                last_outcome="succeeded", last_error=None), [
+        conn.execute(_UPDATE_KNOWN, [
             {"t": p.target, "et": p.entity_type, "eid": p.entity_id, "rid": p.remote_id,
-             "rname": p.remote_name} for p in known])
+             "rname": p.remote_name, "synced": now} for p in known])
 
 
 def note_outcome(conn: Connection, target: str, entity_type: str, entity_id: str,
@@ -130,7 +150,7 @@ def all_health(conn: Connection) -> dict[str, TargetHealth]:
     return {r.target: TargetHealth(r.target, r.state, r.consecutive_failures,
                                    r.quarantined_until, r.last_error, r.succeeded_total,
                                    r.failed_total)
-            for r in conn.execute(select(prov_target_state))}
+            for r in conn.execute(_ALL_HEALTH)}
 
 
 def _ensure(conn: Connection, target: str) -> None:
@@ -150,13 +170,17 @@ def _ensure(conn: Connection, target: str) -> None:
 def record_success(conn: Connection, target: str, n: int = 1) -> None:
     """Count ``n`` successes and close the breaker (increments are atomic: workers race
     here)."""
-    t = prov_target_state.c
-    counted = update(prov_target_state).where(t.target == target).values(
-        state=HEALTHY, consecutive_failures=0, quarantined_until=None,
-        succeeded_total=t.succeeded_total + n, updated=_now())
-    if conn.execute(counted).rowcount == 0:  # the target's first outcome
+    values = {"tgt": target, "n": n, "at": _now()}
+    if conn.execute(_COUNT_SUCCESS, values).rowcount == 0:  # the target's first outcome
         _ensure(conn, target)
-        conn.execute(counted)
+        conn.execute(_COUNT_SUCCESS, values)
+
+
+_t = prov_target_state.c
+_ALL_HEALTH = select(prov_target_state)
+_COUNT_SUCCESS = update(prov_target_state).where(_t.target == bindparam("tgt")).values(
+    state=HEALTHY, consecutive_failures=0, quarantined_until=None,
+    succeeded_total=_t.succeeded_total + bindparam("n"), updated=bindparam("at"))
 
 
 def record_failure(conn: Connection, target: str, error: str, threshold: int,

@@ -10,6 +10,7 @@ reads the current state when it runs.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
+from core.db import in_chunks
 from core.errors import InvalidInput, NotFound
 from core.schema import prov_attempts, prov_jobs
 
@@ -144,26 +146,38 @@ def enqueue(
                 payload=payload, entity_name=spec.name, updated=now,
                 blocking=prov_jobs.c.blocking | blocking))
             return int(row.pk)
-    result = conn.execute(insert(prov_jobs).values(
-        target=spec.target, entity_type=spec.entity_type, entity_domain=spec.domain,
-        entity_id=spec.entity_id, entity_name=spec.name, entity_key=spec.entity_key,
-        operation=spec.operation.value, payload=dict(spec.payload),
-        state=JobState.PENDING.value, attempts=0, next_attempt_at=now, application=application,
-        jit=jit, blocking=blocking, created=now, updated=now))
+    result = conn.execute(_INSERT, {
+        "target": spec.target, "entity_type": spec.entity_type, "entity_domain": spec.domain,
+        "entity_id": spec.entity_id, "entity_name": spec.name, "entity_key": spec.entity_key,
+        "operation": spec.operation.value, "payload": dict(spec.payload),
+        "state": JobState.PENDING.value, "attempts": 0, "next_attempt_at": now,
+        "application": application, "jit": jit, "blocking": blocking, "created": now,
+        "updated": now})
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-def _ready(now: datetime) -> list[tuple[Any, Any]]:
-    """What makes a job runnable, each with its order: leases of workers that died first,
-    then due retries, then new work. Each walks ``ix_prov_jobs_state_next`` in order and
-    stops at the limit, so a claim costs the same with ten or a million jobs queued."""
-    c = prov_jobs.c
+#: Built once: the planner writes a job for every user of a bulk import, and workers an
+#: attempt for every job (building a statement costs more than running it).
+_INSERT = insert(prov_jobs)
+_INSERT_ATTEMPT = insert(prov_attempts)
+
+
+#: What makes a job runnable, in the order claims take them: leases of workers that died,
+#: then due retries, then new work.
+_READY_KINDS = 3
+
+
+def _ready(kind: int) -> tuple[Any, Any]:
+    """Runnable jobs of one kind (``:now`` the time of the claim), and their order. Each
+    walks ``ix_prov_jobs_state_next`` in order and stops at the limit, so a claim costs
+    the same with ten or a million jobs queued."""
+    c, now = prov_jobs.c, bindparam("now", type_=prov_jobs.c.next_attempt_at.type)
     return [
         (and_(c.state == JobState.INFLIGHT.value, c.lease_until < now), c.lease_until),
         (and_(c.state == JobState.RETRY.value, c.next_attempt_at <= now), c.next_attempt_at),
         (and_(c.state == JobState.PENDING.value, c.next_attempt_at <= now),
          c.next_attempt_at),
-    ]
+    ][kind]
 
 
 def _first_of_key() -> Any:
@@ -173,6 +187,40 @@ def _first_of_key() -> Any:
         earlier.c.target == prov_jobs.c.target, earlier.c.entity_key == prov_jobs.c.entity_key,
         earlier.c.pk < prov_jobs.c.pk,
         earlier.c.state.in_([s.value for s in OPEN_STATES]))
+
+
+@functools.cache
+def _candidates(kind: int, targets: bool, exclude: bool, pks: bool, lock: bool) -> Any:
+    """The statement choosing up to ``:n`` jobs of one kind, built once per variant: a
+    worker claims many times a second, and building this statement cost more than
+    running it."""
+    c = prov_jobs.c
+    ready, order = _ready(kind)
+    scope = [ready, _first_of_key()]
+    if targets:
+        scope.append(c.target.in_(bindparam("targets", expanding=True)))
+    if exclude:
+        scope.append(c.target.not_in(bindparam("exclude", expanding=True)))
+    if pks:
+        scope.append(c.pk.in_(bindparam("pks", expanding=True)))
+    # in the index's own order only: a tie-break on pk made PostgreSQL sort every runnable
+    # job (and test each against the others) before taking the first few
+    q = select(c.pk).where(*scope).order_by(order).limit(bindparam("n"))
+    return q.with_for_update(skip_locked=True, of=prov_jobs) if lock else q
+
+
+_c = prov_jobs.c
+#: Lease the chosen jobs that are still runnable (a lost race leases nothing).
+_LEASE = update(prov_jobs).where(
+    _c.pk.in_(bindparam("chosen", expanding=True)),
+    or_(_c.state.in_([JobState.PENDING.value, JobState.RETRY.value]),
+        and_(_c.state == JobState.INFLIGHT.value,
+             _c.lease_until < bindparam("expired_before", type_=_c.lease_until.type))),
+).values(state=JobState.INFLIGHT.value, lease_owner=bindparam("token"),
+         lease_until=bindparam("until"), attempts=_c.attempts + 1,
+         updated=bindparam("leased_at"))
+_LEASED = select(prov_jobs).where(_c.pk.in_(bindparam("chosen", expanding=True)),
+                                  _c.lease_owner == bindparam("token")).order_by(_c.pk)
 
 
 def claim(
@@ -189,34 +237,21 @@ def claim(
     if targets is not None and not targets:
         return []
     now = _now()
-    scope = [_first_of_key()]
-    if targets is not None:
-        scope.append(prov_jobs.c.target.in_(list(targets)))
-    if exclude:
-        scope.append(prov_jobs.c.target.not_in(list(exclude)))
-    if pks is not None:
-        scope.append(prov_jobs.c.pk.in_(list(pks)))
+    params: dict[str, Any] = {"now": now, "targets": list(targets or ()),
+                              "exclude": list(exclude), "pks": list(pks or ())}
+    lock = conn.dialect.name != "sqlite"
     chosen: list[int] = []
-    for ready, order in _ready(now):
+    for kind in range(_READY_KINDS):
         if len(chosen) >= limit:
             break
-        q = (select(prov_jobs.c.pk).where(ready, *scope).order_by(order, prov_jobs.c.pk)
-             .limit(limit - len(chosen)))
-        if conn.dialect.name != "sqlite":
-            q = q.with_for_update(skip_locked=True, of=prov_jobs)
-        chosen += conn.execute(q).scalars()
+        q = _candidates(kind, targets is not None, bool(exclude), pks is not None, lock)
+        chosen += conn.execute(q, {**params, "n": limit - len(chosen)}).scalars()
     if not chosen:
         return []
     token = f"{owner}/{uuid.uuid4().hex[:8]}"
-    c = prov_jobs.c
-    conn.execute(update(prov_jobs).where(
-        c.pk.in_(chosen),
-        or_(c.state.in_([JobState.PENDING.value, JobState.RETRY.value]),
-            and_(c.state == JobState.INFLIGHT.value, c.lease_until < now)),
-    ).values(state=JobState.INFLIGHT.value, lease_owner=token, lease_until=now + LEASE,
-             attempts=c.attempts + 1, updated=now))
-    rows = conn.execute(select(prov_jobs).where(c.pk.in_(chosen), c.lease_owner == token)
-                        .order_by(c.pk)).all()
+    conn.execute(_LEASE, {"chosen": chosen, "expired_before": now, "token": token,
+                          "until": now + LEASE, "leased_at": now})
+    rows = conn.execute(_LEASED, {"chosen": chosen, "token": token}).all()
     return [_job(r) for r in rows]
 
 
@@ -247,12 +282,14 @@ def succeed_many(conn: Connection, done: Sequence[tuple[int, str | None, Mapping
                  ) -> None:
     """``finish`` as succeeded for many jobs at once: (pk, note, payload) each."""
     now = _now()
-    conn.execute(update(prov_jobs).where(prov_jobs.c.pk == bindparam("job_pk")).values(
-        state=JobState.SUCCEEDED.value, last_error=bindparam("note"), last_status=None,
-        updated=now, lease_owner=None, lease_until=None,
-        payload=bindparam("new_payload", type_=prov_jobs.c.payload.type)),
-        [{"job_pk": pk, "note": note, "new_payload": dict(payload)}
-         for pk, note, payload in done])
+    conn.execute(_SUCCEED, [{"job_pk": pk, "note": note, "new_payload": dict(payload),
+                             "done_at": now} for pk, note, payload in done])
+
+
+_SUCCEED = update(prov_jobs).where(prov_jobs.c.pk == bindparam("job_pk")).values(
+    state=JobState.SUCCEEDED.value, last_error=bindparam("note"), last_status=None,
+    updated=bindparam("done_at"), lease_owner=None, lease_until=None,
+    payload=bindparam("new_payload", type_=prov_jobs.c.payload.type))
 
 
 @dataclass(frozen=True)
@@ -277,7 +314,7 @@ def record_attempt(
 
 
 def record_attempts(conn: Connection, attempts: Sequence[Attempt]) -> None:
-    conn.execute(insert(prov_attempts), [
+    conn.execute(_INSERT_ATTEMPT, [
         {"job_pk": a.job.pk, "target": a.job.target, "at": a.started,
          "duration_ms": a.duration_ms, "outcome": a.outcome, "status_code": a.status,
          "error": a.error, "exchanges": list(a.exchanges)} for a in attempts])
@@ -321,6 +358,18 @@ def has_open_job(conn: Connection, target: str, entity_key: str) -> bool:
     return conn.execute(select(prov_jobs.c.pk).where(
         prov_jobs.c.target == target, prov_jobs.c.entity_key == entity_key,
         prov_jobs.c.state.in_([s.value for s in OPEN_STATES])).limit(1)).first() is not None
+
+
+def open_entity_keys(conn: Connection, target: str, entity_keys: Sequence[str]) -> set[str]:
+    """Which of ``entity_keys`` have an open job at ``target`` (``has_open_job`` for many,
+    one query)."""
+    c = prov_jobs.c
+    found: set[str] = set()
+    for chunk in in_chunks(entity_keys):
+        found.update(conn.execute(select(c.entity_key).distinct().where(
+            c.target == target, c.entity_key.in_(chunk),
+            c.state.in_([s.value for s in OPEN_STATES]))).scalars())
+    return found
 
 
 def has_open_target_job(conn: Connection, target: str) -> bool:

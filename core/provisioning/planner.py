@@ -164,18 +164,19 @@ class Planner:
     def _members_changed(self, conn: Connection, ev: IdentityEvent,
                          target: Target) -> list[JobSpec]:
         key = target.key
-        added = [tuple(p) for p in ev.data.get("added_ids", [])]
-        removed = [tuple(p) for p in ev.data.get("removed_ids", [])]
+        added: list[tuple[str, str]] = [(d, u) for d, u in ev.data.get("added_ids", [])]
+        removed: list[tuple[str, str]] = [(d, u) for d, u in ev.data.get("removed_ids", [])]
         names = dict(zip(added + removed, ev.data.get("added", []) + ev.data.get("removed", []),
                          strict=True))
         if str(parse_name(ev.name)) in target.provisioning_roles:
+            roles = self._roles_of(added + removed)
             jobs: list[JobSpec] = []
             for domain, uid in added:
-                if in_scope(target, self.iam.identity.roles_of(names[(domain, uid)])):
+                if in_scope(target, roles[(domain, uid)]):
                     jobs.append(self._user(key, Operation.UPSERT_USER, domain, uid,
                                            names[(domain, uid)]))
             for domain, uid in removed:
-                if not in_scope(target, self.iam.identity.roles_of(names[(domain, uid)])):
+                if not in_scope(target, roles[(domain, uid)]):
                     jobs += self._deprovision(conn, key, domain, uid, names[(domain, uid)],
                                               deleted=False)
             return jobs
@@ -184,6 +185,19 @@ class Planner:
             return []
         return self._group(key, Operation.GROUP_MEMBERS, ev,
                            {"add": [list(p) for p in added], "remove": [list(p) for p in removed]})
+
+    def _roles_of(self, members: Sequence[tuple[str, str]]
+                  ) -> dict[tuple[str, str], list[str]]:
+        """The roles of many (domain, user id) members, read per domain at once (a change
+        to a provisioning role of thousands of members costs a few queries, not thousands)."""
+        ids: dict[str, list[str]] = {}
+        for domain, uid in members:
+            ids.setdefault(domain, []).append(uid)
+        out: dict[tuple[str, str], list[str]] = {}
+        for domain, of_domain in ids.items():
+            out.update(((domain, uid), roles) for uid, roles in
+                       self.iam.identity.roles_of_ids(domain, of_domain).items())
+        return out
 
     def _new_provisioning_role_members(self, ev: IdentityEvent,
                                        target: Target) -> list[JobSpec]:

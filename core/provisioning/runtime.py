@@ -1,10 +1,12 @@
-"""Connections to targets: one pooled ``httpx.AsyncClient`` and one concurrency limit per
-target, rebuilt when the target's configuration changes. Lives in one event loop."""
+"""Connections to targets: one pooled ``httpx.AsyncClient``, one concurrency limit and one
+connector memo (what the target announced, e.g. its SCIM capabilities) per target, rebuilt
+when the target's configuration changes. Lives in one event loop."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -17,6 +19,8 @@ class _Entry:
     fingerprint: str
     client: httpx.AsyncClient
     limit: asyncio.Semaphore
+    #: What the target's connectors learn about it, shared (``Connector.memo``).
+    memo: dict[str, Any] = field(default_factory=dict)
 
 
 class TargetRuntime:
@@ -40,8 +44,10 @@ class TargetRuntime:
         return entry
 
     def connector(self, target: Target) -> Connector:
-        """A fresh connector (its own exchange log) on the target's shared client."""
-        return connector_class(target.config.type)(target.properties, self._entry(target).client)
+        """A fresh connector (its own exchange log) on the target's shared client and
+        memo."""
+        entry = self._entry(target)
+        return connector_class(target.config.type)(target.properties, entry.client, entry.memo)
 
     def limit(self, target: Target) -> asyncio.Semaphore:
         return self._entry(target).limit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -34,7 +35,7 @@ class Target:
     def key(self) -> str:
         return target_key(self.idp.name, self.config.type)
 
-    @property
+    @functools.cached_property
     def provisioning_roles(self) -> frozenset[str]:
         return frozenset(str(parse_name(r)) for r in self.idp.provisioning_roles)
 
@@ -44,9 +45,10 @@ class Target:
         need = self.spec.groups_need
         return self.spec.supports_groups and (need is None or bool(self.properties.get(need)))
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """Changes whenever the configuration does (to rebuild cached connectors)."""
+        """Changes whenever the configuration does (to rebuild cached connectors); worked
+        out once per target (the runtime asks for every job)."""
         raw = json.dumps(self.properties, sort_keys=True, default=str)
         return hashlib.sha256(raw.encode()).hexdigest()
 

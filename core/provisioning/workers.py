@@ -12,16 +12,18 @@ A quarantined target gets no jobs until its probe time, then one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from core.errors import StoreUnavailable
 from core.identity.events import IdentityEvent, Phase
@@ -29,7 +31,6 @@ from core.provisioning import executor, mapping, outbox
 from core.provisioning.executor import Outcome, Prepared
 from core.provisioning.outbox import Job, JobState
 from core.provisioning.runtime import TargetRuntime
-from core.provisioning.targets import Target
 
 if TYPE_CHECKING:
     from core.iam import Iam
@@ -56,8 +57,10 @@ class WorkerPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Attempts that ended and wait to be written by the next database step.
         self._finished: list[Finished] = []
-        #: The pool's one database thread: its writes never contend with each other.
+        #: The pool's one database thread: its writes never contend with each other. It
+        #: keeps one connection open for its transactions (``_transaction``).
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mware-iam-outbox")
+        self._conn: Connection | None = None
         self._unsubscribe = iam.bus.subscribe(Phase.COMMITTED, self._on_commit)
 
     # ------------------------------------------------------------------ waking
@@ -73,24 +76,24 @@ class WorkerPool:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; in-flight jobs finish (and are recorded) first."""
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
+        wake = self._wake = asyncio.Event()
         running: set[asyncio.Task[None]] = set()
+        stopping = asyncio.create_task(stop.wait())
+        stopping.add_done_callback(lambda _: wake.set())
         try:
             while not stop.is_set():
                 await self._step(running, claim=True)
-                if self._finished:
+                if self._finished and not running:
                     continue  # jobs with nothing to send: record them right away
-                waiters = [asyncio.create_task(self._wake.wait()),
-                           asyncio.create_task(stop.wait()), *running]
-                await asyncio.wait(waiters, timeout=self.poll_seconds,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                for w in waiters[:2]:
-                    w.cancel()
-                self._wake.clear()
+                # woken by new work, a job that ended (``_perform``), or ``stop``
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.poll_seconds)
+                wake.clear()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
             await self._step(running, claim=False)
         finally:
+            stopping.cancel()
             self._loop = None
             await self.runtime.aclose()
 
@@ -114,7 +117,33 @@ class WorkerPool:
 
     def close(self) -> None:
         self._unsubscribe()
+        if self._conn is not None:  # closed in its own thread (SQLite wants that)
+            self._db.submit(self._disconnect).result()
         self._db.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ the database thread
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A transaction on the database thread's own connection, opened on first use and
+        dropped after any failure (the next step connects again)."""
+        if self._conn is None:
+            try:
+                self._conn = self.iam.db.engine.connect()
+            except (OperationalError, DBAPIError) as exc:
+                raise StoreUnavailable(f"system database {self.iam.db.safe_url} is "
+                                       f"unreachable: {exc.orig}") from exc
+        try:
+            with self.iam.db.transaction(on=self._conn) as conn:
+                yield conn
+        except BaseException:
+            self._disconnect()
+            raise
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):  # a broken connection: nothing to keep
+                conn.close()
 
     # ------------------------------------------------------------------ one step
     async def _in_db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -124,13 +153,15 @@ class WorkerPool:
         """Record the attempts that ended, lease and prepare new jobs, start them; returns
         how many attempts were recorded.
 
-        Jobs are leased in batches (when a quarter of the capacity is free, or none runs)
-        so that one database step serves many jobs.
+        Jobs are leased in batches (when half the capacity is free, or none runs), and
+        while jobs run, outcomes are recorded a quarter of the capacity at a time (or with
+        the next lease), so that one database step serves many jobs.
         """
         free = self.capacity - len(running)
-        if not claim or (running and free < max(1, self.capacity // 4)):
+        if not claim or (running and free < max(1, self.capacity // 2)):
             free = 0
-        if free <= 0 and not self._finished:
+        if free <= 0 and (not self._finished or (
+                running and len(self._finished) < max(1, self.capacity // 4))):
             return 0
         finished, self._finished = self._finished, []
         settled, preps, kept = await self._in_db(self._db_step, finished, free)
@@ -157,7 +188,7 @@ class WorkerPool:
         step because the database is busy (SQLite locked) or unreachable.
         """
         try:
-            with self.iam.db.transaction() as conn:
+            with self._transaction() as conn:
                 states = executor.settle_many(conn, finished)
                 jobs = self._claim(conn, limit) if limit > 0 else []
             settled = [(prep.job, state) for (prep, _), state in zip(finished, states,
@@ -172,9 +203,8 @@ class WorkerPool:
         if not jobs:
             return settled, [], []
         try:
-            with self.iam.db.transaction() as conn:
-                targets: dict[str, Target] = {}
-                preps = [executor.prepare(conn, self.iam, job, targets) for job in jobs]
+            with self._transaction() as conn:
+                preps = executor.prepare_many(conn, self.iam, jobs)
         except Exception:
             preps = self._prepare_each(jobs)
         return settled, preps, []
@@ -185,7 +215,7 @@ class WorkerPool:
         preps = []
         for job in jobs:
             try:
-                with self.iam.db.transaction() as conn:
+                with self._transaction() as conn:
                     preps.append(executor.prepare(conn, self.iam, job))
             except Exception:
                 log.exception("provisioning job %s: preparing it failed", job.pk)
@@ -195,7 +225,7 @@ class WorkerPool:
         settled = []
         for prep, outcome in finished:
             try:
-                with self.iam.db.transaction() as conn:
+                with self._transaction() as conn:
                     settled.append((prep.job, executor.settle(conn, prep, outcome)))
             except Exception:  # the lease expires and another attempt follows
                 log.exception("provisioning job %s: recording its outcome failed",
@@ -204,7 +234,7 @@ class WorkerPool:
 
     def _next_due(self) -> datetime | None:
         """The earliest time a job may run: a quarantined target's jobs wait for its probe."""
-        with self.iam.db.transaction() as conn:
+        with self._transaction() as conn:
             held = {t: h.quarantined_until for t, h in mapping.all_health(conn).items()
                     if h.state == mapping.QUARANTINED and h.quarantined_until}
             times = [outbox.next_due(conn, exclude=list(held))]
@@ -233,10 +263,12 @@ class WorkerPool:
         try:
             async with self.runtime.limit(prep.target):
                 outcome = await executor.perform(self.runtime.connector(prep.target), prep)
+            self._finished.append((prep, outcome))
         except Exception:  # the lease expires and another attempt follows
             log.exception("provisioning job %s failed in the engine", prep.job.pk)
-            return
-        self._finished.append((prep, outcome))
+        finally:
+            if self._wake is not None:
+                self._wake.set()  # its slot is free (and its outcome waits to be recorded)
 
     def _notify(self, job: Job, state: JobState) -> None:
         for listener in list(self.listeners):

@@ -467,6 +467,14 @@ class LdapUserStore:
         entry = self.dir.call(lambda c: self._user_by_id(c, user_id))
         return self._user(entry) if entry else None
 
+    def get_users(self, user_ids: Sequence[str]) -> dict[str, StoredUser]:
+        """``get_user`` for many ids over one connection: the users that exist, by id."""
+        def run(conn: Connection) -> dict[str, StoredUser]:
+            entries = ((uid, self._user_by_id(conn, uid)) for uid in dict.fromkeys(user_ids))
+            return {uid: self._user(e) for uid, e in entries if e is not None}
+
+        return self.dir.call(run)
+
     def get_user_by_name(self, username: str) -> StoredUser | None:
         entry = self.dir.call(lambda c: self._find_user(c, username))
         return self._user(entry) if entry else None
@@ -719,26 +727,37 @@ class LdapUserStore:
         return Page(users, _offset_cursor(group_id, start + size) if more else None)
 
     def groups_of(self, user_id: str) -> list[StoredGroup]:
-        def run(conn: Connection) -> list[StoredGroup]:
-            entry = self._need_user(conn, user_id)
-            if self.s.back_links:
-                found = _search(conn, entry["dn"], "(objectClass=*)",
-                                [self.s.member_of_attribute], BASE)
-                raw = found[0]["raw_attributes"] if found else {}
-                groups: list[dict[str, Any]] = []
-                for value in raw.get(self.s.member_of_attribute, []):
-                    dn = value.decode("utf-8")
-                    if _under(dn, self.s.group_search_base):
-                        groups += _search(conn, dn, self.s.group_list_filter,
-                                          self._group_attrs, BASE)
-            else:
-                groups = _search(conn, self.s.group_search_base, self._group_filter(
-                    f"({self.s.membership_attribute}={escape_filter_chars(entry['dn'])})"),
-                    self._group_attrs)
-            return sorted((self._group(g) for g in groups),
-                          key=lambda g: self.policies.key(g.name))
+        return self.dir.call(lambda conn: self._groups_of(conn, self._need_user(conn, user_id)))
+
+    def groups_of_users(self, user_ids: Sequence[str]) -> dict[str, list[StoredGroup]]:
+        """``groups_of`` for many users over one connection (a directory has no cheaper
+        way to ask); an id that is not a user of this store has none."""
+        def run(conn: Connection) -> dict[str, list[StoredGroup]]:
+            out: dict[str, list[StoredGroup]] = {}
+            for uid in user_ids:
+                entry = self._user_by_id(conn, uid)
+                out[uid] = self._groups_of(conn, entry) if entry is not None else []
+            return out
 
         return self.dir.call(run)
+
+    def _groups_of(self, conn: Connection, entry: Mapping[str, Any]) -> list[StoredGroup]:
+        if self.s.back_links:
+            found = _search(conn, entry["dn"], "(objectClass=*)",
+                            [self.s.member_of_attribute], BASE)
+            raw = found[0]["raw_attributes"] if found else {}
+            groups: list[dict[str, Any]] = []
+            for value in raw.get(self.s.member_of_attribute, []):
+                dn = value.decode("utf-8")
+                if _under(dn, self.s.group_search_base):
+                    groups += _search(conn, dn, self.s.group_list_filter,
+                                      self._group_attrs, BASE)
+        else:
+            groups = _search(conn, self.s.group_search_base, self._group_filter(
+                f"({self.s.membership_attribute}={escape_filter_chars(entry['dn'])})"),
+                self._group_attrs)
+        return sorted((self._group(g) for g in groups),
+                      key=lambda g: self.policies.key(g.name))
 
     # ------------------------------------------------------------------ operations
     def health(self) -> Health:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from core.db import current_connection
+from core.db import current_connection, in_chunks
 from core.errors import AlreadyExists, InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
 from core.passwords import PasswordHashing
 from core.schema import um_groups, um_memberships, um_user_attributes, um_users
@@ -174,10 +175,7 @@ class SqlUserStore:
         out: dict[int, dict[str, str]] = {pk: {} for pk in pks}
         if not pks:
             return out
-        rows = conn.execute(
-            select(um_user_attributes.c.user_pk, um_user_attributes.c.name,
-                   um_user_attributes.c.value).where(um_user_attributes.c.user_pk.in_(pks))
-        )
+        rows = conn.execute(_ATTRIBUTES_OF, {"pks": list(pks)})
         for user_pk, name, value in rows:
             out[user_pk][name] = value
         return out
@@ -253,6 +251,16 @@ class SqlUserStore:
             rows = conn.execute(select(*self._user_cols).where(
                 um_users.c.user_id == user_id, um_users.c.store == self.domain)).all()
             return self._users(conn, rows)[0] if rows else None
+
+    def get_users(self, user_ids: Sequence[str]) -> dict[str, StoredUser]:
+        """``get_user`` for many ids: the users that exist, by id, one query per table."""
+        out: dict[str, StoredUser] = {}
+        with self._conn() as conn:
+            for chunk in in_chunks(user_ids):
+                rows = [r for r in conn.execute(_USERS_BY_ID, {"ids": chunk})
+                        if r.store == self.domain]
+                out.update((u.id, u) for u in self._users(conn, rows))
+        return out
 
     def get_user_by_name(self, username: str) -> StoredUser | None:
         with self._conn() as conn:
@@ -517,6 +525,17 @@ class SqlUserStore:
                 .order_by(um_groups.c.name_key)).all()
             return [self._group(r) for r in rows]
 
+    def groups_of_users(self, user_ids: Sequence[str]) -> dict[str, list[StoredGroup]]:
+        """``groups_of`` for many users in one query: each id's groups in name order; an
+        id that is not a user of this store has none."""
+        out: dict[str, list[StoredGroup]] = {uid: [] for uid in user_ids}
+        with self._conn() as conn:
+            for chunk in in_chunks(user_ids):
+                for r in conn.execute(_GROUPS_OF_IDS, {"ids": chunk}):
+                    if r.member_store == self.domain:
+                        out[r.member_id].append(self._group(r))
+        return out
+
     # ------------------------------------------------------------------ operations
     def health(self) -> Health:
         started = time.perf_counter()
@@ -529,3 +548,21 @@ class SqlUserStore:
 
     def close(self) -> None:
         """The engine belongs to whoever made it (the system DB for PRIMARY)."""
+
+
+# Batched reads, built once (a worker reads a batch of users many times a second, and
+# building a statement costs more than running it). Users are found by their unique id
+# alone, so that its index is used (with the store in the query SQLite walks the whole
+# store instead), and the store is checked on the rows.
+_ids: Any = bindparam("ids", expanding=True)
+_USERS_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
+    um_users.c.user_id.in_(_ids))
+_ATTRIBUTES_OF = select(um_user_attributes.c.user_pk, um_user_attributes.c.name,
+                        um_user_attributes.c.value).where(
+    um_user_attributes.c.user_pk.in_(bindparam("pks", expanding=True)))
+_GROUPS_OF_IDS = (
+    select(um_users.c.user_id.label("member_id"), um_users.c.store.label("member_store"),
+           *SqlUserStore._group_cols)
+    .join(um_memberships, um_memberships.c.group_pk == um_groups.c.pk)
+    .join(um_users, um_users.c.pk == um_memberships.c.user_pk)
+    .where(um_users.c.user_id.in_(_ids)).order_by(um_groups.c.name_key))

@@ -1,0 +1,253 @@
+"""SCIM User bodies from mapped attributes, with scim2-models as the schema's authority.
+
+``build_user`` is the exact way: every attribute path is walked into a ``User`` model
+(validated on assignment) that is then dumped. A provisioning run sends thousands of
+users whose attribute *names* are the same, so ``user_body`` takes that way once per set
+of names (a *shape*), with a placeholder for each value, and gives each user a copy of the
+dumped shape with its own values, each validated by the type scim2-models declares for
+its attribute (an email address is checked and normalized as the model would).
+
+A shape is only used where a value cannot change more than its own place in the body:
+not when an attribute writes what a value filter of the same set compares, nor when a
+placeholder does not land exactly once, unchanged, on a field of its own. A user whose
+value fails its check (or is empty) takes the exact way, so the error is the same.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from scim2_models import Context, EnterpriseUser, Path, SCIMException, User
+from scim2_models.path import CompareOperator, Comparison
+
+from connectors.base import PermanentError
+from core.claims import SCIM_CORE_USER
+
+UserModel = User[EnterpriseUser]
+#: Core attributes set from the OutboundUser itself, never from the mapping.
+OWN_ATTRIBUTES = frozenset({"userName", "active", "password"})
+#: Value filters used per attribute (``emails`` -> ``['type eq "work"']``), for PATCH.
+Selections = dict[str, list[str]]
+#: Where a value sits in a dumped body: keys and list positions from the top.
+Where = tuple[str | int, ...]
+
+
+def build_user(attributes: Mapping[str, str], user_name: str, active: bool,
+               password: str | None, what: str) -> tuple[UserModel, Selections]:
+    """The SCIM User, validated, and the value filters used per attribute.
+
+    A malformed attribute path or value is a PermanentError (raised before any request).
+    """
+    resource = UserModel()
+    selections: Selections = {}
+    for raw, value in attributes.items():
+        try:
+            path = Path[UserModel](raw)
+            if _own(path):
+                continue
+            if path.value_filter is not None:
+                _select(resource, path, selections)
+            path.set(resource, value)
+        except (SCIMException, ValueError) as exc:  # pydantic's ValidationError included
+            raise PermanentError(f"{what}: attribute {raw!r} = {value!r} cannot be sent: "
+                                 f"{reason(exc)}") from None
+    try:
+        resource.user_name = user_name
+        resource.active = active
+        resource.password = password
+    except ValidationError as exc:
+        raise PermanentError(f"{what}: {reason(exc)}") from None
+    return resource, selections
+
+
+def user_body(attributes: Mapping[str, str], user_name: str, active: bool,
+              password: str | None, context: Context, what: str
+              ) -> tuple[dict[str, Any], Selections]:
+    """``build_user`` dumped in ``context``: the same body, from the shape of the
+    attribute names when there is a usable one."""
+    shape = _shape(tuple(attributes), active, password is not None, context)
+    if shape is not None:
+        values = [*attributes.values(), user_name, *([] if password is None else [password])]
+        body = shape.fill(values)
+        if body is not None:
+            return body, {k: list(v) for k, v in shape.selections.items()}
+    resource, selections = build_user(attributes, user_name, active, password, what)
+    return resource.model_dump(scim_ctx=context), selections
+
+
+def reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(str(e["msg"]) for e in exc.errors())
+    return str(getattr(exc, "detail", None) or exc)
+
+
+def _own(path: Path[Any]) -> bool:
+    return path.schema in (None, SCIM_CORE_USER) and path.attr in OWN_ATTRIBUTES
+
+
+def _select(resource: UserModel, path: Path[Any], selections: Selections) -> None:
+    """Make sure the entry a value filter selects exists (``emails[type eq "work"]``)."""
+    value_filter = path.value_filter
+    head = f"{path.schema}:{path.parts[0]}" if path.schema else path.parts[0]
+    if not Path[UserModel](f"{head}[{value_filter}]").get(resource):
+        if not _plain(value_filter):
+            raise ValueError(f"only a selection such as {path.parts[0]}[type eq \"work\"] "
+                             f"can create an entry, not [{value_filter}]")
+        assert isinstance(value_filter, Comparison)
+        entry = {value_filter.attr_path.attr: value_filter.value}
+        Path[UserModel](head).set(resource, [entry], is_add=True)
+    key = path.parts[0] if path.schema in (None, SCIM_CORE_USER) else head
+    if str(value_filter) not in selections.setdefault(key, []):
+        selections[key].append(str(value_filter))
+
+
+def _plain(value_filter: Any) -> bool:
+    """``attr eq "value"`` on a sub-attribute of the selected entries."""
+    return (isinstance(value_filter, Comparison) and value_filter.op is CompareOperator.eq
+            and value_filter.attr_path.sub_attr is None and value_filter.attr_path.uri is None)
+
+
+# ---------------------------------------------------------------- shapes
+@dataclass(frozen=True)
+class _Slot:
+    """One value of a shape: the type that checks it, and where it goes (None: the dump
+    leaves it out, e.g. the read-only ``id``, but the model still checks it)."""
+
+    adapter: TypeAdapter[Any]
+    where: Where | None
+
+
+@dataclass(frozen=True)
+class _Shape:
+    body: dict[str, Any]
+    #: One per value, in order (attributes, userName, password); None: not sent at all
+    #: (userName, active and password come from the user, not from the mapping).
+    slots: tuple[_Slot | None, ...]
+    selections: Selections
+
+    def fill(self, values: Sequence[str]) -> dict[str, Any] | None:
+        """A copy of the body with ``values``; None when one does not pass its type."""
+        body = _copy(self.body)
+        for slot, value in zip(self.slots, values, strict=True):
+            if slot is None:
+                continue
+            if not isinstance(value, str) or not value:
+                return None
+            try:
+                checked = slot.adapter.dump_python(slot.adapter.validate_python(value),
+                                                   mode="json")
+            except (ValidationError, ValueError):
+                return None
+            if slot.where is not None:
+                _put(body, slot.where, checked)
+        return body
+
+
+@functools.lru_cache(maxsize=256)
+def _shape(names: tuple[str, ...], active: bool, with_password: bool, context: Context
+           ) -> _Shape | None:
+    """The shape of users with these attribute names, or None when there is none."""
+    if not _independent(names):
+        return None
+    token = secrets.token_hex(4)
+    marks = [f"mark{i}x{token}@example.com" for i in range(len(names) + 2)]
+    user_name, password = marks[-2], marks[-1] if with_password else None
+    try:
+        resource, selections = build_user(dict(zip(names, marks, strict=False)), user_name,
+                                          active, password, "shape")
+    except PermanentError:
+        return None
+    body = resource.model_dump(scim_ctx=context)
+    fields: dict[str, list[tuple[type[BaseModel], str] | None]] = {}
+    _fields_of(resource, set(marks), fields)
+    places: dict[str, list[Where]] = {}
+    _places_of(body, (), set(marks), places)
+    slots: list[_Slot | None] = []
+    named: list[str | None] = [*names, None, None]  # userName, password: not mapped
+    for mark, name in list(zip(marks, named, strict=True))[:len(marks) - (not with_password)]:
+        held, placed = fields.get(mark, []), places.get(mark, [])
+        if not held and name is not None and _own(Path[UserModel](name)):
+            slots.append(None)  # mapped onto userName, active or password: not sent
+            continue
+        if len(held) != 1 or held[0] is None or len(placed) > 1:
+            return None  # overwritten, transformed, inside a list, or sent twice
+        model, field = held[0]
+        adapter: TypeAdapter[Any] = TypeAdapter(model.model_fields[field].rebuild_annotation())
+        if placed and adapter.dump_python(adapter.validate_python(mark), mode="json") != mark:
+            return None
+        slots.append(_Slot(adapter, placed[0] if placed else None))
+    return _Shape(body, tuple(slots), selections)
+
+
+def _independent(names: Sequence[str]) -> bool:
+    """No value can decide where another goes: each value filter is a plain comparison,
+    and no path writes what a filter of the same attribute compares (or the whole
+    attribute)."""
+    try:
+        paths = [Path[UserModel](n) for n in names]
+    except (SCIMException, ValueError):
+        return False
+    compared: set[tuple[str, str, str | None]] = set()
+    for path in paths:
+        if path.value_filter is not None:
+            if not _plain(path.value_filter):
+                return False
+            assert isinstance(path.value_filter, Comparison)
+            compared.add((*_head(path), path.value_filter.attr_path.attr.lower()))
+    heads = {(schema, attr) for schema, attr, _ in compared}
+    for path in paths:
+        head = _head(path)
+        sub = path.parts[1].lower() if len(path.parts) > 1 else None
+        if head in heads and (sub is None or (*head, sub) in compared):
+            return False
+    return True
+
+
+def _head(path: Path[Any]) -> tuple[str, str]:
+    return (path.schema or SCIM_CORE_USER).lower(), path.parts[0].lower()
+
+
+def _fields_of(obj: BaseModel, marks: set[str],
+               out: dict[str, list[tuple[type[BaseModel], str] | None]]) -> None:
+    """Which model field holds each mark (None for a mark inside a list of values)."""
+    for name in type(obj).model_fields:
+        value = getattr(obj, name)
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, BaseModel):
+                _fields_of(item, marks, out)
+            elif isinstance(item, str) and item in marks:
+                out.setdefault(item, []).append(None if item is not value
+                                                else (type(obj), name))
+
+
+def _places_of(value: Any, where: Where, marks: set[str], out: dict[str, list[Where]]
+               ) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _places_of(v, (*where, k), marks, out)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _places_of(v, (*where, i), marks, out)
+    elif isinstance(value, str) and value in marks:
+        out.setdefault(value, []).append(where)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _put(body: dict[str, Any], where: Where, value: Any) -> None:
+    container: Any = body
+    for step in where[:-1]:
+        container = container[step]
+    container[where[-1]] = value

@@ -1,0 +1,200 @@
+"""A worker prepares its batch of jobs with a few queries, and exactly as job by job.
+
+``prepare_many`` reads the mappings of a target, and the users of a domain with their
+roles, at once; these tests hold it to what ``prepare`` answers for each job alone, and to
+a number of statements that does not grow with the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from core.iam import Iam
+from core.identity.events import EventType, IdentityEvent, Initiator
+from core.provisioning import executor, mapping, outbox
+from core.provisioning.outbox import Job, JobSpec, Operation
+from tests.provisioning_helpers import connect, peer_users
+
+TARGET = "peer:scim2"
+#: Nobody listens here: preparing a job never talks to the target.
+NOWHERE = "http://127.0.0.1:9/v2"
+
+
+def upsert(iam: Iam, name: str, **payload: Any) -> JobSpec:
+    user = iam.identity.get_user(name)
+    return JobSpec(TARGET, Operation.UPSERT_USER, "user", user.domain, user.id,
+                   user.qualified_name, payload)
+
+
+def enqueued(iam: Iam, specs: Sequence[JobSpec]) -> list[Job]:
+    """The jobs, as written (preparing a job does not look at its lease)."""
+    with iam.db.transaction() as conn:
+        return [outbox.get(conn, outbox.enqueue(conn, spec, "resident")) for spec in specs]
+
+
+@contextmanager
+def statements(iam: Iam) -> Iterator[list[str]]:
+    """The SQL statements sent to the system database meanwhile."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(iam.db.engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(iam.db.engine, "before_cursor_execute", record)
+
+
+def test_a_batch_is_prepared_as_each_job_alone(sqlite_iam: Iam, admin: Initiator) -> None:
+    iam = sqlite_iam
+    iam.identity.add_role(admin, "Internal/provisioned")
+    for name in ("ann", "ben", "cat", "dan", "eve", "fay"):
+        iam.identity.add_user(admin, name, None, {"givenname": name.title(),
+                                                  "emailaddress": f"{name}@example.com"})
+    iam.identity.assign(admin, "Internal/provisioned", ["ann", "ben", "dan", "eve", "fay"])
+    iam.identity.add_role(admin, "engineering", ["ann", "ben"])
+    iam.identity.add_role(admin, "ops", ["dan"])
+    ann, ben, dan = (iam.identity.get_user(n) for n in ("ann", "ben", "dan"))
+    engineering = iam.stores.store("PRIMARY").get_group_by_name("engineering")
+    ops = iam.stores.store("PRIMARY").get_group_by_name("ops")
+    assert engineering is not None and ops is not None
+    connect(iam, NOWHERE, provisioning_roles=("Internal/provisioned",))  # no jobs so far
+    with iam.db.transaction() as conn:
+        mapping.put_many(conn, [
+            mapping.Put(TARGET, "user", "PRIMARY", ann.id, "r-ann", "ann", False, False),
+            mapping.Put(TARGET, "user", "PRIMARY", ben.id, "r-ben", "ben", False, False)])
+    gone = iam.identity.get_user("fay")
+    iam.stores.store("PRIMARY").delete_user(gone.id)  # vanished behind our back
+    specs = [
+        upsert(iam, "ann"),  # mapped: an update
+        upsert(iam, "ben", password=iam.secrets.encrypt("Secret-pa55")),
+        upsert(iam, "cat"),  # holds no provisioning role
+        JobSpec(TARGET, Operation.UPSERT_USER, "user", "PRIMARY", gone.id, "PRIMARY/fay"),
+        upsert(iam, "eve"),  # not provisioned yet: a create
+        JobSpec(TARGET, Operation.DEPROVISION_USER, "user", "PRIMARY", ann.id, "PRIMARY/ann",
+                {"deleted": False, "username": "ann"}),
+        JobSpec(TARGET, Operation.DEPROVISION_USER, "user", "PRIMARY", dan.id, "PRIMARY/dan",
+                {"deleted": True, "username": "dan"}),  # never provisioned
+        JobSpec(TARGET, Operation.UPSERT_GROUP, "group", "PRIMARY", engineering.id,
+                "PRIMARY/engineering"),  # both members mapped
+        JobSpec(TARGET, Operation.UPSERT_GROUP, "group", "PRIMARY", ops.id,
+                "PRIMARY/ops"),  # dan's own job (above) is open: waits
+        JobSpec("gone:scim2", Operation.UPSERT_USER, "user", "PRIMARY", ann.id, "PRIMARY/ann"),
+        JobSpec(TARGET, Operation.UPSERT_USER, "user", "NOSUCH", ann.id, "NOSUCH/ann"),
+    ]
+    jobs = enqueued(iam, specs)
+
+    with iam.db.transaction() as conn:
+        together = executor.prepare_many(conn, iam, jobs)
+        alone = [executor.prepare(conn, iam, job) for job in jobs]
+    assert together == alone
+    by_entity = {(p.job.operation, p.job.name, p.job.target): p for p in together}
+    first = by_entity[(Operation.UPSERT_USER, "PRIMARY/ann", TARGET)]
+    assert first.remote_id == "r-ann" and first.user is not None
+    assert first.user.groups == ["engineering"] and first.user.password is None
+    second = by_entity[(Operation.UPSERT_USER, "PRIMARY/ben", TARGET)]
+    assert second.remote_id == "r-ben" and second.user is not None
+    assert second.user.password == "Secret-pa55"
+    assert by_entity[(Operation.UPSERT_USER, "PRIMARY/cat", TARGET)].skip == \
+        "the user holds none of the provisioning roles"
+    assert by_entity[(Operation.UPSERT_USER, "PRIMARY/fay", TARGET)].skip == \
+        "the user no longer exists"
+    new = by_entity[(Operation.UPSERT_USER, "PRIMARY/eve", TARGET)]
+    assert new.remote_id is None and new.user is not None and new.user.username == "eve"
+    assert by_entity[(Operation.DEPROVISION_USER, "PRIMARY/ann", TARGET)].action == "delete"
+    assert by_entity[(Operation.DEPROVISION_USER, "PRIMARY/dan", TARGET)].skip == \
+        "the user was never provisioned to this target"
+    group = by_entity[(Operation.UPSERT_GROUP, "PRIMARY/engineering", TARGET)]
+    assert group.group is not None and sorted(group.add) == ["r-ann", "r-ben"]
+    assert by_entity[(Operation.UPSERT_GROUP, "PRIMARY/ops", TARGET)].wait == \
+        "1 member(s) are not provisioned to this target yet"
+    unconfigured = by_entity[(Operation.UPSERT_USER, "PRIMARY/ann", "gone:scim2")]
+    assert unconfigured.fail is not None and unconfigured.target is None
+    assert (by_entity[(Operation.UPSERT_USER, "NOSUCH/ann", TARGET)].wait or "").startswith(
+        "userstore unavailable")
+
+
+def _prepare_statements(iam: Iam, jobs: Sequence[Job]) -> int:
+    with iam.db.transaction() as conn, statements(iam) as sent:
+        preps = executor.prepare_many(conn, iam, jobs)
+    assert all(p.user is not None for p in preps)
+    return len(sent)
+
+
+def test_the_queries_of_a_batch_do_not_grow_with_it(sqlite_iam: Iam, admin: Initiator
+                                                    ) -> None:
+    iam = sqlite_iam
+    for i in range(40):
+        iam.identity.add_user(admin, f"user{i:02d}", None, {"givenname": f"G{i}"})
+    iam.identity.add_role(admin, "staff", [f"user{i:02d}" for i in range(40)])
+    iam.identity.add_role(admin, "Internal/auditors", [f"user{i:02d}" for i in range(40)])
+    connect(iam, NOWHERE)
+    jobs = enqueued(iam, [upsert(iam, f"user{i:02d}") for i in range(40)])
+
+    few, many = _prepare_statements(iam, jobs[:2]), _prepare_statements(iam, jobs)
+    assert many == few <= 7  # target (2), mappings, users, attributes, groups, roles
+
+
+def _planned(iam: Iam, members: Sequence[Any]) -> tuple[list[JobSpec], int]:
+    """What the planner makes of users joining the provisioning role, and its queries."""
+    ev = IdentityEvent(EventType.GROUP_MEMBERS_CHANGED, Initiator.admin(), "Internal",
+                       "role-id", "Internal/provisioned",
+                       {"added": [m.qualified_name for m in members], "removed": [],
+                        "added_ids": [[m.domain, m.id] for m in members], "removed_ids": []})
+    planner = iam.provisioning.planner
+    with iam.db.transaction() as conn:
+        _app, [planned] = planner.targets(conn, iam.resident_app().name, jit=False)
+        with statements(iam) as sent:
+            specs = planner.plan(conn, ev, planned.target)
+    return specs, len(sent)
+
+
+def test_joining_a_provisioning_role_reads_the_roles_of_all_members_at_once(
+        sqlite_iam: Iam, admin: Initiator) -> None:
+    iam = sqlite_iam
+    names = [f"user{i:02d}" for i in range(30)]
+    for name in names:
+        iam.identity.add_user(admin, name)
+    iam.identity.add_role(admin, "Internal/provisioned", names[1:])  # user00 joins none
+    iam.identity.add_role(admin, "engineering", names[:10])
+    connect(iam, NOWHERE, provisioning_roles=("Internal/provisioned",))
+    users = [iam.identity.get_user(n) for n in names]
+
+    few, few_queries = _planned(iam, users[:3])
+    many, many_queries = _planned(iam, users)
+    assert [s.name for s in few] == ["PRIMARY/user01", "PRIMARY/user02"]  # in scope only
+    assert [s.name for s in many] == [f"PRIMARY/{n}" for n in names[1:]]
+    assert {s.operation for s in many} == {Operation.UPSERT_USER}
+    assert many_queries == few_queries <= 3
+
+
+def test_a_worker_keeps_one_connection_for_its_many_transactions(
+        sqlite_iam: Iam, admin: Initiator, scim_peer: str) -> None:
+    iam = sqlite_iam
+    connect(iam, scim_peer, concurrency=2)
+    for i in range(40):
+        iam.identity.add_user(admin, f"user{i:02d}", None, {"givenname": f"G{i}"})
+    opened: list[str] = []
+
+    def on_connect(*_: Any) -> None:
+        opened.append(threading.current_thread().name)
+
+    event.listen(iam.db.engine, "connect", on_connect)
+    try:
+        pool = iam.provisioning.worker_pool(capacity=8)
+        try:
+            attempts = asyncio.run(pool.drain())
+        finally:
+            pool.close()
+    finally:
+        event.remove(iam.db.engine, "connect", on_connect)
+    assert attempts == 40 and len(peer_users(scim_peer)) == 40
+    assert len([t for t in opened if t.startswith("mware-iam-outbox")]) == 1
