@@ -23,10 +23,11 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from scim2_models import Context, EnterpriseUser, Path, SCIMException, User
-from scim2_models.path import CompareOperator, Comparison
+from scim2_models.path import Comparison
 
 from connectors.base import PermanentError
 from core.claims import SCIM_CORE_USER
+from core.scim_paths import ensure_selected, plain_selection
 
 UserModel = User[EnterpriseUser]
 #: Core attributes set from the OutboundUser itself, never from the mapping.
@@ -91,25 +92,14 @@ def _own(path: Path[Any]) -> bool:
 
 
 def _select(resource: UserModel, path: Path[Any], selections: Selections) -> None:
-    """Make sure the entry a value filter selects exists (``emails[type eq "work"]``)."""
+    """Make sure the entry a value filter selects exists (``emails[type eq "work"]``) and
+    note the selection (the PATCH of an update replaces just that entry)."""
+    ensure_selected(resource, path)
     value_filter = path.value_filter
     head = f"{path.schema}:{path.parts[0]}" if path.schema else path.parts[0]
-    if not Path[UserModel](f"{head}[{value_filter}]").get(resource):
-        if not _plain(value_filter):
-            raise ValueError(f"only a selection such as {path.parts[0]}[type eq \"work\"] "
-                             f"can create an entry, not [{value_filter}]")
-        assert isinstance(value_filter, Comparison)
-        entry = {value_filter.attr_path.attr: value_filter.value}
-        Path[UserModel](head).set(resource, [entry], is_add=True)
     key = path.parts[0] if path.schema in (None, SCIM_CORE_USER) else head
     if str(value_filter) not in selections.setdefault(key, []):
         selections[key].append(str(value_filter))
-
-
-def _plain(value_filter: Any) -> bool:
-    """``attr eq "value"`` on a sub-attribute of the selected entries."""
-    return (isinstance(value_filter, Comparison) and value_filter.op is CompareOperator.eq
-            and value_filter.attr_path.sub_attr is None and value_filter.attr_path.uri is None)
 
 
 # ---------------------------------------------------------------- shapes
@@ -195,7 +185,7 @@ def _independent(names: Sequence[str]) -> bool:
     compared: set[tuple[str, str, str | None]] = set()
     for path in paths:
         if path.value_filter is not None:
-            if not _plain(path.value_filter):
+            if not plain_selection(path.value_filter):
                 return False
             assert isinstance(path.value_filter, Comparison)
             compared.add((*_head(path), path.value_filter.attr_path.attr.lower()))

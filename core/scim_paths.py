@@ -8,10 +8,17 @@ both faces create the entry it describes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from scim2_models import Path
 from scim2_models.path import CompareOperator, Comparison
+
+
+def plain_selection(value_filter: Any) -> TypeGuard[Comparison]:
+    """``attr eq "value"`` on a sub-attribute of the selected entries: a selection that
+    describes the entry it would create."""
+    return (isinstance(value_filter, Comparison) and value_filter.op is CompareOperator.eq
+            and value_filter.attr_path.sub_attr is None and value_filter.attr_path.uri is None)
 
 
 def ensure_selected(resource: Any, path: Path[Any]) -> None:
@@ -26,9 +33,7 @@ def ensure_selected(resource: Any, path: Path[Any]) -> None:
     head = f"{path.schema}:{path.parts[0]}" if path.schema else path.parts[0]
     if Path[model](f"{head}[{value_filter}]").get(resource):  # type: ignore[valid-type]
         return
-    if not (isinstance(value_filter, Comparison) and value_filter.op is CompareOperator.eq
-            and value_filter.attr_path.sub_attr is None
-            and value_filter.attr_path.uri is None):
+    if not plain_selection(value_filter):
         raise ValueError(f"only a selection such as {path.parts[0]}[type eq \"work\"] "
                          f"can create an entry, not [{value_filter}]")
     entry = {value_filter.attr_path.attr: value_filter.value}
