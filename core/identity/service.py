@@ -295,11 +295,13 @@ class IdentityService:
     def update_user(
         self,
         initiator: Initiator,
-        name: str,
+        name: str | UserView,
         set_claims: Mapping[str, str] | None = None,
         remove_claims: Sequence[str] = (),
     ) -> UserView:
-        user = self._user(name)
+        """Set and remove claims of a user, by name or by the view the caller just read
+        (which spares looking it up by name again)."""
+        user: StoredUser | UserView = name if isinstance(name, UserView) else self._user(name)
         store = self._writable_store(user.domain)
         catalog = self.claims
         to_set = catalog.to_attributes(user.domain, self._resolve_claims(set_claims or {}))

@@ -47,7 +47,7 @@ from core.inbound import Limits
 from core.inbound.ratelimit import TokenBuckets
 from core.inbound.resources import ResourceMapper
 from core.inbound.schemas import build_provider, mapped_paths
-from core.inbound.storage import Client, IamScimStorage, current_client
+from core.inbound.storage import Client, IamScimStorage, conditional, current_client
 from core.inbound.tokencache import TokenCache
 from core.scim_paths import ensure_selected
 
@@ -176,6 +176,7 @@ class ScimApplication(ASGIApplication):
             raise TooManyRequestsException(wait)
         request.subject = client
         current_client.set(client)  # copied into the worker thread's context
+        conditional.set(bool(request.header("If-Match")))
         return await asyncio.to_thread(self._handle, request)
 
     def _handle(self, request: ScimRequest) -> ScimResponse:
