@@ -139,6 +139,9 @@ class RoleChoice:
 
 class UsersScreen(CallsEngine, ConsoleScreen):
     DEFAULT_CSS = """
+    UsersScreen #main {
+        width: 1fr;
+    }
     UsersScreen #users-pane {
         height: 1fr;
         border: round $panel-lighten-2;
@@ -164,6 +167,7 @@ class UsersScreen(CallsEngine, ConsoleScreen):
     }
     UsersScreen #users-status {
         width: 1fr;
+        height: 1;
         padding: 0 1;
         color: $text-muted;
         text-wrap: nowrap;
