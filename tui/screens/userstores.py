@@ -47,7 +47,6 @@ DESCRIPTION = PropertySpec("description", "Description")
 ENABLED = PropertySpec("enabled", "Enabled", PropertyType.BOOLEAN, default=True,
                        help="a disabled store is hidden; its data stays where it is")
 _META = (DOMAIN, DESCRIPTION, ENABLED)
-_WRITES = frozenset({"add", "edit", "switch", "delete"})
 
 
 def store_properties(specs: Iterable[PropertySpec], form: FormValues,
@@ -229,8 +228,6 @@ class UserstoresScreen(CallsEngine, ConsoleScreen):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _WRITES and self.read_only:
-            return False
         if action == "clear_filter":
             return self.query_one(FilterBar).active
         if action in {"edit", "test", "switch", "delete"}:
