@@ -658,7 +658,8 @@ async def test_edit_provisioning_roles_jit_and_mappings(demo: Iam) -> None:
         assert isinstance(lines, LinesScreen)
         lines.query_one(TextArea).text = "givenname = name.givenName\nbroken line"
         await press(pilot, "ctrl+s")
-        assert lines.error == "line 2: expected 'local = remote | default', got 'broken line'"
+        assert lines.general_error == \
+            "line 2: expected 'local = remote | default', got 'broken line'"
         lines.query_one(TextArea).text = "givenname = name.givenName | n/a\n# note\n"
         await press(pilot, "ctrl+s")
         assert demo.get_idp("corp-scim").claim_mappings == (

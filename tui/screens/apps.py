@@ -11,19 +11,17 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from core.apps import Application, OutboundTarget, TokenInfo
 from core.errors import AlreadyExists, NotFound
 from core.iam import Iam
 from core.names import PRIMARY
 from core.properties import PropertySpec, PropertyType
-from tui.screens.base import CONSOLE_ADMIN, ConsoleScreen
-from tui.widgets.engine_calls import CallsEngine
+from tui.screens.base import CONSOLE_ADMIN, ListDetailScreen, list_bindings
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.form_screen import FormScreen
 from tui.widgets.info_modal import InfoModal
@@ -93,23 +91,10 @@ class AppsRead:
     targets: list[str]
 
 
-class ApplicationsScreen(CallsEngine, ConsoleScreen):
+class ApplicationsScreen(ListDetailScreen):
     DEFAULT_CSS = """
-    ApplicationsScreen #apps-pane {
-        height: 1fr;
-        border: round $panel-lighten-2;
-    }
     ApplicationsScreen #app-detail {
         height: 50%;
-        min-height: 6;
-        padding: 0 1;
-        border: round $panel-lighten-2;
-    }
-    ApplicationsScreen #apps-pane:focus-within, ApplicationsScreen #app-detail:focus {
-        border: heavy $accent;
-    }
-    ApplicationsScreen #apps {
-        height: 1fr;
     }
     ApplicationsScreen #app-targets {
         height: auto;
@@ -120,11 +105,10 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
     }
     """
     AUTO_FOCUS = "#apps"
+    LIST_ID = "apps"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", key_display="/", id="apps.filter",
-                tooltip="Show only the applications whose name matches"),
-        Binding("escape", "clear_filter", "Clear filter", id="apps.clear_filter",
-                tooltip="Show every application again"),
+        *list_bindings("apps", "Show only the applications whose name matches",
+                       "Show every application again"),
         Binding("a", "add", "Add", id="apps.add", tooltip="Add an application"),
         Binding("e", "edit", "Edit", id="apps.edit",
                 tooltip="Description, inbound userstore and proxy mode"),
@@ -152,23 +136,16 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
         self.targets: list[str] = []
 
     def compose_body(self) -> ComposeResult:
-        with Vertical(id="apps-pane") as pane:
+        with Vertical(id="apps-pane", classes="list-pane") as pane:
             pane.border_title = "Applications"
             yield FilterBar("Name contains")
             yield ListTable("Name", "Inbound", "Proxy", "Outbound targets", id="apps")
-        with VerticalScroll(id="app-detail") as detail:
+        with VerticalScroll(id="app-detail", classes="detail-pane") as detail:
             detail.border_title = "Application"
             yield Static("No application selected.", id="app-detail-body", markup=False)
             yield Static("Outbound targets, in the order they are tried (shift+up/down "
                          "moves one):", id="app-targets-title", markup=False)
             yield ListTable("#", "Target", "Mode", id="app-targets")
-
-    def on_mount(self) -> None:
-        self.action_refresh()
-
-    @property
-    def table(self) -> ListTable:
-        return self.query_one("#apps", ListTable)
 
     @property
     def highlighted(self) -> Application | None:
@@ -201,7 +178,7 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
         self._fill()
 
     def _fill(self) -> None:
-        needle = self.query_one(FilterBar).value
+        needle = self.filter_bar.value
         shown = [a for a in self.apps.values()
                  if not needle or matches(needle, a.name, a.description)]
         self.table.refill([(a.name, [
@@ -209,18 +186,13 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
             plain("yes" if a.proxy_mode else "no"),
             plain(", ".join(f"{t.idp}:{t.connector}" for t in a.outbound) or "none")])
             for a in shown])
-        self._show_detail()
-        self.refresh_bindings()
-
-    @on(DataTable.RowHighlighted, "#apps")
-    def _highlighted(self) -> None:
-        self._show_detail()
+        self.show_detail()
         self.refresh_bindings()
 
     def on_descendant_focus(self) -> None:
         self.refresh_bindings()  # the move keys follow the targets list's focus
 
-    def _show_detail(self) -> None:
+    def show_detail(self) -> None:
         app = self.highlighted
         self.query_one("#app-detail-body", Static).update(
             render_app(app, self.tokens.get(app.name, []) if app else []))
@@ -231,24 +203,10 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
                                                     target_mode(t)])
                                    for n, t in enumerate(targets, start=1)])
 
-    # ------------------------------------------------------------------ filter
-    def action_filter(self) -> None:
-        self.query_one(FilterBar).open()
-        self.refresh_bindings()
-
-    def action_clear_filter(self) -> None:
-        self.query_one(FilterBar).clear()
-        self.table.focus()
-        self.refresh_bindings()
-
-    @on(FilterBar.Applied)
-    def _filter_applied(self) -> None:
+    def apply_filter(self) -> None:
         self._fill()
-        self.table.focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "clear_filter":
-            return self.query_one(FilterBar).active
         app = self.highlighted
         if action in _NEEDS_APP and app is None:
             return False
@@ -258,7 +216,7 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
             return bool(self._live_hints(app))
         if action == "move_target":
             return self.targets_table.has_focus and self.targets_table.row_count > 1
-        return True
+        return super().check_action(action, parameters)
 
     # ------------------------------------------------------------------ writes
     def _saved(self, name: str | None) -> None:

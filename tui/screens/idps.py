@@ -22,7 +22,7 @@ from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Button, DataTable, Static
+from textual.widgets import Button, Static
 
 from connectors.base import ConnectorError, connector_class, registry, spec_for
 from core.configfile import refs
@@ -41,7 +41,7 @@ from core.idps import (
 from core.names import PRIMARY
 from core.properties import FieldError, PropertySpec, PropertyType, check
 from core.provisioning.targets import build_target
-from tui.screens.base import CONSOLE_ADMIN, ConsoleScreen
+from tui.screens.base import CONSOLE_ADMIN, ListDetailScreen, list_bindings
 from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.form_screen import FormScreen
@@ -229,31 +229,17 @@ class IdpsRead:
     domains: list[str]
 
 
-class IdentityProvidersScreen(CallsEngine, ConsoleScreen):
+class IdentityProvidersScreen(ListDetailScreen):
     DEFAULT_CSS = """
-    IdentityProvidersScreen #idps-pane {
-        height: 1fr;
-        border: round $panel-lighten-2;
-    }
     IdentityProvidersScreen #idp-detail {
         height: 55%;
-        min-height: 6;
-        padding: 0 1;
-        border: round $panel-lighten-2;
-    }
-    IdentityProvidersScreen #idps-pane:focus-within, IdentityProvidersScreen #idp-detail:focus {
-        border: heavy $accent;
-    }
-    IdentityProvidersScreen #idps {
-        height: 1fr;
     }
     """
     AUTO_FOCUS = "#idps"
+    LIST_ID = "idps"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", key_display="/", id="idps.filter",
-                tooltip="Show only the identity providers whose name matches"),
-        Binding("escape", "clear_filter", "Clear filter", id="idps.clear_filter",
-                tooltip="Show every identity provider again"),
+        *list_bindings("idps", "Show only the identity providers whose name matches",
+                       "Show every identity provider again"),
         Binding("a", "add", "Add", id="idps.add", tooltip="Add an identity provider"),
         Binding("e", "edit", "Edit", id="idps.edit",
                 tooltip="Description, provisioning roles and JIT settings"),
@@ -275,20 +261,13 @@ class IdentityProvidersScreen(CallsEngine, ConsoleScreen):
         self.domains: list[str] = [PRIMARY]
 
     def compose_body(self) -> ComposeResult:
-        with Vertical(id="idps-pane") as pane:
+        with Vertical(id="idps-pane", classes="list-pane") as pane:
             pane.border_title = "Identity providers"
             yield FilterBar("Name contains")
             yield ListTable("Name", "State", "Connectors", "Provisioning roles", id="idps")
-        with VerticalScroll(id="idp-detail") as detail:
+        with VerticalScroll(id="idp-detail", classes="detail-pane") as detail:
             detail.border_title = "Identity provider"
             yield Static("No identity provider selected.", id="idp-detail-body", markup=False)
-
-    def on_mount(self) -> None:
-        self.action_refresh()
-
-    @property
-    def table(self) -> ListTable:
-        return self.query_one("#idps", ListTable)
 
     @property
     def highlighted(self) -> IdentityProvider | None:
@@ -310,7 +289,7 @@ class IdentityProvidersScreen(CallsEngine, ConsoleScreen):
         self._fill()
 
     def _fill(self) -> None:
-        needle = self.query_one(FilterBar).value
+        needle = self.filter_bar.value
         shown = [i for i in self.idps.values() if not needle or matches(needle, i.name,
                                                                          i.description)]
         self.table.refill([(i.name, [
@@ -318,38 +297,19 @@ class IdentityProvidersScreen(CallsEngine, ConsoleScreen):
             plain(", ".join(c.type + ("" if c.enabled else " (off)") for c in i.connectors)
                   or "none"),
             plain(", ".join(i.provisioning_roles) or "every user")]) for i in shown])
-        self._show_detail()
+        self.show_detail()
         self.refresh_bindings()
 
-    @on(DataTable.RowHighlighted, "#idps")
-    def _highlighted(self) -> None:
-        self._show_detail()
-        self.refresh_bindings()
-
-    def _show_detail(self) -> None:
+    def show_detail(self) -> None:
         self.query_one("#idp-detail-body", Static).update(render_idp(self.highlighted))
 
-    # ------------------------------------------------------------------ filter
-    def action_filter(self) -> None:
-        self.query_one(FilterBar).open()
-        self.refresh_bindings()
-
-    def action_clear_filter(self) -> None:
-        self.query_one(FilterBar).clear()
-        self.table.focus()
-        self.refresh_bindings()
-
-    @on(FilterBar.Applied)
-    def _filter_applied(self) -> None:
+    def apply_filter(self) -> None:
         self._fill()
-        self.table.focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "clear_filter":
-            return self.query_one(FilterBar).active
         if action in _NEEDS_IDP:
             return self.highlighted is not None
-        return True
+        return super().check_action(action, parameters)
 
     # ------------------------------------------------------------------ writes
     def _save(self, build: Callable[[IdentityProvider], IdentityProvider], name: str
