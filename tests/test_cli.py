@@ -394,3 +394,14 @@ def test_version_and_help() -> None:
     assert "MWARE_IAM_HOME" in help_text and "MWARE_IAM_DB" in help_text
     for group in ("config", "user", "role", "app", "idp", "audit", "tui"):
         assert f"  {group} " in help_text
+
+
+def test_help_lists_every_command_though_they_load_lazily() -> None:
+    commands = CliRunner().invoke(cli, ["--help"]).stdout.split("Commands:\n")[1]
+    commands = commands.split("\n\n")[0]  # the epilog (exit status) follows
+    listed = [line.split()[0] for line in commands.splitlines() if line.startswith("  ")]
+    assert listed == ["app", "audit", "config", "demo", "idp", "provisioning", "role", "serve",
+                      "tui", "user", "userstore", "web", "worker"]
+    for name in listed:  # each loads, and answers its own --help
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0 and result.stdout.startswith(f"Usage: cli {name} ")

@@ -137,3 +137,31 @@ def test_a_domain_mapping_overrides_only_the_claims_it_names(iam: Iam, admin: In
     catalog = iam.claims
     assert catalog.attribute("OTHER", EMAIL) == "emailAddress"
     assert catalog.attribute("OTHER", f"{LOCAL_DIALECT}/givenname") == "givenName"
+
+
+def test_role_members_page_through_a_store_group_and_an_internal_role(
+        iam: Iam, admin: Initiator) -> None:
+    svc = iam.identity
+    names = [f"user{n:02}" for n in range(7)]
+    for name in names:
+        svc.add_user(admin, name, None, {})
+    svc.add_role(admin, "crew", names)
+    svc.add_role(admin, "Internal/crew", names)
+    for role in ("PRIMARY/crew", "Internal/crew"):
+        seen: list[str] = []
+        sizes = []
+        cursor = None
+        while True:
+            page = svc.member_page(role, 3, cursor)
+            seen += [u.username for u in page.items]
+            sizes.append(len(page.items))
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert sizes == [3, 3, 1], role
+        assert sorted(seen) == names and len(set(seen)) == 7, role
+        assert [u.username for u in svc.members_of(role, limit=5)] == seen[:5]
+    svc.delete_user(admin, "user01")  # a member gone: its page is only shorter
+    assert "user01" not in [u.username for u in svc.member_page("Internal/crew", 10).items]
+    with pytest.raises(InvalidInput, match="cursor"):
+        svc.member_page("Internal/crew", 3, "not-a-cursor")

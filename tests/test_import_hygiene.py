@@ -41,8 +41,28 @@ print(json.dumps(names))
 
 CLI_WITHOUT_TEXTUAL = """
 import json, sys
-import core.cli.main
+import click
+from core.cli.main import cli
+context = click.Context(cli)
+for name in cli.list_commands(context):  # every command's module (they load lazily)
+    assert cli.get_command(context, name) is not None, name
 print(json.dumps(sorted(m for m in sys.modules if m == "textual" or m.startswith("textual."))))
+"""
+
+
+#: What ``mware-iam tui`` imports before the console's first frame: the CLI's root, the tui
+#: command and the console's shell. None of the engine's heavy modules may be among them
+#: (they load in a thread behind the first frame).
+CONSOLE_START = """
+import json, sys
+import click
+from core.cli.main import cli
+assert cli.get_command(click.Context(cli), "tui") is not None
+import tui.app
+heavy = ("sqlalchemy", "alembic", "pydantic", "httpx", "ldap3", "argon2", "scim2_models",
+         "yaml", "cryptography")
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy
+                        or m in ("core.iam", "core.identity.service", "core.cli.users"))))
 """
 
 
@@ -68,3 +88,7 @@ def test_the_cli_entry_point_does_not_import_textual() -> None:
     if importlib.util.find_spec("core.cli.main") is None:
         pytest.skip("core/cli/main.py is not written yet")
     assert json.loads(_run(CLI_WITHOUT_TEXTUAL)) == []
+
+
+def test_the_console_paints_before_the_engine_is_imported() -> None:
+    assert json.loads(_run(CONSOLE_START)) == []

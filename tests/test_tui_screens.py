@@ -9,6 +9,7 @@ worker finished before the picture is taken.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import update
+from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, TextArea
 
@@ -35,9 +37,9 @@ from core.idps import (
 from core.schema import audit_log
 from tests.conftest import FAST_ARGON2
 from tests.provisioning_helpers import connect, peer_users
-from tests.tui_helpers import settle
+from tests.tui_helpers import notices, settle, shown_keys
 from tui.app import MwareConsole
-from tui.screens.apps import ApplicationsScreen, token_modal
+from tui.screens.apps import ApplicationsScreen, moved, token_modal
 from tui.screens.audit import AuditScreen
 from tui.screens.idps import ConnectorForm, IdentityProvidersScreen, parse_pairs
 from tui.screens.roles import RolesScreen
@@ -323,6 +325,32 @@ def test_search_and_claim_edits_parse() -> None:
 # ====================================================================== read-only
 
 
+#: Per section: its screen and the write keys that apply to what it highlights first.
+READ_ONLY_WRITES = {"3": (UsersScreen, "aedpgs"), "4": (RolesScreen, "andu"),
+                    "5": (UserstoresScreen, "aex"), "6": (IdentityProvidersScreen, "aecmod"),
+                    "7": (ApplicationsScreen, "aeo")}
+
+
+async def test_read_only_keeps_the_write_keys_and_says_why_they_do_nothing(demo: Iam) -> None:
+    app = console(demo, "users", read_only=True)
+    seen: list[Message] = []
+    async with app.run_test(size=(120, 40), message_hook=seen.append) as pilot:
+        await settle(pilot)
+        for section, (screen_type, keys) in READ_ONLY_WRITES.items():
+            await press(pilot, section)
+            screen = app.screen
+            assert isinstance(screen, screen_type)
+            for key in keys:
+                binding = screen.active_bindings[key]
+                assert binding.enabled and binding.binding.show, (section, key)  # in the footer
+                before = len(notices(seen))
+                await press(pilot, key)
+                assert app.screen is screen, (section, key)  # no form, no confirmation
+                said = notices(seen)[before:]
+                assert len(said) == 1 and said[0].startswith("Read-only session: cannot "), \
+                    (section, key, said)
+
+
 async def test_a_read_only_session_refuses_writes(demo: Iam) -> None:
     before = demo.userstore_definitions(), demo.identity.roles_of("carol")
     app = console(demo, "users", read_only=True)
@@ -408,6 +436,30 @@ async def test_add_rename_and_delete_a_role(demo: Iam) -> None:
         await press(pilot, "y")
         with pytest.raises(NotFound):
             demo.identity.get_role("Internal/operators")
+
+
+async def test_role_members_are_read_a_page_at_a_time(demo: Iam) -> None:
+    names = [f"m{n:02}" for n in range(12)]
+    for name in names:
+        demo.identity.add_user(ADMIN, name, None, {})
+    demo.identity.add_role(ADMIN, "crowd", names)
+    app = console(demo, "roles", page_size=5)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, RolesScreen)
+        screen.role_table.move_cursor(row=screen.role_table.get_row_index("PRIMARY/crowd"))
+        await settle(pilot)
+        status = screen.query_one("#members-status", Static)
+        for shown in (5, 10):
+            assert shown_keys(screen.member_table) == [f"PRIMARY/{n}" for n in names[:shown]]
+            assert str(status.content) == f"{shown} members so far; the last one shown loads more"
+            screen.member_table.focus()
+            await press(pilot, "ctrl+end")  # the last member shown: the next page
+        assert shown_keys(screen.member_table) == [f"PRIMARY/{n}" for n in names]
+        assert str(status.content) == "12 members"
+        await press(pilot, "ctrl+end")  # nothing more to read
+        assert screen.member_table.row_count == 12
 
 
 # ====================================================================== userstores
@@ -518,6 +570,37 @@ async def test_secrets_never_enter_a_widget_and_empty_keeps_them(demo: Iam) -> N
         assert saved.properties["scim2-group-ep"] == f"{PEER}/Groups"
 
 
+async def test_a_stored_secret_is_cleared_only_by_asking_for_it(demo: Iam) -> None:
+    app = console(demo, "idps")
+    seen: list[Message] = []
+    async with app.run_test(size=(100, 40), message_hook=seen.append) as pilot:
+        form = await open_connector(pilot)
+        await press(pilot, "ctrl+r")  # on the first field, which is no secret
+        assert notices(seen)[-1] == "Move to a secret field that has a stored value first."
+        token = form.form.editor("scim2-access-token")
+        assert isinstance(token, Input)
+        token.focus()
+        await press(pilot, "ctrl+r")
+        assert notices(seen)[-1] == "Access token: the stored value is removed when you save."
+        assert token.value == "" and token.placeholder.startswith("cleared")
+        assert TOKEN not in texts(app)
+
+        # BEARER needs a token: refused, the field named, the stored token still there
+        await press(pilot, "ctrl+s")
+        assert app.screen is form
+        assert "required when scim2-authentication-mode is BEARER" in (
+            form.form.error_of("scim2-access-token") or "")
+        assert demo.get_idp("corp-scim").connector("scim2").secrets[
+            "scim2-access-token"].value == TOKEN
+
+        form.form.editor("scim2-authentication-mode").value = "NONE"  # type: ignore[attr-defined]
+        await press(pilot, "ctrl+s")
+        assert isinstance(app.screen, IdentityProvidersScreen)
+    saved = demo.get_idp("corp-scim").connector("scim2")
+    assert "scim2-access-token" not in saved.secrets
+    assert saved.properties["scim2-authentication-mode"] == "NONE"
+
+
 async def test_a_typed_reference_is_resolved_and_kept(demo: Iam,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PEER_TOKEN", "from-the-environment")
@@ -575,7 +658,8 @@ async def test_edit_provisioning_roles_jit_and_mappings(demo: Iam) -> None:
         assert isinstance(lines, LinesScreen)
         lines.query_one(TextArea).text = "givenname = name.givenName\nbroken line"
         await press(pilot, "ctrl+s")
-        assert lines.error == "line 2: expected 'local = remote | default', got 'broken line'"
+        assert lines.general_error == \
+            "line 2: expected 'local = remote | default', got 'broken line'"
         lines.query_one(TextArea).text = "givenname = name.givenName | n/a\n# note\n"
         await press(pilot, "ctrl+s")
         assert demo.get_idp("corp-scim").claim_mappings == (
@@ -663,6 +747,65 @@ async def test_edit_an_application_and_its_outbound_targets(demo: Iam) -> None:
         assert demo.get_app("wiki").inbound_domain == "PRIMARY"
         await press(pilot, "slash", *"wiki", "enter", "d", "y")
         assert "wiki" not in demo.app_names()
+
+
+def _two_targets(iam: Iam) -> tuple[OutboundTarget, OutboundTarget]:
+    """hr-portal sends to corp-scim, then to a second connector of partner-sso."""
+    partner = iam.get_idp("partner-sso")
+    iam.save_idp(ADMIN, dataclasses.replace(partner, connectors=(ConnectorConfig(
+        "scim2", default=True, properties={"scim2-user-ep": f"{PEER}/Users"}),)))
+    first = OutboundTarget("corp-scim", "scim2", True)
+    second = OutboundTarget("partner-sso", "scim2")
+    iam.save_app(ADMIN, dataclasses.replace(iam.get_app("hr-portal"), outbound=(first, second)))
+    return first, second
+
+
+async def test_outbound_targets_move_up_and_down_and_the_order_is_saved(demo: Iam) -> None:
+    first, second = _two_targets(demo)
+    app = console(demo, "apps")
+    seen: list[Message] = []
+    async with app.run_test(size=(100, 40), message_hook=seen.append) as pilot:
+        await settle(pilot)
+        await press(pilot, "down")  # hr-portal
+        screen = app.screen
+        assert isinstance(screen, ApplicationsScreen)
+        assert shown_keys(screen.targets_table) == ["corp-scim:scim2", "partner-sso:scim2"]
+        assert "shift+up" not in screen.active_bindings  # only on the targets list
+        screen.targets_table.focus()
+        await press(pilot, "down", "shift+up")
+        assert demo.get_app("hr-portal").outbound == (second, first)
+        assert notices(seen)[-1] == "partner-sso:scim2 is now tried first for hr-portal"
+        assert shown_keys(screen.targets_table) == ["partner-sso:scim2", "corp-scim:scim2"]
+        assert screen.targets_table.highlighted_key == "partner-sso:scim2"  # it moved along
+        await press(pilot, "shift+up")  # already first: stays
+        assert demo.get_app("hr-portal").outbound == (second, first)
+        await press(pilot, "shift+down")
+        assert demo.get_app("hr-portal").outbound == (first, second)
+        assert screen.targets_table.highlighted_key == "partner-sso:scim2"
+
+
+async def test_a_read_only_session_does_not_reorder_outbound_targets(demo: Iam) -> None:
+    first, second = _two_targets(demo)
+    app = console(demo, "apps", read_only=True)
+    seen: list[Message] = []
+    async with app.run_test(size=(100, 40), message_hook=seen.append) as pilot:
+        await settle(pilot)
+        await press(pilot, "down")
+        screen = app.screen
+        assert isinstance(screen, ApplicationsScreen)
+        screen.targets_table.focus()
+        await press(pilot, "down", "shift+up")
+        assert notices(seen)[-1] == "Read-only session: cannot reorder the outbound targets."
+    assert demo.get_app("hr-portal").outbound == (first, second)
+
+
+def test_moving_a_target_stays_in_bounds_and_names_a_vanished_one() -> None:
+    a, b, c = (OutboundTarget(idp, "scim2") for idp in "abc")
+    assert moved((a, b, c), "c:scim2", -1) == (a, c, b)
+    assert moved((a, b, c), "a:scim2", -5) == (a, b, c)
+    assert moved((a, b, c), "a:scim2", 9) == (b, c, a)
+    with pytest.raises(NotFound, match="x:scim2"):
+        moved((a, b), "x:scim2", 1)
 
 
 # ====================================================================== audit

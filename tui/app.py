@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import Provider
 from textual.message import Message
 from textual.screen import Screen
 from textual.signal import Signal
 
-from tui.commands import ConsoleCommands
 from tui.messages import EngineFailed, JobAttempted
 from tui.navigation import FIRST, SECTIONS, Section
-from tui.screens.help import HelpScreen, KeyHelp
 from tui.screens.start import StartScreen
 from tui.widgets.header import PRODUCT, describe_deployment
 from tui.workers import ReportsEngineErrors, describe_error
@@ -46,6 +45,13 @@ class DeploymentOpened(Message):
     iam: Iam
 
 
+def console_commands() -> type[Provider]:
+    """The palette's console commands, imported when the palette first opens."""
+    from tui.commands import ConsoleCommands
+
+    return ConsoleCommands
+
+
 def _section_bindings() -> list[BindingType]:
     return [Binding(s.key, f"go({s.mode!r})", s.title, show=False, id=f"app.go.{s.mode}",
                     tooltip=s.tooltip) for s in SECTIONS]
@@ -55,7 +61,7 @@ class MwareConsole(ReportsEngineErrors, App[None]):
     TITLE = PRODUCT
     #: Absolute, so that a subclass defined elsewhere (a test, a benchmark) finds it too.
     CSS_PATH = Path(__file__).with_name("console.tcss")
-    COMMANDS: ClassVar = App.COMMANDS | {ConsoleCommands}
+    COMMANDS: ClassVar = App.COMMANDS | {console_commands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the console"),
         Binding("question_mark", "help", "Help", key_display="?", id="app.help",
@@ -145,6 +151,8 @@ class MwareConsole(ReportsEngineErrors, App[None]):
 
     # ------------------------------------------------------------------ help, palette
     def action_help(self) -> None:
+        from tui.screens.help import HelpScreen, KeyHelp
+
         screen_keys: list[KeyHelp] = []
         app_keys: list[KeyHelp] = []
         for active in self.screen.active_bindings.values():

@@ -9,14 +9,16 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from core.cli.context import CliState
 from core.errors import InvalidInput
-from core.iam import Iam
 from core.identity.events import Face, Initiator
+
+if TYPE_CHECKING:  # opened by the console after its first frame, with the engine's modules
+    from core.iam import Iam
 
 F = Callable[..., Any]
 

@@ -11,15 +11,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from core.errors import InvalidInput
-from core.iam import Iam
 from core.identity.events import Face, Initiator
 from core.names import parse_name
-from core.passwords import Argon2Params
+
+if TYPE_CHECKING:  # the engine is imported when a command first opens the deployment
+    from core.iam import Iam
+    from core.passwords import Argon2Params
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,6 +39,8 @@ class CliState:
     @property
     def iam(self) -> Iam:
         if self._iam is None:
+            from core.iam import Iam
+
             self._iam = Iam.open(self.home, self.db, self.argon2)
         return self._iam
 

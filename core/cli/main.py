@@ -6,25 +6,34 @@ line on stderr and the exit code of their type (see ``mware-iam --help``).
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
 
 from core import __version__
-from core.cli.apps import app_group
-from core.cli.audit import audit
-from core.cli.config import config_group
-from core.cli.console import tui
 from core.cli.context import CliState
-from core.cli.demo import demo, web
-from core.cli.idps import idp_group
 from core.cli.output import error_boundary
-from core.cli.provisioning import provisioning_group
-from core.cli.roles import role_group
-from core.cli.serve import serve, worker
-from core.cli.users import user_group
-from core.cli.userstores import userstore_group
 from core.home import DB_ENV, HOME_ENV
+
+#: Every command, by name: the module and object that define it. A command's module (and
+#: the engine it imports) loads only when that command runs, or for ``--help``, so that
+#: ``mware-iam tui`` paints the console without importing the rest of the CLI.
+COMMANDS = {
+    "app": "core.cli.apps:app_group",
+    "audit": "core.cli.audit:audit",
+    "config": "core.cli.config:config_group",
+    "demo": "core.cli.demo:demo",
+    "idp": "core.cli.idps:idp_group",
+    "provisioning": "core.cli.provisioning:provisioning_group",
+    "role": "core.cli.roles:role_group",
+    "serve": "core.cli.serve:serve",
+    "tui": "core.cli.console:tui",
+    "user": "core.cli.users:user_group",
+    "userstore": "core.cli.userstores:userstore_group",
+    "web": "core.cli.demo:web",
+    "worker": "core.cli.serve:worker",
+}
 
 EPILOG = """\b
 Exit status:
@@ -47,7 +56,29 @@ class IamGroup(click.Group):
             return super().invoke(ctx)
 
 
-@click.group(cls=IamGroup, invoke_without_command=True, epilog=EPILOG,
+class LazyIamGroup(IamGroup):
+    """The ``mware-iam`` group: its commands are imported on first use (click's
+    documented "lazily loading subcommands" pattern), named by ``COMMANDS``."""
+
+    def __init__(self, *args: Any, lazy_commands: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            module, name = self.lazy_commands[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), name)
+            if not isinstance(command, click.Command) or command.name != cmd_name:
+                raise TypeError(f"{self.lazy_commands[cmd_name]} is not the {cmd_name!r} "
+                                "command")
+            self.add_command(command)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyIamGroup, lazy_commands=COMMANDS, invoke_without_command=True, epilog=EPILOG,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--home", type=click.Path(file_okay=False), envvar=HOME_ENV, show_envvar=True,
               help="Home directory of the deployment (default: the XDG data dir).")
@@ -65,12 +96,9 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
     state.home, state.db = home, db
     ctx.call_on_close(state.close)
     if ctx.invoked_subcommand is None:
+        from core.cli.console import tui
+
         ctx.invoke(tui)
-
-
-for command in (tui, config_group, userstore_group, user_group, role_group, app_group, idp_group,
-                provisioning_group, serve, worker, audit, demo, web):
-    cli.add_command(command)
 
 
 def main() -> None:

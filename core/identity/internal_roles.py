@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, tuple_, update
 
 from core.db import in_chunks
 from core.errors import AlreadyExists, NotFound
@@ -89,6 +89,17 @@ def members_of(conn: Connection, role: InternalRole) -> list[tuple[str, str]]:
         .where(internal_role_members.c.role_pk == role.pk)
         .order_by(internal_role_members.c.domain, internal_role_members.c.user_id))
     return [(domain, user_id) for domain, user_id in rows]
+
+
+def members_page(conn: Connection, role: InternalRole, limit: int,
+                 after: tuple[str, str] | None = None) -> list[tuple[str, str]]:
+    """Up to ``limit`` (domain, user id) members after ``after``, in that order."""
+    members = internal_role_members.c
+    q = (select(members.domain, members.user_id).where(members.role_pk == role.pk)
+         .order_by(members.domain, members.user_id).limit(limit))
+    if after is not None:
+        q = q.where(tuple_(members.domain, members.user_id) > tuple_(*after))
+    return [(domain, user_id) for domain, user_id in conn.execute(q)]
 
 
 def count_members(conn: Connection, role: InternalRole) -> int:

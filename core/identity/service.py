@@ -30,6 +30,8 @@ from core.userstores.base import NewUser, Page, StoredGroup, StoredUser, UserSto
 from core.userstores.router import UserstoreRouter
 
 DEFAULT_PAGE_SIZE = 50
+#: The largest page of role members asked of a store at once.
+MEMBER_PAGE_MAX = 500
 #: Rows per import transaction: fewer commits rewrite fewer index pages (SQLite WAL).
 IMPORT_BATCH_SIZE = 5000
 #: Rows with a password per import transaction (each costs an argon2id hash).
@@ -525,30 +527,35 @@ class IdentityService:
             raise NotFound(f"group {role_id} does not exist in {domain}")
         return _role_view(group)
 
-    def member_page(self, role: RoleView, page_size: int, cursor: str | None = None
-                    ) -> Page[UserView]:
-        """One page of the members of a userstore group, in name order."""
-        page = self.stores.store(role.domain).members_of(role.id, page_size, cursor)
-        return Page([self._view(u) for u in page.items], page.next_cursor)
+    def member_page(self, role_name: str, page_size: int = DEFAULT_PAGE_SIZE,
+                    cursor: str | None = None) -> Page[UserView]:
+        """One page of a role's members (a store's group: in its order; an internal role:
+        by domain and user id); pass ``next_cursor`` back for the next page."""
+        role = self._role(role_name)
+        size = max(1, min(page_size, MEMBER_PAGE_MAX))
+        if not role.internal:
+            page = self.stores.store(role.domain).members_of(role.id, size, cursor)
+            return Page([self._view(u) for u in page.items], page.next_cursor)
+        after = _member_position(cursor) if cursor is not None else None
+        with self.db.transaction() as conn:
+            pairs = internal_roles.members_page(conn, internal_roles.get(conn, role.name),
+                                                size + 1, after)
+        more, pairs = len(pairs) > size, pairs[:size]
+        views = []
+        for domain, user_id in pairs:  # a member whose store is gone or who was deleted
+            user = self.stores.store(domain).get_user(user_id) \
+                if domain in self.stores.domains else None
+            if user is not None:
+                views.append(self._view(user))
+        return Page(views, _span_cursor(*pairs[-1]) if more else None)
 
     def members_of(self, role_name: str, limit: int = 1000) -> list[UserView]:
-        role = self._role(role_name)
-        if role.internal:
-            with self.db.transaction() as conn:
-                pairs = internal_roles.members_of(conn, internal_roles.get(conn, role.name))
-            views = []
-            for domain, user_id in pairs[:limit]:
-                user = self.stores.store(domain).get_user(user_id) \
-                    if domain in self.stores.domains else None
-                if user is not None:
-                    views.append(self._view(user))
-            return views
-        store = self.stores.store(role.domain)
+        """The first ``limit`` members of a role (the faces that page use member_page)."""
         out: list[UserView] = []
         cursor: str | None = None
         while len(out) < limit:
-            page = store.members_of(role.id, min(500, limit), cursor)
-            out.extend(self._view(u) for u in page.items)
+            page = self.member_page(role_name, limit - len(out), cursor)
+            out.extend(page.items)
             cursor = page.next_cursor
             if cursor is None:
                 break
@@ -719,16 +726,32 @@ def _span_cursor(domain: str, inner: str | None) -> str:
     return base64.urlsafe_b64encode(data.encode()).decode()
 
 
-def _span_position(cursor: str, domains: Sequence[str]) -> tuple[str, str | None]:
+def _span_decode(cursor: str) -> tuple[str, object]:
+    """The (domain, inner cursor or user id) a ``_span_cursor`` holds."""
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         domain, inner = data["d"], data["c"]
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInput("the paging cursor is not valid (start the listing again)") from exc
+    if not isinstance(domain, str):
+        raise InvalidInput("the paging cursor is not valid (start the listing again)")
+    return domain, inner
+
+
+def _span_position(cursor: str, domains: Sequence[str]) -> tuple[str, str | None]:
+    domain, inner = _span_decode(cursor)
     if domain not in domains:
         raise InvalidInput(f"the paging cursor continues in userstore {domain}, which is no "
                            "longer listed; start the listing again")
-    return str(domain), inner if isinstance(inner, str) else None
+    return domain, inner if isinstance(inner, str) else None
+
+
+def _member_position(cursor: str) -> tuple[str, str]:
+    """The last (domain, user id) a page of an internal role's members ended on."""
+    domain, user_id = _span_decode(cursor)
+    if not isinstance(user_id, str):
+        raise InvalidInput("the paging cursor belongs to another listing")
+    return domain, user_id
 
 
 def _qn(user: StoredUser) -> str:

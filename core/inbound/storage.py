@@ -50,7 +50,7 @@ from core.inbound.schemas import MappedPath
 from core.names import proxy_domain
 from core.userstores import query as q
 
-MEMBER_PAGE = 1000
+MEMBER_PAGE = 500  # the identity service pages members by at most this
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class IamScimStorage(ScimStorage):
         members: list[UserView] = []
         cursor: str | None = None
         while True:
-            page = self.identity.member_page(role, MEMBER_PAGE, cursor)
+            page = self.identity.member_page(role.qualified_name, MEMBER_PAGE, cursor)
             members.extend(page.items)
             cursor = page.next_cursor
             if cursor is None:

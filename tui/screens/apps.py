@@ -1,6 +1,7 @@
 """Applications: the resident application and the others, their inbound settings, API
 tokens (shown once when issued; revoked by their last four characters) and the ordered
-outbound targets with their blocking and JIT flags."""
+outbound targets with their blocking and JIT flags (``shift+up`` / ``shift+down`` on the
+targets list moves the highlighted one; the order is the one provisioning tries them in)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,17 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from core.apps import Application, OutboundTarget, TokenInfo
-from core.errors import AlreadyExists
+from core.errors import AlreadyExists, NotFound
 from core.iam import Iam
 from core.names import PRIMARY
 from core.properties import PropertySpec, PropertyType
-from tui.screens.base import CONSOLE_ADMIN, ConsoleScreen
-from tui.widgets.engine_calls import CallsEngine
+from tui.screens.base import CONSOLE_ADMIN, ListDetailScreen, list_bindings
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.form_screen import FormScreen
 from tui.widgets.info_modal import InfoModal
@@ -39,7 +38,6 @@ FAIL_ON_BLOCKING = PropertySpec("fail-on-blocking-failure", "Fail on blocking fa
                                 help="a failed blocking target fails the inbound request")
 #: How an (identity provider, connector) pair serves an application's outbound provisioning.
 TARGET_MODES = ("off", "on", "blocking", "jit", "blocking+jit")
-_WRITES = frozenset({"add", "edit", "outbound", "issue", "revoke", "delete"})
 _NEEDS_APP = frozenset({"edit", "outbound", "issue", "revoke", "delete"})
 TOKEN_HINT = ("Shown once: copy it now (c copies it through the terminal; or select it "
               "with the mouse, shift+drag in most terminals). It cannot be read again.")
@@ -55,6 +53,22 @@ def target_mode(target: OutboundTarget | None) -> str:
         return "off"
     flags = [f for f, on_ in (("blocking", target.blocking), ("jit", target.jit)) if on_]
     return "+".join(flags) or "on"
+
+
+def target_key(target: OutboundTarget) -> str:
+    return f"{target.idp}:{target.connector}"
+
+
+def moved(targets: Sequence[OutboundTarget], key: str, delta: int
+          ) -> tuple[OutboundTarget, ...]:
+    """``targets`` with the one named ``key`` moved ``delta`` places (kept in bounds)."""
+    keys = [target_key(t) for t in targets]
+    if key not in keys:
+        raise NotFound(f"outbound target {key} is no longer listed (someone changed them)")
+    order = list(targets)
+    target = order.pop(keys.index(key))
+    order.insert(max(0, min(len(order), keys.index(key) + delta)), target)
+    return tuple(order)
 
 
 def targets_from(modes: dict[str, str]) -> tuple[OutboundTarget, ...]:
@@ -77,36 +91,33 @@ class AppsRead:
     targets: list[str]
 
 
-class ApplicationsScreen(CallsEngine, ConsoleScreen):
+class ApplicationsScreen(ListDetailScreen):
     DEFAULT_CSS = """
-    ApplicationsScreen #apps-pane {
-        height: 1fr;
-        border: round $panel-lighten-2;
-    }
     ApplicationsScreen #app-detail {
         height: 50%;
-        min-height: 6;
-        padding: 0 1;
-        border: round $panel-lighten-2;
     }
-    ApplicationsScreen #apps-pane:focus-within, ApplicationsScreen #app-detail:focus {
-        border: heavy $accent;
+    ApplicationsScreen #app-targets {
+        height: auto;
+        max-height: 8;
     }
-    ApplicationsScreen #apps {
-        height: 1fr;
+    ApplicationsScreen #app-targets-title {
+        text-style: bold;
     }
     """
     AUTO_FOCUS = "#apps"
+    LIST_ID = "apps"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", key_display="/", id="apps.filter",
-                tooltip="Show only the applications whose name matches"),
-        Binding("escape", "clear_filter", "Clear filter", id="apps.clear_filter",
-                tooltip="Show every application again"),
+        *list_bindings("apps", "Show only the applications whose name matches",
+                       "Show every application again"),
         Binding("a", "add", "Add", id="apps.add", tooltip="Add an application"),
         Binding("e", "edit", "Edit", id="apps.edit",
                 tooltip="Description, inbound userstore and proxy mode"),
         Binding("o", "outbound", "Outbound", id="apps.outbound",
                 tooltip="Choose the outbound targets and their flags"),
+        Binding("shift+up", "move_target(-1)", "Move up", key_display="⇧↑",
+                id="apps.target_up", tooltip="Try the highlighted outbound target earlier"),
+        Binding("shift+down", "move_target(1)", "Move down", key_display="⇧↓",
+                id="apps.target_down", tooltip="Try the highlighted outbound target later"),
         Binding("i", "issue", "Token", id="apps.issue",
                 tooltip="Issue an API token (shown once)"),
         Binding("k", "revoke", "Revoke", id="apps.revoke",
@@ -125,25 +136,25 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
         self.targets: list[str] = []
 
     def compose_body(self) -> ComposeResult:
-        with Vertical(id="apps-pane") as pane:
+        with Vertical(id="apps-pane", classes="list-pane") as pane:
             pane.border_title = "Applications"
             yield FilterBar("Name contains")
             yield ListTable("Name", "Inbound", "Proxy", "Outbound targets", id="apps")
-        with VerticalScroll(id="app-detail") as detail:
+        with VerticalScroll(id="app-detail", classes="detail-pane") as detail:
             detail.border_title = "Application"
             yield Static("No application selected.", id="app-detail-body", markup=False)
-
-    def on_mount(self) -> None:
-        self.action_refresh()
-
-    @property
-    def table(self) -> ListTable:
-        return self.query_one("#apps", ListTable)
+            yield Static("Outbound targets, in the order they are tried (shift+up/down "
+                         "moves one):", id="app-targets-title", markup=False)
+            yield ListTable("#", "Target", "Mode", id="app-targets")
 
     @property
     def highlighted(self) -> Application | None:
         key = self.table.highlighted_key
         return self.apps.get(key) if key else None
+
+    @property
+    def targets_table(self) -> ListTable:
+        return self.query_one("#app-targets", ListTable)
 
     def _live_hints(self, app: Application) -> list[str]:
         return [t.hint for t in self.tokens.get(app.name, []) if t.revoked is None]
@@ -167,7 +178,7 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
         self._fill()
 
     def _fill(self) -> None:
-        needle = self.query_one(FilterBar).value
+        needle = self.filter_bar.value
         shown = [a for a in self.apps.values()
                  if not needle or matches(needle, a.name, a.description)]
         self.table.refill([(a.name, [
@@ -175,39 +186,27 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
             plain("yes" if a.proxy_mode else "no"),
             plain(", ".join(f"{t.idp}:{t.connector}" for t in a.outbound) or "none")])
             for a in shown])
-        self._show_detail()
+        self.show_detail()
         self.refresh_bindings()
 
-    @on(DataTable.RowHighlighted, "#apps")
-    def _highlighted(self) -> None:
-        self._show_detail()
-        self.refresh_bindings()
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()  # the move keys follow the targets list's focus
 
-    def _show_detail(self) -> None:
+    def show_detail(self) -> None:
         app = self.highlighted
         self.query_one("#app-detail-body", Static).update(
             render_app(app, self.tokens.get(app.name, []) if app else []))
+        targets = app.outbound if app else ()
+        self.query_one("#app-targets-title").display = bool(targets)
+        self.targets_table.display = bool(targets)
+        self.targets_table.refill([(target_key(t), [str(n), plain(target_key(t)),
+                                                    target_mode(t)])
+                                   for n, t in enumerate(targets, start=1)])
 
-    # ------------------------------------------------------------------ filter
-    def action_filter(self) -> None:
-        self.query_one(FilterBar).open()
-        self.refresh_bindings()
-
-    def action_clear_filter(self) -> None:
-        self.query_one(FilterBar).clear()
-        self.table.focus()
-        self.refresh_bindings()
-
-    @on(FilterBar.Applied)
-    def _filter_applied(self) -> None:
+    def apply_filter(self) -> None:
         self._fill()
-        self.table.focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _WRITES and self.read_only:
-            return False
-        if action == "clear_filter":
-            return self.query_one(FilterBar).active
         app = self.highlighted
         if action in _NEEDS_APP and app is None:
             return False
@@ -215,7 +214,9 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
             return False  # the resident application takes no tokens and stays
         if action == "revoke" and app is not None:
             return bool(self._live_hints(app))
-        return True
+        if action == "move_target":
+            return self.targets_table.has_focus and self.targets_table.row_count > 1
+        return super().check_action(action, parameters)
 
     # ------------------------------------------------------------------ writes
     def _saved(self, name: str | None) -> None:
@@ -286,6 +287,22 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
             values={k: target_mode(current.get(k)) for k in keys},
             intro="Targets are tried in this order; off removes one."), self._saved)
 
+    def action_move_target(self, delta: int) -> None:
+        app, key = self.highlighted, self.targets_table.highlighted_key
+        if app is None or key is None or self.refuse_write("reorder the outbound targets"):
+            return
+        iam, name = self.iam, app.name
+
+        def move() -> int:
+            current = iam.get_app(name)
+            order = moved(current.outbound, key, delta)
+            if order != current.outbound:
+                iam.save_app(CONSOLE_ADMIN, dataclasses.replace(current, outbound=order))
+            return [target_key(t) for t in order].index(key) + 1
+
+        self.call_engine("Reordering outbound targets", move, lambda place: self._announce(
+            f"{key} is now tried {ordinal(place)} for {name}"))
+
     def action_issue(self) -> None:
         app = self.highlighted
         if app is None or self.refuse_write("issue a token"):
@@ -348,6 +365,10 @@ class ApplicationsScreen(CallsEngine, ConsoleScreen):
                             self.action_issue)
 
 
+def ordinal(n: int) -> str:
+    return {1: "first", 2: "second", 3: "third"}.get(n, f"{n}th")
+
+
 def token_modal(app: str, token: str) -> InfoModal:
     return InfoModal(f"New token for {app}", Text.assemble((token, "bold"), "\n\n", TOKEN_HINT),
                      hint="c copies · esc closes", copy=token)
@@ -368,11 +389,9 @@ def render_app(app: Application | None, tokens: Sequence[TokenInfo]) -> Text:
                           "yes" if app.fail_on_blocking_failure else "no")):
         text.append(f"\n{label}: ", style="bold")
         text.append(value)
-    text.append("\nOutbound targets: ", style="bold")
     if not app.outbound:
+        text.append("\nOutbound targets: ", style="bold")
         text.append("none")
-    for i, t in enumerate(app.outbound, start=1):
-        text.append(f"\n  {i}. {t.idp}:{t.connector}  {target_mode(t)}")
     if not app.resident:
         text.append("\nTokens: ", style="bold")
         if not tokens:

@@ -12,16 +12,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from core.audit import AuditEntry
 from core.iam import Iam
-from tui.screens.base import ConsoleScreen
-from tui.widgets.engine_calls import CallsEngine
+from tui.screens.base import ListDetailScreen, list_bindings
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.tables import ListTable, matches, plain
 
@@ -59,18 +57,8 @@ def detail_text(detail: Any) -> str:
     return json.dumps(detail, sort_keys=True, default=str) if detail else ""
 
 
-class AuditScreen(CallsEngine, ConsoleScreen):
+class AuditScreen(ListDetailScreen):
     DEFAULT_CSS = """
-    AuditScreen #audit-pane {
-        height: 1fr;
-        border: round $panel-lighten-2;
-    }
-    AuditScreen #audit-pane:focus-within, AuditScreen #audit-detail:focus {
-        border: heavy $accent;
-    }
-    AuditScreen #audit {
-        height: 1fr;
-    }
     AuditScreen #audit-status {
         height: 1;
         padding: 0 1;
@@ -78,16 +66,13 @@ class AuditScreen(CallsEngine, ConsoleScreen):
     }
     AuditScreen #audit-detail {
         height: 7;
-        padding: 0 1;
-        border: round $panel-lighten-2;
     }
     """
     AUTO_FOCUS = "#audit"
+    LIST_ID = "audit"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", key_display="/", id="audit.filter",
-                tooltip="action=X target=Y exactly, or words anywhere"),
-        Binding("escape", "clear_filter", "Clear filter", id="audit.clear_filter",
-                tooltip="Show every entry again"),
+        *list_bindings("audit", "action=X target=Y exactly, or words anywhere",
+                       "Show every entry again"),
         Binding("r", "refresh", "Refresh", id="audit.refresh",
                 tooltip="Read the newest entries again"),
     ]
@@ -97,25 +82,18 @@ class AuditScreen(CallsEngine, ConsoleScreen):
         self.entries: list[AuditEntry] = []
 
     def compose_body(self) -> ComposeResult:
-        with Vertical(id="audit-pane") as pane:
+        with Vertical(id="audit-pane", classes="list-pane") as pane:
             pane.border_title = "Audit log"
             yield FilterBar("Filter", placeholder="action=user.add target=PRIMARY/bob words")
             yield ListTable("When (UTC)", "Action", "Target", "Actor", "Face", id="audit")
             yield Static("Loading…", id="audit-status", markup=False)
-        with VerticalScroll(id="audit-detail") as detail:
+        with VerticalScroll(id="audit-detail", classes="detail-pane") as detail:
             detail.border_title = "Entry"
             yield Static("", id="audit-detail-body", markup=False)
 
-    def on_mount(self) -> None:
-        self.action_refresh()
-
-    @property
-    def table(self) -> ListTable:
-        return self.query_one("#audit", ListTable)
-
     @property
     def filter(self) -> AuditFilter:
-        return AuditFilter.parse(self.query_one(FilterBar).value)
+        return AuditFilter.parse(self.filter_bar.value)
 
     def action_refresh(self) -> None:
         wanted = self.filter
@@ -135,33 +113,12 @@ class AuditScreen(CallsEngine, ConsoleScreen):
         newest = f" (the newest {LIMIT} read)" if len(entries) >= LIMIT else ""
         self.query_one("#audit-status", Static).update(
             f"{count} entr{'y' if count == 1 else 'ies'}{newest}")
-        self._show_detail()
+        self.show_detail()
 
-    @on(DataTable.RowHighlighted, "#audit")
-    def _show_detail(self) -> None:
+    def show_detail(self) -> None:
         row = self.table.cursor_row
         entry = self.entries[row] if 0 <= row < len(self.entries) else None
         self.query_one("#audit-detail-body", Static).update(render_entry(entry))
-
-    def action_filter(self) -> None:
-        self.query_one(FilterBar).open()
-        self.refresh_bindings()
-
-    def action_clear_filter(self) -> None:
-        self.query_one(FilterBar).clear()
-        self.table.focus()
-        self.refresh_bindings()
-
-    @on(FilterBar.Applied)
-    def _filter_applied(self) -> None:
-        self.action_refresh()
-        self.table.focus()
-        self.refresh_bindings()
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "clear_filter":
-            return self.query_one(FilterBar).active
-        return True
 
 
 def render_entry(entry: AuditEntry | None) -> Text:

@@ -1,5 +1,6 @@
 """What the console's screens share: the deployment, read-only refusals, confirmation,
-engine-error reporting, and the header and footer around their body.
+engine-error reporting, and the header and footer around their body; and, for the
+sections that are one filtered list with a detail pane, :class:`ListDetailScreen`.
 
 See ``tui/CONTRIBUTING-SCREENS.md`` for the contract between the shell and the screens.
 """
@@ -7,15 +8,22 @@ See ``tui/CONTRIBUTING-SCREENS.md`` for the contract between the shell and the s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import ClassVar
 
+from textual import on
 from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
 from textual.screen import Screen
+from textual.widgets import DataTable
 
 from core.iam import Iam
 from core.identity.events import Face, Initiator
 from tui.widgets.chrome import AppHeader, ConsoleFooter
 from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.engine_calls import CallsEngine
+from tui.widgets.filter_bar import FilterBar
+from tui.widgets.tables import ListTable
 from tui.workers import ReportsEngineErrors
 
 #: Who the console's writes are audited as.
@@ -62,3 +70,93 @@ class ConsoleScreen(ReportsEngineErrors, Screen[None]):
     def palette_commands(self) -> Iterable[SystemCommand]:
         """Commands that make sense on this screen now (the app's palette asks for them)."""
         return ()
+
+
+def list_bindings(screen: str, filter_tooltip: str, clear_tooltip: str) -> list[BindingType]:
+    """The ``/`` filter and its clearing, as every list screen binds them."""
+    return [
+        Binding("slash", "filter", "Filter", key_display="/", id=f"{screen}.filter",
+                tooltip=filter_tooltip),
+        Binding("escape", "clear_filter", "Clear filter", id=f"{screen}.clear_filter",
+                tooltip=clear_tooltip),
+    ]
+
+
+class ListDetailScreen(CallsEngine, ConsoleScreen):
+    """A section that is one filtered list (a :class:`ListTable` whose id is ``LIST_ID``,
+    under a :class:`FilterBar`, in a container of class ``list-pane``) and a detail pane
+    (class ``detail-pane``) for the highlighted row.
+
+    It reads on mount (``action_refresh``), keeps the detail and the keys in step with the
+    cursor (``show_detail``), and runs the filter: ``/`` opens it, enter applies it
+    (``apply_filter``: read again, unless the subclass filters what it holds), ``escape``
+    clears it. The detail pane's height is the subclass's to set.
+    """
+
+    DEFAULT_CSS = """
+    ListDetailScreen .list-pane {
+        height: 1fr;
+        border: round $panel-lighten-2;
+    }
+    ListDetailScreen .detail-pane {
+        min-height: 6;
+        padding: 0 1;
+        border: round $panel-lighten-2;
+    }
+    ListDetailScreen .list-pane:focus-within, ListDetailScreen .detail-pane:focus {
+        border: heavy $accent;
+    }
+    ListDetailScreen .list-pane > ListTable {
+        height: 1fr;
+    }
+    """
+    LIST_ID: ClassVar[str]
+
+    def on_mount(self) -> None:
+        self.action_refresh()
+
+    @property
+    def table(self) -> ListTable:
+        return self.query_one(f"#{self.LIST_ID}", ListTable)
+
+    @property
+    def filter_bar(self) -> FilterBar:
+        return self.query_one(FilterBar)
+
+    def action_refresh(self) -> None:
+        """Read the list from the engine (in a worker) and show it."""
+        raise NotImplementedError
+
+    def show_detail(self) -> None:
+        """Show the highlighted row in the detail pane."""
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table is self.table:
+            self.show_detail()
+            self.refresh_bindings()
+
+    # ------------------------------------------------------------------ filter
+    def action_filter(self) -> None:
+        self.filter_bar.open()
+        self.refresh_bindings()
+
+    def action_clear_filter(self) -> None:
+        self.filter_bar.clear()
+        self.table.focus()
+        self.refresh_bindings()
+
+    @on(FilterBar.Applied)
+    def _filter_applied(self) -> None:
+        self.apply_filter()
+        self.table.focus()
+        self.refresh_bindings()
+
+    def apply_filter(self) -> None:
+        """Show what the filter now keeps (by default: read the list again)."""
+        self.action_refresh()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            return self.filter_bar.active
+        return True

@@ -204,6 +204,77 @@ class ActivityFeed(DataTable[str]):
 
 
 class DashboardScreen(ConsoleScreen):
+    DEFAULT_CSS = """
+    DashboardScreen #dash-summary {
+        height: 1;
+        padding: 0 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    DashboardScreen #cards {
+        grid-size: 2;
+        grid-gutter: 0 1;
+        grid-rows: 8;
+        height: auto;
+        max-height: 60%;
+        overflow-y: auto;
+        padding: 0 1;
+    }
+    DashboardScreen.-wide #cards {
+        grid-size: 3;
+    }
+    DashboardScreen #no-targets {
+        column-span: 3;
+        color: $text-muted;
+        padding: 1;
+    }
+    DashboardScreen .target-card {
+        height: 8;
+        padding: 0 1;
+        border: round $success;
+    }
+    DashboardScreen .target-card.-retrying {
+        border: round $warning;
+    }
+    DashboardScreen .target-card.-quarantined {
+        border: heavy $error;
+    }
+    DashboardScreen .target-card.-quarantined .card-state {
+        text-style: reverse bold;
+    }
+    DashboardScreen .target-card.-disabled {
+        border: dashed $panel-lighten-2;
+        color: $text-muted;
+    }
+    DashboardScreen .target-card Static {
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    DashboardScreen .card-counts {
+        height: 2;
+    }
+    DashboardScreen .card-throughput {
+        layout: horizontal;
+        height: 1;
+    }
+    DashboardScreen .card-spark {
+        width: 1fr;
+        margin-right: 1;
+    }
+    DashboardScreen .card-rate {
+        width: auto;
+    }
+    DashboardScreen #activity-pane {
+        height: 1fr;
+        border: round $panel-lighten-2;
+    }
+    DashboardScreen #activity-pane:focus-within {
+        border: heavy $accent;
+    }
+    DashboardScreen #activity {
+        height: 1fr;
+    }
+    """
     AUTO_FOCUS = "#activity"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -24,6 +24,24 @@ class KeyHelp:
 
 
 class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen {
+        align: center middle;
+    }
+    HelpScreen #help {
+        width: 76;
+        max-width: 90%;
+        height: auto;
+        max-height: 80%;
+        padding: 0 1;
+        border: round $accent;
+        background: $surface;
+    }
+    HelpScreen #help-navigation {
+        margin-top: 1;
+        color: $text-muted;
+    }
+    """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,question_mark,q", "dismiss", "Close help", id="help.close"),
     ]

@@ -2,8 +2,9 @@
 
 A connector's form is built from its type's property schema
 (``ConnectorSpec.all_properties``). Secrets never enter a widget: the form says whether
-one is stored, an empty secret field keeps it, and a typed ``${env:NAME}`` is stored as a
-reference. "Test connection" reaches the target with what is typed (the form) or saved
+one is stored, an empty secret field keeps it, ``ctrl+r`` on it removes it when saved (an
+explicit action: emptying a field never clears anything), and a typed ``${env:NAME}`` is
+stored as a reference. "Test connection" reaches the target with what is typed (the form) or saved
 (the list), in a worker.
 """
 
@@ -21,7 +22,7 @@ from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Button, DataTable, Static
+from textual.widgets import Button, Static
 
 from connectors.base import ConnectorError, connector_class, registry, spec_for
 from core.configfile import refs
@@ -40,7 +41,7 @@ from core.idps import (
 from core.names import PRIMARY
 from core.properties import FieldError, PropertySpec, PropertyType, check
 from core.provisioning.targets import build_target
-from tui.screens.base import CONSOLE_ADMIN, ConsoleScreen
+from tui.screens.base import CONSOLE_ADMIN, ListDetailScreen, list_bindings
 from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.form_screen import FormScreen
@@ -66,7 +67,6 @@ CONNECTOR_ENABLED = PropertySpec("connector-enabled", "Connector enabled", _P.BO
 CONNECTOR_DEFAULT = PropertySpec("connector-default", "Default connector", _P.BOOLEAN,
                                  default=False)
 _CONNECTOR_META = (CONNECTOR_ENABLED, CONNECTOR_DEFAULT)
-_WRITES = frozenset({"add", "edit", "connector", "claims", "roles", "delete"})
 _NEEDS_IDP = frozenset({"edit", "connector", "claims", "roles", "delete", "test"})
 
 
@@ -102,11 +102,14 @@ def test_connection(connector_type: str, properties: Mapping[str, Any]) -> TestR
 def build_connector(connector_type: str, form: FormValues, stored: ConnectorConfig | None
                     ) -> tuple[ConnectorConfig, list[FieldError]]:
     """The configuration the form describes: typed secrets replace stored ones (a
-    ``${env:NAME}`` reference is resolved and kept), empty secret fields keep them."""
+    ``${env:NAME}`` reference is resolved and kept), empty secret fields keep them, and
+    the ones the administrator cleared are gone."""
     spec = spec_for(connector_type)
     props = {s.name: form.values[s.name] for s in spec.all_properties
              if not s.secret and form.values.get(s.name) not in (None, "")}
     secrets: dict[str, SecretValue] = dict(stored.secrets) if stored else {}
+    for name in form.cleared:
+        secrets.pop(name, None)
     errors = []
     for name, text in form.secrets.items():
         try:
@@ -130,6 +133,8 @@ class ConnectorForm(CallsEngine, FormScreen[str]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+t", "test", "Test", id="form.test",
                 tooltip="Reach the target with the values typed (nothing is saved)"),
+        Binding("ctrl+r", "clear_secret", "Clear secret", id="form.clear_secret",
+                tooltip="Remove the stored value of the secret field you are on, on save"),
     ]
 
     def __init__(self, idp: IdentityProvider, connector_type: str,
@@ -148,7 +153,8 @@ class ConnectorForm(CallsEngine, FormScreen[str]):
                          [*_CONNECTOR_META, *spec.all_properties], submit, values=values,
                          stored_secrets=stored_secrets, precheck=self._problems,
                          intro="Secrets are never shown: an empty secret field keeps the "
-                               "stored one; ${env:NAME} stores a reference.")
+                               "stored one (ctrl+r on it clears it); ${env:NAME} stores a "
+                               "reference.")
         self.connector_type = connector_type
         self.stored = stored
         #: The last test's outcome, for the administrator and for tests.
@@ -173,6 +179,16 @@ class ConnectorForm(CallsEngine, FormScreen[str]):
         props = typed_properties(config)
         self.call_engine("Testing a connection",
                          lambda: test_connection(self.connector_type, props), self._tested)
+
+    def action_clear_secret(self) -> None:
+        name = self.form.name_of(self.focused)
+        if name is None or not self.form.stored_secret(name):
+            self.notify("Move to a secret field that has a stored value first.",
+                        title="Clear secret", severity="warning")
+            return
+        self.form.clear_secret(name)
+        self.notify(f"{self.form.label_of(name)}: the stored value is removed when you save.",
+                    title="Clear secret")
 
     def _tested(self, result: TestResult) -> None:
         self.tested = result
@@ -213,31 +229,17 @@ class IdpsRead:
     domains: list[str]
 
 
-class IdentityProvidersScreen(CallsEngine, ConsoleScreen):
+class IdentityProvidersScreen(ListDetailScreen):
     DEFAULT_CSS = """
-    IdentityProvidersScreen #idps-pane {
-        height: 1fr;
-        border: round $panel-lighten-2;
-    }
     IdentityProvidersScreen #idp-detail {
         height: 55%;
-        min-height: 6;
-        padding: 0 1;
-        border: round $panel-lighten-2;
-    }
-    IdentityProvidersScreen #idps-pane:focus-within, IdentityProvidersScreen #idp-detail:focus {
-        border: heavy $accent;
-    }
-    IdentityProvidersScreen #idps {
-        height: 1fr;
     }
     """
     AUTO_FOCUS = "#idps"
+    LIST_ID = "idps"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", key_display="/", id="idps.filter",
-                tooltip="Show only the identity providers whose name matches"),
-        Binding("escape", "clear_filter", "Clear filter", id="idps.clear_filter",
-                tooltip="Show every identity provider again"),
+        *list_bindings("idps", "Show only the identity providers whose name matches",
+                       "Show every identity provider again"),
         Binding("a", "add", "Add", id="idps.add", tooltip="Add an identity provider"),
         Binding("e", "edit", "Edit", id="idps.edit",
                 tooltip="Description, provisioning roles and JIT settings"),
@@ -259,20 +261,13 @@ class IdentityProvidersScreen(CallsEngine, ConsoleScreen):
         self.domains: list[str] = [PRIMARY]
 
     def compose_body(self) -> ComposeResult:
-        with Vertical(id="idps-pane") as pane:
+        with Vertical(id="idps-pane", classes="list-pane") as pane:
             pane.border_title = "Identity providers"
             yield FilterBar("Name contains")
             yield ListTable("Name", "State", "Connectors", "Provisioning roles", id="idps")
-        with VerticalScroll(id="idp-detail") as detail:
+        with VerticalScroll(id="idp-detail", classes="detail-pane") as detail:
             detail.border_title = "Identity provider"
             yield Static("No identity provider selected.", id="idp-detail-body", markup=False)
-
-    def on_mount(self) -> None:
-        self.action_refresh()
-
-    @property
-    def table(self) -> ListTable:
-        return self.query_one("#idps", ListTable)
 
     @property
     def highlighted(self) -> IdentityProvider | None:
@@ -294,7 +289,7 @@ class IdentityProvidersScreen(CallsEngine, ConsoleScreen):
         self._fill()
 
     def _fill(self) -> None:
-        needle = self.query_one(FilterBar).value
+        needle = self.filter_bar.value
         shown = [i for i in self.idps.values() if not needle or matches(needle, i.name,
                                                                          i.description)]
         self.table.refill([(i.name, [
@@ -302,40 +297,19 @@ class IdentityProvidersScreen(CallsEngine, ConsoleScreen):
             plain(", ".join(c.type + ("" if c.enabled else " (off)") for c in i.connectors)
                   or "none"),
             plain(", ".join(i.provisioning_roles) or "every user")]) for i in shown])
-        self._show_detail()
+        self.show_detail()
         self.refresh_bindings()
 
-    @on(DataTable.RowHighlighted, "#idps")
-    def _highlighted(self) -> None:
-        self._show_detail()
-        self.refresh_bindings()
-
-    def _show_detail(self) -> None:
+    def show_detail(self) -> None:
         self.query_one("#idp-detail-body", Static).update(render_idp(self.highlighted))
 
-    # ------------------------------------------------------------------ filter
-    def action_filter(self) -> None:
-        self.query_one(FilterBar).open()
-        self.refresh_bindings()
-
-    def action_clear_filter(self) -> None:
-        self.query_one(FilterBar).clear()
-        self.table.focus()
-        self.refresh_bindings()
-
-    @on(FilterBar.Applied)
-    def _filter_applied(self) -> None:
+    def apply_filter(self) -> None:
         self._fill()
-        self.table.focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _WRITES and self.read_only:
-            return False
-        if action == "clear_filter":
-            return self.query_one(FilterBar).active
         if action in _NEEDS_IDP:
             return self.highlighted is not None
-        return True
+        return super().check_action(action, parameters)
 
     # ------------------------------------------------------------------ writes
     def _save(self, build: Callable[[IdentityProvider], IdentityProvider], name: str

@@ -126,6 +126,44 @@ class JobsTable(DataTable[str]):
 
 
 class JobsScreen(ConsoleScreen):
+    DEFAULT_CSS = """
+    JobsScreen #jobs-filter {
+        height: 1;
+        padding: 0 1;
+    }
+    JobsScreen .filter-label {
+        padding: 0 1 0 0;
+        text-style: bold;
+    }
+    JobsScreen #jobs-filter Select {
+        width: 18;
+        margin-right: 1;
+    }
+    JobsScreen #filter-name {
+        width: 1fr;
+    }
+    JobsScreen #jobs-pane {
+        height: 1fr;
+        border: round $panel-lighten-2;
+    }
+    JobsScreen #jobs-pane:focus-within, JobsScreen #job-detail:focus {
+        border: heavy $accent;
+    }
+    JobsScreen #jobs {
+        height: 1fr;
+    }
+    JobsScreen #jobs-status {
+        height: 1;
+        padding: 0 1;
+        color: $text-muted;
+    }
+    JobsScreen #job-detail {
+        height: 45%;
+        min-height: 6;
+        padding: 0 1;
+        border: round $panel-lighten-2;
+    }
+    """
     AUTO_FOCUS = "#jobs"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", key_display="/", id="jobs.filter",

@@ -1,5 +1,9 @@
 """Roles: the roles of every domain, the members of the highlighted one, and their changes.
 
+Members are read a page at a time (``IdentityService.member_page``, server-side cursor
+paging): reaching the last member shown loads the next page, so a group of a large store
+never loads whole.
+
 A role that an identity provider lists among its provisioning roles is marked with the
 providers' names: giving a user such a role provisions the user there.
 """
@@ -18,9 +22,11 @@ from textual.widgets import DataTable, Static
 
 from core.claims import LOCAL_DIALECT
 from core.iam import Iam
-from core.identity.service import RoleView, UserView
+from core.identity.service import DEFAULT_PAGE_SIZE, RoleView, UserView
 from core.names import parse_name
 from core.properties import PropertySpec
+from core.userstores.base import Page
+from tui.messages import EngineFailed
 from tui.screens.base import CONSOLE_ADMIN, ConsoleScreen
 from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.filter_bar import FilterBar
@@ -28,17 +34,22 @@ from tui.widgets.form_screen import FormScreen
 from tui.widgets.property_form import FormValues
 from tui.widgets.tables import ListTable, plain
 
-#: Members shown for one role (a group of a large store can hold many more).
-MEMBER_LIMIT = 500
-
 ROLE_NAME = PropertySpec("name", "Role", required=True,
                          help="DOMAIN/name; Internal/name for an internal role; "
                               "no domain: PRIMARY")
 USERS = PropertySpec("users", "Users", required=True,
                      help="usernames separated by commas (DOMAIN/name outside PRIMARY)")
 MEMBERS = PropertySpec("users", "Members", help=USERS.help)
+MEMBERS_TASK = "Loading the members of a role"
 
-_WRITES = frozenset({"add", "rename", "delete", "assign", "remove_member"})
+
+
+@dataclass(frozen=True)
+class MembersRead:
+    role: str
+    #: the cursor this page was asked with (None: the first page)
+    cursor: str | None
+    page: Page[UserView]
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,9 @@ class RolesScreen(CallsEngine, ConsoleScreen):
         self.provisioning: dict[str, list[str]] = {}
         self.members: list[UserView] = []
         self._members_of: str | None = None
+        #: The page of members asked for and not yet shown ((role, cursor)), if any.
+        self._members_pending: tuple[str, str | None] | None = None
+        self._members_next: str | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="roles-body"):
@@ -173,27 +187,53 @@ class RolesScreen(CallsEngine, ConsoleScreen):
         self._members_of = role
         pane = self.query_one("#members-pane")
         pane.border_title = f"Members of {role}" if role else "Members"
+        self.members, self._members_next = [], None
+        self.member_table.refill([])
         if role is None:
-            self._show_members((None, []))
+            self._members_pending = None
+            self._show_members_status()
             return
-        self.call_engine("Loading the members of a role",
-                         lambda: (role, self.iam.identity.members_of(role, MEMBER_LIMIT)),
-                         self._show_members)
+        self._fetch_members(role, None)
 
-    def _show_members(self, read: tuple[str | None, list[UserView]]) -> None:
-        role, members = read
-        if role != self._members_of:
-            return  # the highlight moved on
-        self.members = members
+    def _fetch_members(self, role: str, cursor: str | None) -> None:
+        self._members_pending = (role, cursor)
+        size = getattr(self.app, "page_size", None) or DEFAULT_PAGE_SIZE
+        identity = self.iam.identity
+        self.query_one("#members-status", Static).update("Loading members…")
+        self.call_engine(MEMBERS_TASK, lambda: MembersRead(
+            role, cursor, identity.member_page(role, size, cursor)), self._show_members)
+
+    def _show_members(self, read: MembersRead) -> None:
+        if (read.role, read.cursor) != self._members_pending:
+            return  # the highlight moved on, or the list was read again since
+        self._members_pending = None
+        self._members_next = read.page.next_cursor
+        self.members.extend(read.page.items)
         email = f"{LOCAL_DIALECT}/emailaddress"
-        self.member_table.refill([(u.qualified_name, [plain(u.qualified_name),
+        self.member_table.extend([(u.qualified_name, [plain(u.qualified_name),
                                                         plain(u.claims.get(email, ""))])
-                                   for u in members])
-        shown = len(members)
+                                  for u in read.page.items])
+        self._show_members_status()
+
+    def _show_members_status(self) -> None:
+        shown = len(self.members)
         status = "No members." if not shown else f"{shown} member{'' if shown == 1 else 's'}"
-        if shown >= MEMBER_LIMIT:
-            status = f"the first {MEMBER_LIMIT} members"
+        if self._members_next is not None:
+            status = f"{status} so far; the last one shown loads more"
         self.query_one("#members-status", Static).update(status)
+
+    @on(EngineFailed)
+    def _members_failed(self, message: EngineFailed) -> None:
+        if message.task == MEMBERS_TASK:  # the app reports it; moving to the end retries
+            self._members_pending = None
+            self._show_members_status()
+
+    @on(DataTable.RowHighlighted, "#members")
+    def _more_members_at_the_end(self) -> None:
+        table, role = self.member_table, self._members_of
+        if (role is not None and self._members_next is not None
+                and self._members_pending is None and table.cursor_row >= table.row_count - 1):
+            self._fetch_members(role, self._members_next)
 
     # ------------------------------------------------------------------ filter
     def action_filter(self) -> None:
@@ -212,8 +252,6 @@ class RolesScreen(CallsEngine, ConsoleScreen):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _WRITES and self.read_only:
-            return False
         if action == "clear_filter":
             return self.query_one(FilterBar).active
         if action in {"rename", "delete", "assign"}:

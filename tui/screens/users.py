@@ -50,7 +50,6 @@ NEW_PASSWORD_AGAIN = PropertySpec("password-again", "New password again", requir
 _CLAIM_ORDER = ("givenname", "lastname", "displayname", "emailaddress", "telephone",
                 "mobile", "title", "department")
 
-_WRITES = frozenset({"add", "edit", "delete", "password", "roles", "sync"})
 _NEEDS_USER = frozenset({"edit", "delete", "password", "roles", "sync", "preview"})
 
 
@@ -139,6 +138,9 @@ class RoleChoice:
 
 class UsersScreen(CallsEngine, ConsoleScreen):
     DEFAULT_CSS = """
+    UsersScreen #main {
+        width: 1fr;
+    }
     UsersScreen #users-pane {
         height: 1fr;
         border: round $panel-lighten-2;
@@ -164,6 +166,7 @@ class UsersScreen(CallsEngine, ConsoleScreen):
     }
     UsersScreen #users-status {
         width: 1fr;
+        height: 1;
         padding: 0 1;
         color: $text-muted;
         text-wrap: nowrap;
@@ -305,8 +308,6 @@ class UsersScreen(CallsEngine, ConsoleScreen):
         self.table.focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _WRITES and self.read_only:
-            return False
         if action == "clear_filter":
             return self.filter_bar.active
         if action in _NEEDS_USER:

@@ -18,7 +18,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from core.configfile import refs
 from core.errors import InvalidInput
@@ -34,8 +34,7 @@ from core.userstores.definitions import (
     shown_value,
     typed_properties,
 )
-from tui.screens.base import CONSOLE_ADMIN, ConsoleScreen
-from tui.widgets.engine_calls import CallsEngine
+from tui.screens.base import CONSOLE_ADMIN, ListDetailScreen, list_bindings
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.form_screen import FormScreen
 from tui.widgets.property_form import FormValues
@@ -47,7 +46,6 @@ DESCRIPTION = PropertySpec("description", "Description")
 ENABLED = PropertySpec("enabled", "Enabled", PropertyType.BOOLEAN, default=True,
                        help="a disabled store is hidden; its data stays where it is")
 _META = (DOMAIN, DESCRIPTION, ENABLED)
-_WRITES = frozenset({"add", "edit", "switch", "delete"})
 
 
 def store_properties(specs: Iterable[PropertySpec], form: FormValues,
@@ -90,31 +88,18 @@ def describe_state(store: StoreDefinition, state: StoreState | None) -> str:
     return "reachable" if state.health.reachable else "unreachable"
 
 
-class UserstoresScreen(CallsEngine, ConsoleScreen):
+class UserstoresScreen(ListDetailScreen):
     DEFAULT_CSS = """
-    UserstoresScreen #stores-pane {
-        height: 1fr;
-        border: round $panel-lighten-2;
-    }
     UserstoresScreen #store-detail {
         height: 40%;
-        min-height: 6;
-        padding: 0 1;
-        border: round $panel-lighten-2;
-    }
-    UserstoresScreen #stores-pane:focus-within, UserstoresScreen #store-detail:focus {
-        border: heavy $accent;
-    }
-    UserstoresScreen #stores {
-        height: 1fr;
     }
     """
     AUTO_FOCUS = "#stores"
+    LIST_ID = "stores"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", key_display="/", id="userstores.filter",
-                tooltip="Show only the stores whose domain or description matches"),
-        Binding("escape", "clear_filter", "Clear filter", id="userstores.clear_filter",
-                tooltip="Show every store again"),
+        *list_bindings("userstores",
+                       "Show only the stores whose domain or description matches",
+                       "Show every store again"),
         Binding("a", "add", "Add", id="userstores.add", tooltip="Add a userstore"),
         Binding("e", "edit", "Edit", id="userstores.edit",
                 tooltip="Change the highlighted store's properties"),
@@ -138,20 +123,13 @@ class UserstoresScreen(CallsEngine, ConsoleScreen):
         self.states: dict[str, StoreState] = {}
 
     def compose_body(self) -> ComposeResult:
-        with Vertical(id="stores-pane") as pane:
+        with Vertical(id="stores-pane", classes="list-pane") as pane:
             pane.border_title = "Userstores"
             yield FilterBar("Domain or description contains")
             yield ListTable("Domain", "Type", "State", "Users", "Description", id="stores")
-        with VerticalScroll(id="store-detail") as detail:
+        with VerticalScroll(id="store-detail", classes="detail-pane") as detail:
             detail.border_title = "Userstore"
             yield Static("No userstore selected.", id="store-detail-body", markup=False)
-
-    def on_mount(self) -> None:
-        self.action_refresh()
-
-    @property
-    def table(self) -> ListTable:
-        return self.query_one("#stores", ListTable)
 
     @property
     def highlighted(self) -> StoreDefinition | None:
@@ -170,11 +148,11 @@ class UserstoresScreen(CallsEngine, ConsoleScreen):
         self._check([s.domain for s in stores if s.enabled])
 
     def _fill(self) -> None:
-        needle = self.query_one(FilterBar).value
+        needle = self.filter_bar.value
         shown = [s for s in self.stores.values()
                  if not needle or matches(needle, s.domain, s.description)]
         self.table.refill([(s.domain, self._cells(s)) for s in shown])
-        self._show_detail()
+        self.show_detail()
 
     def _cells(self, store: StoreDefinition) -> list[Text]:
         state = self.states.get(store.domain)
@@ -201,42 +179,20 @@ class UserstoresScreen(CallsEngine, ConsoleScreen):
             return
         for column, value in zip(("State", "Users"), self._cells(store)[2:4], strict=True):
             self.table.update_cell(state.domain, column, value)
-        self._show_detail()
+        self.show_detail()
 
-    @on(DataTable.RowHighlighted, "#stores")
-    def _highlighted(self) -> None:
-        self._show_detail()
-        self.refresh_bindings()
-
-    def _show_detail(self) -> None:
+    def show_detail(self) -> None:
         self.query_one("#store-detail-body", Static).update(
             render_store(self.highlighted, self.states))
 
-    # ------------------------------------------------------------------ filter
-    def action_filter(self) -> None:
-        self.query_one(FilterBar).open()
-        self.refresh_bindings()
-
-    def action_clear_filter(self) -> None:
-        self.query_one(FilterBar).clear()
-        self.table.focus()
-        self.refresh_bindings()
-
-    @on(FilterBar.Applied)
-    def _filter_applied(self) -> None:
+    def apply_filter(self) -> None:
         self._fill()
-        self.table.focus()
-        self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _WRITES and self.read_only:
-            return False
-        if action == "clear_filter":
-            return self.query_one(FilterBar).active
         if action in {"edit", "test", "switch", "delete"}:
             store = self.highlighted
             return store is not None and not (action == "delete" and store.domain == PRIMARY)
-        return True
+        return super().check_action(action, parameters)
 
     # ------------------------------------------------------------------ writes
     def action_add(self) -> None:

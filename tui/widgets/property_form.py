@@ -38,11 +38,14 @@ class FormValues:
 
     ``values`` keeps text as typed (strings), booleans as ``bool`` and an unset choice as
     ``None``; it never holds a secret. ``secrets`` holds only the secret fields that were
-    typed in (an empty secret field keeps the stored value, so it is absent here).
+    typed in (an empty secret field keeps the stored value, so it is absent here);
+    ``cleared`` names the stored secrets the administrator chose to remove
+    (:meth:`PropertyForm.clear_secret`) and did not type anew.
     """
 
     values: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
+    cleared: set[str] = field(default_factory=set)
 
     def text(self, name: str) -> str:
         value = self.values.get(name)
@@ -99,6 +102,10 @@ class _SpecValidator(Validator):
         problem = field_error(self._spec, value, self._stored, self._extra)
         return self.failure(problem) if problem else self.success()
 
+    def forget_stored(self) -> None:
+        """The stored secret was cleared: an empty field no longer keeps anything."""
+        self._stored = False
+
 
 class PropertyForm(VerticalScroll):
     """The fields of one schema, in its order; read with :meth:`collect`."""
@@ -151,6 +158,7 @@ class PropertyForm(VerticalScroll):
         self.specs = tuple(specs)
         self._values = dict(values or {})
         self._stored = dict(stored_secrets or {})
+        self._cleared: set[str] = set()
         self._checks = dict(checks or {})
         self._locked = set(locked)
         self._editors: dict[str, Widget] = {}
@@ -188,12 +196,13 @@ class PropertyForm(VerticalScroll):
                             prompt="(not set)")
         else:
             stored = spec.name in self._stored
+            validator = _SpecValidator(spec, stored, self._checks.get(spec.name))
             editor = Input(
                 value="" if spec.secret or initial is None else str(initial),
                 placeholder=self._placeholder(spec, stored),
                 password=spec.secret,
                 type="integer" if spec.type is PropertyType.INTEGER else "text",
-                validators=[_SpecValidator(spec, stored, self._checks.get(spec.name))],
+                validators=[validator],
                 validate_on=["changed"],
                 id=wid, compact=True, disabled=locked,
             )
@@ -203,15 +212,45 @@ class PropertyForm(VerticalScroll):
 
     def _placeholder(self, spec: PropertySpec, stored: bool) -> str:
         if spec.secret:
+            if spec.name in self._cleared:
+                return "cleared: saving removes the stored value (or type a new one)"
             if not stored:
                 return spec.help or "not set"
             shown = self._stored.get(spec.name)
             return f"stored ({shown}); empty keeps it" if shown else "stored; empty keeps it"
         return spec.help
 
+    # ------------------------------------------------------------------ clearing a secret
+    def stored_secret(self, name: str) -> bool:
+        """Whether ``name`` is a secret field whose stored value saving would keep."""
+        return name in self._stored
+
+    def clear_secret(self, name: str) -> None:
+        """Mark the stored secret ``name`` to be removed on save (typing a new value still
+        replaces it instead); the field is then checked as if nothing were stored."""
+        editor = self._editors[name]
+        if not isinstance(editor, Input) or name not in self._stored:
+            raise ValueError(f"{name} is not a stored secret of this form")
+        del self._stored[name]
+        self._cleared.add(name)
+        editor.value = ""
+        for validator in editor.validators:
+            if isinstance(validator, _SpecValidator):
+                validator.forget_stored()
+        spec = next(s for s in self.specs if s.name == name)
+        editor.placeholder = self._placeholder(spec, False)
+        self._set_error(name, field_error(spec, None, False, self._checks.get(name)))
+
     # ------------------------------------------------------------------ reading
     def editor(self, name: str) -> Widget:
         return self._editors[name]
+
+    def name_of(self, widget: Widget | None) -> str | None:
+        """The field ``widget`` edits (None for any other widget)."""
+        for name, editor in self._editors.items():
+            if editor is widget:
+                return name
+        return None
 
     def collect(self) -> FormValues:
         out = FormValues()
@@ -225,6 +264,8 @@ class PropertyForm(VerticalScroll):
                 if spec.secret:
                     if editor.value:
                         out.secrets[spec.name] = editor.value
+                    elif spec.name in self._cleared:
+                        out.cleared.add(spec.name)
                 else:
                     out.values[spec.name] = editor.value
         return out
@@ -283,7 +324,7 @@ class PropertyForm(VerticalScroll):
     # ------------------------------------------------------------------ as you type
     @on(Input.Changed, ".field-editor")
     def _typed(self, event: Input.Changed) -> None:
-        name = self._name_of(event.input)
+        name = self.name_of(event.input)
         result = event.validation_result
         if name is not None and result is not None:
             problems = result.failure_descriptions
@@ -295,15 +336,10 @@ class PropertyForm(VerticalScroll):
 
     @on(Select.Changed, ".field-editor")
     def _chosen(self, event: Select.Changed) -> None:
-        name = self._name_of(event.select)
+        name = self.name_of(event.select)
         if name is not None:
             self._set_error(name, None)
 
-    def _name_of(self, widget: Widget) -> str | None:
-        for name, editor in self._editors.items():
-            if editor is widget:
-                return name
-        return None
 
 
 def _as_bool(value: Any) -> bool:

@@ -1,4 +1,5 @@
-"""The console's object lists: a ``DataTable`` keyed by the object's name, refilled whole."""
+"""The console's object lists: a ``DataTable`` keyed by the object's name, refilled whole
+(or, for a paged list, extended a page at a time)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ class ListTable(DataTable[Any]):
         keys = [key for key, _cells in rows]
         if current in keys:
             self.move_cursor(row=keys.index(current), animate=False)
+        self._widths_changed = True
+
+    def extend(self, rows: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Add rows after the ones shown (the next page of a paged list)."""
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
         self._widths_changed = True
 
     def on_idle(self, event: events.Idle) -> None:
