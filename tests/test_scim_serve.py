@@ -10,13 +10,18 @@ import ssl
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from connectors.sandbox.demo import demo_deployment
+from core.identity.events import Initiator
+from tests.conftest import FAST_ARGON2
 from tests.peers import free_port
 from tests.processes import MwareProcess, wait_until
+from tests.provisioning_helpers import drain, peer_users
 from tests.scim_api import USER
 from tests.test_cli_process import mware
 
@@ -84,3 +89,27 @@ def test_tls_options_go_together(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "--tls-cert and --tls-key go together" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_demo_serves_scim_with_a_token_of_the_hr_portal() -> None:
+    with demo_deployment(peer_port=None, argon2=FAST_ARGON2, scim_port=0) as env:
+        assert env.scim_url is not None and env.token_file is not None
+        assert env.token_file.stat().st_mode & 0o777 == 0o600
+        token = env.token_file.read_text()
+        with httpx.Client(base_url=env.scim_url, timeout=10,
+                          headers={"Authorization": f"Bearer {token}"}) as api:
+            created = api.post("/Users", json={"schemas": [USER], "userName": "zed"})
+            assert created.status_code == 201, created.text
+        # The HR portal's targets take users with a provisioning role: give it, see it out.
+        env.iam.identity.assign(Initiator.admin(), "Internal/provisioned", ["zed"])
+        drain(env.iam)
+        assert [u["userName"] for u in peer_users(env.peer_url, "zed")] == ["zed"]
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{env.scim_url}/ServiceProviderConfig", timeout=2)  # stopped with it
+
+
+def test_a_read_only_console_serves_no_scim(tmp_path: Path) -> None:
+    result = mware("--home", str(tmp_path / "home"), "tui", "--read-only",
+                   "--scim-port", str(free_port()))
+    assert result.returncode == 2
+    assert "--scim-port serves writes; it does not go with --read-only" in result.stderr

@@ -4,6 +4,8 @@
 - ``scim2-server`` runs on 127.0.0.1:8787 with two tenants, so the two directories stay
   apart: the target ``scim-peer`` reaches ``/peer/v2`` directly, ``partner-directory``
   reaches ``/partner/v2`` through a :class:`FaultProxy`.
+- On request the inbound SCIM API is served too (``mware-iam demo`` does, on 8080), with a
+  token of the HR portal in a file of the home.
 - With activity, a thread plays the HR portal (``Initiator.application_client``): it
   creates, changes and deletes users on a timer, so both targets get work; and the
   partner goes down on a fixed cycle (the proxy answers 503 for ``OUTAGE_SECONDS`` of every
@@ -31,6 +33,7 @@ from core.configfile import seed_sample
 from core.errors import IamError
 from core.iam import Iam
 from core.identity.events import Face, Initiator
+from core.inbound.thread import scim_thread
 from core.names import PRIMARY
 from core.passwords import Argon2Params
 
@@ -72,6 +75,9 @@ class Demo:
     peer: ScimServer
     proxy: FaultProxy
     activity: ActivityGenerator | None
+    #: The inbound SCIM API (when served) and the file holding the HR portal's token.
+    scim_url: str | None = None
+    token_file: Path | None = None
 
     @property
     def peer_url(self) -> str:
@@ -86,9 +92,12 @@ class Demo:
 @contextlib.contextmanager
 def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT,
                     argon2: Argon2Params | None = None, tick: float = TICK_SECONDS,
-                    seed: int = 1865) -> Iterator[Demo]:
+                    seed: int = 1865, scim_port: int | None = None) -> Iterator[Demo]:
     """The demo, started and stopped (peers, generator, temporary home) as one.
 
+    With ``scim_port`` (0: any free port) the inbound SCIM API is served on 127.0.0.1 too,
+    and a token of the HR portal is written (0600) to ``hr-portal.token`` in the home, so a
+    walkthrough can provision users in with curl and watch them flow out.
     Raises ``PeerUnavailable`` when the SCIM peer cannot start (not installed, port taken).
     """
     with contextlib.ExitStack() as stack:
@@ -101,12 +110,18 @@ def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT
         wire(iam, FLAKY_TARGET, proxy.url(f"{peer.origin}/{PARTNER_TENANT}/v2"),
              FLAKY_PROPERTIES)
         sync_seeded_users(iam)
+        scim_url = token_file = None
+        if scim_port is not None:
+            scim_url = stack.enter_context(scim_thread(iam, scim_port))
+            token_file = home / f"{ACTOR_APP}.token"
+            token_file.touch(mode=0o600)
+            token_file.write_text(iam.issue_token(Initiator.admin(Face.CONFIG), ACTOR_APP))
         generator = None
         if activity:
             generator = ActivityGenerator(iam, proxy, tick=tick, seed=seed)
             generator.start()
             stack.callback(generator.stop)
-        yield Demo(iam, home, peer, proxy, generator)
+        yield Demo(iam, home, peer, proxy, generator, scim_url, token_file)
 
 
 def wire(iam: Iam, idp_name: str, base_url: str, extra: dict[str, int] | None = None) -> None:

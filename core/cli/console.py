@@ -6,6 +6,7 @@ never loads it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -53,27 +54,48 @@ def require_terminal() -> None:
                            "(see mware-iam --help)")
 
 
+def scim_port_option(default: int | None) -> Callable[[F], F]:
+    """``--scim-port``: serve the inbound SCIM API from the console's process too."""
+    return click.option(
+        "--scim-port", type=click.IntRange(1, 65535), default=default,
+        show_default=default is not None, metavar="PORT",
+        help="Also serve the inbound SCIM 2.0 API on 127.0.0.1:PORT/scim2 while the console "
+             "runs (as `mware-iam serve` does).")
+
+
 @click.command("tui")
 @click.option("--read-only", is_flag=True,
               help="Browse only: every write is disabled (and nothing is seeded).")
+@scim_port_option(None)
 @console_options
-def tui(read_only: bool = False, theme: str | None = None, no_workers: bool = False) -> None:
+def tui(read_only: bool = False, scim_port: int | None = None, theme: str | None = None,
+        no_workers: bool = False) -> None:
     """Open the console. The first start of a deployment seeds sample_config/."""
+    if read_only and scim_port is not None:
+        raise click.UsageError("--scim-port serves writes; it does not go with --read-only")
     require_terminal()
     check_theme(theme)
     state = click.get_current_context().find_object(CliState)
     if state is None:  # only when invoked outside the ``mware-iam`` group
         raise RuntimeError("no CliState on the click context")
+    from core.cli.serve import listen
 
-    def open_deployment() -> Iam:
-        """Run by the console in a thread, after its first frame."""
-        iam = state.iam
-        if not read_only:
-            from core.configfile import seed_sample
+    sock = listen("127.0.0.1", scim_port) if scim_port is not None else None
+    with contextlib.ExitStack() as stack:
 
-            seed_sample(iam, Initiator.admin(Face.CONFIG))  # audited; the screen shows it
-        return iam
+        def open_deployment() -> Iam:
+            """Run by the console in a thread, after its first frame."""
+            iam = state.iam
+            if not read_only:
+                from core.configfile import seed_sample
 
-    from tui.app import run_console
+                seed_sample(iam, Initiator.admin(Face.CONFIG))  # audited; the screen shows it
+            if sock is not None:
+                from core.inbound.thread import scim_thread
 
-    run_console(open_deployment, read_only=read_only, workers=not no_workers, theme=theme)
+                stack.enter_context(scim_thread(iam, sock=sock))
+            return iam
+
+        from tui.app import run_console
+
+        run_console(open_deployment, read_only=read_only, workers=not no_workers, theme=theme)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from core.cli.console import check_theme, console_options, require_terminal
+from core.cli.console import check_theme, console_options, require_terminal, scim_port_option
 from core.cli.context import CliState
 from core.errors import InvalidInput, StoreUnavailable
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 WEB_HOST = "127.0.0.1"
 WEB_PORT = 8000
+DEMO_SCIM_PORT = 8080
 
 
 def _activity_option(f: click.decorators.FC) -> click.decorators.FC:
@@ -37,12 +38,12 @@ def _activity_option(f: click.decorators.FC) -> click.decorators.FC:
 
 
 @contextlib.contextmanager
-def _demo(activity: bool) -> Iterator[Demo]:
+def _demo(activity: bool, scim_port: int | None = None) -> Iterator[Demo]:
     from connectors.sandbox.demo import demo_deployment
     from connectors.sandbox.peers import PeerUnavailable
 
     try:
-        with demo_deployment(activity) as demo:
+        with demo_deployment(activity, scim_port=scim_port) as demo:
             yield demo
     except PeerUnavailable as exc:
         raise StoreUnavailable(f"the demo's SCIM peer could not start: {exc}") from exc
@@ -50,20 +51,27 @@ def _demo(activity: bool) -> Iterator[Demo]:
 
 @click.command("demo")
 @_activity_option
+@scim_port_option(DEMO_SCIM_PORT)
+@click.option("--no-scim", is_flag=True, help="Do not serve the inbound SCIM API.")
 @console_options
-def demo(activity: bool, theme: str | None, no_workers: bool) -> None:
+def demo(activity: bool, scim_port: int, no_scim: bool, theme: str | None,
+         no_workers: bool) -> None:
     """Try the console on a throwaway deployment seeded from sample_config/.
 
-    A local SCIM peer (scim2-server on 127.0.0.1:8787) receives the provisioning; the
-    deployment, the peer and its data are gone when the console closes.
+    A local SCIM peer (scim2-server on 127.0.0.1:8787) receives the provisioning, and the
+    inbound SCIM API is served on 127.0.0.1:8080/scim2 (the HR portal's token is in
+    hr-portal.token in the demo's home, named in the header); the deployment, the peer and
+    their data are gone when the console closes.
     """
     require_terminal()
     check_theme(theme)
-    with _demo(activity) as env:
+    with _demo(activity, None if no_scim else scim_port) as env:
         from tui.app import run_console
 
+        inbound = f" · SCIM in {env.scim_url} (token: {env.token_file})" \
+            if env.scim_url else ""
         run_console(env.iam, workers=not no_workers, theme=theme,
-                    deployment=f"demo · SCIM peer {env.peer_url}")
+                    deployment=f"demo · SCIM peer {env.peer_url}{inbound}")
 
 
 @click.command("web")

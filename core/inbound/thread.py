@@ -4,6 +4,7 @@ for tests: the same ``HttpApp`` ``mware-iam serve`` runs, on its own event loop.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,15 +17,19 @@ START_SECONDS = 10.0
 
 
 @contextlib.contextmanager
-def scim_thread(iam: Any, port: int, host: str = "127.0.0.1",
-                limits: Limits | None = None) -> Iterator[str]:
-    """Serve ``iam``'s SCIM API on host:port until the block ends; yields its base URL."""
+def scim_thread(iam: Any, port: int = 0, host: str = "127.0.0.1",
+                limits: Limits | None = None, sock: socket.socket | None = None
+                ) -> Iterator[str]:
+    """Serve ``iam``'s SCIM API on host:port (port 0: any free one), or on ``sock`` already
+    listening, until the block ends; yields its base URL."""
     import uvicorn
 
     from core.cli.serve import HttpApp, listen
     from core.inbound.app import ScimApplication
 
-    sock = listen(host, port)  # a clear error for a port in use, before any thread
+    if sock is None:
+        sock = listen(host, port)  # a clear error for a port in use, before any thread
+    host = sock.getsockname()[0]
     server = uvicorn.Server(uvicorn.Config(
         HttpApp(iam, ScimApplication(iam, limits)), lifespan="off", log_config=None,
         access_log=False, server_header=False))
