@@ -197,4 +197,5 @@ def test_a_worker_keeps_one_connection_for_its_many_transactions(
     finally:
         event.remove(iam.db.engine, "connect", on_connect)
     assert attempts == 40 and len(peer_users(scim_peer)) == 40
-    assert len([t for t in opened if t.startswith("mware-iam-outbox")]) == 1
+    # At most one: none when the engine's pool already held an idle connection to lend.
+    assert len([t for t in opened if t.startswith("mware-iam-outbox")]) <= 1
