@@ -11,6 +11,7 @@ their jobs right away, inside the transaction; with the application's
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,15 @@ class Planner:
         self.run_inline = run_inline
         self._cache: dict[tuple[str, bool], tuple[float, apps.Application | None,
                                                   list[PlannedTarget]]] = {}
+        #: Set when an event wrote a job: the workers here need waking only then.
+        self._queued = threading.Event()
+
+    def take_queued(self) -> bool:
+        """Whether a job was written since the last call (a rolled-back one included, which
+        costs a worker one look at the queue)."""
+        queued = self._queued.is_set()
+        self._queued.clear()
+        return queued
 
     def invalidate(self) -> None:
         """Forget cached configuration (called on every configuration write here)."""
@@ -99,6 +109,7 @@ class Planner:
                     pk = outbox.enqueue(conn, spec, app.name, jit=event.initiator.jit,
                                         blocking=planned.outbound.blocking,
                                         fresh=event.type is EventType.USER_ADDED)
+                    self._queued.set()
                     if planned.outbound.blocking:
                         blocking.append(pk)
             if blocking and self.run_inline is not None:

@@ -65,7 +65,10 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ waking
     def _on_commit(self, _event: IdentityEvent) -> None:
-        self.wake()
+        """A change committed here: look at the queue now if it wrote a job (the others,
+        e.g. of an application without targets, leave nothing to do)."""
+        if self.iam.provisioning.planner.take_queued():
+            self.wake()
 
     def wake(self) -> None:
         """Thread-safe: look for work now instead of at the next poll."""
