@@ -78,9 +78,11 @@ def tui(read_only: bool = False, scim_port: int | None = None, theme: str | None
     state = click.get_current_context().find_object(CliState)
     if state is None:  # only when invoked outside the ``mware-iam`` group
         raise RuntimeError("no CliState on the click context")
-    from core.cli.serve import listen
+    sock = None
+    if scim_port is not None:  # (the serving modules load only then: start time)
+        from core.cli.serve import listen
 
-    sock = listen("127.0.0.1", scim_port) if scim_port is not None else None
+        sock = listen("127.0.0.1", scim_port)
     with contextlib.ExitStack() as stack:
 
         def open_deployment() -> Iam:
