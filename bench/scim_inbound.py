@@ -54,7 +54,12 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the peers of the test suite
 
-from connectors.sandbox.peers import free_port, scim_server  # noqa: E402
+from connectors.sandbox.peers import (  # noqa: E402
+    PeerUnavailable,
+    free_port,
+    scim_server,
+    wait_until_answering,
+)
 from core.apps import Application  # noqa: E402
 from core.iam import Iam  # noqa: E402
 from core.identity.events import Initiator  # noqa: E402
@@ -108,7 +113,11 @@ def our_server(home: Path, clients: int, profile: Path | None = None) -> Iterato
                                    stdin=subprocess.DEVNULL)
         try:
             origin = f"http://127.0.0.1:{port}"
-            _wait_for(process, f"{origin}/health", log)
+            try:
+                wait_until_answering(process, f"{origin}/health", log, "mware-iam serve",
+                                     START_SECONDS)
+            except PeerUnavailable as exc:
+                raise SystemExit(str(exc)) from None
             pid = process.pid if profile is None else _child_pid(process.pid)
             yield Server(OURS, f"{origin}/scim2", tokens, pid)
         finally:
@@ -127,21 +136,6 @@ def _child_pid(pid: int) -> int:
     """The server process py-spy started (its only child)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return int(children[0])
-
-
-def _wait_for(process: subprocess.Popen[bytes], url: str, log: Any) -> None:
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            raise SystemExit(f"the server exited with {process.returncode}: "
-                             f"{log.read().decode(errors='replace')[-2000:]}")
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit(f"no answer from {url} within {START_SECONDS:g} s")
 
 
 def outbox_jobs(home: Path) -> int:

@@ -111,7 +111,7 @@ def scim_server(*args: str, bearer_tokens: Sequence[str] = (), port: int | None 
              *(["--dynamic-tenants"] if tenants else []), *tokens, *args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
-            _wait_until_answering(process, f"http://{LOOPBACK}:{port}/v2/ServiceProviderConfig",
+            wait_until_answering(process, f"http://{LOOPBACK}:{port}/v2/ServiceProviderConfig",
                                   log)
             yield ScimServer(process, port, bearer_tokens)
         finally:
@@ -123,20 +123,25 @@ def scim_server(*args: str, bearer_tokens: Sequence[str] = (), port: int | None 
                 process.wait(5)
 
 
-def _wait_until_answering(process: subprocess.Popen[bytes], url: str, log: Any) -> None:
-    """Poll ``url`` until any HTTP answer, for at most START_SECONDS."""
-    deadline = time.monotonic() + START_SECONDS
+def wait_until_answering(process: subprocess.Popen[bytes], url: str, log: Any,
+                         what: str = "scim2-server", seconds: float = START_SECONDS) -> None:
+    """Poll ``url`` until any HTTP answer, for at most ``seconds``.
+
+    :raises PeerUnavailable: when ``process`` exits first (with the end of ``log``, the
+        file its output goes to) or nothing answers in time.
+    """
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log.seek(0)
             output = log.read().decode(errors="replace")[-2000:]
-            raise PeerUnavailable(f"scim2-server exited with {process.returncode}: {output}")
+            raise PeerUnavailable(f"{what} exited with {process.returncode}: {output}")
         try:
             httpx.get(url, timeout=1.0)
             return
         except httpx.TransportError:
             time.sleep(0.1)
-    raise PeerUnavailable(f"scim2-server did not answer {url} within {START_SECONDS:g} s")
+    raise PeerUnavailable(f"{what} did not answer {url} within {seconds:g} s")
 
 
 # ---------------------------------------------------------------- fault proxy
