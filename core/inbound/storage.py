@@ -167,14 +167,15 @@ class IamScimStorage(ScimStorage):
             shown[user.id] = (user, roles, resource)
         return resource
 
-    def _current_resource(self, user: UserView) -> Resource[Any]:
-        """The user's resource as it is now in the store: the one this operation already
-        built when the user and its groups are unchanged (a PATCH reads it first)."""
+    def _current_resource(self, user: UserView) -> tuple[list[RoleView], Resource[Any]]:
+        """The user's groups and resource as they are now in the store: the resource this
+        operation already built when the user and its groups are unchanged (a PATCH reads
+        it first)."""
         roles = self._roles(user)
         seen = (_shown.get() or {}).get(user.id)
         if seen is not None and seen[0] == user and seen[1] == roles:
-            return seen[2]
-        return self._user_resource(user, roles)
+            return roles, seen[2]
+        return roles, self._user_resource(user, roles)
 
     def _members(self, role: RoleView) -> list[UserView]:
         members: list[UserView] = []
@@ -282,7 +283,7 @@ class IamScimStorage(ScimStorage):
     def create(self, resource_type: ResourceType, resource: Resource[Any]) -> Resource[Any]:
         client = self.client
         if resource_type.name == "Group":
-            members = [self._qualified(self._user(m)) for m in member_ids(resource)]
+            members = [self._user(m).qualified_name for m in member_ids(resource)]
             role = self.identity.add_role(client.initiator,
                                           f"{client.domain}/{_attr(resource, 'display_name')}",
                                           members)
@@ -316,9 +317,8 @@ class IamScimStorage(ScimStorage):
             user, roles, current = seen
         else:
             user = self._user(str(resource.id))
-            current = self._current_resource(user)
+            roles, current = self._current_resource(user)
             self._check_version(current, expected)
-            roles = self._roles(user)
         new_name = _attr(resource, "user_name")
         if new_name is not None and new_name != user.username:
             raise MutabilityException(
@@ -329,7 +329,7 @@ class IamScimStorage(ScimStorage):
         before, after = self.mapper.user_claims(current), self.mapper.user_claims(resource)
         to_set = {c: v for c, v in after.items() if v is not None and v != before.get(c)}
         to_remove = [c for c, v in after.items() if v is None and before.get(c) is not None]
-        name = self._qualified(user)
+        name = user.qualified_name
         if to_set or to_remove:  # the update answers the user as stored after it
             user = self.identity.update_user(client.initiator, user, to_set, to_remove)
         password = _password(resource)
@@ -349,8 +349,8 @@ class IamScimStorage(ScimStorage):
             role = self.identity.rename_role(client.initiator, name, new_name)
             name = role.qualified_name
         before, after = set(member_ids(current)), member_ids(resource)
-        added = [self._qualified(self._user(m)) for m in after if m not in before]
-        removed = [self._qualified(self._user(m)) for m in before if m not in set(after)]
+        added = [self._user(m).qualified_name for m in after if m not in before]
+        removed = [self._user(m).qualified_name for m in before if m not in set(after)]
         if added:
             self.identity.assign(client.initiator, name, added)
         if removed:
@@ -375,13 +375,8 @@ class IamScimStorage(ScimStorage):
             return
         user = self._user(resource_id)
         if expected_version is not None:
-            self._check_version(self._current_resource(user), expected_version)
-        self.identity.delete_user(client.initiator, self._qualified(user))
-
-    @staticmethod
-    def _qualified(user: UserView) -> str:
-        return user.qualified_name
-
+            self._check_version(self._current_resource(user)[1], expected_version)
+        self.identity.delete_user(client.initiator, user.qualified_name)
 
 def _attr(resource: Resource[Any], name: str) -> str | None:
     """A string attribute of a resource (``user_name``, ``display_name``), if set."""
