@@ -4,11 +4,11 @@ What this layer adds to scim2-server: authentication as an application (a bearer
 issued to it, or HTTP Basic with the application's name and one of its tokens; a successful
 check is remembered for a few seconds, see ``tokencache.py``), the application's userstore
 domain and proxy mode for the request, a token bucket per application (429 with
-``Retry-After``), a body size limit on every request (413), and the leniency real clients
-need (Microsoft Entra adds ``emails[type eq "work"].value`` to users without a work email;
-its capitalised ops and ``"False"`` booleans scim2-models already reads). Each request runs
-in one worker thread: the identity service is synchronous, and a SCIM operation's reads
-and writes share one transaction there.
+``Retry-After``) and a body size limit on every request (413); ``service.py`` adds the
+leniency real clients need (Microsoft Entra's ``emails[type eq "work"].value`` on users
+without a work email; its capitalised ops and ``"False"`` booleans scim2-models already
+reads). Each request runs in one worker thread: the identity service is synchronous, and
+a SCIM operation's reads and writes share one transaction there.
 """
 
 from __future__ import annotations
@@ -16,19 +16,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import math
 from typing import Any
 
 from scim2_models import (
-    PatchOp,
-    PatchOperation,
-    Path,
     PayloadTooLargeException,
     PreconditionFailedException,
-    Resource,
     SCIMException,
     UnauthorizedException,
 )
@@ -38,8 +33,6 @@ from scim2_server.handler import ScimHandler
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
 from scim2_server.routing import Operation
-from scim2_server.service import ScimService
-from scim2_server.utils import parametrize
 
 from core.claims import SCIM_DIALECT
 from core.errors import IamError
@@ -47,9 +40,9 @@ from core.inbound import Limits
 from core.inbound.ratelimit import TokenBuckets
 from core.inbound.resources import ResourceMapper
 from core.inbound.schemas import build_provider, mapped_paths
+from core.inbound.service import IamScimService
 from core.inbound.storage import Client, IamScimStorage, conditional, current_client
 from core.inbound.tokencache import TokenCache
-from core.scim_paths import ensure_selected
 
 log = logging.getLogger("mware_iam.scim")
 
@@ -67,28 +60,6 @@ class TooManyRequestsException(SCIMException):
         super().__init__(detail=f"rate limit reached: retry in {retry_after:.1f} s")
 
 
-class _Service(ScimService):
-    def __init__(self, provider: Any, limits: Limits) -> None:
-        super().__init__(provider)
-        self.limits = limits
-
-    def apply_patch(self, current: Resource[Any], patch_op: PatchOp[Any],
-                    conditions: Any) -> Resource[Any] | None:
-        """Microsoft Entra sends ``add emails[type eq "work"].value`` to a user without a
-        work email; create the entry the selection describes instead of ``noTarget``."""
-        for operation in patch_op.operations or []:
-            if operation.op is not PatchOperation.Op.remove and operation.path:
-                with contextlib.suppress(ValueError, SCIMException):
-                    ensure_selected(current, parametrize(Path, type(current))(
-                        str(operation.path)))
-        return super().apply_patch(current, patch_op, conditions)
-
-    def max_body_size(self, request: ScimRequest) -> int | None:
-        """Every body is bounded (a bulk body by maxPayloadSize, others alike)."""
-        limit = super().max_body_size(request)
-        return self.limits.max_payload_bytes if limit is None else limit
-
-
 class ScimApplication(ASGIApplication):
     """ASGI: serve ``/scim2/...`` for the applications of one deployment."""
 
@@ -97,7 +68,7 @@ class ScimApplication(ASGIApplication):
         self.limits = limits or Limits()
         external = iam.claims.external_to_local(SCIM_DIALECT)
         provider = build_provider(external, self.limits)
-        BaseApplication.__init__(self, provider, _Service(provider, self.limits))
+        BaseApplication.__init__(self, provider, IamScimService(provider, self.limits))
         paths = mapped_paths(external)
         mapper = ResourceMapper(provider.model_for("User"),  # type: ignore[arg-type]
                                 provider.model_for("Group"), paths)  # type: ignore[arg-type]

@@ -122,9 +122,10 @@ class ResourceMapper:
             body["groups"] = members
         try:
             resource = self.user_model.model_validate(body)
+            content = body  # what the resource holds: the same state digests the same
         except ValidationError:
             resource = self._user_path_by_path(user, members)
-        content = resource.model_dump(exclude={"meta"})
+            content = resource.model_dump(exclude={"meta"})
         resource.meta = Meta(resource_type="User", created=user.created,
                              last_modified=user.modified or user.created,
                              version=_version(content))

@@ -79,11 +79,22 @@ current_client: ContextVar[Client] = ContextVar("scim_client")
 #: version against the store's state as it is when it writes.
 conditional: ContextVar[bool] = ContextVar("scim_conditional", default=False)
 
-#: The users the current operation turned into resources: id -> (the view, its groups, the
-#: resource). A PUT or PATCH re-reads the user before writing; when nothing changed since
-#: the handler read it, its resource (version and claims) is not built again.
-_shown: ContextVar[dict[str, tuple[UserView, list[RoleView], Resource[Any]]] | None] = ContextVar(
-    "scim_shown", default=None)
+@dataclass(frozen=True)
+class _Shown:
+    """A user as the current operation handed it to scim2-server's handler: its view, its
+    groups, and its resource's version and claims (the handler may change the resource
+    itself: a PATCH applies to it)."""
+
+    user: UserView
+    roles: list[RoleView]
+    version: str | None
+    claims: dict[str, str | None]
+
+
+#: The users the current operation handed out, by id. A PUT or PATCH re-reads the user
+#: before writing (with If-Match); when nothing changed since the handler read it, its
+#: resource is not built again.
+_shown: ContextVar[dict[str, _Shown] | None] = ContextVar("scim_shown", default=None)
 
 
 class ServiceUnavailableException(SCIMException):
@@ -160,22 +171,27 @@ class IamScimStorage(ScimStorage):
 
     def _user_resource(self, user: UserView,
                        roles: list[RoleView] | None = None) -> Resource[Any]:
+        return self.mapper.user_resource(user, self._roles(user) if roles is None else roles)
+
+    def _show(self, user: UserView, roles: list[RoleView] | None = None
+              ) -> tuple[Resource[Any], _Shown]:
+        """The user's resource, remembered for the rest of the operation."""
         roles = self._roles(user) if roles is None else roles
         resource = self.mapper.user_resource(user, roles)
-        shown = _shown.get()
-        if shown is not None:
-            shown[user.id] = (user, roles, resource)
-        return resource
+        shown = _Shown(user, roles, _version_of(resource), self.mapper.user_claims(resource))
+        memo = _shown.get()
+        if memo is not None:
+            memo[user.id] = shown
+        return resource, shown
 
-    def _current_resource(self, user: UserView) -> tuple[list[RoleView], Resource[Any]]:
-        """The user's groups and resource as they are now in the store: the resource this
-        operation already built when the user and its groups are unchanged (a PATCH reads
-        it first)."""
+    def _current(self, user: UserView) -> _Shown:
+        """The user's groups, version and claims as they are now in the store: what this
+        operation already showed when the user and its groups are unchanged."""
         roles = self._roles(user)
         seen = (_shown.get() or {}).get(user.id)
-        if seen is not None and seen[0] == user and seen[1] == roles:
-            return roles, seen[2]
-        return roles, self._user_resource(user, roles)
+        if seen is not None and seen.user == user and seen.roles == roles:
+            return seen
+        return self._show(user, roles)[1]
 
     def _members(self, role: RoleView) -> list[UserView]:
         members: list[UserView] = []
@@ -202,9 +218,9 @@ class IamScimStorage(ScimStorage):
         if resource_type.name == "Group":
             return self._group_resource(self._role(resource_id),
                                         _wants_members(response_parameters))
-        # A copy, as the storage contract asks: the handler applies a PATCH to what it gets,
-        # and the operation's memo must keep the state as stored.
-        return self._user_resource(self._user(resource_id)).model_copy(deep=True)
+        # Built for this call alone, as the storage contract asks (the handler applies a
+        # PATCH to what it gets); the operation keeps what it showed in its memo.
+        return self._show(self._user(resource_id))[0]
 
     def search(self, resource_types: list[ResourceType], search_request: SearchRequest[Any],
                *, position: Any = None) -> SearchPage:
@@ -302,23 +318,20 @@ class IamScimStorage(ScimStorage):
         return self._update_user(resource, expected_version)
 
     @staticmethod
-    def _check_version(current: Resource[Any], expected: str | None) -> None:
-        version = current.meta.version if current.meta else None
+    def _check_version(version: str | None, expected: str | None) -> None:
         if expected is not None and version is not None and version != expected:
             raise PreconditionFailedException(
                 detail=f"the resource changed: its version is {version}")
 
     def _update_user(self, resource: Resource[Any], expected: str | None) -> Resource[Any]:
         client = self.client
-        seen = (_shown.get() or {}).get(str(resource.id))
-        if seen is not None and not conditional.get():
-            # Without If-Match nothing is checked against the store's state: the change
-            # writes only the claims it changes, so a concurrent write elsewhere stays.
-            user, roles, current = seen
-        else:
-            user = self._user(str(resource.id))
-            roles, current = self._current_resource(user)
-            self._check_version(current, expected)
+        shown = (_shown.get() or {}).get(str(resource.id))
+        if shown is None or conditional.get():
+            shown = self._current(self._user(str(resource.id)))
+            self._check_version(shown.version, expected)
+        # else without If-Match nothing is checked against the store's state: the change
+        # writes only the claims it changes, so a concurrent write elsewhere stays.
+        user = shown.user
         new_name = _attr(resource, "user_name")
         if new_name is not None and new_name != user.username:
             raise MutabilityException(
@@ -326,7 +339,7 @@ class IamScimStorage(ScimStorage):
                        "create a new user instead")
         # Resource against resource: a stored value the schema cannot show (hidden from
         # the client) is neither "removed" by a PATCH of something else nor rewritten.
-        before, after = self.mapper.user_claims(current), self.mapper.user_claims(resource)
+        before, after = shown.claims, self.mapper.user_claims(resource)
         to_set = {c: v for c, v in after.items() if v is not None and v != before.get(c)}
         to_remove = [c for c, v in after.items() if v is None and before.get(c) is not None]
         name = user.qualified_name
@@ -336,13 +349,13 @@ class IamScimStorage(ScimStorage):
         if password is not None:
             self.identity.set_password(client.initiator, name, password)
             user = self._user(user.id)
-        return self._user_resource(user, roles)  # a user's groups are not changed here
+        return self._user_resource(user, shown.roles)  # its groups are not changed here
 
     def _update_group(self, resource: Resource[Any], expected: str | None) -> Resource[Any]:
         client = self.client
         role = self._role(str(resource.id))
         current = self._group_resource(role)
-        self._check_version(current, expected)
+        self._check_version(_version_of(current), expected)
         name = role.qualified_name
         new_name = _attr(resource, "display_name")
         if new_name and new_name != role.name:
@@ -368,15 +381,19 @@ class IamScimStorage(ScimStorage):
         if resource_type.name == "Group":
             role = self._role(resource_id)
             if expected_version is not None:
-                self._check_version(self._group_resource(role), expected_version)
+                self._check_version(_version_of(self._group_resource(role)), expected_version)
             self.identity.delete_role(client.initiator, role.qualified_name)
             with self._transaction() as conn:
                 group_ids.put(conn, role.domain, role.id, None)
             return
         user = self._user(resource_id)
         if expected_version is not None:
-            self._check_version(self._current_resource(user)[1], expected_version)
+            self._check_version(self._current(user).version, expected_version)
         self.identity.delete_user(client.initiator, user.qualified_name)
+
+def _version_of(resource: Resource[Any]) -> str | None:
+    return resource.meta.version if resource.meta else None
+
 
 def _attr(resource: Resource[Any], name: str) -> str | None:
     """A string attribute of a resource (``user_name``, ``display_name``), if set."""
