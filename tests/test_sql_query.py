@@ -81,6 +81,15 @@ def test_sorting_paging_and_totals(people: Iam) -> None:
     assert names(people, q.TRUE, q.Sort(q.attribute(TITLE))) == ["ann", "cid", "bob", "Dee"]
     assert people.identity.search_users("PRIMARY", q.TRUE, 10, 5).items == []
     assert people.identity.search_users("PRIMARY", q.TRUE, 0, 0).total == 4
+    # The total is counted only when the page cannot tell it: the same on every page.
+    engineers = q.Compare(q.attribute(TITLE), q.Op.EQ, "engineer")
+    for query, total in ((q.TRUE, 4), (engineers, 1), (q.Compare(q.NAME, q.Op.EQ, "x"), 0)):
+        assert len(people.identity.search_users("PRIMARY", query, 0, 100).items) == total
+        for start in range(6):
+            for count in range(6):
+                page = people.identity.search_users("PRIMARY", query, start, count)
+                assert page.total == total, (query, start, count)
+                assert len(page.items) == max(0, min(count, total - start))
 
 
 def test_times_compare_to_the_microsecond(people: Iam, admin: Initiator) -> None:

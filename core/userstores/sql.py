@@ -153,14 +153,16 @@ class SqlUserStore:
             what = "groups" if groups else "users"
             raise ReadOnlyStore(f"userstore {self.domain} is read-only for {what}")
 
+    def _user_row(self, conn: Connection, user_id: str) -> Any | None:
+        """The ``um_users`` row of a user of this store, or None."""
+        row = conn.execute(_USER_BY_ID, {"id": user_id}).first()
+        return row if row is not None and row.store == self.domain else None
+
     def _user_pk(self, conn: Connection, user_id: str) -> int:
-        pk = conn.execute(
-            select(um_users.c.pk).where(um_users.c.user_id == user_id,
-                                        um_users.c.store == self.domain)
-        ).scalar()
-        if pk is None:
+        row = self._user_row(conn, user_id)
+        if row is None:
             raise NotFound(f"user {user_id} does not exist in {self.domain}")
-        return int(pk)
+        return int(row.pk)
 
     def _group_pk(self, conn: Connection, group_id: str) -> int:
         pk = conn.execute(
@@ -248,9 +250,8 @@ class SqlUserStore:
 
     def get_user(self, user_id: str) -> StoredUser | None:
         with self._conn() as conn:
-            rows = conn.execute(select(*self._user_cols).where(
-                um_users.c.user_id == user_id, um_users.c.store == self.domain)).all()
-            return self._users(conn, rows)[0] if rows else None
+            row = self._user_row(conn, user_id)
+            return self._users(conn, [row])[0] if row is not None else None
 
     def get_users(self, user_ids: Sequence[str]) -> dict[str, StoredUser]:
         """``get_user`` for many ids: the users that exist, by id, one query per table."""
@@ -274,17 +275,19 @@ class SqlUserStore:
     ) -> StoredUser:
         self._require_writable()
         with self._conn() as conn:
-            pk = self._user_pk(conn, user_id)
+            row = self._user_row(conn, user_id)
+            if row is None:
+                raise NotFound(f"user {user_id} does not exist in {self.domain}")
             names = list(set_) + list(remove)
             if names:
-                conn.execute(delete(um_user_attributes).where(
-                    um_user_attributes.c.user_pk == pk, um_user_attributes.c.name.in_(names)))
+                conn.execute(_DELETE_ATTRIBUTES, {"pk": row.pk, "names": names})
             if set_:
                 conn.execute(insert(um_user_attributes), [
-                    {"user_pk": pk, "name": k, "value": v} for k, v in set_.items()])
-            conn.execute(update(um_users).where(um_users.c.pk == pk).values(modified=_now()))
-            rows = conn.execute(select(*self._user_cols).where(um_users.c.pk == pk)).all()
-            return self._users(conn, rows)[0]
+                    {"user_pk": row.pk, "name": k, "value": v} for k, v in set_.items()])
+            now = _now()
+            conn.execute(_TOUCH_USER, {"user_pk": row.pk, "at": now})
+            return StoredUser(row.user_id, self.domain, row.username,
+                              self._attributes(conn, [row.pk])[row.pk], row.created, now)
 
     def delete_user(self, user_id: str) -> None:
         self._require_writable()
@@ -373,12 +376,15 @@ class SqlUserStore:
             assert sort is not None
             # Users without the value come last either way, as RFC 7644 §3.4.2.3 asks.
             q = q.order_by(key.is_(None), key.desc() if sort.descending else key)
-        q = q.order_by(um_users.c.pk).offset(max(0, start)).limit(
-            max(0, min(count, MAX_PAGE_SIZE)))
+        page_size = max(0, min(count, MAX_PAGE_SIZE))
+        q = q.order_by(um_users.c.pk).offset(max(0, start)).limit(page_size)
         with self._conn() as conn:
-            total = int(conn.execute(select(func.count()).select_from(um_users)
-                                     .where(where)).scalar_one())
-            rows = conn.execute(q).all() if count > 0 and start < total else []
+            rows = conn.execute(q).all() if page_size > 0 else []
+            if 0 < len(rows) < page_size or (not rows and start <= 0 < page_size):
+                total = max(0, start) + len(rows)  # the page holds the last of the matches
+            else:
+                total = int(conn.execute(select(func.count()).select_from(um_users)
+                                         .where(where)).scalar_one())
             return SearchPage(total, self._users(conn, rows))
 
     # ------------------------------------------------------------------ groups
@@ -517,13 +523,11 @@ class SqlUserStore:
 
     def groups_of(self, user_id: str) -> list[StoredGroup]:
         with self._conn() as conn:
-            upk = self._user_pk(conn, user_id)
-            rows = conn.execute(
-                select(*self._group_cols)
-                .join(um_memberships, um_memberships.c.group_pk == um_groups.c.pk)
-                .where(and_(um_memberships.c.user_pk == upk))
-                .order_by(um_groups.c.name_key)).all()
-            return [self._group(r) for r in rows]
+            rows = [r for r in conn.execute(_GROUPS_OF_ID, {"id": user_id})
+                    if r.member_store == self.domain]
+        if not rows:
+            raise NotFound(f"user {user_id} does not exist in {self.domain}")
+        return [self._group(r) for r in rows if r.pk is not None]
 
     def groups_of_users(self, user_ids: Sequence[str]) -> dict[str, list[StoredGroup]]:
         """``groups_of`` for many users in one query: each id's groups in name order; an
@@ -557,6 +561,20 @@ class SqlUserStore:
 _ids: Any = bindparam("ids", expanding=True)
 _USERS_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
     um_users.c.user_id.in_(_ids))
+_USER_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
+    um_users.c.user_id == bindparam("id"))
+#: A user's groups, or one row of NULLs for a user in none (no row: no such user).
+_GROUPS_OF_ID = (
+    select(um_users.c.store.label("member_store"), *SqlUserStore._group_cols)
+    .select_from(um_users)
+    .outerjoin(um_memberships, um_memberships.c.user_pk == um_users.c.pk)
+    .outerjoin(um_groups, um_groups.c.pk == um_memberships.c.group_pk)
+    .where(um_users.c.user_id == bindparam("id")).order_by(um_groups.c.name_key))
+_DELETE_ATTRIBUTES = delete(um_user_attributes).where(
+    um_user_attributes.c.user_pk == bindparam("pk"),
+    um_user_attributes.c.name.in_(bindparam("names", expanding=True)))
+_TOUCH_USER = update(um_users).where(um_users.c.pk == bindparam("user_pk")).values(
+    modified=bindparam("at"))
 _ATTRIBUTES_OF = select(um_user_attributes.c.user_pk, um_user_attributes.c.name,
                         um_user_attributes.c.value).where(
     um_user_attributes.c.user_pk.in_(bindparam("pks", expanding=True)))
