@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,69 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+#: One lock per SQLite file, shared by every engine of this process on it.
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+_READS = ("SELECT", "PRAGMA", "EXPLAIN")
+
+
+class _QueuedWriterConnection(sqlite3.Connection):
+    """A SQLite connection whose transactions queue for the file's one writer in-process.
+
+    SQLite lets one transaction at a time write. One that finds the file locked waits in
+    pysqlite's busy handler, which sleeps 1, 2, 5, 10, ... ms between tries, so threads of
+    one process that write at once (the SCIM server's requests, the console, the workers)
+    wait far longer than the writes take. Here a transaction takes the file's lock at its
+    first write and gives it back when it commits or rolls back, so the next writer starts
+    at once; another process still meets the busy handler. Waiting for the lock is bounded
+    by the busy timeout, after which the write goes on and SQLite decides as before."""
+
+    write_lock: threading.Lock
+    busy_timeout: float
+    _holds = False
+
+    def before_write(self) -> None:
+        if not self._holds:
+            self._holds = self.write_lock.acquire(timeout=self.busy_timeout)
+
+    def _release(self) -> None:
+        if self._holds:
+            self._holds = False
+            self.write_lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+
+def _queue_writes(engine: Engine, path: str, busy_timeout: float) -> None:
+    with _WRITE_LOCKS_GUARD:
+        lock = _WRITE_LOCKS.setdefault(str(Path(path).resolve()), threading.Lock())
+
+    @event.listens_for(engine, "connect")
+    def bind(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.write_lock, dbapi_conn.busy_timeout = lock, busy_timeout
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def before(_conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if not statement.lstrip()[:7].upper().startswith(_READS):
+            cursor.connection.before_write()
+
+
 def make_engine(url: str) -> Engine:
     """An engine for any SQLAlchemy URL; SQLite files get WAL mode and foreign keys."""
     try:
@@ -47,8 +112,11 @@ def make_engine(url: str) -> Engine:
     elif parsed.drivername in ("mysql", "mariadb"):
         parsed = parsed.set(drivername="mysql+pymysql")
     kwargs: dict[str, Any] = {"future": True}
+    queued_file = None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
+            queued_file = parsed.database
+            kwargs["connect_args"] = {"factory": _QueuedWriterConnection}
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             # Connections are kept (opening one costs the PRAGMAs and, on close, a WAL
             # checkpoint: ~2 ms, a third of a SCIM request); beyond 16 at once more are
@@ -65,6 +133,10 @@ def make_engine(url: str) -> Engine:
         raise InvalidInput(f"cannot use database URL {_redacted(url)}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    if queued_file is not None:
+        timeout = parsed.query.get("timeout", "5")  # pysqlite's default; create_engine checked it
+        _queue_writes(engine, queued_file, float(timeout if isinstance(timeout, str)
+                                                 else timeout[-1]))
     return engine
 
 
