@@ -85,6 +85,11 @@ class HttpApp:
         self.iam = iam
         self.scim = scim
 
+    def close(self) -> None:
+        """Stop the SCIM application's own thread, once the server has stopped."""
+        if self.scim is not None:
+            self.scim.close()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
@@ -211,6 +216,7 @@ async def _serve_http(iam: Iam, sock: socket.socket, stop: asyncio.Event,
     finally:
         stop.set()  # the server ended (or failed): the workers stop too
         watcher.cancel()
+        server.config.app.close()
 
 
 @click.command("worker")

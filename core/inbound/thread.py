@@ -30,9 +30,9 @@ def scim_thread(iam: Any, port: int = 0, host: str = "127.0.0.1",
     if sock is None:
         sock = listen(host, port)  # a clear error for a port in use, before any thread
     host = sock.getsockname()[0]
-    server = uvicorn.Server(uvicorn.Config(
-        HttpApp(iam, ScimApplication(iam, limits)), lifespan="off", log_config=None,
-        access_log=False, server_header=False))
+    app = HttpApp(iam, ScimApplication(iam, limits))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None,
+                                           access_log=False, server_header=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name="scim-server", daemon=True)
     thread.start()
@@ -49,3 +49,4 @@ def scim_thread(iam: Any, port: int = 0, host: str = "127.0.0.1",
         server.should_exit = True
         thread.join(START_SECONDS)
         sock.close()
+        app.close()

@@ -220,22 +220,22 @@ class SqlUserStore:
                                                strict=True)
         ]
         with self._conn() as conn:
-            existing = conn.execute(
-                select(um_users.c.username).where(
-                    um_users.c.store == self.domain, um_users.c.username_key.in_(keys),
-                ).limit(1)
-            ).scalar()
+            existing = conn.execute(_NAME_TAKEN, {"store": self.domain, "keys": keys}).scalar()
             if existing is not None:
                 raise AlreadyExists(f"user {self.domain}/{existing} already exists")
+            pks: dict[str, int]
             try:
-                conn.execute(insert(um_users), rows)
+                if len(rows) == 1:  # one user (SCIM, the console): its key comes back
+                    primary = conn.execute(_INSERT_USER, rows[0]).inserted_primary_key
+                    assert primary is not None
+                    pks = {rows[0]["user_id"]: int(primary[0])}
+                else:
+                    conn.execute(_INSERT_USER, rows)
+                    pks = {r.user_id: r.pk for r in conn.execute(
+                        _PKS_BY_ID, {"ids": [r["user_id"] for r in rows]})}
             except IntegrityError as exc:
                 raise AlreadyExists(
                     f"a user of this batch already exists in {self.domain}") from exc
-            ids = [r["user_id"] for r in rows]
-            pks: dict[str, int] = dict(conn.execute(
-                select(um_users.c.user_id, um_users.c.pk).where(um_users.c.user_id.in_(ids))
-            ).all())
             attr_rows = [
                 {"user_pk": pks[r["user_id"]], "name": k, "value": v}
                 for r, u in zip(rows, users, strict=True)
@@ -561,6 +561,11 @@ class SqlUserStore:
 _ids: Any = bindparam("ids", expanding=True)
 _USERS_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
     um_users.c.user_id.in_(_ids))
+_NAME_TAKEN = select(um_users.c.username).where(
+    um_users.c.store == bindparam("store"),
+    um_users.c.username_key.in_(bindparam("keys", expanding=True))).limit(1)
+_INSERT_USER = insert(um_users)
+_PKS_BY_ID = select(um_users.c.user_id, um_users.c.pk).where(um_users.c.user_id.in_(_ids))
 _USER_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
     um_users.c.user_id == bindparam("id"))
 #: A user's groups, or one row of NULLs for a user in none (no row: no such user).
