@@ -17,7 +17,7 @@ import json
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, MutableMapping
 from typing import Any
 
 import click
@@ -219,6 +219,17 @@ async def _serve_http(iam: Iam, sock: socket.socket, stop: asyncio.Event,
         server.config.app.close()
 
 
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop's event loop (asyncio's own where uvloop is not installed:
+    it is not on Windows)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
 @click.command("worker")
 @_pool_options
 def worker(capacity: int, poll: float) -> None:
@@ -229,7 +240,7 @@ def worker(capacity: int, poll: float) -> None:
     """
     iam = current_iam()
     _configure_logging()
-    asyncio.run(run_until_signalled(iam, capacity, poll))
+    _run(run_until_signalled(iam, capacity, poll))
 
 
 @click.command("serve")
@@ -276,4 +287,4 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, scim_
     limits = Limits(rate=scim_rate, burst=scim_burst, max_results=scim_max_results,
                     max_payload_bytes=scim_max_bytes,
                     default_count=min(Limits.default_count, scim_max_results))
-    asyncio.run(run_until_signalled(iam, capacity, poll, sock, tls, limits))
+    _run(run_until_signalled(iam, capacity, poll, sock, tls, limits))
