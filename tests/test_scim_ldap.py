@@ -4,7 +4,10 @@ there, its filters reaching the directory as LDAP filters."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -59,3 +62,37 @@ def test_users_and_groups_live_in_the_directory(sqlite_iam: Iam,
     assert error.status_code == 400 and error.json()["scimType"] == "invalidFilter"
     assert hr.post("/Users", json={"schemas": [USER], "userName": "bob"}
                    ).status_code == 409
+
+
+def test_a_stalled_directory_holds_up_no_request_on_sqlite(
+        sqlite_iam: Iam, slapd_server: Slapd, ldap_tree: LdapTree) -> None:
+    """Requests on the SQLite stores run one after another on a thread of their own; a
+    request waiting on the directory runs elsewhere, so it delays none of them."""
+    sqlite_iam.save_userstore(Initiator.admin(), "DIR", "ldap",
+                              slapd_server.properties(ldap_tree))
+    with served(sqlite_iam) as api, \
+            api.client(application(sqlite_iam, "dir", "DIR")) as directory, \
+            api.client(application(sqlite_iam, "hr", "PRIMARY")) as hr:
+        new_user(directory, "warm")  # the store's connection is open
+        stalled = _stalled_search(slapd_server, directory, hr)
+    assert stalled.status_code == 200 and stalled.json()["totalResults"] == 1
+
+
+def _stalled_search(slapd_server: Slapd, directory: httpx.Client, hr: httpx.Client
+                    ) -> httpx.Response:
+    """A directory search sent while slapd is stopped; PRIMARY requests meanwhile."""
+    assert slapd_server.process is not None
+    os.kill(slapd_server.process.pid, signal.SIGSTOP)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            search = pool.submit(directory.get, "/Users",
+                                 params={"filter": 'userName eq "warm"'})
+            for name in ("ann", "bob"):  # each answers while the search still waits
+                new_user(hr, name)
+                assert hr.get("/Users", params={"filter": f'userName eq "{name}"'}
+                              ).json()["totalResults"] == 1
+                assert not search.done()
+            os.kill(slapd_server.process.pid, signal.SIGCONT)
+            return search.result(timeout=30)
+    finally:
+        os.kill(slapd_server.process.pid, signal.SIGCONT)

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import insert, text
 from sqlalchemy.exc import IntegrityError
 
+from core import db as system_db
 from core.db import SystemDB, make_engine
 from core.errors import InvalidInput, StoreUnavailable
 from core.home import DB_ENV, HOME_ENV, Home, default_home
@@ -97,6 +98,43 @@ def test_sqlite_busy_timeout_comes_from_the_url(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         engine.dispose()
+
+
+def test_sqlite_writers_of_one_process_queue_on_the_file_lock(tmp_path: Path) -> None:
+    """A transaction holds its file's writer lock from its first write to its end, and
+    never after it: committed, rolled back, failed or not writing at all."""
+    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
+    other = make_engine(f"sqlite:///{tmp_path}/../{tmp_path.name}/t.db")  # the same file
+    lock = system_db._WRITE_LOCKS[str((tmp_path / "t.db").resolve())]
+    try:
+        for each in (engine, other):
+            raw = each.raw_connection()
+            assert raw.driver_connection.write_lock is lock  # type: ignore[union-attr]
+            raw.close()
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (v INTEGER UNIQUE)")
+        assert not lock.locked()
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM t").scalar()
+            assert not lock.locked()  # reading takes no turn
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            assert lock.locked()
+        assert not lock.locked()
+        with pytest.raises(IntegrityError), other.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        assert not lock.locked()
+        with engine.connect() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES (3)")
+            conn.rollback()
+            assert not lock.locked()
+            conn.exec_driver_sql("INSERT INTO t VALUES (4)")
+        assert not lock.locked()  # closed without commit: rolled back, lock given back
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT v FROM t").scalars().all() == [1]
+    finally:
+        engine.dispose()
+        other.dispose()
 
 
 @pytest.fixture
