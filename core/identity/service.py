@@ -572,6 +572,14 @@ class IdentityService:
             return []
         return [_role_view(g) for g in store.groups_of(user_id)]
 
+    def groups_of_ids(self, domain: str, user_ids: Sequence[str]) -> dict[str, list[RoleView]]:
+        """``groups_of_id`` for many users of one domain, in one store call (an id that is
+        no user of the store has none)."""
+        store = self.stores.store(domain)
+        groups = store.groups_of_users(user_ids) if store.capabilities.readable_groups \
+            else {}
+        return {uid: [_role_view(g) for g in groups.get(uid, [])] for uid in user_ids}
+
     def roles_of_id(self, domain: str, user_id: str) -> list[str]:
         """The roles of the user with this store id (when the caller has read the user)."""
         store = self.stores.store(domain)

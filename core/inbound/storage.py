@@ -255,7 +255,10 @@ class IamScimStorage(ScimStorage):
             raise TooManyException(detail=str(exc)) from None
         except InvalidInput as exc:  # a comparison the store cannot make (e.g. id gt)
             raise InvalidFilterException(detail=str(exc)) from None
-        return SearchPage(users.total, [self._user_resource(u) for u in users.items])
+        groups_of = self.identity.groups_of_ids(domain, [u.id for u in users.items]) \
+            if users.items else {}
+        return SearchPage(users.total, [self._user_resource(u, groups_of[u.id])
+                                        for u in users.items])
 
     def _group_external_ids(self, query: q.Query) -> q.Query:
         """Group ``externalId eq`` comparisons as the ids of the groups holding it."""

@@ -220,7 +220,9 @@ class SqlUserStore:
                                                strict=True)
         ]
         with self._conn() as conn:
-            existing = conn.execute(_NAME_TAKEN, {"store": self.domain, "keys": keys}).scalar()
+            taken = (_NAME_TAKEN, {"store": self.domain, "key": keys[0]}) if len(keys) == 1 \
+                else (_NAMES_TAKEN, {"store": self.domain, "keys": keys})
+            existing = conn.execute(*taken).scalar()
             if existing is not None:
                 raise AlreadyExists(f"user {self.domain}/{existing} already exists")
             pks: dict[str, int]
@@ -562,6 +564,8 @@ _ids: Any = bindparam("ids", expanding=True)
 _USERS_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
     um_users.c.user_id.in_(_ids))
 _NAME_TAKEN = select(um_users.c.username).where(
+    um_users.c.store == bindparam("store"), um_users.c.username_key == bindparam("key"))
+_NAMES_TAKEN = select(um_users.c.username).where(
     um_users.c.store == bindparam("store"),
     um_users.c.username_key.in_(bindparam("keys", expanding=True))).limit(1)
 _INSERT_USER = insert(um_users)
