@@ -8,16 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from scim2_models import ScimFilter
-from sqlalchemy import select, text
 
 from core.claims import DEFAULT_SCIM_MAPPINGS, LOCAL_DIALECT
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.inbound.filters import FilterTranslator
 from core.inbound.schemas import mapped_paths
-from core.schema import um_users
 from core.userstores import query as q
-from core.userstores.sql_query import user_where
+from core.userstores.sql_query import shape, user_statements
 
 EMAIL = f"{LOCAL_DIALECT}/emailaddress"
 TITLE = f"{LOCAL_DIALECT}/title"
@@ -122,13 +120,31 @@ def test_sqlite_reads_indexes_not_every_user(sqlite_iam: Iam) -> None:
                    q.Compare(q.NAME, q.Op.SW, "a")))]
     with sqlite_iam.db.engine.connect() as conn:
         for case in cases:
-            stmt = select(um_users.c.pk).where(user_where("PRIMARY", case, key))
-            compiled = stmt.compile(conn, compile_kwargs={"literal_binds": True})
-            plan = " | ".join(str(r[-1]) for r in conn.execute(
-                text(f"EXPLAIN QUERY PLAN {compiled}")))
-            assert "SCAN um_users" not in plan, (case, plan)
-            assert "um_users USING COVERING INDEX sqlite_autoindex_um_users_1 (store=?)" \
-                not in plan, (case, plan)
+            query_shape, values = shape(case)
+            statements = user_statements(query_shape, None)
+            params = {**statements.params(values, "PRIMARY", key), "offset": 0, "limit": 10}
+            for statement in (statements.page, statements.count):
+                compiled = statement.compile(conn)
+                bound = compiled.construct_params(params)
+                plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {compiled}",
+                    tuple(bound[name] for name in compiled.positiontup or ())))
+                assert "SCAN um_users" not in plan, (case, plan)
+                assert "um_users USING COVERING INDEX sqlite_autoindex_um_users_1 (store=?)" \
+                    not in plan, (case, plan)
+
+
+def test_queries_of_one_shape_share_their_statements() -> None:
+    """Only the values differ: one statement serves every query of a shape."""
+    def statements(query: q.Query) -> object:
+        return user_statements(shape(query)[0], None)
+
+    ann, bob = (q.And((q.Compare(q.NAME, q.Op.SW, n), q.Compare(q.attribute(TITLE), q.Op.CO,
+                                                                 n.upper()))) for n in
+                ("ann", "bob"))
+    assert statements(ann) is statements(bob)
+    assert shape(ann)[1] == ["ann", "ANN"] and shape(bob)[1] == ["bob", "BOB"]
+    assert statements(q.Compare(q.NAME, q.Op.SW, "ann")) is not statements(ann)
 
 
 # ---------------------------------------------------------------- SCIM filters

@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
     bindparam,
     delete,
     func,
@@ -44,8 +43,16 @@ from core.userstores.base import (
     StoredGroup,
     StoredUser,
 )
-from core.userstores.query import Kind, Query, SearchPage, Sort
-from core.userstores.sql_query import PREFIX_END, group_filter, user_where
+from core.userstores.query import Query, SearchPage, Sort
+from core.userstores.sql_query import (
+    GROUP_COLUMNS,
+    PREFIX_END,
+    USER_COLUMNS,
+    Statements,
+    group_statements,
+    shape,
+    user_statements,
+)
 
 MAX_PAGE_SIZE = 1000
 #: Threads hashing the passwords of a batch (each argon2id hash holds its own memory).
@@ -102,12 +109,6 @@ def _new_ids(count: int) -> list[str]:
     h = os.urandom(16 * count).hex()
     return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{_VARIANT[h[i + 16]]}"
             f"{h[i + 17:i + 20]}-{h[i + 20:i + 32]}" for i in range(0, 32 * count, 32)]
-
-
-_USER_SORT: dict[Kind, Any] = {
-    Kind.NAME: um_users.c.username_key, Kind.ID: um_users.c.user_id,
-    Kind.CREATED: um_users.c.created, Kind.MODIFIED: um_users.c.modified,
-}
 
 
 class SqlUserStore:
@@ -192,10 +193,8 @@ class SqlUserStore:
     def _group(self, r: Any) -> StoredGroup:
         return StoredGroup(r.group_id, self.domain, r.name, r.created, r.modified)
 
-    _user_cols = (um_users.c.pk, um_users.c.user_id, um_users.c.username,
-                  um_users.c.created, um_users.c.modified)
-    _group_cols = (um_groups.c.pk, um_groups.c.group_id, um_groups.c.name,
-                   um_groups.c.created, um_groups.c.modified)
+    _user_cols = USER_COLUMNS
+    _group_cols = GROUP_COLUMNS
 
     # ------------------------------------------------------------------ users
     def add_user(self, user: NewUser) -> StoredUser:
@@ -365,29 +364,23 @@ class SqlUserStore:
                      sort: Sort | None = None) -> SearchPage[StoredUser]:
         """The users matching ``query``, ``start`` (0-based) to ``start + count``, in
         ``sort`` order (then by creation), and how many match in all."""
-        where = user_where(self.domain, query, self.policies.key)
-        q = select(*self._user_cols).where(where)
-        if sort is not None and sort.field.kind is Kind.ATTRIBUTE:
-            value = um_user_attributes.alias("sort_value")
-            q = q.outerjoin(value, and_(value.c.user_pk == um_users.c.pk,
-                                        value.c.name == sort.field.name))
-            key: Any = value.c.value
-        else:
-            key = _USER_SORT.get(sort.field.kind) if sort else None
-        if key is not None:
-            assert sort is not None
-            # Users without the value come last either way, as RFC 7644 §3.4.2.3 asks.
-            q = q.order_by(key.is_(None), key.desc() if sort.descending else key)
-        page_size = max(0, min(count, MAX_PAGE_SIZE))
-        q = q.order_by(um_users.c.pk).offset(max(0, start)).limit(page_size)
+        query_shape, values = shape(query)
+        statements = user_statements(query_shape, sort)
         with self._conn() as conn:
-            rows = conn.execute(q).all() if page_size > 0 else []
-            if 0 < len(rows) < page_size or (not rows and start <= 0 < page_size):
-                total = max(0, start) + len(rows)  # the page holds the last of the matches
-            else:
-                total = int(conn.execute(select(func.count()).select_from(um_users)
-                                         .where(where)).scalar_one())
+            total, rows = self._search(conn, statements, values, start, count)
             return SearchPage(total, self._users(conn, rows))
+
+    def _search(self, conn: Connection, statements: Statements, values: Sequence[Any],
+                start: int, count: int) -> tuple[int, list[Any]]:
+        """How many match, and the rows of the page; the count is read only when the page
+        cannot tell it (a page that is not full holds the last of the matches)."""
+        params = statements.params(values, self.domain, self.policies.key)
+        start, page_size = max(0, start), max(0, min(count, MAX_PAGE_SIZE))
+        rows = list(conn.execute(statements.page, {**params, "offset": start,
+                                                   "limit": page_size})) if page_size else []
+        if 0 < len(rows) < page_size or (not rows and start == 0 < page_size):
+            return start + len(rows), rows
+        return int(conn.execute(statements.count, params).scalar_one()), rows
 
     # ------------------------------------------------------------------ groups
     def add_group(self, name: str, member_ids: Sequence[str] = ()) -> StoredGroup:
@@ -462,14 +455,10 @@ class SqlUserStore:
     def search_groups(self, query: Query, start: int, count: int
                       ) -> SearchPage[StoredGroup]:
         """The groups matching ``query`` by name, ``start`` (0-based) to ``start + count``."""
-        where = and_(um_groups.c.store == self.domain, group_filter(query, self.policies.key))
+        query_shape, values = shape(query)
         with self._conn() as conn:
-            total = int(conn.execute(select(func.count()).select_from(um_groups)
-                                     .where(where)).scalar_one())
-            rows = conn.execute(
-                select(*self._group_cols).where(where).order_by(um_groups.c.name_key)
-                .offset(max(0, start)).limit(max(0, min(count, MAX_PAGE_SIZE)))
-            ).all() if count > 0 and start < total else []
+            total, rows = self._search(conn, group_statements(query_shape), values, start,
+                                       count)
         return SearchPage(total, [self._group(r) for r in rows])
 
     def update_members(

@@ -7,14 +7,35 @@ SQLite walk every user). ``eq``, ``sw``, ``gt``.. and ``pr`` are index range rea
 ``ew`` cannot use a B-tree and read the attribute's index entries, comparing case-insensitively
 as SCIM's default (``caseExact`` false) asks, the same on SQLite, PostgreSQL and MariaDB.
 Names compare by the store's key (case-folded in a case-insensitive store).
+
+Statements are built once per query *shape*, the tree with its values taken out
+(:func:`shape`): building a statement and its cache key cost SQLAlchemy more than running
+it (240 of 380 µs for a ``userName eq`` search on SQLite). The values, and the domain, go in
+as bind parameters, each computed from the value of its comparison (:class:`Statements`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnClause
@@ -22,43 +43,139 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from core.errors import InvalidInput
 from core.schema import um_groups, um_memberships, um_user_attributes, um_users
-from core.userstores.query import TRUE, And, Compare, Constant, Kind, Not, Op, Or, Query
+from core.userstores.query import (
+    TRUE,
+    And,
+    Compare,
+    Constant,
+    Kind,
+    Not,
+    Op,
+    Or,
+    Query,
+    Sort,
+)
 
 #: Upper bound appended to a prefix to turn it into a range scan (binary collations).
 PREFIX_END = "\U0010ffff"
 
+USER_COLUMNS = (um_users.c.pk, um_users.c.user_id, um_users.c.username,
+                um_users.c.created, um_users.c.modified)
+GROUP_COLUMNS = (um_groups.c.pk, um_groups.c.group_id, um_groups.c.name,
+                 um_groups.c.created, um_groups.c.modified)
+_USER_SORT: dict[Kind, Any] = {
+    Kind.NAME: um_users.c.username_key, Kind.ID: um_users.c.user_id,
+    Kind.CREATED: um_users.c.created, Kind.MODIFIED: um_users.c.modified,
+}
 
-def _compare(column: Any, op: Op, value: Any) -> ColumnElement[bool]:
+Key = Callable[[str], str]
+#: A parameter's value from its comparison's value and the store's name key.
+Compute = Callable[[Any, Key], Any]
+_TIME = datetime(2000, 1, 1, tzinfo=UTC)  # the stand-in of every time value
+
+
+def shape(query: Query) -> tuple[Query, list[Any]]:
+    """``query`` with the value of each comparison replaced by a stand-in of its type
+    (queries of one shape share their statements), and the values, in comparison order."""
+    values: list[Any] = []
+
+    def strip(node: Query) -> Query:
+        if isinstance(node, Compare):
+            values.append(node.value)
+            stand_in = "" if isinstance(node.value, str) else \
+                _TIME if isinstance(node.value, datetime) else node.value
+            return Compare(node.field, node.op, stand_in)
+        if isinstance(node, And | Or):
+            return type(node)(tuple(strip(t) for t in node.terms))
+        if isinstance(node, Not):
+            return Not(strip(node.term))
+        return node
+
+    return strip(query), values
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The statements of one query shape (the page takes ``offset`` and ``limit``), and how
+    their parameters come from the values of a query of that shape."""
+
+    page: Select[Any]
+    count: Select[Any]
+    slots: tuple[tuple[str, int, Compute], ...]
+
+    def params(self, values: Sequence[Any], domain: str, key: Key) -> dict[str, Any]:
+        return {"store": domain,
+                **{name: compute(values[i], key) for name, i, compute in self.slots}}
+
+
+class _Binder:
+    """Hands out the bind parameters of one shape, in order, each computed from the value
+    of the comparison being compiled (``leaf``: its position in the query)."""
+
+    def __init__(self) -> None:
+        self.slots: list[tuple[str, int, Compute]] = []
+        self.leaf = -1
+
+    def __call__(self, compute: Compute) -> BindParameter[Any]:
+        name = f"v{len(self.slots)}"
+        self.slots.append((name, self.leaf, compute))
+        return bindparam(name)
+
+
+def _value(value: Any, _key: Key) -> Any:
+    return value
+
+
+def _name_key(value: Any, key: Key) -> Any:
+    return key(value)
+
+
+def _like(op: Op, prepare: Compute) -> Compute:
+    """The LIKE pattern (escaped with ``/``, lower case) of ``co`` or ``ew``."""
+    def pattern(value: Any, key: Key) -> str:
+        text = str(prepare(value, key)).lower()
+        escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+        return f"%{escaped}%" if op is Op.CO else f"%{escaped}"
+    return pattern
+
+
+def _prefix_end(prepare: Compute) -> Compute:
+    return lambda value, key: prepare(value, key) + PREFIX_END
+
+
+_ORDERINGS: dict[Op, Callable[[Any, Any], ColumnElement[bool]]] = {
+    Op.GT: operator.gt, Op.GE: operator.ge, Op.LT: operator.lt, Op.LE: operator.le}
+
+
+def _compare(column: Any, op: Op, sample: Any, bind: _Binder,
+             prepare: Compute = _value) -> ColumnElement[bool]:
+    """``column op value``; ``sample`` is the value's stand-in (its type decides), and
+    ``prepare`` turns the value into what the column holds (a name into its key)."""
     if op is Op.PR:
         return column.is_not(None)
     if op is Op.EQ:
-        return column == value
+        return column == bind(prepare)
     if op is Op.NE:
-        return or_(column != value, column.is_(None))
-    if op is Op.SW and isinstance(value, str):
-        return and_(column >= value, column < value + PREFIX_END)
-    if op in (Op.CO, Op.EW) and isinstance(value, str):
-        lowered = func.lower(column)
-        if op is Op.CO:
-            return lowered.contains(value.lower(), autoescape=True)
-        return lowered.endswith(value.lower(), autoescape=True)
-    comparisons: dict[Op, Callable[[Any, Any], ColumnElement[bool]]] = {
-        Op.GT: lambda c, v: c > v, Op.GE: lambda c, v: c >= v,
-        Op.LT: lambda c, v: c < v, Op.LE: lambda c, v: c <= v,
-    }
-    if op in comparisons:
-        return comparisons[op](column, value)
-    raise InvalidInput(f"the operator {op.value} cannot compare {value!r}")
+        return or_(column != bind(prepare), column.is_(None))
+    text = isinstance(sample, str)
+    if op is Op.SW and text:
+        return and_(column >= bind(prepare), column < bind(_prefix_end(prepare)))
+    if op in (Op.CO, Op.EW) and text:
+        return func.lower(column).like(bind(_like(op, prepare)), escape="/")
+    if op in _ORDERINGS:
+        return _ORDERINGS[op](column, bind(prepare))
+    what = "times" if isinstance(sample, datetime) else repr(sample)
+    raise InvalidInput(f"the operator {op.value} cannot compare {what}")
 
 
-def _attribute_term(term: Compare) -> ColumnElement[bool]:
+def _attribute_term(term: Compare, bind: _Binder) -> ColumnElement[bool]:
     """A comparison on a user attribute, as membership in the index range it selects."""
     a = um_user_attributes
     if term.op is Op.NE:  # absent, or present with another value
-        return not_(_attribute_term(Compare(term.field, Op.EQ, term.value)))
+        return not_(_attribute_term(Compare(term.field, Op.EQ, term.value), bind))
     condition = a.c.name == term.field.name
     if term.op is not Op.PR:
-        condition = and_(condition, _compare(a.c.value, term.op, term.value))
+        condition = and_(condition, _compare(a.c.value, term.op, term.value, bind))
     return um_users.c.pk.in_(select(a.c.user_pk).where(condition))
 
 
@@ -84,9 +201,13 @@ def _plus_column(element: _unindexed, compiler: SQLCompiler, **kw: Any) -> str:
     return "+" + str(compiler.process(next(iter(element.clauses)), **kw))
 
 
-def user_where(domain: str, query: Query, key: Callable[[str], str]) -> ColumnElement[bool]:
-    """The WHERE clause (on ``um_users``) selecting the users of ``domain`` matching
-    ``query``; ``key`` is the store's name key (how usernames are compared).
+def _store() -> BindParameter[Any]:
+    return bindparam("store")
+
+
+def _user_where(query: Query, bind: _Binder) -> ColumnElement[bool]:
+    """The WHERE clause (on ``um_users``) selecting the users of the domain (parameter
+    ``store``) that match ``query``.
 
     SQLite has no statistics here, so it takes ``store = ?`` for a selective use of the
     ``(store, username_key)`` index and would walk every user of the store, testing each
@@ -97,68 +218,102 @@ def user_where(domain: str, query: Query, key: Callable[[str], str]) -> ColumnEl
     ``and`` and ``or`` alike. With no term at all, the store index orders the listing.
     """
     if query == TRUE:
-        return um_users.c.store == domain
-    return and_(_unindexed(um_users.c.store) == domain,
-                _compile(query, lambda term: _user_term(term, key, domain)))
+        return um_users.c.store == _store()
+    return and_(_unindexed(um_users.c.store) == _store(),
+                _compile(query, lambda term: _user_term(term, bind), bind))
 
 
-def _user_term(term: Compare, key: Callable[[str], str], domain: str
-               ) -> ColumnElement[bool]:
+def _user_term(term: Compare, bind: _Binder) -> ColumnElement[bool]:
     kind = term.field.kind
     if kind is Kind.ATTRIBUTE:
-        return _attribute_term(term)
+        return _attribute_term(term, bind)
     if kind is Kind.ID:
-        return _compare(um_users.c.user_id, term.op, term.value)
+        return _compare(um_users.c.user_id, term.op, term.value, bind)
     if kind is Kind.NAME:
-        value = key(term.value) if isinstance(term.value, str) and term.op not in (
-            Op.CO, Op.EW) else term.value
-        return and_(um_users.c.store == domain,
-                    _compare(um_users.c.username_key, term.op, value))
+        return and_(um_users.c.store == _store(),
+                    _compare(um_users.c.username_key, term.op, term.value, bind,
+                             _name_prepare(term)))
     columns: dict[Kind, ColumnClause[Any]] = {
         Kind.CREATED: um_users.c.created, Kind.MODIFIED: um_users.c.modified,
     }
     if kind in columns:
-        return and_(um_users.c.store == domain,
-                    _compare(columns[kind], term.op, term.value))
+        return and_(um_users.c.store == _store(),
+                    _compare(columns[kind], term.op, term.value, bind))
     return false()
 
 
-def group_filter(query: Query, key: Callable[[str], str]) -> ColumnElement[bool]:
-    """The WHERE clause (on ``um_groups``) selecting the groups that match ``query``."""
-    return _compile(query, lambda term: _group_term(term, key))
+def _name_prepare(term: Compare) -> Compute:
+    """Names compare by the store's key, but ``co``/``ew`` (which lower both sides)."""
+    return _name_key if isinstance(term.value, str) and term.op not in (Op.CO, Op.EW) \
+        else _value
 
 
-def _group_term(term: Compare, key: Callable[[str], str]) -> ColumnElement[bool]:
+@functools.lru_cache(maxsize=512)
+def user_statements(query_shape: Query, sort: Sort | None) -> Statements:
+    """The page and count statements of a user search of this shape (see :func:`shape`),
+    in ``sort`` order (then by creation)."""
+    bind = _Binder()
+    where = _user_where(query_shape, bind)
+    page = select(*USER_COLUMNS).where(where)
+    if sort is not None and sort.field.kind is Kind.ATTRIBUTE:
+        value = um_user_attributes.alias("sort_value")
+        page = page.outerjoin(value, and_(value.c.user_pk == um_users.c.pk,
+                                          value.c.name == sort.field.name))
+        key: Any = value.c.value
+    else:
+        key = _USER_SORT.get(sort.field.kind) if sort else None
+    if key is not None:
+        assert sort is not None
+        # Users without the value come last either way, as RFC 7644 §3.4.2.3 asks.
+        page = page.order_by(key.is_(None), key.desc() if sort.descending else key)
+    page = page.order_by(um_users.c.pk).offset(bindparam("offset")).limit(bindparam("limit"))
+    count = select(func.count()).select_from(um_users).where(where)
+    return Statements(page, count, tuple(bind.slots))
+
+
+@functools.lru_cache(maxsize=512)
+def group_statements(query_shape: Query) -> Statements:
+    """The page and count statements of a group search of this shape, in name order."""
+    bind = _Binder()
+    where = and_(um_groups.c.store == _store(),
+                 _compile(query_shape, lambda term: _group_term(term, bind), bind))
+    page = select(*GROUP_COLUMNS).where(where).order_by(um_groups.c.name_key) \
+        .offset(bindparam("offset")).limit(bindparam("limit"))
+    count = select(func.count()).select_from(um_groups).where(where)
+    return Statements(page, count, tuple(bind.slots))
+
+
+def _group_term(term: Compare, bind: _Binder) -> ColumnElement[bool]:
     kind = term.field.kind
     if kind is Kind.NAME:
-        value = key(term.value) if isinstance(term.value, str) and term.op not in (
-            Op.CO, Op.EW) else term.value
-        return _compare(um_groups.c.name_key, term.op, value)
+        return _compare(um_groups.c.name_key, term.op, term.value, bind, _name_prepare(term))
     if kind is Kind.MEMBER:
         if term.op is not Op.EQ:
             raise InvalidInput("group members can only be compared with eq")
         return um_groups.c.pk.in_(
             select(um_memberships.c.group_pk)
             .join(um_users, um_users.c.pk == um_memberships.c.user_pk)
-            .where(um_users.c.user_id == term.value))
+            .where(um_users.c.user_id == bind(_value)))
     columns: dict[Kind, ColumnClause[Any]] = {
         Kind.ID: um_groups.c.group_id, Kind.CREATED: um_groups.c.created,
         Kind.MODIFIED: um_groups.c.modified,
     }
     if kind in columns:
-        return _compare(columns[kind], term.op, term.value)
+        return _compare(columns[kind], term.op, term.value, bind)
     return false()  # groups have no attributes here
 
 
-def _compile(query: Query, leaf: Callable[[Compare], ColumnElement[bool]]
+def _compile(query: Query, leaf: Callable[[Compare], ColumnElement[bool]], bind: _Binder
              ) -> ColumnElement[bool]:
+    """Compile the tree; comparisons are numbered in the order :func:`shape` lists them."""
     if isinstance(query, Compare):
+        bind.leaf += 1
         return leaf(query)
     if isinstance(query, And):
-        return and_(*(_compile(t, leaf) for t in query.terms))
+        return and_(*(_compile(t, leaf, bind) for t in query.terms))
     if isinstance(query, Or):
-        return or_(*(_compile(t, leaf) for t in query.terms))
+        return or_(*(_compile(t, leaf, bind) for t in query.terms))
     if isinstance(query, Not):
-        return not_(_compile(query.term, leaf))
+        return not_(_compile(query.term, leaf, bind))
     assert isinstance(query, Constant)
     return true() if query.value else false()
