@@ -379,10 +379,15 @@ def test_service_roles_of_a_store(iam: Iam, admin: Initiator) -> None:
 # ---------------------------------------------------------------- attributes and passwords
 def test_update_attributes_and_passwords(iam: Iam) -> None:
     store = primary(iam)
-    (user,) = store.add_users([new("ann", "Passw0rd-one", mail="a@example.com", sn="A")])
+    (user,) = store.add_users([new("ann", "Passw0rd-one", mail="a@example.com", sn="A",
+                                   title="Pilot")])
     updated = store.update_attributes(user.id, {"mail": "ann@example.com", "givenName": "Ann"},
                                       ["sn"])
-    assert updated.attributes == {"mail": "ann@example.com", "givenName": "Ann"}
+    assert updated.attributes == {"mail": "ann@example.com", "givenName": "Ann",
+                                  "title": "Pilot"}
+    assert updated == store.get_user(user.id)  # the answer is the state as stored
+    assert updated.modified is not None and user.modified is not None
+    assert updated.modified > user.modified
     assert store.verify_password("ann", "Passw0rd-one") == store.get_user(user.id)
     assert store.verify_password("ann", "wrong-password") is None
     assert store.verify_password("nobody", "Passw0rd-one") is None

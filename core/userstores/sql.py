@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import os
 import time
 import uuid
@@ -154,14 +155,19 @@ class SqlUserStore:
             what = "groups" if groups else "users"
             raise ReadOnlyStore(f"userstore {self.domain} is read-only for {what}")
 
-    def _user_row(self, conn: Connection, user_id: str) -> Any | None:
-        """The ``um_users`` row of a user of this store, or None."""
-        row = conn.execute(_USER_BY_ID, {"id": user_id}).first()
-        return row if row is not None and row.store == self.domain else None
+    def _read_user(self, conn: Connection, user_id: str) -> tuple[int, StoredUser] | None:
+        """A user of this store with its attributes (one statement), and its key."""
+        rows = conn.execute(_USER_WITH_ATTRIBUTES, {"id": user_id}).all()
+        if not rows or rows[0].store != self.domain:
+            return None
+        r = rows[0]
+        attributes = {a.attribute: a.value for a in rows if a.attribute is not None}
+        return r.pk, StoredUser(r.user_id, self.domain, r.username, attributes, r.created,
+                                r.modified)
 
     def _user_pk(self, conn: Connection, user_id: str) -> int:
-        row = self._user_row(conn, user_id)
-        if row is None:
+        row = conn.execute(_USER_BY_ID, {"id": user_id}).first()
+        if row is None or row.store != self.domain:
             raise NotFound(f"user {user_id} does not exist in {self.domain}")
         return int(row.pk)
 
@@ -251,8 +257,8 @@ class SqlUserStore:
 
     def get_user(self, user_id: str) -> StoredUser | None:
         with self._conn() as conn:
-            row = self._user_row(conn, user_id)
-            return self._users(conn, [row])[0] if row is not None else None
+            found = self._read_user(conn, user_id)
+            return found[1] if found is not None else None
 
     def get_users(self, user_ids: Sequence[str]) -> dict[str, StoredUser]:
         """``get_user`` for many ids: the users that exist, by id, one query per table."""
@@ -275,20 +281,25 @@ class SqlUserStore:
         self, user_id: str, set_: Mapping[str, str], remove: Sequence[str] = ()
     ) -> StoredUser:
         self._require_writable()
+        now = _now()
         with self._conn() as conn:
-            row = self._user_row(conn, user_id)
-            if row is None:
+            # The user's row is written first: that makes this transaction the writer (on
+            # PostgreSQL and MariaDB it locks the row), so what is read next is the state
+            # this change applies to, and the answer follows from it without a re-read.
+            touched = conn.execute(_TOUCH_USER, {"id": user_id, "in_store": self.domain,
+                                                 "at": now}).rowcount
+            found = self._read_user(conn, user_id) if touched else None
+            if found is None:
                 raise NotFound(f"user {user_id} does not exist in {self.domain}")
+            pk, user = found
             names = list(set_) + list(remove)
             if names:
-                conn.execute(_DELETE_ATTRIBUTES, {"pk": row.pk, "names": names})
+                conn.execute(_DELETE_ATTRIBUTES, {"pk": pk, "names": names})
             if set_:
                 conn.execute(insert(um_user_attributes), [
-                    {"user_pk": row.pk, "name": k, "value": v} for k, v in set_.items()])
-            now = _now()
-            conn.execute(_TOUCH_USER, {"user_pk": row.pk, "at": now})
-            return StoredUser(row.user_id, self.domain, row.username,
-                              self._attributes(conn, [row.pk])[row.pk], row.created, now)
+                    {"user_pk": pk, "name": k, "value": v} for k, v in set_.items()])
+            kept = {k: v for k, v in user.attributes.items() if k not in names}
+            return dataclasses.replace(user, attributes={**kept, **set_}, modified=now)
 
     def delete_user(self, user_id: str) -> None:
         self._require_writable()
@@ -571,8 +582,16 @@ _GROUPS_OF_ID = (
 _DELETE_ATTRIBUTES = delete(um_user_attributes).where(
     um_user_attributes.c.user_pk == bindparam("pk"),
     um_user_attributes.c.name.in_(bindparam("names", expanding=True)))
-_TOUCH_USER = update(um_users).where(um_users.c.pk == bindparam("user_pk")).values(
+_TOUCH_USER = update(um_users).where(
+    um_users.c.user_id == bindparam("id"), um_users.c.store == bindparam("in_store")).values(
     modified=bindparam("at"))
+#: A user and its attributes: one row per attribute (one of NULLs for a user without any).
+_USER_WITH_ATTRIBUTES = (
+    select(*SqlUserStore._user_cols, um_users.c.store,
+           um_user_attributes.c.name.label("attribute"), um_user_attributes.c.value)
+    .select_from(um_users)
+    .outerjoin(um_user_attributes, um_user_attributes.c.user_pk == um_users.c.pk)
+    .where(um_users.c.user_id == bindparam("id")))
 _ATTRIBUTES_OF = select(um_user_attributes.c.user_pk, um_user_attributes.c.name,
                         um_user_attributes.c.value).where(
     um_user_attributes.c.user_pk.in_(bindparam("pks", expanding=True)))
