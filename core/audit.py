@@ -12,6 +12,8 @@ from sqlalchemy import Connection, insert, select
 from core.identity.events import Initiator
 from core.schema import audit_log
 
+_INSERT = insert(audit_log)
+
 
 @dataclass(frozen=True)
 class AuditEntry:
@@ -36,12 +38,10 @@ def record_many(
     entries: Sequence[tuple[str, Mapping[str, Any]]],
 ) -> None:
     now = datetime.now(UTC)
-    conn.execute(insert(audit_log), [
-        {"at": now, "actor": initiator.actor, "face": str(initiator.face),
-         "application": initiator.application, "action": action, "target": target[:512],
-         "detail": dict(detail)}
-        for target, detail in entries
-    ])
+    rows = [{"at": now, "actor": initiator.actor, "face": str(initiator.face),
+             "application": initiator.application, "action": action, "target": target[:512],
+             "detail": dict(detail)} for target, detail in entries]
+    conn.execute(_INSERT, rows[0] if len(rows) == 1 else rows)  # one row: no executemany
 
 
 def read(
