@@ -8,7 +8,7 @@ See ``tui/CONTRIBUTING-SCREENS.md`` for the contract between the shell and the s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult, SystemCommand
@@ -82,15 +82,53 @@ def list_bindings(screen: str, filter_tooltip: str, clear_tooltip: str) -> list[
     ]
 
 
-class ListDetailScreen(CallsEngine, ConsoleScreen):
+class FilteredScreen(ConsoleScreen):
+    """A section whose main table (``table``) sits under a :class:`FilterBar`: ``/`` opens
+    the bar, enter applies it (``apply_filter``), and ``escape`` clears it, a key offered
+    only while a filter is set or the bar is open."""
+
+    @property
+    def table(self) -> DataTable[Any]:
+        raise NotImplementedError
+
+    @property
+    def filter_bar(self) -> FilterBar:
+        return self.query_one(FilterBar)
+
+    def apply_filter(self) -> None:
+        """Show what the filter (``filter_bar.value``) now keeps."""
+        raise NotImplementedError
+
+    def action_filter(self) -> None:
+        self.filter_bar.open()
+        self.refresh_bindings()
+
+    def action_clear_filter(self) -> None:
+        self.filter_bar.clear()
+        self.table.focus()
+        self.refresh_bindings()
+
+    @on(FilterBar.Applied)
+    def _filter_applied(self) -> None:
+        self.apply_filter()
+        self.table.focus()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            return self.filter_bar.active
+        return True
+
+
+class ListDetailScreen(CallsEngine, FilteredScreen):
     """A section that is one filtered list (a :class:`ListTable` whose id is ``LIST_ID``,
     under a :class:`FilterBar`, in a container of class ``list-pane``) and a detail pane
     (class ``detail-pane``) for the highlighted row.
 
     It reads on mount (``action_refresh``), keeps the detail and the keys in step with the
-    cursor (``show_detail``), and runs the filter: ``/`` opens it, enter applies it
-    (``apply_filter``: read again, unless the subclass filters what it holds), ``escape``
-    clears it. The detail pane's height is the subclass's to set.
+    cursor (``show_detail``), and runs the filter (:class:`FilteredScreen`; applying it
+    reads again, unless the subclass filters what it holds). The detail pane's height is
+    the subclass's to set.
     """
 
     DEFAULT_CSS = """
@@ -119,10 +157,6 @@ class ListDetailScreen(CallsEngine, ConsoleScreen):
     def table(self) -> ListTable:
         return self.query_one(f"#{self.LIST_ID}", ListTable)
 
-    @property
-    def filter_bar(self) -> FilterBar:
-        return self.query_one(FilterBar)
-
     def action_refresh(self) -> None:
         """Read the list from the engine (in a worker) and show it."""
         raise NotImplementedError
@@ -136,27 +170,6 @@ class ListDetailScreen(CallsEngine, ConsoleScreen):
             self.show_detail()
             self.refresh_bindings()
 
-    # ------------------------------------------------------------------ filter
-    def action_filter(self) -> None:
-        self.filter_bar.open()
-        self.refresh_bindings()
-
-    def action_clear_filter(self) -> None:
-        self.filter_bar.clear()
-        self.table.focus()
-        self.refresh_bindings()
-
-    @on(FilterBar.Applied)
-    def _filter_applied(self) -> None:
-        self.apply_filter()
-        self.table.focus()
-        self.refresh_bindings()
-
     def apply_filter(self) -> None:
         """Show what the filter now keeps (by default: read the list again)."""
         self.action_refresh()
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "clear_filter":
-            return self.filter_bar.active
-        return True

@@ -27,7 +27,7 @@ from core.names import parse_name
 from core.properties import PropertySpec
 from core.userstores.base import Page
 from tui.messages import EngineFailed
-from tui.screens.base import CONSOLE_ADMIN, ConsoleScreen
+from tui.screens.base import CONSOLE_ADMIN, FilteredScreen
 from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.form_screen import FormScreen
@@ -72,7 +72,7 @@ def split_names(text: str) -> list[str]:
     return [n.strip() for n in text.split(",") if n.strip()]
 
 
-class RolesScreen(CallsEngine, ConsoleScreen):
+class RolesScreen(CallsEngine, FilteredScreen):
     DEFAULT_CSS = """
     RolesScreen #roles-body {
         height: 1fr;
@@ -155,7 +155,7 @@ class RolesScreen(CallsEngine, ConsoleScreen):
         return self.member_table.highlighted_key
 
     def action_refresh(self) -> None:
-        prefix = self.query_one(FilterBar).value or None
+        prefix = self.filter_bar.value or None
         iam = self.iam
 
         def read() -> RolesRead:
@@ -169,7 +169,7 @@ class RolesScreen(CallsEngine, ConsoleScreen):
         self.role_table.refill([
             (name, [plain(name), plain(", ".join(read.provisioning.get(name, [])))])
             for name in self.roles])
-        prefix = self.query_one(FilterBar).value
+        prefix = self.filter_bar.value
         matching = f" starting with {prefix!r}" if prefix else ""
         count = len(self.roles)
         self.query_one("#roles-status", Static).update(
@@ -236,29 +236,19 @@ class RolesScreen(CallsEngine, ConsoleScreen):
             self._fetch_members(role, self._members_next)
 
     # ------------------------------------------------------------------ filter
-    def action_filter(self) -> None:
-        self.query_one(FilterBar).open()
-        self.refresh_bindings()
+    @property
+    def table(self) -> ListTable:
+        return self.role_table
 
-    def action_clear_filter(self) -> None:
-        self.query_one(FilterBar).clear()
-        self.role_table.focus()
-        self.refresh_bindings()
-
-    @on(FilterBar.Applied)
-    def _filter_applied(self) -> None:
+    def apply_filter(self) -> None:
         self.action_refresh()
-        self.role_table.focus()
-        self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "clear_filter":
-            return self.query_one(FilterBar).active
         if action in {"rename", "delete", "assign"}:
             return self.highlighted_role is not None
         if action == "remove_member":
             return self.member_table.has_focus and self.highlighted_member is not None
-        return True
+        return super().check_action(action, parameters)
 
     @on(DataTable.RowHighlighted)
     @on(DataTable.RowSelected, "#roles")

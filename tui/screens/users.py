@@ -26,7 +26,7 @@ from core.names import INTERNAL, PRIMARY, parse_name
 from core.properties import FieldError, PropertySpec, PropertyType
 from core.provisioning.engine import TargetReport
 from tui.messages import EngineFailed
-from tui.screens.base import CONSOLE_ADMIN, ConsoleScreen
+from tui.screens.base import CONSOLE_ADMIN, FilteredScreen
 from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.form_screen import FormScreen
@@ -136,7 +136,7 @@ class RoleChoice:
     current: list[str]
 
 
-class UsersScreen(CallsEngine, ConsoleScreen):
+class UsersScreen(CallsEngine, FilteredScreen):
     DEFAULT_CSS = """
     UsersScreen #main {
         width: 1fr;
@@ -232,10 +232,6 @@ class UsersScreen(CallsEngine, ConsoleScreen):
         return self.query_one(UsersTable)
 
     @property
-    def filter_bar(self) -> FilterBar:
-        return self.query_one(FilterBar)
-
-    @property
     def domain(self) -> str:
         return self.table.domain
 
@@ -281,19 +277,8 @@ class UsersScreen(CallsEngine, ConsoleScreen):
         select.focus()
         select.expanded = True
 
-    def action_filter(self) -> None:
-        self.filter_bar.open()
-        self.refresh_bindings()
-
-    def action_clear_filter(self) -> None:
-        self.filter_bar.clear()
-        self.table.focus()
-        self.refresh_bindings()
-
-    @on(FilterBar.Applied)
-    def _filter_applied(self, event: FilterBar.Applied) -> None:
-        self._search(event.value)
-        self.table.focus()
+    def apply_filter(self) -> None:
+        self._search(self.filter_bar.value)
 
     def show_user(self, name: str) -> None:
         """Select ``name`` (``DOMAIN/name``), searching for it if it is not loaded."""
@@ -308,11 +293,9 @@ class UsersScreen(CallsEngine, ConsoleScreen):
         self.table.focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "clear_filter":
-            return self.filter_bar.active
         if action in _NEEDS_USER:
             return self.highlighted is not None
-        return True
+        return super().check_action(action, parameters)
 
     # ------------------------------------------------------------------ engine replies
     @on(EngineFailed)
