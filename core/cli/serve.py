@@ -122,9 +122,10 @@ async def _reply(send: Send, status: int, body: Any,
     await send({"type": "http.response.body", "body": raw})
 
 
-def _http_server(iam: Iam, tls: tuple[str, str] | None = None,
-                 limits: Limits | None = None) -> Any:
-    """A uvicorn server for :class:`HttpApp` that leaves signals to this process."""
+def http_server(iam: Iam, tls: tuple[str, str] | None = None,
+                limits: Limits | None = None) -> Any:
+    """A uvicorn server for :class:`HttpApp` that leaves signals to its caller (this
+    process's handlers, or none on a background thread)."""
     import uvicorn  # here, not at the top: the other commands need not load it
 
     from core.inbound.app import ScimApplication
@@ -200,7 +201,7 @@ async def run_until_signalled(iam: Iam, capacity: int, poll: float,
 async def _serve_http(iam: Iam, sock: socket.socket, stop: asyncio.Event,
                       tls: tuple[str, str] | None = None,
                       limits: Limits | None = None) -> None:
-    server = _http_server(iam, tls, limits)
+    server = http_server(iam, tls, limits)
     host, port = sock.getsockname()[:2]
 
     async def stop_when_told() -> None:

@@ -22,17 +22,12 @@ def scim_thread(iam: Any, port: int = 0, host: str = "127.0.0.1",
                 ) -> Iterator[str]:
     """Serve ``iam``'s SCIM API on host:port (port 0: any free one), or on ``sock`` already
     listening, until the block ends; yields its base URL."""
-    import uvicorn
-
-    from core.cli.serve import HttpApp, listen
-    from core.inbound.app import ScimApplication
+    from core.cli.serve import http_server, listen
 
     if sock is None:
         sock = listen(host, port)  # a clear error for a port in use, before any thread
     host = sock.getsockname()[0]
-    app = HttpApp(iam, ScimApplication(iam, limits))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None,
-                                           access_log=False, server_header=False))
+    server = http_server(iam, limits=limits)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name="scim-server", daemon=True)
     thread.start()
@@ -49,4 +44,4 @@ def scim_thread(iam: Any, port: int = 0, host: str = "127.0.0.1",
         server.should_exit = True
         thread.join(START_SECONDS)
         sock.close()
-        app.close()
+        server.config.app.close()
