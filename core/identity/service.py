@@ -541,12 +541,10 @@ class IdentityService:
             pairs = internal_roles.members_page(conn, internal_roles.get(conn, role.name),
                                                 size + 1, after)
         more, pairs = len(pairs) > size, pairs[:size]
-        views = []
-        for domain, user_id in pairs:  # a member whose store is gone or who was deleted
-            user = self.stores.store(domain).get_user(user_id) \
-                if domain in self.stores.domains else None
-            if user is not None:
-                views.append(self._view(user))
+        found = {domain: self.get_users_by_id(domain, [uid for d, uid in pairs if d == domain])
+                 for domain in {d for d, _ in pairs} & set(self.stores.domains)}
+        # A member whose store is gone, or who was deleted, is left out.
+        views = [found[d][uid] for d, uid in pairs if uid in found.get(d, {})]
         return Page(views, _span_cursor(*pairs[-1]) if more else None)
 
     def members_of(self, role_name: str, limit: int = 1000) -> list[UserView]:
@@ -582,9 +580,7 @@ class IdentityService:
 
     def roles_of_id(self, domain: str, user_id: str) -> list[str]:
         """The roles of the user with this store id (when the caller has read the user)."""
-        store = self.stores.store(domain)
-        names = [f"{g.domain}/{g.name}" for g in store.groups_of(user_id)] \
-            if store.capabilities.readable_groups else []
+        names = [g.qualified_name for g in self.groups_of_id(domain, user_id)]
         with self.db.transaction() as conn:
             names += [f"{INTERNAL}/{n}" for n in internal_roles.roles_of(conn, domain,
                                                                           user_id)]
@@ -593,12 +589,10 @@ class IdentityService:
     def roles_of_ids(self, domain: str, user_ids: Sequence[str]) -> dict[str, list[str]]:
         """``roles_of_id`` for many users of one domain: one read of the store's groups and
         one of the internal roles for all of them. Users that do not exist have none."""
-        store = self.stores.store(domain)
-        groups = store.groups_of_users(user_ids) if store.capabilities.readable_groups \
-            else {}
+        groups = self.groups_of_ids(domain, user_ids)
         with self.db.transaction() as conn:
             internal = internal_roles.roles_of_users(conn, domain, user_ids)
-        return {uid: [f"{g.domain}/{g.name}" for g in groups.get(uid, [])]
+        return {uid: [g.qualified_name for g in groups[uid]]
                 + [f"{INTERNAL}/{n}" for n in internal.get(uid, [])] for uid in user_ids}
 
     # ------------------------------------------------------------------ roles: write
