@@ -225,9 +225,7 @@ class SqlUserStore:
                                                strict=True)
         ]
         with self._conn() as conn:
-            taken = (_NAME_TAKEN, {"store": self.domain, "key": keys[0]}) if len(keys) == 1 \
-                else (_NAMES_TAKEN, {"store": self.domain, "keys": keys})
-            existing = conn.execute(*taken).scalar()
+            existing = conn.execute(_NAMES_TAKEN, {"store": self.domain, "keys": keys}).scalar()
             if existing is not None:
                 raise AlreadyExists(f"user {self.domain}/{existing} already exists")
             pks: dict[str, int]
@@ -563,8 +561,6 @@ class SqlUserStore:
 _ids: Any = bindparam("ids", expanding=True)
 _USERS_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
     um_users.c.user_id.in_(_ids))
-_NAME_TAKEN = select(um_users.c.username).where(
-    um_users.c.store == bindparam("store"), um_users.c.username_key == bindparam("key"))
 _NAMES_TAKEN = select(um_users.c.username).where(
     um_users.c.store == bindparam("store"),
     um_users.c.username_key.in_(bindparam("keys", expanding=True))).limit(1)
