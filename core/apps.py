@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from core.errors import InvalidInput, NotFound
 from core.identity.events import RESIDENT_APPLICATION
+from core.names import proxy_domain
 from core.schema import application_targets, application_tokens, applications
 
 TOKEN_PREFIX = "mwi_"
@@ -64,6 +65,14 @@ def seed_resident(conn: Connection) -> bool:
 def names(conn: Connection) -> list[str]:
     return list(conn.execute(select(applications.c.name).order_by(
         applications.c.is_resident.desc(), applications.c.name)).scalars())
+
+
+def proxy_domain_owner(conn: Connection, domain: str, other_than: str) -> str | None:
+    """The application in proxy mode, other than ``other_than``, that relays under
+    ``domain`` (two names can fold to one relay domain: ``Shop`` and ``shop``)."""
+    rows = conn.execute(select(applications.c.name).where(
+        applications.c.proxy_mode, applications.c.name != other_than)).scalars()
+    return next((n for n in rows if proxy_domain(n) == domain), None)
 
 
 def _pk(conn: Connection, name: str) -> int:

@@ -20,7 +20,14 @@ from core.errors import InvalidInput, NotFound
 from core.home import Home
 from core.identity.events import EventBus, Initiator
 from core.identity.service import IdentityService
-from core.names import PRIMARY, PROXY_PREFIX, RESERVED_DOMAINS, is_proxy_domain, validate_domain
+from core.names import (
+    PRIMARY,
+    PROXY_PREFIX,
+    RESERVED_DOMAINS,
+    is_proxy_domain,
+    proxy_domain,
+    validate_domain,
+)
 from core.passwords import Argon2Params, PasswordHashing
 from core.provisioning.engine import ProvisioningEngine
 from core.schema import claim_attribute_mappings, internal_role_members
@@ -215,6 +222,12 @@ class Iam:
     def save_app(self, initiator: Initiator, app: apps.Application) -> None:
         self.stores.store(app.inbound_domain)
         with self.db.transaction() as conn:
+            relay = proxy_domain(app.name)
+            owner = apps.proxy_domain_owner(conn, relay, app.name) if app.proxy_mode else None
+            if owner is not None:  # its relayed users would be the other's too
+                raise InvalidInput(f"application {app.name}: proxy mode would relay under "
+                                   f"{relay}, which application {owner!r} relays under; "
+                                   "rename one of them")
             for t in app.outbound:
                 try:
                     idps.get(conn, self.secrets, t.idp).connector(t.connector)

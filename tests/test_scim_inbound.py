@@ -12,7 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from core.apps import Application
 from core.claims import LOCAL_DIALECT
+from core.errors import InvalidInput
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.inbound import Limits
@@ -141,6 +143,21 @@ def test_an_application_sees_and_touches_only_its_own_domain(
                          {"op": "add", "path": "members", "value": [{"value": mine["id"]}]})
         assert "not found" in error_of(response, 404)
     assert sqlite_iam.identity.get_user("PRIMARY/alice").id == alice["id"]
+
+
+def test_two_applications_never_share_a_relay(sqlite_iam: Iam) -> None:
+    """Names that fold to one relay domain (case, punctuation) cannot both be proxies:
+    each would see the other's relayed users."""
+    admin = Initiator.admin()
+    sqlite_iam.save_app(admin, Application(name="Shop", proxy_mode=True))
+    for other in ("shop", "SHOP"):
+        with pytest.raises(InvalidInput, match=r"PROXY\.SHOP, which application 'Shop'"):
+            sqlite_iam.save_app(admin, Application(name=other, proxy_mode=True))
+        assert other not in sqlite_iam.app_names()  # nothing half-written
+    sqlite_iam.save_app(admin, Application(name="shop"))  # not a proxy: nothing shared
+    sqlite_iam.save_app(admin, Application(name="Shop", proxy_mode=True))  # itself again
+    with pytest.raises(InvalidInput, match="relays under"):
+        sqlite_iam.save_app(admin, Application(name="shop", proxy_mode=True))
 
 
 def test_proxy_mode_relays_to_the_targets_and_keeps_no_account(
