@@ -177,6 +177,21 @@ def test_modified_and_created_compare_as_directory_times(store: LdapUserStore) -
 
 
 # ---------------------------------------------------------------- paging
+def test_a_search_that_stops_early_keeps_its_connection(
+        store_of: Callable[..., LdapUserStore]) -> None:
+    """A page ends its paged search (a page of size 0) and gives the connection back to
+    the pool, instead of dropping it and binding a new one for the next request."""
+    store = store_of(max_list_length=4)
+    store.add_users([new(f"user{i:02d}") for i in range(12)])
+    for _ in range(3):
+        assert len(store.search_users(TRUE, 0, 2).items) == 2
+        idle = [conn for conn, _ in store.dir._idle]
+        assert len(idle) == 1 and not idle[0].closed
+    every = [u for start in (0, 4, 8) for u in names(store.search_users(TRUE, start, 4).items)]
+    assert sorted(every) == [f"user{i:02d}" for i in range(12)]  # the reused connection
+    assert names(store.search_users(TRUE, 10, 4).items) == every[10:]  # pages on as before
+
+
 def test_start_count_and_total_page_in_the_directory_order(
         store_of: Callable[..., LdapUserStore]) -> None:
     store = store_of(max_list_length=8)

@@ -399,13 +399,16 @@ class Directory:
         """Every entry of ``q``, ``size`` at a time, on one connection (counts, scans); a
         caller that stops early closes the iterator, which ends the search."""
         conn = self._acquire()
+        cookie = b""
         try:
-            cookie = b""
             while True:
                 entries, cookie = self._page(conn, q, size, cookie)
                 yield from entries
                 if not cookie:
                     break
+        except GeneratorExit:  # the caller has what it wanted: keep the connection
+            self._abandon(conn, q, cookie)
+            raise
         except LDAPOperationResult as exc:
             self._release(conn)
             raise self.error(exc) from exc
@@ -413,8 +416,19 @@ class Directory:
             self._discard(conn)
             raise self.unreachable(exc) from exc
         except BaseException:
-            self._discard(conn)  # abandoned half-way: its paged search dies with it
+            self._discard(conn)  # failed half-way: its paged search dies with it
             raise
+        self._release(conn)
+
+    def _abandon(self, conn: Connection, q: Query, cookie: bytes) -> None:
+        """Give back a connection whose paged search stopped early, once a page of size 0
+        has ended that search (RFC 2696); a connection that cannot end it is dropped."""
+        if cookie:
+            try:
+                self._page(conn, q, 0, cookie)
+            except (LDAPException, OSError):
+                self._discard(conn)
+                return
         self._release(conn)
 
     def close(self) -> None:
