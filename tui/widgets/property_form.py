@@ -233,10 +233,10 @@ class PropertyForm(VerticalScroll):
             raise ValueError(f"{name} is not a stored secret of this form")
         del self._stored[name]
         self._cleared.add(name)
-        editor.value = ""
-        for validator in editor.validators:
+        for validator in editor.validators:  # before the value: emptying it validates
             if isinstance(validator, _SpecValidator):
                 validator.forget_stored()
+        editor.value = ""
         spec = next(s for s in self.specs if s.name == name)
         editor.placeholder = self._placeholder(spec, False)
         self._set_error(name, field_error(spec, None, False, self._checks.get(name)))

@@ -171,6 +171,6 @@ class SavingModal(ReportsEngineErrors, ModalScreen[R | None], Generic[P, R]):
         self.show_general(f"Not saved: {message}")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        super().on_worker_state_changed(event)
+        # ReportsEngineErrors reports the failure: Textual runs its handler too.
         if event.state is WorkerState.ERROR and event.worker.group == SAVE_GROUP:
             self.saving = False
