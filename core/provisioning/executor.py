@@ -78,20 +78,17 @@ def _qualified(domain: str, name: str) -> str:
     return str(QualifiedName(domain, name))
 
 
-def prepare(conn: Connection, iam: Iam, job: Job,
-            targets: dict[str, Target] | None = None) -> Prepared:
+def prepare(conn: Connection, iam: Iam, job: Job) -> Prepared:
     """Read what ``job`` needs (``prepare_many`` of one job)."""
-    return prepare_many(conn, iam, [job], targets)[0]
+    return prepare_many(conn, iam, [job])[0]
 
 
-def prepare_many(conn: Connection, iam: Iam, jobs: Sequence[Job],
-                 targets: dict[str, Target] | None = None) -> list[Prepared]:
+def prepare_many(conn: Connection, iam: Iam, jobs: Sequence[Job]) -> list[Prepared]:
     """Read what each of ``jobs`` needs, in their order, with one query per table for the
     whole batch where it can: each target's configuration once, the mappings of a target
     at once, and the users of a domain and their roles at once (so a worker's batch of 32
-    jobs reads about as much as one job did). ``targets`` caches the targets built by
-    earlier calls in the same transaction."""
-    cache: dict[str, Target] = {} if targets is None else targets
+    jobs reads about as much as one job did)."""
+    cache: dict[str, Target] = {}  # each target built once for the batch
     preps = [_start(conn, iam, job, cache) for job in jobs]
     live = [p for p in preps if p.fail is None and p.wait is None]
     mappings = _mappings(conn, live)

@@ -67,8 +67,8 @@ class WorkerPool:
     def _on_commit(self, _event: IdentityEvent) -> None:
         """A change committed here: look at the queue now if it wrote a job (the others,
         e.g. of an application without targets, leave nothing to do)."""
-        if self.iam.provisioning.planner.take_queued():
-            self.wake()
+        if self._loop is not None and self.iam.provisioning.planner.take_queued():
+            self.wake()  # a pool not running (drain) leaves the flag to one that is
 
     def wake(self) -> None:
         """Thread-safe: look for work now instead of at the next poll."""
