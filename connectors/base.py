@@ -58,6 +58,9 @@ class ConnectorSpec:
     #: The claim dialect the connector speaks natively (the SCIM 2.0 dialect for SCIM):
     #: used when the identity provider defines no claim mappings of its own.
     dialect: str | None = None
+    #: ``"module:function"`` of the sandbox peer the contract suite runs this connector
+    #: against (``connectors/sandbox/contract.py``).
+    contract_peer: str | None = None
 
     @property
     def all_properties(self) -> tuple[PropertySpec, ...]:
