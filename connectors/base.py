@@ -14,7 +14,6 @@ configurations import unchanged. Every connector also takes :data:`COMMON_PROPER
 
 from __future__ import annotations
 
-import functools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from typing import Any, ClassVar
 
 import httpx
 
-from core.errors import InvalidInput
 from core.properties import PropertySpec, PropertyType
 
 _P = PropertyType
@@ -204,31 +202,3 @@ class Connector(ABC):
 
     async def lookup_group(self, group: OutboundGroup) -> RemoteRef | None:
         return None
-
-
-@functools.cache
-def _implementations() -> dict[str, type[Connector]]:
-    """Connector classes by type, imported on first use (once: the engine asks per job)."""
-    from connectors import scim2
-
-    return {cls.spec.type: cls for cls in (scim2.Scim2Connector,)}
-
-
-def registry() -> dict[str, ConnectorSpec]:
-    return {t: cls.spec for t, cls in _implementations().items()}
-
-
-def connector_class(connector_type: str) -> type[Connector]:
-    """The implementation of a connector type."""
-    spec_for(connector_type)
-    return _implementations()[connector_type]
-
-
-def spec_for(connector_type: str) -> ConnectorSpec:
-    implementations = _implementations()
-    try:
-        return implementations[connector_type].spec
-    except KeyError:
-        raise InvalidInput(
-            f"connector type {connector_type!r} is not known "
-            f"(known: {', '.join(implementations)})") from None
