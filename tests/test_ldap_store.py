@@ -464,29 +464,6 @@ def test_service_keeps_groups_within_their_store(iam: Iam, admin: Initiator) -> 
     assert iam.identity.roles_of(f"{DOMAIN}/hal") == [f"{DOMAIN}/admins"]
 
 
-# ---------------------------------------------------------------- read-only flavour
-def test_read_only_ldap_reads_and_refuses_every_write(
-        store_of: Callable[..., LdapUserStore]) -> None:
-    writer = store_of()
-    user = writer.add_user(new("jon", "Correct-horse-9"))
-    group = writer.add_group("readers", [user.id])
-    ro = store_of("ldap_ro")
-    assert not ro.capabilities.writable_users and not ro.capabilities.writable_groups
-    assert ro.get_user_by_name("jon") == user
-    assert ro.verify_password("jon", "Correct-horse-9") is not None
-    assert names(ro.members_of(group.id, 10).items) == ["jon"]
-    writes: list[Callable[[], object]] = [
-        lambda: ro.add_user(new("kai")), lambda: ro.set_password(user.id, "x" * 10),
-        lambda: ro.update_attributes(user.id, {"mail": "a@b"}),
-        lambda: ro.delete_user(user.id), lambda: ro.add_group("g"),
-        lambda: ro.update_members(group.id, remove=[user.id]),
-        lambda: ro.rename_group(group.id, "h"), lambda: ro.delete_group(group.id)]
-    for write in writes:
-        with pytest.raises(ReadOnlyStore):
-            write()
-    assert writer.get_user(user.id) == user
-
-
 # ---------------------------------------------------------------- injection
 @pytest.mark.parametrize("text", INJECTIONS)
 def test_injection_through_every_search_path_finds_nothing(
