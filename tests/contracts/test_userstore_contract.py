@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from core.errors import AlreadyExists, PolicyViolation, ReadOnlyStore
+from core.errors import AlreadyExists, NotFound, PolicyViolation, ReadOnlyStore
 from core.iam import Iam
 from core.userstores.base import NewUser, Page, Policies, UserStore
 from core.userstores.definitions import StoreDefinition
@@ -337,3 +337,28 @@ def test_every_store_type_is_covered() -> None:
 
     covered = {"sql", "ldap", "ldap_ro", "active_directory"}
     assert set(STORE_TYPES) <= covered, f"no contract subject for {set(STORE_TYPES) - covered}"
+
+
+def test_an_absent_user_or_group_is_not_found_when_addressed(subject: Subject) -> None:
+    writer, store = subject.writer, subject.store
+    gone = writer.add_user(new("ann"))
+    team = writer.add_group("team")
+    lost = writer.add_group("lost")
+    writer.delete_user(gone.id)
+    writer.delete_group(lost.id)
+    assert store.get_user(gone.id) is None and store.get_group(lost.id) is None
+    calls: list[Callable[[], object]] = [
+        lambda: writer.update_attributes(gone.id, {"mail": "a@example.org"}),
+        lambda: writer.delete_user(gone.id),
+        lambda: writer.set_password(gone.id, PASSWORD),
+        lambda: writer.update_members(team.id, add=[gone.id]),
+        lambda: writer.update_members(lost.id, add=[]),
+        lambda: writer.rename_group(lost.id, "found"),
+        lambda: writer.delete_group(lost.id),
+        lambda: store.members_of(lost.id, 10),
+        lambda: store.groups_of(gone.id),
+    ]
+    for call in calls:
+        with pytest.raises(NotFound):
+            call()
+    assert not store.groups_of_users([gone.id]).get(gone.id)  # no groups, no error
