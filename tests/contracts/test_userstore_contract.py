@@ -362,3 +362,21 @@ def test_an_absent_user_or_group_is_not_found_when_addressed(subject: Subject) -
         with pytest.raises(NotFound):
             call()
     assert not store.groups_of_users([gone.id]).get(gone.id)  # no groups, no error
+
+
+def test_group_names_are_unique_and_members_must_be_users_here(subject: Subject) -> None:
+    writer, store = subject.writer, subject.store
+    ann = writer.add_user(new("ann"))
+    team = writer.add_group("team", [ann.id])
+    crew = writer.add_group("crew")
+    with pytest.raises(AlreadyExists):
+        writer.add_group("team")
+    with pytest.raises(AlreadyExists):
+        writer.rename_group(crew.id, "team")
+    with pytest.raises(NotFound):
+        writer.add_group("ghosts", ["no-such-user"])
+    assert store.get_group_by_name("ghosts") is None
+    with pytest.raises(NotFound):
+        writer.update_members(crew.id, add=[ann.id, "no-such-user"])
+    if subject.complete:  # back links: see test_groups_and_membership_both_ways
+        assert [g.id for g in store.groups_of(ann.id)] == [team.id]
