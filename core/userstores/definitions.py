@@ -67,7 +67,6 @@ SQL_PROPERTIES: tuple[PropertySpec, ...] = (
 )
 
 
-
 @dataclass(frozen=True)
 class StoreDefinition:
     domain: str
