@@ -34,7 +34,8 @@ from tests.servers import database_url
 PASSWORD = "Correct-Horse-9"
 #: The kinds of store the suite runs against, and the store type each one is.
 KINDS = {"sql-sqlite": "sql", "sql-postgresql": "sql", "sql-mariadb": "sql",
-         "sql-external": "sql", "sql-read-only": "sql", "ldap": "ldap",
+         "sql-external-sqlite": "sql", "sql-external-postgresql": "sql",
+         "sql-external-mariadb": "sql", "sql-read-only": "sql", "ldap": "ldap",
          "ldap-read-only": "ldap_ro", "active-directory-mock": "active_directory"}
 _domains = itertools.count(1)
 
@@ -76,7 +77,12 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
             stack.callback(store.close)
             return store
 
-        if kind.startswith("sql-") and kind != "sql-external":
+        if kind.startswith("sql-external-"):
+            backend = kind.removeprefix("sql-external-")
+            url = stack.enter_context(database_url(backend, str(tmp_path)))
+            store = opened(_open(_iam_on(request, "sqlite"), "sql", {"url": url}))
+            yield Subject(kind, store, store)
+        elif kind.startswith("sql-"):
             backend = "sqlite" if kind == "sql-read-only" else kind.removeprefix("sql-")
             iam = _iam_on(request, backend)
             store = opened(_sql(iam))
@@ -84,10 +90,6 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subject]
                 yield Subject(kind, opened(_sql(iam, True, store.domain)), store)
             else:
                 yield Subject(kind, store, store)
-        elif kind == "sql-external":
-            iam = _iam_on(request, "sqlite")
-            store = opened(_open(iam, "sql", {"url": f"sqlite:///{tmp_path}/external.db"}))
-            yield Subject(kind, store, store)
         elif kind.startswith("ldap"):
             slapd: Slapd = request.getfixturevalue("slapd_server")
             iam = _iam_on(request, "sqlite")
