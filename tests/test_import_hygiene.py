@@ -75,7 +75,8 @@ heavy = ("sqlalchemy", "alembic", "pydantic", "httpx", "ldap3", "argon2", "scim2
          "yaml", "cryptography", "uvicorn")
 def run_console(*args, **kwargs):
     print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy
-                            or m in ("core.iam", "core.identity.service", "core.cli.serve"))))
+                            or m in ("core.iam", "core.identity.service", "core.cli.serve",
+                                     "core.http.app", "core.http.server"))))
 tui.app.run_console = run_console
 from core.cli.main import cli
 cli.main(["--home", tempfile.mkdtemp(), "tui"], standalone_mode=False)

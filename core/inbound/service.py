@@ -23,6 +23,7 @@ from scim2_models import (
     PatchOp,
     PatchOperation,
     Path,
+    PayloadTooLargeException,
     Reference,
     Resource,
     ResponseParameters,
@@ -31,7 +32,7 @@ from scim2_models import (
 )
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
-from scim2_server.service import ScimService
+from scim2_server.service import ModelT, ScimService
 from scim2_server.storage import SearchPage
 from scim2_server.utils import parametrize
 
@@ -61,6 +62,21 @@ class IamScimService(ScimService):
                     ensure_selected(current, parametrize(Path, type(current))(
                         str(operation.path)))
         return super().apply_patch(current, patch_op, conditions)
+
+    def read_body(self, model: type[ModelT], body: bytes, content_type: str | None,
+                  scim_ctx: Context) -> ModelT:
+        self.ensure_body_size(body)
+        return super().read_body(model, body, content_type, scim_ctx)
+
+    def decode_body(self, body: bytes, content_type: str | None) -> Any:
+        self.ensure_body_size(body)
+        return super().decode_body(body, content_type)
+
+    def ensure_body_size(self, body: bytes) -> None:
+        """413 for a body over the limit (scim2-server bounds only bulk bodies itself)."""
+        if len(body) > self.limits.max_payload_bytes:
+            raise PayloadTooLargeException(
+                detail=f"the body exceeds {self.limits.max_payload_bytes} bytes")
 
     def max_body_size(self, request: ScimRequest) -> int | None:
         """Every body is bounded (a bulk body by maxPayloadSize, others alike)."""

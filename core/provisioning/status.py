@@ -7,6 +7,7 @@ console can poll it every second from another process.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -101,3 +102,8 @@ def target_status(conn: Connection, iam: Iam) -> list[TargetStatus]:
             latency_p95_ms=_percentile(lat, 0.95), last_error=h.last_error,
             quarantined_until=h.quarantined_until))
     return out
+
+
+def status_json(rows: Sequence[TargetStatus]) -> dict[str, Any]:
+    """What ``provisioning status --json`` prints and ``serve`` answers on GET /status."""
+    return {"targets": [s.as_dict() for s in rows]}
