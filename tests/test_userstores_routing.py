@@ -17,7 +17,9 @@ import yaml
 from sqlalchemy import insert, inspect, select
 
 from core.apps import Application
-from core.configfile import ConfigInvalid, apply_file, export_config
+from core.configfile.errors import ConfigInvalid
+from core.configfile.export import export_config
+from core.configfile.files import apply_file
 from core.db import make_engine
 from core.errors import InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
 from core.iam import Iam

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.sandbox.peers import Fault, FaultProxy, ScimServer, fault_proxy, scim_server
-from core.configfile import seed_sample
+from core.configfile.files import seed_sample
 from core.errors import IamError
 from core.iam import Iam
 from core.identity.events import Face, Initiator

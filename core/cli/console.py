@@ -89,7 +89,7 @@ def tui(read_only: bool = False, scim_port: int | None = None, theme: str | None
             """Run by the console in a thread, after its first frame."""
             iam = state.iam
             if not read_only:
-                from core.configfile import seed_sample
+                from core.configfile.files import seed_sample
 
                 seed_sample(iam, Initiator.admin(Face.CONFIG))  # audited; the screen shows it
             if sock is not None:

@@ -87,7 +87,7 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, scim_
     iam = current_iam()
     sock = listen(host, port)
     _configure_logging()
-    from core.configfile import seed_sample
+    from core.configfile.files import seed_sample
 
     changes = seed_sample(iam, Initiator.admin(Face.CONFIG))
     if changes:
