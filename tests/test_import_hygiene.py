@@ -82,6 +82,27 @@ from core.cli.main import cli
 cli.main(["--home", tempfile.mkdtemp(), "tui"], standalone_mode=False)
 """
 
+#: Opening a userstore and reading it: the directory and SQL stores never talk HTTP, so the
+#: connectors (and httpx under them) stay unloaded.
+OPEN_A_STORE = """
+import json, sys, tempfile
+from pathlib import Path
+from cryptography.fernet import Fernet
+from core.db import SystemDB
+from core.passwords import PasswordHashing
+from core.secrets import SecretBox
+from core.userstores.router import UserstoreRouter
+db = SystemDB(f"sqlite:///{Path(tempfile.mkdtemp()) / 'system.db'}")
+db.migrate()
+with db.transaction() as conn:
+    UserstoreRouter.seed_primary(conn)
+stores = UserstoreRouter(db, PasswordHashing(), SecretBox(Fernet.generate_key()))
+stores.load()
+assert stores.store("PRIMARY").count_users() == 0
+print(json.dumps(sorted(m for m in sys.modules
+                        if m.split(".")[0] in ("httpx", "httpcore", "connectors"))))
+"""
+
 
 def _run(script: str) -> str:
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
@@ -110,3 +131,7 @@ def test_the_cli_entry_point_does_not_import_textual() -> None:
 def test_the_console_paints_before_the_engine_is_imported() -> None:
     assert json.loads(_run(CONSOLE_START)) == []
     assert json.loads(_run(CONSOLE_COMMAND)) == []
+
+
+def test_opening_a_userstore_loads_no_http_client() -> None:
+    assert json.loads(_run(OPEN_A_STORE)) == []

@@ -24,8 +24,8 @@ from core.db import make_engine
 from core.errors import InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
 from core.iam import Iam
 from core.identity.events import Initiator
-from core.idps import SecretValue
 from core.schema import userstores as userstores_table
+from core.secrets import SecretValue
 from core.userstores.definitions import shown_properties
 from core.userstores.ldap import LdapUserStore
 from core.userstores.sql_external import ExternalSqlUserStore
