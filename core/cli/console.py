@@ -93,7 +93,7 @@ def tui(read_only: bool = False, scim_port: int | None = None, theme: str | None
 
                 seed_sample(iam, Initiator.admin(Face.CONFIG))  # audited; the screen shows it
             if sock is not None:
-                from core.inbound.thread import scim_thread
+                from core.http.thread import scim_thread
 
                 stack.enter_context(scim_thread(iam, sock=sock))
             return iam
