@@ -16,8 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# pkgutil.walk_packages alone skips directories without __init__.py (namespace packages such
-# as core/cli), so each directory is walked with pkgutil.iter_modules. core/migrations holds
+# pkgutil.walk_packages alone skips directories without __init__.py (namespace packages),
+# so each directory is walked with pkgutil.iter_modules. core/migrations holds
 # Alembic scripts, which run only inside Alembic, not importable modules.
 WALK_CORE_WITHOUT_TEXTUAL = """
 import importlib, json, pkgutil, sys
