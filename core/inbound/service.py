@@ -12,7 +12,7 @@ collector has taken it (several milliseconds each).
 from __future__ import annotations
 
 import contextlib
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Union, cast
 
 from scim2_models import (
@@ -32,12 +32,17 @@ from scim2_models import (
 )
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
+from scim2_server.routing import Target
+from scim2_server.routing import match as route
 from scim2_server.service import ModelT, ScimService
 from scim2_server.storage import SearchPage
 from scim2_server.utils import parametrize
 
 from core.inbound import Limits
 from core.scim_paths import ensure_selected
+
+#: A frozen Target per method and path (paths carry ids: the most recent are kept).
+_route = lru_cache(maxsize=1024)(route)
 
 
 class IamScimService(ScimService):
@@ -77,6 +82,13 @@ class IamScimService(ScimService):
         if len(body) > self.limits.max_payload_bytes:
             raise PayloadTooLargeException(
                 detail=f"the body exceeds {self.limits.max_payload_bytes} bytes")
+
+    @staticmethod
+    def match(request: ScimRequest) -> Target:
+        """scim2-server's routing, remembered per method and path: each request is matched
+        four times (body limit, authentication, lane, handler), each a walk over every
+        route."""
+        return _route(request.method.upper(), request.path)
 
     def max_body_size(self, request: ScimRequest) -> int | None:
         """Every body is bounded (a bulk body by maxPayloadSize, others alike)."""
