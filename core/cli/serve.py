@@ -41,7 +41,11 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from core.http.hardening import EscapingFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     for noisy in ("httpx", "httpcore"):  # a line per request: the job lines say enough
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -128,6 +132,7 @@ def http_server(iam: Iam, tls: tuple[str, str] | None = None,
     process's handlers, or none on a background thread)."""
     import uvicorn  # here, not at the top: the other commands need not load it
 
+    from core.http.hardening import Guard, uvicorn_settings
     from core.inbound.app import ScimApplication
 
     class Server(uvicorn.Server):
@@ -136,9 +141,10 @@ def http_server(iam: Iam, tls: tuple[str, str] | None = None,
             yield
 
     cert, key = tls or (None, None)
-    return Server(uvicorn.Config(HttpApp(iam, ScimApplication(iam, limits)), lifespan="off",
-                                 log_config=None, access_log=False, server_header=False,
-                                 ssl_certfile=cert, ssl_keyfile=key))
+    return Server(uvicorn.Config(Guard(HttpApp(iam, ScimApplication(iam, limits)), iam),
+                                 lifespan="off", log_config=None, access_log=False,
+                                 server_header=False, ssl_certfile=cert, ssl_keyfile=key,
+                                 **uvicorn_settings()))
 
 
 def listen(host: str, port: int) -> socket.socket:
