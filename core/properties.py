@@ -121,6 +121,9 @@ def check(
         try:
             out[spec.name] = _coerce(spec, raw)
         except _CredentialsInUrl as exc:
+            # Refused, yet typed: a URL stored before this rule still works (and is shown
+            # redacted) until the configuration is next saved.
+            out[spec.name] = raw
             where = spec.credentials or " or ".join(s.name for s in specs if s.secret)
             errors.append(FieldError(spec.name, f"{redact_urls(repr(raw))} is not valid: {exc}"
                                      + (f": give them in {where}" if where else "")))
