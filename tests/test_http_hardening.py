@@ -136,6 +136,8 @@ async def test_status_needs_an_application_token_unless_over_loopback(
     public = ("192.0.2.1", 8080)
     assert (await call(app, "/status", ("127.0.0.1", 8080)))[0] == 200
     assert (await call(app, "/status", ("::1", 8080)))[0] == 200
+    assert (await call(app, "/status", ("::ffff:127.0.0.1", 8080)))[0] == 200
+    assert (await call(app, "/status", ("::ffff:192.0.2.1", 8080)))[0] == 401
     status, body = await call(app, "/status", public)
     assert status == 401 and "application token" in body["error"]
     for bad in (b"Bearer wrong", b"Basic " + token.encode(), b"Bearer "):

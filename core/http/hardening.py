@@ -117,9 +117,12 @@ class GuardedProtocol(HttpToolsProtocol):
 def is_loopback(address: Any) -> bool:
     """Whether an ASGI ``server`` or ``client`` address is a loopback one."""
     try:
-        return ipaddress.ip_address(str(address[0])).is_loopback
+        ip = ipaddress.ip_address(str(address[0]))
     except (TypeError, ValueError, IndexError):
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # a dual-stack socket's view of 127.0.0.1
+    return ip.is_loopback
 
 
 class Guard:
