@@ -319,6 +319,17 @@ def test_import_accounts_for_every_line_despite_bad_bytes_and_an_open_quote(
     assert import_outcome(run.ok("user", "import", str(good)).stdout) == (0, 10, 0)
 
 
+def test_import_reads_a_bom_crlf_lines_and_quoted_values(run: Cli, tmp_path: Path) -> None:
+    csv_file = tmp_path / "excel.csv"
+    csv_file.write_bytes(b'\xef\xbb\xbfusername,givenname\r\nann,Ann\r\n"ben","Be""n, Jr"\r\n'
+                         b'\r\ncat,"open\r\ndan,Dan\r\n')
+    result = run("user", "import", str(csv_file))
+    assert import_outcome(result.stdout) == (3, 0, 1)
+    assert "line 5: unreadable row: a quoted value is not closed" in result.stderr
+    with run.iam() as iam:
+        assert iam.identity.get_user("ben").claims[GIVEN] == 'Be"n, Jr'
+
+
 # ---------------------------------------------------------------- roles
 def test_roles_add_show_assign_rename_delete(run: Cli) -> None:
     for name in ("ann", "ben"):
