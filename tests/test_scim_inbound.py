@@ -26,6 +26,7 @@ from tests.scim_api import (
     ENTERPRISE,
     ERROR,
     GROUP,
+    PATCH,
     USER,
     ScimApi,
     application,
@@ -320,6 +321,99 @@ def test_entra_request_style(hr: httpx.Client) -> None:
                     {"op": "Remove", "path": 'emails[type eq "work"].value'})
     assert removed.status_code == 204
     assert "emails" not in hr.get(f"/Users/{user['id']}").json()
+
+
+#: Microsoft Entra's default attribute mappings for a SCIM application, as it sends them.
+ENTRA_USER = {
+    "schemas": [USER, ENTERPRISE], "userName": "olga@contoso.com", "active": True,
+    "displayName": "Olga O", "title": "Engineer", "preferredLanguage": "en-US",
+    "emails": [{"type": "work", "value": "olga@contoso.com", "primary": True}],
+    "name": {"givenName": "Olga", "familyName": "O", "formatted": "Olga O"},
+    "addresses": [{"type": "work", "formatted": "1 Main St, Springfield",
+                   "streetAddress": "1 Main St", "locality": "Springfield", "region": "IL",
+                   "postalCode": "62701", "country": "US", "primary": False}],
+    "phoneNumbers": [{"type": "work", "value": "+1 555 0100", "primary": True},
+                     {"type": "mobile", "value": "+1 555 0101"},
+                     {"type": "fax", "value": "+1 555 0102"}],
+    "externalId": "olga-1",
+    ENTERPRISE: {"employeeNumber": "701", "department": "R&D", "costCenter": "CC-7",
+                 "division": "Labs", "organization": "Contoso",
+                 "manager": {"value": "mgr-1"}},
+}
+
+
+def test_entra_default_mappings_are_accepted_and_unstored_ones_ignored(
+        sqlite_iam: Iam, hr: httpx.Client) -> None:
+    created = hr.post("/Users", json=ENTRA_USER)
+    assert created.status_code == 201, created.text
+    user = created.json()
+    assert user["name"] == {"givenName": "Olga", "familyName": "O"}  # formatted: not stored
+    assert user["addresses"] == [{"type": "work", "locality": "Springfield", "country": "US"}]
+    assert {p["type"]: p["value"] for p in user["phoneNumbers"]} == {
+        "work": "+1 555 0100", "mobile": "+1 555 0101"}
+    assert user[ENTERPRISE]["manager"] == {"value": "mgr-1"}
+    claims = sqlite_iam.identity.get_user("olga@contoso.com").claims
+    assert claims[f"{LOCAL_DIALECT}/department"] == "R&D"
+    assert claims[f"{LOCAL_DIALECT}/emailaddress"] == "olga@contoso.com"
+    # Entra's PATCH: capitalised ops, unstored paths, path-less values with dotted keys,
+    # booleans as strings, a manager given as its id.
+    response = patch(hr, f"/Users/{user['id']}",
+                     {"op": "Replace", "path": "name.formatted", "value": "Olga Orr"},
+                     {"op": "Replace", "path": 'addresses[type eq "work"].streetAddress',
+                      "value": "2 Main St"},
+                     {"op": "Add", "path": 'emails[type eq "work"].primary', "value": True},
+                     {"op": "Replace", "path": f"{ENTERPRISE}:manager", "value": "mgr-2"},
+                     {"op": "Replace", "value": {"name.familyName": "Orr",
+                                                 "name.formatted": "Olga Orr",
+                                                 "active": "False",
+                                                 f"{ENTERPRISE}:department": "Ops"}})
+    assert response.status_code == 204, response.text
+    got = hr.get(f"/Users/{user['id']}").json()
+    assert got["name"] == {"givenName": "Olga", "familyName": "Orr"} and got["active"] is False
+    assert got[ENTERPRISE]["department"] == "Ops"
+    assert got[ENTERPRISE]["manager"] == {"value": "mgr-2"}
+    only_unstored = patch(hr, f"/Users/{user['id']}",
+                          {"op": "Replace", "path": "name.formatted", "value": "x"})
+    assert only_unstored.status_code in (200, 204), only_unstored.text
+    assert hr.get(f"/Users/{user['id']}").json()["meta"]["version"] == got["meta"]["version"]
+    # PUT of the same body (an unstored attribute among them) replaces the user.
+    put = hr.put(f"/Users/{user['id']}", json={**ENTRA_USER, "id": user["id"],
+                                               "title": "Lead"})
+    assert put.status_code == 200, put.text and put.json()["title"] == "Lead"
+    # A name no standard schema defines is still refused, and nothing is written.
+    unknown = hr.post("/Users", json={"schemas": [USER], "userName": "pia",
+                                      "shoeSize": 42})
+    assert "shoeSize" in error_of(unknown, 400, "invalidSyntax")
+    # /Schemas still publishes only what is stored.
+    schemas = {s["id"]: s for s in hr.get("/Schemas").json()["Resources"]}
+    name = {a["name"]: a for a in schemas[USER]["attributes"]}["name"]
+    assert {s["name"] for s in name["subAttributes"]} == {"givenName", "familyName"}
+
+
+def test_okta_default_profile_and_a_typeless_primary_email(sqlite_iam: Iam,
+                                                           hr: httpx.Client) -> None:
+    created = hr.post("/Users", json={
+        "schemas": [USER], "userName": "quinn@okta.example", "locale": "en-US",
+        "name": {"givenName": "Quinn", "familyName": "Q"}, "displayName": "Quinn Q",
+        "emails": [{"primary": True, "value": "quinn@okta.example"}],
+        "active": True, "externalId": "00u1", "password": "Okta-Passw0rd!",
+        "groups": []})
+    assert created.status_code == 201, created.text
+    assert created.json()["emails"] == [{"type": "work", "value": "quinn@okta.example"}]
+    assert sqlite_iam.identity.get_user("quinn@okta.example").claims[
+        f"{LOCAL_DIALECT}/emailaddress"] == "quinn@okta.example"
+    # Bulk operations are read the same way.
+    bulk = hr.post("/Bulk", json={
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "r",
+             "data": {**ENTRA_USER, "userName": "rae@contoso.com"}},
+            {"method": "PATCH", "path": f"/Users/{created.json()['id']}",
+             "data": {"schemas": [PATCH], "Operations": [
+                 {"op": "replace", "path": "name.formatted", "value": "Q Q"},
+                 {"op": "replace", "path": "displayName", "value": "QQ"}]}}]})
+    assert [op["status"] for op in bulk.json()["Operations"]] == ["201", "200"], bulk.text
+    assert sqlite_iam.identity.get_user("quinn@okta.example").claims[
+        f"{LOCAL_DIALECT}/displayname"] == "QQ"
 
 
 def test_okta_request_style(hr: httpx.Client) -> None:

@@ -41,10 +41,11 @@ from core.errors import IamError
 from core.inbound import Limits
 from core.inbound.ratelimit import TokenBuckets
 from core.inbound.resources import ResourceMapper
-from core.inbound.schemas import build_provider, mapped_paths
+from core.inbound.schemas import build_provider, mapped_paths, stored_types
 from core.inbound.service import IamScimService
 from core.inbound.storage import Client, IamScimStorage, conditional, current_client
 from core.inbound.tokencache import TokenCache
+from core.inbound.unstored import Unstored
 
 log = logging.getLogger("mware_iam.scim")
 
@@ -70,8 +71,10 @@ class ScimApplication(ASGIApplication):
         self.limits = limits or Limits()
         external = iam.claims.external_to_local(SCIM_DIALECT)
         provider = build_provider(external, self.limits)
-        BaseApplication.__init__(self, provider, IamScimService(provider, self.limits))
         paths = mapped_paths(external)
+        unstored = Unstored(provider.schemas, stored_types(paths))
+        BaseApplication.__init__(self, provider, IamScimService(provider, self.limits,
+                                                                unstored))
         mapper = ResourceMapper(provider.model_for("User"),  # type: ignore[arg-type]
                                 provider.model_for("Group"), paths)  # type: ignore[arg-type]
         self.scim_storage = IamScimStorage(iam.identity, mapper, paths, self.limits,

@@ -15,6 +15,7 @@ import contextlib
 from functools import cache
 from typing import Any, Union, cast
 
+from pydantic import ValidationError
 from scim2_models import (
     BulkRequest,
     BulkResponse,
@@ -31,18 +32,25 @@ from scim2_models import (
 )
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
-from scim2_server.service import ScimService
+from scim2_server.service import ScimService, scim_exception_of
 from scim2_server.storage import SearchPage
 from scim2_server.utils import parametrize
 
 from core.inbound import Limits
+from core.inbound.unstored import Unstored
 from core.scim_paths import ensure_selected
 
 
 class IamScimService(ScimService):
-    def __init__(self, provider: Any, limits: Limits) -> None:
+    def __init__(self, provider: Any, limits: Limits, unstored: Unstored | None = None
+                 ) -> None:
         super().__init__(provider)
         self.limits = limits
+        self.unstored = unstored
+        #: endpoint name (lower case, e.g. "users") -> the main schema of its resources.
+        self._endpoint_schemas = {
+            str(t.endpoint).strip("/").lower(): str(t.schema_) for t in
+            provider.resource_types}
         models = self.get_models()
         every: Any = Union[tuple(models)]  # noqa: UP007  (the spelling scim2-server uses)
         self._generics: list[Any] = [
@@ -50,6 +58,36 @@ class IamScimService(ScimService):
             for generic in (ListResponse, BulkRequest, BulkResponse, SearchRequest)]
         self._generics += [parametrize(generic, model) for model in models
                            for generic in (PatchOp, ResponseParameters, SearchRequest)]
+
+    def read_body(self, model: type[Any], body: bytes, content_type: str | None,
+                  scim_ctx: Context) -> Any:
+        """scim2-server's validation, after the standard attributes this deployment does
+        not store are taken out (``unstored.py``)."""
+        data = self.decode_body(body, content_type)
+        if self.unstored is not None:
+            data = self._prune(model, data)
+        try:
+            if isinstance(data, dict) and _is_patch(model) and not data.get(
+                    next((k for k in data if k.lower() == "operations"), "Operations"),
+                    True):
+                # Every operation was on something not stored: a PATCH that changes nothing.
+                return model.model_construct(schemas=[PatchOp.__schema__],
+                                             operations=[])
+            return model.model_validate(data, scim_ctx=scim_ctx)
+        except ValidationError as exception:
+            raise scim_exception_of(exception) from exception
+
+    def _prune(self, model: type[Any], data: Any) -> Any:
+        assert self.unstored is not None
+        if _is_patch(model):
+            main = _main_schema(model.__pydantic_generic_metadata__["args"][0])
+            return self.unstored.patch(data, main) if main else data
+        if isinstance(model, type) and issubclass(model, Resource):
+            main = _main_schema(model)
+            return self.unstored.resource(data, main) if main else data
+        if _generic_origin(model) is BulkRequest:
+            return self.unstored.bulk(data, self._endpoint_schemas)
+        return data
 
     def apply_patch(self, current: Resource[Any], patch_op: PatchOp[Any],
                     conditions: Any) -> Resource[Any] | None:
@@ -113,6 +151,20 @@ class IamScimService(ScimService):
         if dumped:
             body["Resources"] = dumped
         return response
+
+
+def _generic_origin(model: Any) -> Any:
+    metadata = getattr(model, "__pydantic_generic_metadata__", None)
+    return metadata.get("origin") if metadata else None
+
+
+def _is_patch(model: Any) -> bool:
+    return _generic_origin(model) is PatchOp
+
+
+def _main_schema(model: Any) -> str | None:
+    schema = getattr(model, "__schema__", None)
+    return str(schema) if schema else None
 
 
 @cache
