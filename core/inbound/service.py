@@ -20,6 +20,7 @@ from scim2_models import (
     BulkRequest,
     BulkResponse,
     Context,
+    InvalidFilterException,
     ListResponse,
     PatchOp,
     PatchOperation,
@@ -30,6 +31,8 @@ from scim2_models import (
     SCIMException,
     SearchRequest,
 )
+from scim2_models.path import FilterNode, LogicalExpr, ValuePath
+from scim2_models.path import Not as ScimNot
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
 from scim2_server.service import ScimService, scim_exception_of
@@ -88,6 +91,20 @@ class IamScimService(ScimService):
         if _generic_origin(model) is BulkRequest:
             return self.unstored.bulk(data, self._endpoint_schemas)
         return data
+
+    def read_search(self, resource_types: list[Any], payload: Any
+                    ) -> tuple[SearchRequest[Any], Any]:
+        """scim2-server's reading of a search, within this server's filter limits."""
+        raw = next((v for k, v in payload.items() if k.lower() == "filter"), None) \
+            if isinstance(payload, dict) else None
+        if isinstance(raw, str) and len(raw) > self.limits.max_filter_length:
+            raise InvalidFilterException(
+                detail=f"the filter is {len(raw)} characters long; at most "
+                       f"{self.limits.max_filter_length} are accepted")
+        search_request, position = super().read_search(resource_types, payload)
+        if search_request.filter is not None:
+            check_filter_size(search_request.filter.ast, self.limits)
+        return search_request, position
 
     def apply_patch(self, current: Resource[Any], patch_op: PatchOp[Any],
                     conditions: Any) -> Resource[Any] | None:
@@ -151,6 +168,28 @@ class IamScimService(ScimService):
         if dumped:
             body["Resources"] = dumped
         return response
+
+
+def check_filter_size(ast: FilterNode, limits: Limits) -> None:
+    """Refuse (400 invalidFilter) a filter with too many comparisons or too deep."""
+    terms, stack = 0, [(ast, 1)]
+    while stack:  # no recursion: a filter's depth is what is being checked
+        node, depth = stack.pop()
+        if depth > limits.max_filter_depth:
+            raise InvalidFilterException(
+                detail=f"the filter nests deeper than {limits.max_filter_depth} levels")
+        if isinstance(node, LogicalExpr):
+            stack.extend((t, depth + 1) for t in node.terms)
+        elif isinstance(node, ScimNot):
+            stack.append((node.expr, depth + 1))
+        elif isinstance(node, ValuePath):
+            stack.append((node.val_filter, depth + 1))
+        else:
+            terms += 1
+            if terms > limits.max_filter_terms:
+                raise InvalidFilterException(
+                    detail=f"the filter has more than {limits.max_filter_terms} "
+                           "comparisons")
 
 
 def _generic_origin(model: Any) -> Any:
