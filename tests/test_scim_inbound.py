@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from core.apps import Application
 from core.claims import LOCAL_DIALECT
@@ -20,6 +20,8 @@ from core.identity.events import Initiator
 from core.inbound import Limits
 from core.inbound.tokencache import TOKEN_CACHE_SECONDS
 from core.schema import prov_jobs, um_users
+from core.userstores.query_guard import Cancelled, guarded
+from core.userstores.sql import SqlUserStore
 from tests.processes import wait_until
 from tests.provisioning_helpers import connect, drain, peer_users
 from tests.scim_api import (
@@ -548,3 +550,51 @@ def test_a_store_that_is_down_answers_503(sqlite_iam: Iam, tmp_path: Any) -> Non
             api.client(application(sqlite_iam, "lost", domain="GONE")) as lost:
         response = lost.get("/Users", params={"filter": 'userName eq "a"'})
         assert "GONE" in error_of(response, 503)
+
+
+def test_filters_beyond_the_limits_are_refused_before_they_reach_the_store(
+        hr: httpx.Client) -> None:
+    search = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+
+    def searched(scim_filter: str) -> httpx.Response:
+        return hr.post("/Users/.search", json={"schemas": [search], "filter": scim_filter})
+
+    limits = Limits()
+    many = " or ".join(f'userName eq "u{i}"' for i in range(limits.max_filter_terms + 1))
+    assert f"more than {limits.max_filter_terms} comparisons" in error_of(
+        searched(many), 400, "invalidFilter")
+    deep = "not (" * limits.max_filter_depth + 'userName eq "a"' + ")" * \
+        limits.max_filter_depth
+    assert f"deeper than {limits.max_filter_depth}" in error_of(
+        searched(deep), 400, "invalidFilter")
+    huge = " or ".join(f'userName eq "u{i}"' for i in range(20_000))  # 469 KB
+    assert f"at most {limits.max_filter_length}" in error_of(
+        searched(huge), 400, "invalidFilter")
+    at_limit = " or ".join(f'userName eq "u{i}"' for i in range(limits.max_filter_terms))
+    assert searched(at_limit).json()["totalResults"] == 0
+
+
+def test_a_search_whose_client_has_gone_is_cancelled(
+        sqlite_iam: Iam, api: ScimApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's search runs a statement that would take minutes; the client gives up
+    after half a second, and the statement stops."""
+    outcome: list[BaseException | None] = []
+
+    def endless(self: SqlUserStore, conn: Any, *args: Any) -> tuple[int, list[Any]]:
+        try:
+            with guarded(conn, 120) as options:
+                conn.execute(text(
+                    "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c "
+                    "WHERE n < 2000000000) SELECT count(*) FROM c"),
+                    execution_options=options).scalar()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+            raise
+        return 0, []
+
+    monkeypatch.setattr(SqlUserStore, "_search", endless)
+    with api.client(application(sqlite_iam, "hr")) as client, pytest.raises(httpx.ReadTimeout):
+        client.get("/Users", params={"filter": 'userName eq "x"'}, timeout=0.5)
+    wait_until(lambda: outcome, 5, "the search to stop")
+    assert isinstance(outcome[0], Cancelled)

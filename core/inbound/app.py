@@ -46,6 +46,7 @@ from core.inbound.service import IamScimService
 from core.inbound.storage import Client, IamScimStorage, conditional, current_client
 from core.inbound.tokencache import TokenCache
 from core.inbound.unstored import Unstored
+from core.userstores.query_guard import Cancellation, current_cancellation
 
 log = logging.getLogger("mware_iam.scim")
 
@@ -204,6 +205,28 @@ class ScimApplication(ASGIApplication):
                              "status": "500", "detail": "internal error (logged)"}
         return response
 
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        """Serve a request; a client that disconnects before its answer cancels the store
+        searches of its request (``core/userstores/query_guard.py``): nobody would read
+        the answer, and a search can hold a database backend for long."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = await self.read_request(scope, receive)
+        cancellation = Cancellation()
+        current_cancellation.set(cancellation)  # copied into the task and its thread
+        serving = asyncio.ensure_future(self.serve(request))
+        gone = asyncio.ensure_future(_disconnect(receive))
+        await asyncio.wait({serving, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not serving.done():
+            cancellation.cancel()
+            log.info("client gone: %s %s cancelled", request.method, scope.get("path"))
+            await asyncio.wait({serving})
+            serving.exception()  # retrieved: the answer has nobody to go to
+            return
+        gone.cancel()
+        await self.send_response(serving.result(), send)
+
     @staticmethod
     async def send_response(response: ScimResponse, send: Any) -> None:
         body = b"" if response.body is None else json.dumps(response.body).encode()
@@ -212,3 +235,9 @@ class ScimApplication(ASGIApplication):
         await send({"type": "http.response.start", "status": int(response.status),
                     "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _disconnect(receive: Any) -> None:
+    """Return when the client has disconnected (the body has been read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
