@@ -598,3 +598,38 @@ def test_a_search_whose_client_has_gone_is_cancelled(
         client.get("/Users", params={"filter": 'userName eq "x"'}, timeout=0.5)
     wait_until(lambda: outcome, 5, "the search to stop")
     assert isinstance(outcome[0], Cancelled)
+
+
+def test_client_mistakes_in_searches_and_names_are_400s_on_every_backend(iam: Iam) -> None:
+    """Each of these answered 500 (or, NUL on SQLite, matched every user)."""
+    with served(iam) as api, api.client(application(iam, "hr")) as hr:
+        new_user(hr, "ÜBERuser", title="Ärztin")
+        new_user(hr, "plain")
+
+        def found(scim_filter: str, **params: str) -> list[str]:
+            response = hr.post("/Users/.search", json={
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "filter": scim_filter, **params})
+            assert response.status_code == 200, response.text
+            return sorted(u["userName"] for u in response.json().get("Resources", []))
+
+        assert found('meta.created gt "2024-01-01"') == ["plain", "ÜBERuser"]  # read as UTC
+        assert found('meta.created lt "2024-01-01T00:00:00"') == []
+        assert "9999" in error_of(hr.get("/Users", params={
+            "filter": 'meta.created gt "9999-12-31T23:00:00-05:00"'}), 400, "invalidFilter")
+        assert "NUL" in error_of(hr.get("/Users", params={
+            "filter": 'userName eq "plain\\u0000x"'}), 400, "invalidFilter")
+        paged = hr.get("/Users", params={"startIndex": "10000000000000000000"})
+        assert paged.status_code == 200, paged.text
+        assert paged.json()["totalResults"] == 2 and not paged.json().get("Resources")
+        assert "NUL" in error_of(hr.post("/Users", json={
+            "schemas": [USER], "userName": "nul\u0000name"}), 400, "invalidValue")
+        assert "NUL" in error_of(hr.post("/Users", json={
+            "schemas": [USER], "userName": "nully", "title": "a\u0000b"}), 400,
+            "invalidValue")
+        error_of(hr.get("/Users/a\u0000b".replace("\u0000", "%00")), 404)
+        assert iam.identity.count_users("PRIMARY") == 2  # nothing half-written
+        # Case-insensitive matching folds beyond ASCII, on names and attributes alike.
+        assert found('userName co "ü"') == ["ÜBERuser"]
+        assert found('userName ew "ERUSER"') == ["ÜBERuser"]
+        assert found('title co "ä"') == ["ÜBERuser"]

@@ -54,6 +54,7 @@ log = logging.getLogger("mware_iam.scim")
 RACE_RETRIES = 5
 
 Scope = dict[str, Any]
+_HEADER_UNSAFE = {c: f"%{c:02X}" for c in [*range(0x20), 0x7F]}
 
 
 class TooManyRequestsException(SCIMException):
@@ -226,6 +227,15 @@ class ScimApplication(ASGIApplication):
             return
         gone.cancel()
         await self.send_response(serving.result(), send)
+
+    def finalize_response(self, request: ScimRequest, response: ScimResponse
+                          ) -> ScimResponse:
+        """scim2-server's headers; control characters of the request's URL (a ``%00`` in
+        an id) are sent percent-encoded in ``Location``, as no header may hold them."""
+        response = super().finalize_response(request, response)
+        response.headers = {name: value.translate(_HEADER_UNSAFE)
+                            for name, value in response.headers.items()}
+        return response
 
     @staticmethod
     async def send_response(response: ScimResponse, send: Any) -> None:

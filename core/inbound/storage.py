@@ -45,7 +45,7 @@ from core.identity.events import Initiator
 from core.identity.service import IdentityService, RoleView, UserView
 from core.inbound import Limits, group_ids
 from core.inbound.filters import EXTERNAL_ID, FilterTranslator
-from core.inbound.resources import ResourceMapper, member_ids
+from core.inbound.resources import ResourceMapper, member_ids, no_nul
 from core.inbound.schemas import MappedPath
 from core.names import proxy_domain
 from core.userstores import query as q
@@ -156,12 +156,16 @@ class IamScimStorage(ScimStorage):
     # -------------------------------------------------------------- reads
     def _user(self, user_id: str) -> UserView:
         try:
+            if "\x00" in user_id:  # no store holds it (PostgreSQL cannot even compare it)
+                raise NotFound(user_id)
             return self.identity.get_user_by_id(self.client.domain, user_id)
         except NotFound:
             raise NotFoundException(detail=f"User {user_id!r} not found") from None
 
     def _role(self, role_id: str) -> RoleView:
         try:
+            if "\x00" in role_id:
+                raise NotFound(role_id)
             return self.identity.get_role_by_id(self.client.domain, role_id)
         except NotFound:
             raise NotFoundException(detail=f"Group {role_id!r} not found") from None
@@ -401,7 +405,8 @@ def _version_of(resource: Resource[Any]) -> str | None:
 def _attr(resource: Resource[Any], name: str) -> str | None:
     """A string attribute of a resource (``user_name``, ``display_name``), if set."""
     value = getattr(resource, name, None)
-    return str(value) if value is not None else None
+    what = {"user_name": "userName", "display_name": "displayName"}.get(name, name)
+    return no_nul(str(value), what) if value is not None else None
 
 
 def _password(resource: Resource[Any]) -> str | None:

@@ -21,6 +21,7 @@ large shape is built for its search alone and kept out of SQLAlchemy's compiled 
 from __future__ import annotations
 
 import operator
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -34,6 +35,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    event,
     false,
     func,
     not_,
@@ -42,6 +44,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.pool import Pool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.sql.functions import FunctionElement
@@ -185,7 +188,7 @@ def _compare(column: Any, op: Op, sample: Any, bind: _Binder,
     if op is Op.SW and text:
         return and_(column >= bind(prepare), column < bind(_prefix_end(prepare)))
     if op in (Op.CO, Op.EW) and text:
-        return func.lower(column).like(bind(_like(op, prepare)), escape="/")
+        return _lower(column).like(bind(_like(op, prepare)), escape="/")
     if op in _ORDERINGS:
         return _ORDERINGS[op](column, bind(prepare))
     what = "times" if isinstance(sample, datetime) else repr(sample)
@@ -223,6 +226,50 @@ def _column(element: _unindexed, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(_unindexed, "sqlite")
 def _plus_column(element: _unindexed, compiler: SQLCompiler, **kw: Any) -> str:
     return "+" + str(compiler.process(next(iter(element.clauses)), **kw))
+
+
+class _lower(FunctionElement[Any]):
+    """A text column in lower case, Unicode included (``co "Ü"`` finds ``ÜBERuser``):
+    ``lower()`` on MariaDB, on PostgreSQL in the database's default collation (a database
+    whose character type is ``C`` folds ASCII only), and Python's on SQLite, whose own
+    ``lower()`` folds ASCII only (registered on every SQLite connection)."""
+
+    inherit_cache = True
+    name = "lower"
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(_lower)
+def _sql_lower(element: _lower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(next(iter(element.clauses)), **kw)})"
+
+
+@compiles(_lower, "postgresql")
+def _postgresql_lower(element: _lower, compiler: SQLCompiler, **kw: Any) -> str:
+    # The name columns collate as "C", in which lower() folds ASCII only; the database's
+    # default collation folds by its character type (UTF-8 in any usual setup).
+    return f'lower({compiler.process(next(iter(element.clauses)), **kw)} COLLATE "default")'
+
+
+@compiles(_lower, "sqlite")
+def _python_lower(element: _lower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{SQLITE_LOWER}({compiler.process(next(iter(element.clauses)), **kw)})"
+
+
+SQLITE_LOWER = "iam_lower"
+
+
+def _text_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+@event.listens_for(Pool, "connect")
+def _register_lower(dbapi_connection: Any, _record: Any) -> None:
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.create_function(SQLITE_LOWER, 1, _text_lower, deterministic=True)
 
 
 def _store() -> BindParameter[Any]:
