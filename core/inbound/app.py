@@ -60,9 +60,10 @@ _HEADER_UNSAFE = {c: f"%{c:02X}" for c in [*range(0x20), 0x7F]}
 class TooManyRequestsException(SCIMException):
     status = 429
 
-    def __init__(self, retry_after: float) -> None:
-        self.retry_after = retry_after
-        super().__init__(detail=f"rate limit reached: retry in {retry_after:.1f} s")
+    def __init__(self, wait: float) -> None:
+        #: Whole seconds, at least 1: what ``Retry-After`` says, and the detail with it.
+        self.retry_after = max(1, math.ceil(wait))
+        super().__init__(detail=f"rate limit reached: retry in {self.retry_after} s")
 
 
 class ScimApplication(ASGIApplication):
@@ -199,7 +200,7 @@ class ScimApplication(ASGIApplication):
     def handle_exception(self, request: ScimRequest, exception: Exception) -> ScimResponse:
         response = super().handle_exception(request, exception)
         if isinstance(exception, TooManyRequestsException):
-            response.headers["Retry-After"] = str(max(1, math.ceil(exception.retry_after)))
+            response.headers["Retry-After"] = str(exception.retry_after)
         if not isinstance(exception, SCIMException):
             # A bug, logged with its traceback; the client gets no internals.
             response.body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],

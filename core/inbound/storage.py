@@ -10,6 +10,7 @@ other domains are invisible to the application: an id from another domain is not
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ from core.inbound.resources import ResourceMapper, member_ids, no_nul
 from core.inbound.schemas import MappedPath
 from core.names import proxy_domain
 from core.userstores import query as q
+
+log = logging.getLogger("mware_iam.scim")
 
 MEMBER_PAGE = 500  # the identity service pages members by at most this
 
@@ -113,7 +116,13 @@ def scim_error(exc: IamError) -> SCIMException:
     if isinstance(exc, ReadOnlyStore):
         return MutabilityException(detail=detail)
     if isinstance(exc, StoreUnavailable):
-        return ServiceUnavailableException(detail=detail)
+        # The cause names internals (a database's URL or path, a driver's message): it
+        # goes to the server's log, the client learns which domain and that it may retry.
+        log.warning("SCIM: %s", detail)
+        client = current_client.get(None)
+        where = f"the userstore {client.domain}" if client else "a userstore"
+        return ServiceUnavailableException(
+            detail=f"{where} is unavailable or busy; retry later")
     return InvalidValueException(detail=detail)
 
 
