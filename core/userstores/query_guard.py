@@ -151,5 +151,7 @@ def _mariadb_time_limit(conn: Connection, cursor: Any, statement: str, parameter
     if getattr(conn.dialect, "is_mariadb", False):
         return f"SET STATEMENT max_statement_time={float(seconds)} FOR {statement}", \
             parameters
-    return f"SELECT /*+ MAX_EXECUTION_TIME({int(seconds * 1000)}) */" + \
-        statement.removeprefix("SELECT"), parameters
+    if not statement.startswith("SELECT "):  # MySQL's hint follows the SELECT keyword
+        return statement, parameters
+    return f"SELECT /*+ MAX_EXECUTION_TIME({int(seconds * 1000)}) */ " + \
+        statement.removeprefix("SELECT "), parameters
