@@ -28,7 +28,6 @@ from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, event
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from core.errors import TooManyMatches
@@ -123,6 +122,11 @@ def guarded(conn: Connection, seconds: float | None = None) -> Iterator[dict[str
             _SQLITE_STEPS)
     elif name in ("mysql", "mariadb"):
         options[_MARIADB_OPTION] = seconds
+        # Listened for on these engines alone: an engine with a statement listener takes
+        # SQLAlchemy's slower execution path for every statement.
+        if not event.contains(conn.engine, "before_cursor_execute", _mariadb_time_limit):
+            event.listen(conn.engine, "before_cursor_execute", _mariadb_time_limit,
+                         retval=True)
     cancellation = current_cancellation.get()
     try:
         with cancellation.stopping(_stopper(conn)) if cancellation else \
@@ -141,7 +145,6 @@ def guarded(conn: Connection, seconds: float | None = None) -> Iterator[dict[str
             raw.set_progress_handler(None, 0)
 
 
-@event.listens_for(Engine, "before_cursor_execute", retval=True)
 def _mariadb_time_limit(conn: Connection, cursor: Any, statement: str, parameters: Any,
                         context: Any, executemany: bool) -> tuple[str, Any]:
     """MariaDB's per-statement limit, for the statements :func:`guarded` marks."""
