@@ -355,8 +355,10 @@ class ShapeCache:
             self.held = 0
 
 
-#: About 11 MB at most (5.5 KB a comparison); a search of up to 32 comparisons is cached.
-STATEMENTS = ShapeCache(budget=2048, largest=32)
+#: About 6 MB at most (5.5 KB a comparison). A search of up to 8 comparisons is cached
+#: (clients' filters have one to three); each cached shape also has its compiled form in
+#: SQLAlchemy's cache of 500 per engine, so what a shape may weigh bounds that one too.
+STATEMENTS = ShapeCache(budget=1024, largest=8)
 
 
 def user_statements(query_shape: Query, sort: Sort | None) -> Statements:
