@@ -422,11 +422,16 @@ def test_interrupt_exits_130() -> None:
 
 
 def test_console_needs_a_terminal_and_is_the_default(run: Cli) -> None:
-    for args in ([], ["tui"], ["tui", "--read-only"]):
+    for args in ([], ["--read-only"], ["tui"], ["tui", "--read-only"]):
         result = run(*args)
         assert result.exit_code == 2
         assert "needs a terminal" in one_error_line(result)
     assert not (run.home / "mware-iam.db").exists()  # refused before opening anything
+
+
+def test_read_only_before_a_command_is_refused(run: Cli) -> None:
+    result = run("--read-only", "audit")
+    assert result.exit_code == 2 and "give it to the command" in result.stderr
 
 
 def test_version_and_help() -> None:
