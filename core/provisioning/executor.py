@@ -305,8 +305,28 @@ def backoff(job: Job, target: Target, delay: float | None) -> datetime:
     if delay is None:
         base = float(target.prop("retry-base-seconds"))
         cap = float(target.prop("retry-max-seconds"))
-        delay = min(cap, base * 2 ** max(0, job.attempts - 1)) * random.uniform(0.5, 1.0)
+        # the exponent is bounded: with no attempt limit a job may try for a day
+        doublings = min(max(0, job.round_attempts - 1), 62)
+        delay = min(cap, base * 2 ** doublings) * random.uniform(0.5, 1.0)
     return datetime.now(UTC) + timedelta(seconds=delay)
+
+
+def _exhausted(job: Job, target: Target) -> str:
+    """Why the job's round of attempts is over ("" while it may go on): ``max-attempts``
+    attempts (0: no limit), or ``give-up-seconds`` since the round's first attempt."""
+    limit = int(target.prop("max-attempts"))
+    if limit and job.round_attempts >= limit:
+        return f"{job.round_attempts} attempts"
+    age = (datetime.now(UTC) - job.round_since).total_seconds()
+    if age >= int(target.prop("give-up-seconds")):
+        return f"{job.round_attempts} attempts over {_duration(age)}"
+    return ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobState:
@@ -317,11 +337,11 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
         outbox.finish(conn, job, JobState.DEAD, error=prep.fail)
         outbox.record_attempt(conn, job, datetime.now(UTC), 0.0, "dead", None, prep.fail, [])
         return JobState.DEAD
-    if prep.skip is not None:
-        outbox.finish(conn, job, JobState.SUCCEEDED, error=None, payload=payload)
+    if prep.skip is not None:  # nothing was sent: never "succeeded"
+        outbox.finish(conn, job, JobState.SKIPPED, error=prep.skip, payload=payload)
         outbox.record_attempt(conn, job, datetime.now(UTC), 0.0, "skipped", None, prep.skip,
                               [])
-        return JobState.SUCCEEDED
+        return JobState.SKIPPED
     if prep.wait is not None:  # not a failure: the attempt does not count
         outbox.finish(conn, job, JobState.RETRY, error=prep.wait, attempts=job.attempts - 1,
                       retry_at=datetime.now(UTC) + WAIT)
@@ -347,11 +367,11 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
         mapping.record_success(conn, target.key)
         return JobState.SUCCEEDED
     retryable = isinstance(err, RetryableError)
-    exhausted = job.attempts >= int(target.prop("max-attempts"))
+    exhausted = _exhausted(job, target)
     state = JobState.RETRY if retryable and not exhausted else JobState.DEAD
     message = err.message
     if retryable and exhausted:
-        message = f"gave up after {job.attempts} attempts: {message}"
+        message = f"gave up after {exhausted}: {message}"
     delay = err.delay if isinstance(err, RetryableError) else None
     retry_at = backoff(job, target, delay) if state is JobState.RETRY else None
     outbox.finish(conn, job, state, error=message, status=err.status, retry_at=retry_at)
