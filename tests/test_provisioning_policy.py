@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from sqlalchemy import update
 
 from core.iam import Iam
@@ -158,7 +159,7 @@ def test_sync_of_a_user_whose_job_is_retrying_reaches_the_target(
     assert (report.target, report.state) == (TARGET, "succeeded")
     [remote] = peer_users(scim_peer, "hal")
     assert report.remote_id == remote["id"]
-    sync_job, earlier = sqlite_iam.provisioning.jobs()
+    _sync_job, earlier = sqlite_iam.provisioning.jobs()
     assert (earlier.state, earlier.last_error) == (JobState.CANCELLED, "superseded by a sync")
 
 
@@ -197,3 +198,78 @@ def test_a_retried_dead_job_of_a_deleted_user_is_skipped_not_succeeded(
     job, attempts = sqlite_iam.provisioning.job(dead.pk)
     assert (job.state, job.last_error) == (JobState.SKIPPED, "the user no longer exists")
     assert job.attempts == len(attempts) == 3
+
+
+# ---------------------------------------------------------------- dead but delivered (4)
+def test_a_create_applied_but_unanswered_then_dead_is_still_deleted(
+        sqlite_iam: Iam, admin: Initiator, scim_peer: str, fault_proxy: FaultProxy) -> None:
+    connect(sqlite_iam, fault_proxy.url(scim_peer), **{"max-attempts": 1})
+    fault_proxy.script(Fault.lose_response())  # the peer creates the user; no answer comes
+    sqlite_iam.identity.add_user(admin, "kai", None, {})
+    drain(sqlite_iam, horizon=0)
+    [job] = sqlite_iam.provisioning.jobs()
+    assert job.state is JobState.DEAD and sqlite_iam.provisioning.mappings_of("kai") == []
+    assert len(peer_users(scim_peer, "kai")) == 1  # delivered all the same
+    sqlite_iam.identity.delete_user(admin, "kai")
+    drain(sqlite_iam, horizon=0)
+    assert peer_users(scim_peer, "kai") == []
+    deprovision = sqlite_iam.provisioning.jobs()[0]
+    assert (deprovision.operation.value, deprovision.state) == ("deprovision_user",
+                                                                JobState.SUCCEEDED)
+
+
+def test_a_disable_reaches_a_target_that_never_acknowledged_the_create(
+        sqlite_iam: Iam, admin: Initiator, scim_peer: str, fault_proxy: FaultProxy) -> None:
+    connect(sqlite_iam, fault_proxy.url(scim_peer), provisioning_roles=("Internal/staff",),
+            **{"max-attempts": 1, "deprovision-action": "disable"})
+    sqlite_iam.identity.add_role(admin, "Internal/staff")
+    sqlite_iam.identity.add_user(admin, "lea", None, {})
+    sqlite_iam.identity.assign(admin, "Internal/staff", ["lea"])
+    fault_proxy.script(Fault.lose_response())
+    drain(sqlite_iam, horizon=0)
+    assert [u["active"] for u in peer_users(scim_peer, "lea")] == [True]
+    sqlite_iam.identity.unassign(admin, "Internal/staff", ["lea"])
+    drain(sqlite_iam, horizon=0)
+    [remote] = peer_users(scim_peer, "lea")
+    assert remote["active"] is False
+    [m] = sqlite_iam.provisioning.mappings_of("lea")  # known from now on
+    assert m.remote_id == remote["id"]
+
+
+def test_the_retry_of_an_unanswered_create_looks_up_then_adopts_in_two_requests(
+        sqlite_iam: Iam, admin: Initiator, scim_peer: str, fault_proxy: FaultProxy) -> None:
+    connect(sqlite_iam, fault_proxy.url(scim_peer))
+    fault_proxy.script(Fault.lose_response())
+    sqlite_iam.identity.add_user(admin, "max", "Secret-Pass1", {"givenname": "Max"})
+    drain(sqlite_iam, horizon=0)
+    [job] = sqlite_iam.provisioning.jobs()
+    assert job.state is JobState.RETRY
+    fault_proxy.seen.clear()
+    make_due(sqlite_iam)
+    drain(sqlite_iam, horizon=0)
+    assert [s.method for s in fault_proxy.seen] == ["GET", "PUT"]
+    [job] = sqlite_iam.provisioning.jobs()
+    assert job.state is JobState.SUCCEEDED and dict(job.payload) == {}
+    [remote] = peer_users(scim_peer, "max")
+    [m] = sqlite_iam.provisioning.mappings_of("max")
+    assert m.remote_id == remote["id"]
+
+
+def test_an_adoption_whose_update_fails_keeps_the_mapping_for_the_next_attempt(
+        sqlite_iam: Iam, admin: Initiator, scim_peer: str, fault_proxy: FaultProxy) -> None:
+    connect(sqlite_iam, fault_proxy.url(scim_peer))
+    httpx.post(f"{scim_peer}/Users", json={
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "nia"},
+        timeout=5).raise_for_status()  # there before us
+    fault_proxy.script(Fault.answer(409, {"detail": "exists"}), Fault("pass"),
+                       Fault.answer(503, None))
+    sqlite_iam.identity.add_user(admin, "nia", None, {"givenname": "Nia"})
+    # POST 409, GET passes, PUT 503: the adoption is half done
+    drain(sqlite_iam, horizon=0)
+    assert len(sqlite_iam.provisioning.mappings_of("nia")) == 1
+    fault_proxy.seen.clear()
+    make_due(sqlite_iam)
+    drain(sqlite_iam, horizon=0)
+    assert [s.method for s in fault_proxy.seen] == ["PUT"]
+    [remote] = peer_users(scim_peer, "nia")
+    assert remote["name"]["givenName"] == "Nia"

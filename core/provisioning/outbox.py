@@ -372,15 +372,8 @@ def recent_attempts(conn: Connection, limit: int = 50) -> list[AttemptSummary]:
             for r in rows]
 
 
-def has_open_job(conn: Connection, target: str, entity_key: str) -> bool:
-    return conn.execute(select(prov_jobs.c.pk).where(
-        prov_jobs.c.target == target, prov_jobs.c.entity_key == entity_key,
-        prov_jobs.c.state.in_([s.value for s in OPEN_STATES])).limit(1)).first() is not None
-
-
 def open_entity_keys(conn: Connection, target: str, entity_keys: Sequence[str]) -> set[str]:
-    """Which of ``entity_keys`` have an open job at ``target`` (``has_open_job`` for many,
-    one query)."""
+    """Which of ``entity_keys`` have an open job at ``target`` (one query)."""
     c = prov_jobs.c
     found: set[str] = set()
     for chunk in in_chunks(entity_keys):
@@ -388,6 +381,19 @@ def open_entity_keys(conn: Connection, target: str, entity_keys: Sequence[str]) 
             c.target == target, c.entity_key.in_(chunk),
             c.state.in_([s.value for s in OPEN_STATES]))).scalars())
     return found
+
+
+def may_hold(conn: Connection, target: str, entity_key: str, open_jobs: bool = True) -> bool:
+    """Whether ``target`` may hold the user although no mapping says so: a create was
+    attempted and never acknowledged (the target may have applied it), or (``open_jobs``)
+    a job of the user there is still open. A deprovisioning then looks the user up."""
+    c = prov_jobs.c
+    attempted = and_(c.operation == Operation.UPSERT_USER.value, c.attempts > 0,
+                     c.state.in_([JobState.DEAD.value, JobState.CANCELLED.value]))
+    if open_jobs:
+        attempted = or_(attempted, c.state.in_([s.value for s in OPEN_STATES]))
+    return conn.execute(select(c.pk).where(
+        c.target == target, c.entity_key == entity_key, attempted).limit(1)).first() is not None
 
 
 def has_open_target_job(conn: Connection, target: str) -> bool:
