@@ -32,6 +32,8 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("kind", name=op.f("pk_config_versions")),
     )
+    # the row exists from the start: two processes' first writes never race to insert it
+    op.execute("INSERT INTO config_versions (kind, version) VALUES ('userstores', 0)")
     with op.batch_alter_table("prov_jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("round_base", sa.Integer(), nullable=False,
                                       server_default="0"))
