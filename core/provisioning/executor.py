@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from sqlalchemy import Connection
 
 from connectors.base import (
@@ -265,19 +266,16 @@ async def _dispatch(connector: Connector, prep: Prepared, out: Outcome) -> None:
                 await _adopt(connector, prep.user, found, out)
                 return
         try:
-            out.unsure = True
             out.remote = await connector.create_user(prep.user)
         except ConflictError:
-            out.unsure = False
             found = await connector.lookup_user(prep.user)
             if found is None:
                 raise PermanentError("the target says the user exists, but no user with "
                                      f"userName {prep.user.username!r} can be found") from None
             await _adopt(connector, prep.user, found, out)
-        except PermanentError:
-            out.unsure = False  # refused: nothing was made
+        except RetryableError as exc:
+            out.unsure = _maybe_applied(exc)
             raise
-        out.unsure = False
     elif op is Operation.DEPROVISION_USER:
         assert prep.user is not None
         if rid is None:
@@ -321,6 +319,15 @@ async def _dispatch(connector: Connector, prep: Prepared, out: Outcome) -> None:
         except RemoteNotFound:
             out.note = "the remote group was already gone"
         out.forget = True
+
+
+def _maybe_applied(err: RetryableError) -> bool:
+    """Whether the target may have applied a request that failed so: yes after a timeout,
+    a lost answer or a 5xx; not when no connection was made or the answer was 429."""
+    if err.status == 429:
+        return False
+    cause = err.__context__  # the transport error (a connector raises "from None")
+    return not isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout)
 
 
 async def _adopt(connector: Connector, user: OutboundUser, found: RemoteRef,
