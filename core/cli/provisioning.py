@@ -17,7 +17,7 @@ import click
 from core.cli.context import admin, current_iam, json_option
 from core.cli.output import echo, emit_json, iso, note, record, table
 from core.provisioning.engine import TargetReport
-from core.provisioning.outbox import Job, JobState
+from core.provisioning.outbox import DONE, Job, JobState
 from core.provisioning.status import status_json
 
 MASK = "********"
@@ -224,7 +224,7 @@ def sync(user: str, application: str | None, as_json: bool) -> None:
     table(["target", "operation", "state", "remote id", "message"],
           [[r.target, r.operation, r.state, r.remote_id, r.message] for r in reports],
           f"{user} goes to no target")
-    if any(r.state != JobState.SUCCEEDED.value for r in reports):
+    if any(JobState(r.state) not in DONE for r in reports):
         raise click.exceptions.Exit(1)
 
 
