@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
 
 from core.errors import InvalidInput
-from core.properties import PropertySpec, PropertyType
+from core.properties import FieldError, PropertySpec, PropertyType
 
 _P = PropertyType
 
@@ -44,6 +44,10 @@ COMMON_PROPERTIES: tuple[PropertySpec, ...] = (
                  help="what a user leaving scope becomes at the target"),
 )
 
+#: Added to a target's properties by the engine: the identity provider's name (for
+#: connectors that build names from it, such as Google's provisioning pattern).
+IDP_NAME = "idp-name"
+
 
 @dataclass(frozen=True)
 class ConnectorSpec:
@@ -61,6 +65,9 @@ class ConnectorSpec:
     #: ``"module:function"`` of the sandbox peer the contract suite runs this connector
     #: against (``connectors/sandbox/contract.py``).
     contract_peer: str | None = None
+    #: Checks across properties that their types cannot express (typed values in; a
+    #: problem per property out): run by ``config validate``, the console form and save.
+    checks: Callable[[Mapping[str, Any]], list[FieldError]] | None = None
 
     @property
     def all_properties(self) -> tuple[PropertySpec, ...]:
@@ -209,9 +216,9 @@ class Connector(ABC):
 @functools.cache
 def _implementations() -> dict[str, type[Connector]]:
     """Connector classes by type, imported on first use (once: the engine asks per job)."""
-    from connectors import scim2
+    from connectors import google, scim2
 
-    return {cls.spec.type: cls for cls in (scim2.Scim2Connector,)}
+    return {cls.spec.type: cls for cls in (scim2.Scim2Connector, google.GoogleConnector)}
 
 
 def registry() -> dict[str, ConnectorSpec]:
