@@ -142,7 +142,7 @@ async def test_groups_and_memberships(peer, client):
     assert group.name == "eng-team@example.org" and peer.group_members(group.id) == {a}
     await c.change_members(group.id, OutboundGroup("eng-team", "PRIMARY"), [b], [a])
     assert peer.group_members(group.id) == {b}
-    await c.change_members(group.id, OutboundGroup("eng-team", "PRIMARY"), [b], [a])  # again: a no-op
+    await c.change_members(group.id, OutboundGroup("eng-team", "PRIMARY"), [b], [a])  # no-op
     renamed = await c.rename_group(group.id, OutboundGroup("platform", "PRIMARY"))
     assert renamed.name == "platform@example.org"
     assert peer.group_by_email("platform@example.org")["id"] == group.id

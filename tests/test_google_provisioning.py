@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from connectors.sandbox.google import GoogleSandbox, google_sandbox
-from core.apps import Application, OutboundTarget
+from core.apps import OutboundTarget
 from core.configfile import apply_file, export_config, validate_file
 from core.iam import Iam
 from core.identity.events import Initiator
