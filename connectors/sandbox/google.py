@@ -29,6 +29,7 @@ import itertools
 import json
 import re
 import secrets
+import socket
 import tempfile
 import threading
 import time
@@ -61,6 +62,8 @@ SERVED = ("users.insert", "users.get", "users.update", "users.patch", "users.del
           "users.list", "groups.insert", "groups.get", "groups.update", "groups.patch",
           "groups.delete", "groups.list", "members.insert", "members.get", "members.delete",
           "members.list", "members.hasMember")
+#: The sandbox's service account.
+ACCOUNT = "provisioning@mware-sandbox.iam.gserviceaccount.com"
 TOKEN_SECONDS = 3600
 MAX_ASSERTION_SECONDS = 3600
 CLOCK_SKEW = 60
@@ -168,7 +171,7 @@ class GoogleSandbox:
                  delegated: tuple[str, ...] = (USER_SCOPE, GROUP_SCOPE)) -> None:
         discovery()  # fail early without the document
         self.domain = domain
-        self.account = "provisioning@mware-sandbox.iam.gserviceaccount.com"
+        self.account = ACCOUNT
         self.admin = f"admin@{domain}"
         self.delegated = frozenset(delegated)
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -582,6 +585,12 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in two writes: without this, Nagle's algorithm holds the
+        # body until the client's delayed ACK (40 ms per keep-alive request)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -636,7 +645,10 @@ def contract_peer() -> contextlib.AbstractContextManager[GoogleSandbox]:
               help="loopback port to listen on")
 @click.option("--domain", default="example.org", show_default=True,
               help="the Workspace domain users and groups are created at")
-def sandbox_command(port: int, domain: str) -> None:
+@click.option("--key-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="write the service account's private key here (0600) instead of a "
+                   "temporary file removed at exit")
+def sandbox_command(port: int, domain: str, key_out: Path | None) -> None:
     """A sandbox Google Workspace (token endpoint and Directory API) on 127.0.0.1."""
     try:
         peer = GoogleSandbox(domain, port)
@@ -646,7 +658,8 @@ def sandbox_command(port: int, domain: str) -> None:
     except PeerUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="mware-google-sandbox-") as home:
-        key_file = Path(home) / "service-account.pem"
+        key_file = key_out or Path(home) / "service-account.pem"
+        key_file.unlink(missing_ok=True)
         key_file.touch(mode=0o600)
         key_file.write_text(peer.private_key_pem)
         click.echo(f"Google Workspace sandbox on {peer.origin} (domain {domain}); "
@@ -655,7 +668,7 @@ def sandbox_command(port: int, domain: str) -> None:
             if name == "google_prov_private_key":
                 value = f"${{file:{key_file}}}"
             click.echo(f"  {name}: {value}")
-        click.echo("Ctrl-C stops it (the key file is removed).")
+        click.echo("Ctrl-C stops it" + ("." if key_out else " (the key file is removed)."))
         try:
             peer._server.serve_forever()
         except KeyboardInterrupt:
