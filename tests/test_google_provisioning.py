@@ -127,3 +127,15 @@ def test_config_validate_names_each_bad_property(sqlite_iam: Iam, peer, tmp_path
     assert "google_prov_private_key: not a readable private key" in errors
     assert "google_prov_admin_email: 'boss@other.org' is not at the domain" in errors
     assert "google_prov_pattern: unknown placeholder 'USER'" in errors
+
+
+def test_the_demo_provisions_its_users_to_the_google_sandbox() -> None:
+    from connectors.sandbox.demo import demo_deployment
+    from tests.conftest import FAST_ARGON2
+
+    with demo_deployment(peer_port=None, argon2=FAST_ARGON2) as env:
+        [alice] = [m for m in env.iam.provisioning.mappings_of("alice")
+                   if m.target == "google-workspace:googleapps"]
+        assert alice.remote_name == "alice@example.com" and alice.last_outcome == "succeeded"
+        stored = env.iam.get_idp("google-workspace").connector("googleapps").secrets[KEY]
+        assert stored.ref == f"${{file:{env.home / 'google-service-account.pem'}}}"

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectors.sandbox import google
 from connectors.sandbox.peers import Fault, FaultProxy, ScimServer, fault_proxy, scim_server
 from core.configfile import seed_sample
 from core.errors import IamError
@@ -40,6 +41,7 @@ from core.passwords import Argon2Params
 log = logging.getLogger(__name__)
 
 PEER_PORT = 8787
+GOOGLE_PORT = google.DEMO_PORT  # the third target: a Google Workspace sandbox
 #: The two directories are tenants of one scim2-server (``--dynamic-tenants``).
 PEER_TENANT = "peer"
 PARTNER_TENANT = "partner"
@@ -109,6 +111,8 @@ def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT
         wire(iam, DIRECT_TARGET, f"{peer.origin}/{PEER_TENANT}/v2")
         wire(iam, FLAKY_TARGET, proxy.url(f"{peer.origin}/{PARTNER_TENANT}/v2"),
              FLAKY_PROPERTIES)
+        stack.enter_context(google.demo_target(iam, home, ACTOR_APP, PROVISIONED,
+                                               None if peer_port is None else GOOGLE_PORT))
         sync_seeded_users(iam)
         scim_url = token_file = None
         if scim_port is not None:

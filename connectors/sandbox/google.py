@@ -25,8 +25,10 @@ It runs in a thread of the caller (tests, the benchmark, ``mware-iam demo``) or 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
+import logging
 import re
 import secrets
 import socket
@@ -40,7 +42,7 @@ from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import click
@@ -51,6 +53,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from connectors.google import GROUP_SCOPE, JWT_BEARER, USER_SCOPE
 from connectors.sandbox.contract import Fault, RemoteUser
 from connectors.sandbox.peers import LOOPBACK, MAX_FAULTS, PeerUnavailable, free_port
+from core.apps import OutboundTarget
+from core.identity.events import Face, Initiator
+from core.idps import ConnectorConfig, IdentityProvider, RoleMapping, SecretValue
+
+if TYPE_CHECKING:
+    from core.iam import Iam
+
+log = logging.getLogger(__name__)
 
 #: Faults beyond the contract suite's: Google's rate, quota and propagation refusals.
 GoogleFault = Fault | Literal["userRateLimitExceeded", "quotaExceeded", "notComplete"]
@@ -638,6 +648,50 @@ def google_sandbox(domain: str = "example.org", port: int | None = None,
 def contract_peer() -> contextlib.AbstractContextManager[GoogleSandbox]:
     """The contract suite's peer (``ConnectorSpec.contract_peer``)."""
     return google_sandbox()
+
+
+#: ``mware-iam demo``'s Google target: an identity provider provisioned through the sandbox.
+DEMO_IDP = "google-workspace"
+DEMO_PORT = 8788
+DEMO_DOMAIN = "example.com"  # the sample's and the activity's users have addresses there
+
+
+@contextlib.contextmanager
+def demo_target(iam: Iam, home: Path, app: str, provisioning_role: str,
+                port: int | None = DEMO_PORT) -> Iterator[GoogleSandbox | None]:
+    """Run a sandbox for the demo and add it to ``app``'s targets as ``DEMO_IDP``: the
+    key in a 0600 file of the home, stored as a ``${file:}`` reference; role
+    ``PRIMARY/engineering`` mapped to the group ``engineering``. Without the discovery
+    document (the ``sandbox`` extra) the demo runs without it (None)."""
+    try:
+        sandbox = GoogleSandbox(DEMO_DOMAIN, port)
+    except PeerUnavailable as exc:
+        log.warning("demo: no Google target (%s)", exc)
+        yield None
+        return
+    except OSError as exc:
+        raise PeerUnavailable(f"port {port} on {LOOPBACK} is in use for the Google sandbox "
+                              f"({exc.strerror})") from None
+    sandbox.start()
+    try:
+        key_file = home / "google-service-account.pem"
+        key_file.touch(mode=0o600)
+        key_file.write_text(sandbox.private_key_pem)
+        initiator = Initiator.admin(Face.CONFIG)
+        props = {k: v for k, v in sandbox.properties().items() if k != "google_prov_private_key"}
+        iam.save_idp(initiator, IdentityProvider(
+            DEMO_IDP, "Google Workspace (the sandbox of mware-iam sandbox google)",
+            role_mappings=(RoleMapping("PRIMARY/engineering", "engineering"),),
+            provisioning_roles=(provisioning_role,),
+            connectors=(ConnectorConfig("googleapps", default=True, properties=props, secrets={
+                "google_prov_private_key": SecretValue(sandbox.private_key_pem,
+                                                       f"${{file:{key_file}}}")}),)))
+        current = iam.get_app(app)
+        iam.save_app(initiator, dataclasses.replace(current, outbound=(
+            *current.outbound, OutboundTarget(DEMO_IDP, "googleapps", False, False))))
+        yield sandbox
+    finally:
+        sandbox.stop()
 
 
 @click.command("google")
