@@ -257,3 +257,20 @@ def test_property_checks_name_the_property_and_why(peer):
     errors = {e.field: e.message for e in check_properties(
         {**good, "google_prov_private_key": "not a key"})}
     assert "not a readable private key" in errors["google_prov_private_key"]
+
+
+def test_the_reference_p12_and_google_json_key_forms_are_accepted(peer):
+    import base64
+    import json as json_module
+
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from connectors.google import load_private_key
+
+    key = peer._key
+    p12 = pkcs12.serialize_key_and_certificates(
+        b"sa", key, None, None, serialization.BestAvailableEncryption(b"notasecret"))
+    loaded = load_private_key(base64.b64encode(p12).decode())
+    assert loaded.private_numbers() == key.private_numbers()
+    as_json = json_module.dumps({"type": "service_account", "private_key": peer.private_key_pem})
+    assert load_private_key(as_json).private_numbers() == key.private_numbers()

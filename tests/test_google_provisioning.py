@@ -139,3 +139,18 @@ def test_the_demo_provisions_its_users_to_the_google_sandbox() -> None:
         assert alice.remote_name == "alice@example.com" and alice.last_outcome == "succeeded"
         stored = env.iam.get_idp("google-workspace").connector("googleapps").secrets[KEY]
         assert stored.ref == f"${{file:{env.home / 'google-service-account.pem'}}}"
+
+
+def test_an_existing_account_is_adopted_without_its_password(sqlite_iam: Iam, peer):
+    iam, admin = sqlite_iam, Initiator.admin()
+    connect(iam, peer)
+    existing = peer.seed_user("yan")
+    passwords = len(peer.passwords)
+    iam.identity.add_user(admin, "yan", "Yan-Secret-1", {"givenname": "Yan", "lastname": "Ng"})
+    drain(iam)
+    [mapped] = [m for m in iam.provisioning.mappings_of("yan") if m.target == TARGET]
+    assert mapped.remote_id == existing and mapped.adopted
+    assert peer.remote_user(existing).attributes["name"]["familyName"] == "Ng"
+    # the create's password reached Google and was refused (409); the adopting update
+    # sends none: the account keeps its own
+    assert len(peer.passwords) == passwords + 1

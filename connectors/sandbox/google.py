@@ -377,6 +377,9 @@ class GoogleSandbox:
         return found
 
     def _check_user(self, body: Mapping[str, Any], current: dict[str, Any] | None) -> None:
+        password = body.get("password")
+        if password is not None:  # a secret from here on, whether the request succeeds
+            self.passwords.append(password)
         email = body.get("primaryEmail")
         if email is not None:
             if not str(email).lower().endswith("@" + self.domain):
@@ -388,11 +391,8 @@ class GoogleSandbox:
             value = (body.get("name") or {}).get(part)
             if value is not None and not 0 < len(value.strip()) <= 60:
                 raise _invalid(f"Invalid Given/Family Name: {part}")
-        password = body.get("password")
-        if password is not None:
-            if not 8 <= len(password) <= 100:
-                raise _invalid("Invalid Password")
-            self.passwords.append(password)
+        if password is not None and not 8 <= len(password) <= 100:
+            raise _invalid("Invalid Password")
 
     def _insert_user(self, body: dict[str, Any], admin: bool = False) -> dict[str, Any]:
         self._check_user(body, None)
