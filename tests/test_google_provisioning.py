@@ -154,3 +154,21 @@ def test_an_existing_account_is_adopted_without_its_password(sqlite_iam: Iam, pe
     # the create's password reached Google and was refused (409); the adopting update
     # sends none: the account keeps its own
     assert len(peer.passwords) == passwords + 1
+
+
+def test_cli_provisioning_test_mints_a_token_and_reads_the_admin(sqlite_iam: Iam, peer,
+                                                                 tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from core.cli.main import cli
+
+    connect(sqlite_iam, peer)
+    home = str(tmp_path / "home")
+    result = CliRunner().invoke(cli, ["--home", home, "provisioning", "test", TARGET])
+    assert result.exit_code == 0, result.output
+    assert "a token was issued to" in result.output and "acting for admin@example.org" in \
+        result.output
+    connect(sqlite_iam, peer, google_prov_admin_email="nobody@example.org")
+    result = CliRunner().invoke(cli, ["--home", home, "provisioning", "test", TARGET])
+    assert result.exit_code != 0 and "unauthorized_client" in result.output
+    assert "Traceback" not in result.output
