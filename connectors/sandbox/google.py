@@ -584,6 +584,9 @@ def _now() -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    #: socketserver's default backlog of 5 drops connections when more clients connect at
+    #: once (each dropped SYN costs the client a second)
+    request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
                  sandbox: GoogleSandbox) -> None:
