@@ -143,7 +143,8 @@ SPEC = ConnectorSpec(
         PropertySpec("google_prov_private_key", "Service account private key", required=True,
                      secret=True,
                      help="RSA key in PEM (or base64 PKCS#12); e.g. ${file:/path/key.pem}"),
-        PropertySpec("google_prov_application_name", "Application name"),
+        PropertySpec("google_prov_application_name", "Application name",
+                     help="sent as the User-Agent of every request"),
         PropertySpec("google_prov_email_claim_dropdown", "Email claim", default="emailaddress",
                      help="local claim holding the primary email"),
         PropertySpec("google_prov_givenname_claim_dropdown", "Given name claim",
@@ -453,6 +454,8 @@ class GoogleConnector(Connector):
     async def _send(self, method: str, url: str, what: str, *, body: Any = None,
                     form: Mapping[str, str] | None = None, token: str | None = None) -> Any:
         headers = {"Accept": "application/json"}
+        if self.properties.get("google_prov_application_name"):  # as Google's clients do
+            headers["User-Agent"] = str(self.properties["google_prov_application_name"])
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         try:
