@@ -274,3 +274,10 @@ def test_the_reference_p12_and_google_json_key_forms_are_accepted(peer):
     assert loaded.private_numbers() == key.private_numbers()
     as_json = json_module.dumps({"type": "service_account", "private_key": peer.private_key_pem})
     assert load_private_key(as_json).private_numbers() == key.private_numbers()
+
+
+async def test_the_application_name_is_the_user_agent(peer, client):
+    await connector(peer, client, google_prov_application_name="MWARE IAM HR").test_connection()
+    assert peer.user_agent == "MWARE IAM HR"
+    await connector(peer, client).test_connection()
+    assert peer.user_agent != "MWARE IAM HR"

@@ -197,6 +197,8 @@ class GoogleSandbox:
         self.passwords: deque[str] = deque(maxlen=MAX_REMEMBERED)
         self.token_requests = 0
         self.api_requests = 0
+        #: The User-Agent of the latest Directory API request.
+        self.user_agent: str | None = None
         self._faults: deque[GoogleFault] = deque()
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
@@ -290,6 +292,7 @@ class GoogleSandbox:
                 return 200, {}, self._token(body.decode(errors="replace"))
             with self.lock:
                 self.api_requests += 1
+                self.user_agent = headers.get("user-agent")
                 fault = self._faults.popleft() if self._faults else None
             if fault in ("timeout", "drop"):
                 return str(fault)
