@@ -167,7 +167,7 @@ async def test_token_is_cached_per_target_and_fetched_again_once_on_401(peer, cl
     await c.create_user(user("kim"))
     assert peer.token_requests == before + 2
     assert [e.status for e in c.exchanges] == [401, 200, 200]
-    peer.fail_next("401", 2)  # refused with a fresh token too: permanent
+    peer.fail_next("401")  # credentials revoked: the renewal is refused too, permanent
     with pytest.raises(PermanentError, match="domain-wide delegation"):
         await connector(peer, client, memo).create_user(user("lou"))
 

@@ -16,7 +16,9 @@
   delete, 404 ``notFound``, 409 ``duplicate``) and error envelopes are Google's.
 * ``fail_next`` injects failures into the Directory API requests (token requests are not
   counted): the contract suite's faults, plus Google's 403 ``userRateLimitExceeded`` /
-  ``quotaExceeded`` and "User creation is not complete".
+  ``quotaExceeded`` and "User creation is not complete". A "401" refuses the next token
+  grant too (credentials revoked), so the connector's one renewal meets it as well;
+  ``expire_tokens`` is the case a renewal cures.
 
 It runs in a thread of the caller (tests, the benchmark, ``mware-iam demo``) or on its own
 (``mware-iam sandbox google --port P``). Loopback only.
@@ -196,6 +198,7 @@ class GoogleSandbox:
         self.tokens: dict[str, tuple[frozenset[str], float]] = {}
         self.passwords: deque[str] = deque(maxlen=MAX_REMEMBERED)
         self.token_requests = 0
+        self._refuse_grant = False
         self.api_requests = 0
         #: The User-Agent of the latest Directory API request.
         self.user_agent: str | None = None
@@ -248,9 +251,11 @@ class GoogleSandbox:
             self._faults.extend([fault] * count)
 
     def seed_user(self, username: str, admin: bool = False) -> str:
+        """A user whose address is ``username`` when it is one, else ``username@domain``."""
+        email = username if "@" in username else f"{username}@{self.domain}"
         with self.lock:
             return str(self._insert_user({
-                "primaryEmail": f"{username}@{self.domain}",
+                "primaryEmail": email,
                 "name": {"givenName": username.capitalize(), "familyName": "Seeded"},
                 "password": secrets.token_urlsafe(12)}, admin=admin)["id"])
 
@@ -296,6 +301,8 @@ class GoogleSandbox:
                 fault = self._faults.popleft() if self._faults else None
             if fault in ("timeout", "drop"):
                 return str(fault)
+            if fault == "401":  # the credentials are refused: the next grant is too
+                self._refuse_grant = True
             if fault is not None:
                 raise _fault_error(fault)
             return self._api(method, url.path, parse_qs(url.query), headers, body)
@@ -308,6 +315,11 @@ class GoogleSandbox:
         form = {k: v[0] for k, v in parse_qs(form_text).items()}
         with self.lock:
             self.token_requests += 1
+        with self.lock:
+            refuse, self._refuse_grant = self._refuse_grant, False
+        if refuse:
+            raise _OAuthError(401, "unauthorized_client", "Client is unauthorized to retrieve "
+                              "access tokens using this method.")
         if form.get("grant_type") != JWT_BEARER:
             raise _OAuthError(400, "unsupported_grant_type", "Invalid grant_type: "
                               f"{form.get('grant_type', '')}")
