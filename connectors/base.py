@@ -61,6 +61,9 @@ class ConnectorSpec:
     #: ``"module:function"`` of the sandbox peer the contract suite runs this connector
     #: against (``connectors/sandbox/contract.py``).
     contract_peer: str | None = None
+    #: ``"module:function"`` answering ``provisioning preview``'s requests like an
+    #: accommodating peer (an ``httpx.MockTransport`` handler); None: SCIM-shaped answers.
+    preview_peer: str | None = None
 
     @property
     def all_properties(self) -> tuple[PropertySpec, ...]:
@@ -84,6 +87,8 @@ class OutboundUser:
     password: str | None = field(default=None, repr=False)
     active: bool = True
     groups: Sequence[str] = ()
+    #: Remote names of mapped claims the user has no value for (an update clears them).
+    unset: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -209,9 +214,9 @@ class Connector(ABC):
 @functools.cache
 def _implementations() -> dict[str, type[Connector]]:
     """Connector classes by type, imported on first use (once: the engine asks per job)."""
-    from connectors import scim2
+    from connectors import scim2, spml
 
-    return {cls.spec.type: cls for cls in (scim2.Scim2Connector,)}
+    return {cls.spec.type: cls for cls in (scim2.Scim2Connector, spml.SpmlConnector)}
 
 
 def registry() -> dict[str, ConnectorSpec]:

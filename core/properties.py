@@ -35,6 +35,8 @@ class PropertySpec:
     default: Any = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    #: For a URL: the schemes it may have (empty: any).
+    schemes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ def _coerce(spec: PropertySpec, value: Any) -> Any:
         raise ValueError("expected one of " + ", ".join(spec.choices))
     if spec.type is PropertyType.URL and not _URL_RE.match(text):
         raise ValueError("expected a URL such as http://127.0.0.1:8787/v2")
+    if spec.schemes and text.split(":", 1)[0].lower() not in spec.schemes:
+        raise ValueError("expected a URL starting with " +
+                         " or ".join(f"{s}://" for s in spec.schemes))
     if spec.type is PropertyType.REGEX:
         try:
             re.compile(text)
