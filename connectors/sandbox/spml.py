@@ -24,6 +24,7 @@ import base64
 import contextlib
 import functools
 import hmac
+import re
 import threading
 import uuid
 import xml.etree.ElementTree as ET
@@ -63,6 +64,7 @@ SCHEMAS = Path(__file__).with_name("spml_schemas")
 TARGET_ID = "users"
 OBJECT_CLASS = "spml2Person"
 TIMEOUT_SLEEP = 2.5
+_NCNAME = re.compile(r"[^\W\d][\w.-]*")
 #: Fault answers for the contract suite: (HTTP status, SPML error code or None).
 _SPML_FAULTS = {"400": "malformedRequest", "404": "noSuchIdentifier", "409": "alreadyExists"}
 
@@ -292,8 +294,9 @@ def respond(request: ET.Element, status: str, error: str | None = None,
             message: str | None = None) -> ET.Element:
     """The response element to ``request`` (``xRequest`` -> ``xResponse``)."""
     attrs = {"status": status}
-    if request.get("requestID"):
-        attrs["requestID"] = str(request.get("requestID"))
+    asked = request.get("requestID") or ""
+    if _NCNAME.fullmatch(asked):  # an invalid one is not echoed (the answer stays valid)
+        attrs["requestID"] = asked
     if error:
         attrs["error"] = error
     answer = element(*_split(request.tag[:-len("Request")] + "Response"), attrs)
