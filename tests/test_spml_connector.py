@@ -145,7 +145,8 @@ async def test_update_replaces_deletes_and_converges_the_active_state(
     assert remote is not None and remote.active  # back in scope: resumed
     assert remote.attributes["givenName"] == "Ali" and "mail" not in remote.attributes
     assert remote.attributes["credentials"] == PASSWORD  # no password: left as it was
-    modify = [n for n in sandbox.provider.received if n.tag == q(SPML_NS, "modifyRequest")][0]
+    modify = next(n for n in sandbox.provider.received
+                  if n.tag == q(SPML_NS, "modifyRequest"))
     ops = {(m.get("name"), m.get("operation"))
            for m in modify.iter(q(DSML_NS, "modification"))}
     assert {("givenName", "replace"), ("mail", "delete"), ("title", "delete")} <= ops
