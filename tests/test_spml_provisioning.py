@@ -171,3 +171,14 @@ async def test_the_console_form_for_spml_renders_and_validates() -> None:
         assert "http:// or https://" in (form.error_of("spml-ep") or "")
         assert form.editor("spml-password").password
         assert form.collect().values["spml-enable-pwd-provisioning"] is False
+
+
+def test_the_demo_provisions_its_seeded_users_to_the_spml_sandbox_too() -> None:
+    from connectors.sandbox.demo import demo_deployment
+    from core.provisioning.outbox import JobState
+    from tests.conftest import FAST_ARGON2
+
+    with demo_deployment(peer_port=None, argon2=FAST_ARGON2) as env:
+        jobs = env.iam.provisioning.jobs(target="spml-provider:spml")
+        assert {j.name for j in jobs} >= {"PRIMARY/alice", "PRIMARY/bob"}
+        assert {j.state for j in jobs} == {JobState.SUCCEEDED}

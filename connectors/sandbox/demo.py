@@ -4,6 +4,8 @@
 - ``scim2-server`` runs on 127.0.0.1:8787 with two tenants, so the two directories stay
   apart: the target ``scim-peer`` reaches ``/peer/v2`` directly, ``partner-directory``
   reaches ``/partner/v2`` through a :class:`FaultProxy`.
+- The SPML 2.0 sandbox provider (``connectors.sandbox.spml``) runs on 127.0.0.1:8790 as
+  the HR portal's third target, ``spml-provider`` (users leaving scope are suspended).
 - On request the inbound SCIM API is served too (``mware-iam demo`` does, on 8080), with a
   token of the HR portal in a file of the home.
 - With activity, a thread plays the HR portal (``Initiator.application_client``): it
@@ -28,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectors.sandbox import spml
 from connectors.sandbox.peers import Fault, FaultProxy, ScimServer, fault_proxy, scim_server
 from core.configfile import seed_sample
 from core.errors import IamError
@@ -106,6 +109,8 @@ def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT
         proxy = stack.enter_context(fault_proxy(peer.origin))
         iam = stack.enter_context(Iam.open(home=str(home), argon2=argon2))
         seed_sample(iam, Initiator.admin(Face.CONFIG))
+        stack.enter_context(spml.demo_target(iam, ACTOR_APP, PROVISIONED,
+                                             spml.DEMO_PORT if peer_port else 0))
         wire(iam, DIRECT_TARGET, f"{peer.origin}/{PEER_TENANT}/v2")
         wire(iam, FLAKY_TARGET, proxy.url(f"{peer.origin}/{PARTNER_TENANT}/v2"),
              FLAKY_PROPERTIES)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import functools
 import hmac
 import re
@@ -33,14 +34,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
 import xmlschema
 
 from connectors.sandbox.contract import Fault, RemoteUser
-from connectors.sandbox.peers import LOOPBACK, MAX_FAULTS, free_port, port_is_free
+from connectors.sandbox.peers import (
+    LOOPBACK,
+    MAX_FAULTS,
+    PeerUnavailable,
+    free_port,
+    port_is_free,
+)
 from connectors.spml_xml import (
     DSML_NS,
     DSML_PROFILE,
@@ -59,6 +66,9 @@ from connectors.spml_xml import (
     q,
     shown,
 )
+
+if TYPE_CHECKING:
+    from core.iam import Iam
 
 SCHEMAS = Path(__file__).with_name("spml_schemas")
 TARGET_ID = "users"
@@ -390,7 +400,11 @@ class SpmlSandbox:
     def __init__(self, provider: SpmlProvider, port: int = 0) -> None:
         self.provider = provider
         self._stopping = threading.Event()
-        self._server = _Server((LOOPBACK, port), _Handler, self)
+        try:
+            self._server = _Server((LOOPBACK, port), _Handler, self)
+        except OSError as exc:
+            raise PeerUnavailable(f"the SPML sandbox cannot listen on {LOOPBACK}:{port}: "
+                                  f"{exc.strerror or exc}") from None
         self.port = int(self._server.server_address[1])
         self.url = f"http://{LOOPBACK}:{self.port}/spml"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
@@ -457,6 +471,37 @@ def spml_sandbox(port: int = 0, **options: Any) -> Iterator[SpmlSandbox]:
 def contract_peer() -> contextlib.AbstractContextManager[SpmlSandbox]:
     """The peer of the connector contract suite: Basic auth on, a secret to look for."""
     return spml_sandbox(username="mware", password=f"sandbox-{uuid.uuid4().hex}")
+
+
+#: The demo's SPML target (an identity provider of its own) and where it listens.
+DEMO_IDP = "spml-provider"
+DEMO_PORT = 8790
+
+
+@contextlib.contextmanager
+def demo_target(iam: Iam, application: str, provisioning_role: str,
+                port: int = DEMO_PORT) -> Iterator[SpmlSandbox]:
+    """A sandbox provider as one more target of ``application`` (``mware-iam demo``):
+    users holding ``provisioning_role`` become PSOs, and are suspended when they lose it."""
+    from core.apps import OutboundTarget
+    from core.identity.events import Face, Initiator
+    from core.idps import ClaimMapping, ConnectorConfig, IdentityProvider
+
+    with spml_sandbox(port) as sandbox:
+        admin = Initiator.admin(Face.CONFIG)
+        iam.save_idp(admin, IdentityProvider(
+            name=DEMO_IDP, description="The SPML 2.0 sandbox provider",
+            provisioning_roles=(provisioning_role,),
+            claim_mappings=(ClaimMapping("givenname", "givenName"),
+                            ClaimMapping("lastname", "sn"),
+                            ClaimMapping("emailaddress", "mail")),
+            connectors=(ConnectorConfig("spml", default=True, properties={
+                "spml-ep": sandbox.url, "spml-oc": OBJECT_CLASS,
+                "deprovision-action": "disable"}),)))
+        app = iam.get_app(application)
+        iam.save_app(admin, dataclasses.replace(app, outbound=(
+            *app.outbound, OutboundTarget(DEMO_IDP, "spml", False, False))))
+        yield sandbox
 
 
 class _Server(ThreadingHTTPServer):
