@@ -123,6 +123,8 @@ class SpmlProvider:
     psos: dict[str, Pso] = field(default_factory=dict)
     #: Every request element received, for tests (bounded).
     received: deque[ET.Element] = field(default_factory=lambda: deque(maxlen=1000))
+    #: psoID by accountId.
+    _accounts: dict[str, str] = field(default_factory=dict)
     _faults: deque[Reply] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -142,7 +144,7 @@ class SpmlProvider:
             pso = Pso(f"pso-{uuid.uuid4().hex[:16]}",
                       {"objectclass": [OBJECT_CLASS], "accountId": [account],
                        **{k: [v] for k, v in attributes.items()}})
-            self.psos[pso.id] = pso
+            self._store(pso)
             return pso.id
 
     # ------------------------------------------------------------ HTTP
@@ -184,7 +186,11 @@ class SpmlProvider:
         return self.psos.get(found.get("ID") or "") if found is not None else None
 
     def _by_account(self, account: str) -> Pso | None:
-        return next((p for p in self.psos.values() if p.account == account), None)
+        return self.psos.get(self._accounts.get(account, ""))
+
+    def _store(self, pso: Pso) -> None:
+        self.psos[pso.id] = pso
+        self._accounts[pso.account] = pso.id
 
     def add(self, node: ET.Element) -> ET.Element:
         attributes = attributes_of(node.find(q(SPML_NS, "data")))
@@ -200,7 +206,7 @@ class SpmlProvider:
                 answer.append(_pso(existing, "identifier"))
             return answer
         pso = Pso(f"pso-{uuid.uuid4().hex[:16]}", attributes)
-        self.psos[pso.id] = pso
+        self._store(pso)
         answer = respond(node, "success")
         answer.append(_pso(pso, node.get("returnData") or "everything"))
         return answer
@@ -224,7 +230,9 @@ class SpmlProvider:
         if other is not None and other is not pso:
             return respond(node, "failure", "alreadyExists",
                            f"accountId {account!r} already exists")
+        del self._accounts[pso.account]
         pso.attributes = changed
+        self._store(pso)
         answer = respond(node, "success")
         answer.append(_pso(pso, node.get("returnData") or "everything"))
         return answer
@@ -233,7 +241,7 @@ class SpmlProvider:
         pso = self._find(node)
         if pso is None:
             return _no_such(node)
-        del self.psos[pso.id]
+        del self.psos[pso.id], self._accounts[pso.account]
         return respond(node, "success")
 
     def lookup(self, node: ET.Element) -> ET.Element:
@@ -516,6 +524,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    #: Headers and body go out in two writes: without this, Nagle's algorithm and the
+    #: client's delayed ACK add some 40 ms to every keep-alive answer.
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
