@@ -182,3 +182,32 @@ def test_the_demo_provisions_its_seeded_users_to_the_spml_sandbox_too() -> None:
         jobs = env.iam.provisioning.jobs(target="spml-provider:spml")
         assert {j.name for j in jobs} >= {"PRIMARY/alice", "PRIMARY/bob"}
         assert {j.state for j in jobs} == {JobState.SUCCEEDED}
+
+
+async def test_the_sandbox_command_serves_a_provider(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import httpx
+
+    from connectors.sandbox.peers import free_port, wait_until_answering
+    from connectors.spml import SpmlConnector
+    from core.properties import validate
+
+    port = free_port()
+    command = Path(sys.executable).with_name("mware-iam")
+    with (tmp_path / "log").open("w+b") as log:
+        process = subprocess.Popen([str(command), "sandbox", "spml", "--port", str(port)],
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}/spml"
+            wait_until_answering(process, url, log, "mware-iam sandbox spml", 30.0)
+            props = validate(SPEC.all_properties, {"spml-ep": url, "spml-oc": "x"}, "t")
+            async with httpx.AsyncClient(timeout=5) as client:
+                said = await SpmlConnector(props, client).test_connection()
+            assert said.endswith("users (profile urn:oasis:names:tc:SPML:2:0:DSML; "
+                                 "capabilities: suspend)")
+        finally:
+            process.terminate()
+            process.wait(10)
