@@ -136,7 +136,7 @@ class SpmlConnector(Connector):
                  memo: dict[str, Any] | None = None) -> None:
         super().__init__(properties, client, memo)
         self.endpoint = str(properties["spml-ep"])
-        self.object_class = str(properties["spml-oc"])
+        self.object_class = check_value(str(properties["spml-oc"]), "spml-oc")
         self.target_id = str(properties.get("spml-target-id") or "") or None
         self._auth = _basic(properties)
         #: psoIDs an alreadyExists failure reported, by accountId (for lookup_user).
@@ -174,7 +174,7 @@ class SpmlConnector(Connector):
     def account_id(self, user: OutboundUser) -> str:
         if not user.username:
             raise PermanentError("the user has no username to send as accountId")
-        return user.username
+        return check_value(user.username, "the username")
 
     async def create_user(self, user: OutboundUser) -> RemoteRef:
         account = self.account_id(user)
@@ -184,13 +184,14 @@ class SpmlConnector(Connector):
         data = [dsml("attr", "objectclass", [self.object_class]),
                 *(dsml("attr", n, [v]) for n, v in attrs)]
 
+        attributes = _request_attrs(returnData="identifier",
+                                    **({"targetID": self.target_id} if self.target_id else {}))
+
         def request(secret: str | None) -> ET.Element:
+            """The request; with the password masked, what the exchange log shows."""
             shown_data = [*data, *([dsml("attr", PASSWORD_ATTRIBUTE, [secret])]
                                    if secret is not None else [])]
-            return element(SPML_NS, "addRequest",
-                           _request_attrs(returnData="identifier",
-                                          **({"targetID": self.target_id}
-                                             if self.target_id else {})),
+            return element(SPML_NS, "addRequest", attributes,
                            [element(SPML_NS, "data", children=shown_data)])
 
         try:
@@ -214,10 +215,12 @@ class SpmlConnector(Connector):
                     for n in user.unset]
         password = self._password(user)
 
+        attributes = _request_attrs(returnData="identifier")
+
         def request(secret: str | None) -> ET.Element:
             mods = [*changes, *([dsml("modification", PASSWORD_ATTRIBUTE, [secret],
                                       operation="replace")] if secret is not None else [])]
-            return element(SPML_NS, "modifyRequest", _request_attrs(returnData="identifier"),
+            return element(SPML_NS, "modifyRequest", attributes,
                            [pso_id(remote_id, self.target_id),
                             element(SPML_NS, "modification", children=mods)])
 

@@ -332,6 +332,9 @@ async def test_no_secret_in_any_exchange_or_error(sandbox: SpmlSandbox,
     with pytest.raises(RetryableError) as raised:
         await c.delete_user(ref.id, ALICE)
     assert any(MASK in str(e.request_body) for e in c.exchanges)
+    # the log shows the envelope as sent (same requestID), the password masked
+    add = next(n for n in sandbox.provider.received if n.tag == q(SPML_NS, "addRequest"))
+    assert f'requestID="{add.get("requestID")}"' in str(c.exchanges[0].request_body)
     _no_secret(sandbox, c, raised.value)
 
 

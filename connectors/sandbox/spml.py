@@ -75,7 +75,7 @@ TARGET_ID = "users"
 OBJECT_CLASS = "spml2Person"
 TIMEOUT_SLEEP = 2.5
 _NCNAME = re.compile(r"[^\W\d][\w.-]*")
-#: Fault answers for the contract suite: (HTTP status, SPML error code or None).
+#: Contract-suite faults a provider answers as SPML failures: fault -> SPML error code.
 _SPML_FAULTS = {"400": "malformedRequest", "404": "noSuchIdentifier", "409": "alreadyExists"}
 
 
@@ -106,7 +106,8 @@ class Reply:
     status: int
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
-    #: "drop": close without an answer; "sleep": answer after TIMEOUT_SLEEP seconds.
+    #: "drop": close without an answer; "sleep": answer after TIMEOUT_SLEEP seconds;
+    #: "spml:CODE": an SPML failure CODE in the response to whatever was asked.
     kind: str = "answer"
 
 
