@@ -211,3 +211,22 @@ async def test_the_sandbox_command_serves_a_provider(tmp_path: Path) -> None:
         finally:
             process.terminate()
             process.wait(10)
+
+
+def test_a_hostile_answer_is_a_clear_job_error(sqlite_iam: Iam, admin: Initiator,
+                                               sandbox: SpmlSandbox) -> None:
+    from connectors.sandbox.spml import Reply
+    from core.provisioning.outbox import JobState
+
+    wire(sqlite_iam, sandbox)
+    sandbox.provider.script(Reply(200, b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aa">]>'
+                                       b"<x>&a;</x>"))
+    sqlite_iam.identity.add_user(admin, "lee", None, {}, roles=[ROLE])
+    drain(sqlite_iam)
+    [job] = sqlite_iam.provisioning.jobs()
+    assert job.state is JobState.DEAD
+    assert job.last_error == (
+        f"add user 'lee': the provider's answer is not usable: the answer was refused: it "
+        f"declares a DTD or entities (DTDForbidden), which SOAP forbids (POST {sandbox.url} "
+        "addRequest)")
+    assert sandbox.provider.psos == {}
