@@ -230,3 +230,34 @@ def test_a_hostile_answer_is_a_clear_job_error(sqlite_iam: Iam, admin: Initiator
         f"declares a DTD or entities (DTDForbidden), which SOAP forbids (POST {sandbox.url} "
         "addRequest)")
     assert sandbox.provider.psos == {}
+
+
+async def test_the_console_opens_the_spml_connector_and_offers_a_choice_of_type(
+        sqlite_iam: Iam, sandbox: SpmlSandbox) -> None:
+    from textual.widgets import Select
+
+    from tui.app import MwareConsole
+    from tui.screens.idps import ConnectorForm
+    from tui.widgets.form_screen import FormScreen
+
+    wire(sqlite_iam, sandbox)
+    app = MwareConsole(sqlite_iam, False, deployment="t", workers=False, live=False,
+                       screen="idps")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")  # its one connector, straight away
+        await settle(pilot)
+        assert isinstance(app.screen, ConnectorForm) and app.screen.connector_type == "spml"
+        assert app.screen.form.editor("spml-ep").value == sandbox.url
+        await pilot.press("escape")
+        await settle(pilot)
+        await pilot.press("C")  # a connector of another type: the choice
+        await settle(pilot)
+        assert isinstance(app.screen, FormScreen)
+        kind = app.screen.form.editor("type")
+        assert isinstance(kind, Select)
+        for offered in ("scim2", "spml"):  # a value that is not offered raises
+            kind.value = offered
+        await pilot.press("ctrl+s")  # "Open"
+        await settle(pilot)
+        assert isinstance(app.screen, ConnectorForm) and app.screen.connector_type == "spml"
