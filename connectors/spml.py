@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
@@ -98,6 +99,10 @@ ACCOUNT_ATTRIBUTE = "accountId"
 #: Seconds the provider's listTargets answer is trusted before it is read again.
 TARGETS_TTL = 300.0
 _SHOWN_TEXT = 2000
+#: A SCIM-style attribute path without filter or URN (``name.givenName``).
+_DOTTED = re.compile(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z][A-Za-z0-9-]*)+")
+#: A SCIM attribute path with a value filter (``emails[type eq "work"].value``).
+_FILTERED = re.compile(r"([A-Za-z][A-Za-z0-9-]*)\[[^\]]*\](\.[A-Za-z][A-Za-z0-9-]*)?")
 _PERMANENT_CODES = {
     "malformedRequest": "the provider says our request is malformed",
     "unsupportedOperation": "the provider does not support this operation",
@@ -105,14 +110,6 @@ _PERMANENT_CODES = {
                               "spml-username and spml-password",
     "customError": "the provider refused the request",
 }
-
-
-class AlreadyExists(ConflictError):
-    """An ``alreadyExists`` failure, with the psoID of the existing object if reported."""
-
-    def __init__(self, message: str, pso_id: str | None) -> None:
-        super().__init__(message)
-        self.pso_id = pso_id
 
 
 @dataclass(frozen=True)
@@ -141,6 +138,8 @@ class SpmlConnector(Connector):
         self._auth = _basic(properties)
         #: psoIDs an alreadyExists failure reported, by accountId (for lookup_user).
         self._reported: dict[str, str] = {}
+        #: The psoID the last alreadyExists failure named, if any.
+        self._conflict: str | None = None
 
     # ------------------------------------------------------------ service
     async def test_connection(self) -> str:
@@ -197,9 +196,9 @@ class SpmlConnector(Connector):
         try:
             answer = await self._call(request(password), what,
                                       shown=request(MASK) if password else None)
-        except AlreadyExists as exc:
-            if exc.pso_id:
-                self._reported[account] = exc.pso_id
+        except ConflictError:
+            if self._conflict:
+                self._reported[account] = self._conflict
             raise
         ref = RemoteRef(_answered_id(answer, what), account)
         if not user.active and await self.can_suspend():
@@ -209,10 +208,12 @@ class SpmlConnector(Connector):
     async def update_user(self, remote_id: str, user: OutboundUser) -> RemoteRef:
         account = self.account_id(user)
         what = f"modify user {account!r} (psoID {remote_id})"
-        changes = [dsml("modification", n, [v], operation="replace")
-                   for n, v in [(ACCOUNT_ATTRIBUTE, account), *self._attributes(user, what)]]
-        changes += [dsml("modification", check_dsml_name(n, what), [], operation="delete")
-                    for n in user.unset]
+        replaced = [(ACCOUNT_ATTRIBUTE, account), *self._attributes(user, what)]
+        sent = {n for n, _ in replaced}
+        changes = [dsml("modification", n, [v], operation="replace") for n, v in replaced]
+        changes += [dsml("modification", check_dsml_name(dsml_attribute(n), what), [],
+                         operation="delete")
+                    for n in dict.fromkeys(user.unset) if dsml_attribute(n) not in sent]
         password = self._password(user)
 
         attributes = _request_attrs(returnData="identifier")
@@ -265,17 +266,27 @@ class SpmlConnector(Connector):
         return check_value(user.password, "the password")
 
     def _attributes(self, user: OutboundUser, what: str) -> list[tuple[str, str]]:
-        """The mapped attributes, checked to be DSML names and XML text."""
-        out = []
+        """The mapped attributes, checked to be DSML names and XML text.
+
+        A dotted remote name (a SCIM attribute path such as ``name.givenName``, as claim
+        mappings shared with a SCIM target hold) is sent by its last segment; two names
+        landing on one DSML attribute with different values are an error, not a guess.
+        """
+        out: dict[str, str] = {}
         for name, value in user.attributes.items():
-            if name in (ACCOUNT_ATTRIBUTE, "objectclass", PASSWORD_ATTRIBUTE):
+            dsml_name = dsml_attribute(name)
+            if dsml_name in (ACCOUNT_ATTRIBUTE, "objectclass", PASSWORD_ATTRIBUTE):
                 continue  # set by the connector itself
             try:
-                out.append((check_dsml_name(name, "a claim mapping's remote name"),
-                            check_text(value, f"the value of {name}")))
+                check_dsml_name(dsml_name, "a claim mapping's remote name")
+                check_text(value, f"the value of {name}")
             except BadXml as exc:
                 raise PermanentError(f"{what}: {exc}") from None
-        return out
+            if out.get(dsml_name, value) != value:
+                raise PermanentError(f"{what}: two claim mappings give the DSML attribute "
+                                     f"{dsml_name} different values")
+            out[dsml_name] = value
+        return list(out.items())
 
     # ------------------------------------------------------------ SOAP
     async def _call(self, request: ET.Element, what: str, *,
@@ -307,7 +318,11 @@ class SpmlConnector(Connector):
             raise RetryableError(f"{what}: cannot reach the provider for {where}: "
                                  f"{exc or type(exc).__name__}") from None
         self._record(recorded, response.status_code, response.text[:_SHOWN_TEXT])
-        return _answer(response, request, what, where)
+        try:
+            return _answer(response, request, what, where)
+        except ConflictError:
+            self._conflict = _reported_pso(response.content)
+            raise
 
     def _record(self, request: bytes, status: int | None, answer: str | None) -> None:
         self.exchanges.append(Exchange("POST", self.endpoint, request.decode(), status,
@@ -320,6 +335,17 @@ def check_value(value: str, what: str) -> str:
         return check_text(value, what)
     except BadXml as exc:
         raise PermanentError(str(exc)) from None
+
+
+def dsml_attribute(remote_name: str) -> str:
+    """The DSML attribute a claim mapping's remote name stands for: a SCIM attribute path
+    (as mappings shared with a SCIM target hold) by its attribute, a plain dotted path
+    (``name.givenName``) by its last segment, a filtered one (``emails[type eq
+    "work"].value``) by the attribute before the filter; anything else as it is."""
+    filtered = _FILTERED.fullmatch(remote_name)
+    if filtered:
+        return filtered.group(1)
+    return remote_name.rsplit(".", 1)[1] if _DOTTED.fullmatch(remote_name) else remote_name
 
 
 def _basic(properties: Mapping[str, Any]) -> dict[str, str]:
@@ -385,12 +411,20 @@ def _failure(node: ET.Element, what: str, where: str) -> ConnectorError:
     message = f"{what}: the provider answered failure {code or '(no error code)'}" + \
         (f": {messages}" if messages else "") + f" ({where})"
     if code == "alreadyExists":
-        reported = node.find(f"{q(SPML_NS, 'pso')}/{q(SPML_NS, 'psoID')}")
-        return AlreadyExists(message, reported.get("ID") if reported is not None else None)
+        return ConflictError(message)
     if code == "noSuchIdentifier":
         return RemoteNotFound(message)
     hint = _PERMANENT_CODES.get(code)
     return PermanentError(f"{message}; {hint}" if hint else message)
+
+
+def _reported_pso(content: bytes) -> str | None:
+    """The psoID an alreadyExists failure names (``pso/psoID/@ID``), if any."""
+    try:
+        found = body_of(parse(content)).find(f"{q(SPML_NS, 'pso')}/{q(SPML_NS, 'psoID')}")
+    except BadXml:
+        return None
+    return found.get("ID") if found is not None else None
 
 
 def _answered_id(answer: ET.Element, what: str) -> str:

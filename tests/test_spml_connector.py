@@ -215,13 +215,28 @@ async def test_test_connection_lists_targets_and_capabilities(
 async def test_a_bad_attribute_name_is_refused_before_sending(
         sandbox: SpmlSandbox, client: httpx.AsyncClient) -> None:
     c = connector(sandbox, client)
-    bad = OutboundUser("dora", "PRIMARY", attributes={"emails[type eq work].value": "d@x"})
+    bad = OutboundUser("dora", "PRIMARY", attributes={"urn:example:mail": "d@x"})
     with pytest.raises(PermanentError, match="is not a DSML attribute name"):
         await c.create_user(bad)
     control = OutboundUser("dora", "PRIMARY", attributes={"givenName": "a\x00b"})
     with pytest.raises(PermanentError, match="U\\+0000"):
         await c.create_user(control)
     assert requests_seen(sandbox) == []
+
+
+async def test_a_dotted_remote_name_is_sent_by_its_last_segment(
+        sandbox: SpmlSandbox, client: httpx.AsyncClient) -> None:
+    c = connector(sandbox, client)
+    ref = await c.create_user(OutboundUser("eve", "PRIMARY", attributes={
+        "name.givenName": "Eve", "name.familyName": "Online", 'emails[type eq "work"].value':
+        "eve@example.org"}))
+    remote = sandbox.remote_user(ref.id)
+    assert remote is not None
+    assert (remote.attributes["givenName"], remote.attributes["familyName"],
+            remote.attributes["emails"]) == ("Eve", "Online", "eve@example.org")
+    with pytest.raises(PermanentError, match="different values"):
+        await c.create_user(OutboundUser("fay", "PRIMARY", attributes={
+            "name.givenName": "Fay", "givenName": "Faye"}))
 
 
 # ---------------------------------------------------------------- the sandbox
