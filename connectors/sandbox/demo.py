@@ -4,6 +4,8 @@
 - ``scim2-server`` runs on 127.0.0.1:8787 with two tenants, so the two directories stay
   apart: the target ``scim-peer`` reaches ``/peer/v2`` directly, ``partner-directory``
   reaches ``/partner/v2`` through a :class:`FaultProxy`.
+- The SPML 2.0 sandbox provider (``connectors.sandbox.spml``) runs on 127.0.0.1:8790 as
+  the HR portal's third target, ``spml-provider`` (users leaving scope are suspended).
 - On request the inbound SCIM API is served too (``mware-iam demo`` does, on 8080), with a
   token of the HR portal in a file of the home.
 - With activity, a thread plays the HR portal (``Initiator.application_client``): it
@@ -28,18 +30,31 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.sandbox.peers import Fault, FaultProxy, ScimServer, fault_proxy, scim_server
+from connectors.sandbox import google, spml
+from connectors.sandbox.peers import (
+    LOOPBACK,
+    Fault,
+    FaultProxy,
+    PeerUnavailable,
+    ScimServer,
+    fault_proxy,
+    scim_server,
+)
+from core.apps import OutboundTarget
 from core.configfile.files import seed_sample
 from core.errors import IamError
 from core.http.thread import scim_thread
 from core.iam import Iam
 from core.identity.events import Face, Initiator
+from core.idps import ClaimMapping, ConnectorConfig, IdentityProvider, RoleMapping
 from core.names import PRIMARY
 from core.passwords import Argon2Params
+from core.secrets import SecretValue
 
 log = logging.getLogger(__name__)
 
 PEER_PORT = 8787
+GOOGLE_PORT = 8788  # the third target: a Google Workspace sandbox
 #: The two directories are tenants of one scim2-server (``--dynamic-tenants``).
 PEER_TENANT = "peer"
 PARTNER_TENANT = "partner"
@@ -106,9 +121,13 @@ def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT
         proxy = stack.enter_context(fault_proxy(peer.origin))
         iam = stack.enter_context(Iam.open(home=str(home), argon2=argon2))
         seed_sample(iam, Initiator.admin(Face.CONFIG))
+        stack.enter_context(spml_target(iam, ACTOR_APP, PROVISIONED,
+                                        SPML_PORT if peer_port else 0))
         wire(iam, DIRECT_TARGET, f"{peer.origin}/{PEER_TENANT}/v2")
         wire(iam, FLAKY_TARGET, proxy.url(f"{peer.origin}/{PARTNER_TENANT}/v2"),
              FLAKY_PROPERTIES)
+        stack.enter_context(google_target(iam, home, ACTOR_APP, PROVISIONED,
+                                               None if peer_port is None else GOOGLE_PORT))
         sync_seeded_users(iam)
         scim_url = token_file = None
         if scim_port is not None:
@@ -229,3 +248,73 @@ class ActivityGenerator:
     def _delete(self) -> None:
         name = self.users.pop(0)
         self.iam.identity.delete_user(self.initiator, name)
+
+
+#: The Google target: an identity provider provisioned through the sandbox.
+GOOGLE_IDP = "google-workspace"
+GOOGLE_DOMAIN = "example.com"  # the sample's and the activity's users have addresses there
+
+
+@contextlib.contextmanager
+def google_target(iam: Iam, home: Path, app: str, provisioning_role: str,
+                port: int | None = GOOGLE_PORT) -> Iterator[google.GoogleSandbox | None]:
+    """Run a sandbox for the demo and add it to ``app``'s targets as ``GOOGLE_IDP``: the
+    key in a 0600 file of the home, stored as a ``${file:}`` reference; role
+    ``PRIMARY/engineering`` mapped to the group ``engineering``. Without the discovery
+    document (the ``sandbox`` extra) the demo runs without it (None)."""
+    try:
+        sandbox = google.GoogleSandbox(GOOGLE_DOMAIN, port)
+    except PeerUnavailable as exc:
+        log.warning("demo: no Google target (%s)", exc)
+        yield None
+        return
+    except OSError as exc:
+        raise PeerUnavailable(f"port {port} on {LOOPBACK} is in use for the Google sandbox "
+                              f"({exc.strerror})") from None
+    sandbox.start()
+    try:
+        key_file = home / "google-service-account.pem"
+        key_file.touch(mode=0o600)
+        key_file.write_text(sandbox.private_key_pem)
+        initiator = Initiator.admin(Face.CONFIG)
+        props = {k: v for k, v in sandbox.properties().items() if k != "google_prov_private_key"}
+        iam.save_idp(initiator, IdentityProvider(
+            GOOGLE_IDP, "Google Workspace (the sandbox of mware-iam sandbox google)",
+            role_mappings=(RoleMapping("PRIMARY/engineering", "engineering"),),
+            provisioning_roles=(provisioning_role,),
+            connectors=(ConnectorConfig("googleapps", default=True, properties=props, secrets={
+                "google_prov_private_key": SecretValue(sandbox.private_key_pem,
+                                                       f"${{file:{key_file}}}")}),)))
+        current = iam.get_app(app)
+        iam.save_app(initiator, dataclasses.replace(current, outbound=(
+            *current.outbound, OutboundTarget(GOOGLE_IDP, "googleapps", False, False))))
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+#: The SPML target (an identity provider of its own) and where it listens.
+SPML_IDP = "spml-provider"
+SPML_PORT = 8790
+
+
+@contextlib.contextmanager
+def spml_target(iam: Iam, application: str, provisioning_role: str,
+                port: int = SPML_PORT) -> Iterator[spml.SpmlSandbox]:
+    """A sandbox provider as one more target of ``application`` (``mware-iam demo``):
+    users holding ``provisioning_role`` become PSOs, and are suspended when they lose it."""
+    with spml.spml_sandbox(port) as sandbox:
+        admin = Initiator.admin(Face.CONFIG)
+        iam.save_idp(admin, IdentityProvider(
+            name=SPML_IDP, description="The SPML 2.0 sandbox provider",
+            provisioning_roles=(provisioning_role,),
+            claim_mappings=(ClaimMapping("givenname", "givenName"),
+                            ClaimMapping("lastname", "sn"),
+                            ClaimMapping("emailaddress", "mail")),
+            connectors=(ConnectorConfig("spml", default=True, properties={
+                "spml-ep": sandbox.url, "spml-oc": spml.OBJECT_CLASS,
+                "deprovision-action": "disable"}),)))
+        app = iam.get_app(application)
+        iam.save_app(admin, dataclasses.replace(app, outbound=(
+            *app.outbound, OutboundTarget(SPML_IDP, "spml", False, False))))
+        yield sandbox
