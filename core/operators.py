@@ -14,6 +14,7 @@ public keys, checked with ``cryptography``; ``mware-iam ssh-serve`` lets in only
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -31,6 +32,8 @@ from core.errors import AlreadyExists, InvalidInput, NotFound
 from core.home import Home
 
 FILE_NAME = "operators.yaml"
+#: The SSH sessions open now, written by ``mware-iam ssh-serve`` (``core.sshserve``).
+SESSIONS_FILE = "ssh-sessions.json"
 _FIELDS = {"name", "keys", "read_only"}
 #: A name as the audit log shows it: a letter, then letters, digits, ``.``, ``_``, ``-``.
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
@@ -166,3 +169,15 @@ def by_key(operators: Sequence[Operator], key: str) -> Operator | None:
         if any(key_blob(k) == wanted for k in op.keys):
             return op
     return None
+
+
+def connected(home: Home) -> list[str]:
+    """The operators with an SSH console session open now, as ``ssh-serve`` last wrote
+    them (none when no server runs)."""
+    try:
+        data = json.loads((home.path / SESSIONS_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, list):
+        return []
+    return [str(s["operator"]) for s in data if isinstance(s, dict) and "operator" in s]

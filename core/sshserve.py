@@ -34,12 +34,11 @@ import asyncssh
 
 from core.home import Home
 from core.identity.events import OPERATOR_ENV
-from core.operators import Operator, by_key, load, path_in
+from core.operators import SESSIONS_FILE, Operator, by_key, load, path_in
 
 log = logging.getLogger("mware_iam.ssh")
 
 HOST_KEY_FILE = "ssh_host_ed25519_key"
-SESSIONS_FILE = "ssh-sessions.json"
 IDLE_TIMEOUT = 30 * 60.0
 MAX_SESSIONS = 16
 #: How long a session's console gets to leave after SIGHUP (then SIGTERM, then SIGKILL).
@@ -56,16 +55,6 @@ def host_key(home: Home) -> asyncssh.SSHKey:
     with os.fdopen(fd, "wb") as out:
         out.write(key.export_private_key())
     return key
-
-
-def connected(home: Home) -> list[dict[str, str]]:
-    """The SSH sessions open now (operator, since, read_only), as ``ssh-serve`` wrote them;
-    none when no server runs."""
-    try:
-        data = json.loads((home.path / SESSIONS_FILE).read_text())
-    except (OSError, ValueError):
-        return []
-    return [s for s in data if isinstance(s, dict)] if isinstance(data, list) else []
 
 
 @dataclass(eq=False)

@@ -18,8 +18,8 @@ from core.audit import AuditEntry
 from core.configfile.errors import ConfigInvalid
 from core.home import Home
 from core.iam import Iam
-from core.operators import Operator, add, load, path_in
-from core.sshserve import HOST_KEY_FILE, ConsoleServer, connected
+from core.operators import Operator, add, connected, load, path_in
+from core.sshserve import HOST_KEY_FILE, ConsoleServer
 
 #: A safety net for a hung session, not a speed assertion.
 WAIT = 60.0
@@ -95,7 +95,8 @@ async def test_an_operator_writes_and_the_audit_names_them(
                                             encoding=None)
         screen = Screen(process)
         await screen.expect("scim-peer")  # the dashboard of the seeded sample deployment
-        assert [s["operator"] for s in connected(home)] == ["alice"]
+        assert connected(home) == ["alice"]
+        await screen.expect("connected over SSH: alice")  # on the dashboard
         screen.press("4")
         await screen.expect("Roles")
         screen.press("a")
