@@ -23,6 +23,13 @@ Targets (console issue):
     .venv/bin/python bench/console.py                        # the issue's sizes
     .venv/bin/python bench/console.py --large 100000 --starts 5 --repeat 3   # quick run
     .venv/bin/python bench/console.py --starts 15 --skip-users   # start time only
+    .venv/bin/python bench/console.py --starts 7 --ssh-only      # SSH vs local first frame
+
+3. (issue 18) An SSH session's first frame at most 2 times the local console's start: a
+   ``mware-iam ssh-serve`` process on the same seeded home, one operator; a session's time
+   runs from opening the TCP connection (handshake, public-key login, PTY, the session's
+   own console process) to its first frame's text arriving at asyncssh's client; the local
+   console is ``mware-iam tui`` as in 1. The two alternate after one warm-up each.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import pty
 import resource
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -145,6 +153,63 @@ def first_frames(starts: int, home: Path, work: Path) -> dict[str, list[float]]:
     return seconds
 
 
+def ssh_first_frames(starts: int, home: Path, work: Path) -> dict[str, list[float]]:
+    """Seconds to the first frame: the local console and an SSH session, alternating."""
+    import asyncssh
+
+    mware_iam = Path(sys.executable).with_name("mware-iam")
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    public = key.export_public_key().decode().strip()
+    subprocess.run([str(mware_iam), "--home", str(home), "operator", "add", "bench",
+                    "--key", public], check=True, stdout=subprocess.DEVNULL)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (work / "ssh-serve.log").open("wb")
+    server = subprocess.Popen([str(mware_iam), "--home", str(home), "ssh-serve", "--port",
+                               str(port)], stdout=log, stderr=log, start_new_session=True)
+    local = Start([str(mware_iam), "--home", str(home), "tui"],
+                  {"local": b"Opening the deployment"}, b"q")
+
+    async def session() -> float:
+        started = time.perf_counter()
+        async with asyncssh.connect("127.0.0.1", port, username="bench", client_keys=[key],
+                                    known_hosts=None, agent_path=None) as conn:
+            process = await conn.create_process(term_type="xterm-256color",
+                                                term_size=(COLUMNS, ROWS), encoding=None)
+            seen = b""
+            while b"Opening the deployment" not in seen and b"MWARE IAM" not in seen:
+                chunk = await asyncio.wait_for(process.stdout.read(1 << 16), CHILD_TIMEOUT)
+                if not chunk:
+                    raise SystemExit(f"the SSH session ended: {seen[-2000:]!r}")
+                seen = seen[-256:] + chunk
+            took = time.perf_counter() - started
+            process.stdin.write(b"q")
+            await asyncio.wait_for(process.wait_closed(), CHILD_TIMEOUT)
+        return took
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # until the server listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit((work / "ssh-serve.log").read_text()) from None
+                time.sleep(0.1)
+        on_terminal(local)
+        asyncio.run(session())
+        seconds: dict[str, list[float]] = {"local": [], "ssh": []}
+        for _ in range(starts):
+            seconds["local"].append(on_terminal(local)["local"])
+            seconds["ssh"].append(asyncio.run(session()))
+        return seconds
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
 # ---------------------------------------------------------------------- children
 def child_users(home: str) -> None:
     """Open the Users screen on ``home`` through Pilot; print its times and peak RSS."""
@@ -220,6 +285,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="Users-screen runs per store")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached stores")
     ap.add_argument("--skip-users", action="store_true", help="measure the start only")
+    ap.add_argument("--ssh-only", action="store_true",
+                    help="measure an SSH session's first frame against the local console only")
     ap.add_argument("--child", metavar="HOME", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -231,6 +298,18 @@ def main() -> None:
     from list_users import deployment
 
     print(machine_facts())
+    if args.ssh_only:
+        with tempfile.TemporaryDirectory() as work:
+            ssh = ssh_first_frames(args.starts, seeded_home(Path(work)), Path(work))
+        local = median(ssh["local"])
+        print(f"\nFirst frame on a {COLUMNS}x{ROWS} terminal, {args.starts} starts each:")
+        print(table(["console", "median s", "min s", "max s", "/ local"], [
+            [kind, f"{median(v):.3f}", f"{min(v):.3f}", f"{max(v):.3f}",
+             f"{median(v) / local:.2f}"] for kind, v in ssh.items()]))
+        ratio = median(ssh["ssh"]) / local
+        print(f"ratio ssh / local = {ratio:.2f} (target <= 2): "
+              f"{'PASS' if ratio <= 2 else 'FAIL'}")
+        return
     with tempfile.TemporaryDirectory() as work:
         starts = first_frames(args.starts, seeded_home(Path(work)), Path(work))
     hello = median(starts["hello"])
