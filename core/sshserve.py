@@ -41,6 +41,8 @@ log = logging.getLogger("mware_iam.ssh")
 HOST_KEY_FILE = "ssh_host_ed25519_key"
 IDLE_TIMEOUT = 30 * 60.0
 MAX_SESSIONS = 16
+#: Bytes waiting for a slow client before the console's output is read no more.
+OUTPUT_BUFFER = 1 << 20
 #: How long a session's console gets to leave after SIGHUP (then SIGTERM, then SIGKILL).
 STOP_GRACE = 3.0
 
@@ -149,16 +151,29 @@ class ConsoleServer:
                 env=self._console_env(process, session.operator))
         finally:
             os.close(slave)
+        os.set_blocking(master, False)
         loop = asyncio.get_running_loop()
         output_done = loop.create_future()
+        resuming: set[asyncio.Future[None]] = set()
+
+        async def resume() -> None:
+            await process.stdout.drain()
+            if not output_done.done():
+                loop.add_reader(master, pump_output)
 
         def pump_output() -> None:
             try:
                 data = os.read(master, 65536)
+            except BlockingIOError:
+                return
             except OSError:  # EIO: the console's end of the PTY is closed
                 data = b""
             if data:
                 process.stdout.write(data)
+                if process.channel.get_write_buffer_size() > OUTPUT_BUFFER:
+                    # a slow client: stop reading the console until the channel drains
+                    loop.remove_reader(master)
+                    resuming.add(asyncio.ensure_future(resume()))
             else:
                 loop.remove_reader(master)
                 if not output_done.done():
@@ -171,7 +186,7 @@ class ConsoleServer:
             await asyncio.wait([output_done, pump_input, idle],
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (pump_input, idle):
+            for task in (pump_input, idle, *resuming):
                 task.cancel()
             loop.remove_reader(master)
             code = await _stop(child)
@@ -196,7 +211,11 @@ class ConsoleServer:
             if not data:  # the client closed its side
                 return
             session.last_input = time.monotonic()
-            os.write(master, data)
+            while data:  # non-blocking: a console that reads nothing stalls only its session
+                try:
+                    data = data[os.write(master, data):]
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
 
     async def _watch_idle(self, process: asyncssh.SSHServerProcess[bytes],
                           session: _Session) -> None:
