@@ -175,6 +175,26 @@ async def test_a_disconnect_ends_the_session_console(
         await asyncio.sleep(0.1)
 
 
+async def test_an_idle_session_is_closed_and_the_limit_holds(
+        home: Home, keys: dict[str, asyncssh.SSHKey]) -> None:
+    add(path_in(home), Operator("alice", (_public(keys["alice"], "a"),)))
+    console = ConsoleServer(home, idle_timeout=3.0, max_sessions=1)
+    acceptor = await console.listen("127.0.0.1", 0)
+    port = acceptor.sockets[0].getsockname()[1]
+    try:
+        async with _connect(port, keys["alice"]) as conn:
+            first = await conn.create_process(term_type="xterm", encoding=None)
+            await Screen(first).expect("MWARE IAM")
+            second = await conn.create_process(term_type="xterm", encoding=None)
+            assert "sessions are open, the most allowed" in \
+                (await asyncio.wait_for(second.stderr.read(), WAIT)).decode()
+            await asyncio.wait_for(first.wait_closed(), WAIT)  # idle: closed by the server
+    finally:
+        acceptor.close()
+        await acceptor.wait_closed()
+    assert connected(home) == []
+
+
 def _is_session_console(pid: str) -> bool:
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes()
