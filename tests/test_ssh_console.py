@@ -216,6 +216,19 @@ def test_the_operator_is_named_in_the_audit_screen_and_cli() -> None:
     assert describe_actor("os:root", "cli") == "os:root"
 
 
+def test_the_local_console_is_the_os_user_in_the_same_shape(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import getpass
+
+    from core.identity.events import OPERATOR_ENV, Face, Initiator
+
+    monkeypatch.delenv(OPERATOR_ENV, raising=False)
+    local = Initiator.console_operator()
+    assert (local.actor, local.face) == (f"operator:{getpass.getuser()}@terminal", Face.CONSOLE)
+    monkeypatch.setenv(OPERATOR_ENV, "alice")
+    assert Initiator.console_operator().actor == "operator:alice@ssh"
+
+
 def test_the_host_key_is_private_and_kept(home: Home) -> None:
     from core.sshserve import host_key
 
