@@ -160,9 +160,14 @@ class IdentityService:
         try:
             for send in sends or []:
                 send()
-        except OperationRefused:
-            if compensate is not None:
+        except OperationRefused as refused:
+            if compensate is None:
+                raise
+            try:
                 compensate()
+            except IamError as exc:  # e.g. another writer deleted the user meanwhile
+                raise OperationRefused(f"{refused}; taking the change back failed too, so it "
+                                       f"stands: {exc}") from exc
             raise
 
     def _committed(self, events: list[IdentityEvent]) -> None:
