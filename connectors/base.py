@@ -22,13 +22,13 @@ enforces it (``[tool.importlinter]`` in pyproject.toml).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
 
-from core.properties import PropertySpec, PropertyType, redact_urls
+from core.properties import FieldError, PropertySpec, PropertyType, redact_urls
 
 _P = PropertyType
 
@@ -52,6 +52,10 @@ COMMON_PROPERTIES: tuple[PropertySpec, ...] = (
                  help="what a user leaving scope becomes at the target"),
 )
 
+#: Added to a target's properties by the engine: the identity provider's name (for
+#: connectors that build names from it, such as Google's provisioning pattern).
+IDP_NAME = "idp-name"
+
 
 @dataclass(frozen=True)
 class ConnectorSpec:
@@ -69,6 +73,9 @@ class ConnectorSpec:
     #: ``"module:function"`` of the sandbox peer the contract suite runs this connector
     #: against (``connectors/sandbox/contract.py``).
     contract_peer: str | None = None
+    #: Checks across properties that their types cannot express (typed values in; a
+    #: problem per property out): run by ``config validate``, the console form and save.
+    checks: Callable[[Mapping[str, Any]], list[FieldError]] | None = None
 
     @property
     def all_properties(self) -> tuple[PropertySpec, ...]:

@@ -193,6 +193,14 @@ def retry(job_id: int | None, dead: bool, target: str | None) -> None:
     echo(f"{n} job{'s' if n != 1 else ''} scheduled to run again")
 
 
+@provisioning_group.command("test")
+@click.argument("target")
+def test_target(target: str) -> None:
+    """Reach TARGET (IDP:CONNECTOR, e.g. workspace:googleapps) and say what was found;
+    nothing is written. Exits 1 with the target's own words when it cannot be reached."""
+    echo(current_iam().provisioning.test_connection(target))
+
+
 @provisioning_group.command("cancel")
 @click.argument("job_id", metavar="JOB", type=int)
 def cancel(job_id: int) -> None:
