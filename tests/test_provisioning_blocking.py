@@ -72,6 +72,29 @@ def test_a_slow_blocking_peer_holds_no_writer_lock(
     assert job.state is JobState.SUCCEEDED and job.attempts == 1
 
 
+def test_a_slow_blocking_peer_holds_no_lock_on_the_user(
+        iam: Iam, domain: str, scim_peer: str, fault_proxy: FaultProxy) -> None:
+    """Another writer changes the same user while the blocking send of an update is slow:
+    on no backend does it wait for the peer (no row lock held over the round trip)."""
+    client = _blocking(iam, fault_proxy, scim_peer)
+    iam.identity.add_user(client, f"{domain}/wes", None, {})
+    fault_proxy.script(Fault.delay(3.0))
+    slow = threading.Thread(target=iam.identity.update_user,
+                            args=(client, f"{domain}/wes", {"givenname": "Wes"}))
+    slow.start()
+    deadline = time.monotonic() + 5
+    while len(fault_proxy.seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    iam.identity.update_user(Initiator.admin(), f"{domain}/wes", {"lastname": "West"})
+    took = time.monotonic() - started
+    alive = slow.is_alive()
+    slow.join(10)
+    assert alive and took < 1.5, f"the other writer waited {took:.1f} s for the peer"
+    claims = iam.identity.get_user(f"{domain}/wes").claims
+    assert claims[GIVEN] == "Wes" and claims["http://wso2.org/claims/lastname"] == "West"
+
+
 def test_a_refused_add_is_taken_back(iam: Iam, domain: str, scim_peer: str,
                                      fault_proxy: FaultProxy) -> None:
     client = _blocking(iam, fault_proxy, scim_peer, fail_on_blocking_failure=True)
@@ -136,7 +159,7 @@ def test_a_refused_add_keeps_what_the_target_held_before(
     connect(iam, scim_peer, idp="first", app="crm", blocking=True)
     client = _blocking(iam, fault_proxy, scim_peer, fail_on_blocking_failure=True,
                        extra_targets=(OutboundTarget("first", "scim2", True),))
-    fault_proxy.script(REFUSAL, REFUSAL)  # the second target: its lookup, then its create
+    fault_proxy.script(REFUSAL)  # the second target refuses its create
     with pytest.raises(OperationRefused, match="the change was not made"):
         iam.identity.add_user(client, f"{domain}/tia", None, {})
     drain(iam)
