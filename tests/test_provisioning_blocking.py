@@ -16,7 +16,7 @@ from core.apps import Application
 from core.errors import NotFound, OperationRefused
 from core.iam import Iam
 from core.identity.events import Initiator
-from core.provisioning.outbox import JobState
+from core.provisioning.outbox import DONE, JobState
 from tests.peers import Fault, FaultProxy
 from tests.provisioning_helpers import connect, drain, peer_users
 from tests.servers import database_url
@@ -143,6 +143,11 @@ def test_a_refused_role_assignment_is_taken_back(iam: Iam, domain: str, scim_pee
                                                          ("role.members", True)]
     drain(iam)
     assert peer_users(scim_peer, "sol") == []
+    # the target never held sol: a delete is not refused up front (only looked up there)
+    iam.identity.delete_user(client, f"{domain}/sol")
+    newest = iam.provisioning.jobs()[0]
+    assert newest.operation.value == "deprovision_user" and newest.state in DONE
+    assert iam.identity.count_users(domain) == 0
 
 
 def test_a_refused_add_keeps_what_the_target_held_before(

@@ -36,6 +36,7 @@ from core.provisioning import executor, mapping, outbox
 from core.provisioning.executor import Outcome, Prepared
 from core.provisioning.host import Host
 from core.provisioning.outbox import DONE, Job, JobState, Operation
+from core.provisioning.planner import IRREVERSIBLE
 from core.provisioning.runtime import TargetRuntime
 
 OWNER = "inline"
@@ -117,18 +118,22 @@ class InlineRunner:
         """The planner's hook for the blocking jobs of a write, inside its transaction."""
         sends = after_commit_sends.get()
         if sends is None:  # inside a wider transaction: send now, a refusal rolls back
-            self._send(self.execute(pks, app.fail_on_blocking_failure), app)
+            refuse = app.fail_on_blocking_failure
+            self._send(self.execute(pks, refuse), refuse)
             return
+        # what no compensation takes back (Planner.veto let it through: the target may
+        # not even hold the user) is not refused after the commit: a failure retries
+        refuse = app.fail_on_blocking_failure and event.type not in IRREVERSIBLE
         jobs = outbox.claim(conn, OWNER, len(pks), pks=pks)
-        sends.append(functools.partial(self._send_leased, jobs, app))
+        sends.append(functools.partial(self._send_leased, jobs, refuse))
 
-    def _send_leased(self, jobs: Sequence[Job], app: Application) -> None:
-        self._send(self.run(jobs, app.fail_on_blocking_failure), app, jobs)
+    def _send_leased(self, jobs: Sequence[Job], refuse: bool) -> None:
+        self._send(self.run(jobs, refuse), refuse, jobs)
 
-    def _send(self, results: Sequence[Result], app: Application,
+    def _send(self, results: Sequence[Result], refuse: bool,
               leased: Sequence[Job] = ()) -> None:
         failed = [r for r in results if r.state not in DONE]
-        if not failed or not app.fail_on_blocking_failure:
+        if not failed or not refuse:
             return  # a failed job retries as any other
         self._compensate([r for r in results if r.created])
         job = failed[0].job
