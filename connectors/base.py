@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
 
 from core.errors import InvalidInput
-from core.properties import PropertySpec, PropertyType
+from core.properties import FieldError, PropertySpec, PropertyType
 
 _P = PropertyType
 
@@ -61,6 +61,9 @@ class ConnectorSpec:
     #: ``"module:function"`` of the sandbox peer the contract suite runs this connector
     #: against (``connectors/sandbox/contract.py``).
     contract_peer: str | None = None
+    #: Checks of the typed properties that one property's schema cannot say (shapes,
+    #: combinations): the problems by property name, reported by ``config validate``.
+    check: Callable[[Mapping[str, Any]], list[FieldError]] | None = None
 
     @property
     def all_properties(self) -> tuple[PropertySpec, ...]:
@@ -150,6 +153,19 @@ class PermanentError(ConnectorError):
     """The target refused the request for good (4xx other than 404/409/429)."""
 
 
+class TargetPaused(ConnectorError):
+    """The target must get no more requests for now (e.g. its API budget is nearly spent).
+
+    Not a failure: the job waits without spending an attempt, and the engine holds the
+    whole target in state ``throttled`` (``message`` is the reason) for ``delay`` seconds;
+    then one job probes it, and the connector raises this again or the target resumes.
+    """
+
+    def __init__(self, message: str, delay: float):
+        super().__init__(message)
+        self.delay = delay
+
+
 # ---------------------------------------------------------------- the contract
 class Connector(ABC):
     """One configured connector of one identity provider."""
@@ -167,6 +183,11 @@ class Connector(ABC):
         self.memo: dict[str, Any] = {} if memo is None else memo
         #: Requests and responses of the current operation, redacted, for the attempt log.
         self.exchanges: list[Exchange] = []
+
+    def target_facts(self) -> dict[str, str]:
+        """What the target said about itself that operators should see in the status
+        (e.g. its API usage), by label; kept by the engine per target."""
+        return {}
 
     @abstractmethod
     async def test_connection(self) -> str:
@@ -209,9 +230,9 @@ class Connector(ABC):
 @functools.cache
 def _implementations() -> dict[str, type[Connector]]:
     """Connector classes by type, imported on first use (once: the engine asks per job)."""
-    from connectors import scim2
+    from connectors import salesforce, scim2
 
-    return {cls.spec.type: cls for cls in (scim2.Scim2Connector,)}
+    return {cls.spec.type: cls for cls in (scim2.Scim2Connector, salesforce.SalesforceConnector)}
 
 
 def registry() -> dict[str, ConnectorSpec]:

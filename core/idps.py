@@ -91,6 +91,7 @@ def typed_properties(cfg: ConnectorConfig) -> tuple[dict[str, Any], list[FieldEr
     for prop, other, wanted in spec.required_when:
         if typed.get(other) == wanted and not typed.get(prop):
             errors.append(FieldError(prop, f"is required when {other} is {wanted}"))
+    errors += spec.check(typed) if spec.check else []
     misplaced = [k for k in cfg.properties if k in secret_names(spec.all_properties)]
     errors += [FieldError(k, "is a secret; it cannot be stored as a plain property")
                for k in misplaced]

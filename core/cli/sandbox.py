@@ -14,7 +14,9 @@ from typing import Any
 import click
 
 #: Sandbox peer commands by name: ``"module:command"``.
-SANDBOXES: dict[str, str] = {}
+SANDBOXES: dict[str, str] = {
+    "salesforce": "connectors.sandbox.salesforce:salesforce_command",
+}
 
 
 class SandboxGroup(click.Group):
