@@ -332,7 +332,7 @@ async def test_test_connection_reads_versions_and_usage(org, client):
     said = await connector(org, client, "jwt").test_connection()
     assert "JWT bearer flow" in said and "API usage" in said
     c = connector(org, client, **{"sf-api-version": "v12.0"})
-    with pytest.raises(PermanentError, match="does not offer API v12.0"):
+    with pytest.raises(PermanentError, match=r"does not offer API v12\.0"):
         await c.test_connection()
 
 
