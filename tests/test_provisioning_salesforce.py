@@ -172,3 +172,16 @@ def test_preview_shows_the_token_request_masked_and_the_user_post(
     assert '"Username": "peek@sandbox.example.com"' in shown
     assert "sandbox-consumer-secret" not in shown and "********" in shown
     assert org.tokens_issued == before  # nothing was sent
+
+
+def test_the_demo_provisions_its_seeded_users_to_the_sandbox_org() -> None:
+    from connectors.sandbox.demo import demo_deployment
+    from tests.conftest import FAST_ARGON2
+
+    with demo_deployment(peer_port=None, argon2=FAST_ARGON2) as env:
+        reports = env.iam.provisioning.status()
+        org_status = [s for s in reports if s.target == "salesforce-org:salesforce"]
+        assert org_status and org_status[0].state == "healthy"
+        assert "api usage" in org_status[0].facts
+        jobs = [j for j in env.iam.provisioning.jobs() if j.target == "salesforce-org:salesforce"]
+        assert jobs and all(j.state is JobState.SUCCEEDED for j in jobs)

@@ -6,6 +6,7 @@ real org's validation would accept on the same points."""
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -32,6 +33,7 @@ from connectors.sandbox.salesforce import (
     salesforce_peer,
 )
 from core.claims import LOCAL_DIALECT
+from core.configfile import validate_file
 from core.idps import ConnectorConfig, SecretValue, connector_errors
 
 
@@ -382,3 +384,21 @@ def test_peer_tokens_expire_on_their_own() -> None:
         assert late.status_code == 401 and late.json()[0]["errorCode"] == "INVALID_SESSION_ID"
         assert httpx.delete(f"{peer.origin}/services/data/v61.0/sobjects/User/x",
                             headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_config_validate_points_at_each_faulty_salesforce_property(tmp_path) -> None:
+    path = tmp_path / "deployment.yaml"
+    path.write_text(textwrap.dedent("""\
+        identity_providers:
+          - name: crm
+            connectors:
+              - type: salesforce
+                properties:
+                  sf-domain-name: http://acme.my.salesforce.com
+                  sf-api-version: "61"
+                  sf-clientid: abc
+                  sf-client-secret: ${env:SF_SECRET:-s}
+                  sf-profile-id: 00e12345
+        """), encoding="utf-8")
+    errors = {(e.line, e.message.split(":")[0]) for e in validate_file(path)}
+    assert errors == {(6, "sf-domain-name"), (7, "sf-api-version"), (10, "sf-profile-id")}

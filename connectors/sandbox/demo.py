@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectors.sandbox import salesforce
 from connectors.sandbox.peers import Fault, FaultProxy, ScimServer, fault_proxy, scim_server
 from core.configfile import seed_sample
 from core.errors import IamError
@@ -109,6 +110,7 @@ def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT
         wire(iam, DIRECT_TARGET, f"{peer.origin}/{PEER_TENANT}/v2")
         wire(iam, FLAKY_TARGET, proxy.url(f"{peer.origin}/{PARTNER_TENANT}/v2"),
              FLAKY_PROPERTIES)
+        stack.enter_context(salesforce.demo_target(iam, ACTOR_APP))
         sync_seeded_users(iam)
         scim_url = token_file = None
         if scim_port is not None:

@@ -28,6 +28,7 @@ In memory, threaded, loopback only, bounded (``MAX_RECORDS`` per object).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import re
@@ -47,6 +48,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.sandbox.contract import RemoteUser
 from connectors.sandbox.peers import LOOPBACK, free_port
+from core.apps import OutboundTarget
+from core.iam import Iam
+from core.identity.events import Face, Initiator
+from core.idps import ConnectorConfig, IdentityProvider, RoleMapping, SecretValue
 
 VERSIONS = ("59.0", "60.0", "61.0", "62.0")
 PROFILE_ID = "00e5g000001AbCdEAF"
@@ -637,6 +642,37 @@ def contract_peer() -> Iterator[ContractSalesforcePeer]:
         yield ContractSalesforcePeer(peer)
 
 
+DEMO_PORT = 8788
+DEMO_IDP = "salesforce-org"
+
+
+@contextlib.contextmanager
+def demo_target(iam: Iam, application: str, port: int = DEMO_PORT) -> Iterator[SalesforcePeer]:
+    """``mware-iam demo``'s Salesforce org: the peer on ``port`` (a free one when taken),
+    an identity provider ``salesforce-org`` with a ``salesforce`` connector pointing at it
+    (engineering mapped to a public group), appended to ``application``'s targets."""
+    try:
+        peer = SalesforcePeer(port)
+    except OSError:
+        peer = SalesforcePeer(0)
+    peer.start()
+    try:
+        props = peer.properties()
+        secret = SecretValue(str(props.pop("sf-client-secret")))
+        admin = Initiator.admin(Face.CONFIG)
+        iam.save_idp(admin, IdentityProvider(
+            name=DEMO_IDP, description=f"Sandbox Salesforce org on {peer.origin}",
+            role_mappings=(RoleMapping("PRIMARY/engineering", "Engineering"),),
+            connectors=(ConnectorConfig("salesforce", default=True, properties=props,
+                                        secrets={"sf-client-secret": secret}),)))
+        app = iam.get_app(application)
+        iam.save_app(admin, dataclasses.replace(
+            app, outbound=(*app.outbound, OutboundTarget(DEMO_IDP, "salesforce"))))
+        yield peer
+    finally:
+        peer.stop()
+
+
 @click.command("salesforce")
 @click.option("--port", type=click.IntRange(0, 65535), default=8788, show_default=True,
               help="Loopback port to listen on (0: any free port).")
@@ -669,5 +705,5 @@ def salesforce_command(port: int, token_seconds: float, limit: int) -> None:
 
 
 __all__ = ["CLIENT_ID", "CLIENT_SECRET", "PASSWORD", "PROFILE_ID", "USERNAME",
-           "ContractSalesforcePeer", "SalesforcePeer", "contract_peer", "salesforce_command",
-           "salesforce_peer"]
+           "ContractSalesforcePeer", "SalesforcePeer", "contract_peer", "demo_target",
+           "salesforce_command", "salesforce_peer"]
