@@ -13,6 +13,10 @@ runs, in alternating order:
     org with the connector's ``concurrency`` set to the same value. Throughput = N / (last
     acknowledgement - first job created), as in ``bench/provisioning.py``.
 
+(c) connector alone: the same N users created by ``SalesforceConnector.create_user`` at
+    the same concurrency on one shared client and memo, as the workers' connectors are,
+    without the engine (no database): what the connector itself costs next to (a).
+
 Reported: jobs/s per run, the median and spread (min-max) over the rounds of ours /
 ceiling, and CPU ms per job of this process and of the org. Target: ours / ceiling >= 0.8.
 
@@ -40,6 +44,8 @@ from common import machine_facts, process_cpu, table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from provisioning import _event_to_ack, _states, _wait_for  # noqa: E402  (bench/)
+
 from connectors.base import OutboundUser  # noqa: E402
 from connectors.salesforce import SalesforceConnector  # noqa: E402
 from connectors.sandbox.peers import free_port, wait_until_answering  # noqa: E402
@@ -50,8 +56,6 @@ from core.iam import Iam  # noqa: E402
 from core.identity.events import Initiator  # noqa: E402
 from core.identity.service import ImportRow  # noqa: E402
 from core.idps import ConnectorConfig, IdentityProvider, SecretValue  # noqa: E402
-
-from provisioning import _event_to_ack, _states, _wait_for  # noqa: E402  (bench/)
 
 RESULTS = Path(__file__).with_name("salesforce_RESULTS.md")
 WORKER = Path(sys.executable).with_name("mware-iam")
@@ -115,13 +119,38 @@ async def _post_all(origin: str, bodies: list[bytes], concurrency: int
 
 def ceiling(origin: str, users: int, concurrency: int, prefix: str) -> float:
     shaper = SalesforceConnector(properties(origin, concurrency), httpx.AsyncClient())
-    bodies = []
-    for i in range(users):
-        name, claims = user(prefix, i)
-        bodies.append(json.dumps(shaper.user_fields(OutboundUser(
-            name, "PRIMARY", {f"{LOCAL_DIALECT}/{k}": v for k, v in claims.items()}),
-            creating=True)).encode())
+    bodies = [json.dumps(shaper.user_fields(outbound(prefix, i), creating=True)).encode()
+              for i in range(users)]
     spans = asyncio.run(_post_all(origin, bodies, concurrency))
+    return max(e for _, e in spans) - min(b for b, _ in spans)
+
+
+async def _connector_all(origin: str, users: list[OutboundUser], concurrency: int
+                         ) -> list[tuple[float, float]]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    spans: list[tuple[float, float]] = []
+    queue = iter(users)
+    memo: dict[str, Any] = {}
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def lane() -> None:
+            for one in queue:
+                began = time.perf_counter()
+                connector = SalesforceConnector(properties(origin, concurrency), client, memo)
+                await connector.create_user(one)
+                spans.append((began, time.perf_counter()))
+
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return spans
+
+
+def outbound(prefix: str, i: int) -> OutboundUser:
+    name, claims = user(prefix, i)
+    return OutboundUser(name, "PRIMARY", {f"{LOCAL_DIALECT}/{k}": v for k, v in claims.items()})
+
+
+def connector_alone(origin: str, users: int, concurrency: int, prefix: str) -> float:
+    spans = asyncio.run(_connector_all(origin, [outbound(prefix, i) for i in range(users)],
+                                       concurrency))
     return max(e for _, e in spans) - min(b for b, _ in spans)
 
 
@@ -167,10 +196,11 @@ def measured(name: str, round_: int, users: int, peer_pid: int, fn: Any) -> Run:
 
 def report(runs: list[Run], command: str, concurrency: int) -> str:
     rounds = sorted({r.round for r in runs})
-    ratios = []
+    ratios, alone = [], []
     for n in rounds:
         of = {r.name: r for r in runs if r.round == n}
         ratios.append(of["(b) ours"].rate / of["(a) ceiling"].rate)
+        alone.append(of["(c) connector alone"].rate / of["(a) ceiling"].rate)
     rows = [[r.round, r.name, r.jobs, f"{r.seconds:.2f}", f"{r.rate:.0f}", f"{r.cpu_ms:.2f}",
              f"{r.peer_cpu_ms:.2f}"] for r in runs]
     median = statistics.median(ratios)
@@ -187,7 +217,9 @@ def report(runs: list[Run], command: str, concurrency: int) -> str:
               rows), "",
         f"ours / ceiling per round: {', '.join(f'{r:.2f}' for r in ratios)}; "
         f"median **{median:.2f}**, spread {min(ratios):.2f}-{max(ratios):.2f} "
-        "(target >= 0.8)", ""])
+        "(target >= 0.8)", "",
+        f"connector alone / ceiling per round: {', '.join(f'{r:.2f}' for r in alone)}; "
+        f"median **{statistics.median(alone):.2f}**", ""])
 
 
 def main() -> None:
@@ -207,18 +239,18 @@ def main() -> None:
             origin = f"http://127.0.0.1:{port}"
             wait_until_answering(peer, f"{origin}/services/data/", log, "the sandbox org")
             for n in range(1, args.rounds + 1):
-                order = ["ceiling", "ours"] if n % 2 else ["ours", "ceiling"]
-                for which in order:
-                    prefix = f"r{n}{which[0]}"
-                    if which == "ceiling":
-                        run = measured("(a) ceiling", n, args.users, peer.pid, lambda p=prefix:
-                                       ceiling(origin, args.users, args.concurrency, p))
-                    else:
-                        run = measured("(b) ours", n, args.users, peer.pid, lambda p=prefix:
-                                       ours(origin, args.users, args.concurrency,
-                                            Path(tmp), p))
-                    runs.append(run)
-                    print(run, flush=True)
+                kinds = {
+                    "(a) ceiling": lambda p: ceiling(origin, args.users, args.concurrency, p),
+                    "(b) ours": lambda p: ours(origin, args.users, args.concurrency,
+                                               Path(tmp), p),
+                    "(c) connector alone": lambda p: connector_alone(
+                        origin, args.users, args.concurrency, p)}
+                order = list(kinds) if n % 2 else list(reversed(kinds))
+                for name in order:
+                    prefix = f"r{n}{name[1]}"
+                    runs.append(measured(name, n, args.users, peer.pid,
+                                         lambda p=prefix, run=kinds[name]: run(p)))
+                    print(runs[-1], flush=True)
         finally:
             peer.terminate()
             peer.wait(10)

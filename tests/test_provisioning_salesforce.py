@@ -185,3 +185,46 @@ def test_the_demo_provisions_its_seeded_users_to_the_sandbox_org() -> None:
         assert "api usage" in org_status[0].facts
         jobs = [j for j in env.iam.provisioning.jobs() if j.target == "salesforce-org:salesforce"]
         assert jobs and all(j.state is JobState.SUCCEEDED for j in jobs)
+
+
+def test_cli_status_shows_the_api_usage_and_the_throttled_state(
+        tmp_path, org: SalesforcePeer) -> None:
+    from tests.test_cli import Cli
+
+    run = Cli(tmp_path / "home")
+    with run.iam() as iam:
+        connect(iam, org, **{"probe-seconds": 600})
+        admin = Initiator.admin()
+        pool = iam.provisioning.worker_pool()
+
+        async def scenario() -> None:
+            iam.identity.add_user(admin, "cli1", None, person("cli1"))
+            await pool.drain(horizon=0.5)
+            org.set_usage(org.limit - 10)
+            iam.identity.add_user(admin, "cli2", None, person("cli2"))
+            await pool.drain(horizon=0.5)  # answered: the reading is low now
+            iam.identity.add_user(admin, "cli3", None, person("cli3"))
+            await pool.drain(horizon=0.5)  # paused without a request
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            org.set_usage(0)
+            pool.close()
+    shown = run.ok("provisioning", "status").stdout
+    assert "throttled until" in shown and f"api usage {org.limit - 9}/{org.limit}" in shown
+    [target] = json.loads(run.ok("provisioning", "status", "--json").stdout)["targets"]
+    assert target["state"] == "throttled"
+    assert target["facts"]["api usage"].startswith(f"{org.limit - 9}/")
+    assert "sf-api-reserve" in target["last_error"]
+
+
+def test_the_sandbox_command_is_listed() -> None:
+    from click.testing import CliRunner
+
+    from core.cli.main import cli
+
+    shown = CliRunner().invoke(cli, ["sandbox", "--help"]).output
+    assert "salesforce" in shown
+    usage = CliRunner().invoke(cli, ["sandbox", "salesforce", "--help"]).output
+    assert "--port" in usage and "--token-seconds" in usage

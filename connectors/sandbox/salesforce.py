@@ -121,6 +121,9 @@ class _Org:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: (sobject, unique key) -> record id: Username (case-insensitive), DeveloperName,
+    #: (GroupId, UserOrGroupId); so a uniqueness check costs the same in a big org.
+    keys: dict[tuple[str, Any], str] = field(default_factory=dict)
 
     def table(self, sobject: str) -> dict[str, dict[str, Any]]:
         tables = {"User": self.users, "Group": self.groups, "GroupMember": self.members}
@@ -338,10 +341,11 @@ class SalesforcePeer:
                 self._update(sobject, record_id, _object(body))
                 return 204, None
             if method == "DELETE" and sobject != "User":
-                del table[record_id]
+                self._forget(sobject, record_id)
                 if sobject == "Group":
-                    self.org.members = {k: m for k, m in self.org.members.items()
-                                        if m["GroupId"] != record_id}
+                    for member_id in [k for k, m in self.org.members.items()
+                                      if m["GroupId"] == record_id]:
+                        self._forget("GroupMember", member_id)
                 return 204, None
             raise Refused(405, "METHOD_NOT_ALLOWED",
                           f"HTTP Method '{method}' not allowed. Allowed are GET,HEAD,PATCH")
@@ -372,6 +376,7 @@ class SalesforcePeer:
         self._unique(sobject, None, record)
         new_id = f"{_PREFIX[sobject]}5g{next(self._ids):010d}AAA"
         table[new_id] = {"Id": new_id, **record}
+        self.org.keys[(sobject, _key(sobject, record))] = new_id
         return new_id
 
     def _update(self, sobject: str, record_id: str, fields: dict[str, Any]) -> None:
@@ -382,7 +387,13 @@ class SalesforcePeer:
         changed = {**self.org.table(sobject)[record_id],
                    **self._checked(sobject, fields, known)}
         self._unique(sobject, record_id, changed)
+        self._forget(sobject, record_id)
         self.org.table(sobject)[record_id] = changed
+        self.org.keys[(sobject, _key(sobject, changed))] = record_id
+
+    def _forget(self, sobject: str, record_id: str) -> None:
+        record = self.org.table(sobject).pop(record_id)
+        self.org.keys.pop((sobject, _key(sobject, record)), None)
 
     def _checked(self, sobject: str, fields: dict[str, Any],
                  known: Mapping[str, tuple[type, int]]) -> dict[str, Any]:
@@ -421,23 +432,19 @@ class SalesforcePeer:
         return dict(fields)
 
     def _unique(self, sobject: str, record_id: str | None, record: Mapping[str, Any]) -> None:
-        table = self.org.table(sobject)
-        others = [r for k, r in table.items() if k != record_id]
-        if sobject == "User" and any(r["Username"].casefold()
-                                     == str(record["Username"]).casefold() for r in others):
+        owner = self.org.keys.get((sobject, _key(sobject, record)))
+        if owner is None or owner == record_id:
+            return
+        if sobject == "User":
             raise Refused(400, "DUPLICATE_USERNAME",
                           "Duplicate Username.<br>The username already exists in this or "
                           "another Salesforce organization. Usernames must be unique across "
                           "all Salesforce organizations.", ("Username",))
-        if sobject == "Group" and any(r["DeveloperName"] == record["DeveloperName"]
-                                      for r in others):
+        if sobject == "Group":
             raise Refused(400, "DUPLICATE_DEVELOPER_NAME",
                           "This Group Name already exists or has been previously used.",
                           ("DeveloperName",))
-        if sobject == "GroupMember" and any(
-                r["GroupId"] == record["GroupId"]
-                and r["UserOrGroupId"] == record["UserOrGroupId"] for r in others):
-            raise Refused(400, "DUPLICATE_VALUE", "duplicate value found: the member exists")
+        raise Refused(400, "DUPLICATE_VALUE", "duplicate value found: the member exists")
 
     def _query(self, soql: str) -> dict[str, Any]:
         found = _SOQL.match(soql)
@@ -454,6 +461,15 @@ class SalesforcePeer:
         records = [{"attributes": {"type": found["obj"]}, **{f: r.get(f) for f in fields}}
                    for r in rows]
         return {"totalSize": len(records), "done": True, "records": records}
+
+
+def _key(sobject: str, record: Mapping[str, Any]) -> Any:
+    """The value that must be unique among the records of ``sobject``."""
+    if sobject == "User":
+        return str(record["Username"]).casefold()
+    if sobject == "Group":
+        return record["DeveloperName"]
+    return (record["GroupId"], record["UserOrGroupId"])
 
 
 def _object(body: Any) -> dict[str, Any]:
