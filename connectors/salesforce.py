@@ -88,6 +88,9 @@ SPEC_PROPERTIES = (
     PropertySpec("sf-password", "Password and security token", secret=True),
     PropertySpec("sf-jwt-private-key", "JWT bearer private key (PEM)", secret=True,
                  help="set: the JWT bearer flow (consumer key as iss, username as sub)"),
+    PropertySpec("sf-jwt-audience", "JWT bearer audience",
+                 help="default: the token endpoint's origin (https://login.salesforce.com, "
+                      "https://test.salesforce.com)"),
     PropertySpec("sf-profile-id", "Profile id of new users", required=True,
                  help="a 15- or 18-character Salesforce id"),
     PropertySpec("sf-prov-pattern", "Username pattern", default="{UN}",
@@ -516,7 +519,8 @@ class SalesforceConnector(Connector):
         if key:
             origin = urlsplit(self.token_endpoint)
             claims = {"iss": client_id, "sub": str(p.get("sf-username") or ""),
-                      "aud": f"{origin.scheme}://{origin.netloc}",
+                      "aud": str(p.get("sf-jwt-audience")
+                                 or f"{origin.scheme}://{origin.netloc}"),
                       "exp": int(time.time()) + 180}
             try:
                 assertion = jwt.encode(claims, str(key), algorithm="RS256")

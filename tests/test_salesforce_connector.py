@@ -402,3 +402,11 @@ def test_config_validate_points_at_each_faulty_salesforce_property(tmp_path) -> 
         """), encoding="utf-8")
     errors = {(e.line, e.message.split(":")[0]) for e in validate_file(path)}
     assert errors == {(6, "sf-domain-name"), (7, "sf-api-version"), (10, "sf-profile-id")}
+
+
+async def test_the_jwt_audience_is_the_login_host_unless_set(org, client):
+    with pytest.raises(PermanentError, match="invalid_grant"):
+        await connector(org, client, "jwt", **{
+            "sf-jwt-audience": "https://login.salesforce.com"}).lookup_user(user("x"))
+    assert await connector(org, client, "jwt", **{
+        "sf-jwt-audience": org.origin}).lookup_user(user("nobody-here")) is None
