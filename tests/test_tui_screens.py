@@ -520,9 +520,12 @@ async def test_add_edit_and_disable_a_userstore(demo: Iam) -> None:
 # ====================================================================== identity providers
 
 
-async def open_connector(pilot: Pilot[Any]) -> ConnectorForm:
+async def open_connector(pilot: Pilot[Any], connector_type: str = "scim2") -> ConnectorForm:
     await settle(pilot)
     await press(pilot, "c")
+    if not isinstance(pilot.app.screen, ConnectorForm):  # several types: choose one first
+        pilot.app.screen.form.editor("type").value = connector_type  # type: ignore[attr-defined]
+        await press(pilot, "ctrl+s")
     form = pilot.app.screen
     assert isinstance(form, ConnectorForm)
     return form
@@ -874,7 +877,10 @@ def test_snapshot_modal(snap_compare: Any, demo: Iam, modal: str,
 
     async def open_it(pilot: Pilot[Any]) -> None:
         await settle(pilot)
-        await press(pilot, *keys)
+        if modal == "connector-form":
+            await open_connector(pilot)  # the scim2 form, chosen among the types
+        else:
+            await press(pilot, *keys)
         await still(pilot)
 
     assert snap_compare(console(demo, screen), terminal_size=size, run_before=open_it)
