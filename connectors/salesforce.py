@@ -177,6 +177,7 @@ SPEC = ConnectorSpec(
     contract_peer="connectors.sandbox.salesforce:contract_peer",
 )
 
+_DEFAULTS = {s.name: s.default for s in SPEC.all_properties if s.default is not None}
 #: Salesforce's types of the User fields that are not strings (others are sent as text).
 FIELD_TYPES: dict[str, type] = {
     "IsActive": bool, "ReceivesInfoEmails": bool, "ReceivesAdminInfoEmails": bool,
@@ -219,6 +220,8 @@ class SalesforceConnector(Connector):
 
     def __init__(self, properties: Mapping[str, Any], client: httpx.AsyncClient,
                  memo: dict[str, Any] | None = None) -> None:
+        # defaults filled in for callers that pass raw properties (the engine types them)
+        properties = {**_DEFAULTS, **{k: v for k, v in properties.items() if v is not None}}
         super().__init__(properties, client, memo)
         self.domain = str(properties["sf-domain-name"]).rstrip("/")
         self.version = str(properties.get("sf-api-version") or "v61.0")

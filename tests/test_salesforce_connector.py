@@ -410,3 +410,28 @@ async def test_the_jwt_audience_is_the_login_host_unless_set(org, client):
             "sf-jwt-audience": "https://login.salesforce.com"}).lookup_user(user("x"))
     assert await connector(org, client, "jwt", **{
         "sf-jwt-audience": org.origin}).lookup_user(user("nobody-here")) is None
+
+
+async def test_the_spec_names_a_contract_peer_the_connector_works_against() -> None:
+    import importlib
+
+    module, function = str(SalesforceConnector.spec.contract_peer).split(":")
+    with getattr(importlib.import_module(module), function)() as peer:
+        props = peer.properties()
+        async with httpx.AsyncClient(timeout=float(props["timeout-seconds"])) as http:
+            c = SalesforceConnector(props, http)
+            seeded = peer.seed_user("taken")
+            with pytest.raises(ConflictError):
+                await c.create_user(user("taken"))
+            found = await c.lookup_user(user("taken"))
+            assert found is not None and found.id == seeded
+            await c.set_active(seeded, user("taken"), False)
+            remote = peer.remote_user(seeded)
+            assert remote is not None and not remote.active
+            group = await c.create_group(OutboundGroup("Contract", "PRIMARY", [seeded]))
+            assert peer.group_members(group.id) == {seeded}
+            peer.fail_next("timeout")
+            with pytest.raises(RetryableError, match="no answer in time"):
+                await c.update_user(seeded, user("taken"))
+            shown = json.dumps([e.as_dict() for e in c.exchanges])
+            assert not [s for s in peer.secrets() if s in shown]
