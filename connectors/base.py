@@ -5,7 +5,8 @@ A connector module declares a :class:`ConnectorSpec` (type, label, property sche
 local id: the engine hands them what to send (an :class:`OutboundUser` or
 :class:`OutboundGroup`) and the remote id it stored, and stores the :class:`RemoteRef` they
 return. They raise the typed errors below; the engine turns those into retries, adoption,
-quarantine or a dead job.
+quarantine or a dead job. Connector types are found through the registry
+(:mod:`connectors.registry`, the ``mware_iam.connectors`` entry points).
 
 Property keys keep the reference server's names (``scim2-user-ep``) so existing
 configurations import unchanged. Every connector also takes :data:`COMMON_PROPERTIES`
@@ -20,7 +21,6 @@ enforces it (``[tool.importlinter]`` in pyproject.toml).
 
 from __future__ import annotations
 
-import functools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +28,6 @@ from typing import Any, ClassVar
 
 import httpx
 
-from core.errors import InvalidInput
 from core.properties import PropertySpec, PropertyType
 
 _P = PropertyType
@@ -158,7 +157,22 @@ class PermanentError(ConnectorError):
 
 # ---------------------------------------------------------------- the contract
 class Connector(ABC):
-    """One configured connector of one identity provider."""
+    """One configured connector of one identity provider.
+
+    For every operation: it sends what it is given to the target addressed by the stored
+    remote id (never by a name it guessed), records every request and answer in
+    :attr:`exchanges` redacted (no credential header, passwords as ``********``), and
+    fails only with the typed errors above - :class:`RetryableError` for a network
+    failure, a timeout, 5xx or 429 (``delay`` from Retry-After), :class:`PermanentError`
+    for 400/401/403 and input the target can never take (raised before sending when it
+    can be seen), :class:`RemoteNotFound` for a 404 on an addressed object,
+    :class:`ConflictError` for a 409 on create. No error message and no exchange holds a
+    secret (the connector's credentials, a user's password). A connector never touches
+    the database, leaves waiting and retrying to the engine (which keeps the job, so a
+    crash loses nothing) and shares nothing between operations but :attr:`memo`. The contract suite
+    (``tests/contracts/test_connector_contract.py``) checks all of this against the
+    connector's sandbox peer.
+    """
 
     spec: ClassVar[ConnectorSpec]
 
@@ -176,65 +190,58 @@ class Connector(ABC):
 
     @abstractmethod
     async def test_connection(self) -> str:
-        """Reach the target and say what was found; raise a ConnectorError otherwise."""
+        """Reach the target and say, in one line, what was found (what it supports);
+        raise a ConnectorError otherwise. Changes nothing at the target."""
 
     @abstractmethod
-    async def create_user(self, user: OutboundUser) -> RemoteRef: ...
+    async def create_user(self, user: OutboundUser) -> RemoteRef:
+        """Create the user; the id the target gave it (never an invented one). Raises
+        ConflictError when the target already holds the user's natural key (the engine
+        then adopts it through :meth:`lookup_user`)."""
 
     @abstractmethod
-    async def update_user(self, remote_id: str, user: OutboundUser) -> RemoteRef: ...
+    async def update_user(self, remote_id: str, user: OutboundUser) -> RemoteRef:
+        """Make the remote user match ``user``; a password only when ``user.password`` is
+        set (a credential change). Raises RemoteNotFound when the object is gone (the
+        engine then creates it again)."""
 
     @abstractmethod
-    async def set_active(self, remote_id: str, user: OutboundUser, active: bool) -> None: ...
+    async def set_active(self, remote_id: str, user: OutboundUser, active: bool) -> None:
+        """Enable or disable the remote user, changing nothing else. Raises RemoteNotFound
+        when the object is gone."""
 
     @abstractmethod
-    async def delete_user(self, remote_id: str, user: OutboundUser) -> None: ...
+    async def delete_user(self, remote_id: str, user: OutboundUser) -> None:
+        """Delete the remote user (that one only). An object already gone either raises
+        RemoteNotFound or returns: the engine counts both as deleted."""
 
     @abstractmethod
     async def lookup_user(self, user: OutboundUser) -> RemoteRef | None:
-        """Find an existing object by natural key (for adoption after a conflict)."""
+        """The target's object with the user's natural key (for adoption after a
+        conflict); None when there is none. Never guesses: an object whose key does not
+        match exactly is not adopted, and two candidates raise PermanentError."""
 
     # groups: connectors whose targets have none keep these defaults
     async def create_group(self, group: OutboundGroup) -> RemoteRef:
+        """Create the group with its members in one step where the target allows (all or
+        nothing). ConflictError when the name is taken (the engine adopts through
+        :meth:`lookup_group`)."""
         raise PermanentError(f"{self.spec.label} targets have no groups")
 
     async def rename_group(self, remote_id: str, group: OutboundGroup) -> RemoteRef:
+        """Give the remote group ``group.name``, keeping its id and members."""
         raise PermanentError(f"{self.spec.label} targets have no groups")
 
     async def change_members(self, remote_id: str, group: OutboundGroup,
                              add: Sequence[str], remove: Sequence[str]) -> None:
+        """Add and remove members by remote id, others untouched; safe to repeat (the
+        engine retries it)."""
         raise PermanentError(f"{self.spec.label} targets have no groups")
 
     async def delete_group(self, remote_id: str, group: OutboundGroup) -> None:
+        """Delete the remote group (its members stay); gone already: as :meth:`delete_user`."""
         raise PermanentError(f"{self.spec.label} targets have no groups")
 
     async def lookup_group(self, group: OutboundGroup) -> RemoteRef | None:
+        """The target's group named ``group.name``; None when none (as :meth:`lookup_user`)."""
         return None
-
-
-@functools.cache
-def _implementations() -> dict[str, type[Connector]]:
-    """Connector classes by type, imported on first use (once: the engine asks per job)."""
-    from connectors import scim2
-
-    return {cls.spec.type: cls for cls in (scim2.Scim2Connector,)}
-
-
-def registry() -> dict[str, ConnectorSpec]:
-    return {t: cls.spec for t, cls in _implementations().items()}
-
-
-def connector_class(connector_type: str) -> type[Connector]:
-    """The implementation of a connector type."""
-    spec_for(connector_type)
-    return _implementations()[connector_type]
-
-
-def spec_for(connector_type: str) -> ConnectorSpec:
-    implementations = _implementations()
-    try:
-        return implementations[connector_type].spec
-    except KeyError:
-        raise InvalidInput(
-            f"connector type {connector_type!r} is not known "
-            f"(known: {', '.join(implementations)})") from None

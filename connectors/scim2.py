@@ -98,6 +98,7 @@ SPEC = ConnectorSpec(
     supports_groups=True,
     groups_need="scim2-group-ep",
     dialect=SCIM_DIALECT,
+    contract_peer="connectors.sandbox.scim2_contract:contract_peer",
 )
 
 SCIM_JSON = "application/scim+json"

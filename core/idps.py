@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from connectors.base import spec_for
+from connectors.registry import spec_for
 from core.errors import InvalidInput, NotFound
 from core.properties import FieldError, check, secret_names
 from core.schema import connector_configs, identity_providers

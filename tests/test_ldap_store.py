@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from ldap3 import BASE, MOCK_SYNC, OFFLINE_AD_2012_R2, Connection, Server
+from ldap3 import BASE, Connection, Server
 from ldap3.core.exceptions import LDAPOperationResult
 from sqlalchemy import select
 
@@ -42,6 +42,7 @@ from core.userstores.ldap import EMPTY_GROUP_MEMBER, LdapUserStore
 from core.userstores.ldap_ad import AD_DISABLED, ActiveDirectoryUserStore
 from core.userstores.ldap_schema import settings
 from core.userstores.query import CREATED, ID, MEMBER, NAME, And, Compare, Op, Query, Sort
+from tests.ad_mock import AD_BASE, ad_store
 from tests.ldap_server import LIMIT, LIMITED_DN, SERVICE_PASSWORD, LdapTree, Slapd
 
 pytestmark = pytest.mark.server
@@ -463,29 +464,6 @@ def test_service_keeps_groups_within_their_store(iam: Iam, admin: Initiator) -> 
     assert iam.identity.roles_of(f"{DOMAIN}/hal") == [f"{DOMAIN}/admins"]
 
 
-# ---------------------------------------------------------------- read-only flavour
-def test_read_only_ldap_reads_and_refuses_every_write(
-        store_of: Callable[..., LdapUserStore]) -> None:
-    writer = store_of()
-    user = writer.add_user(new("jon", "Correct-horse-9"))
-    group = writer.add_group("readers", [user.id])
-    ro = store_of("ldap_ro")
-    assert not ro.capabilities.writable_users and not ro.capabilities.writable_groups
-    assert ro.get_user_by_name("jon") == user
-    assert ro.verify_password("jon", "Correct-horse-9") is not None
-    assert names(ro.members_of(group.id, 10).items) == ["jon"]
-    writes: list[Callable[[], object]] = [
-        lambda: ro.add_user(new("kai")), lambda: ro.set_password(user.id, "x" * 10),
-        lambda: ro.update_attributes(user.id, {"mail": "a@b"}),
-        lambda: ro.delete_user(user.id), lambda: ro.add_group("g"),
-        lambda: ro.update_members(group.id, remove=[user.id]),
-        lambda: ro.rename_group(group.id, "h"), lambda: ro.delete_group(group.id)]
-    for write in writes:
-        with pytest.raises(ReadOnlyStore):
-            write()
-    assert writer.get_user(user.id) == user
-
-
 # ---------------------------------------------------------------- injection
 @pytest.mark.parametrize("text", INJECTIONS)
 def test_injection_through_every_search_path_finds_nothing(
@@ -623,69 +601,10 @@ def test_ad_flavour_on_openldap_reads_through_memberof_back_links(
     assert "passwords cannot be set" in ad.health().detail
 
 
-AD_BASE = "CN=Users,DC=corp,DC=test"
-AD_SERVICE = f"CN=svc-iam,{AD_BASE}"
-#: Active Directory's reply to a password its policy refuses (as a domain controller sends it).
-AD_POLICY_REPLY = ("0000052D: Constraint violation - check_password_restrictions: the password "
-                   "does not meet the complexity criteria!")
-
-
-class AdReplies(Connection):
-    """ldap3's mock with AD's answers to what only AD does: it assigns objectGUID and
-    whenCreated, refuses weak passwords as AD does, and records each write."""
-
-    log: list[tuple[str, str, Any]]
-
-    def add(self, dn: str, object_class: Any = None, attributes: Any = None,
-            controls: Any = None) -> bool:
-        self.log.append(("add", dn, dict(attributes or {})))
-        done = super().add(dn, object_class, attributes, controls)
-        entry = self.server.dit[dn]
-        entry["objectGUID"] = [uuid.uuid4().bytes_le]
-        entry["whenCreated"] = [b"20240102030405.0Z"]
-        if b"group" in entry["objectClass"]:
-            # AD matches (objectCategory=group) against the category's DN by its short
-            # name; the mock compares text, so the entry holds the short name.
-            entry["objectCategory"] = [b"group"]
-        return bool(done)
-
-    def modify(self, dn: str, changes: Any, controls: Any = None) -> bool:
-        self.log.append(("modify", dn, changes))
-        password = changes.get("unicodePwd")
-        if password and password[0][1][0].decode("utf-16-le").strip('"').islower():
-            raise LDAPOperationResult(result=19, description="constraintViolation", dn=dn,
-                                      message=AD_POLICY_REPLY, response_type="modifyResponse")
-        return bool(super().modify(dn, changes, controls))
-
-    def delete(self, dn: str, controls: Any = None) -> bool:
-        self.log.append(("delete", dn, None))
-        return bool(super().delete(dn, controls))
-
-
 @pytest.fixture
 def ad() -> Iterator[tuple[ActiveDirectoryUserStore, list[tuple[str, str, Any]], Server]]:
-    server = Server("dc1.corp.test", get_info=OFFLINE_AD_2012_R2)
-    log: list[tuple[str, str, Any]] = []
-
-    def connect(user: str, password: str) -> Connection:
-        conn = AdReplies(server, user=user, password=password, client_strategy=MOCK_SYNC,
-                         raise_exceptions=True)
-        conn.log = log
-        conn.bind()
-        return conn
-
-    seed = Connection(server, client_strategy=MOCK_SYNC)
-    seed.strategy.add_entry(AD_BASE, {"objectClass": ["container"], "cn": "Users"})
-    seed.strategy.add_entry(AD_SERVICE, {"objectClass": ["user"], "cn": "svc-iam",
-                                         "userPassword": "svc-secret"})
-    props = validated("CORP", "active_directory", {
-        "connection_url": "ldaps://dc1.corp.test", "bind_dn": AD_SERVICE,
-        "bind_password": "svc-secret", "user_search_base": AD_BASE,
-        "group_search_base": AD_BASE})
-    store = ActiveDirectoryUserStore("CORP", settings("active_directory", props, "svc-secret"),
-                                     Policies(case_insensitive_usernames=True), connect)
-    yield store, log, server
-    store.close()
+    with ad_store() as made:
+        yield made
 
 
 def test_ad_creates_the_account_disabled_sets_unicodepwd_then_enables_it(ad: Any) -> None:

@@ -366,3 +366,13 @@ def test_the_readme_pictures_are_the_current_snapshots() -> None:
                           ("console-jobs.svg", "test_tui_jobs/test_snapshot_jobs_120x40.svg")):
         assert (root / "docs" / doc).read_bytes() == (snapshots / baseline).read_bytes(), \
             f"copy tests/__snapshots__/{baseline} to docs/{doc}"
+
+
+def test_every_section_names_a_console_screen_in_its_module() -> None:
+    import importlib
+
+    from tui.screens.base import ConsoleScreen
+
+    for section in SECTIONS:
+        screen = getattr(importlib.import_module(section.module), section.screen)
+        assert issubclass(screen, ConsoleScreen), section

@@ -13,6 +13,7 @@ before that frame.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from tui.workers import ReportsEngineErrors, describe_error
 if TYPE_CHECKING:
     from core.iam import Iam
     from tui.pool import ConsoleWorkers
+    from tui.screens.base import ConsoleScreen
     from tui.screens.dashboard import StatusSource
 
 OPENING = "Opening the deployment"
@@ -202,38 +204,9 @@ def section_screen(app: MwareConsole, section: Section) -> Callable[[], Screen[N
     """The section's screen, built on first visit; its module (and the engine's modules
     it needs) is imported then, not when the console starts."""
     def build() -> Screen[None]:
-        iam, read_only, mode = app.iam, app.read_only, section.mode
-        if mode == "dashboard":
-            from tui.screens.dashboard import DashboardScreen
-
-            return DashboardScreen(iam, read_only, source=app.status_source, live=app.live)
-        if mode == "jobs":
-            from tui.screens.jobs import JobsScreen
-
-            return JobsScreen(iam, read_only, live=app.live)
-        if mode == "users":
-            from tui.screens.users import UsersScreen
-
-            return UsersScreen(iam, read_only)
-        if mode == "roles":
-            from tui.screens.roles import RolesScreen
-
-            return RolesScreen(iam, read_only)
-        if mode == "userstores":
-            from tui.screens.userstores import UserstoresScreen
-
-            return UserstoresScreen(iam, read_only)
-        if mode == "idps":
-            from tui.screens.idps import IdentityProvidersScreen
-
-            return IdentityProvidersScreen(iam, read_only)
-        if mode == "apps":
-            from tui.screens.apps import ApplicationsScreen
-
-            return ApplicationsScreen(iam, read_only)
-        from tui.screens.audit import AuditScreen
-
-        return AuditScreen(iam, read_only)
+        screen: type[ConsoleScreen] = getattr(importlib.import_module(section.module),
+                                              section.screen)
+        return screen.for_console(app)
 
     return build
 

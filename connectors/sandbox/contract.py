@@ -7,6 +7,15 @@ drives it: create, update, disable/enable, delete, adopt on conflict, groups whe
 connector supports them, each injected failure and its typed error, and redaction (no
 value of :meth:`ContractPeer.secrets` in any exchange or error). A new connector is done
 when it passes the suite against its peer.
+
+A factory whose peer cannot start here (a program missing, a port taken) raises
+:class:`connectors.sandbox.peers.PeerUnavailable`: the suite then skips that type on a
+laptop and fails under ``CI=true``. The suite builds each connector with
+``validate(spec.all_properties, peer.properties())`` and an ``httpx.AsyncClient`` whose
+timeout is the properties' ``timeout-seconds`` (keep it small: a ``"timeout"`` fault waits
+it out). Its test users are named like e-mail addresses (``ada.<hex>@example.org``) and
+carry both the local claims (``http://wso2.org/claims/givenname``...) and their SCIM 2.0
+attribute names (``name.givenName``...), so a connector can map from either.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from connectors.base import spec_for
+from connectors.registry import spec_for
 from core import __version__
 from core.apps import Application
 from core.claims import DEFAULT_LOCAL_CLAIMS, USERNAME, ClaimCatalog, LocalClaim

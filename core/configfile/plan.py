@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.base import spec_for
+from connectors.registry import spec_for
 from core.apps import OutboundTarget
 from core.claims import USERNAME, validate_claim_value
 from core.configfile import refs

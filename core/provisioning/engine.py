@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from connectors.base import ConnectorError, connector_class
+from connectors.base import ConnectorError
+from connectors.registry import connector_class
 from core import audit
 from core.errors import InvalidInput, StoreUnavailable
 from core.identity.events import Initiator, Phase
@@ -193,8 +194,6 @@ class ProvisioningEngine:
 
 
 async def _test_connection(target: Target) -> str:
-    from connectors.base import connector_class
-
     timeout = httpx.Timeout(float(target.prop("timeout-seconds")))
     async with httpx.AsyncClient(timeout=timeout) as client:
         return await connector_class(target.config.type)(target.properties,

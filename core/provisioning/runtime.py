@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from connectors.base import Connector, connector_class
+from connectors.base import Connector
+from connectors.registry import connector_class
 from core.provisioning.targets import Target
 
 

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import ConnectorSpec, spec_for
+from connectors.base import ConnectorSpec
+from connectors.registry import spec_for
 from core.idps import ConnectorConfig, IdentityProvider, typed_properties
 from core.names import parse_name
 

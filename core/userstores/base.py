@@ -117,60 +117,169 @@ class Policies:
 
 @runtime_checkable
 class UserStore(Protocol):
-    """What every userstore implements. Errors are ``core.errors`` types."""
+    """What every userstore implements (``tests/contracts/test_userstore_contract.py`` runs
+    it against every store type).
+
+    For every method: errors are ``core.errors`` types whose message names the store's
+    domain and never carries a password or a bind secret; a store that cannot be reached
+    raises ``StoreUnavailable``; a write a store's :class:`Capabilities` do not allow
+    raises ``ReadOnlyStore`` before anything is written; a write that fails leaves nothing
+    half-written. Values in names, filters and queries are always parameterised or
+    escaped. A store never checks its :class:`Policies` itself (the identity service does,
+    before it calls the store) and never loads a whole store into memory.
+    """
 
     domain: str
     capabilities: Capabilities
     policies: Policies
 
     # users
-    def add_user(self, user: NewUser) -> StoredUser: ...
-    def add_users(self, users: Sequence[NewUser]) -> list[StoredUser]: ...
-    def get_user(self, user_id: str) -> StoredUser | None: ...
-    def get_users(self, user_ids: Sequence[str]) -> dict[str, StoredUser]:
-        """The users of these ids that exist, by id (one round trip where the store can)."""
+    def add_user(self, user: NewUser) -> StoredUser:
+        """Add one user; the stored user, with the id the store gave it.
+
+        The password is hashed (SQL) or sent for the directory to hash, never kept as
+        given. Raises ``AlreadyExists`` when the name is taken (as the store's case rule
+        compares names, :meth:`Policies.key`), ``InvalidInput`` for an attribute the store
+        cannot hold, ``PolicyViolation`` when the directory's own password policy refuses.
+        """
         ...
-    def get_user_by_name(self, username: str) -> StoredUser | None: ...
+
+    def add_users(self, users: Sequence[NewUser]) -> list[StoredUser]:
+        """Add users all or nothing (in the given order): a name twice in the batch or
+        already in the store raises ``AlreadyExists`` and writes none of them."""
+        ...
+
+    def get_user(self, user_id: str) -> StoredUser | None:
+        """The user of that id; None when there is none (any string is a valid question:
+        an id of another store's form is simply not found)."""
+        ...
+
+    def get_users(self, user_ids: Sequence[str]) -> dict[str, StoredUser]:
+        """The users of these ids that exist, by id (one round trip where the store can);
+        absent ids are left out, never an error."""
+        ...
+
+    def get_user_by_name(self, username: str) -> StoredUser | None:
+        """The user of that name under the store's case rule; None when there is none."""
+        ...
+
     def update_attributes(
         self, user_id: str, set_: Mapping[str, str], remove: Sequence[str] = ()
-    ) -> StoredUser: ...
-    def delete_user(self, user_id: str) -> None: ...
-    def set_password(self, user_id: str, password: str) -> None: ...
-    def verify_password(self, username: str, password: str) -> StoredUser | None: ...
+    ) -> StoredUser:
+        """Set ``set_`` and remove ``remove`` (other attributes stay); the user as stored
+        afterwards. Raises ``NotFound`` for an absent user, ``InvalidInput`` for an
+        attribute the store cannot hold or protects (ids, object classes)."""
+        ...
+
+    def delete_user(self, user_id: str) -> None:
+        """Delete the user and its memberships (its groups stay). Raises ``NotFound`` for
+        an absent user."""
+        ...
+
+    def set_password(self, user_id: str, password: str) -> None:
+        """Replace the user's password (hashed as in :meth:`add_user`). Raises ``NotFound``
+        for an absent user, ``InvalidInput`` when the store cannot take a password over
+        its connection (AD without TLS), ``PolicyViolation`` when the directory refuses it.
+        """
+        ...
+
+    def verify_password(self, username: str, password: str) -> StoredUser | None:
+        """The user when ``password`` is theirs; None for a wrong or empty password and for
+        an unknown name alike (never an anonymous bind, nothing that tells them apart).
+        Raises only ``StoreUnavailable``."""
+        ...
+
     def list_users(
         self,
         page_size: int,
         cursor: str | None = None,
         prefix: str | None = None,
         attribute: tuple[str, str] | None = None,
-    ) -> Page[StoredUser]: ...
-    def count_users(self, prefix: str | None = None) -> int: ...
+    ) -> Page[StoredUser]:
+        """One page of users: at most ``page_size`` (at least 1; the store may bound it),
+        by name, optionally those whose name starts with ``prefix`` (no wildcards) or
+        whose attribute equals a value. Following ``next_cursor`` visits every match once;
+        it is None on the last page. A cursor that is not this listing's raises
+        ``InvalidInput``."""
+        ...
+
+    def count_users(self, prefix: str | None = None) -> int:
+        """How many users (whose name starts with ``prefix``) the store holds."""
+        ...
+
     def search_users(
         self, query: Query, start: int, count: int, sort: Sort | None = None
-    ) -> SearchPage[StoredUser]: ...
+    ) -> SearchPage[StoredUser]:
+        """The matches ``start`` to ``start + count`` of ``query`` (a store-neutral tree,
+        compiled natively) in ``sort`` order, and how many match in all. Raises
+        ``TooManyMatches`` when the order would have to be made in memory over more
+        entries than the store processes."""
+        ...
 
     # groups
-    def add_group(self, name: str, member_ids: Sequence[str] = ()) -> StoredGroup: ...
-    def get_group(self, group_id: str) -> StoredGroup | None: ...
-    def get_group_by_name(self, name: str) -> StoredGroup | None: ...
-    def rename_group(self, group_id: str, new_name: str) -> StoredGroup: ...
-    def delete_group(self, group_id: str) -> None: ...
+    def add_group(self, name: str, member_ids: Sequence[str] = ()) -> StoredGroup:
+        """Add a group with these members (users of this store). Raises ``AlreadyExists``
+        for a taken name and ``NotFound`` (writing nothing) for an id that is not a user
+        here."""
+        ...
+
+    def get_group(self, group_id: str) -> StoredGroup | None:
+        """The group of that id; None when there is none."""
+        ...
+
+    def get_group_by_name(self, name: str) -> StoredGroup | None:
+        """The group of that name; None when there is none."""
+        ...
+
+    def rename_group(self, group_id: str, new_name: str) -> StoredGroup:
+        """Rename a group, keeping its id and members. Raises ``NotFound`` for an absent
+        group, ``AlreadyExists`` for a taken name."""
+        ...
+
+    def delete_group(self, group_id: str) -> None:
+        """Delete a group (its members stay users). Raises ``NotFound`` for an absent one."""
+        ...
+
     def list_groups(
         self, page_size: int, cursor: str | None = None, prefix: str | None = None
-    ) -> Page[StoredGroup]: ...
+    ) -> Page[StoredGroup]:
+        """One page of groups, paged as :meth:`list_users`."""
+        ...
+
     def search_groups(self, query: Query, start: int, count: int
-                      ) -> SearchPage[StoredGroup]: ...
+                      ) -> SearchPage[StoredGroup]:
+        """The matches of ``query`` over groups, paged as :meth:`search_users`."""
+        ...
+
     def update_members(
         self, group_id: str, add: Sequence[str] = (), remove: Sequence[str] = ()
-    ) -> None: ...
+    ) -> None:
+        """Add and remove members, all or nothing. Raises ``NotFound`` for an absent group
+        or for an id to add that is not a user of this store (then nothing changes)."""
+        ...
+
     def members_of(
         self, group_id: str, page_size: int, cursor: str | None = None
-    ) -> Page[StoredUser]: ...
-    def groups_of(self, user_id: str) -> list[StoredGroup]: ...
+    ) -> Page[StoredUser]:
+        """One page of a group's members, paged as :meth:`list_users`. Raises ``NotFound``
+        for an absent group."""
+        ...
+
+    def groups_of(self, user_id: str) -> list[StoredGroup]:
+        """The groups the user is a member of. Raises ``NotFound`` for an absent user."""
+        ...
+
     def groups_of_users(self, user_ids: Sequence[str]) -> dict[str, list[StoredGroup]]:
-        """``groups_of`` of each id (none for an id that is not a user here)."""
+        """``groups_of`` of each id (none for an id that is not a user here, never an
+        error)."""
         ...
 
     # operations
-    def health(self) -> Health: ...
-    def close(self) -> None: ...
+    def health(self) -> Health:
+        """Whether the store answers, and how fast. Never raises: an unreachable store is
+        ``reachable=False`` with a detail that names no secret."""
+        ...
+
+    def close(self) -> None:
+        """Give back the store's connections; the store is not used afterwards."""
+        ...

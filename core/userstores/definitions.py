@@ -1,6 +1,8 @@
 """Userstore definitions: the store types with their property schemas, the stored rows, and
 secret properties.
 
+The store types are one table, :data:`TYPES` (name -> :class:`StoreType`: property schema,
+the checks beyond the types, and the opener); a new kind of userstore is one entry there.
 One schema per store type drives validation, YAML, the CLI and the console form. A secret
 property (an LDAP bind password, an SQL URL, which may carry a database password) lives in
 memory as a :class:`~core.idps.SecretValue`, in the ``userstores.secrets`` column encrypted
@@ -10,10 +12,12 @@ memory as a :class:`~core.idps.SecretValue`, in the ``userstores.secrets`` colum
 
 from __future__ import annotations
 
+import functools
+import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 from sqlalchemy.engine import make_url
@@ -31,6 +35,11 @@ from core.userstores.base import (
     Policies,
 )
 from core.userstores.ldap_schema import FLAVOURS, ldap_properties, property_errors
+
+if TYPE_CHECKING:
+    from core.db import SystemDB
+    from core.passwords import PasswordHashing
+    from core.userstores.base import UserStore
 
 _P = PropertyType
 POLICY_PROPERTIES: tuple[PropertySpec, ...] = (
@@ -56,12 +65,6 @@ SQL_PROPERTIES: tuple[PropertySpec, ...] = (
     *POLICY_PROPERTIES,
 )
 
-#: Store type -> its property schema.
-STORE_TYPES: dict[str, tuple[PropertySpec, ...]] = {
-    "sql": SQL_PROPERTIES,
-    **{flavour: ldap_properties(flavour, POLICY_PROPERTIES) for flavour in FLAVOURS},
-}
-
 
 @dataclass(frozen=True)
 class StoreDefinition:
@@ -72,6 +75,73 @@ class StoreDefinition:
     description: str
     #: Typed values; secret ones are :class:`SecretValue` (never shown as they are).
     properties: Mapping[str, Any]
+
+
+#: Opens a store: (store type, domain, typed properties, system database, password hashing,
+#: policies) -> the store, not connected yet.
+Opener = Callable[[str, str, Mapping[str, Any], "SystemDB", "PasswordHashing", Policies],
+                  "UserStore"]
+
+
+@dataclass(frozen=True)
+class StoreType:
+    """One kind of userstore: the properties a definition of it holds, the checks their
+    types cannot express, and how a store of it is opened."""
+
+    name: str
+    properties: tuple[PropertySpec, ...]
+    #: (domain, typed properties) -> what is wrong beyond the types (URLs, filters, DNs).
+    check: Callable[[str, Mapping[str, Any]], list[FieldError]]
+    #: ``"module:function"`` of its :data:`Opener`, imported when a store is first opened
+    #: (so reading definitions loads no store implementation).
+    opener: str
+
+    def open(self, domain: str, props: Mapping[str, Any], db: SystemDB,
+             hashing: PasswordHashing) -> UserStore:
+        module, function = self.opener.split(":")
+        opener: Opener = getattr(importlib.import_module(module), function)
+        return opener(self.name, domain, props, db, hashing, policies_from(props))
+
+
+def _sql_errors(domain: str, typed: Mapping[str, Any]) -> list[FieldError]:
+    url = secret_text(typed, "url")
+    if domain == PRIMARY:
+        return [FieldError("url", "userstore PRIMARY lives in the system database; it takes "
+                                  "no url")] if url else []
+    if not url:
+        return [FieldError("url", f"url is required for a secondary store ({domain})")]
+    try:
+        make_url(url).get_dialect()
+    except ArgumentError:
+        return [FieldError("url", "is not a SQLAlchemy URL (e.g. "
+                                  "postgresql://user@host/db or sqlite:///path.db)")]
+    except (NoSuchModuleError, ImportError):
+        return [FieldError("url", "names a database this installation has no driver for")]
+    return []
+
+
+def _directory_errors(flavour: str, domain: str, typed: Mapping[str, Any]
+                      ) -> list[FieldError]:
+    errors = property_errors(flavour, typed)
+    if domain == PRIMARY:
+        errors.append(FieldError("type", "userstore PRIMARY is the SQL store in the "
+                                         "system database"))
+    return errors
+
+
+#: The store types by name: add a kind of userstore here.
+TYPES: dict[str, StoreType] = {
+    "sql": StoreType("sql", SQL_PROPERTIES, _sql_errors,
+                     "core.userstores.sql_external:open_sql_store"),
+    **{flavour: StoreType(flavour, ldap_properties(flavour, POLICY_PROPERTIES),
+                          functools.partial(_directory_errors, flavour),
+                          "core.userstores.ldap_ad:open_directory_store")
+       for flavour in FLAVOURS},
+}
+
+#: Store type -> its property schema.
+STORE_TYPES: dict[str, tuple[PropertySpec, ...]] = {
+    name: t.properties for name, t in TYPES.items()}
 
 
 def specs_for(store_type: str, where: str = "userstore") -> tuple[PropertySpec, ...]:
@@ -105,26 +175,7 @@ def _clear(specs: tuple[PropertySpec, ...], values: Mapping[str, Any]) -> dict[s
 def definition_errors(domain: str, store_type: str, typed: Mapping[str, Any]
                       ) -> list[FieldError]:
     """What the types cannot see: which stores need a URL, LDAP filters, DNs, ranges."""
-    if store_type != "sql":
-        errors = property_errors(store_type, typed)
-        if domain == PRIMARY:
-            errors.append(FieldError("type", "userstore PRIMARY is the SQL store in the "
-                                             "system database"))
-        return errors
-    url = secret_text(typed, "url")
-    if domain == PRIMARY:
-        return [FieldError("url", "userstore PRIMARY lives in the system database; it takes "
-                                  "no url")] if url else []
-    if not url:
-        return [FieldError("url", f"url is required for a secondary store ({domain})")]
-    try:
-        make_url(url).get_dialect()
-    except ArgumentError:
-        return [FieldError("url", "is not a SQLAlchemy URL (e.g. "
-                                  "postgresql://user@host/db or sqlite:///path.db)")]
-    except (NoSuchModuleError, ImportError):
-        return [FieldError("url", "names a database this installation has no driver for")]
-    return []
+    return TYPES[store_type].check(domain, typed)
 
 
 def typed_properties(domain: str, store_type: str, values: Mapping[str, Any]

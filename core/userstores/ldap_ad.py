@@ -17,17 +17,23 @@ Queries compare times on ``whenCreated``/``whenChanged``, written as AD writes t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ldap3 import MODIFY_REPLACE, Connection
 from ldap3.core.exceptions import LDAPException, LDAPOperationResult
 from ldap3.utils.dn import escape_rdn
 
 from core.errors import AlreadyExists, InvalidInput
-from core.userstores.base import NewUser, StoredUser
+from core.userstores.base import NewUser, Policies, StoredUser, UserStore
+from core.userstores.definitions import secret_text
 from core.userstores.ldap import LdapUserStore
 from core.userstores.ldap_query import AD_TIME
+from core.userstores.ldap_schema import ACTIVE_DIRECTORY, settings
+
+if TYPE_CHECKING:
+    from core.db import SystemDB
+    from core.passwords import PasswordHashing
 
 #: userAccountControl of a new account: NORMAL_ACCOUNT | ACCOUNTDISABLE.
 AD_DISABLED = 514
@@ -98,3 +104,13 @@ class ActiveDirectoryUserStore(LdapUserStore):
         if self.s.encrypted or self.s.read_only:
             return "ok"
         return "ok; passwords cannot be set: the connection is neither LDAPS nor StartTLS"
+
+
+def open_directory_store(store_type: str, domain: str, props: Mapping[str, Any],
+                         db: SystemDB, hashing: PasswordHashing, policies: Policies
+                         ) -> UserStore:
+    """The directory store types' opener (``ldap``, ``ldap_ro``, ``active_directory``);
+    the directory hashes passwords itself, so ``db`` and ``hashing`` go unused."""
+    cls = ActiveDirectoryUserStore if store_type == ACTIVE_DIRECTORY else LdapUserStore
+    return cls(domain, settings(store_type, props, secret_text(props, "bind_password")),
+               policies)

@@ -28,18 +28,14 @@ from core.userstores.definitions import (
     POLICY_PROPERTIES,
     SQL_PROPERTIES,
     STORE_TYPES,
+    TYPES,
     StoreDefinition,
     policies_from,
     read_definitions,
-    secret_text,
     to_columns,
     validated,
 )
-from core.userstores.ldap import LdapUserStore
-from core.userstores.ldap_ad import ActiveDirectoryUserStore
-from core.userstores.ldap_schema import ACTIVE_DIRECTORY, FLAVOURS, settings
 from core.userstores.sql import SqlUserStore
-from core.userstores.sql_external import ExternalSqlUserStore
 
 __all__ = ["POLICY_PROPERTIES", "SQL_PROPERTIES", "STORE_TYPES", "StoreDefinition",
            "UserstoreRouter", "open_store", "policies_from"]
@@ -50,18 +46,7 @@ def open_store(d: StoreDefinition, db: SystemDB, hashing: PasswordHashing) -> Us
     checked again, so a row written by hand or by an older version fails here, clearly,
     and properties added since take their defaults."""
     props = validated(d.domain, d.type, d.properties)
-    policies = policies_from(props)
-    if d.type == "sql":
-        url = secret_text(props, "url")
-        read_only = bool(props.get("read_only"))
-        if d.domain == PRIMARY or not url:
-            return SqlUserStore(d.domain, db.engine, hashing, policies, read_only=read_only)
-        return ExternalSqlUserStore(d.domain, url, hashing, policies, read_only=read_only)
-    if d.type in FLAVOURS:
-        cls = ActiveDirectoryUserStore if d.type == ACTIVE_DIRECTORY else LdapUserStore
-        return cls(d.domain, settings(d.type, props, secret_text(props, "bind_password")),
-                   policies)
-    raise InvalidInput(f"userstore {d.domain}: type {d.type!r} is not supported")
+    return TYPES[d.type].open(d.domain, props, db, hashing)
 
 
 class _BrokenStore:

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from core.db import make_engine
+from core.db import SystemDB, make_engine
 from core.errors import StoreUnavailable
+from core.names import PRIMARY
 from core.passwords import PasswordHashing
 from core.schema import metadata, um_groups, um_memberships, um_user_attributes, um_users
-from core.userstores.base import Health, Policies
+from core.userstores.base import Health, Policies, UserStore
+from core.userstores.definitions import secret_text
 from core.userstores.sql import SqlUserStore
 
 USER_TABLES = (um_users, um_user_attributes, um_groups, um_memberships)
@@ -70,3 +73,14 @@ class ExternalSqlUserStore(SqlUserStore):
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def open_sql_store(store_type: str, domain: str, props: Mapping[str, Any], db: SystemDB,
+                   hashing: PasswordHashing, policies: Policies) -> UserStore:
+    """The ``sql`` store type's opener: PRIMARY in the system database, any other domain in
+    the database of its URL."""
+    url = secret_text(props, "url")
+    read_only = bool(props.get("read_only"))
+    if domain == PRIMARY or not url:
+        return SqlUserStore(domain, db.engine, hashing, policies, read_only=read_only)
+    return ExternalSqlUserStore(domain, url, hashing, policies, read_only=read_only)

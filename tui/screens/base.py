@@ -8,7 +8,7 @@ See ``tui/CONTRIBUTING-SCREENS.md`` for the contract between the shell and the s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from textual import on
 from textual.app import ComposeResult, SystemCommand
@@ -26,6 +26,9 @@ from tui.widgets.filter_bar import FilterBar
 from tui.widgets.tables import ListTable
 from tui.workers import ReportsEngineErrors
 
+if TYPE_CHECKING:
+    from tui.app import MwareConsole
+
 #: Who the console's writes are audited as.
 CONSOLE_ADMIN = Initiator.admin(Face.CONSOLE)
 
@@ -40,6 +43,12 @@ def refuse_write(node: DOMNode, what: str) -> bool:
 
 class ConsoleScreen(ReportsEngineErrors, Screen[None]):
     """A section of the console; subclasses implement :meth:`compose_body`."""
+
+    @classmethod
+    def for_console(cls, app: MwareConsole) -> Self:
+        """The screen as the console builds it for its section (``tui/navigation.py``);
+        a screen that takes more than the deployment and the read-only flag overrides it."""
+        return cls(app.iam, app.read_only)
 
     def __init__(self, iam: Iam, read_only: bool) -> None:
         super().__init__()

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
 from rich.text import Text
 from textual import on, work
@@ -31,6 +31,9 @@ from tui.formatting import OPERATIONS, clock, count, millis, one_line
 from tui.messages import JobAttempted
 from tui.screens.base import ConsoleScreen
 from tui.workers import OneAtATime
+
+if TYPE_CHECKING:
+    from tui.app import MwareConsole
 
 REFRESH_SECONDS = 1.0
 #: The throughput sparkline takes the per-minute figure every SAMPLE_SECONDS and keeps
@@ -283,6 +286,10 @@ class DashboardScreen(ConsoleScreen):
         Binding("p", "pause", "Pause", id="dashboard.pause",
                 tooltip="Stop or resume the live refresh"),
     ]
+
+    @classmethod
+    def for_console(cls, app: MwareConsole) -> Self:
+        return cls(app.iam, app.read_only, source=app.status_source, live=app.live)
 
     def __init__(self, iam: Iam, read_only: bool, *, source: StatusSource | None = None,
                  live: bool = True, sample_seconds: float | None = None) -> None:

@@ -24,7 +24,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Button, Static
 
-from connectors.base import ConnectorError, connector_class, registry, spec_for
+from connectors.base import ConnectorError
+from connectors.registry import connector_class, registry, spec_for
 from core.configfile import refs
 from core.errors import IamError, InvalidInput
 from core.iam import Iam
