@@ -32,9 +32,9 @@ from core.idps import (
     IdentityProvider,
     JitConfig,
     RoleMapping,
-    SecretValue,
 )
 from core.schema import audit_log
+from core.secrets import SecretValue
 from tests.conftest import FAST_ARGON2
 from tests.provisioning_helpers import connect, peer_users
 from tests.tui_helpers import notices, settle, shown_keys
