@@ -107,7 +107,7 @@ class InlineRunner:
             if prep.target is not None and not (prep.skip or prep.wait or prep.fail):
                 outcome = self.loop.run(self._perform(prep))
             with self.host.db.transaction() as conn:
-                state = executor.settle(conn, prep, outcome)
+                state = executor.settle_many(conn, [(prep, outcome)])[0]
                 results.append(Result(outbox.get(conn, job.pk), state, prep, outcome))
             if stop_on_failure and state not in DONE:
                 break
