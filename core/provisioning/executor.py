@@ -466,7 +466,7 @@ def _record_delivered(conn: Connection, delivered: Sequence[tuple[Prepared, Outc
                     o.remote.id, o.remote.name or p.job.name, o.adopted,
                     exists=p.remote_id is not None)
         for p, o in delivered if o.remote is not None])
-    outbox.succeed_many(conn, [(p.job.pk, o.note or None, _spent_payload(p.job))
+    outbox.succeed_many(conn, [(p.job.pk, o.note or None, _spent_or_same(p.job))
                                for p, o in delivered])
     outbox.record_attempts(conn, [
         outbox.Attempt(p.job, o.started, o.duration_ms, "succeeded", _last_status(o),
@@ -476,10 +476,20 @@ def _record_delivered(conn: Connection, delivered: Sequence[tuple[Prepared, Outc
         mapping.record_success(conn, target, n)
 
 
+#: What a job's payload loses once the job ended.
+_SPENT = ("password", "unsure")
+
+
 def _spent_payload(job: Job) -> dict[str, Any]:
     """The payload kept once the job ended: its (encrypted) password is not needed again,
     nor the mark of an unsure create."""
-    return {k: v for k, v in job.payload.items() if k not in ("password", "unsure")}
+    return {k: v for k, v in job.payload.items() if k not in _SPENT}
+
+
+def _spent_or_same(job: Job) -> dict[str, Any] | None:
+    """``_spent_payload``, or None when it equals the stored payload (the common case:
+    nothing to write again)."""
+    return _spent_payload(job) if any(k in job.payload for k in _SPENT) else None
 
 
 def _last_status(outcome: Outcome) -> int | None:
