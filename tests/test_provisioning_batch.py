@@ -200,3 +200,23 @@ def test_a_worker_keeps_one_connection_for_its_many_transactions(
     # One checkout for every transaction of the pool's database thread (a connection per
     # transaction would check out for each claim, prepare and settle).
     assert len([t for t in checked_out if t.startswith("mware-iam-outbox")]) == 1
+
+
+def test_a_running_pool_sends_to_a_target_as_configured_now(
+        sqlite_iam: Iam, admin: Initiator, scim_server_process: Any) -> None:
+    """The pool keeps the targets it built between batches, until an identity provider is
+    saved (by any process: the save bumps a version in the database)."""
+    iam = sqlite_iam
+    first, second = scim_server_process.tenant(), scim_server_process.tenant()
+    connect(iam, first)
+    pool = iam.provisioning.worker_pool()
+    try:
+        iam.identity.add_user(admin, "before", None, {})
+        assert asyncio.run(pool.drain()) == 1
+        connect(iam, second)  # the same identity provider, now pointing elsewhere
+        iam.identity.add_user(admin, "after", None, {})
+        assert asyncio.run(pool.drain()) == 1
+    finally:
+        pool.close()
+    assert [u["userName"] for u in peer_users(first)] == ["before"]
+    assert [u["userName"] for u in peer_users(second)] == ["after"]

@@ -88,12 +88,16 @@ def prepare(conn: Connection, host: Host, job: Job) -> Prepared:
     return prepare_many(conn, host, [job])[0]
 
 
-def prepare_many(conn: Connection, host: Host, jobs: Sequence[Job]) -> list[Prepared]:
+def prepare_many(conn: Connection, host: Host, jobs: Sequence[Job],
+                 targets: dict[str, Target] | None = None) -> list[Prepared]:
     """Read what each of ``jobs`` needs, in their order, with one query per table for the
     whole batch where it can: each target's configuration once, the mappings of a target
     at once, and the users of a domain and their roles at once (so a worker's batch of 32
-    jobs reads about as much as one job did)."""
-    cache: dict[str, Target] = {}  # each target built once for the batch
+    jobs reads about as much as one job did).
+
+    ``targets``: targets built already, by key (a worker keeps them while the identity
+    providers' configuration version stays the same); those built here are added."""
+    cache = {} if targets is None else targets
     preps = [_start(conn, host, job, cache) for job in jobs]
     live = [p for p in preps if p.fail is None and p.wait is None]
     mappings = _mappings(conn, live)

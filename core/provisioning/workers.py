@@ -29,7 +29,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from connectors.base import ConnectorError
-from core import idps
+from core import config_versions, idps
 from core.errors import IamError, StoreUnavailable
 from core.identity.events import IdentityEvent, Phase
 from core.provisioning import executor, mapping, outbox
@@ -76,6 +76,10 @@ class WorkerPool:
         #: those whose connection-test probe runs now.
         self._probe_due: list[str] = []
         self._probing: set[str] = set()
+        #: Targets built from the identity providers at ``config_versions.IDPS`` version
+        #: ``_targets_version`` (rebuilt when any process changes one).
+        self._targets: dict[str, Target] = {}
+        self._targets_version = -1
         self._unsubscribe = host.bus.subscribe(Phase.COMMITTED, self._on_commit)
 
     # ------------------------------------------------------------------ waking
@@ -234,7 +238,10 @@ class WorkerPool:
             return settled, [], []
         try:
             with self._transaction() as conn:
-                preps = executor.prepare_many(conn, self.host, jobs)
+                version = config_versions.read(conn, config_versions.IDPS)
+                if version != self._targets_version:
+                    self._targets, self._targets_version = {}, version
+                preps = executor.prepare_many(conn, self.host, jobs, self._targets)
         except Exception:
             preps = self._prepare_each(jobs)
         return settled, preps, []
