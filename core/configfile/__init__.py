@@ -32,8 +32,8 @@ from core.identity.events import Initiator
 #: The commented demo deployment that a fresh deployment is seeded from.
 SAMPLE_CONFIG = Path(core.__file__).parents[1] / "sample_config" / "mware-iam.yaml"
 
-__all__ = ["SAMPLE_CONFIG", "ConfigError", "ConfigInvalid", "apply_file", "export_config",
-           "seed_sample", "validate_file"]
+__all__ = ["SAMPLE_CONFIG", "ConfigError", "ConfigInvalid", "apply_file", "check_file",
+           "export_config", "seed_sample", "validate_file"]
 
 
 def _check(path: Path, iam: Iam | None) -> tuple[Plan, Reporter]:
@@ -59,6 +59,11 @@ def validate_file(path: Path, iam: Iam | None = None) -> list[ConfigError]:
     those are checked against that deployment too.
     """
     return _check(path, iam)[1].errors
+
+
+def check_file(path: Path, iam: Iam | None = None) -> Reporter:
+    """As :func:`validate_file`, with the warnings too (``.errors``, ``.warnings``)."""
+    return _check(path, iam)[1]
 
 
 def apply_file(iam: Iam, path: Path, initiator: Initiator, dry_run: bool = False
