@@ -84,6 +84,7 @@ class SandboxIdp:
         now = int(time.time())
         body = {"iss": self.issuer, "aud": audience, "iat": now, "exp": now + lifetime,
                 "jti": uuid.uuid4().hex, **claims}
+        body = {k: v for k, v in body.items() if v is not None}  # None: leave the claim out
         return jwt.encode(body, self.key, algorithm=header.pop("alg", "RS256"),
                           headers={"kid": self.kid, **header})
 
