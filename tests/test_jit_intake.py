@@ -134,3 +134,97 @@ def _attribute_sync(jit: Jit, mode: str, after_change: str, after_fill: str | No
     if mode == "override":  # a mapped role the token no longer names is taken away
         assert jit.oidc(email="new@example.test", groups=[]).status_code == 200
         assert jit.iam.identity.roles_of("PRIMARY/alice") == []
+
+
+def test_associate_local_user_links_instead_of_creating(sqlite_iam: Iam, sso: SandboxIdp
+                                                        ) -> None:
+    local = sqlite_iam.identity.add_user(ADMIN, "PRIMARY/alice", "Passw0rd!x", {})
+    with serving(sqlite_iam, sso, associate_local_user=True) as jit:
+        r = jit.oidc()
+        assert (r.status_code, r.json()["associated"], r.json()["id"]) == (200, True, local.id)
+        again = jit.oidc()
+        assert (again.status_code, again.json()["associated"]) == (200, False)
+    assert sqlite_iam.identity.count_users("PRIMARY") == 1
+
+
+def test_an_existing_local_user_is_not_taken_over_without_association(jit: Jit) -> None:
+    jit.iam.identity.add_user(ADMIN, "PRIMARY/alice", "Passw0rd!x", {})
+    count = jit.audit_count()
+    r = jit.oidc(email="evil@example.test")
+    assert r.status_code == 409 and "associate_local_user" in r.json()["error"]
+    assert jit.audit_count() == count and email(jit.iam, "PRIMARY/alice") is None
+
+
+def test_a_saml_login_creates_the_user(sqlite_iam: Iam, sso: SandboxIdp) -> None:
+    with serving(sqlite_iam, sso, "saml2") as jit:
+        response = sso.saml_response(APP, "carol", {"email": "c@example.test",
+                                                    "groups": ["engineers"]})
+        r = jit.http.post(f"/jit/{IDP}", json={"saml_response": response})
+        assert (r.status_code, r.json()["user"]) == (201, "PRIMARY/carol"), r.text
+        assert email(sqlite_iam, "PRIMARY/carol") == "c@example.test"
+        replayed = jit.http.post(f"/jit/{IDP}", json={"saml_response": response})
+        assert replayed.status_code == 401 and "already used" in replayed.json()["error"]
+
+
+def test_refusals_say_what_was_wrong_and_write_nothing(jit: Jit) -> None:
+    count = jit.audit_count()
+    other = SandboxIdp.create()
+    cases = [
+        (jit.oidc(idp="nobody"), 404, "does not exist"),
+        (jit.http.post(f"/jit/{IDP}", json={"id_token": other.id_token(
+            APP, {"sub": "x", "preferred_username": "x"})}), 401, "signature"),
+        (jit.http.post(f"/jit/{IDP}", json={"saml_response": "x"}), 400, "id_token"),
+        (jit.http.post(f"/jit/{IDP}", content=b"{not json"), 400, "JSON"),
+        (jit.http.post(f"/jit/{IDP}", json={"id_token": "x"},
+                       headers={"Authorization": "Bearer wrong"}), 401, "application"),
+        (httpx.post(jit.http.base_url.join(f"/jit/{IDP}"), json={"id_token": "x"}), 401,
+         "application"),
+        (jit.http.get(f"/jit/{IDP}"), 405, "POST"),
+    ]
+    for response, status, words in cases:
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert words in error
+        assert "BEGIN" not in error and "mwi_" not in error  # never a key or a token
+    assert jit.audit_count() == count
+    assert jit.iam.identity.count_users("PRIMARY") == 0
+
+
+@pytest.mark.parametrize(("jit_settings", "words"), [
+    ({"enabled": False}, "disabled"),
+    ({"scheme": "prompt_consent"}, "login page"),
+])
+def test_jit_off_or_a_prompt_scheme_is_403(sqlite_iam: Iam, sso: SandboxIdp,
+                                           jit_settings: dict, words: str) -> None:
+    with serving(sqlite_iam, sso, **jit_settings) as jit:
+        r = jit.oidc()
+        assert r.status_code == 403 and words in r.json()["error"]
+    assert sqlite_iam.identity.count_users("PRIMARY") == 0
+
+
+def test_only_jit_targets_are_reached(sqlite_iam: Iam, sso: SandboxIdp, scim_peer: str,
+                                      scim_server_process) -> None:
+    other_peer = scim_server_process.tenant()
+    application(sqlite_iam, APP)
+    connect(sqlite_iam, other_peer, idp="plain", app=APP, jit=False)
+    connect(sqlite_iam, scim_peer, idp="jit-peer", app=APP, jit=True,
+            extra_targets=sqlite_iam.get_app(APP).outbound)
+    with serving(sqlite_iam, sso) as jit:
+        assert jit.oidc(email="alice@example.com").status_code == 201
+    drain(sqlite_iam)
+    assert [u["userName"] for u in peer_users(scim_peer)] == ["alice"]
+    assert peer_users(other_peer) == []
+
+
+def test_a_failing_blocking_jit_target_answers_502_and_rolls_back(
+        sqlite_iam: Iam, sso: SandboxIdp) -> None:
+    application(sqlite_iam, APP)
+    connect(sqlite_iam, "http://127.0.0.1:9/scim", idp="down", app=APP, jit=True,
+            blocking=True, fail_on_blocking_failure=True)
+    with serving(sqlite_iam, sso) as jit:
+        r = jit.oidc(email="a@example.test")
+        assert r.status_code == 502 and "provisioning" in r.json()["error"]
+    assert sqlite_iam.identity.count_users("PRIMARY") == 0
+    with sqlite_iam.db.transaction() as conn:
+        assert associations.find(conn, IDP, "s-1") is None
+    assert not sqlite_iam.audit_log(action="jit.login")
