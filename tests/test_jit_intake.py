@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from core.apps import Application, OutboundTarget
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.idps import ClaimMapping, IdentityProvider, JitConfig, RoleMapping

@@ -23,8 +23,8 @@ from core.jit.errors import LoginRefused
 from core.jit.keys import KeySet
 from core.jit.oidc import verify_id_token
 from core.jit.replay import ReplayCache
-from core.jit.sandbox import SandboxIdp
 from core.jit.saml import SAML, SamlVerifier
+from core.jit.sandbox import SandboxIdp
 
 AUD = "hr-portal"
 CLAIMS = {"sub": "s-1", "preferred_username": "alice"}

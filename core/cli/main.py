@@ -27,6 +27,7 @@ COMMANDS = {
     "idp": "core.cli.idps:idp_group",
     "provisioning": "core.cli.provisioning:provisioning_group",
     "role": "core.cli.roles:role_group",
+    "jit": "core.cli.jit:jit_group",
     "sandbox": "core.cli.sandbox:sandbox",
     "serve": "core.cli.serve:serve",
     "tui": "core.cli.console:tui",

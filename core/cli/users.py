@@ -148,7 +148,17 @@ def show_user(name: str, as_json: bool) -> None:
         return
     data = user_json(iam, user, roles)
     record([("name", user.qualified_name), ("id", user.id), ("created", user.created),
-            ("modified", user.modified), ("claims", data["claims"]), ("roles", roles)])
+            ("modified", user.modified), ("claims", data["claims"]), ("roles", roles),
+            ("federated", federated_subjects(iam, user))])
+
+
+def federated_subjects(iam: Iam, user: UserView) -> list[str]:
+    """The user's JIT associations: ``identity provider: subject``."""
+    from core.jit import associations
+
+    with iam.db.transaction() as conn:
+        return [f"{a.idp}: {a.subject}" for a in associations.of_user(conn, user.domain,
+                                                                        user.id)]
 
 
 @user_group.command("update")
