@@ -23,13 +23,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test suite's helpers
 
-from core.iam import Iam  # noqa: E402
-from core.identity.events import Initiator  # noqa: E402
-from core.idps import ClaimMapping, IdentityProvider, JitConfig  # noqa: E402
-from core.inbound import Limits  # noqa: E402
-from core.jit.sandbox import SandboxIdp  # noqa: E402
-from core.passwords import Argon2Params  # noqa: E402
-from tests.scim_api import application, served  # noqa: E402
+from core.iam import Iam
+from core.identity.events import Initiator
+from core.idps import ClaimMapping, IdentityProvider, JitConfig
+from core.inbound import Limits
+from core.jit.sandbox import SandboxIdp
+from core.passwords import Argon2Params
+from tests.scim_api import application, served
 
 APP, IDP = "hr-portal", "corp-sso"
 
@@ -54,7 +54,8 @@ def main() -> None:
         sso = SandboxIdp.create()
         email = iam.claims.resolve("emailaddress")
         iam.save_idp(admin, IdentityProvider(
-            IDP, federation=sso.federation("oidc", APP), jit=JitConfig(True, associate_local_user=True),
+            IDP, federation=sso.federation("oidc", APP),
+            jit=JitConfig(True, associate_local_user=True),
             claim_mappings=(ClaimMapping(email, "email"),)))
         for i in range(1000):
             iam.identity.add_user(admin, f"user{i}", None, {email: f"u{i}@example.com"})
