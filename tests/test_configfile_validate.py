@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.configfile import SAMPLE_CONFIG, ConfigError, ConfigInvalid, validate_file
+from core.configfile.errors import ConfigError, ConfigInvalid
+from core.configfile.files import SAMPLE_CONFIG, validate_file
 from core.errors import InvalidInput
 from core.iam import Iam
 
@@ -118,7 +119,7 @@ def test_unknown_key_names_the_expected_keys(tmp_path: Path) -> None:
               scheme_name: provision_silently
         """)
     assert only(path) == (5, 7, "unknown key 'scheme_name' (expected one of: enabled, "
-                                "userstore, scheme, associate_local_user)")
+                                "userstore, scheme, associate_local_user, attribute_sync)")
 
 
 def test_unknown_section(tmp_path: Path) -> None:

@@ -39,13 +39,13 @@ from core.idps import (
     IdentityProvider,
     JitConfig,
     RoleMapping,
-    SecretValue,
     connector_errors,
     normalized,
 )
 from core.jit.federation import attribute_sync_problem, federation_problems, scheme_warning
 from core.names import PRIMARY, RESERVED_DOMAINS
 from core.properties import secret_names
+from core.secrets import SecretValue
 from core.userstores.definitions import STORE_TYPES, reference_name, typed_properties
 
 

@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from lxml import etree
-from signxml import InvalidInput as SignxmlInvalidInput
-from signxml import SignatureMethod
+from signxml.algorithms import SignatureMethod
+from signxml.exceptions import InvalidInput as SignxmlInvalidInput
 from signxml.exceptions import InvalidSignature
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 

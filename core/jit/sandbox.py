@@ -22,12 +22,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
-from signxml import XMLSigner
+from signxml.signer import XMLSigner
 
 from core.idps import Federation
 from core.jit.saml import SAML, SAMLP, SUCCESS
 
 KID = "sandbox-1"
+
+
+def stamp(t: datetime.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -109,7 +113,6 @@ class SandboxIdp:
                  attributes: Mapping[str, str | Sequence[str]] | None = None,
                  recipient: str | None = None, lifetime: int = 300) -> Any:
         now = datetime.datetime.now(datetime.UTC)
-        stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
         end = stamp(now + datetime.timedelta(seconds=lifetime))
         nsmap = {"samlp": SAMLP, "saml": SAML}
         resp = etree.Element(f"{{{SAMLP}}}Response", nsmap=nsmap, ID="_" + uuid.uuid4().hex,
