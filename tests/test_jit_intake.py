@@ -156,8 +156,12 @@ def test_an_existing_local_user_is_not_taken_over_without_association(jit: Jit) 
 
 def test_a_saml_login_creates_the_user(sqlite_iam: Iam, sso: SandboxIdp) -> None:
     with serving(sqlite_iam, sso, "saml2") as jit:
+        url = str(jit.http.base_url.join(f"/jit/{IDP}"))
+        elsewhere = sso.saml_response(APP, "carol", None, "https://elsewhere.test/jit/x")
+        wrong = jit.http.post(f"/jit/{IDP}", json={"saml_response": elsewhere})
+        assert wrong.status_code == 401 and "Recipient" in wrong.json()["error"]
         response = sso.saml_response(APP, "carol", {"email": "c@example.test",
-                                                    "groups": ["engineers"]})
+                                                    "groups": ["engineers"]}, url)
         r = jit.http.post(f"/jit/{IDP}", json={"saml_response": response})
         assert (r.status_code, r.json()["user"]) == (201, "PRIMARY/carol"), r.text
         assert email(sqlite_iam, "PRIMARY/carol") == "c@example.test"

@@ -246,7 +246,8 @@ def test_an_expired_saml_response_is_refused(idp: SandboxIdp) -> None:
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
     ({"audience": "other"}, "audience"),
-    ({"recipient": "https://elsewhere.test/acs"}, "another"),
+    ({"recipient": "https://elsewhere.test/acs"}, "Recipient is not this server's"),
+    ({"recipient": None}, "names no Recipient"),
 ])
 def test_saml_audience_and_recipient(idp: SandboxIdp, kwargs: dict, expected: str) -> None:
     args = {"audience": AUD, "recipient": RECIPIENT, **kwargs}

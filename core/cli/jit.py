@@ -47,11 +47,14 @@ def login(idp: str, app: str, token_file: Path) -> None:
 @click.option("--group", "groups", multiple=True, help="A remote group (repeatable).")
 @click.option("--app", "audience", default="hr-portal", show_default=True,
               help="The audience (the application logged into).")
+@click.option("--recipient", metavar="URL",
+              help="SAML 2.0: the intake's URL the assertion names (https://HOST/jit/IDP).")
 @click.option("--configure", is_flag=True,
               help="First point IDP's federation at the sandbox keys (OIDC unless IDP "
                    "speaks SAML 2.0 already).")
 def sandbox_idp(idp: str, username: str, subject: str | None, claims: tuple[tuple[str, str],
-                ...], groups: tuple[str, ...], audience: str, configure: bool) -> None:
+                ...], groups: tuple[str, ...], audience: str, recipient: str | None,
+                configure: bool) -> None:
     """Print a signed login for identity provider IDP, made with demo keys kept in the
     home (never for production). Feed it to `mware-iam jit login` or `POST /jit/IDP`."""
     from core.jit.sandbox import SandboxIdp
@@ -76,4 +79,4 @@ def sandbox_idp(idp: str, username: str, subject: str | None, claims: tuple[tupl
         attributes = dict(values)
         if fed.username_key != "NameID":
             attributes[fed.username_key] = username
-        echo(sandbox.saml_response(audience, subject or username, attributes))
+        echo(sandbox.saml_response(audience, subject or username, attributes, recipient))

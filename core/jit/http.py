@@ -42,9 +42,9 @@ class _Headers:
 
 
 class JitApplication:
-    def __init__(self, iam: Any, scim: Any, recipient: str | None = None) -> None:
+    def __init__(self, iam: Any, scim: Any) -> None:
         self.scim = scim
-        self.intake = JitIntake(iam, recipient)
+        self.intake = JitIntake(iam)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -84,7 +84,9 @@ class JitApplication:
             return 429, {"error": f"rate limit reached: retry in {wait:.1f} s",
                          "retry_after": max(1, int(wait + 0.999))}
         payload = await self._body(receive)
-        result = await asyncio.to_thread(self.intake.login, client.application, idp, payload)
+        recipient = self.scim.get_base_url(scope) + scope["path"]
+        result = await asyncio.to_thread(self.intake.login, client.application, idp, payload,
+                                         recipient)
         return (201 if result.created else 200), result.to_json()
 
     @staticmethod

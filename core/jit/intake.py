@@ -60,11 +60,9 @@ class JitIntake:
     """Federated logins into one deployment (one per serve process: it holds the replay
     cache and the identity providers' key sets)."""
 
-    def __init__(self, iam: Iam, recipient: str | None = None) -> None:
+    def __init__(self, iam: Iam) -> None:
         self.iam = iam
         self.replay = ReplayCache()
-        #: The SAML Recipient / Destination URLs this server answers to (None: any).
-        self.recipient = recipient
         self._idps: dict[str, tuple[float, IdentityProvider]] = {}
         self._keys: dict[str, tuple[Federation, KeySet]] = {}
         self._lock = threading.Lock()
@@ -91,9 +89,12 @@ class JitIntake:
             return hit[1]
 
     # ------------------------------------------------------------------ the login
-    def verify(self, idp_name: str, body: Mapping[str, Any]) -> tuple[IdentityProvider,
-                                                                       FederatedLogin]:
-        """The identity provider and the login ``body`` proves, or LoginRefused."""
+    def verify(self, idp_name: str, body: Mapping[str, Any], recipient: str | None = None
+               ) -> tuple[IdentityProvider, FederatedLogin]:
+        """The identity provider and the login ``body`` proves, or LoginRefused.
+
+        ``recipient``: the URL the login was posted to, which a SAML assertion must name as
+        its Recipient (None, from the CLI: not checked)."""
         idp = self._idp(idp_name)
         if not idp.enabled or not idp.jit.enabled:
             raise LoginRefused(403, f"JIT provisioning is disabled for identity provider "
@@ -115,12 +116,13 @@ class JitIntake:
         if "saml_response" not in body:
             raise LoginRefused(400, 'send {"saml_response": "<base64 SAML Response>"} '
                                     f"(identity provider {idp_name!r} speaks SAML 2.0)")
-        verifier = SamlVerifier(fed, self.recipient)
+        verifier = SamlVerifier(fed, recipient)
         return idp, verifier.verify(body["saml_response"], self.replay)
 
-    def login(self, application: str, idp_name: str, body: Mapping[str, Any]) -> JitResult:
+    def login(self, application: str, idp_name: str, body: Mapping[str, Any],
+              recipient: str | None = None) -> JitResult:
         """Verify the login and apply it to the local user (see the module's doc)."""
-        idp, login = self.verify(idp_name, body)
+        idp, login = self.verify(idp_name, body, recipient)
         initiator = Initiator.jit_login(application, idp.name)
         try:
             with self.iam.db.transaction() as conn:

@@ -139,11 +139,13 @@ class SamlVerifier:
         name_id = subject.findtext(_q(SAML, "NameID")) if subject is not None else None
         if not name_id or not name_id.strip():
             raise bad_token("the SAML assertion has no Subject NameID")
-        for data in subject.iter(_q(SAML, "SubjectConfirmationData")):
-            recipient = data.get("Recipient")
-            if self.recipient is not None and recipient is not None \
-                    and recipient != self.recipient:
-                raise bad_token("the SAML assertion names another Recipient than this server")
+        confirmations = list(subject.iter(_q(SAML, "SubjectConfirmationData")))
+        if self.recipient is not None and not any(d.get("Recipient") for d in confirmations):
+            raise bad_token("the SAML assertion names no Recipient (SubjectConfirmationData)")
+        for data in confirmations:
+            if self.recipient is not None and data.get("Recipient") != self.recipient:
+                raise bad_token("the SAML assertion's Recipient is not this server's "
+                                f"{self.recipient}")
             end = _time(data.get("NotOnOrAfter"), "SubjectConfirmationData NotOnOrAfter")
             if end is not None:
                 if now - LEEWAY_SECONDS >= end:
