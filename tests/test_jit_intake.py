@@ -231,3 +231,23 @@ def test_a_failing_blocking_jit_target_answers_502_and_rolls_back(
     with sqlite_iam.db.transaction() as conn:
         assert associations.find(conn, IDP, "s-1") is None
     assert not sqlite_iam.audit_log(action="jit.login")
+
+
+def test_the_demo_logs_people_in_through_corp_sso() -> None:
+    from connectors.sandbox.demo import ACTOR_APP, ActivityGenerator, demo_deployment
+    from connectors.sandbox.demo_sso import SSO, FederatedLogins
+    from tests.conftest import FAST_ARGON2
+
+    with demo_deployment(peer_port=None, argon2=FAST_ARGON2) as env:
+        assert env.sso is not None and env.iam.get_idp(SSO).jit.enabled
+        logins = FederatedLogins(env.iam, env.sso, ACTOR_APP, seed=3)
+        first = logins.login("ines")
+        assert (first.user, first.created) == ("PRIMARY/ines", True)
+        assert logins.login("ines").created is False
+        generator = ActivityGenerator(env.iam, env.proxy, seed=7, logins=logins)
+        for _ in range(6):
+            generator.step()
+        drain(env.iam)
+        assert "ines" in {u["userName"] for u in peer_users(env.peer_url)}
+        jit_rows = env.iam.audit_log(action="jit.login")
+        assert len(jit_rows) == 2 + 6 // 3 and {r.application for r in jit_rows} == {APP}
