@@ -23,7 +23,11 @@ log = logging.getLogger("mware_iam.serve")
 
 
 def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from core.http.hardening import EscapingFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     for noisy in ("httpx", "httpcore"):  # a line per request: the job lines say enough
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
