@@ -28,6 +28,7 @@ from core.csv_import import import_csv
 from core.errors import AlreadyExists, InvalidInput
 from core.iam import Iam
 from core.identity.service import DEFAULT_PAGE_SIZE, UserView
+from core.jit.associations import subjects_of
 from core.names import parse_name
 
 #: Claims shown as columns by ``user list`` (every claim is in ``user show`` and ``--json``).
@@ -149,16 +150,7 @@ def show_user(name: str, as_json: bool) -> None:
     data = user_json(iam, user, roles)
     record([("name", user.qualified_name), ("id", user.id), ("created", user.created),
             ("modified", user.modified), ("claims", data["claims"]), ("roles", roles),
-            ("federated", federated_subjects(iam, user))])
-
-
-def federated_subjects(iam: Iam, user: UserView) -> list[str]:
-    """The user's JIT associations: ``identity provider: subject``."""
-    from core.jit import associations
-
-    with iam.db.transaction() as conn:
-        return [f"{a.idp}: {a.subject}" for a in associations.of_user(conn, user.domain,
-                                                                        user.id)]
+            ("federated", subjects_of(iam.db, user.domain, user.id))])
 
 
 @user_group.command("update")

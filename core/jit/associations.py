@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, delete, insert, select
 
+from core.db import SystemDB
 from core.schema import jit_associations as t
 
 
@@ -34,6 +35,13 @@ def of_user(conn: Connection, domain: str, user_id: str) -> list[Association]:
     return [_of(r) for r in conn.execute(
         select(t).where(t.c.domain == domain, t.c.user_id == user_id)
         .order_by(t.c.idp, t.c.subject))]
+
+
+def subjects_of(db: SystemDB, domain: str, user_id: str) -> list[str]:
+    """``identity provider: subject`` for each association of a user (``user show`` and
+    the console's user detail)."""
+    with db.transaction() as conn:
+        return [f"{a.idp}: {a.subject}" for a in of_user(conn, domain, user_id)]
 
 
 def link(conn: Connection, idp: str, subject: str, domain: str, user_id: str) -> None:

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from core.errors import InvalidInput
 from core.idps import ATTRIBUTE_SYNC, FEDERATION_PROTOCOLS, Federation
-from core.jit.keys import parse_certificate, parse_jwks
+from core.jit.keys import normalize_pem, parse_certificate, parse_jwks
 
 #: The reference's schemes that need a login page (consent, password) we do not have.
 PROMPT_SCHEMES = ("prompt_consent", "prompt_password_consent",
@@ -68,3 +68,33 @@ def scheme_warning(scheme: str) -> str | None:
         return None
     return (f"scheme {scheme} needs a login page this server does not have: JIT logins "
             "through this identity provider will be refused (use provision_silently)")
+
+
+def federation_of_fields(protocol: str, issuer: str, audience: str, keys: str,
+                         username_claim: str) -> Federation | None:
+    """Federation settings from a form's text fields (None: no protocol, no federation).
+
+    ``audience``: names separated by commas; ``keys``: a JWKS (JSON), a ``jwks_uri`` or a
+    PEM certificate. Raises InvalidInput with every problem."""
+    if not protocol:
+        return None
+    text = keys.strip()
+    given: dict[str, str] = {}
+    if text.startswith("{"):
+        given["jwks"] = text
+    elif text.startswith(("https://", "http://")):
+        given["jwks_uri"] = text
+    elif text:
+        given["certificate"] = normalize_pem(text)
+    fed = Federation(protocol, issuer.strip(),
+                     tuple(a.strip() for a in audience.split(",") if a.strip()),
+                     username_claim=username_claim.strip() or None, **given)
+    problems = federation_problems(fed)
+    if problems:
+        raise InvalidInput("; ".join(message for _, message in problems))
+    return fed
+
+
+def keys_text(fed: Federation) -> str:
+    """What :func:`federation_of_fields` reads back as ``keys``."""
+    return fed.jwks or fed.jwks_uri or fed.certificate or ""

@@ -62,6 +62,17 @@ def parse_jwks(text: str | bytes) -> dict[str, PublicKey]:
     return keys
 
 
+def normalize_pem(text: str) -> str:
+    """A PEM certificate pasted on one line (a form field keeps no line breaks) with its
+    lines back; other text is returned as it is."""
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    if begin not in text or end not in text:
+        return text
+    body = "".join(text.split(begin, 1)[1].split(end, 1)[0].split())
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return "\n".join([begin, *lines, end]) + "\n"
+
+
 def parse_certificate(pem: str) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem.encode())

@@ -1,0 +1,59 @@
+"""The console's JIT faces: the identity provider form edits ``federation`` and
+``attribute_sync``; the user detail names a JIT user's federated subjects."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from textual.widgets import Static
+
+from core.iam import Iam
+from core.idps import JitConfig
+from core.jit.intake import JitIntake
+from core.jit.sandbox import SandboxIdp
+from tests.test_tui_screens import ADMIN, console, demo, press, replace_text  # noqa: F401
+from tests.tui_helpers import settle
+from tui.widgets.form_screen import FormScreen
+from tui.widgets.user_detail import UserDetail
+
+
+async def test_the_form_edits_federation_and_attribute_sync(demo: Iam) -> None:  # noqa: F811
+    sso = SandboxIdp.create()
+    app = console(demo, "idps")
+    async with app.run_test(size=(100, 50)) as pilot:
+        await settle(pilot)
+        await press(pilot, "e")
+        form = app.screen
+        assert isinstance(form, FormScreen)
+        form.form.editor("fed-protocol").value = "oidc"  # type: ignore[attr-defined]
+        form.form.editor("jit-sync").value = "preserve_local"  # type: ignore[attr-defined]
+        await replace_text(pilot, form.form.editor("fed-issuer"), "not a url")
+        await replace_text(pilot, form.form.editor("fed-audience"), "hr-portal, wiki")
+        await replace_text(pilot, form.form.editor("fed-keys"), sso.jwks())
+        await press(pilot, "ctrl+s")
+        assert app.screen is form and demo.get_idp("corp-scim").federation is None
+        assert "issuer: expected a URL" in (form.general_error or "")
+        await replace_text(pilot, form.form.editor("fed-issuer"), "https://sso.example.test")
+        await press(pilot, "ctrl+s")
+        idp = demo.get_idp("corp-scim")
+        assert idp.federation is not None and idp.federation.audience == ("hr-portal", "wiki")
+        assert idp.federation.jwks == sso.jwks() and idp.jit.attribute_sync == "preserve_local"
+        detail = str(app.screen.query_one("#idp-detail-body", Static).render())
+        assert "Federation: oidc, issuer https://sso.example.test" in detail
+
+
+async def test_the_user_detail_names_federated_subjects(demo: Iam) -> None:  # noqa: F811
+    sso = SandboxIdp.create()
+    idp = demo.get_idp("partner-sso")
+    demo.save_idp(ADMIN, dataclasses.replace(
+        idp, jit=JitConfig(True, "PRIMARY"), federation=sso.federation("oidc", "hr-portal")))
+    JitIntake(demo).login("hr-portal", "partner-sso", {"id_token": sso.id_token(
+        "hr-portal", {"sub": "p-42", "preferred_username": "zed"})})
+    app = console(demo, "users")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        detail = app.screen.query_one(UserDetail)
+        detail.show(demo.identity.get_user("PRIMARY/zed"))
+        await settle(pilot)
+        assert "Federated: partner-sso: p-42" in str(
+            detail.query_one("#detail-body", Static).render())
