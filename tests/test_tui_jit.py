@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from textual.widgets import Static
 
 from core.iam import Iam
+from core.identity.events import Initiator
 from core.idps import JitConfig
 from core.jit.intake import JitIntake
 from core.jit.sandbox import SandboxIdp
+from tests.provisioning_helpers import connect, drain
+from tests.scim_api import application
+from tests.test_tui_dashboard import console as dashboard
 from tests.test_tui_screens import ADMIN, console, demo, press, replace_text  # noqa: F401
 from tests.tui_helpers import settle
+from tui.screens.dashboard import ActivityFeed
 from tui.widgets.form_screen import FormScreen
 from tui.widgets.user_detail import UserDetail
 
@@ -57,3 +63,30 @@ async def test_the_user_detail_names_federated_subjects(demo: Iam) -> None:  # n
         await settle(pilot)
         assert "Federated: partner-sso: p-42" in str(
             detail.query_one("#detail-body", Static).render())
+
+
+@pytest.fixture
+def jit_jobs(sqlite_iam: Iam, scim_peer: str) -> Iam:
+    """hr-portal provisions to a JIT target; yan logged in through JIT, xena was added by
+    hr-portal itself; both jobs have run."""
+    application(sqlite_iam, "hr-portal")
+    connect(sqlite_iam, scim_peer, app="hr-portal", jit=True)
+    sso = SandboxIdp.create()
+    sqlite_iam.save_idp(ADMIN, dataclasses.replace(
+        sqlite_iam.get_idp("peer"), jit=JitConfig(True),
+        federation=sso.federation("oidc", "hr-portal")))
+    JitIntake(sqlite_iam).login("hr-portal", "peer", {"id_token": sso.id_token(
+        "hr-portal", {"sub": "s", "preferred_username": "yan"})})
+    sqlite_iam.identity.add_user(Initiator.application_client("hr-portal"), "PRIMARY/xena",
+                                 None, {})
+    drain(sqlite_iam)
+    return sqlite_iam
+
+
+async def test_the_dashboard_marks_the_jobs_of_jit_logins(jit_jobs: Iam) -> None:
+    app = dashboard(jit_jobs, jit_jobs.provisioning)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        feed = app.screen.query_one(ActivityFeed)
+        rows = {str(feed.get_row(key)[3]): str(feed.get_row(key)[2]) for key in feed.rows}
+        assert rows == {"PRIMARY/yan": "JIT upsert user", "PRIMARY/xena": "upsert user"}
