@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from core.iam import Iam
 from core.identity.events import Initiator
-from core.idps import JitConfig
+from core.idps import ClaimMapping, JitConfig
 from core.jit.intake import JitIntake
 from core.jit.sandbox import SandboxIdp
 from tests.provisioning_helpers import connect, drain
@@ -90,3 +90,27 @@ async def test_the_dashboard_marks_the_jobs_of_jit_logins(jit_jobs: Iam) -> None
         feed = app.screen.query_one(ActivityFeed)
         rows = {str(feed.get_row(key)[3]): str(feed.get_row(key)[2]) for key in feed.rows}
         assert rows == {"PRIMARY/yan": "JIT upsert user", "PRIMARY/xena": "upsert user"}
+
+
+async def test_simulate_a_login_through_the_sandbox_idp(demo: Iam) -> None:  # noqa: F811
+    sso = SandboxIdp.of_home(demo.home.path, "https://partner.example.test")
+    demo.save_idp(ADMIN, dataclasses.replace(
+        demo.get_idp("partner-sso"), jit=JitConfig(True, "PRIMARY"),
+        federation=sso.federation("oidc", "hr-portal"),
+        claim_mappings=(ClaimMapping(demo.claims.resolve("emailaddress"), "email"),)))
+    app = console(demo, "idps")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        await press(pilot, "l")  # corp-scim: no federation, nothing opens
+        assert not isinstance(app.screen, FormScreen)
+        await press(pilot, "down", "l")
+        form = app.screen
+        assert isinstance(form, FormScreen)
+        await replace_text(pilot, form.form.editor("username"), "quinn")
+        await replace_text(pilot, form.form.editor("claims"), "email=q@example.com")
+        await press(pilot, "ctrl+s")
+        await settle(pilot)
+        assert not isinstance(app.screen, FormScreen)
+    user = demo.identity.get_user("PRIMARY/quinn")
+    assert demo.audit_log(action="jit.login")[0].target == "PRIMARY/quinn"
+    assert user.claims.get(demo.claims.resolve("emailaddress")) == "q@example.com"

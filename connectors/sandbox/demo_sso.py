@@ -28,7 +28,7 @@ DEPARTMENTS = ("Engineering", "Sales", "Support")
 def configure_corp_sso(iam: Iam, home: Path, app: str, jit_target: str) -> SandboxIdp:
     """Add ``corp-sso`` (JIT on, into PRIMARY) and let ``app``'s ``jit_target`` take JIT
     users; returns the sandbox IdP that signs its logins."""
-    sso = SandboxIdp.load_or_create(home / "sandbox-idp", ISSUER)
+    sso = SandboxIdp.of_home(home, ISSUER)
     admin = Initiator.admin(Face.CONFIG)
     claims = iam.claims
     iam.save_idp(admin, IdentityProvider(

@@ -13,8 +13,6 @@ from core.cli.context import KeyValue, admin, current_iam, pairs_to_dict
 from core.cli.output import echo, emit_json
 from core.errors import InvalidInput
 
-SANDBOX_KEYS = "sandbox-idp"
-
 
 @click.group("jit")
 def jit_group() -> None:
@@ -41,7 +39,6 @@ def login(idp: str, app: str, token_file: Path) -> None:
 @click.command("idp")
 @click.argument("idp")
 @click.option("--username", required=True, help="The login's username claim.")
-@click.option("--subject", help="The federated subject (default: the username).")
 @click.option("--claim", "claims", type=KeyValue(), multiple=True,
               help="A remote claim: --claim email=a@example.com (repeatable).")
 @click.option("--group", "groups", multiple=True, help="A remote group (repeatable).")
@@ -52,7 +49,7 @@ def login(idp: str, app: str, token_file: Path) -> None:
 @click.option("--configure", is_flag=True,
               help="First point IDP's federation at the sandbox keys (OIDC unless IDP "
                    "speaks SAML 2.0 already).")
-def sandbox_idp(idp: str, username: str, subject: str | None, claims: tuple[tuple[str, str],
+def sandbox_idp(idp: str, username: str, claims: tuple[tuple[str, str],
                 ...], groups: tuple[str, ...], audience: str, recipient: str | None,
                 configure: bool) -> None:
     """Print a signed login for identity provider IDP, made with demo keys kept in the
@@ -63,7 +60,7 @@ def sandbox_idp(idp: str, username: str, subject: str | None, claims: tuple[tupl
     current = iam.get_idp(idp)
     fed = current.federation
     issuer = fed.issuer if fed is not None else "https://sandbox-idp.example.test"
-    sandbox = SandboxIdp.load_or_create(iam.home.path / SANDBOX_KEYS, issuer)
+    sandbox = SandboxIdp.of_home(iam.home.path, issuer)
     protocol = fed.protocol if fed is not None else "oidc"
     if configure:
         fed = sandbox.federation(protocol, audience)
@@ -71,12 +68,7 @@ def sandbox_idp(idp: str, username: str, subject: str | None, claims: tuple[tupl
     if fed is None:
         raise InvalidInput(f"identity provider {idp} has no federation settings: give "
                            "--configure to use the sandbox's keys")
-    values = {**pairs_to_dict(claims, "claim"), **({"groups": list(groups)} if groups else {})}
-    if fed.protocol == "oidc":
-        echo(sandbox.id_token(audience, {"sub": subject or username,
-                                         fed.username_key: username, **values}))
-    else:
-        attributes = dict(values)
-        if fed.username_key != "NameID":
-            attributes[fed.username_key] = username
-        echo(sandbox.saml_response(audience, subject or username, attributes, recipient))
+    fed = dataclasses.replace(fed, audience=(audience,))
+    body = sandbox.login_body(fed, username, pairs_to_dict(claims, "claim"), groups,
+                              recipient)
+    echo(next(iter(body.values())))

@@ -28,6 +28,9 @@ from core.idps import Federation
 from core.jit.saml import SAML, SAMLP, SUCCESS
 
 KID = "sandbox-1"
+#: The directory of a home that holds the sandbox IdP's key.
+KEY_DIR = "sandbox-idp"
+KEY_FILE = "sandbox-idp-key.pem"
 
 
 def stamp(t: datetime.datetime) -> str:
@@ -48,7 +51,7 @@ class SandboxIdp:
     @classmethod
     def load_or_create(cls, directory: Path, issuer: str) -> SandboxIdp:
         """The sandbox IdP whose key is in ``directory`` (made there on first use)."""
-        path = directory / "sandbox-idp-key.pem"
+        path = directory / KEY_FILE
         if path.exists():
             key = serialization.load_pem_private_key(path.read_bytes(), None)
             assert isinstance(key, rsa.RSAPrivateKey)
@@ -60,6 +63,15 @@ class SandboxIdp:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption()))
         return idp
+
+    @classmethod
+    def of_home(cls, home: Path, issuer: str) -> SandboxIdp:
+        return cls.load_or_create(home / KEY_DIR, issuer)
+
+    @staticmethod
+    def in_home(home: Path) -> bool:
+        """Whether ``home`` has sandbox keys (a demo, or ``mware-iam sandbox idp`` ran)."""
+        return (home / KEY_DIR / KEY_FILE).exists()
 
     # ------------------------------------------------------------------ what the IdP publishes
     def jwks(self) -> str:
@@ -83,6 +95,27 @@ class SandboxIdp:
         return Federation("saml2", self.issuer, (audience,), certificate=self.certificate())
 
     # ------------------------------------------------------------------ signed logins
+    def login_claims(self, fed: Federation, username: str, claims: Mapping[str, Any],
+                     groups: Sequence[str] = ()) -> dict[str, Any]:
+        """An OIDC login's claims: ``sub`` and the username claim, the others, groups."""
+        return {"sub": username, fed.username_key: username, **claims,
+                **({fed.groups_claim: list(groups)} if groups else {})}
+
+    def login_body(self, fed: Federation, username: str, claims: Mapping[str, Any],
+                   groups: Sequence[str] = (), recipient: str | None = None) -> dict[str, str]:
+        """What a client posts to ``/jit/IDP`` for this login, signed for ``fed``."""
+        audience = fed.audience[0]
+        if fed.protocol == "oidc":
+            return {"id_token": self.id_token(audience, self.login_claims(
+                fed, username, claims, groups))}
+        attributes: dict[str, str | Sequence[str]] = {k: str(v) for k, v in claims.items()}
+        if groups:
+            attributes[fed.groups_claim] = list(groups)
+        if fed.username_key != "NameID":
+            attributes[fed.username_key] = username
+        return {"saml_response": self.saml_response(audience, username, attributes,
+                                                    recipient)}
+
     def id_token(self, audience: str, claims: Mapping[str, Any], lifetime: int = 300,
                  **header: Any) -> str:
         now = int(time.time())

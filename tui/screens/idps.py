@@ -41,6 +41,8 @@ from core.idps import (
     connector_errors,
 )
 from core.jit.federation import federation_of_fields, keys_text
+from core.jit.intake import JitIntake
+from core.jit.sandbox import SandboxIdp
 from core.names import PRIMARY
 from core.properties import FieldError, PropertySpec, PropertyType, check
 from core.provisioning.targets import build_target
@@ -87,6 +89,10 @@ CONNECTOR_DEFAULT = PropertySpec("connector-default", "Default connector", _P.BO
                                  default=False)
 _CONNECTOR_META = (CONNECTOR_ENABLED, CONNECTOR_DEFAULT)
 _NEEDS_IDP = frozenset({"edit", "connector", "claims", "roles", "delete", "test"})
+SIM_USERNAME = PropertySpec("username", "Username", required=True)
+SIM_CLAIMS = PropertySpec("claims", "Claims",
+                          help="remote claims as name=value, separated by commas")
+SIM_GROUPS = PropertySpec("groups", "Groups", help="remote groups, separated by commas")
 
 
 def jit_userstore(domains: Sequence[str]) -> PropertySpec:
@@ -270,6 +276,9 @@ class IdentityProvidersScreen(ListDetailScreen):
         Binding("o", "roles", "Roles", id="idps.roles", tooltip="Edit the role mappings"),
         Binding("d", "delete", "Delete", id="idps.delete",
                 tooltip="Delete the identity provider (asks first)"),
+        Binding("l", "simulate_login", "Simulate login", id="idps.simulate_login", show=False,
+                tooltip="Sign a login with the sandbox IdP's keys and send it to the JIT "
+                        "intake (a demo, or a home where `mware-iam sandbox idp` ran)"),
         Binding("r", "refresh", "Refresh", id="idps.refresh", show=False,
                 tooltip="Read the identity providers again"),
     ]
@@ -502,6 +511,43 @@ class IdentityProvidersScreen(ListDetailScreen):
                         + ("reachable" if result.ok else "failed"),
                         severity="information" if result.ok else "error")
 
+    # ------------------------------------------------------------------ JIT
+    def can_simulate(self) -> bool:
+        idp = self.highlighted
+        return idp is not None and idp.federation is not None and not self.read_only \
+            and SandboxIdp.in_home(self.iam.home.path)
+
+    def action_simulate_login(self) -> None:
+        idp = self.highlighted
+        if idp is None or idp.federation is None or not self.can_simulate():
+            self.notify("Simulating a login needs the sandbox IdP's keys (the demo) and an "
+                        "identity provider with federation settings", severity="warning")
+            return
+        iam, fed = self.iam, idp.federation
+        apps = tuple(a for a in iam.app_names() if a != "resident") or ("resident",)
+        app_spec = PropertySpec("app", "Application", _P.CHOICE, required=True,
+                                default=apps[0], choices=apps)
+
+        def submit(form: FormValues) -> str:
+            claims: dict[str, str] = {}
+            for part in filter(str.strip, form.text("claims").split(",")):
+                name, sep, value = part.partition("=")
+                if not sep or not name.strip():
+                    raise InvalidInput(f"claims: expected name=value, got {part.strip()!r}")
+                claims[name.strip()] = value.strip()
+            groups = [g.strip() for g in form.text("groups").split(",") if g.strip()]
+            body = SandboxIdp.of_home(iam.home.path, fed.issuer).login_body(
+                fed, form.text("username").strip(), claims, groups)
+            result = JitIntake(iam).login(form.text("app"), idp.name, body)
+            verb = "created" if result.created else "updated or unchanged"
+            return f"{result.user} {verb} by a JIT login through {form.text('app')}"
+
+        self.app.push_screen(FormScreen(
+            f"Simulate a login through {idp.name}", [SIM_USERNAME, SIM_CLAIMS, SIM_GROUPS,
+                                                     app_spec], submit, save_label="Log in",
+            intro="Signed with the sandbox IdP's demo keys and sent to the JIT intake."),
+            lambda done: self.notify(done, title="JIT login") if done else None)
+
     # ------------------------------------------------------------------ palette
     def palette_commands(self) -> Iterable[SystemCommand]:
         idp = self.highlighted
@@ -512,6 +558,10 @@ class IdentityProvidersScreen(ListDetailScreen):
         if not self.read_only:
             yield SystemCommand(f"Configure the connector of {idp.name}", "Edit the outbound "
                                 "connector", self.action_connector)
+        if self.can_simulate():
+            yield SystemCommand(f"Simulate a login through {idp.name}", "Sign claims with "
+                                "the sandbox IdP and send them to the JIT intake",
+                                self.action_simulate_login)
 
 
 def render_idp(idp: IdentityProvider | None) -> Text:
