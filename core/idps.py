@@ -16,7 +16,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from connectors.registry import spec_for
 from core.errors import InvalidInput, NotFound
 from core.properties import FieldError, check, redact_urls, secret_names
-from core.schema import connector_configs, identity_providers
+from core.schema import connector_configs, identity_providers, jit_associations
 from core.secrets import SecretBox, SecretValue, mask
 
 
@@ -222,4 +222,5 @@ def remove(conn: Connection, name: str) -> None:
     if pk is None:
         raise NotFound(f"identity provider {name!r} does not exist")
     conn.execute(delete(connector_configs).where(connector_configs.c.idp_pk == pk))
+    conn.execute(delete(jit_associations).where(jit_associations.c.idp == name))
     conn.execute(delete(identity_providers).where(identity_providers.c.pk == pk))

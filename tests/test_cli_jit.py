@@ -25,7 +25,13 @@ def test_sandbox_login_through_the_cli(run: Cli, tmp_path: Path) -> None:  # noq
                             "--token-file", str(path)).output)
     assert (out["user"], out["created"]) == ("PRIMARY/dana", True)
     assert "corp-sso: dana" in run.ok("user", "show", "PRIMARY/dana").output
+    shown = json.loads(run.ok("user", "show", "PRIMARY/dana", "--json").output)
+    assert shown["federated"] == ["corp-sso: dana"]
     path.write_text(token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"))
     forged = run("jit", "login", "corp-sso", "--app", "hr-portal", "--token-file", str(path))
     assert forged.exit_code != 0 and "signature" in forged.output
     assert "Traceback" not in forged.output
+    with run.iam() as iam:
+        iam.remove_idp(Initiator.admin(), "corp-sso")
+    assert json.loads(run.ok("user", "show", "PRIMARY/dana", "--json").output)[
+        "federated"] == []  # an identity provider removed takes its associations along

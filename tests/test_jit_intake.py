@@ -251,3 +251,17 @@ def test_the_demo_logs_people_in_through_corp_sso() -> None:
         assert "ines" in {u["userName"] for u in peer_users(env.peer_url)}
         jit_rows = env.iam.audit_log(action="jit.login")
         assert len(jit_rows) == 2 + 6 // 3 and {r.application for r in jit_rows} == {APP}
+
+
+def test_the_application_rate_limit_applies(sqlite_iam: Iam, sso: SandboxIdp) -> None:
+    from core.inbound import Limits
+
+    token = application(sqlite_iam, APP)
+    configure(sqlite_iam, sso)
+    with served(sqlite_iam, Limits(rate=0.01, burst=2)) as api, httpx.Client(
+            base_url=api.base.removesuffix("/scim2"),
+            headers={"Authorization": f"Bearer {token}"}, timeout=10) as http:
+        jit = Jit(sqlite_iam, sso, http)
+        assert [jit.oidc().status_code for _ in range(3)] == [201, 200, 429]
+        limited = jit.oidc()
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1

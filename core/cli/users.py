@@ -144,13 +144,14 @@ def show_user(name: str, as_json: bool) -> None:
     iam = current_iam()
     user = iam.identity.get_user(name)
     roles = iam.identity.roles_of(user.qualified_name)
+    federated = subjects_of(iam.db, user.domain, user.id)
     if as_json:
-        emit_json(user_json(iam, user, roles))
+        emit_json({**user_json(iam, user, roles), "federated": federated})
         return
     data = user_json(iam, user, roles)
     record([("name", user.qualified_name), ("id", user.id), ("created", user.created),
             ("modified", user.modified), ("claims", data["claims"]), ("roles", roles),
-            ("federated", subjects_of(iam.db, user.domain, user.id))])
+            ("federated", federated)])
 
 
 @user_group.command("update")
