@@ -34,8 +34,13 @@ MAX_RESPONSE_BYTES = 256 * 1024
 #: How long an assertion id is remembered when the assertion names no end of validity.
 DEFAULT_REPLAY_SECONDS = 600
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                          dtd_validation=False, huge_tree=False, remove_comments=True)
+
+
+def _parser() -> etree.XMLParser:
+    """A parser per document (lxml's parsers are not to be shared between threads)."""
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                           dtd_validation=False, huge_tree=False, remove_comments=True)
+
 _CONFIG = SignatureConfiguration(
     expect_references=1,
     signature_methods=frozenset({
@@ -103,7 +108,7 @@ class SamlVerifier:
             raise bad_token("the SAML Response has a DOCTYPE (refused: entities and DTDs "
                             "are not accepted)")
         try:
-            root = etree.fromstring(xml, _PARSER)
+            root = etree.fromstring(xml, _parser())
         except etree.XMLSyntaxError as exc:
             raise bad_token(f"the SAML Response is not XML: {exc.msg}") from None
         if root.tag != _q(SAMLP, "Response"):
