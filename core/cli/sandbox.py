@@ -14,7 +14,8 @@ from typing import Any
 import click
 
 #: Sandbox peer commands by name: ``"module:command"``.
-SANDBOXES: dict[str, str] = {"idp": "core.cli.jit:sandbox_idp"}
+SANDBOXES: dict[str, str] = {"google": "connectors.sandbox.google:sandbox_command",
+                             "idp": "core.cli.jit:sandbox_idp"}
 
 
 class SandboxGroup(click.Group):
