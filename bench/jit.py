@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test suite's
 
 from core.iam import Iam
 from core.identity.events import Initiator
-from core.idps import ClaimMapping, IdentityProvider, JitConfig
+from core.idps import ClaimMapping, IdentityProvider, JitConfig, RoleMapping
 from core.inbound import Limits
 from core.jit.sandbox import SandboxIdp
 from core.passwords import Argon2Params
@@ -53,19 +53,25 @@ def main() -> None:
         token = application(iam, APP)
         sso = SandboxIdp.create()
         email = iam.claims.resolve("emailaddress")
+        iam.identity.add_role(admin, "PRIMARY/engineering")
         iam.save_idp(admin, IdentityProvider(
             IDP, federation=sso.federation("oidc", APP),
             jit=JitConfig(True, associate_local_user=True),
-            claim_mappings=(ClaimMapping(email, "email"),)))
+            claim_mappings=(ClaimMapping(email, "email"),),
+            role_mappings=(RoleMapping("PRIMARY/engineering", "engineers"),)))
         for i in range(1000):
             iam.identity.add_user(admin, f"user{i}", None, {email: f"u{i}@example.com"})
         # no rate limit: one client outruns 100 requests/s (as in bench/scim_inbound.py)
         with served(iam, Limits(rate=1e9, burst=10**9)) as api, httpx.Client(
                 base_url=api.base.removesuffix("/scim2"),
                 headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
-            claims = {"sub": "s-7", "preferred_username": "user7", "email": "u7@example.com"}
+            # a mapped claim and a mapped role, both as the user has them after the first login
+            claims = {"sub": "s-7", "preferred_username": "user7", "email": "u7@example.com",
+                      "groups": ["engineers"]}
             assert http.post(f"/jit/{IDP}", json={"id_token": sso.id_token(
-                APP, claims)}).status_code == 200  # links user7: later logins change nothing
+                APP, claims)}).status_code == 200  # links user7, adds the role: later
+            # logins change nothing (each answers 200; that an unchanged login writes only
+            # its audit row is tests/test_jit_intake.py's)
 
             def scim(i: int) -> None:
                 r = http.get("/scim2/Users", params={"filter": f'userName eq "user{i % 1000}"'})
