@@ -14,8 +14,12 @@ from typing import Any
 import click
 
 #: Sandbox peer commands by name: ``"module:command"``.
-SANDBOXES: dict[str, str] = {"google": "connectors.sandbox.google:sandbox_command",
-                             "idp": "core.cli.jit:sandbox_idp"}
+SANDBOXES: dict[str, str] = {
+    "google": "connectors.sandbox.google:sandbox_command",
+    "idp": "core.cli.jit:sandbox_idp",
+    "salesforce": "connectors.sandbox.salesforce:salesforce_command",
+    "spml": "connectors.sandbox.spml:sandbox_command",
+}
 
 
 class SandboxGroup(click.Group):

@@ -84,7 +84,7 @@ class InlineRunner:
                 outcome = None
                 if prep.target is not None and not (prep.skip or prep.wait or prep.fail):
                     outcome = self.loop.run(self._perform(prep))
-                state = executor.settle(conn, prep, outcome)
+                state = executor.settle_many(conn, [(prep, outcome)])[0]
                 results.append(Result(outbox.get(conn, job.pk), state, prep, outcome))
                 if stop_on_failure and state not in DONE:
                     break

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,7 +27,7 @@ LATENCY_SAMPLE = 200
 @dataclass(frozen=True)
 class TargetStatus:
     target: str
-    state: str  # healthy | retrying | quarantined | disabled
+    state: str  # healthy | retrying | quarantined | throttled | disabled
     queued: int
     in_flight: int
     retrying: int
@@ -39,6 +39,8 @@ class TargetStatus:
     latency_p95_ms: float | None
     last_error: str | None
     quarantined_until: datetime | None
+    #: What the target said about itself (e.g. ``{"api usage": "10018/100000 (90 % left)"}``).
+    facts: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -98,7 +100,7 @@ def target_status(conn: Connection, host: Host) -> list[TargetStatus]:
             succeeded=h.succeeded_total, failed=h.failed_total, dead=c.get("dead", 0),
             per_minute=int(per_minute.get(key, 0)), latency_p50_ms=_percentile(lat, 0.50),
             latency_p95_ms=_percentile(lat, 0.95), last_error=h.last_error,
-            quarantined_until=h.quarantined_until))
+            quarantined_until=h.quarantined_until, facts=dict(h.facts or {})))
     return out
 
 
