@@ -1,4 +1,5 @@
-"""Identity providers: claim and role mappings, provisioning roles, JIT, connector configs.
+"""Identity providers: claim and role mappings, provisioning roles, JIT, federation (how
+its logins are verified: ``core/jit``), connector configs.
 
 Secret connector properties are stored encrypted (``SecretBox``); in memory they are
 :class:`SecretValue` objects whose repr never shows the value.
@@ -16,7 +17,7 @@ from connectors.registry import spec_for
 from core import config_versions
 from core.errors import InvalidInput, NotFound
 from core.properties import FieldError, check, redact_urls, secret_names
-from core.schema import connector_configs, identity_providers
+from core.schema import connector_configs, identity_providers, jit_associations
 from core.secrets import SecretBox, SecretValue, mask
 
 
@@ -35,6 +36,10 @@ class RoleMapping:
 
 JIT_SCHEMES = ("provision_silently", "prompt_consent", "prompt_password_consent",
                "prompt_username_password_consent")
+#: How a login's claims meet a user that exists: the token wins, only empty claims are
+#: filled, or the user is only created (never updated).
+ATTRIBUTE_SYNC = ("override", "preserve_local", "none")
+FEDERATION_PROTOCOLS = ("oidc", "saml2")
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,33 @@ class JitConfig:
     userstore: str = "PRIMARY"
     scheme: str = "provision_silently"
     associate_local_user: bool = False
+    attribute_sync: str = "override"
+
+
+@dataclass(frozen=True)
+class Federation:
+    """How a login from this identity provider is verified: its issuer, the audience it
+    names, and its keys (a JWKS or ``jwks_uri`` for OIDC, a certificate for SAML 2.0)."""
+
+    protocol: str
+    issuer: str
+    audience: tuple[str, ...]
+    jwks: str | None = None
+    jwks_uri: str | None = None
+    certificate: str | None = None
+    username_claim: str | None = None
+    groups_claim: str = "groups"
+
+    @property
+    def username_key(self) -> str:
+        return self.username_claim or ("sub" if self.protocol == "oidc" else "NameID")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "audience": list(self.audience)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Federation:
+        return cls(**{**data, "audience": tuple(data["audience"])})
 
 
 @dataclass(frozen=True)
@@ -71,6 +103,7 @@ class IdentityProvider:
     provisioning_roles: tuple[str, ...] = ()
     jit: JitConfig = JitConfig()
     connectors: tuple[ConnectorConfig, ...] = ()
+    federation: Federation | None = None
 
     def connector(self, connector_type: str) -> ConnectorConfig:
         for c in self.connectors:
@@ -123,6 +156,7 @@ def _to_row(idp: IdentityProvider) -> dict[str, Any]:
         "role_mappings": [m.__dict__ for m in idp.role_mappings],
         "provisioning_roles": list(idp.provisioning_roles),
         "jit": idp.jit.__dict__,
+        "federation": idp.federation.to_json() if idp.federation else None,
     }
 
 
@@ -150,6 +184,7 @@ def get(conn: Connection, box: SecretBox, name: str) -> IdentityProvider:
         role_mappings=tuple(RoleMapping(**m) for m in row["role_mappings"]),
         provisioning_roles=tuple(row["provisioning_roles"]),
         jit=JitConfig(**row["jit"]), connectors=tuple(conns),
+        federation=Federation.from_json(row["federation"]) if row["federation"] else None,
     )
 
 
@@ -194,5 +229,6 @@ def remove(conn: Connection, name: str) -> None:
     if pk is None:
         raise NotFound(f"identity provider {name!r} does not exist")
     conn.execute(delete(connector_configs).where(connector_configs.c.idp_pk == pk))
+    conn.execute(delete(jit_associations).where(jit_associations.c.idp == name))
     conn.execute(delete(identity_providers).where(identity_providers.c.pk == pk))
     config_versions.bump(conn, config_versions.IDPS)

@@ -218,6 +218,21 @@ identity_providers = Table(
     Column("role_mappings", JSON, nullable=False),
     Column("provisioning_roles", JSON, nullable=False),
     Column("jit", JSON, nullable=False),
+    Column("federation", JSON, nullable=True),
+)
+
+#: A federated subject and the local user its JIT logins land on (core/jit).
+jit_associations = Table(
+    "jit_associations",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("idp", name_type(255), nullable=False),
+    Column("subject", name_type(255), nullable=False),
+    Column("domain", name_type(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    _ts("created"),
+    UniqueConstraint("idp", "subject"),
+    Index("ix_jit_associations_domain_user_id", "domain", "user_id"),
 )
 
 connector_configs = Table(

@@ -447,9 +447,9 @@ def test_help_lists_every_command_though_they_load_lazily() -> None:
     commands = CliRunner().invoke(cli, ["--help"]).stdout.split("Commands:\n")[1]
     commands = commands.split("\n\n")[0]  # the epilog (exit status) follows
     listed = [line.split()[0] for line in commands.splitlines() if line.startswith("  ")]
-    assert listed == ["app", "audit", "config", "demo", "idp", "operator", "provisioning",
-                      "role", "sandbox", "serve", "ssh-serve", "tui", "user", "userstore", "web",
-                      "worker"]
+    assert listed == ["app", "audit", "config", "demo", "idp", "jit", "operator",
+                      "provisioning", "role", "sandbox", "serve", "ssh-serve", "tui", "user",
+                      "userstore", "web", "worker"]
     for name in listed:  # each loads, and answers its own --help
         result = CliRunner().invoke(cli, [name, "--help"])
         assert result.exit_code == 0 and result.stdout.startswith(f"Usage: cli {name} ")

@@ -120,7 +120,7 @@ def test_unknown_key_names_the_expected_keys(tmp_path: Path) -> None:
               scheme_name: provision_silently
         """)
     assert only(path) == (5, 7, "unknown key 'scheme_name' (expected one of: enabled, "
-                                "userstore, scheme, associate_local_user)")
+                                "userstore, scheme, associate_local_user, attribute_sync)")
 
 
 def test_unknown_section(tmp_path: Path) -> None:

@@ -8,6 +8,9 @@
   the HR portal's third target, ``spml-provider`` (users leaving scope are suspended).
 - On request the inbound SCIM API is served too (``mware-iam demo`` does, on 8080), with a
   token of the HR portal in a file of the home.
+- ``corp-sso`` is an OIDC identity provider with JIT on for the HR portal, signed for by the
+  sandbox IdP (``demo_sso.py``); with activity, one of its people logs in every
+  ``JIT_EVERY`` ticks through the JIT intake.
 - With activity, a thread plays the HR portal (``Initiator.application_client``): it
   creates, changes and deletes users on a timer, so both targets get work; and the
   partner goes down on a fixed cycle (the proxy answers 503 for ``OUTAGE_SECONDS`` of every
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.sandbox import google, salesforce, spml
+from connectors.sandbox.demo_sso import FederatedLogins, configure_corp_sso
 from connectors.sandbox.peers import (
     LOOPBACK,
     Fault,
@@ -47,6 +51,7 @@ from core.http.thread import scim_thread
 from core.iam import Iam
 from core.identity.events import Face, Initiator
 from core.idps import ClaimMapping, ConnectorConfig, IdentityProvider, RoleMapping
+from core.jit.sandbox import SandboxIdp
 from core.names import PRIMARY
 from core.passwords import Argon2Params
 from core.secrets import SecretValue
@@ -66,6 +71,8 @@ PROVISIONED = "Internal/provisioned"
 PARTNER = "Internal/partner-access"
 
 TICK_SECONDS = 2.0
+#: A federated login (corp-sso) every this many ticks.
+JIT_EVERY = 3
 CYCLE_SECONDS = 120.0
 OUTAGE_START = 40.0
 OUTAGE_SECONDS = 30.0
@@ -93,6 +100,8 @@ class Demo:
     #: The inbound SCIM API (when served) and the file holding the HR portal's token.
     scim_url: str | None = None
     token_file: Path | None = None
+    #: Signs corp-sso's logins (``mware-iam sandbox idp``'s keys in the home).
+    sso: SandboxIdp | None = None
 
     @property
     def peer_url(self) -> str:
@@ -130,6 +139,7 @@ def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT
                                                None if peer_port is None else GOOGLE_PORT))
         stack.enter_context(salesforce_target(iam, ACTOR_APP))
         sync_seeded_users(iam)
+        sso = configure_corp_sso(iam, home, ACTOR_APP, DIRECT_TARGET)
         scim_url = token_file = None
         if scim_port is not None:
             scim_url = stack.enter_context(scim_thread(iam, scim_port))
@@ -138,10 +148,11 @@ def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT
             token_file.write_text(iam.issue_token(Initiator.admin(Face.CONFIG), ACTOR_APP))
         generator = None
         if activity:
-            generator = ActivityGenerator(iam, proxy, tick=tick, seed=seed)
+            generator = ActivityGenerator(iam, proxy, tick=tick, seed=seed,
+                                          logins=FederatedLogins(iam, sso, ACTOR_APP, seed))
             generator.start()
             stack.callback(generator.stop)
-        yield Demo(iam, home, peer, proxy, generator, scim_url, token_file)
+        yield Demo(iam, home, peer, proxy, generator, scim_url, token_file, sso)
 
 
 def wire(iam: Iam, idp_name: str, base_url: str, extra: dict[str, int] | None = None) -> None:
@@ -169,8 +180,11 @@ class ActivityGenerator:
     """One identity change per tick as the HR portal, and the partner's outage cycle."""
 
     def __init__(self, iam: Iam, proxy: FaultProxy, *, tick: float = TICK_SECONDS,
-                 seed: int = 1865, clock: Callable[[], float] = time.monotonic) -> None:
+                 seed: int = 1865, clock: Callable[[], float] = time.monotonic,
+                 logins: FederatedLogins | None = None) -> None:
         self.iam = iam
+        self.logins = logins
+        self.ticks = 0
         self.proxy = proxy
         self.tick = tick
         self.initiator = Initiator.application_client(ACTOR_APP)
@@ -203,9 +217,12 @@ class ActivityGenerator:
         """Set the outage for the current time, then make one change."""
         self.proxy.outage(Fault.answer(503, {"detail": "demo outage"})
                           if self.in_outage() else None)
+        self.ticks += 1
         try:
             self._change()
             self.changes += 1
+            if self.logins is not None and self.ticks % JIT_EVERY == 0:
+                self.logins.login()
         except IamError as exc:  # e.g. the database is busy: the next tick tries again
             log.warning("demo activity: %s", exc.message)
 

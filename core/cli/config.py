@@ -45,9 +45,12 @@ def validate(file: Path) -> None:
     Each error is printed as FILE:LINE:COLUMN: message; exit 2 when there is any.
     `config apply --dry-run` checks it against the deployment as well.
     """
-    from core.configfile.files import validate_file
+    from core.configfile.files import check_file
 
-    errors = validate_file(file)
+    report = check_file(file)
+    for warning in report.warnings:
+        note(str(warning))
+    errors = report.errors
     if errors:
         raise _invalid(errors)
     echo(f"{file}: valid")

@@ -28,6 +28,7 @@ COMMANDS = {
     "operator": "core.cli.operators:operator_group",
     "provisioning": "core.cli.provisioning:provisioning_group",
     "role": "core.cli.roles:role_group",
+    "jit": "core.cli.jit:jit_group",
     "sandbox": "core.cli.sandbox:sandbox",
     "serve": "core.cli.serve:serve",
     "ssh-serve": "core.cli.sshserve:ssh_serve",

@@ -28,6 +28,7 @@ from core.csv_import import import_csv
 from core.errors import AlreadyExists, InvalidInput
 from core.iam import Iam
 from core.identity.service import DEFAULT_PAGE_SIZE, UserView
+from core.jit.associations import subjects_of
 from core.names import parse_name
 
 #: Claims shown as columns by ``user list`` (every claim is in ``user show`` and ``--json``).
@@ -143,12 +144,14 @@ def show_user(name: str, as_json: bool) -> None:
     iam = current_iam()
     user = iam.identity.get_user(name)
     roles = iam.identity.roles_of(user.qualified_name)
+    federated = subjects_of(iam.db, user.domain, user.id)
     if as_json:
-        emit_json(user_json(iam, user, roles))
+        emit_json({**user_json(iam, user, roles), "federated": federated})
         return
     data = user_json(iam, user, roles)
     record([("name", user.qualified_name), ("id", user.id), ("created", user.created),
-            ("modified", user.modified), ("claims", data["claims"]), ("roles", roles)])
+            ("modified", user.modified), ("claims", data["claims"]), ("roles", roles),
+            ("federated", federated)])
 
 
 @user_group.command("update")

@@ -53,12 +53,22 @@ class Positions:
 
 
 class Reporter:
-    """Collects errors of one file; every check reports here and carries on."""
+    """Collects errors (and warnings: valid, but probably not what was meant) of one file;
+    every check reports here and carries on."""
 
     def __init__(self, file: str, positions: Positions | None = None) -> None:
         self.file = file
         self.positions = positions or Positions()
         self._errors: list[ConfigError] = []
+        self._warnings: list[ConfigError] = []
+
+    def warn(self, path: YamlPath, message: str) -> None:
+        line, column = self.positions.at(path)
+        self._warnings.append(ConfigError(self.file, line, column, f"warning: {message}"))
+
+    @property
+    def warnings(self) -> list[ConfigError]:
+        return sorted(self._warnings, key=lambda e: (e.line, e.column))
 
     def add(self, path: YamlPath, message: str, at_key: bool = False) -> None:
         line, column = self.positions.at(path, at_key)

@@ -163,6 +163,12 @@ def _idp(catalog: ClaimCatalog, idp: IdentityProvider) -> dict[str, Any]:
         out["provisioning_roles"] = list(idp.provisioning_roles)
     if idp.jit != JitConfig():
         out["jit"] = dataclasses.asdict(idp.jit)
+    if idp.federation is not None:
+        fed = {k: v for k, v in idp.federation.to_json().items()
+               if v is not None and not (k == "groups_claim" and v == "groups")}
+        if len(fed["audience"]) == 1:
+            fed["audience"] = fed["audience"][0]
+        out["federation"] = fed
     if idp.connectors:
         out["connectors"] = [_connector(idp.name, c) for c in idp.connectors]
     return out

@@ -53,6 +53,11 @@ def validate_file(path: Path, iam: Iam | None = None) -> list[ConfigError]:
     return _check(path, iam)[1].errors
 
 
+def check_file(path: Path, iam: Iam | None = None) -> Reporter:
+    """As :func:`validate_file`, with the warnings too (``.errors``, ``.warnings``)."""
+    return _check(path, iam)[1]
+
+
 def apply_file(iam: Iam, path: Path, initiator: Initiator, dry_run: bool = False
                ) -> list[str]:
     """Make ``iam`` match the file, all or nothing; one line per change (empty: none).

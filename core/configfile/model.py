@@ -84,6 +84,18 @@ class JitEntry(_Entry):
     userstore: Name = "PRIMARY"
     scheme: Name = "provision_silently"  # one of core.idps.JIT_SCHEMES
     associate_local_user: bool = False
+    attribute_sync: Name = "override"  # one of core.idps.ATTRIBUTE_SYNC
+
+
+class FederationEntry(_Entry):
+    protocol: Name  # one of core.idps.FEDERATION_PROTOCOLS
+    issuer: Name
+    audience: Name | list[Name]
+    jwks: Name | None = None
+    jwks_uri: Name | None = None
+    certificate: Name | None = None
+    username_claim: Name | None = None
+    groups_claim: Name = "groups"
 
 
 class ConnectorEntry(_Entry):
@@ -101,6 +113,7 @@ class IdentityProviderEntry(_Entry):
     role_mappings: list[RoleMappingEntry] | None = None
     provisioning_roles: list[Name] | None = None
     jit: JitEntry | None = None
+    federation: FederationEntry | None = None
     connectors: list[ConnectorEntry] | None = None
 
 

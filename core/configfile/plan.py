@@ -35,12 +35,14 @@ from core.idps import (
     JIT_SCHEMES,
     ClaimMapping,
     ConnectorConfig,
+    Federation,
     IdentityProvider,
     JitConfig,
     RoleMapping,
     connector_errors,
     normalized,
 )
+from core.jit.federation import attribute_sync_problem, federation_problems, scheme_warning
 from core.names import PRIMARY, RESERVED_DOMAINS
 from core.properties import secret_names
 from core.secrets import SecretValue
@@ -280,8 +282,20 @@ class Planner(Checker):
             if e.jit.scheme not in JIT_SCHEMES:
                 self._error((*jpath, "scheme"), f"scheme: expected one of "
                             f"{', '.join(JIT_SCHEMES)}, got {e.jit.scheme!r}")
+            if (problem := attribute_sync_problem(e.jit.attribute_sync)) is not None:
+                self._error((*jpath, "attribute_sync"), problem)
+            if e.jit.enabled and (warning := scheme_warning(e.jit.scheme)) is not None:
+                self.report.warn((*jpath, "scheme"), warning)
             fields["jit"] = JitConfig(e.jit.enabled, userstore, e.jit.scheme,
-                                      e.jit.associate_local_user)
+                                      e.jit.associate_local_user, e.jit.attribute_sync)
+        if e.federation is not None:
+            f = e.federation
+            audience = (f.audience,) if isinstance(f.audience, str) else tuple(f.audience)
+            fed = Federation(f.protocol, f.issuer, audience, f.jwks, f.jwks_uri,
+                             f.certificate, f.username_claim, f.groups_claim)
+            for key, problem in federation_problems(fed):
+                self._error((*path, "federation", key), problem)
+            fields["federation"] = fed
         if e.connectors is not None:
             stored = self.dep.idp(e.name)
             built = [self._connector((*path, "connectors", i), e.name, c, stored)

@@ -26,6 +26,10 @@ class HttpApp:
     def __init__(self, iam: Iam, scim: Any = None) -> None:
         self.iam = iam
         self.scim = scim
+        self.jit: Any = None
+        if scim is not None:  # JIT logins authenticate the application as SCIM does
+            from core.jit.http import JitApplication
+            self.jit = JitApplication(iam, scim)
 
     def close(self) -> None:
         """Stop the SCIM application's own thread, once the server has stopped."""
@@ -39,6 +43,8 @@ class HttpApp:
         if self.scim is not None and (path == MOUNT or path.startswith(MOUNT + "/")):
             await self.scim({**scope, "root_path": scope.get("root_path", "") + MOUNT},
                             receive, send)
+        elif self.jit is not None and path.startswith("/jit/"):
+            await self.jit(scope, receive, send)
         elif scope["method"] not in ("GET", "HEAD"):
             await _reply(send, 405, {"error": "only GET is supported here"},
                          [(b"allow", b"GET, HEAD")])

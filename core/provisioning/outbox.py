@@ -395,17 +395,19 @@ class AttemptSummary:
     outcome: str
     status_code: int | None
     error: str | None
+    #: The job came from a JIT login (the dashboard marks it).
+    jit: bool = False
 
 
 def recent_attempts(conn: Connection, limit: int = 50) -> list[AttemptSummary]:
     """The latest attempts at every target, newest first (bounded by ``limit``)."""
     a, j = prov_attempts.c, prov_jobs.c
     rows = conn.execute(select(a.pk, a.job_pk, a.target, j.operation, j.entity_name, a.at,
-                               a.duration_ms, a.outcome, a.status_code, a.error)
+                               a.duration_ms, a.outcome, a.status_code, a.error, j.jit)
                         .join(prov_jobs, j.pk == a.job_pk)
                         .order_by(a.pk.desc()).limit(limit))
     return [AttemptSummary(r.pk, r.job_pk, r.target, Operation(r.operation), r.entity_name,
-                           r.at, r.duration_ms, r.outcome, r.status_code, r.error)
+                           r.at, r.duration_ms, r.outcome, r.status_code, r.error, r.jit)
             for r in rows]
 
 

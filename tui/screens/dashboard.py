@@ -179,7 +179,8 @@ class ActivityFeed(DataTable[str]):
         for key in stale:
             self.remove_row(key)
         for a in new:
-            self.add_row(_Order(clock(a.at), a.pk), a.target, OPERATIONS[a.operation],
+            operation = ("JIT " if a.jit else "") + OPERATIONS[a.operation]
+            self.add_row(_Order(clock(a.at), a.pk), a.target, operation,
                          a.entity_name, a.outcome, str(a.status_code or ""),
                          millis(a.duration_ms), key=str(a.pk))
         self.sort("Time", key=lambda cell: -cell.order)

@@ -30,6 +30,8 @@ from core.configfile import refs
 from core.errors import IamError, InvalidInput
 from core.iam import Iam
 from core.idps import (
+    ATTRIBUTE_SYNC,
+    FEDERATION_PROTOCOLS,
     JIT_SCHEMES,
     ClaimMapping,
     ConnectorConfig,
@@ -38,6 +40,9 @@ from core.idps import (
     RoleMapping,
     connector_errors,
 )
+from core.jit.federation import federation_of_fields, keys_text
+from core.jit.intake import JitIntake
+from core.jit.sandbox import SandboxIdp
 from core.names import PRIMARY
 from core.properties import FieldError, PropertySpec, PropertyType, check
 from core.provisioning.targets import build_target
@@ -63,12 +68,31 @@ JIT_SCHEME = PropertySpec("jit-scheme", "JIT scheme", _P.CHOICE, default=JIT_SCH
                           choices=JIT_SCHEMES)
 JIT_ASSOCIATE = PropertySpec("jit-associate", "JIT associates local user", _P.BOOLEAN,
                              default=False)
+JIT_SYNC = PropertySpec("jit-sync", "JIT attribute sync", _P.CHOICE, default=ATTRIBUTE_SYNC[0],
+                        choices=ATTRIBUTE_SYNC,
+                        help="override: the login's claims win; preserve_local: only empty "
+                             "claims are filled; none: create only")
+FED_PROTOCOL = PropertySpec("fed-protocol", "Federation protocol", _P.CHOICE,
+                            choices=FEDERATION_PROTOCOLS,
+                            help="how its logins are verified; unset: no JIT logins")
+FED_ISSUER = PropertySpec("fed-issuer", "Issuer", help="https://... (SAML: or urn:...)")
+FED_AUDIENCE = PropertySpec("fed-audience", "Audience",
+                            help="OIDC client ids / SAML audiences, separated by commas")
+FED_KEYS = PropertySpec("fed-keys", "Signing keys",
+                        help="a JWKS (JSON) or jwks_uri for OIDC; the PEM certificate for SAML")
+FED_USERNAME = PropertySpec("fed-username", "Username claim",
+                            help="default: sub (OIDC), NameID (SAML)")
+_FEDERATION_SPECS = (FED_PROTOCOL, FED_ISSUER, FED_AUDIENCE, FED_KEYS, FED_USERNAME)
 CONNECTOR_ENABLED = PropertySpec("connector-enabled", "Connector enabled", _P.BOOLEAN,
                                  default=True)
 CONNECTOR_DEFAULT = PropertySpec("connector-default", "Default connector", _P.BOOLEAN,
                                  default=False)
 _CONNECTOR_META = (CONNECTOR_ENABLED, CONNECTOR_DEFAULT)
 _NEEDS_IDP = frozenset({"edit", "connector", "claims", "roles", "delete", "test"})
+SIM_USERNAME = PropertySpec("username", "Username", required=True)
+SIM_CLAIMS = PropertySpec("claims", "Claims",
+                          help="remote claims as name=value, separated by commas")
+SIM_GROUPS = PropertySpec("groups", "Groups", help="remote groups, separated by commas")
 
 
 def jit_userstore(domains: Sequence[str]) -> PropertySpec:
@@ -254,6 +278,9 @@ class IdentityProvidersScreen(ListDetailScreen):
         Binding("o", "roles", "Roles", id="idps.roles", tooltip="Edit the role mappings"),
         Binding("d", "delete", "Delete", id="idps.delete",
                 tooltip="Delete the identity provider (asks first)"),
+        Binding("l", "simulate_login", "Simulate login", id="idps.simulate_login", show=False,
+                tooltip="Sign a login with the sandbox IdP's keys and send it to the JIT "
+                        "intake (a demo, or a home where `mware-iam sandbox idp` ran)"),
         Binding("r", "refresh", "Refresh", id="idps.refresh", show=False,
                 tooltip="Read the identity providers again"),
     ]
@@ -359,19 +386,29 @@ class IdentityProvidersScreen(ListDetailScreen):
         values = {"name": idp.name, "description": idp.description, "enabled": idp.enabled,
                   PROVISIONING_ROLES.name: ", ".join(idp.provisioning_roles),
                   JIT_ENABLED.name: idp.jit.enabled, "jit-userstore": idp.jit.userstore,
-                  JIT_SCHEME.name: idp.jit.scheme, JIT_ASSOCIATE.name: idp.jit.associate_local_user}
+                  JIT_SCHEME.name: idp.jit.scheme, JIT_ASSOCIATE.name: idp.jit.associate_local_user,
+                  JIT_SYNC.name: idp.jit.attribute_sync}
+        fed = idp.federation
+        if fed is not None:
+            values.update({FED_PROTOCOL.name: fed.protocol, FED_ISSUER.name: fed.issuer,
+                           FED_AUDIENCE.name: ", ".join(fed.audience),
+                           FED_KEYS.name: keys_text(fed),
+                           FED_USERNAME.name: fed.username_claim or ""})
 
         def submit(form: FormValues) -> str:
             roles = tuple(r.strip() for r in form.text(PROVISIONING_ROLES.name).split(",")
                           if r.strip())
             jit = JitConfig(bool(form.values[JIT_ENABLED.name]), form.text("jit-userstore"),
-                            form.text(JIT_SCHEME.name), bool(form.values[JIT_ASSOCIATE.name]))
+                            form.text(JIT_SCHEME.name), bool(form.values[JIT_ASSOCIATE.name]),
+                            form.text(JIT_SYNC.name) or ATTRIBUTE_SYNC[0])
+            federation = federation_of_fields(*(form.text(f.name) for f in _FEDERATION_SPECS))
             return self._save(lambda cur: dataclasses.replace(
                 cur, description=form.text("description"), enabled=bool(form.values["enabled"]),
-                provisioning_roles=roles, jit=jit), idp.name)()
+                provisioning_roles=roles, jit=jit, federation=federation), idp.name)()
 
         specs = [NAME, DESCRIPTION, ENABLED, PROVISIONING_ROLES, JIT_ENABLED,
-                 jit_userstore(self.domains), JIT_SCHEME, JIT_ASSOCIATE]
+                 jit_userstore(self.domains), JIT_SCHEME, JIT_ASSOCIATE, JIT_SYNC,
+                 *_FEDERATION_SPECS]
         self.app.push_screen(FormScreen(f"Edit {idp.name}", specs, submit, values=values,
                                         locked={"name"}), self._saved)
 
@@ -487,6 +524,43 @@ class IdentityProvidersScreen(ListDetailScreen):
                         + ("reachable" if result.ok else "failed"),
                         severity="information" if result.ok else "error")
 
+    # ------------------------------------------------------------------ JIT
+    def can_simulate(self) -> bool:
+        idp = self.highlighted
+        return idp is not None and idp.federation is not None and not self.read_only \
+            and SandboxIdp.in_home(self.iam.home.path)
+
+    def action_simulate_login(self) -> None:
+        idp = self.highlighted
+        if idp is None or idp.federation is None or not self.can_simulate():
+            self.notify("Simulating a login needs the sandbox IdP's keys (the demo) and an "
+                        "identity provider with federation settings", severity="warning")
+            return
+        iam, fed = self.iam, idp.federation
+        apps = tuple(a for a in iam.app_names() if a != "resident") or ("resident",)
+        app_spec = PropertySpec("app", "Application", _P.CHOICE, required=True,
+                                default=apps[0], choices=apps)
+
+        def submit(form: FormValues) -> str:
+            claims: dict[str, str] = {}
+            for part in filter(str.strip, form.text("claims").split(",")):
+                name, sep, value = part.partition("=")
+                if not sep or not name.strip():
+                    raise InvalidInput(f"claims: expected name=value, got {part.strip()!r}")
+                claims[name.strip()] = value.strip()
+            groups = [g.strip() for g in form.text("groups").split(",") if g.strip()]
+            body = SandboxIdp.of_home(iam.home.path, fed.issuer).login_body(
+                fed, form.text("username").strip(), claims, groups)
+            result = JitIntake(iam).login(form.text("app"), idp.name, body)
+            verb = "created" if result.created else "updated or unchanged"
+            return f"{result.user} {verb} by a JIT login through {form.text('app')}"
+
+        self.app.push_screen(FormScreen(
+            f"Simulate a login through {idp.name}", [SIM_USERNAME, SIM_CLAIMS, SIM_GROUPS,
+                                                     app_spec], submit, save_label="Log in",
+            intro="Signed with the sandbox IdP's demo keys and sent to the JIT intake."),
+            lambda done: self.notify(done, title="JIT login") if done else None)
+
     # ------------------------------------------------------------------ palette
     def palette_commands(self) -> Iterable[SystemCommand]:
         idp = self.highlighted
@@ -497,6 +571,10 @@ class IdentityProvidersScreen(ListDetailScreen):
         if not self.read_only:
             yield SystemCommand(f"Configure the connector of {idp.name}", "Edit the outbound "
                                 "connector", self.action_connector)
+        if self.can_simulate():
+            yield SystemCommand(f"Simulate a login through {idp.name}", "Sign claims with "
+                                "the sandbox IdP and send them to the JIT intake",
+                                self.action_simulate_login)
 
 
 def render_idp(idp: IdentityProvider | None) -> Text:
@@ -520,7 +598,17 @@ def render_idp(idp: IdentityProvider | None) -> Text:
     text.append("\nJIT: ", style="bold")
     text.append(f"on, into {jit.userstore}, {jit.scheme}"
                 + (", associates local users" if jit.associate_local_user else "")
+                + (f", attribute sync {jit.attribute_sync}"
+                   if jit.attribute_sync != ATTRIBUTE_SYNC[0] else "")
                 if jit.enabled else "off")
+    fed = idp.federation
+    if fed is not None:
+        keys = "JWKS" if fed.jwks else f"jwks_uri {fed.jwks_uri}" if fed.jwks_uri \
+            else "certificate"
+        text.append("\nFederation: ", style="bold")
+        text.append(f"{fed.protocol}, issuer {fed.issuer}, audience "
+                    f"{', '.join(fed.audience)}, keys: {keys}, username from "
+                    f"{fed.username_key}")
     text.append("\nProvisioning roles: ", style="bold")
     text.append(", ".join(idp.provisioning_roles) or "none (every user is in scope)")
     section("Claim mappings", [f"{m.local} → {m.remote}" + (f" (default {m.default})"

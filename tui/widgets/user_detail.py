@@ -1,5 +1,6 @@
-"""The detail pane of the highlighted user: claims by short name, roles, and where the user
-is provisioned (per target: remote id, last outcome, last sync)."""
+"""The detail pane of the highlighted user: claims by short name, roles, where the user
+is provisioned (per target: remote id, last outcome, last sync) and the federated subjects
+its JIT logins come from."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from textual.widgets import Static
 from core.claims import USERNAME
 from core.iam import Iam
 from core.identity.service import UserView
+from core.jit.associations import subjects_of
 from core.provisioning.mapping import Mapping
 from tui.workers import ReportsEngineErrors
 
@@ -28,6 +30,7 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
         user: str
         roles: list[str]
         provisioning: list[Mapping]
+        federated: list[str]
 
     def __init__(self, iam: Iam, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -35,6 +38,7 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
         self.user: UserView | None = None
         self.roles: list[str] | None = None
         self.provisioning: list[Mapping] | None = None
+        self.federated: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Static(render_user(None, None), id="detail-body")
@@ -46,29 +50,32 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
         self.user, self.roles, self.provisioning = user, None, None
         self._refresh_body()
         if user is not None:
-            self._fetch_roles(user.qualified_name)
+            self._fetch_roles(user)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="user-roles",
           description="Loading the roles of a user")
-    def _fetch_roles(self, name: str) -> None:
-        iam = self._iam
+    def _fetch_roles(self, user: UserView) -> None:
+        iam, name = self._iam, user.qualified_name
+        federated = subjects_of(iam.db, user.domain, user.id)
         self.post_message(self.RolesLoaded(name, iam.identity.roles_of(name),
-                                           iam.provisioning.mappings_of(name)))
+                                           iam.provisioning.mappings_of(name), federated))
 
     @on(RolesLoaded)
     def _show_roles(self, message: RolesLoaded) -> None:
         if self.user is not None and message.user == self.user.qualified_name:
             self.roles = sorted(message.roles)
             self.provisioning = message.provisioning
+            self.federated = message.federated
             self._refresh_body()
 
     def _refresh_body(self) -> None:
         self.query_one("#detail-body", Static).update(
-            render_user(self.user, self.roles, self.provisioning))
+            render_user(self.user, self.roles, self.provisioning, self.federated))
 
 
 def render_user(user: UserView | None, roles: Sequence[str] | None,
-                provisioning: Sequence[Mapping] | None = None) -> Text:
+                provisioning: Sequence[Mapping] | None = None,
+                federated: Sequence[str] = ()) -> Text:
     """Plain aligned text, so that it reads the same with NO_COLOR."""
     if user is None:
         return Text("No user selected.", style="italic")
@@ -86,6 +93,9 @@ def render_user(user: UserView | None, roles: Sequence[str] | None,
         text.append(f"\nRoles ({len(roles)}): ", style="bold")
         text.append(", ".join(roles) or "none")
         text.append_text(render_provisioning(provisioning or ()))
+        if federated:  # only users of JIT logins have any
+            text.append("\nFederated: ", style="bold")
+            text.append(", ".join(federated))
     return text
 
 

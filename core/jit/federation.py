@@ -1,0 +1,100 @@
+"""The checks of an identity provider's ``federation`` and ``jit`` settings, by field, for
+``config validate`` and the console's form alike."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from core.errors import InvalidInput
+from core.idps import ATTRIBUTE_SYNC, FEDERATION_PROTOCOLS, Federation
+from core.jit.keys import normalize_pem, parse_certificate, parse_jwks
+
+#: The reference's schemes that need a login page (consent, password) we do not have.
+PROMPT_SCHEMES = ("prompt_consent", "prompt_password_consent",
+                  "prompt_username_password_consent")
+
+
+def _is_url(text: str, schemes: tuple[str, ...] = ("https", "http")) -> bool:
+    parts = urlsplit(text)
+    return parts.scheme in schemes and bool(parts.netloc)
+
+
+def federation_problems(fed: Federation) -> list[tuple[str, str]]:
+    """Every problem of ``fed``, as (field, message)."""
+    out: list[tuple[str, str]] = []
+    if fed.protocol not in FEDERATION_PROTOCOLS:
+        return [("protocol", f"protocol: expected one of {', '.join(FEDERATION_PROTOCOLS)}, "
+                             f"got {fed.protocol!r}")]
+    if not (_is_url(fed.issuer) or (fed.protocol == "saml2" and fed.issuer.startswith("urn:"))):
+        out.append(("issuer", f"issuer: expected a URL (https://...), got {fed.issuer!r}"))
+    if not fed.audience:
+        out.append(("audience", "audience: give at least one"))
+    if fed.protocol == "oidc":
+        if fed.certificate is not None:
+            out.append(("certificate", "certificate: OIDC keys are given as jwks or jwks_uri"))
+        if (fed.jwks is None) == (fed.jwks_uri is None):
+            out.append(("jwks", "give exactly one of jwks and jwks_uri"))
+        if fed.jwks is not None:
+            try:
+                parse_jwks(fed.jwks)
+            except InvalidInput as exc:
+                out.append(("jwks", f"jwks: {exc}"))
+        if fed.jwks_uri is not None and not _is_url(fed.jwks_uri):
+            out.append(("jwks_uri", f"jwks_uri: expected a URL, got {fed.jwks_uri!r}"))
+    else:
+        for key in ("jwks", "jwks_uri"):
+            if getattr(fed, key) is not None:
+                out.append((key, f"{key}: a SAML 2.0 identity provider's key is its "
+                                 "certificate"))
+        if fed.certificate is None:
+            out.append(("certificate", "certificate: required for SAML 2.0 (the IdP's PEM "
+                                       "signing certificate)"))
+        else:
+            try:
+                parse_certificate(fed.certificate)
+            except InvalidInput as exc:
+                out.append(("certificate", f"certificate: {exc}"))
+    return out
+
+
+def attribute_sync_problem(mode: str) -> str | None:
+    if mode in ATTRIBUTE_SYNC:
+        return None
+    return f"attribute_sync: expected one of {', '.join(ATTRIBUTE_SYNC)}, got {mode!r}"
+
+
+def scheme_warning(scheme: str) -> str | None:
+    if scheme not in PROMPT_SCHEMES:
+        return None
+    return (f"scheme {scheme} needs a login page this server does not have: JIT logins "
+            "through this identity provider will be refused (use provision_silently)")
+
+
+def federation_of_fields(protocol: str, issuer: str, audience: str, keys: str,
+                         username_claim: str) -> Federation | None:
+    """Federation settings from a form's text fields (None: no protocol, no federation).
+
+    ``audience``: names separated by commas; ``keys``: a JWKS (JSON), a ``jwks_uri`` or a
+    PEM certificate. Raises InvalidInput with every problem."""
+    if not protocol:
+        return None
+    text = keys.strip()
+    given: dict[str, str] = {}
+    if text.startswith("{"):
+        given["jwks"] = text
+    elif text.startswith(("https://", "http://")):
+        given["jwks_uri"] = text
+    elif text:
+        given["certificate"] = normalize_pem(text)
+    fed = Federation(protocol, issuer.strip(),
+                     tuple(a.strip() for a in audience.split(",") if a.strip()),
+                     username_claim=username_claim.strip() or None, **given)
+    problems = federation_problems(fed)
+    if problems:
+        raise InvalidInput("; ".join(message for _, message in problems))
+    return fed
+
+
+def keys_text(fed: Federation) -> str:
+    """What :func:`federation_of_fields` reads back as ``keys``."""
+    return fed.jwks or fed.jwks_uri or fed.certificate or ""
