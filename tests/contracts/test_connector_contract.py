@@ -214,6 +214,46 @@ async def test_group_lifecycle(harness: Harness) -> None:
     assert harness.peer.group_members(ref.id) is None
 
 
+# ---------------------------------------------------------------- listing
+async def test_listing_streams_every_user_page_by_page_with_what_we_map(
+        harness: Harness) -> None:
+    c = harness.connector()
+    users = [a_user() for _ in range(3)]
+    refs = [await c.create_user(u) for u in users]
+    seeded = harness.peer.seed_user(a_user().username)
+    listed = {o.id: o async for o in c.list_users(page_size=2)}
+    assert {r.id for r in refs} | {seeded} <= set(listed)
+    for user, ref in zip(users, refs, strict=True):
+        assert listed[ref.id].name.casefold() == user.username.casefold()
+        assert listed[ref.id].active
+        assert c.drift(listed[ref.id], user) == [], "what we sent comes back as sent"
+    assert c.drift(listed[refs[0].id], renamed(users[0], "Someone-else")) != []
+    await c.delete_user(refs[1].id, users[1])
+    assert refs[1].id not in {o.id async for o in c.list_users(page_size=2)}
+
+
+async def test_listing_groups_gives_their_members(harness: Harness) -> None:
+    if not harness.spec.supports_groups:
+        pytest.skip(f"{harness.spec.type} targets have no groups")
+    c = harness.connector()
+    member = (await c.create_user(a_user())).id
+    ref = await c.create_group(OutboundGroup(f"team-{uuid.uuid4().hex[:8]}", "PRIMARY",
+                                             (member,)))
+    listed = {o.id: o async for o in c.list_groups(page_size=2)}
+    assert list(listed[ref.id].members) == [member]
+
+
+async def test_a_failing_listing_raises_its_typed_error(harness: Harness) -> None:
+    c = harness.connector()
+    await c.create_user(a_user())
+    harness.peer.fail_next("503")  # whatever the connector asks first fails
+    with pytest.raises(ConnectorError) as failed:
+        async for _ in c.list_users():
+            pass
+    harness.errors.append(failed.value)
+    assert type(failed.value) is RetryableError
+
+
 # ---------------------------------------------------------------- failures
 @pytest.mark.parametrize(("fault", "expected"), [
     ("400", PermanentError), ("401", PermanentError), ("403", PermanentError),
