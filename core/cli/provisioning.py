@@ -206,6 +206,42 @@ def cancel(job_id: int) -> None:
     echo(f"cancelled job {job_id}")
 
 
+@provisioning_group.command("reconcile")
+@click.argument("target")
+@click.option("--repair", is_flag=True,
+              help="Queue the jobs that make the target match (create, update, adopt).")
+@click.option("--delete-extra", is_flag=True,
+              help="With --repair: also delete our users the target should not hold.")
+@json_option
+def reconcile(target: str, repair: bool, delete_extra: bool, as_json: bool) -> None:
+    """Compare TARGET (e.g. scim-peer:scim2) with what it should hold and print the drift.
+
+    \b
+    missing_remote  in scope here, absent at the target
+    extra_remote    at the target, not ours or out of scope (deleted only with
+                    --repair --delete-extra, and only when it is ours)
+    drifted         ours, with attributes whose values differ (names only)
+    unlinked        at the target under the name of one of ours, with no link yet
+    Exits 1 when there is drift.
+    """
+    report = current_iam().provisioning.reconcile(admin(), target, repair, delete_extra)
+    if as_json:
+        emit_json({k: report.as_dict()[k] for k in
+                   ("missing_remote", "extra_remote", "drifted", "unlinked", "jobs_queued")})
+    else:
+        rows = [*(["missing_remote", n, ""] for n in report.missing_remote),
+                *(["extra_remote", n, ""] for n in report.extra_remote),
+                *(["drifted", d.user, ", ".join(d.attributes)] for d in report.drifted),
+                *(["unlinked", n, ""] for n in report.unlinked)]
+        table(["drift", "user", "attributes"], rows,
+              f"{target} is in sync ({report.local_users} users in scope, "
+              f"{report.remote_users} at the target)")
+        if repair:
+            echo(f"{report.jobs_queued} job{'s' if report.jobs_queued != 1 else ''} queued")
+    if not report.in_sync:
+        raise click.exceptions.Exit(1)
+
+
 def _report_json(r: TargetReport, preview: bool) -> dict[str, Any]:
     if preview:
         return {"target": r.target, "operation": r.operation, "message": r.message,

@@ -1,0 +1,219 @@
+"""Reconciliation: compare a target's users with what it should hold, and queue repairs.
+
+Both sides are streamed: the target's listing (``Connector.list_users``) is read page by
+page and each page is matched to our mappings and users in a few queries; then our users
+are walked page by page for those the target lacks. What is kept between the two passes is
+the ids of the remote objects we found mapped, as 8-byte hashes in one sorted array (800 KB
+at 100,000 users), so memory stays flat in the number of users; only the drift found is
+collected.
+
+The four kinds of drift (issue 16): ``missing_remote`` (in scope here, absent there),
+``extra_remote`` (there, but not ours, or ours and out of scope or deleted here),
+``drifted`` (ours and in scope, with attributes whose values differ: names only, never
+values) and ``unlinked`` (a remote object with the natural key of one of our users in
+scope that has no mapping). Repairs go through the normal outbox: an upsert job per
+missing, drifted or unlinked user (an unlinked one is adopted on the create's conflict),
+and with ``delete_extra`` a deprovisioning job (action ``delete``) per extra object we
+have a mapping for. Remote objects that were never ours are reported, never deleted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from array import array
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from connectors.base import Connector, RemoteObject
+from connectors.registry import connector_class
+from core.errors import InvalidInput
+from core.provisioning import mapping, outbox
+from core.provisioning.outbound import in_scope, outbound_user
+from core.provisioning.outbox import JobSpec, Operation
+from core.provisioning.targets import Target
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from core.iam import Iam
+
+#: Remote objects matched per round of queries, and local users read per page.
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class Drifted:
+    user: str
+    attributes: list[str]
+
+
+@dataclass
+class ReconcileReport:
+    target: str
+    missing_remote: list[str] = field(default_factory=list)
+    extra_remote: list[str] = field(default_factory=list)
+    drifted: list[Drifted] = field(default_factory=list)
+    unlinked: list[str] = field(default_factory=list)
+    remote_users: int = 0
+    local_users: int = 0
+    jobs_queued: int = 0
+    finished: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "missing_remote": self.missing_remote,
+                "extra_remote": self.extra_remote,
+                "drifted": [{"user": d.user, "attributes": d.attributes}
+                            for d in self.drifted],
+                "unlinked": self.unlinked, "remote_users": self.remote_users,
+                "local_users": self.local_users, "jobs_queued": self.jobs_queued,
+                "finished": self.finished.isoformat() if self.finished else None}
+
+    @property
+    def in_sync(self) -> bool:
+        return not (self.missing_remote or self.extra_remote or self.drifted
+                    or self.unlinked)
+
+
+def _hash(remote_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(remote_id.encode(), digest_size=8).digest(),
+                          "big", signed=True)
+
+
+class Reconciler:
+    """One run against one target (``run`` once)."""
+
+    def __init__(self, iam: Iam, target: Target, application: str, repair: bool = False,
+                 delete_extra: bool = False) -> None:
+        if delete_extra and not repair:
+            raise InvalidInput("--delete-extra deletes through the repair: give --repair too")
+        self.iam, self.target = iam, target
+        self.application = application
+        self.repair, self.delete_extra = repair, delete_extra
+        self.report = ReconcileReport(target.key)
+        self._seen = array("q")  # hashes of the mapped remote ids the target listed
+        self._unlinked: set[str] = set()  # local ids of unlinked users (drift: few)
+
+    async def run(self, client: httpx.AsyncClient) -> ReconcileReport:
+        connector = connector_class(self.target.config.type)(self.target.properties, client)
+        await self._remote_pass(connector)
+        self._seen = array("q", sorted(self._seen))
+        self._local_pass()
+        self.report.finished = datetime.now(UTC)
+        return self.report
+
+    # ------------------------------------------------------------ the target's side
+    async def _remote_pass(self, connector: Connector) -> None:
+        async for batch in _batches(connector.list_users(), BATCH):
+            self.report.remote_users += len(batch)
+            with self.iam.db.transaction() as conn:
+                known = mapping.by_remote_ids(conn, self.target.key, "user",
+                                              [o.id for o in batch])
+                self._mapped(conn, connector, [(o, known[o.id]) for o in batch
+                                               if o.id in known])
+                for o in batch:
+                    if o.id not in known:
+                        self._unmapped(conn, o)
+
+    def _mapped(self, conn: Connection, connector: Connector,
+                pairs: Sequence[tuple[RemoteObject, mapping.Mapping]]) -> None:
+        by_domain: dict[str, list[tuple[RemoteObject, mapping.Mapping]]] = {}
+        for o, m in pairs:
+            self._seen.append(_hash(o.id))
+            by_domain.setdefault(m.domain, []).append((o, m))
+        identity = self.iam.identity
+        for domain, of_domain in by_domain.items():
+            ids = [m.entity_id for _, m in of_domain]
+            views = identity.get_users_by_id(domain, ids)
+            roles = identity.roles_of_ids(domain, [i for i in ids if i in views])
+            for o, m in of_domain:
+                view = views.get(m.entity_id)
+                if view is None or not in_scope(self.target, roles[m.entity_id]):
+                    self.report.extra_remote.append(o.name)
+                    if self.delete_extra:
+                        self._queue(conn, Operation.DEPROVISION_USER, m.domain, m.entity_id,
+                                    view.qualified_name if view else f"{m.domain}/{o.name}",
+                                    {"deleted": view is None, "username": o.name,
+                                     "action": "delete"})
+                    continue
+                wanted = outbound_user(self.target, self.iam.claims, view.username,
+                                       view.domain, view.claims, roles[m.entity_id])
+                differ = connector.drift(o, wanted)
+                if differ:
+                    self.report.drifted.append(Drifted(view.qualified_name, differ))
+                    self._upsert(conn, view.domain, view.id, view.qualified_name)
+
+    def _unmapped(self, conn: Connection, o: RemoteObject) -> None:
+        """A remote object without a mapping: one of our users in scope (unlinked), or
+        not ours."""
+        for domain in self.iam.stores.domains:
+            user = self.iam.stores.store(domain).get_user_by_name(o.name)
+            if user is None:
+                continue
+            roles = self.iam.identity.roles_of_ids(domain, [user.id]).get(user.id, [])
+            if in_scope(self.target, roles) and \
+                    mapping.get(conn, self.target.key, "user", user.id) is None:
+                name = f"{domain}/{user.username}"
+                self.report.unlinked.append(name)
+                self._unlinked.add(user.id)
+                self._upsert(conn, domain, user.id, name)
+                return
+        self.report.extra_remote.append(o.name)
+
+    # ------------------------------------------------------------ our side
+    def _local_pass(self) -> None:
+        identity, cursor = self.iam.identity, None
+        while True:
+            page = identity.list_users(None, BATCH, cursor)
+            with self.iam.db.transaction() as conn:
+                by_domain: dict[str, list[Any]] = {}
+                for view in page.items:
+                    by_domain.setdefault(view.domain, []).append(view)
+                for domain, views in by_domain.items():
+                    ids = [v.id for v in views]
+                    roles = identity.roles_of_ids(domain, ids)
+                    known = mapping.get_many(conn, self.target.key, "user", ids)
+                    for v in views:
+                        if not in_scope(self.target, roles[v.id]) or v.id in self._unlinked:
+                            continue
+                        self.report.local_users += 1
+                        m = known.get(v.id)
+                        if m is None or not self._was_seen(m.remote_id):
+                            self.report.missing_remote.append(v.qualified_name)
+                            self._upsert(conn, v.domain, v.id, v.qualified_name)
+            cursor = page.next_cursor
+            if cursor is None:
+                return
+
+    def _was_seen(self, remote_id: str) -> bool:
+        h = _hash(remote_id)
+        i = bisect.bisect_left(self._seen, h)
+        return i < len(self._seen) and self._seen[i] == h
+
+    # ------------------------------------------------------------ repairs
+    def _upsert(self, conn: Connection, domain: str, user_id: str, name: str) -> None:
+        self._queue(conn, Operation.UPSERT_USER, domain, user_id, name, {})
+
+    def _queue(self, conn: Connection, op: Operation, domain: str, user_id: str, name: str,
+               payload: dict[str, Any]) -> None:
+        if not self.repair:
+            return
+        outbox.enqueue(conn, JobSpec(self.target.key, op, "user", domain, user_id, name,
+                                     payload), self.application)
+        self.report.jobs_queued += 1
+
+
+async def _batches(items: AsyncIterator[RemoteObject], size: int
+                   ) -> AsyncIterator[list[RemoteObject]]:
+    batch: list[RemoteObject] = []
+    async for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
