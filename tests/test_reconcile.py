@@ -13,11 +13,13 @@ from core.errors import InvalidInput
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.provisioning.reconcile import Drifted
-from tests.provisioning_helpers import connect, drain, peer_users
+from tests.provisioning_helpers import connect, drain, peer_groups, peer_users
 from tests.test_cli import Cli
 
 TARGET = "peer:scim2"
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 def _provisioned(iam: Iam, admin: Initiator, scim_peer: str, *names: str) -> None:
@@ -102,8 +104,49 @@ def test_cli_prints_the_drift_as_json_and_exits_1(tmp_path: Path, scim_peer: str
     assert result.exit_code == 1, result.output
     assert json.loads(result.stdout) == {"missing_remote": ["PRIMARY/anna"],
                                          "extra_remote": [], "drifted": [], "unlinked": [],
+                                         "groups": {"missing_remote": [], "extra_remote": [],
+                                                    "drifted": [], "unlinked": []},
                                          "jobs_queued": 0}
     shown = run("provisioning", "reconcile", TARGET, "--repair")
     assert "missing_remote" in shown.stdout and "PRIMARY/anna" in shown.stdout
     assert "1 job queued" in shown.stdout
     assert run("provisioning", "reconcile", "nobody:scim2").exit_code != 0
+
+
+def test_a_target_with_groups(sqlite_iam: Iam, admin: Initiator, scim_peer: str) -> None:
+    iam = sqlite_iam
+    _provisioned(iam, admin, scim_peer, "anna", "ben")
+    iam.identity.add_role(admin, "engineering", ["anna", "ben"])
+    iam.identity.add_role(admin, "design", ["ben"])
+    drain(iam)
+    # on the peer: ben taken out of engineering, design renamed, a group of nobody's
+    groups = {g["displayName"]: g for g in peer_groups(scim_peer)}
+    anna = _remote_id(scim_peer, "anna")
+    eng = groups["engineering"]
+    httpx.put(f"{scim_peer}/Groups/{eng['id']}", json={
+        "schemas": [CORE_GROUP], "displayName": "engineering", "members": [{"value": anna}]}
+        ).raise_for_status()
+    httpx.patch(f"{scim_peer}/Groups/{groups['design']['id']}", json={
+        "schemas": [PATCH_OP], "Operations": [
+            {"op": "replace", "path": "displayName", "value": "Design"}]}).raise_for_status()
+    httpx.post(f"{scim_peer}/Groups", json={"schemas": [CORE_GROUP], "displayName": "sales"}
+               ).raise_for_status()
+    # and here: a group whose job was lost
+    iam.identity.add_role(admin, "ops", ["anna"])
+    iam.provisioning.cancel(admin, iam.provisioning.jobs(states=["pending"])[0].pk)
+
+    report = iam.provisioning.reconcile(admin, TARGET)
+    assert report.empty, "the users are in sync"
+    assert report.groups.missing_remote == ["PRIMARY/ops"]
+    assert report.groups.extra_remote == ["sales"]
+    assert sorted(report.groups.drifted, key=lambda d: d.user) == [
+        Drifted("PRIMARY/design", ["displayName"]), Drifted("PRIMARY/engineering", ["members"])]
+    iam.provisioning.reconcile(admin, TARGET, repair=True)
+    drain(iam)
+    after = iam.provisioning.reconcile(admin, TARGET)
+    assert after.empty and after.groups.extra_remote == ["sales"]
+    assert (after.groups.missing_remote, after.groups.drifted) == ([], [])
+    groups = {g["displayName"]: g for g in peer_groups(scim_peer)}
+    assert sorted(groups) == ["design", "engineering", "ops", "sales"]
+    assert {m["value"] for m in groups["engineering"]["members"]} == {
+        anna, _remote_id(scim_peer, "ben")}

@@ -18,6 +18,7 @@ from core.cli.context import admin, current_iam, json_option
 from core.cli.output import echo, emit_json, iso, note, record, table
 from core.provisioning.engine import TargetReport
 from core.provisioning.outbox import Job, JobState
+from core.provisioning.reconcile import Drift
 from core.provisioning.status import TargetStatus
 
 MASK = "********"
@@ -227,19 +228,26 @@ def reconcile(target: str, repair: bool, delete_extra: bool, as_json: bool) -> N
     report = current_iam().provisioning.reconcile(admin(), target, repair, delete_extra)
     if as_json:
         emit_json({k: report.as_dict()[k] for k in
-                   ("missing_remote", "extra_remote", "drifted", "unlinked", "jobs_queued")})
+                   ("missing_remote", "extra_remote", "drifted", "unlinked", "groups",
+                    "jobs_queued")})
     else:
-        rows = [*(["missing_remote", n, ""] for n in report.missing_remote),
-                *(["extra_remote", n, ""] for n in report.extra_remote),
-                *(["drifted", d.user, ", ".join(d.attributes)] for d in report.drifted),
-                *(["unlinked", n, ""] for n in report.unlinked)]
-        table(["drift", "user", "attributes"], rows,
+        rows = [[kind, *row] for kind, drift in (("user", report), ("group", report.groups))
+                for row in _drift_rows(drift)]
+        table(["drift", "type", "name", "attributes"],
+              [[r[1], r[0], *r[2:]] for r in rows],
               f"{target} is in sync ({report.local_users} users in scope, "
               f"{report.remote_users} at the target)")
         if repair:
             echo(f"{report.jobs_queued} job{'s' if report.jobs_queued != 1 else ''} queued")
     if not report.in_sync:
         raise click.exceptions.Exit(1)
+
+
+def _drift_rows(drift: Drift) -> list[list[str]]:
+    return [*(["missing_remote", n, ""] for n in drift.missing_remote),
+            *(["extra_remote", n, ""] for n in drift.extra_remote),
+            *(["drifted", d.user, ", ".join(d.attributes)] for d in drift.drifted),
+            *(["unlinked", n, ""] for n in drift.unlinked)]
 
 
 def _report_json(r: TargetReport, preview: bool) -> dict[str, Any]:

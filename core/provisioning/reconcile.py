@@ -1,6 +1,7 @@
 """Reconciliation: compare a target's users with what it should hold, and queue repairs.
 
-Both sides are streamed: the target's listing (``Connector.list_users``) is read page by
+Users, then (when the target takes groups) every group sent there with its members. Both
+sides are streamed: the target's listing (``Connector.list_users``) is read page by
 page and each page is matched to our mappings and users in a few queries; then our users
 are walked page by page for those the target lacks. What is kept between the two passes is
 the ids of the remote objects we found mapped, as 8-byte hashes in one sorted array (800 KB
@@ -31,9 +32,10 @@ import httpx
 
 from connectors.base import Connector, RemoteObject
 from connectors.registry import connector_class
-from core.errors import InvalidInput
+from core.errors import InvalidInput, NotFound
+from core.names import parse_name
 from core.provisioning import mapping, outbox
-from core.provisioning.outbound import in_scope, outbound_user
+from core.provisioning.outbound import in_scope, mapped_group_name, outbound_user
 from core.provisioning.outbox import JobSpec, Operation
 from core.provisioning.targets import Target
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from core.iam import Iam
+    from core.userstores.base import StoredGroup
 
 #: Remote objects matched per round of queries, and local users read per page.
 BATCH = 500
@@ -53,30 +56,50 @@ class Drifted:
 
 
 @dataclass
-class ReconcileReport:
-    target: str
+class Drift:
+    """The four kinds of drift of one entity type (names: ``DOMAIN/name`` for ours, the
+    target's name for objects that are not)."""
+
     missing_remote: list[str] = field(default_factory=list)
     extra_remote: list[str] = field(default_factory=list)
     drifted: list[Drifted] = field(default_factory=list)
     unlinked: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"missing_remote": self.missing_remote, "extra_remote": self.extra_remote,
+                "drifted": [{"name": d.user, "attributes": d.attributes}
+                            for d in self.drifted],
+                "unlinked": self.unlinked}
+
+    @property
+    def empty(self) -> bool:
+        return not (self.missing_remote or self.extra_remote or self.drifted
+                    or self.unlinked)
+
+
+@dataclass
+class ReconcileReport(Drift):
+    """Users' drift (the fields of :class:`Drift`), and the mapped groups' in ``groups``."""
+
+    target: str = ""
+    groups: Drift = field(default_factory=Drift)
     remote_users: int = 0
     local_users: int = 0
     jobs_queued: int = 0
     finished: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "missing_remote": self.missing_remote,
-                "extra_remote": self.extra_remote,
-                "drifted": [{"user": d.user, "attributes": d.attributes}
-                            for d in self.drifted],
-                "unlinked": self.unlinked, "remote_users": self.remote_users,
-                "local_users": self.local_users, "jobs_queued": self.jobs_queued,
+        users = super().as_dict()
+        users["drifted"] = [{"user": d.user, "attributes": d.attributes}
+                            for d in self.drifted]
+        return {**users, "groups": self.groups.as_dict(), "target": self.target,
+                "remote_users": self.remote_users, "local_users": self.local_users,
+                "jobs_queued": self.jobs_queued,
                 "finished": self.finished.isoformat() if self.finished else None}
 
     @property
     def in_sync(self) -> bool:
-        return not (self.missing_remote or self.extra_remote or self.drifted
-                    or self.unlinked)
+        return self.empty and self.groups.empty
 
 
 def _hash(remote_id: str) -> int:
@@ -94,7 +117,7 @@ class Reconciler:
         self.iam, self.target = iam, target
         self.application = application
         self.repair, self.delete_extra = repair, delete_extra
-        self.report = ReconcileReport(target.key)
+        self.report = ReconcileReport(target=target.key)
         self._seen = array("q")  # hashes of the mapped remote ids the target listed
         self._unlinked: set[str] = set()  # local ids of unlinked users (drift: few)
 
@@ -103,6 +126,12 @@ class Reconciler:
         await self._remote_pass(connector)
         self._seen = array("q", sorted(self._seen))
         self._local_pass()
+        if self.target.sends_groups:
+            self._seen = array("q")
+            self._unlinked.clear()
+            await self._remote_groups(connector)
+            self._seen = array("q", sorted(self._seen))
+            self._local_groups()
         self.report.finished = datetime.now(UTC)
         return self.report
 
@@ -194,16 +223,133 @@ class Reconciler:
         i = bisect.bisect_left(self._seen, h)
         return i < len(self._seen) and self._seen[i] == h
 
+    # ------------------------------------------------------------ groups
+    async def _remote_groups(self, connector: Connector) -> None:
+        drift = self.report.groups
+        async for batch in _batches(connector.list_groups(), BATCH):
+            with self.iam.db.transaction() as conn:
+                known = mapping.by_remote_ids(conn, self.target.key, "group",
+                                              [o.id for o in batch])
+                for o in batch:
+                    m = known.get(o.id)
+                    if m is None:
+                        self._unmapped_group(conn, o)
+                        continue
+                    self._seen.append(_hash(o.id))
+                    group = self._store_group(m.domain, m.entity_id)
+                    name = self._group_name(group)
+                    if group is None or name is None:
+                        drift.extra_remote.append(o.name)
+                        if self.delete_extra:
+                            self._queue(conn, Operation.DELETE_GROUP, m.domain, m.entity_id,
+                                        f"{m.domain}/{o.name}", {"remote_name": o.name},
+                                        "group")
+                        continue
+                    self._compare_group(conn, o, group, name)
+
+    def _compare_group(self, conn: Connection, o: RemoteObject, group: StoredGroup,
+                       name: str) -> None:
+        """Name and members of a mapped group; a repair renames it and changes the
+        members that are ours (remote members we do not know stay)."""
+        qualified = f"{group.domain}/{group.name}"
+        members = self._local_members(group)
+        linked = mapping.get_many(conn, self.target.key, "user", [i for _d, i in members])
+        remote = set(o.members)
+        add = [[d, i] for d, i in members if i in linked and linked[i].remote_id not in remote]
+        ours = {i for _d, i in members}
+        remove = [[m.domain, m.entity_id] for m in mapping.by_remote_ids(
+            conn, self.target.key, "user", list(remote)).values() if m.entity_id not in ours]
+        differ = (["displayName"] if o.name != name else []) + \
+            (["members"] if add or remove else [])
+        if not differ:
+            return
+        self.report.groups.drifted.append(Drifted(qualified, differ))
+        if o.name != name:
+            self._queue(conn, Operation.UPSERT_GROUP, group.domain, group.id, qualified, {},
+                        "group")
+        if add or remove:
+            self._queue(conn, Operation.GROUP_MEMBERS, group.domain, group.id, qualified,
+                        {"add": add, "remove": remove}, "group")
+
+    def _unmapped_group(self, conn: Connection, o: RemoteObject) -> None:
+        local = {str(parse_name(m.local)): m.remote for m in self.target.idp.role_mappings}
+        wanted = [parse_name(k) for k, v in local.items() if v == o.name] if local else \
+            [parse_name(f"{d}/{o.name}") for d in self.iam.stores.domains]
+        for qn in wanted:
+            group = self._store_group_named(qn.domain, qn.name)
+            if group is not None and self._group_name(group) == o.name and \
+                    mapping.get(conn, self.target.key, "group", group.id) is None:
+                self.report.groups.unlinked.append(str(qn))
+                self._unlinked.add(group.id)
+                self._queue(conn, Operation.UPSERT_GROUP, group.domain, group.id, str(qn), {},
+                            "group")
+                return
+        self.report.groups.extra_remote.append(o.name)
+
+    def _local_groups(self) -> None:
+        for domain in self.iam.stores.domains:
+            store = self.iam.stores.store(domain)
+            if not store.capabilities.readable_groups:
+                continue
+            cursor: str | None = None
+            while True:
+                page = store.list_groups(BATCH, cursor)
+                sent = [g for g in page.items if self._group_name(g) is not None
+                        and g.id not in self._unlinked]
+                with self.iam.db.transaction() as conn:
+                    known = mapping.get_many(conn, self.target.key, "group",
+                                             [g.id for g in sent])
+                    for g in sent:
+                        m = known.get(g.id)
+                        if m is not None and self._was_seen(m.remote_id):
+                            continue
+                        if m is not None and self.repair:  # gone there: link anew
+                            mapping.remove(conn, self.target.key, "group", g.id)
+                        qualified = f"{g.domain}/{g.name}"
+                        self.report.groups.missing_remote.append(qualified)
+                        self._queue(conn, Operation.UPSERT_GROUP, g.domain, g.id, qualified,
+                                    {}, "group")
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+
+    def _group_name(self, group: StoredGroup | None) -> str | None:
+        """The group's remote name at this target; None when it is not sent there."""
+        return None if group is None else \
+            mapped_group_name(self.target, f"{group.domain}/{group.name}")
+
+    def _store_group(self, domain: str, group_id: str) -> StoredGroup | None:
+        try:
+            return self.iam.stores.store(domain).get_group(group_id)
+        except NotFound:
+            return None
+
+    def _store_group_named(self, domain: str, name: str) -> StoredGroup | None:
+        try:
+            return self.iam.stores.store(domain).get_group_by_name(name)
+        except NotFound:
+            return None
+
+    def _local_members(self, group: StoredGroup) -> list[tuple[str, str]]:
+        store, cursor = self.iam.stores.store(group.domain), None
+        out: list[tuple[str, str]] = []
+        while True:
+            page = store.members_of(group.id, BATCH, cursor)
+            out += [(u.domain, u.id) for u in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                return out
+
     # ------------------------------------------------------------ repairs
     def _upsert(self, conn: Connection, domain: str, user_id: str, name: str) -> None:
         self._queue(conn, Operation.UPSERT_USER, domain, user_id, name, {})
 
-    def _queue(self, conn: Connection, op: Operation, domain: str, user_id: str, name: str,
-               payload: dict[str, Any]) -> None:
+    def _queue(self, conn: Connection, op: Operation, domain: str, entity_id: str,
+               name: str, payload: dict[str, Any], entity_type: str = "user") -> None:
         if not self.repair:
             return
-        outbox.enqueue(conn, JobSpec(self.target.key, op, "user", domain, user_id, name,
-                                     payload), self.application)
+        outbox.enqueue(conn, JobSpec(self.target.key, op, entity_type, domain, entity_id,
+                                     name, payload), self.application)
         self.report.jobs_queued += 1
 
 
