@@ -260,12 +260,31 @@ def _report_json(r: TargetReport, preview: bool) -> dict[str, Any]:
 
 
 @provisioning_group.command("sync")
-@click.argument("user")
+@click.argument("user", metavar="USER | --all TARGET")
+@click.option("--all", "everyone", is_flag=True,
+              help="Queue everyone in TARGET's scope (and every group sent there) instead.")
 @click.option("--app", "application",
               help="Provision through this application's targets (default: resident).")
 @json_option
-def sync(user: str, application: str | None, as_json: bool) -> None:
-    """Push USER's current state to every target now and report what each did."""
+def sync(user: str, everyone: bool, application: str | None, as_json: bool) -> None:
+    """Push USER's current state to every target now and report what each did; or, with
+    --all, queue the desired state of everyone in TARGET's scope (e.g. scim-peer:scim2)
+    for the workers.
+
+    \b
+      mware-iam provisioning sync PRIMARY/alice
+      mware-iam provisioning sync --all scim-peer:scim2
+    """
+    if everyone:
+        if application:
+            raise click.UsageError("--app goes with USER, not with --all TARGET")
+        counts = current_iam().provisioning.sync_all(admin(), user)
+        if as_json:
+            emit_json({"target": user, "users": counts.users, "groups": counts.groups})
+        else:
+            echo(f"queued {counts.users} user{'s' if counts.users != 1 else ''} and "
+                 f"{counts.groups} group{'s' if counts.groups != 1 else ''} for {user}")
+        return
     reports = current_iam().provisioning.sync(admin(), user, application)
     if as_json:
         emit_json({"items": [_report_json(r, preview=False) for r in reports]})

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from sqlalchemy import Connection, select
 
 from connectors.base import ConnectorError
 from connectors.registry import connector_class
-from core import audit
+from core import apps, audit
 from core.errors import InvalidInput, StoreUnavailable
 from core.identity.events import Initiator, Phase
-from core.provisioning import mapping, outbox
+from core.provisioning import bulk, mapping, outbox
+from core.provisioning.bulk import SyncCounts
 from core.provisioning.executor import perform, prepare
 from core.provisioning.inline import InlineRunner, Result
 from core.provisioning.outbound import in_scope
@@ -33,6 +35,7 @@ from core.provisioning.workers import WorkerPool
 
 if TYPE_CHECKING:
     from core.iam import Iam
+    from core.idps import IdentityProvider
 
 PLANNER_ORDER = 30  # the reference server's provisioning listener order
 
@@ -131,6 +134,27 @@ class ProvisioningEngine:
         with self.iam.db.transaction() as conn:
             outbox.cancel(conn, pk)
             audit.record(conn, initiator, "provisioning.cancel", str(pk))
+
+    def sync_all(self, initiator: Initiator, target: str) -> SyncCounts:
+        """Queue the desired state of every user in ``target``'s scope and of every group
+        sent there (``core.provisioning.bulk``)."""
+        idp, connector_type = split_key(target)
+        built = build_target(self.iam.get_idp(idp), connector_type)
+        counts = bulk.sync_all(self.iam, built, self.iam.resident_app().name)
+        self.planner.note_queued()
+        with self.iam.db.transaction() as conn:
+            audit.record(conn, initiator, "provisioning.sync_all", target,
+                         {"users": counts.users, "groups": counts.groups})
+        return counts
+
+    def newly_mapped_groups(self, conn: Connection, old: IdentityProvider | None,
+                            new: IdentityProvider) -> None:
+        """Called as an identity provider is saved: queue the groups a new role mapping
+        sends (``bulk.newly_mapped_groups``)."""
+        app = conn.execute(select(apps.applications.c.name).where(
+            apps.applications.c.is_resident)).scalar_one()
+        if bulk.newly_mapped_groups(conn, self.iam, old, new, app):
+            self.planner.note_queued()
 
     def reconcile(self, initiator: Initiator, target: str, repair: bool = False,
                   delete_extra: bool = False) -> ReconcileReport:

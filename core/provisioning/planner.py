@@ -62,6 +62,10 @@ class Planner:
         self._queued.clear()
         return queued
 
+    def note_queued(self) -> None:
+        """Jobs were written outside an identity event (bulk sync): wake the workers."""
+        self._queued.set()
+
     def invalidate(self) -> None:
         """Forget cached configuration (called on every configuration write here)."""
         self._cache.clear()
