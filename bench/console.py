@@ -202,7 +202,7 @@ def users_screen(repeat: int, small: Path, large: Path) -> dict[str, dict[str, l
 
 def seeded_home(work: Path) -> Path:
     """A deployment as a first ``mware-iam tui`` leaves it (seeded from sample_config/)."""
-    from core.configfile import seed_sample
+    from core.configfile.files import seed_sample
     from core.iam import Iam
     from core.identity.events import Face, Initiator
 

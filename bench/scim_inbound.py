@@ -102,12 +102,13 @@ def add_clients(home: Path, clients: int) -> list[str]:
 
 @contextlib.contextmanager
 def our_server(home: Path, clients: int, profile: Path | None = None,
-               extra: tuple[str, ...] = ()) -> Iterator[Server]:
+               extra: tuple[str, ...] = (), executable: Path = MWARE_IAM,
+               name: str = OURS) -> Iterator[Server]:
     """``mware-iam --home HOME serve [EXTRA]`` on a free loopback port (under py-spy if
-    asked)."""
+    asked); ``executable``: another build's ``mware-iam`` (``scim_inbound_ab.py``)."""
     tokens = add_clients(home, clients)
     port = free_port()
-    command = [str(MWARE_IAM), "--home", str(home), "serve", "--port", str(port), *extra]
+    command = [str(executable), "--home", str(home), "serve", "--port", str(port), *extra]
     if profile is not None:
         command = [str(PY_SPY), "record", "--gil", "--rate", "250", "--format", "raw",
                    "-o", str(profile), "--", *command]
@@ -122,7 +123,7 @@ def our_server(home: Path, clients: int, profile: Path | None = None,
             except PeerUnavailable as exc:
                 raise SystemExit(str(exc)) from None
             pid = process.pid if profile is None else _child_pid(process.pid)
-            yield Server(OURS, f"{origin}/scim2", tokens, pid)
+            yield Server(name, f"{origin}/scim2", tokens, pid)
         finally:
             process.send_signal(2)  # SIGINT: serve stops, py-spy writes its profile
             try:

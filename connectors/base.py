@@ -11,6 +11,12 @@ quarantine or a dead job. Connector types are found through the registry
 Property keys keep the reference server's names (``scim2-user-ep``) so existing
 configurations import unchanged. Every connector also takes :data:`COMMON_PROPERTIES`
 (concurrency, retries, timeouts, deprovisioning action), read by the engine.
+
+**What a connector may import of the engine**: ``core.errors`` (the errors it raises),
+``core.properties`` (its property schema), ``core.claims`` (claim URIs and the SCIM
+dialect's mapping) and ``core.scim_paths`` (SCIM attribute paths); nothing else of ``core``
+(no database, identity service, userstore or provisioning module). ``lint-imports``
+enforces it (``[tool.importlinter]`` in pyproject.toml).
 """
 
 from __future__ import annotations

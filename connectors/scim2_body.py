@@ -122,7 +122,7 @@ class _Shape:
 
     def fill(self, values: Sequence[str]) -> dict[str, Any] | None:
         """A copy of the body with ``values``; None when one does not pass its type."""
-        body = _copy(self.body)
+        body: dict[str, Any] = _copy(self.body)
         for slot, value in zip(self.slots, values, strict=True):
             if slot is None:
                 continue

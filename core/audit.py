@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, insert, select
 
-from core.identity.events import Initiator
 from core.schema import audit_log
 
 _INSERT = insert(audit_log)
@@ -24,6 +23,20 @@ class AuditEntry:
     action: str
     target: str
     detail: Mapping[str, Any]
+
+
+class Initiator(Protocol):
+    """Who made a change, as the log records it: ``core.identity.events.Initiator`` (a
+    protocol, so the log, which identity writes to, does not import identity back)."""
+
+    @property
+    def actor(self) -> str: ...
+
+    @property
+    def face(self) -> str: ...
+
+    @property
+    def application(self) -> str: ...
 
 
 def record(

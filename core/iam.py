@@ -30,7 +30,7 @@ from core.names import (
 )
 from core.passwords import Argon2Params, PasswordHashing
 from core.provisioning.engine import ProvisioningEngine
-from core.schema import claim_attribute_mappings, internal_role_members
+from core.schema import applications, claim_attribute_mappings, internal_role_members
 from core.schema import userstores as userstores_table
 from core.secrets import SecretBox
 from core.userstores.definitions import StoreDefinition, read_definitions, validated
@@ -218,8 +218,8 @@ class Iam:
 
     def resident_app(self) -> apps.Application:
         with self.db.transaction() as conn:
-            name = conn.execute(select(apps.applications.c.name).where(
-                apps.applications.c.is_resident)).scalar_one()
+            name = conn.execute(select(applications.c.name).where(
+                applications.c.is_resident)).scalar_one()
             return apps.get(conn, name)
 
     def save_app(self, initiator: Initiator, app: apps.Application) -> None:

@@ -16,14 +16,7 @@ from connectors.registry import spec_for
 from core.errors import InvalidInput, NotFound
 from core.properties import FieldError, check, secret_names
 from core.schema import connector_configs, identity_providers
-from core.secrets import SecretBox, mask
-
-
-@dataclass(frozen=True)
-class SecretValue:
-    value: str = field(repr=False)
-    #: The reference it was read from (``${env:NAME}``), kept so export can write it back.
-    ref: str | None = None
+from core.secrets import SecretBox, SecretValue, mask
 
 
 @dataclass(frozen=True)

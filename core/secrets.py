@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -18,6 +19,16 @@ from core.errors import InvalidInput
 KEY_ENV = "MWARE_IAM_SECRET_KEY"
 MASK = "********"
 _REF_RE = re.compile(r"^\$\{(env|file):([^}:]+)(?::-([^}]*))?\}$")
+
+
+@dataclass(frozen=True)
+class SecretValue:
+    """A secret in memory (a connector's or a userstore's password, say): its repr never
+    shows the value."""
+
+    value: str = field(repr=False)
+    #: The reference it was read from (``${env:NAME}``), kept so export can write it back.
+    ref: str | None = None
 
 
 class SecretBox:

@@ -1,5 +1,5 @@
 """The inbound SCIM API served for tests: a real uvicorn server on a free loopback port,
-in a thread, over a test deployment (``core.inbound.thread``, as ``tui --scim`` runs it)."""
+in a thread, over a test deployment (``core.http.thread``, as ``tui --scim`` runs it)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import httpx
 
 from core.apps import Application
+from core.http.thread import scim_thread
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.inbound import Limits
-from core.inbound.thread import scim_thread
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"

@@ -9,8 +9,8 @@ import pytest
 
 from core.apps import Application, OutboundTarget
 from core.cli.context import admin
-from core.idps import ConnectorConfig, IdentityProvider, JitConfig, SecretValue
-from core.secrets import MASK
+from core.idps import ConnectorConfig, IdentityProvider, JitConfig
+from core.secrets import MASK, SecretValue
 from tests.test_cli import Cli, one_error_line
 
 SECRET = "s3cr3t-never-printed"

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from core.cli.context import admin
-from core.idps import SecretValue
 from core.provisioning.outbox import JobState
+from core.secrets import SecretValue
 from tests.peers import Fault, FaultProxy, free_port
 from tests.processes import MwareProcess, peer_total, wait_until, worker
 from tests.provisioning_helpers import connect, drain, peer_users

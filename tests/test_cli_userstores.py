@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.idps import SecretValue
+from core.secrets import SecretValue
 from tests.ldap_server import SERVICE_DN, SERVICE_PASSWORD, LdapTree, Slapd, free_port
 from tests.test_cli import Cli, one_error_line
 

@@ -12,18 +12,14 @@ from sqlalchemy import select
 
 from core.apps import OutboundTarget
 from core.claims import LOCAL_DIALECT
-from core.configfile import (
-    SAMPLE_CONFIG,
-    ConfigInvalid,
-    apply_file,
-    export_config,
-    seed_sample,
-    validate_file,
-)
+from core.configfile.errors import ConfigInvalid
+from core.configfile.export import export_config
+from core.configfile.files import SAMPLE_CONFIG, apply_file, seed_sample, validate_file
 from core.iam import Iam
 from core.identity.events import Initiator
-from core.idps import ConnectorConfig, IdentityProvider, SecretValue
+from core.idps import ConnectorConfig, IdentityProvider
 from core.schema import connector_configs
+from core.secrets import SecretValue
 from tests.conftest import FAST_ARGON2
 
 TOKEN = "tok-7Hq2-partner-secret-value"

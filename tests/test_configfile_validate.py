@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.configfile import SAMPLE_CONFIG, ConfigError, ConfigInvalid, validate_file
+from core.configfile.errors import ConfigError, ConfigInvalid
+from core.configfile.files import SAMPLE_CONFIG, validate_file
 from core.errors import InvalidInput
 from core.iam import Iam
 

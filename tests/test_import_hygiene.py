@@ -16,8 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# pkgutil.walk_packages alone skips directories without __init__.py (namespace packages such
-# as core/cli), so each directory is walked with pkgutil.iter_modules. core/migrations holds
+# pkgutil.walk_packages alone skips directories without __init__.py (namespace packages),
+# so each directory is walked with pkgutil.iter_modules. core/migrations holds
 # Alembic scripts, which run only inside Alembic, not importable modules.
 WALK_CORE_WITHOUT_TEXTUAL = """
 import importlib, json, pkgutil, sys
@@ -75,10 +75,32 @@ heavy = ("sqlalchemy", "alembic", "pydantic", "httpx", "ldap3", "argon2", "scim2
          "yaml", "cryptography", "uvicorn")
 def run_console(*args, **kwargs):
     print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy
-                            or m in ("core.iam", "core.identity.service", "core.cli.serve"))))
+                            or m in ("core.iam", "core.identity.service", "core.cli.serve",
+                                     "core.http.app", "core.http.server"))))
 tui.app.run_console = run_console
 from core.cli.main import cli
 cli.main(["--home", tempfile.mkdtemp(), "tui"], standalone_mode=False)
+"""
+
+#: Opening a userstore and reading it: the directory and SQL stores never talk HTTP, so the
+#: connectors (and httpx under them) stay unloaded.
+OPEN_A_STORE = """
+import json, sys, tempfile
+from pathlib import Path
+from cryptography.fernet import Fernet
+from core.db import SystemDB
+from core.passwords import PasswordHashing
+from core.secrets import SecretBox
+from core.userstores.router import UserstoreRouter
+db = SystemDB(f"sqlite:///{Path(tempfile.mkdtemp()) / 'system.db'}")
+db.migrate()
+with db.transaction() as conn:
+    UserstoreRouter.seed_primary(conn)
+stores = UserstoreRouter(db, PasswordHashing(), SecretBox(Fernet.generate_key()))
+stores.load()
+assert stores.store("PRIMARY").count_users() == 0
+print(json.dumps(sorted(m for m in sys.modules
+                        if m.split(".")[0] in ("httpx", "httpcore", "connectors"))))
 """
 
 
@@ -109,3 +131,7 @@ def test_the_cli_entry_point_does_not_import_textual() -> None:
 def test_the_console_paints_before_the_engine_is_imported() -> None:
     assert json.loads(_run(CONSOLE_START)) == []
     assert json.loads(_run(CONSOLE_COMMAND)) == []
+
+
+def test_opening_a_userstore_loads_no_http_client() -> None:
+    assert json.loads(_run(OPEN_A_STORE)) == []

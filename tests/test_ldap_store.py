@@ -34,8 +34,8 @@ from core.errors import (
 )
 from core.iam import Iam
 from core.identity.events import Initiator
-from core.idps import SecretValue
 from core.schema import userstores as userstores_table
+from core.secrets import SecretValue
 from core.userstores.base import NewUser, Page, Policies
 from core.userstores.definitions import shown_properties, validated
 from core.userstores.ldap import EMPTY_GROUP_MEMBER, LdapUserStore

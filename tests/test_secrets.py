@@ -16,9 +16,17 @@ from sqlalchemy import select
 from core.errors import InvalidInput
 from core.iam import Iam
 from core.identity.events import Initiator
-from core.idps import ConnectorConfig, IdentityProvider, SecretValue
+from core.idps import ConnectorConfig, IdentityProvider
 from core.schema import connector_configs
-from core.secrets import KEY_ENV, MASK, SecretBox, is_reference, mask, resolve_reference
+from core.secrets import (
+    KEY_ENV,
+    MASK,
+    SecretBox,
+    SecretValue,
+    is_reference,
+    mask,
+    resolve_reference,
+)
 from tests.conftest import FAST_ARGON2
 
 TOKEN = "tok-7f3a9c1e5b2d4f6a8c0e"

@@ -17,13 +17,15 @@ import yaml
 from sqlalchemy import insert, inspect, select
 
 from core.apps import Application
-from core.configfile import ConfigInvalid, apply_file, export_config
+from core.configfile.errors import ConfigInvalid
+from core.configfile.export import export_config
+from core.configfile.files import apply_file
 from core.db import make_engine
 from core.errors import InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
 from core.iam import Iam
 from core.identity.events import Initiator
-from core.idps import SecretValue
 from core.schema import userstores as userstores_table
+from core.secrets import SecretValue
 from core.userstores.definitions import shown_properties
 from core.userstores.ldap import LdapUserStore
 from core.userstores.sql_external import ExternalSqlUserStore

@@ -36,8 +36,7 @@ from tui.workers import ReportsEngineErrors, describe_error
 if TYPE_CHECKING:
     from core.iam import Iam
     from tui.pool import ConsoleWorkers
-    from tui.screens.base import ConsoleScreen
-    from tui.screens.dashboard import StatusSource
+    from tui.screens.base import ConsoleScreen, StatusSource
 
 OPENING = "Opening the deployment"
 

@@ -15,16 +15,24 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from textual.app import App
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from core.errors import IamError
 from tui.widgets.confirm import ConfirmScreen
 
 if TYPE_CHECKING:
+    from core.iam import Iam
     from core.provisioning.status import TargetStatus
-    from tui.app import MwareConsole
+
+
+class Console(Protocol):
+    """What the palette reads of the console app (``tui.app.MwareConsole``, which imports
+    this module: a protocol, so this module does not import it back)."""
+
+    iam: Iam
 
 #: Users offered per query.
 USER_HITS = 8
@@ -34,11 +42,11 @@ class ConsoleCommands(Provider):
     async def startup(self) -> None:
         self._statuses: list[TargetStatus] = []
         with contextlib.suppress(IamError):  # then no target commands; the palette works
-            self._statuses = await asyncio.to_thread(self.console.iam.provisioning.status)
+            self._statuses = await asyncio.to_thread(self.iam.provisioning.status)
 
     @property
-    def console(self) -> MwareConsole:
-        return cast("MwareConsole", self.app)
+    def iam(self) -> Iam:
+        return cast(Console, self.app).iam
 
     def _target_commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
         commands: list[tuple[str, str, Callable[[], Any]]] = []
@@ -46,11 +54,11 @@ class ConsoleCommands(Provider):
             if s.dead:
                 commands.append((f"Retry the {s.dead} dead jobs of {s.target}",
                                  "Run them again now (asks first)",
-                                 partial(retry_dead, self.console, s.target, s.dead)))
+                                 partial(retry_dead, self.app, self.iam, s.target, s.dead)))
         for s in self._statuses:
             commands.append((f"Test connector {s.target}",
                              f"Ask the target whether it answers (now {s.state})",
-                             partial(test_connector, self.console, s.target)))
+                             partial(test_connector, self.app, self.iam, s.target)))
         return commands
 
     async def discover(self) -> Hits:
@@ -66,7 +74,7 @@ class ConsoleCommands(Provider):
         for name in await self._users(query):
             title = f"Go to user {name}"
             yield Hit(max(matcher.match(title), 0.5), matcher.highlight(title),
-                      partial(go_to_user, self.console, name), text=title,
+                      partial(go_to_user, self.app, name), text=title,
                       help="Show the user on the Users screen")
 
     async def _users(self, query: str) -> list[str]:
@@ -80,7 +88,7 @@ class ConsoleCommands(Provider):
         from core.names import PRIMARY, SEPARATOR
 
         domain, sep, prefix = text.rpartition(SEPARATOR)
-        identity = self.console.iam.identity
+        identity = self.iam.identity
         try:
             page = await asyncio.to_thread(identity.list_users, domain if sep else PRIMARY,
                                            USER_HITS, None, prefix or None)
@@ -90,7 +98,7 @@ class ConsoleCommands(Provider):
 
 
 # ---------------------------------------------------------------------- the commands
-def go_to_user(app: MwareConsole, name: str) -> None:
+def go_to_user(app: App[Any], name: str) -> None:
     async def go() -> None:
         await app.switch_mode("users")
         show_user: Callable[[str], object] | None = getattr(app.screen, "show_user", None)
@@ -102,14 +110,14 @@ def go_to_user(app: MwareConsole, name: str) -> None:
     app.run_worker(go(), group="palette", description="Going to a user", exit_on_error=False)
 
 
-def retry_dead(app: MwareConsole, target: str, dead: int) -> None:
+def retry_dead(app: App[Any], iam: Iam, target: str, dead: int) -> None:
     from tui.screens.base import CONSOLE_ADMIN, refuse_write
 
     if refuse_write(app, f"retry the dead jobs of {target}"):
         return
 
     async def retry() -> None:
-        n = await asyncio.to_thread(app.iam.provisioning.retry, CONSOLE_ADMIN,
+        n = await asyncio.to_thread(iam.provisioning.retry, CONSOLE_ADMIN,
                                     dead_of_target=target)
         app.notify(f"{n} job(s) of {target} will run again now.", title="Retry")
 
@@ -124,10 +132,10 @@ def retry_dead(app: MwareConsole, target: str, dead: int) -> None:
                                   action="Retry"), answered)
 
 
-def test_connector(app: MwareConsole, target: str) -> None:
+def test_connector(app: App[Any], iam: Iam, target: str) -> None:
     async def test() -> None:
         app.notify(f"Asking {target}…", title="Test connector", timeout=2)
-        found = await asyncio.to_thread(app.iam.provisioning.test_connection, target)
+        found = await asyncio.to_thread(iam.provisioning.test_connection, target)
         app.notify(found, title=f"{target} answers", timeout=10)
 
     app.run_worker(test(), group="palette", description=f"Testing connector {target}",

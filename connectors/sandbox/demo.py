@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.sandbox.peers import Fault, FaultProxy, ScimServer, fault_proxy, scim_server
-from core.configfile import seed_sample
+from core.configfile.files import seed_sample
 from core.errors import IamError
+from core.http.thread import scim_thread
 from core.iam import Iam
 from core.identity.events import Face, Initiator
-from core.inbound.thread import scim_thread
 from core.names import PRIMARY
 from core.passwords import Argon2Params
 

@@ -45,7 +45,7 @@ def validate(file: Path) -> None:
     Each error is printed as FILE:LINE:COLUMN: message; exit 2 when there is any.
     `config apply --dry-run` checks it against the deployment as well.
     """
-    from core.configfile import validate_file
+    from core.configfile.files import validate_file
 
     errors = validate_file(file)
     if errors:
@@ -58,7 +58,8 @@ def validate(file: Path) -> None:
 @click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
 def apply(file: Path, dry_run: bool) -> None:
     """Make the deployment match FILE (idempotent, all or nothing); print what changed."""
-    from core.configfile import ConfigInvalid, apply_file
+    from core.configfile.errors import ConfigInvalid
+    from core.configfile.files import apply_file
 
     try:
         changes = apply_file(current_iam(), file, Initiator.admin(Face.CONFIG),
@@ -79,7 +80,7 @@ def apply(file: Path, dry_run: bool) -> None:
               help="Write to this file (replaced atomically, mode 0600) instead of stdout.")
 def export(with_users: bool, output: Path | None) -> None:
     """Print the configuration as YAML; secrets appear as references, never values."""
-    from core.configfile import export_config
+    from core.configfile.export import export_config
 
     text = export_config(current_iam(), include_users=with_users)
     if output is None:

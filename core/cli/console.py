@@ -80,7 +80,7 @@ def tui(read_only: bool = False, scim_port: int | None = None, theme: str | None
         raise RuntimeError("no CliState on the click context")
     sock = None
     if scim_port is not None:  # (the serving modules load only then: start time)
-        from core.cli.serve import listen
+        from core.http.server import listen
 
         sock = listen("127.0.0.1", scim_port)
     with contextlib.ExitStack() as stack:
@@ -89,11 +89,11 @@ def tui(read_only: bool = False, scim_port: int | None = None, theme: str | None
             """Run by the console in a thread, after its first frame."""
             iam = state.iam
             if not read_only:
-                from core.configfile import seed_sample
+                from core.configfile.files import seed_sample
 
                 seed_sample(iam, Initiator.admin(Face.CONFIG))  # audited; the screen shows it
             if sock is not None:
-                from core.inbound.thread import scim_thread
+                from core.http.thread import scim_thread
 
                 stack.enter_context(scim_thread(iam, sock=sock))
             return iam

@@ -72,7 +72,9 @@ def yes_option(f: F) -> F:
                         help="Do not ask for confirmation (required without a terminal).")(f)
 
 
-class KeyValue(click.ParamType):
+# click.ParamType is generic in recent click, not in 8.1 (which pyproject allows): a
+# subscript here would fail there at import.
+class KeyValue(click.ParamType):  # type: ignore[type-arg]
     """``KEY=VALUE`` with a non-empty key and value (remove a value with ``--unset``)."""
 
     name = "KEY=VALUE"

@@ -19,7 +19,7 @@ from core.cli.output import echo, emit_json, iso, note, record, table
 from core.provisioning.engine import TargetReport
 from core.provisioning.outbox import Job, JobState
 from core.provisioning.reconcile import Drift
-from core.provisioning.status import TargetStatus
+from core.provisioning.status import status_json
 
 MASK = "********"
 #: Characters of an error shown in a table cell (``show`` and ``--json`` give all of it).
@@ -93,11 +93,6 @@ def _print_requests(requests: Sequence[Mapping[str, Any]], indent: str,
 
 
 # ---------------------------------------------------------------- reading
-def status_json(rows: Sequence[TargetStatus]) -> dict[str, Any]:
-    """What ``status --json`` prints and ``serve`` answers on GET /status."""
-    return {"targets": [s.as_dict() for s in rows]}
-
-
 @provisioning_group.command("status")
 @json_option
 def status(as_json: bool) -> None:

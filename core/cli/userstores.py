@@ -28,10 +28,9 @@ from core.cli.context import (
 from core.cli.output import echo, emit_json, note, record, table, text
 from core.errors import AlreadyExists, InvalidInput, NotFound, StoreUnavailable
 from core.iam import Iam
-from core.idps import SecretValue
 from core.names import validate_domain
 from core.properties import PropertySpec
-from core.secrets import is_reference, resolve_reference
+from core.secrets import SecretValue, is_reference, resolve_reference
 from core.userstores.base import Health
 from core.userstores.definitions import (
     STORE_TYPES,

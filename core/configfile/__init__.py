@@ -1,82 +1,19 @@
 """Configuration as code: one YAML file for userstores, claims, roles, seed users, identity
 providers and applications.
 
-``validate_file`` reports every problem of a file at its line and column; ``apply_file``
-makes a deployment match it, all or nothing, and says what changed; ``export_config``
-writes a deployment back as such a file (secrets as references, never values). The layout
-of the file is documented in ``sample_config/mware-iam.yaml``.
+``files.validate_file`` reports every problem of a file at its line and column;
+``files.apply_file`` makes a deployment match it, all or nothing, and says what changed;
+``export.export_config`` writes a deployment back as such a file (secrets as references,
+never values). The layout of the file is documented in the sample deployment,
+``core/sample/mware-iam.yaml`` (``sample_config/mware-iam.yaml`` in the repository).
 
-Modules: :mod:`.loader` (YAML with positions), :mod:`.model` (the schema),
+This package's ``__init__`` imports nothing: its modules import each other, and an
+``__init__`` that imported them back would make every one of them load all the others.
+
+Modules: :mod:`.files` (validate, apply, seed), :mod:`.loader` (YAML with positions),
+:mod:`.model` (the schema),
 :mod:`.checks` (names and cross references), :mod:`.plan` (each section: secrets,
 property schemas, the desired objects), :mod:`.apply`,
 :mod:`.export`, :mod:`.refs` (secret references), :mod:`.deployment` (what the file may
 refer to outside itself), :mod:`.errors`.
 """
-
-from __future__ import annotations
-
-from pathlib import Path
-
-import core
-from core.configfile.apply import apply_plan
-from core.configfile.deployment import Deployment
-from core.configfile.errors import ConfigError, ConfigInvalid, Reporter
-from core.configfile.export import export_config
-from core.configfile.loader import load_text
-from core.configfile.model import parse
-from core.configfile.plan import Plan, Planner
-from core.errors import InvalidInput
-from core.iam import Iam
-from core.identity.events import Initiator
-
-#: The commented demo deployment that a fresh deployment is seeded from.
-SAMPLE_CONFIG = Path(core.__file__).parents[1] / "sample_config" / "mware-iam.yaml"
-
-__all__ = ["SAMPLE_CONFIG", "ConfigError", "ConfigInvalid", "apply_file", "export_config",
-           "seed_sample", "validate_file"]
-
-
-def _check(path: Path, iam: Iam | None) -> tuple[Plan, Reporter]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot be read: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{path}: is not UTF-8 text (byte {exc.start})") from exc
-    report = Reporter(str(path))
-    document = load_text(text, report)
-    if document is None:
-        return Plan(), report
-    config = parse(document.data, report)
-    return Planner(config, Deployment(iam), report).plan(), report
-
-
-def validate_file(path: Path, iam: Iam | None = None) -> list[ConfigError]:
-    """Every problem of the file, in file order (empty: valid).
-
-    Without ``iam`` no database is needed: the file is checked on its own, and names it
-    takes from outside (a role of the deployment, say) are assumed to exist. With ``iam``
-    those are checked against that deployment too.
-    """
-    return _check(path, iam)[1].errors
-
-
-def apply_file(iam: Iam, path: Path, initiator: Initiator, dry_run: bool = False
-               ) -> list[str]:
-    """Make ``iam`` match the file, all or nothing; one line per change (empty: none).
-
-    Raises :class:`ConfigInvalid` (every error, with positions) before writing anything
-    when the file is invalid for this deployment, and also when the engine refuses a write
-    (a password policy, say): then the whole apply is rolled back. ``dry_run`` computes the
-    lines and writes nothing.
-    """
-    plan, report = _check(path, iam)
-    report.raise_if_any()
-    return apply_plan(iam, plan, initiator, report, dry_run)
-
-
-def seed_sample(iam: Iam, initiator: Initiator) -> list[str]:
-    """Apply the sample deployment to a deployment this start created; else do nothing."""
-    if not iam.fresh:
-        return []
-    return apply_file(iam, SAMPLE_CONFIG, initiator)

@@ -22,9 +22,10 @@ from core.configfile.deployment import claim_mappings
 from core.configfile.refs import reference_for
 from core.errors import IamError
 from core.iam import Iam
-from core.idps import ConnectorConfig, IdentityProvider, JitConfig, SecretValue
+from core.idps import ConnectorConfig, IdentityProvider, JitConfig
 from core.names import PRIMARY
 from core.properties import PropertySpec
+from core.secrets import SecretValue
 from core.userstores.definitions import STORE_TYPES, StoreDefinition, exported_value
 
 _DEFAULT_CLAIMS = {c.uri: c for c in DEFAULT_LOCAL_CLAIMS}

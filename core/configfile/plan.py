@@ -38,12 +38,12 @@ from core.idps import (
     IdentityProvider,
     JitConfig,
     RoleMapping,
-    SecretValue,
     connector_errors,
     normalized,
 )
 from core.names import PRIMARY, RESERVED_DOMAINS
 from core.properties import secret_names
+from core.secrets import SecretValue
 from core.userstores.definitions import STORE_TYPES, reference_name, typed_properties
 
 

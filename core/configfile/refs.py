@@ -14,8 +14,7 @@ from __future__ import annotations
 import re
 
 from core.errors import InvalidInput
-from core.idps import SecretValue
-from core.secrets import is_reference, resolve_reference
+from core.secrets import SecretValue, is_reference, resolve_reference
 
 REFERENCE_FORMS = "${env:NAME}, ${env:NAME:-default} or ${file:PATH}"
 

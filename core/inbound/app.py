@@ -20,18 +20,18 @@ import contextvars
 import json
 import logging
 import math
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from scim2_models import (
-    PayloadTooLargeException,
     PreconditionFailedException,
     SCIMException,
     UnauthorizedException,
 )
 from scim2_server.applications.asgi import ASGIApplication
 from scim2_server.applications.base import BaseApplication
-from scim2_server.handler import ScimHandler
+from scim2_server.handler import AsyncScimHandler, ScimHandler
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
 from scim2_server.routing import Operation
@@ -76,7 +76,8 @@ class ScimApplication(ASGIApplication):
                                 provider.model_for("Group"), paths)  # type: ignore[arg-type]
         self.scim_storage = IamScimStorage(iam.identity, mapper, paths, self.limits,
                                            iam.db.transaction)
-        self.sync_handler = ScimHandler(self.service, self.scim_storage)
+        self.handler = InThreadHandler(ScimHandler(self.service, self.scim_storage),
+                                       self._lane)
         self.buckets = TokenBuckets(self.limits.rate, self.limits.burst)
         #: Revoking a token takes effect here within TOKEN_CACHE_SECONDS.
         self.tokens: TokenCache[Client] = TokenCache()
@@ -92,9 +93,11 @@ class ScimApplication(ASGIApplication):
         """Stop the thread of the embedded lane (the requests in it finish first)."""
         self._embedded_lane.shutdown()
 
-    def _lane(self, client: Client, operation: Operation) -> ThreadPoolExecutor | None:
+    def _lane(self, request: ScimRequest) -> ThreadPoolExecutor | None:
         """The executor of a request (None: the event loop's shared pool)."""
-        if operation is Operation.bulk or self.iam.db.dialect != "sqlite":
+        client: Client | None = request.subject
+        if client is None or self.iam.db.dialect != "sqlite" or \
+                self.service.match(request).operation is Operation.bulk:
             return None
         try:
             engine = getattr(self.iam.stores.store(client.domain), "engine", None)
@@ -155,41 +158,24 @@ class ScimApplication(ASGIApplication):
             raise UnauthorizedException(detail="the token is unknown or revoked")
         return client
 
-    async def dispatch_request(self, request: ScimRequest) -> ScimResponse:
-        operation = self.service.match(request).operation
-        if len(request.body or b"") > self.limits.max_payload_bytes \
-                and operation is not Operation.bulk:
-            raise PayloadTooLargeException(
-                detail=f"the body exceeds {self.limits.max_payload_bytes} bytes")
-        if operation is Operation.service_provider_config:
-            return await asyncio.to_thread(self.sync_handler.handle, request)
-        client = self.remembered(request)
-        if client is None:
-            client = await asyncio.to_thread(self.authenticate, request)
+    # scim2-server's hooks: ASGIApplication.dispatch_request calls check_auth (unless
+    # needs_auth says the request is open: /ServiceProviderConfig), then get_subject, then
+    # the handler.
+    def check_auth(self, request: ScimRequest) -> None:
+        """Authenticate the request's application (401) and take its turn in the
+        application's token bucket (429). A token not checked in the last seconds is looked
+        up on the event loop's thread: one indexed read, once per token per
+        ``TOKEN_CACHE_SECONDS``."""
+        client = self.remembered(request) or self.authenticate(request)
         wait = self.buckets.take(client.application)
         if wait > 0:
             raise TooManyRequestsException(wait)
         request.subject = client
-        current_client.set(client)  # copied into the worker thread's context
-        conditional.set(bool(request.header("If-Match")))
-        return await asyncio.get_running_loop().run_in_executor(
-            self._lane(client, operation), contextvars.copy_context().run, self._handle,
-            request)
 
-    def _handle(self, request: ScimRequest) -> ScimResponse:
-        """Serve a request; a write that lost a race is served again.
-
-        A PUT or PATCH reads the resource, applies the change and writes it if the version
-        is still the one it read. Another write in between makes that check fail: with
-        the client's own ``If-Match`` that is the client's 412, without one it is ours, so
-        the request runs again on the new state (its failed attempt wrote nothing)."""
-        retries = 0 if request.header("If-Match") else RACE_RETRIES
-        for _ in range(retries):
-            try:
-                return self.sync_handler.handle(request)
-            except PreconditionFailedException:
-                continue
-        return self.sync_handler.handle(request)  # the last try answers, whatever it is
+    def get_subject(self, request: ScimRequest) -> Client | None:
+        """The application :meth:`check_auth` authenticated (None for an open request)."""
+        subject: Client | None = request.subject
+        return subject
 
     def handle_exception(self, request: ScimRequest, exception: Exception) -> ScimResponse:
         response = super().handle_exception(request, exception)
@@ -209,3 +195,40 @@ class ScimApplication(ASGIApplication):
         await send({"type": "http.response.start", "status": int(response.status),
                     "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+class InThreadHandler(AsyncScimHandler):
+    """scim2-server's handler hook: each request is served whole by the synchronous handler
+    in one worker thread (the identity service is synchronous, and an operation's reads and
+    writes share one transaction there), on the executor ``lane`` picks for it.
+
+    It has no asynchronous storage: only :meth:`handle` is used, and it calls ``sync``.
+    """
+
+    def __init__(self, sync: ScimHandler,
+                 lane: Callable[[ScimRequest], Executor | None]) -> None:
+        self.service = sync.service
+        self.sync = sync
+        self.lane = lane
+
+    async def handle(self, request: ScimRequest) -> ScimResponse:
+        if request.subject is not None:  # copied into the worker thread's context
+            current_client.set(request.subject)
+        conditional.set(bool(request.header("If-Match")))
+        return await asyncio.get_running_loop().run_in_executor(
+            self.lane(request), contextvars.copy_context().run, self._handle, request)
+
+    def _handle(self, request: ScimRequest) -> ScimResponse:
+        """Serve a request; a write that lost a race is served again.
+
+        A PUT or PATCH reads the resource, applies the change and writes it if the version
+        is still the one it read. Another write in between makes that check fail: with
+        the client's own ``If-Match`` that is the client's 412, without one it is ours, so
+        the request runs again on the new state (its failed attempt wrote nothing)."""
+        retries = 0 if request.header("If-Match") else RACE_RETRIES
+        for _ in range(retries):
+            try:
+                return self.sync.handle(request)
+            except PreconditionFailedException:
+                continue
+        return self.sync.handle(request)  # the last try answers, whatever it is

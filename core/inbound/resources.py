@@ -41,7 +41,8 @@ def _container(body: dict[str, Any], p: MappedPath, create: bool) -> dict[str, A
     if p.schema == SCIM_CORE_USER:
         return body
     if create:
-        return body.setdefault(p.schema, {})
+        created: dict[str, Any] = body.setdefault(p.schema, {})
+        return created
     found = body.get(p.schema)
     return found if isinstance(found, dict) else None
 

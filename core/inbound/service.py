@@ -12,7 +12,7 @@ collector has taken it (several milliseconds each).
 from __future__ import annotations
 
 import contextlib
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Union, cast
 
 from scim2_models import (
@@ -23,6 +23,7 @@ from scim2_models import (
     PatchOp,
     PatchOperation,
     Path,
+    PayloadTooLargeException,
     Reference,
     Resource,
     ResponseParameters,
@@ -31,12 +32,17 @@ from scim2_models import (
 )
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
-from scim2_server.service import ScimService
+from scim2_server.routing import Target
+from scim2_server.routing import match as route
+from scim2_server.service import ModelT, ScimService
 from scim2_server.storage import SearchPage
 from scim2_server.utils import parametrize
 
 from core.inbound import Limits
 from core.scim_paths import ensure_selected
+
+#: A frozen Target per method and path (paths carry ids: the most recent are kept).
+_route = lru_cache(maxsize=1024)(route)
 
 
 class IamScimService(ScimService):
@@ -61,6 +67,28 @@ class IamScimService(ScimService):
                     ensure_selected(current, parametrize(Path, type(current))(
                         str(operation.path)))
         return super().apply_patch(current, patch_op, conditions)
+
+    def read_body(self, model: type[ModelT], body: bytes, content_type: str | None,
+                  scim_ctx: Context) -> ModelT:
+        self.ensure_body_size(body)
+        return super().read_body(model, body, content_type, scim_ctx)
+
+    def decode_body(self, body: bytes, content_type: str | None) -> Any:
+        self.ensure_body_size(body)
+        return super().decode_body(body, content_type)
+
+    def ensure_body_size(self, body: bytes) -> None:
+        """413 for a body over the limit (scim2-server bounds only bulk bodies itself)."""
+        if len(body) > self.limits.max_payload_bytes:
+            raise PayloadTooLargeException(
+                detail=f"the body exceeds {self.limits.max_payload_bytes} bytes")
+
+    @staticmethod
+    def match(request: ScimRequest) -> Target:
+        """scim2-server's routing, remembered per method and path: each request is matched
+        four times (body limit, authentication, lane, handler), each a walk over every
+        route."""
+        return _route(request.method.upper(), request.path)
 
     def max_body_size(self, request: ScimRequest) -> int | None:
         """Every body is bounded (a bulk body by maxPayloadSize, others alike)."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from core.errors import IamError
 from core.names import parse_name
 from core.provisioning import mapping, outbox
+from core.provisioning.host import Host
 from core.provisioning.outbound import in_scope, mapped_group_name
 from core.provisioning.outbox import JobSpec, Operation
 from core.provisioning.status import configured_targets
@@ -26,7 +27,6 @@ from core.provisioning.targets import Target, build_target, target_key
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from core.iam import Iam
     from core.idps import IdentityProvider
 
 PAGE = 500
@@ -38,7 +38,7 @@ class SyncCounts:
     groups: int
 
 
-def sync_all(iam: Iam, target: Target, application: str) -> SyncCounts:
+def sync_all(iam: Host, target: Target, application: str) -> SyncCounts:
     """Queue an upsert of every user in ``target``'s scope and of every group sent there."""
     users = groups = 0
     cursor: str | None = None
@@ -64,7 +64,7 @@ def sync_all(iam: Iam, target: Target, application: str) -> SyncCounts:
     return SyncCounts(users, groups)
 
 
-def _sync_groups(iam: Iam, target: Target, application: str, domain: str) -> int:
+def _sync_groups(iam: Host, target: Target, application: str, domain: str) -> int:
     store = iam.stores.store(domain)
     if not store.capabilities.readable_groups:
         return 0
@@ -83,7 +83,7 @@ def _sync_groups(iam: Iam, target: Target, application: str, domain: str) -> int
             return queued
 
 
-def newly_mapped_groups(conn: Connection, iam: Iam, old: IdentityProvider | None,
+def newly_mapped_groups(conn: Connection, iam: Host, old: IdentityProvider | None,
                         new: IdentityProvider, application: str) -> int:
     """Queue the groups ``new``'s role mappings send that ``old``'s did not and that have
     no mapping at a target of the identity provider yet; how many jobs were written."""

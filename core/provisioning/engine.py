@@ -11,19 +11,21 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from connectors.base import ConnectorError
 from connectors.registry import connector_class
-from core import apps, audit
+from core import audit
 from core.errors import InvalidInput, StoreUnavailable
 from core.identity.events import Initiator, Phase
+from core.idps import IdentityProvider
 from core.provisioning import bulk, mapping, outbox
 from core.provisioning.bulk import SyncCounts
 from core.provisioning.executor import perform, prepare
+from core.provisioning.host import Host
 from core.provisioning.inline import InlineRunner, Result
 from core.provisioning.outbound import in_scope
 from core.provisioning.outbox import Job, JobSpec, JobState, Operation
@@ -32,10 +34,6 @@ from core.provisioning.reconcile import Reconciler, ReconcileReport
 from core.provisioning.status import TargetStatus, target_status
 from core.provisioning.targets import Target, build_target, split_key
 from core.provisioning.workers import WorkerPool
-
-if TYPE_CHECKING:
-    from core.iam import Iam
-    from core.idps import IdentityProvider
 
 PLANNER_ORDER = 30  # the reference server's provisioning listener order
 
@@ -59,36 +57,37 @@ class _DryRun(Exception):
 
 
 class ProvisioningEngine:
-    def __init__(self, iam: Iam) -> None:
-        self.iam = iam
-        self.inline = InlineRunner(iam)
-        self.planner = Planner(iam, self.inline)
-        self._unsubscribe = iam.bus.subscribe(Phase.POST, self.planner, order=PLANNER_ORDER)
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.inline = InlineRunner(host)
+        self.written = outbox.WrittenFlag()
+        self.planner = Planner(host, self.written, self.inline)
+        self._unsubscribe = host.bus.subscribe(Phase.POST, self.planner, order=PLANNER_ORDER)
 
     def close(self) -> None:
         self._unsubscribe()
         self.inline.close()
 
     def worker_pool(self, capacity: int = 32, poll_seconds: float = 0.5) -> WorkerPool:
-        return WorkerPool(self.iam, capacity, poll_seconds)
+        return WorkerPool(self.host, self.written, capacity, poll_seconds)
 
     # ------------------------------------------------------------------ reading
     def status(self) -> list[TargetStatus]:
-        with self.iam.db.transaction() as conn:
-            return target_status(conn, self.iam)
+        with self.host.db.transaction() as conn:
+            return target_status(conn, self.host)
 
     def jobs(self, states: Sequence[str] = (), target: str | None = None,
              entity: str | None = None, limit: int = 100) -> list[Job]:
-        with self.iam.db.transaction() as conn:
+        with self.host.db.transaction() as conn:
             return outbox.list_jobs(conn, states, target, entity, limit)
 
     def job(self, pk: int) -> tuple[Job, list[dict[str, Any]]]:
-        with self.iam.db.transaction() as conn:
+        with self.host.db.transaction() as conn:
             return outbox.get(conn, pk), outbox.attempts(conn, pk)
 
     def activity(self, limit: int = 50) -> list[outbox.AttemptSummary]:
         """The latest attempts at every target, newest first."""
-        with self.iam.db.transaction() as conn:
+        with self.host.db.transaction() as conn:
             return outbox.recent_attempts(conn, limit)
 
     def test_connection(self, target: str) -> str:
@@ -98,15 +97,15 @@ class ProvisioningEngine:
         StoreUnavailable with the target's own words.
         """
         idp, connector_type = split_key(target)
-        built = build_target(self.iam.get_idp(idp), connector_type)
+        built = build_target(self.host.get_idp(idp), connector_type)
         try:
             return self.inline.loop.run(_test_connection(built))
         except ConnectorError as exc:
             raise StoreUnavailable(f"target {target}: {exc.message}") from exc
 
     def mappings_of(self, user: str) -> list[mapping.Mapping]:
-        view = self.iam.identity.get_user(user)
-        with self.iam.db.transaction() as conn:
+        view = self.host.identity.get_user(user)
+        with self.host.db.transaction() as conn:
             return mapping.for_entity(conn, view.id)
 
     # ------------------------------------------------------------------ steering
@@ -115,7 +114,7 @@ class ProvisioningEngine:
         """Run a job again now, or every dead job of a target; returns how many."""
         if (pk is None) == (dead_of_target is None):
             raise InvalidInput("give either a job number or a target whose dead jobs to retry")
-        with self.iam.db.transaction() as conn:
+        with self.host.db.transaction() as conn:
             if pk is not None:
                 job = outbox.get(conn, pk)
                 if job.state not in (JobState.DEAD, JobState.RETRY, JobState.CANCELLED):
@@ -131,7 +130,7 @@ class ProvisioningEngine:
         return n
 
     def cancel(self, initiator: Initiator, pk: int) -> None:
-        with self.iam.db.transaction() as conn:
+        with self.host.db.transaction() as conn:
             outbox.cancel(conn, pk)
             audit.record(conn, initiator, "provisioning.cancel", str(pk))
 
@@ -139,10 +138,10 @@ class ProvisioningEngine:
         """Queue the desired state of every user in ``target``'s scope and of every group
         sent there (``core.provisioning.bulk``)."""
         idp, connector_type = split_key(target)
-        built = build_target(self.iam.get_idp(idp), connector_type)
-        counts = bulk.sync_all(self.iam, built, self.iam.resident_app().name)
-        self.planner.note_queued()
-        with self.iam.db.transaction() as conn:
+        built = build_target(self.host.get_idp(idp), connector_type)
+        counts = bulk.sync_all(self.host, built, self.host.resident_app().name)
+        self.written.set()
+        with self.host.db.transaction() as conn:
             audit.record(conn, initiator, "provisioning.sync_all", target,
                          {"users": counts.users, "groups": counts.groups})
         return counts
@@ -151,23 +150,21 @@ class ProvisioningEngine:
                             new: IdentityProvider) -> None:
         """Called as an identity provider is saved: queue the groups a new role mapping
         sends (``bulk.newly_mapped_groups``)."""
-        app = conn.execute(select(apps.applications.c.name).where(
-            apps.applications.c.is_resident)).scalar_one()
-        if bulk.newly_mapped_groups(conn, self.iam, old, new, app):
-            self.planner.note_queued()
+        if bulk.newly_mapped_groups(conn, self.host, old, new, self.host.resident_app().name):
+            self.written.set()
 
     def reconcile(self, initiator: Initiator, target: str, repair: bool = False,
                   delete_extra: bool = False) -> ReconcileReport:
         """Compare ``target`` (``idp:connector``) with what it should hold; with ``repair``
         queue the jobs that make it match (``core.provisioning.reconcile``)."""
         idp, connector_type = split_key(target)
-        built = build_target(self.iam.get_idp(idp), connector_type)
-        run = Reconciler(self.iam, built, self.iam.resident_app().name, repair, delete_extra)
+        built = build_target(self.host.get_idp(idp), connector_type)
+        run = Reconciler(self.host, built, self.host.resident_app().name, repair, delete_extra)
         try:
             report = asyncio.run(_reconcile(run, built))
         except ConnectorError as exc:
             raise StoreUnavailable(f"target {target}: {exc.message}") from exc
-        with self.iam.db.transaction() as conn:
+        with self.host.db.transaction() as conn:
             audit.record(conn, initiator, "provisioning.reconcile", target, {
                 "repair": repair, "delete_extra": delete_extra,
                 "jobs": report.jobs_queued,
@@ -175,10 +172,10 @@ class ProvisioningEngine:
         return report
 
     def _desired(self, user: str, application: str | None) -> list[JobSpec]:
-        view = self.iam.identity.get_user(user)
-        roles = self.iam.identity.roles_of(view.qualified_name)
-        with self.iam.db.transaction() as conn:
-            app_name = application or self.iam.resident_app().name
+        view = self.host.identity.get_user(user)
+        roles = self.host.identity.roles_of(view.qualified_name)
+        with self.host.db.transaction() as conn:
+            app_name = application or self.host.resident_app().name
             app, targets = self.planner.targets(conn, app_name, jit=False)
             if app is None:
                 raise InvalidInput(f"application {app_name!r} does not exist")
@@ -198,13 +195,13 @@ class ProvisioningEngine:
              application: str | None = None) -> list[TargetReport]:
         """Compute the user's desired state at every target and push it now."""
         specs = self._desired(user, application)
-        app_name = application or self.iam.resident_app().name
-        with self.iam.db.transaction() as conn:
+        app_name = application or self.host.resident_app().name
+        with self.host.db.transaction() as conn:
             pks = [outbox.enqueue(conn, s, app_name) for s in specs]
             audit.record(conn, initiator, "provisioning.sync", user,
                          {"targets": [s.target for s in specs]})
         results = self.inline.execute(pks) if pks else []
-        with self.iam.db.transaction() as conn:
+        with self.host.db.transaction() as conn:
             return [self._report(conn, r) for r in results]
 
     def _report(self, conn: Any, r: Result, requests: list[dict[str, Any]] | None = None
@@ -220,14 +217,14 @@ class ProvisioningEngine:
         """The requests each target would receive for the user now; nothing is sent and
         nothing is written (the jobs are planned in a transaction that rolls back)."""
         specs = self._desired(user, application)
-        app_name = application or self.iam.resident_app().name
+        app_name = application or self.host.resident_app().name
         try:
-            with self.iam.db.transaction() as conn:
+            with self.host.db.transaction() as conn:
                 reports = []
                 for spec in specs:
                     pk = outbox.enqueue(conn, spec, app_name)
                     job = outbox.claim(conn, "preview", 1, pks=[pk])[0]
-                    prep = prepare(conn, self.iam, job)
+                    prep = prepare(conn, self.host, job)
                     outcome = None
                     if prep.target is not None and not (prep.skip or prep.wait or prep.fail):
                         outcome = self.inline.loop.run(_perform_recorded(prep))

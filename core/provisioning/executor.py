@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -32,12 +32,10 @@ from core import idps
 from core.errors import IamError
 from core.names import QualifiedName
 from core.provisioning import mapping, outbox
+from core.provisioning.host import Host
 from core.provisioning.outbound import in_scope, mapped_group_name, outbound_user
 from core.provisioning.outbox import Job, JobState, Operation
 from core.provisioning.targets import Target, build_target, split_key
-
-if TYPE_CHECKING:
-    from core.iam import Iam
 
 MEMBER_PAGE = 500
 #: How long a job that waits for another entity's job sleeps before it looks again.
@@ -78,18 +76,18 @@ def _qualified(domain: str, name: str) -> str:
     return str(QualifiedName(domain, name))
 
 
-def prepare(conn: Connection, iam: Iam, job: Job) -> Prepared:
+def prepare(conn: Connection, host: Host, job: Job) -> Prepared:
     """Read what ``job`` needs (``prepare_many`` of one job)."""
-    return prepare_many(conn, iam, [job])[0]
+    return prepare_many(conn, host, [job])[0]
 
 
-def prepare_many(conn: Connection, iam: Iam, jobs: Sequence[Job]) -> list[Prepared]:
+def prepare_many(conn: Connection, host: Host, jobs: Sequence[Job]) -> list[Prepared]:
     """Read what each of ``jobs`` needs, in their order, with one query per table for the
     whole batch where it can: each target's configuration once, the mappings of a target
     at once, and the users of a domain and their roles at once (so a worker's batch of 32
     jobs reads about as much as one job did)."""
     cache: dict[str, Target] = {}  # each target built once for the batch
-    preps = [_start(conn, iam, job, cache) for job in jobs]
+    preps = [_start(conn, host, job, cache) for job in jobs]
     live = [p for p in preps if p.fail is None and p.wait is None]
     mappings = _mappings(conn, live)
     users: dict[str, list[Prepared]] = {}
@@ -101,26 +99,26 @@ def prepare_many(conn: Connection, iam: Iam, jobs: Sequence[Job]) -> list[Prepar
         elif job.operation is Operation.DEPROVISION_USER:
             _prepare_deprovision(prep, m)
         else:
-            _prepare_group(conn, iam, prep, m is not None)
+            _prepare_group(conn, host, prep, m is not None)
     for domain, of_domain in users.items():
-        _prepare_users(iam, domain, of_domain)
+        _prepare_users(host, domain, of_domain)
     return preps
 
 
-def _start(conn: Connection, iam: Iam, job: Job, targets: dict[str, Target]) -> Prepared:
+def _start(conn: Connection, host: Host, job: Job, targets: dict[str, Target]) -> Prepared:
     """The job with its target, or the reason it cannot run now."""
     target = targets.get(job.target)
     if target is None:
         idp_name, connector_type = split_key(job.target)
         try:
-            target = build_target(idps.get(conn, iam.secrets, idp_name), connector_type)
+            target = build_target(idps.get(conn, host.secrets, idp_name), connector_type)
         except IamError as exc:
             return Prepared(job, None,
                             fail=f"target {job.target} is not configured any more: {exc}")
         targets[job.target] = target
     prep = Prepared(job, target)
     try:
-        iam.stores.store(job.domain)
+        host.stores.store(job.domain)
     except IamError as exc:
         prep.wait = f"userstore unavailable: {exc}"
     return prep
@@ -139,10 +137,10 @@ def _mappings(conn: Connection, preps: Sequence[Prepared]) -> dict[int, mapping.
     return out
 
 
-def _prepare_users(iam: Iam, domain: str, preps: Sequence[Prepared]) -> None:
+def _prepare_users(host: Host, domain: str, preps: Sequence[Prepared]) -> None:
     """Upserts of users of one domain: the users, then the roles of those that exist."""
-    views = iam.identity.get_users_by_id(domain, [p.job.entity_id for p in preps])
-    roles = iam.identity.roles_of_ids(domain, [p.job.entity_id for p in preps
+    views = host.identity.get_users_by_id(domain, [p.job.entity_id for p in preps])
+    roles = host.identity.roles_of_ids(domain, [p.job.entity_id for p in preps
                                                if p.job.entity_id in views])
     for prep in preps:
         job, target = prep.job, prep.target
@@ -156,8 +154,8 @@ def _prepare_users(iam: Iam, domain: str, preps: Sequence[Prepared]) -> None:
             prep.skip = "the user holds none of the provisioning roles"
             continue
         secret = job.payload.get("password")
-        password = iam.secrets.decrypt(secret) if secret else None
-        prep.user = outbound_user(target, iam.claims, view.username, view.domain, view.claims,
+        password = host.secrets.decrypt(secret) if secret else None
+        prep.user = outbound_user(target, host.claims, view.username, view.domain, view.claims,
                                   user_roles, password)
 
 
@@ -173,7 +171,7 @@ def _prepare_deprovision(prep: Prepared, m: mapping.Mapping | None) -> None:
                              active=False)
 
 
-def _prepare_group(conn: Connection, iam: Iam, prep: Prepared, mapped: bool) -> None:
+def _prepare_group(conn: Connection, host: Host, prep: Prepared, mapped: bool) -> None:
     job, target = prep.job, prep.target
     assert target is not None
     if job.operation is Operation.DELETE_GROUP:
@@ -181,7 +179,7 @@ def _prepare_group(conn: Connection, iam: Iam, prep: Prepared, mapped: bool) -> 
             prep.skip = "the group was never provisioned to this target"
         prep.group = OutboundGroup(str(job.payload.get("remote_name", job.name)), job.domain)
         return
-    store = iam.stores.store(job.domain)
+    store = host.stores.store(job.domain)
     group = store.get_group(job.entity_id)
     if group is None:
         prep.skip = "the group no longer exists"

@@ -14,18 +14,16 @@ import dataclasses
 import threading
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from connectors.base import ConnectorError
 from core.apps import Application
 from core.errors import OperationRefused
 from core.provisioning import executor, outbox
 from core.provisioning.executor import Outcome, Prepared
+from core.provisioning.host import Host
 from core.provisioning.outbox import Job, JobState, Operation
 from core.provisioning.runtime import TargetRuntime
-
-if TYPE_CHECKING:
-    from core.iam import Iam
 
 T = TypeVar("T")
 
@@ -69,8 +67,8 @@ class Result:
 
 
 class InlineRunner:
-    def __init__(self, iam: Iam) -> None:
-        self.iam = iam
+    def __init__(self, host: Host) -> None:
+        self.host = host
         self.loop = LoopThread()
 
     async def _perform(self, prep: Prepared) -> Outcome:
@@ -80,9 +78,9 @@ class InlineRunner:
     def execute(self, pks: Sequence[int], stop_on_failure: bool = False) -> list[Result]:
         """Run the given jobs now, in the caller's (ambient) transaction."""
         results: list[Result] = []
-        with self.iam.db.transaction() as conn:
+        with self.host.db.transaction() as conn:
             for job in outbox.claim(conn, "inline", len(pks), pks=pks):
-                prep = executor.prepare(conn, self.iam, job)
+                prep = executor.prepare(conn, self.host, job)
                 outcome = None
                 if prep.target is not None and not (prep.skip or prep.wait or prep.fail):
                     outcome = self.loop.run(self._perform(prep))

@@ -11,6 +11,7 @@ reads the current state when it runs.
 from __future__ import annotations
 
 import functools
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -121,15 +122,35 @@ def _job(r: Any) -> Job:
     )
 
 
+class WrittenFlag:
+    """Set each time ``enqueue`` writes a job with it: a worker pool that takes it
+    after a commit knows there is work to look for, and need not look after the other
+    commits. A rolled-back job leaves it set too, which costs one look at the queue."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def take(self) -> bool:
+        """Whether a job was written since the last take."""
+        written = self._event.is_set()
+        self._event.clear()
+        return written
+
+
 def enqueue(
     conn: Connection, spec: JobSpec, application: str, jit: bool = False,
-    blocking: bool = False, fresh: bool = False,
+    blocking: bool = False, fresh: bool = False, written: WrittenFlag | None = None,
 ) -> int:
     """Write a job (or fold it into an equal pending one); returns the job's pk.
 
     ``fresh``: the entity was created by this very write, so it has no earlier job to fold
-    into (a bulk import then spends no query looking for one).
+    into (a bulk import then spends no query looking for one). ``written`` is set.
     """
+    if written is not None:
+        written.set()
     now = _now()
     if spec.operation in COALESCING and not fresh:
         row = conn.execute(select(prov_jobs.c.pk, prov_jobs.c.payload).where(

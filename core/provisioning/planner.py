@@ -11,11 +11,9 @@ their jobs right away, inside the transaction; with the application's
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
@@ -25,12 +23,10 @@ from core.errors import IamError, NotFound
 from core.identity.events import EventType, IdentityEvent
 from core.names import INTERNAL, parse_name
 from core.provisioning import mapping, outbox
+from core.provisioning.host import Host
 from core.provisioning.outbound import in_scope, mapped_group_name
 from core.provisioning.outbox import JobSpec, Operation
 from core.provisioning.targets import Target, build_target
-
-if TYPE_CHECKING:
-    from core.iam import Iam
 
 #: Runs blocking jobs inline: (job pks, application) -> None, raising to refuse the write.
 InlineRunner = Callable[[Sequence[int], apps.Application], None]
@@ -47,24 +43,14 @@ class PlannedTarget:
 
 
 class Planner:
-    def __init__(self, iam: Iam, run_inline: InlineRunner | None = None) -> None:
-        self.iam = iam
+    def __init__(self, host: Host, written: outbox.WrittenFlag,
+                 run_inline: InlineRunner | None = None) -> None:
+        self.host = host
+        #: Set when an event wrote a job: the workers here need waking only then.
+        self.written = written
         self.run_inline = run_inline
         self._cache: dict[tuple[str, bool], tuple[float, apps.Application | None,
                                                   list[PlannedTarget]]] = {}
-        #: Set when an event wrote a job: the workers here need waking only then.
-        self._queued = threading.Event()
-
-    def take_queued(self) -> bool:
-        """Whether a job was written since the last call (a rolled-back one included, which
-        costs a worker one look at the queue)."""
-        queued = self._queued.is_set()
-        self._queued.clear()
-        return queued
-
-    def note_queued(self) -> None:
-        """Jobs were written outside an identity event (bulk sync): wake the workers."""
-        self._queued.set()
 
     def invalidate(self) -> None:
         """Forget cached configuration (called on every configuration write here)."""
@@ -94,7 +80,7 @@ class Planner:
             if jit and not ot.jit:
                 continue
             try:
-                idp = idps.get(conn, self.iam.secrets, ot.idp)
+                idp = idps.get(conn, self.host.secrets, ot.idp)
                 target = build_target(idp, ot.connector)
             except IamError:
                 continue  # removed or renamed since: nothing to provision to
@@ -103,7 +89,7 @@ class Planner:
         return app, out
 
     def __call__(self, event: IdentityEvent) -> None:
-        with self.iam.db.transaction() as conn:
+        with self.host.db.transaction() as conn:
             app, targets = self.targets(conn, event.initiator.application, event.initiator.jit)
             if app is None or not targets:
                 return
@@ -112,8 +98,8 @@ class Planner:
                 for spec in self.plan(conn, event, planned.target):
                     pk = outbox.enqueue(conn, spec, app.name, jit=event.initiator.jit,
                                         blocking=planned.outbound.blocking,
-                                        fresh=event.type is EventType.USER_ADDED)
-                    self._queued.set()
+                                        fresh=event.type is EventType.USER_ADDED,
+                                        written=self.written)
                     if planned.outbound.blocking:
                         blocking.append(pk)
             if blocking and self.run_inline is not None:
@@ -124,12 +110,12 @@ class Planner:
         key = target.key
         if ev.type in USER_EVENTS:
             roles = ([str(parse_name(r)) for r in ev.data.get("roles", [])]
-                     if ev.type is EventType.USER_ADDED else self.iam.identity.roles_of(ev.name))
+                     if ev.type is EventType.USER_ADDED else self.host.identity.roles_of(ev.name))
             if not in_scope(target, roles):
                 return []
             payload: dict[str, object] = {}
             if ev.secret and ev.type in (EventType.USER_ADDED, EventType.PASSWORD_CHANGED):
-                payload["password"] = self.iam.secrets.encrypt(ev.secret)
+                payload["password"] = self.host.secrets.encrypt(ev.secret)
             jobs = [self._user(key, Operation.UPSERT_USER, ev.domain, ev.entity_id, ev.name,
                                payload)]
             if ev.type is EventType.USER_ADDED and target.sends_groups:
@@ -211,14 +197,14 @@ class Planner:
         out: dict[tuple[str, str], list[str]] = {}
         for domain, of_domain in ids.items():
             out.update(((domain, uid), roles) for uid, roles in
-                       self.iam.identity.roles_of_ids(domain, of_domain).items())
+                       self.host.identity.roles_of_ids(domain, of_domain).items())
         return out
 
     def _new_provisioning_role_members(self, ev: IdentityEvent,
                                        target: Target) -> list[JobSpec]:
         jobs = []
         for name in ev.data.get("members", []):
-            user = self.iam.identity.get_user(name)
+            user = self.host.identity.get_user(name)
             jobs.append(self._user(target.key, Operation.UPSERT_USER, user.domain, user.id,
                                    user.qualified_name))
         return jobs
@@ -230,7 +216,7 @@ class Planner:
             qn = parse_name(role)
             if mapped_group_name(target, role) is None:
                 continue
-            group = self.iam.stores.store(qn.domain).get_group_by_name(qn.name)
+            group = self.host.stores.store(qn.domain).get_group_by_name(qn.name)
             if group is not None:
                 jobs.append(JobSpec(target.key, Operation.GROUP_MEMBERS, "group", group.domain,
                                     group.id, str(qn),

@@ -35,6 +35,7 @@ from connectors.registry import connector_class
 from core.errors import InvalidInput, NotFound
 from core.names import parse_name
 from core.provisioning import mapping, outbox
+from core.provisioning.host import Host
 from core.provisioning.outbound import in_scope, mapped_group_name, outbound_user
 from core.provisioning.outbox import JobSpec, Operation
 from core.provisioning.targets import Target
@@ -42,7 +43,6 @@ from core.provisioning.targets import Target
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-    from core.iam import Iam
     from core.userstores.base import StoredGroup
 
 #: Remote objects matched per round of queries, and local users read per page.
@@ -110,7 +110,7 @@ def _hash(remote_id: str) -> int:
 class Reconciler:
     """One run against one target (``run`` once)."""
 
-    def __init__(self, iam: Iam, target: Target, application: str, repair: bool = False,
+    def __init__(self, iam: Host, target: Target, application: str, repair: bool = False,
                  delete_extra: bool = False) -> None:
         if delete_extra and not repair:
             raise InvalidInput("--delete-extra deletes through the repair: give --repair too")

@@ -7,20 +7,19 @@ console can poll it every second from another process.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 
 from core import apps, idps
 from core.errors import IamError
 from core.provisioning import mapping, outbox
+from core.provisioning.host import Host
 from core.provisioning.targets import target_key
 from core.schema import prov_attempts
-
-if TYPE_CHECKING:
-    from core.iam import Iam
 
 LATENCY_SAMPLE = 200
 
@@ -48,14 +47,14 @@ class TargetStatus:
         return d
 
 
-def configured_targets(conn: Connection, iam: Iam) -> dict[str, bool]:
+def configured_targets(conn: Connection, host: Host) -> dict[str, bool]:
     """Every target some application provisions to -> whether it is enabled."""
     out: dict[str, bool] = {}
     for name in apps.names(conn):
         for t in apps.get(conn, name).outbound:
             key = target_key(t.idp, t.connector)
             try:
-                idp = idps.get(conn, iam.secrets, t.idp)
+                idp = idps.get(conn, host.secrets, t.idp)
                 enabled = idp.enabled and idp.connector(t.connector).enabled
             except IamError:
                 enabled = False
@@ -78,8 +77,8 @@ def _percentile(values: list[float], q: float) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
 
 
-def target_status(conn: Connection, iam: Iam) -> list[TargetStatus]:
-    targets = configured_targets(conn, iam)
+def target_status(conn: Connection, host: Host) -> list[TargetStatus]:
+    targets = configured_targets(conn, host)
     counts = outbox.counts(conn)
     health = mapping.all_health(conn)
     since = datetime.now(UTC) - timedelta(minutes=1)
@@ -101,3 +100,8 @@ def target_status(conn: Connection, iam: Iam) -> list[TargetStatus]:
             latency_p95_ms=_percentile(lat, 0.95), last_error=h.last_error,
             quarantined_until=h.quarantined_until))
     return out
+
+
+def status_json(rows: Sequence[TargetStatus]) -> dict[str, Any]:
+    """What ``provisioning status --json`` prints and ``serve`` answers on GET /status."""
+    return {"targets": [s.as_dict() for s in rows]}

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -29,11 +29,9 @@ from core.errors import StoreUnavailable
 from core.identity.events import IdentityEvent, Phase
 from core.provisioning import executor, mapping, outbox
 from core.provisioning.executor import Outcome, Prepared
+from core.provisioning.host import Host
 from core.provisioning.outbox import Job, JobState
 from core.provisioning.runtime import TargetRuntime
-
-if TYPE_CHECKING:
-    from core.iam import Iam
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +44,11 @@ T = TypeVar("T")
 
 
 class WorkerPool:
-    def __init__(self, iam: Iam, capacity: int = 32, poll_seconds: float = 0.5) -> None:
-        self.iam = iam
+    def __init__(self, host: Host, written: outbox.WrittenFlag, capacity: int = 32,
+                 poll_seconds: float = 0.5) -> None:
+        self.host = host
+        #: Taken after each commit here: set when a job was written (by any pool's planner).
+        self.written = written
         self.capacity = capacity
         self.poll_seconds = poll_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -61,13 +62,13 @@ class WorkerPool:
         #: keeps one connection open for its transactions (``_transaction``).
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mware-iam-outbox")
         self._conn: Connection | None = None
-        self._unsubscribe = iam.bus.subscribe(Phase.COMMITTED, self._on_commit)
+        self._unsubscribe = host.bus.subscribe(Phase.COMMITTED, self._on_commit)
 
     # ------------------------------------------------------------------ waking
     def _on_commit(self, _event: IdentityEvent) -> None:
         """A change committed here: look at the queue now if it wrote a job (the others,
         e.g. of an application without targets, leave nothing to do)."""
-        if self._loop is not None and self.iam.provisioning.planner.take_queued():
+        if self._loop is not None and self.written.take():
             self.wake()  # a pool not running (drain) leaves the flag to one that is
 
     def wake(self) -> None:
@@ -131,12 +132,12 @@ class WorkerPool:
         dropped after any failure (the next step connects again)."""
         if self._conn is None:
             try:
-                self._conn = self.iam.db.engine.connect()
+                self._conn = self.host.db.engine.connect()
             except (OperationalError, DBAPIError) as exc:
-                raise StoreUnavailable(f"system database {self.iam.db.safe_url} is "
+                raise StoreUnavailable(f"system database {self.host.db.safe_url} is "
                                        f"unreachable: {exc.orig}") from exc
         try:
-            with self.iam.db.transaction(on=self._conn) as conn:
+            with self.host.db.transaction(on=self._conn) as conn:
                 yield conn
         except BaseException:
             self._disconnect()
@@ -207,7 +208,7 @@ class WorkerPool:
             return settled, [], []
         try:
             with self._transaction() as conn:
-                preps = executor.prepare_many(conn, self.iam, jobs)
+                preps = executor.prepare_many(conn, self.host, jobs)
         except Exception:
             preps = self._prepare_each(jobs)
         return settled, preps, []
@@ -219,7 +220,7 @@ class WorkerPool:
         for job in jobs:
             try:
                 with self._transaction() as conn:
-                    preps.append(executor.prepare(conn, self.iam, job))
+                    preps.append(executor.prepare(conn, self.host, job))
             except Exception:
                 log.exception("provisioning job %s: preparing it failed", job.pk)
         return preps

@@ -24,11 +24,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from core.errors import InvalidInput
-from core.idps import SecretValue
 from core.names import PRIMARY
 from core.properties import FieldError, PropertySpec, PropertyType, check
 from core.schema import userstores as userstores_table
-from core.secrets import MASK, SecretBox
+from core.secrets import MASK, SecretBox, SecretValue
 from core.userstores.base import (
     DEFAULT_GROUP_NAME_REGEX,
     DEFAULT_PASSWORD_REGEX,

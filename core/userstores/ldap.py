@@ -329,7 +329,8 @@ class LdapUserStore:
         method = self.s.password_hash_method
         if method == "PLAIN_TEXT":
             return password
-        return hashed("SALTED_SHA" if method == "SSHA" else "SHA", password)
+        value: str | bytes = hashed("SALTED_SHA" if method == "SSHA" else "SHA", password)
+        return value
 
     def _new_entry(self, user: NewUser) -> dict[str, Any]:
         attrs: dict[str, Any] = {k: v for k, v in user.attributes.items() if v != ""}

@@ -152,9 +152,11 @@ def _compare(column: Any, op: Op, sample: Any, bind: _Binder,
     """``column op value``; ``sample`` is the value's stand-in (its type decides), and
     ``prepare`` turns the value into what the column holds (a name into its key)."""
     if op is Op.PR:
-        return column.is_not(None)
+        present: ColumnElement[bool] = column.is_not(None)
+        return present
     if op is Op.EQ:
-        return column == bind(prepare)
+        equal: ColumnElement[bool] = column == bind(prepare)
+        return equal
     if op is Op.NE:
         return or_(column != bind(prepare), column.is_(None))
     text = isinstance(sample, str)

@@ -8,7 +8,7 @@ See ``tui/CONTRIBUTING-SCREENS.md`` for the contract between the shell and the s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from textual import on
 from textual.app import ComposeResult, SystemCommand
@@ -19,6 +19,8 @@ from textual.widgets import DataTable
 
 from core.iam import Iam
 from core.identity.events import Face, Initiator
+from core.provisioning.outbox import AttemptSummary
+from core.provisioning.status import TargetStatus
 from tui.widgets.chrome import AppHeader, ConsoleFooter
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.engine_calls import CallsEngine
@@ -26,8 +28,23 @@ from tui.widgets.filter_bar import FilterBar
 from tui.widgets.tables import ListTable
 from tui.workers import ReportsEngineErrors
 
-if TYPE_CHECKING:
-    from tui.app import MwareConsole
+
+class StatusSource(Protocol):
+    """Where the dashboard reads from: ``iam.provisioning``, or fixed data in tests."""
+
+    def status(self) -> list[TargetStatus]: ...
+
+    def activity(self, limit: int = ...) -> list[AttemptSummary]: ...
+
+
+class ConsoleHost(Protocol):
+    """What a screen reads of the console app when it is built for its section
+    (``tui.app.MwareConsole``, which imports the screens: a protocol, so no cycle)."""
+
+    iam: Iam
+    read_only: bool
+    live: bool
+    status_source: StatusSource | None
 
 #: Who the console's writes are audited as.
 CONSOLE_ADMIN = Initiator.admin(Face.CONSOLE)
@@ -45,7 +62,7 @@ class ConsoleScreen(ReportsEngineErrors, Screen[None]):
     """A section of the console; subclasses implement :meth:`compose_body`."""
 
     @classmethod
-    def for_console(cls, app: MwareConsole) -> Self:
+    def for_console(cls, app: ConsoleHost) -> Self:
         """The screen as the console builds it for its section (``tui/navigation.py``);
         a screen that takes more than the deployment and the read-only flag overrides it."""
         return cls(app.iam, app.read_only)

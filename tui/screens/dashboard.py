@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Protocol, Self
+from typing import ClassVar, Self
 
 from rich.text import Text
 from textual import on, work
@@ -29,11 +29,8 @@ from core.provisioning.outbox import AttemptSummary
 from core.provisioning.status import TargetStatus
 from tui.formatting import OPERATIONS, clock, count, millis, one_line
 from tui.messages import JobAttempted
-from tui.screens.base import ConsoleScreen
+from tui.screens.base import ConsoleHost, ConsoleScreen, StatusSource
 from tui.workers import OneAtATime
-
-if TYPE_CHECKING:
-    from tui.app import MwareConsole
 
 REFRESH_SECONDS = 1.0
 #: The throughput sparkline takes the per-minute figure every SAMPLE_SECONDS and keeps
@@ -44,14 +41,6 @@ FEED_ROWS = 50
 
 #: How each state reads without colour: a glyph and the word.
 STATE_MARKS = {"healthy": "●", "retrying": "◐", "quarantined": "✖", "disabled": "○"}
-
-
-class StatusSource(Protocol):
-    """Where the dashboard reads from: ``iam.provisioning``, or fixed data in tests."""
-
-    def status(self) -> list[TargetStatus]: ...
-
-    def activity(self, limit: int = ...) -> list[AttemptSummary]: ...
 
 
 @dataclass
@@ -288,7 +277,7 @@ class DashboardScreen(ConsoleScreen):
     ]
 
     @classmethod
-    def for_console(cls, app: MwareConsole) -> Self:
+    def for_console(cls, app: ConsoleHost) -> Self:
         return cls(app.iam, app.read_only, source=app.status_source, live=app.live)
 
     def __init__(self, iam: Iam, read_only: bool, *, source: StatusSource | None = None,

@@ -36,12 +36,12 @@ from core.idps import (
     IdentityProvider,
     JitConfig,
     RoleMapping,
-    SecretValue,
     connector_errors,
 )
 from core.names import PRIMARY
 from core.properties import FieldError, PropertySpec, PropertyType, check
 from core.provisioning.targets import build_target
+from core.secrets import SecretValue
 from tui.screens.base import CONSOLE_ADMIN, ListDetailScreen, list_bindings
 from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.filter_bar import FilterBar

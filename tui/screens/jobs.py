@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from rich.text import Text
 from textual import on, work
@@ -28,11 +28,8 @@ from core.names import parse_name
 from core.provisioning.outbox import Job, JobState
 from tui.formatting import OPERATIONS, clock, millis, one_line, stamp
 from tui.messages import JobAttempted
-from tui.screens.base import CONSOLE_ADMIN, ConsoleScreen
+from tui.screens.base import CONSOLE_ADMIN, ConsoleHost, ConsoleScreen
 from tui.workers import OneAtATime
-
-if TYPE_CHECKING:
-    from tui.app import MwareConsole
 
 REFRESH_SECONDS = 2.0
 #: Jobs listed at most (newest first); the filters narrow the queue server-side.
@@ -182,7 +179,7 @@ class JobsScreen(ConsoleScreen):
     ]
 
     @classmethod
-    def for_console(cls, app: MwareConsole) -> Self:
+    def for_console(cls, app: ConsoleHost) -> Self:
         return cls(app.iam, app.read_only, live=app.live)
 
     def __init__(self, iam: Iam, read_only: bool, *, live: bool = True) -> None:

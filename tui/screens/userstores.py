@@ -23,9 +23,9 @@ from textual.widgets import Static
 from core.configfile import refs
 from core.errors import InvalidInput
 from core.iam import Iam
-from core.idps import SecretValue
 from core.names import PRIMARY
 from core.properties import FieldError, PropertySpec, PropertyType
+from core.secrets import SecretValue
 from core.userstores.base import Health
 from core.userstores.definitions import (
     STORE_TYPES,

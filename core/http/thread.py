@@ -22,7 +22,7 @@ def scim_thread(iam: Any, port: int = 0, host: str = "127.0.0.1",
                 ) -> Iterator[str]:
     """Serve ``iam``'s SCIM API on host:port (port 0: any free one), or on ``sock`` already
     listening, until the block ends; yields its base URL."""
-    from core.cli.serve import http_server, listen
+    from core.http.server import http_server, listen
 
     if sock is None:
         sock = listen(host, port)  # a clear error for a port in use, before any thread

@@ -1,0 +1,3 @@
+"""The command-line face (click): ``main.py`` is the lazily loading root group, one module
+per command group. Nothing outside this package imports it (``[tool.importlinter]`` in
+pyproject.toml)."""
