@@ -47,6 +47,9 @@ COMMON_PROPERTIES: tuple[PropertySpec, ...] = (
     PropertySpec("deprovision-action", "Deprovisioning action", _P.CHOICE, default="delete",
                  choices=("delete", "disable", "none"),
                  help="what a user leaving scope becomes at the target"),
+    PropertySpec("deletion-threshold", "Deletion threshold (per hour)", _P.INTEGER,
+                 default=500, help="deletions and disables per rolling hour before the "
+                 "rest are held for approval; 0: never held"),
 )
 
 

@@ -107,10 +107,11 @@ def status(as_json: bool) -> None:
         emit_json(status_json(rows))
         return
     table(["target", "state", "queued", "in flight", "retrying", "succeeded", "failed",
-           "dead", "/min", "p50", "p95", "last error"],
+           "dead", "held", "/min", "p50", "p95", "last error"],
           [[s.target, s.state + (f" until {iso(s.quarantined_until)}"
                                  if s.state == "quarantined" and s.quarantined_until else ""),
-            s.queued, s.in_flight, s.retrying, s.succeeded, s.failed, s.dead, s.per_minute,
+            s.queued, s.in_flight, s.retrying, s.succeeded, s.failed, s.dead, s.held,
+            s.per_minute,
             _ms(s.latency_p50_ms), _ms(s.latency_p95_ms), _cut(s.last_error)]
            for s in rows], "no provisioning targets: no application provisions anywhere")
 
@@ -195,11 +196,35 @@ def retry(job_id: int | None, dead: bool, target: str | None) -> None:
 
 
 @provisioning_group.command("cancel")
-@click.argument("job_id", metavar="JOB", type=int)
-def cancel(job_id: int) -> None:
-    """Cancel a pending, retrying or dead JOB (it will not run again unless retried)."""
+@click.argument("job_id", metavar="JOB", type=int, required=False)
+@click.option("--held", "held_of", metavar="TARGET",
+              help="Cancel every deprovisioning the deletion guard holds at TARGET.")
+def cancel(job_id: int | None, held_of: str | None) -> None:
+    """Cancel a pending, retrying, held or dead JOB (it will not run again unless
+    retried); or every held job of a target.
+
+    \b
+      mware-iam provisioning cancel 42
+      mware-iam provisioning cancel --held scim-peer:scim2
+    """
+    if (job_id is None) == (held_of is None):
+        raise click.UsageError("give either a JOB or --held TARGET")
+    if held_of is not None:
+        n = current_iam().provisioning.cancel_held(admin(), held_of)
+        echo(f"cancelled {n} held job{'s' if n != 1 else ''} of {held_of}")
+        return
+    assert job_id is not None
     current_iam().provisioning.cancel(admin(), job_id)
     echo(f"cancelled job {job_id}")
+
+
+@provisioning_group.command("approve")
+@click.argument("target")
+def approve(target: str) -> None:
+    """Release the deprovisionings (deletions, disables) the deletion guard holds at
+    TARGET: they run now. Recorded in the audit log with who approved."""
+    n = current_iam().provisioning.approve(admin(), target)
+    echo(f"approved {n} held job{'s' if n != 1 else ''} of {target}")
 
 
 @provisioning_group.command("reconcile")

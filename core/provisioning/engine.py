@@ -129,6 +129,22 @@ class ProvisioningEngine:
                          str(pk) if pk is not None else str(dead_of_target), {"jobs": n})
         return n
 
+    def approve(self, initiator: Initiator, target: str) -> int:
+        """Release the deprovisionings the deletion guard holds at ``target``; how many
+        (audited with who approved)."""
+        with self.host.db.transaction() as conn:
+            n = outbox.release_held(conn, target, f"{initiator.actor} ({initiator.face})")
+            audit.record(conn, initiator, "provisioning.approve", target, {"jobs": n})
+        self.written.set()
+        return n
+
+    def cancel_held(self, initiator: Initiator, target: str) -> int:
+        """Drop the deprovisionings held at ``target``; how many."""
+        with self.host.db.transaction() as conn:
+            n = outbox.cancel_held(conn, target)
+            audit.record(conn, initiator, "provisioning.cancel", target, {"held_jobs": n})
+        return n
+
     def cancel(self, initiator: Initiator, pk: int) -> None:
         with self.host.db.transaction() as conn:
             outbox.cancel(conn, pk)

@@ -39,6 +39,8 @@ class TargetStatus:
     latency_p95_ms: float | None
     last_error: str | None
     quarantined_until: datetime | None
+    #: Deprovisionings held by the deletion guard, waiting for approval.
+    held: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -98,7 +100,7 @@ def target_status(conn: Connection, host: Host) -> list[TargetStatus]:
             succeeded=h.succeeded_total, failed=h.failed_total, dead=c.get("dead", 0),
             per_minute=int(per_minute.get(key, 0)), latency_p50_ms=_percentile(lat, 0.50),
             latency_p95_ms=_percentile(lat, 0.95), last_error=h.last_error,
-            quarantined_until=h.quarantined_until))
+            quarantined_until=h.quarantined_until, held=c.get("held", 0)))
     return out
 
 
