@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from core.properties import PropertySpec, PropertyType
+from core.properties import PropertySpec, PropertyType, redact_urls
 
 _P = PropertyType
 
@@ -142,6 +142,9 @@ class Exchange:
     status: int | None = None
     response_body: Any = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", redact_urls(self.url))
+
     def as_dict(self) -> dict[str, Any]:
         """The fields by name (``dataclasses.asdict`` without its deep copy of the bodies,
         which are the connector's own redacted copies already)."""
@@ -154,6 +157,7 @@ class ConnectorError(Exception):
     """Base of connector failures; ``message`` is the target's own words when it gave any."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
+        message = redact_urls(message)  # a URL in the message may carry credentials
         super().__init__(message)
         self.message = message
         self.status = status

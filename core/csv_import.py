@@ -3,6 +3,11 @@
 The header names the columns: ``username`` (required), ``password`` (optional; empty means
 no password), ``roles`` (optional; role names separated by ``;``), and any local claim by
 URI or short name (``emailaddress``, ``givenname``...). An empty cell sets nothing.
+
+One line is one row: every line after the header ends imported, skipped (the user exists
+already) or refused with its line number, and blank lines are ignored. Each line is decoded
+on its own, so a byte that is not UTF-8 refuses its line only; and a quoted value cannot
+span lines, so a quote left open refuses its line instead of swallowing the ones after it.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from core.errors import IamError, InvalidInput
 from core.iam import Iam
@@ -19,20 +25,72 @@ from core.identity.service import IMPORT_BATCH_SIZE, ImportReport, ImportRow
 RESERVED_COLUMNS = ("username", "password", "roles")
 
 
+class _LineRefused(Exception):
+    """The current line cannot be read; the reader carries on with the next one."""
+
+
+class _Lines:
+    """The file's lines for ``csv.reader``, one line per row.
+
+    The reader asks for another line only when a quoted value is still open at the end of
+    one: that line is then refused (``_LineRefused`` leaves the reader, which starts its
+    next row afresh) and the line after it is not consumed.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.line = 0
+        self._in_row = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self._in_row:
+            self._in_row = False
+            raise _LineRefused("a quoted value is not closed on its line")
+        raw = next(self._fh)
+        self.line += 1
+        if self.line == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        self._in_row = True
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self._in_row = False
+            raise _LineRefused(f"byte {exc.start + 1} of the line is not UTF-8 "
+                               f"({raw[exc.start:exc.start + 1]!r})") from None
+
+    def row_done(self) -> None:
+        self._in_row = False
+
+
+def _next_row(reader: Iterator[list[str]], lines: _Lines) -> list[str] | str:
+    """The next row's cells, or why its line is refused; StopIteration at the end."""
+    try:
+        return next(reader)
+    except (_LineRefused, csv.Error) as exc:
+        return str(exc)
+    finally:
+        lines.row_done()
+
+
 def read_rows(path: Path, iam: Iam, report: ImportReport) -> Iterator[ImportRow]:
     """Rows of the file; rows that cannot even be read go straight into ``report``."""
     try:
-        fh = path.open(newline="", encoding="utf-8-sig")
+        fh = path.open("rb")
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot be read: {exc.strerror}") from exc
     with fh:
-        reader = csv.reader(fh)
+        lines = _Lines(fh)
+        reader = csv.reader(lines)
         try:
-            header = [h.strip() for h in next(reader)]
+            first = _next_row(reader, lines)
         except StopIteration:
             raise InvalidInput(f"{path}: the file is empty (expected a header row)") from None
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"{path}: line 1: {exc}") from exc
+        if isinstance(first, str):
+            raise InvalidInput(f"{path}: line 1: {first}")
+        header = [h.strip() for h in first]
         if "username" not in header:
             raise InvalidInput(f"{path}: line 1: the header has no 'username' column "
                                f"(got: {', '.join(header)})")
@@ -48,13 +106,13 @@ def read_rows(path: Path, iam: Iam, report: ImportReport) -> Iterator[ImportRow]
                     raise InvalidInput(f"{path}: line 1: column {name!r}: {exc}") from None
         while True:
             try:
-                cells = next(reader)
+                cells = _next_row(reader, lines)
             except StopIteration:
                 return
-            except (csv.Error, UnicodeDecodeError) as exc:
-                report.errors.append((reader.line_num, f"unreadable row: {exc}"))
+            line = lines.line
+            if isinstance(cells, str):
+                report.errors.append((line, f"unreadable row: {cells}"))
                 continue
-            line = reader.line_num
             if not any(c.strip() for c in cells):
                 continue
             if len(cells) != len(header):
@@ -81,5 +139,6 @@ def import_csv(
         initiator, read_rows(path, iam, report), domain=domain, batch_size=batch_size,
         progress=progress)
     report.imported = result.imported
+    report.skipped = result.skipped
     report.errors = sorted(report.errors + result.errors)
     return report

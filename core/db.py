@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from core.errors import InvalidInput, StoreUnavailable
+from core.home import private
 
 _Ambient = tuple[Engine, Connection, list[Callable[[], None]]]
 _current: contextvars.ContextVar[_Ambient | None] = contextvars.ContextVar(
@@ -117,7 +119,7 @@ def make_engine(url: str) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             queued_file = parsed.database
             kwargs["connect_args"] = {"factory": _QueuedWriterConnection}
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(parsed.database))
             # Connections are kept (opening one costs the PRAGMAs and, on close, a WAL
             # checkpoint: ~2 ms, a third of a SCIM request); beyond 16 at once more are
             # opened as needed, so a burst of threads never waits for one.
@@ -138,6 +140,16 @@ def make_engine(url: str) -> Engine:
         _queue_writes(engine, queued_file, float(timeout if isinstance(timeout, str)
                                                  else timeout[-1]))
     return engine
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 (SQLite gives its -wal and -shm files the database's
+    mode) and tighten the files of an existing one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.exists():
+            private(name, 0o600)
 
 
 def _redacted(url: str) -> str:

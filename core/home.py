@@ -36,4 +36,20 @@ class Home:
         return self.path / "secret.key"
 
     def ensure(self) -> None:
+        """Create the home; it is 0700 and its files 0600 whatever existed before.
+
+        The database and the key are secrets at rest: a home left 0755 by an older release
+        or made by hand is tightened too (files of another owner are left alone).
+        """
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private(self.path, 0o700)
+        for entry in self.path.iterdir():
+            if entry.is_file() and not entry.is_symlink():
+                private(entry, 0o600)
+
+
+def private(path: Path, mode: int) -> None:
+    """``chmod path mode`` when we own it and it is more open than ``mode``."""
+    st = path.stat()
+    if st.st_uid == os.getuid() and st.st_mode & 0o777 & ~mode:
+        path.chmod(mode)

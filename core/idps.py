@@ -14,7 +14,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from connectors.registry import spec_for
 from core.errors import InvalidInput, NotFound
-from core.properties import FieldError, check, secret_names
+from core.properties import FieldError, check, redact_urls, secret_names
 from core.schema import connector_configs, identity_providers
 from core.secrets import SecretBox, SecretValue, mask
 
@@ -53,8 +53,11 @@ class ConnectorConfig:
     secrets: Mapping[str, SecretValue] = field(default_factory=dict)
 
     def masked(self) -> dict[str, Any]:
-        """Every property, secrets shown as a mask: what any screen or export may show."""
-        return {**self.properties, **{k: mask(v.value) for k, v in self.secrets.items()}}
+        """Every property, secrets shown as a mask and URLs without their credentials:
+        what any screen or export may show."""
+        return {**{k: redact_urls(v) if isinstance(v, str) else v
+                   for k, v in self.properties.items()},
+                **{k: mask(v.value) for k, v in self.secrets.items()}}
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ class PropertySpec:
     default: Any = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    #: For a URL: the properties that take a user name and password instead (a URL may
+    #: not carry them); empty: the schema's secret properties are named.
+    credentials: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,21 @@ class FieldError:
 
 
 _URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://[^\s/]+", re.IGNORECASE)
+#: The user-information part of a URL (``user:password@``), up to its last ``@``.
+_USERINFO_RE = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s/?#]*@", re.IGNORECASE)
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the user name and password of every URL in it replaced by ``***``.
+
+    What any screen, log, export or error message shows of a URL: connector URLs are
+    refused with credentials, but one stored before that rule, or a URL in a peer's
+    words, must not leak them."""
+    return _USERINFO_RE.sub(r"\1***@", text)
+
+
+class _CredentialsInUrl(ValueError):
+    """A URL carries a user name or password."""
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -73,6 +91,9 @@ def _coerce(spec: PropertySpec, value: Any) -> Any:
         raise ValueError("expected one of " + ", ".join(spec.choices))
     if spec.type is PropertyType.URL and not _URL_RE.match(text):
         raise ValueError("expected a URL such as http://127.0.0.1:8787/v2")
+    if spec.type is PropertyType.URL and redact_urls(text) != text:
+        raise _CredentialsInUrl("a URL must not carry a user name or password (it would be "
+                                "stored and shown in clear)")
     if spec.type is PropertyType.REGEX:
         try:
             re.compile(text)
@@ -99,6 +120,13 @@ def check(
             continue
         try:
             out[spec.name] = _coerce(spec, raw)
+        except _CredentialsInUrl as exc:
+            # Refused, yet typed: a URL stored before this rule still works (and is shown
+            # redacted) until the configuration is next saved.
+            out[spec.name] = raw
+            where = spec.credentials or " or ".join(s.name for s in specs if s.secret)
+            errors.append(FieldError(spec.name, f"{redact_urls(repr(raw))} is not valid: {exc}"
+                                     + (f": give them in {where}" if where else "")))
         except ValueError as exc:
             shown = "the value" if spec.secret else repr(raw)
             errors.append(FieldError(spec.name, f"{shown} is not valid: {exc}"))

@@ -259,11 +259,11 @@ def test_import_reports_bad_rows_by_line_and_imports_every_good_row(
     )
     result = run("user", "import", str(csv_file))
     assert result.exit_code == 1
-    assert result.stdout == "imported 2 users; 6 rows refused\n"
+    assert result.stdout == "imported 2 users; skipped 1 already present; 5 rows refused\n"
     refused = [line for line in result.stderr.splitlines() if line.startswith("line ")]
-    assert [int(line.split(":")[0].split()[1]) for line in refused] == [3, 4, 5, 6, 8, 10]
+    assert [int(line.split(":")[0].split()[1]) for line in refused] == [3, 4, 6, 8, 10]
     assert "Username must be" in refused[0] and "emailaddress" in refused[1]
-    assert "already exists" in refused[2] and "cells" in refused[3]
+    assert "cells" in refused[2] and "first at line 2" in refused[4]
     with run.iam() as iam:
         assert iam.identity.count_users("PRIMARY") == 3
         assert iam.identity.get_user("eve").claims[EMAIL] == "eve@example.com"
@@ -275,7 +275,8 @@ def test_import_of_a_clean_file_exits_0_and_a_bad_header_imports_nothing(
         run: Cli, tmp_path: Path) -> None:
     good = tmp_path / "good.csv"
     good.write_text("username,givenname\nann,Ann\nben,Ben\n")
-    assert run.ok("user", "import", str(good)).stdout == "imported 2 users; 0 rows refused\n"
+    assert run.ok("user", "import", str(good)).stdout == \
+        "imported 2 users; skipped 0 already present; 0 rows refused\n"
     bad = tmp_path / "bad.csv"
     bad.write_text("login,givenname\ncat,Cat\n")
     result = run("user", "import", str(bad))
@@ -286,6 +287,47 @@ def test_import_of_a_clean_file_exits_0_and_a_bad_header_imports_nothing(
     assert unknown.exit_code == 3
     with run.iam() as iam:
         assert iam.identity.count_users("PRIMARY") == 2
+
+
+def import_outcome(stdout: str) -> tuple[int, int, int]:
+    words = stdout.split()
+    return int(words[1]), int(words[4]), int(words[7])
+
+
+def test_import_accounts_for_every_line_despite_bad_bytes_and_an_open_quote(
+        run: Cli, tmp_path: Path) -> None:
+    rows = [f"user{i:04d},User {i}\n".encode() for i in range(3000)]
+    rows[1500] = b"user1500,Caf\xe9\n"         # line 1502: one byte that is not UTF-8
+    rows[2000] = b'user2000,"never closed\n'  # line 2002: a quote left open
+    csv_file = tmp_path / "users.csv"
+    csv_file.write_bytes(b"username,givenname\n" + b"".join(rows))
+    result = run("user", "import", str(csv_file))
+    assert result.exit_code == 1
+    assert import_outcome(result.stdout) == (2998, 0, 2)
+    refused = [line for line in result.stderr.splitlines() if line.startswith("line ")]
+    assert refused == [
+        "line 1502: unreadable row: byte 13 of the line is not UTF-8 (b'\\xe9')",
+        "line 2002: unreadable row: a quoted value is not closed on its line"]
+    with run.iam() as iam:
+        assert iam.identity.count_users("PRIMARY") == 2998
+        assert iam.identity.get_user("user2001").username == "user2001"
+
+    again = run("user", "import", str(csv_file))
+    assert again.exit_code == 1 and import_outcome(again.stdout) == (0, 2998, 2)
+    good = tmp_path / "good.csv"
+    good.write_bytes(b"username,givenname\n" + b"".join(rows[:10]))
+    assert import_outcome(run.ok("user", "import", str(good)).stdout) == (0, 10, 0)
+
+
+def test_import_reads_a_bom_crlf_lines_and_quoted_values(run: Cli, tmp_path: Path) -> None:
+    csv_file = tmp_path / "excel.csv"
+    csv_file.write_bytes(b'\xef\xbb\xbfusername,givenname\r\nann,Ann\r\n"ben","Be""n, Jr"\r\n'
+                         b'\r\ncat,"open\r\ndan,Dan\r\n')
+    result = run("user", "import", str(csv_file))
+    assert import_outcome(result.stdout) == (3, 0, 1)
+    assert "line 5: unreadable row: a quoted value is not closed" in result.stderr
+    with run.iam() as iam:
+        assert iam.identity.get_user("ben").claims[GIVEN] == 'Be"n, Jr'
 
 
 # ---------------------------------------------------------------- roles

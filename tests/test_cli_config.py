@@ -68,6 +68,16 @@ def test_validate_checks_the_file_alone(run: Cli, tmp_path: Path) -> None:
     assert not (run.home / "mware-iam.db").exists()  # no deployment needed or created
 
 
+def test_a_hostile_file_is_exit_2_with_its_line_not_an_internal_error(
+        run: Cli, tmp_path: Path) -> None:
+    for text, line in (("users:\n  - username: a\x00b\n", "2"),
+                       ("a: " + "[" * 5000 + "]" * 5000 + "\n", "1")):
+        path = write(tmp_path, text, "hostile.yaml")
+        result = run("config", "validate", str(path))
+        assert result.exit_code == 2, result.stderr
+        assert error_lines(result.stderr)[0].split(":")[:2] == [str(path), line]
+
+
 def test_malformed_yaml_points_at_the_place(run: Cli, tmp_path: Path) -> None:
     broken = write(tmp_path, "users:\n  - username: [bob\n", "broken.yaml")
     for command in ("validate", "apply"):

@@ -16,9 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
 from core.cli.context import admin
+from core.errors import InvalidInput
 from core.provisioning.outbox import JobState
+from core.schema import connector_configs, identity_providers
 from core.secrets import SecretValue
 from tests.peers import Fault, FaultProxy, free_port
 from tests.processes import MwareProcess, peer_total, wait_until, worker
@@ -162,6 +165,39 @@ def test_retry_and_cancel_one_job_and_their_errors(run: Cli, scim_peer: str) -> 
     assert both.exit_code == 2 and "not both" in both.stderr
     neither = run("provisioning", "retry", "--dead")
     assert neither.exit_code == 2 and "--dead --target TARGET" in neither.stderr
+
+
+# ---------------------------------------------------------------- credentials in a URL
+def test_a_url_with_credentials_is_refused_naming_the_secret_properties(run: Cli) -> None:
+    with run.iam() as iam, pytest.raises(InvalidInput) as refused:
+        connect(iam, "http://admin:SECRET@127.0.0.1:1/v2")
+    message = str(refused.value)
+    assert "scim2-user-ep" in message and "must not carry a user name or password" in message
+    assert "scim2-password" in message and "SECRET" not in message
+
+
+def test_credentials_of_a_url_stored_before_the_rule_are_never_shown(run: Cli) -> None:
+    configure(run, "http://127.0.0.1:1/v2", **{"retry-base-seconds": 60})  # port 1: closed
+    with run.iam() as iam, iam.db.transaction() as conn:  # as an older release stored it
+        [cfg] = iam.get_idp("peer").connectors
+        peer = select(identity_providers.c.pk).where(identity_providers.c.name == "peer")
+        conn.execute(update(connector_configs).where(
+            connector_configs.c.idp_pk == peer.scalar_subquery()).values(properties={
+                **cfg.properties, "scim2-user-ep": "http://admin:SECRET@127.0.0.1:1/v2/Users"}))
+    run.ok("user", "add", "ann", "--no-password")
+    outputs = [run.ok("idp", "show", "peer").stdout,
+               run.ok("idp", "show", "peer", "--json").stdout,
+               run.ok("provisioning", "preview", "ann").stdout]
+    assert "http://***@127.0.0.1:1/v2/Users" in outputs[0]
+    drain_home(run)
+    outputs += [run.ok("provisioning", "jobs", "--json").stdout,
+                run.ok("provisioning", "show", "1").stdout,
+                run.ok("provisioning", "show", "1", "--json").stdout,
+                run.ok("provisioning", "status", "--json").stdout]
+    assert "cannot reach the target" in outputs[-1]
+    assert "***@127.0.0.1:1" in outputs[-2]
+    for output in outputs:
+        assert "SECRET" not in output and "admin:" not in output
 
 
 # ---------------------------------------------------------------- preview and sync

@@ -9,6 +9,7 @@ import pytest
 
 from core.configfile.errors import ConfigError, ConfigInvalid
 from core.configfile.files import SAMPLE_CONFIG, validate_file
+from core.configfile.loader import ALIAS_BUDGET, MAX_BYTES, MAX_DEPTH
 from core.errors import InvalidInput
 from core.iam import Iam
 
@@ -349,4 +350,56 @@ def test_unreadable_file_is_one_clear_error(tmp_path: Path) -> None:
         validate_file(tmp_path / "missing.yaml")
     (tmp_path / "latin1.yaml").write_bytes(b"users:\n  - username: Ren\xe9\n")
     with pytest.raises(InvalidInput, match="is not UTF-8 text"):
+        validate_file(tmp_path / "latin1.yaml")
+
+
+# ---------------------------------------------------------------- hostile files
+def test_alias_expansion_beyond_the_budget_is_refused_at_the_alias(tmp_path: Path) -> None:
+    # "Billion laughs": each level repeats the one before nine times (9**8 values in all).
+    lines = ["a: &a [" + ", ".join(["lol"] * 9) + "]"]
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]"
+              for i in range(8)]
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    line, _column, message = only(path)
+    assert line == 1 and message == (
+        f"refused: aliases expand to more than {ALIAS_BUDGET:,} values: write the values out")
+
+
+def test_aliases_within_the_budget_still_work(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        roles:
+          - &r {name: Internal/a}
+        x: [*r, *r]
+        """)
+    assert all("alias" not in message for _l, _c, message in found(path))
+
+
+def test_deep_nesting_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("users:\n  - " + "[" * 20_000 + "]" * 20_000 + "\n")
+    line, _column, message = only(path)
+    assert (line, message) == (2, f"refused: nested more than {MAX_DEPTH} levels deep")
+
+
+def test_a_file_over_the_size_cap_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"# padding\n" * (MAX_BYTES // 10 + 1))
+    assert only(path) == (1, 1, f"refused: the file is larger than {MAX_BYTES // 2**20} MiB")
+
+
+def test_a_nul_character_and_a_huge_integer_are_errors_at_their_line(tmp_path: Path) -> None:
+    nul = tmp_path / "nul.yaml"
+    nul.write_text("users:\n  - username: a\x00b\n")
+    line, column, message = only(nul)
+    assert (line, column) == (2, 16) and "#x0000 is not allowed" in message
+    huge = write(tmp_path, "users:\n  - username: " + "9" * 5000 + "\n")
+    errors = found(huge)
+    assert (2, 15) in [(line, column) for line, column, _m in errors]
+    assert any("5000 digits" in message for _l, _c, message in errors)
+
+
+def test_invalid_utf8_names_its_line(tmp_path: Path) -> None:
+    (tmp_path / "latin1.yaml").write_bytes(b"users:\n  - username: Ren\xe9\n")
+    with pytest.raises(InvalidInput, match=r"latin1.yaml:2: is not UTF-8 text \(byte 24\)"):
         validate_file(tmp_path / "latin1.yaml")

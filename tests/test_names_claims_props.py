@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from core.claims import DEFAULT_LOCAL_CLAIMS, USERNAME, ClaimCatalog, LocalClaim
 from core.errors import InvalidInput
 from core.names import PRIMARY, QualifiedName, parse_name
-from core.properties import FieldError, PropertySpec, PropertyType, check, validate
+from core.properties import (
+    FieldError,
+    PropertySpec,
+    PropertyType,
+    check,
+    redact_urls,
+    validate,
+)
 
 # ---------------------------------------------------------------- names
 RESERVED = {"primary": "PRIMARY", "internal": "Internal", "application": "Application",
@@ -262,6 +269,27 @@ def test_urls(url: str, ok: bool) -> None:
     else:
         assert [e.field for e in errors] == ["endpoint"]
         assert "expected a URL" in errors[0].message
+
+
+@pytest.mark.parametrize("url", [
+    "http://admin:SECRET@127.0.0.1:8787/v2", "https://SECRET@scim.example.com/v2",
+    "http://admin:p@ss:SECRET@host/v2",
+])
+def test_a_url_with_credentials_is_refused_naming_where_they_go(url: str) -> None:
+    _, errors = check(SPECS, {"endpoint": url})
+    assert [e.field for e in errors] == ["endpoint"]
+    assert "must not carry a user name or password" in errors[0].message
+    assert errors[0].message.endswith(": give them in token")  # the schema's secret
+    assert "SECRET" not in str(errors[0])
+    named = (PropertySpec("endpoint", "Endpoint", P.URL, credentials="user and password"),)
+    assert str(check(named, {"endpoint": url})[1][0]).endswith(": give them in user and password")
+
+
+def test_redact_urls_removes_credentials_wherever_a_url_appears() -> None:
+    assert redact_urls("POST http://admin:SECRET@h:1/v2/Users failed; see https://x@y/z") == \
+        "POST http://***@h:1/v2/Users failed; see https://***@y/z"
+    assert redact_urls("mail admin@example.com at http://h/v2?x=a@b") == \
+        "mail admin@example.com at http://h/v2?x=a@b"
 
 
 @pytest.mark.parametrize("pattern, ok", [

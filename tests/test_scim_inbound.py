@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from core.apps import Application
 from core.claims import LOCAL_DIALECT
@@ -20,12 +20,15 @@ from core.identity.events import Initiator
 from core.inbound import Limits
 from core.inbound.tokencache import TOKEN_CACHE_SECONDS
 from core.schema import prov_jobs, um_users
+from core.userstores.query_guard import Cancelled, guarded
+from core.userstores.sql import SqlUserStore
 from tests.processes import wait_until
 from tests.provisioning_helpers import connect, drain, peer_users
 from tests.scim_api import (
     ENTERPRISE,
     ERROR,
     GROUP,
+    PATCH,
     USER,
     ScimApi,
     application,
@@ -322,6 +325,99 @@ def test_entra_request_style(hr: httpx.Client) -> None:
     assert "emails" not in hr.get(f"/Users/{user['id']}").json()
 
 
+#: Microsoft Entra's default attribute mappings for a SCIM application, as it sends them.
+ENTRA_USER = {
+    "schemas": [USER, ENTERPRISE], "userName": "olga@contoso.com", "active": True,
+    "displayName": "Olga O", "title": "Engineer", "preferredLanguage": "en-US",
+    "emails": [{"type": "work", "value": "olga@contoso.com", "primary": True}],
+    "name": {"givenName": "Olga", "familyName": "O", "formatted": "Olga O"},
+    "addresses": [{"type": "work", "formatted": "1 Main St, Springfield",
+                   "streetAddress": "1 Main St", "locality": "Springfield", "region": "IL",
+                   "postalCode": "62701", "country": "US", "primary": False}],
+    "phoneNumbers": [{"type": "work", "value": "+1 555 0100", "primary": True},
+                     {"type": "mobile", "value": "+1 555 0101"},
+                     {"type": "fax", "value": "+1 555 0102"}],
+    "externalId": "olga-1",
+    ENTERPRISE: {"employeeNumber": "701", "department": "R&D", "costCenter": "CC-7",
+                 "division": "Labs", "organization": "Contoso",
+                 "manager": {"value": "mgr-1"}},
+}
+
+
+def test_entra_default_mappings_are_accepted_and_unstored_ones_ignored(
+        sqlite_iam: Iam, hr: httpx.Client) -> None:
+    created = hr.post("/Users", json=ENTRA_USER)
+    assert created.status_code == 201, created.text
+    user = created.json()
+    assert user["name"] == {"givenName": "Olga", "familyName": "O"}  # formatted: not stored
+    assert user["addresses"] == [{"type": "work", "locality": "Springfield", "country": "US"}]
+    assert {p["type"]: p["value"] for p in user["phoneNumbers"]} == {
+        "work": "+1 555 0100", "mobile": "+1 555 0101"}
+    assert user[ENTERPRISE]["manager"] == {"value": "mgr-1"}
+    claims = sqlite_iam.identity.get_user("olga@contoso.com").claims
+    assert claims[f"{LOCAL_DIALECT}/department"] == "R&D"
+    assert claims[f"{LOCAL_DIALECT}/emailaddress"] == "olga@contoso.com"
+    # Entra's PATCH: capitalised ops, unstored paths, path-less values with dotted keys,
+    # booleans as strings, a manager given as its id.
+    response = patch(hr, f"/Users/{user['id']}",
+                     {"op": "Replace", "path": "name.formatted", "value": "Olga Orr"},
+                     {"op": "Replace", "path": 'addresses[type eq "work"].streetAddress',
+                      "value": "2 Main St"},
+                     {"op": "Add", "path": 'emails[type eq "work"].primary', "value": True},
+                     {"op": "Replace", "path": f"{ENTERPRISE}:manager", "value": "mgr-2"},
+                     {"op": "Replace", "value": {"name.familyName": "Orr",
+                                                 "name.formatted": "Olga Orr",
+                                                 "active": "False",
+                                                 f"{ENTERPRISE}:department": "Ops"}})
+    assert response.status_code == 204, response.text
+    got = hr.get(f"/Users/{user['id']}").json()
+    assert got["name"] == {"givenName": "Olga", "familyName": "Orr"} and got["active"] is False
+    assert got[ENTERPRISE]["department"] == "Ops"
+    assert got[ENTERPRISE]["manager"] == {"value": "mgr-2"}
+    only_unstored = patch(hr, f"/Users/{user['id']}",
+                          {"op": "Replace", "path": "name.formatted", "value": "x"})
+    assert only_unstored.status_code in (200, 204), only_unstored.text
+    assert hr.get(f"/Users/{user['id']}").json()["meta"]["version"] == got["meta"]["version"]
+    # PUT of the same body (an unstored attribute among them) replaces the user.
+    put = hr.put(f"/Users/{user['id']}", json={**ENTRA_USER, "id": user["id"],
+                                               "title": "Lead"})
+    assert put.status_code == 200, put.text and put.json()["title"] == "Lead"
+    # A name no standard schema defines is still refused, and nothing is written.
+    unknown = hr.post("/Users", json={"schemas": [USER], "userName": "pia",
+                                      "shoeSize": 42})
+    assert "shoeSize" in error_of(unknown, 400, "invalidSyntax")
+    # /Schemas still publishes only what is stored.
+    schemas = {s["id"]: s for s in hr.get("/Schemas").json()["Resources"]}
+    name = {a["name"]: a for a in schemas[USER]["attributes"]}["name"]
+    assert {s["name"] for s in name["subAttributes"]} == {"givenName", "familyName"}
+
+
+def test_okta_default_profile_and_a_typeless_primary_email(sqlite_iam: Iam,
+                                                           hr: httpx.Client) -> None:
+    created = hr.post("/Users", json={
+        "schemas": [USER], "userName": "quinn@okta.example", "locale": "en-US",
+        "name": {"givenName": "Quinn", "familyName": "Q"}, "displayName": "Quinn Q",
+        "emails": [{"primary": True, "value": "quinn@okta.example"}],
+        "active": True, "externalId": "00u1", "password": "Okta-Passw0rd!",
+        "groups": []})
+    assert created.status_code == 201, created.text
+    assert created.json()["emails"] == [{"type": "work", "value": "quinn@okta.example"}]
+    assert sqlite_iam.identity.get_user("quinn@okta.example").claims[
+        f"{LOCAL_DIALECT}/emailaddress"] == "quinn@okta.example"
+    # Bulk operations are read the same way.
+    bulk = hr.post("/Bulk", json={
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "r",
+             "data": {**ENTRA_USER, "userName": "rae@contoso.com"}},
+            {"method": "PATCH", "path": f"/Users/{created.json()['id']}",
+             "data": {"schemas": [PATCH], "Operations": [
+                 {"op": "replace", "path": "name.formatted", "value": "Q Q"},
+                 {"op": "replace", "path": "displayName", "value": "QQ"}]}}]})
+    assert [op["status"] for op in bulk.json()["Operations"]] == ["201", "200"], bulk.text
+    assert sqlite_iam.identity.get_user("quinn@okta.example").claims[
+        f"{LOCAL_DIALECT}/displayname"] == "QQ"
+
+
 def test_okta_request_style(hr: httpx.Client) -> None:
     """Okta: PUT replaces the whole user; PATCH toggles active with a path-less value."""
     user = new_user(hr, "gina", active=True, title="Engineer",
@@ -441,8 +537,9 @@ def test_the_body_size_and_the_request_rate_are_bounded(sqlite_iam: Iam) -> None
         responses = [hr.get("/Users") for _ in range(6)]
         limited = [r for r in responses if r.status_code == 429]
         assert limited, [r.status_code for r in responses]
-        assert int(limited[0].headers["Retry-After"]) >= 1
-        assert "rate limit" in error_of(limited[0], 429)
+        retry_after = int(limited[0].headers["Retry-After"])
+        assert retry_after >= 1
+        assert f"rate limit reached: retry in {retry_after} s" == error_of(limited[0], 429)
     assert sqlite_iam.identity.count_users("PRIMARY") == 0
 
 
@@ -453,4 +550,90 @@ def test_a_store_that_is_down_answers_503(sqlite_iam: Iam, tmp_path: Any) -> Non
     with served(sqlite_iam) as api, \
             api.client(application(sqlite_iam, "lost", domain="GONE")) as lost:
         response = lost.get("/Users", params={"filter": 'userName eq "a"'})
-        assert "GONE" in error_of(response, 503)
+        detail = error_of(response, 503)
+        assert "GONE" in detail and "retry" in detail
+        assert str(tmp_path) not in detail and "x.db" not in detail  # no internals
+
+
+def test_filters_beyond_the_limits_are_refused_before_they_reach_the_store(
+        hr: httpx.Client) -> None:
+    search = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+
+    def searched(scim_filter: str) -> httpx.Response:
+        return hr.post("/Users/.search", json={"schemas": [search], "filter": scim_filter})
+
+    limits = Limits()
+    many = " or ".join(f'userName eq "u{i}"' for i in range(limits.max_filter_terms + 1))
+    assert f"more than {limits.max_filter_terms} comparisons" in error_of(
+        searched(many), 400, "invalidFilter")
+    deep = "not (" * limits.max_filter_depth + 'userName eq "a"' + ")" * \
+        limits.max_filter_depth
+    assert f"deeper than {limits.max_filter_depth}" in error_of(
+        searched(deep), 400, "invalidFilter")
+    huge = " or ".join(f'userName eq "u{i}"' for i in range(20_000))  # 469 KB
+    assert f"at most {limits.max_filter_length}" in error_of(
+        searched(huge), 400, "invalidFilter")
+    at_limit = " or ".join(f'userName eq "u{i}"' for i in range(limits.max_filter_terms))
+    assert searched(at_limit).json()["totalResults"] == 0
+
+
+def test_a_search_whose_client_has_gone_is_cancelled(
+        sqlite_iam: Iam, api: ScimApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's search runs a statement that would take minutes; the client gives up
+    after half a second, and the statement stops."""
+    outcome: list[BaseException | None] = []
+
+    def endless(self: SqlUserStore, conn: Any, *args: Any) -> tuple[int, list[Any]]:
+        try:
+            with guarded(conn, 120) as options:
+                conn.execute(text(
+                    "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c "
+                    "WHERE n < 2000000000) SELECT count(*) FROM c"),
+                    execution_options=options).scalar()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+            raise
+        return 0, []
+
+    monkeypatch.setattr(SqlUserStore, "_search", endless)
+    with api.client(application(sqlite_iam, "hr")) as client, pytest.raises(httpx.ReadTimeout):
+        client.get("/Users", params={"filter": 'userName eq "x"'}, timeout=0.5)
+    wait_until(lambda: outcome, 5, "the search to stop")
+    assert isinstance(outcome[0], Cancelled)
+
+
+def test_client_mistakes_in_searches_and_names_are_400s_on_every_backend(iam: Iam) -> None:
+    """Each of these answered 500 (or, NUL on SQLite, matched every user)."""
+    with served(iam) as api, api.client(application(iam, "hr")) as hr:
+        new_user(hr, "ÜBERuser", title="Ärztin")
+        new_user(hr, "plain")
+
+        def found(scim_filter: str, **params: str) -> list[str]:
+            response = hr.post("/Users/.search", json={
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "filter": scim_filter, **params})
+            assert response.status_code == 200, response.text
+            return sorted(u["userName"] for u in response.json().get("Resources", []))
+
+        assert found('meta.created gt "2024-01-01"') == ["plain", "ÜBERuser"]  # read as UTC
+        assert found('meta.created lt "2024-01-01T00:00:00"') == []
+        assert "9999" in error_of(hr.get("/Users", params={
+            "filter": 'meta.created gt "9999-12-31T23:00:00-05:00"'}), 400, "invalidFilter")
+        assert "NUL" in error_of(hr.get("/Users", params={
+            "filter": 'userName eq "plain\\u0000x"'}), 400, "invalidFilter")
+        paged = hr.get("/Users", params={"startIndex": "10000000000000000000"})
+        assert paged.status_code == 200, paged.text
+        assert paged.json()["totalResults"] == 2 and not paged.json().get("Resources")
+        assert "NUL" in error_of(hr.post("/Users", json={
+            "schemas": [USER], "userName": "nul\u0000name"}), 400, "invalidValue")
+        assert "NUL" in error_of(hr.post("/Users", json={
+            "schemas": [USER], "userName": "nully", "title": "a\u0000b"}), 400,
+            "invalidValue")
+        nul_id = hr.get("/Users/a\u0000b".replace("\u0000", "%00"))  # the HTTP guard's 400
+        assert nul_id.status_code == 400 and "control character" in nul_id.text
+        assert iam.identity.count_users("PRIMARY") == 2  # nothing half-written
+        # Case-insensitive matching folds beyond ASCII, on names and attributes alike.
+        assert found('userName co "ü"') == ["ÜBERuser"]
+        assert found('userName ew "ERUSER"') == ["ÜBERuser"]
+        assert found('title co "ä"') == ["ÜBERuser"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,37 @@ def test_opening_creates_the_home_and_its_database(clean_env: pytest.MonkeyPatch
     assert (tmp_path / "fresh" / "home" / "secret.key").is_file()
     with Iam.open(argon2=FAST_ARGON2) as iam:
         assert not iam.fresh  # the second start finds the deployment
+
+
+def modes(home: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mode & 0o777 for p in (home, *home.iterdir())}
+
+
+def test_a_new_home_and_every_file_in_it_are_private(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    old = os.umask(0o022)
+    try:
+        with Iam.open(str(home), argon2=FAST_ARGON2) as iam:
+            iam.identity.add_user(Initiator.admin(), "ann", None)  # the WAL holds a write
+            found = modes(home)
+    finally:
+        os.umask(old)
+    assert {"mware-iam.db-wal", "mware-iam.db-shm", "secret.key"} <= set(found)
+    assert found == {"home": 0o700, **{name: 0o600 for name in found if name != "home"}}
+
+
+def test_a_pre_existing_open_home_and_its_files_are_tightened(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Iam.open(str(home), argon2=FAST_ARGON2) as iam:
+        iam.identity.add_user(Initiator.admin(), "ann", None)
+        # As an older release left them: an open home, database, WAL and SHM.
+        home.chmod(0o755)
+        for name in ("mware-iam.db", "mware-iam.db-wal", "mware-iam.db-shm", "secret.key"):
+            (home / name).chmod(0o644)
+        with Iam.open(str(home), argon2=FAST_ARGON2):
+            found = modes(home)
+    assert found == {"home": 0o700, **{name: 0o600 for name in found if name != "home"}}
+    assert {"mware-iam.db-wal", "mware-iam.db-shm"} <= set(found)
 
 
 # ---------------------------------------------------------------- SQLite settings

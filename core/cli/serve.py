@@ -23,7 +23,11 @@ log = logging.getLogger("mware_iam.serve")
 
 
 def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from core.http.hardening import EscapingFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     for noisy in ("httpx", "httpcore"):  # a line per request: the job lines say enough
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -62,7 +66,9 @@ def worker(capacity: int, poll: float) -> None:
               help="The PEM private key of --tls-cert.")
 @click.option("--scim-rate", type=click.FloatRange(0), default=Limits.rate,
               show_default=True, metavar="PER_SECOND",
-              help="SCIM requests a second per application (0: unlimited); more get 429.")
+              help="SCIM requests a second per application, 100 by default (0: unlimited); "
+                   "more get 429 with Retry-After. Raise it (or 0) for a conformance "
+                   "suite or one busy client such as an initial Entra/Okta load.")
 @click.option("--scim-burst", type=click.IntRange(1), default=Limits.burst, show_default=True,
               help="SCIM requests an application may send at once above the rate.")
 @click.option("--scim-max-results", type=click.IntRange(1, 1000), default=Limits.max_results,

@@ -202,10 +202,12 @@ def import_users(file: Path, domain: str | None) -> None:
     short name or URI, e.g.:  username,password,emailaddress,givenname,roles
     An empty cell sets nothing.
 
-    Every good row is imported; each refused row is reported as "line L: reason" on
-    stderr. Exit status: 0 when every row was imported, 1 when some rows were refused
-    (the good ones are imported all the same), 2 when the file itself is unusable (bad
-    header, unreadable): then nothing is imported.
+    One line is one row (a quoted value cannot span lines; blank lines are ignored).
+    Every row ends imported, skipped (the user exists already) or refused; each refused
+    row is reported as "line L: reason" on stderr. Exit status: 0 when no row was
+    refused (a re-run of the same file skips what it imported and exits 0), 1 when some
+    rows were refused (the good ones are imported all the same), 2 when the file itself
+    is unusable (bad header, unreadable): then nothing is imported.
     """
     iam = current_iam()
     if domain is not None:
@@ -217,8 +219,8 @@ def import_users(file: Path, domain: str | None) -> None:
     for line, message in report.errors:
         note(f"line {line}: {message}")
     refused = len(report.errors)
-    echo(f"imported {report.imported} users; {refused} "
-         f"{'row' if refused == 1 else 'rows'} refused")
+    echo(f"imported {report.imported} users; skipped {len(report.skipped)} already present; "
+         f"{refused} {'row' if refused == 1 else 'rows'} refused")
     if refused:
         raise click.exceptions.Exit(1)
 

@@ -9,7 +9,7 @@ import core
 from core.configfile.apply import apply_plan
 from core.configfile.deployment import Deployment
 from core.configfile.errors import ConfigError, Reporter
-from core.configfile.loader import load_text
+from core.configfile.loader import MAX_BYTES, load_text
 from core.configfile.model import parse
 from core.configfile.plan import Plan, Planner
 from core.errors import InvalidInput
@@ -22,13 +22,20 @@ SAMPLE_CONFIG = Path(core.__file__).parent / "sample" / "mware-iam.yaml"
 
 
 def _check(path: Path, iam: Iam | None) -> tuple[Plan, Reporter]:
+    report = Reporter(str(path))
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot be read: {exc.strerror}") from exc
+    if len(raw) > MAX_BYTES:
+        report.add_at(1, 1, f"refused: the file is larger than {MAX_BYTES // 2**20} MiB")
+        return Plan(), report
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{path}: is not UTF-8 text (byte {exc.start})") from exc
-    report = Reporter(str(path))
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InvalidInput(f"{path}:{line}: is not UTF-8 text (byte {exc.start})") from exc
     document = load_text(text, report)
     if document is None:
         return Plan(), report

@@ -53,6 +53,7 @@ def http_server(iam: Iam, tls: tuple[str, str] | None = None,
     process's handlers, or none on a background thread)."""
     import uvicorn  # here, not at the top: the other commands need not load it
 
+    from core.http.hardening import Guard, uvicorn_settings
     from core.inbound.app import ScimApplication
 
     class Server(uvicorn.Server):
@@ -61,9 +62,10 @@ def http_server(iam: Iam, tls: tuple[str, str] | None = None,
             yield
 
     cert, key = tls or (None, None)
-    return Server(uvicorn.Config(HttpApp(iam, ScimApplication(iam, limits)), lifespan="off",
-                                 log_config=None, access_log=False, server_header=False,
-                                 ssl_certfile=cert, ssl_keyfile=key))
+    return Server(uvicorn.Config(Guard(HttpApp(iam, ScimApplication(iam, limits)), iam),
+                                 lifespan="off", log_config=None, access_log=False,
+                                 server_header=False, ssl_certfile=cert, ssl_keyfile=key,
+                                 **uvicorn_settings()))
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -84,8 +84,12 @@ class ImportRow:
 
 @dataclass
 class ImportReport:
+    """What became of every row: imported, skipped (the user exists already) or refused."""
+
     imported: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
+    #: Lines of rows whose user already exists: a re-run of a file skips what it imported.
+    skipped: list[int] = field(default_factory=list)
 
 
 class IdentityService:
@@ -381,11 +385,12 @@ class IdentityService:
         batch, audit rows and events included). A batch that meets a conflict nobody could
         see during validation is retried row by row, so one bad row never costs its batch.
         A batch also ends after ``PASSWORD_BATCH`` rows with a password: hashing dominates
-        those, and progress should keep moving.
+        those, and progress should keep moving. A user that exists already is skipped, not
+        refused: a re-run of a file skips what the first run imported.
         """
         report = ImportReport()
         batch: list[tuple[ImportRow, NewUser, list[RoleView], QualifiedName]] = []
-        seen: set[tuple[str, str]] = set()
+        seen: dict[tuple[str, str], int] = {}
         passwords = 0
 
         def flush() -> None:
@@ -400,6 +405,8 @@ class IdentityService:
                     try:
                         self._import_batch(initiator, [item])
                         report.imported += 1
+                    except AlreadyExists:
+                        report.skipped.append(item[0].line)
                     except IamError as exc:
                         report.errors.append((item[0].line, str(exc)))
             if progress:
@@ -414,10 +421,11 @@ class IdentityService:
                     store = self._writable_store(qn.domain)
                     key = (qn.domain, store.policies.key(qn.name))
                     if key in seen:
-                        raise AlreadyExists(f"user {qn} appears more than once in the file")
+                        raise InvalidInput(f"user {qn} appears more than once in the file "
+                                           f"(first at line {seen[key]})")
                     new, roles = self._prepare_new_user(store, qn, row.password, row.claims,
                                                         row.roles)
-                    seen.add(key)
+                    seen[key] = row.line
                     batch.append((row, new, roles, qn))
                     passwords += bool(row.password)
                 except IamError as exc:

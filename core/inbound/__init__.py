@@ -22,3 +22,10 @@ class Limits:
     #: Requests per second per application (token bucket), and the burst it allows.
     rate: float = 100.0
     burst: int = 200
+    #: A filter's size: characters (checked before it is parsed), comparisons, and
+    #: nesting (parentheses, ``not`` and ``[...]``). A filter is compiled into one store
+    #: query, whose cost grows with its terms (issue 17: 20,000 ``or`` terms held a
+    #: PostgreSQL backend at 5 GB for 77 s).
+    max_filter_length: int = 16_384
+    max_filter_terms: int = 100
+    max_filter_depth: int = 10

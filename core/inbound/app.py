@@ -41,10 +41,12 @@ from core.errors import IamError
 from core.inbound import Limits
 from core.inbound.ratelimit import TokenBuckets
 from core.inbound.resources import ResourceMapper
-from core.inbound.schemas import build_provider, mapped_paths
+from core.inbound.schemas import build_provider, mapped_paths, stored_types
 from core.inbound.service import IamScimService
 from core.inbound.storage import Client, IamScimStorage, conditional, current_client
 from core.inbound.tokencache import TokenCache
+from core.inbound.unstored import Unstored
+from core.userstores.query_guard import Cancellation, current_cancellation
 
 log = logging.getLogger("mware_iam.scim")
 
@@ -52,14 +54,16 @@ log = logging.getLogger("mware_iam.scim")
 RACE_RETRIES = 5
 
 Scope = dict[str, Any]
+_HEADER_UNSAFE = {c: f"%{c:02X}" for c in [*range(0x20), 0x7F]}
 
 
 class TooManyRequestsException(SCIMException):
     status = 429
 
-    def __init__(self, retry_after: float) -> None:
-        self.retry_after = retry_after
-        super().__init__(detail=f"rate limit reached: retry in {retry_after:.1f} s")
+    def __init__(self, wait: float) -> None:
+        #: Whole seconds, at least 1: what ``Retry-After`` says, and the detail with it.
+        self.retry_after = max(1, math.ceil(wait))
+        super().__init__(detail=f"rate limit reached: retry in {self.retry_after} s")
 
 
 class ScimApplication(ASGIApplication):
@@ -70,8 +74,10 @@ class ScimApplication(ASGIApplication):
         self.limits = limits or Limits()
         external = iam.claims.external_to_local(SCIM_DIALECT)
         provider = build_provider(external, self.limits)
-        BaseApplication.__init__(self, provider, IamScimService(provider, self.limits))
         paths = mapped_paths(external)
+        unstored = Unstored(provider.schemas, stored_types(paths))
+        BaseApplication.__init__(self, provider, IamScimService(provider, self.limits,
+                                                                unstored))
         mapper = ResourceMapper(provider.model_for("User"),  # type: ignore[arg-type]
                                 provider.model_for("Group"), paths)  # type: ignore[arg-type]
         self.scim_storage = IamScimStorage(iam.identity, mapper, paths, self.limits,
@@ -180,11 +186,42 @@ class ScimApplication(ASGIApplication):
     def handle_exception(self, request: ScimRequest, exception: Exception) -> ScimResponse:
         response = super().handle_exception(request, exception)
         if isinstance(exception, TooManyRequestsException):
-            response.headers["Retry-After"] = str(max(1, math.ceil(exception.retry_after)))
+            response.headers["Retry-After"] = str(exception.retry_after)
         if not isinstance(exception, SCIMException):
             # A bug, logged with its traceback; the client gets no internals.
             response.body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
                              "status": "500", "detail": "internal error (logged)"}
+        return response
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        """Serve a request; a client that disconnects before its answer cancels the store
+        searches of its request (``core/userstores/query_guard.py``): nobody would read
+        the answer, and a search can hold a database backend for long."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = await self.read_request(scope, receive)
+        cancellation = Cancellation()
+        current_cancellation.set(cancellation)  # copied into the task and its thread
+        serving = asyncio.ensure_future(self.serve(request))
+        gone = asyncio.ensure_future(_disconnect(receive))
+        await asyncio.wait({serving, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not serving.done():
+            cancellation.cancel()
+            log.info("client gone: %s %s cancelled", request.method, scope.get("path"))
+            await asyncio.wait({serving})
+            serving.exception()  # retrieved: the answer has nobody to go to
+            return
+        gone.cancel()
+        await self.send_response(serving.result(), send)
+
+    def finalize_response(self, request: ScimRequest, response: ScimResponse
+                          ) -> ScimResponse:
+        """scim2-server's headers; control characters of the request's URL (a ``%00`` in
+        an id) are sent percent-encoded in ``Location``, as no header may hold them."""
+        response = super().finalize_response(request, response)
+        response.headers = {name: value.translate(_HEADER_UNSAFE)
+                            for name, value in response.headers.items()}
         return response
 
     @staticmethod
@@ -232,3 +269,9 @@ class InThreadHandler(AsyncScimHandler):
             except PreconditionFailedException:
                 continue
         return self.sync.handle(request)  # the last try answers, whatever it is
+
+
+async def _disconnect(receive: Any) -> None:
+    """Return when the client has disconnected (the body has been read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

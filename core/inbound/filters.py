@@ -11,7 +11,7 @@ the claim (a user is active unless it says otherwise).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from scim2_models.path import (
@@ -40,15 +40,25 @@ def _value(value: Any, field: q.Field) -> str | datetime | None:
     if value is None:
         return None
     if field.is_time:
-        if isinstance(value, datetime):
-            return value
-        try:
-            return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidInput(f"{value!r} is not a date and time (RFC 3339)") from None
+        return _time(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    text = str(value)
+    if "\x00" in text:
+        raise InvalidInput("a filter value cannot hold a NUL character")
+    return text
+
+
+def _time(value: Any) -> datetime:
+    """A filter's time in UTC. RFC 3339 asks for an offset; a time without one (Entra and
+    scripts send ``"2024-01-01"``) is read as UTC, as the times we publish are."""
+    try:
+        when = value if isinstance(value, datetime) else \
+            datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"{value!r} is not a date and time (RFC 3339) between the "
+                           "years 1 and 9999") from None
 
 
 def _compare(field: q.Field, node: Comparison | Present) -> q.Query:

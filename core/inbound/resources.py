@@ -82,6 +82,14 @@ def _dig(body: dict[str, Any], p: MappedPath) -> Any:
     return value
 
 
+def no_nul(text: str, what: str) -> str:
+    """``text``, refused when it holds a NUL character: no store keeps one alike
+    (PostgreSQL refuses it, SQLite compares up to it, LDAP ends the value there)."""
+    if "\x00" in text:
+        raise InvalidInput(f"{what}: a value cannot hold a NUL character")
+    return text
+
+
 def _text(value: Any) -> str | None:
     """A SCIM value as claim text (booleans as ``true``/``false``)."""
     if value is None or value == [] or value == "":
@@ -156,7 +164,7 @@ class ResourceMapper:
             text = _text(_dig(body, p))
             if text is not None and len(text) > 512:
                 raise InvalidInput(f"{p.attribute}: a value is at most 512 characters")
-            out[p.claim] = text
+            out[p.claim] = None if text is None else no_nul(text, p.path)
         return out
 
     # -------------------------------------------------------------- groups

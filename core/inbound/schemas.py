@@ -82,6 +82,17 @@ def mapped_paths(external: Mapping[str, str]) -> list[MappedPath]:
     return [m for m in (parse_mapping(uri, claim) for uri, claim in external.items()) if m]
 
 
+def stored_types(paths: Iterable[MappedPath]) -> dict[str, dict[str, list[str]]]:
+    """schema -> multi-valued attribute (lower case) -> the types stored, in mapping order."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for p in paths:
+        if p.selector is not None and p.selector[0].lower() == "type":
+            types = out.setdefault(p.schema, {}).setdefault(p.attribute.lower(), [])
+            if p.selector[1] not in types:
+                types.append(p.selector[1])
+    return out
+
+
 def _trim(attribute: Attribute, keep: set[str], types: set[str]) -> Attribute:
     subs = [s for s in attribute.sub_attributes or []
             if (s.name or "").lower() in keep]

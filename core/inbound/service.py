@@ -15,10 +15,12 @@ import contextlib
 from functools import cache, lru_cache
 from typing import Any, Union, cast
 
+from pydantic import ValidationError
 from scim2_models import (
     BulkRequest,
     BulkResponse,
     Context,
+    InvalidFilterException,
     ListResponse,
     PatchOp,
     PatchOperation,
@@ -30,15 +32,18 @@ from scim2_models import (
     SCIMException,
     SearchRequest,
 )
+from scim2_models.path import FilterNode, LogicalExpr, ValuePath
+from scim2_models.path import Not as ScimNot
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
 from scim2_server.routing import Target
 from scim2_server.routing import match as route
-from scim2_server.service import ModelT, ScimService
+from scim2_server.service import ScimService, scim_exception_of
 from scim2_server.storage import SearchPage
 from scim2_server.utils import parametrize
 
 from core.inbound import Limits
+from core.inbound.unstored import Unstored
 from core.scim_paths import ensure_selected
 
 #: A frozen Target per method and path (paths carry ids: the most recent are kept).
@@ -46,9 +51,15 @@ _route = lru_cache(maxsize=1024)(route)
 
 
 class IamScimService(ScimService):
-    def __init__(self, provider: Any, limits: Limits) -> None:
+    def __init__(self, provider: Any, limits: Limits, unstored: Unstored | None = None
+                 ) -> None:
         super().__init__(provider)
         self.limits = limits
+        self.unstored = unstored
+        #: endpoint name (lower case, e.g. "users") -> the main schema of its resources.
+        self._endpoint_schemas = {
+            str(t.endpoint).strip("/").lower(): str(t.schema_) for t in
+            provider.resource_types}
         models = self.get_models()
         every: Any = Union[tuple(models)]  # noqa: UP007  (the spelling scim2-server uses)
         self._generics: list[Any] = [
@@ -56,6 +67,50 @@ class IamScimService(ScimService):
             for generic in (ListResponse, BulkRequest, BulkResponse, SearchRequest)]
         self._generics += [parametrize(generic, model) for model in models
                            for generic in (PatchOp, ResponseParameters, SearchRequest)]
+
+    def read_body(self, model: type[Any], body: bytes, content_type: str | None,
+                  scim_ctx: Context) -> Any:
+        """scim2-server's validation, after the standard attributes this deployment does
+        not store are taken out (``unstored.py``)."""
+        data = self.decode_body(body, content_type)
+        if self.unstored is not None:
+            data = self._prune(model, data)
+        try:
+            if isinstance(data, dict) and _is_patch(model) and not data.get(
+                    next((k for k in data if k.lower() == "operations"), "Operations"),
+                    True):
+                # Every operation was on something not stored: a PATCH that changes nothing.
+                return model.model_construct(schemas=[PatchOp.__schema__],
+                                             operations=[])
+            return model.model_validate(data, scim_ctx=scim_ctx)
+        except ValidationError as exception:
+            raise scim_exception_of(exception) from exception
+
+    def _prune(self, model: type[Any], data: Any) -> Any:
+        assert self.unstored is not None
+        if _is_patch(model):
+            main = _main_schema(model.__pydantic_generic_metadata__["args"][0])
+            return self.unstored.patch(data, main) if main else data
+        if isinstance(model, type) and issubclass(model, Resource):
+            main = _main_schema(model)
+            return self.unstored.resource(data, main) if main else data
+        if _generic_origin(model) is BulkRequest:
+            return self.unstored.bulk(data, self._endpoint_schemas)
+        return data
+
+    def read_search(self, resource_types: list[Any], payload: Any
+                    ) -> tuple[SearchRequest[Any], Any]:
+        """scim2-server's reading of a search, within this server's filter limits."""
+        raw = next((v for k, v in payload.items() if k.lower() == "filter"), None) \
+            if isinstance(payload, dict) else None
+        if isinstance(raw, str) and len(raw) > self.limits.max_filter_length:
+            raise InvalidFilterException(
+                detail=f"the filter is {len(raw)} characters long; at most "
+                       f"{self.limits.max_filter_length} are accepted")
+        search_request, position = super().read_search(resource_types, payload)
+        if search_request.filter is not None:
+            check_filter_size(search_request.filter.ast, self.limits)
+        return search_request, position
 
     def apply_patch(self, current: Resource[Any], patch_op: PatchOp[Any],
                     conditions: Any) -> Resource[Any] | None:
@@ -67,11 +122,6 @@ class IamScimService(ScimService):
                     ensure_selected(current, parametrize(Path, type(current))(
                         str(operation.path)))
         return super().apply_patch(current, patch_op, conditions)
-
-    def read_body(self, model: type[ModelT], body: bytes, content_type: str | None,
-                  scim_ctx: Context) -> ModelT:
-        self.ensure_body_size(body)
-        return super().read_body(model, body, content_type, scim_ctx)
 
     def decode_body(self, body: bytes, content_type: str | None) -> Any:
         self.ensure_body_size(body)
@@ -141,6 +191,42 @@ class IamScimService(ScimService):
         if dumped:
             body["Resources"] = dumped
         return response
+
+
+def check_filter_size(ast: FilterNode, limits: Limits) -> None:
+    """Refuse (400 invalidFilter) a filter with too many comparisons or too deep."""
+    terms, stack = 0, [(ast, 1)]
+    while stack:  # no recursion: a filter's depth is what is being checked
+        node, depth = stack.pop()
+        if depth > limits.max_filter_depth:
+            raise InvalidFilterException(
+                detail=f"the filter nests deeper than {limits.max_filter_depth} levels")
+        if isinstance(node, LogicalExpr):
+            stack.extend((t, depth + 1) for t in node.terms)
+        elif isinstance(node, ScimNot):
+            stack.append((node.expr, depth + 1))
+        elif isinstance(node, ValuePath):
+            stack.append((node.val_filter, depth + 1))
+        else:
+            terms += 1
+            if terms > limits.max_filter_terms:
+                raise InvalidFilterException(
+                    detail=f"the filter has more than {limits.max_filter_terms} "
+                           "comparisons")
+
+
+def _generic_origin(model: Any) -> Any:
+    metadata = getattr(model, "__pydantic_generic_metadata__", None)
+    return metadata.get("origin") if metadata else None
+
+
+def _is_patch(model: Any) -> bool:
+    return _generic_origin(model) is PatchOp
+
+
+def _main_schema(model: Any) -> str | None:
+    schema = getattr(model, "__schema__", None)
+    return str(schema) if schema else None
 
 
 @cache

@@ -10,6 +10,7 @@ other domains are invisible to the application: an id from another domain is not
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -45,10 +46,12 @@ from core.identity.events import Initiator
 from core.identity.service import IdentityService, RoleView, UserView
 from core.inbound import Limits, group_ids
 from core.inbound.filters import EXTERNAL_ID, FilterTranslator
-from core.inbound.resources import ResourceMapper, member_ids
+from core.inbound.resources import ResourceMapper, member_ids, no_nul
 from core.inbound.schemas import MappedPath
 from core.names import proxy_domain
 from core.userstores import query as q
+
+log = logging.getLogger("mware_iam.scim")
 
 MEMBER_PAGE = 500  # the identity service pages members by at most this
 
@@ -113,7 +116,13 @@ def scim_error(exc: IamError) -> SCIMException:
     if isinstance(exc, ReadOnlyStore):
         return MutabilityException(detail=detail)
     if isinstance(exc, StoreUnavailable):
-        return ServiceUnavailableException(detail=detail)
+        # The cause names internals (a database's URL or path, a driver's message): it
+        # goes to the server's log, the client learns which domain and that it may retry.
+        log.warning("SCIM: %s", detail)
+        client = current_client.get(None)
+        where = f"the userstore {client.domain}" if client else "a userstore"
+        return ServiceUnavailableException(
+            detail=f"{where} is unavailable or busy; retry later")
     return InvalidValueException(detail=detail)
 
 
@@ -156,12 +165,16 @@ class IamScimStorage(ScimStorage):
     # -------------------------------------------------------------- reads
     def _user(self, user_id: str) -> UserView:
         try:
+            if "\x00" in user_id:  # no store holds it (PostgreSQL cannot even compare it)
+                raise NotFound(user_id)
             return self.identity.get_user_by_id(self.client.domain, user_id)
         except NotFound:
             raise NotFoundException(detail=f"User {user_id!r} not found") from None
 
     def _role(self, role_id: str) -> RoleView:
         try:
+            if "\x00" in role_id:
+                raise NotFound(role_id)
             return self.identity.get_role_by_id(self.client.domain, role_id)
         except NotFound:
             raise NotFoundException(detail=f"Group {role_id!r} not found") from None
@@ -401,7 +414,8 @@ def _version_of(resource: Resource[Any]) -> str | None:
 def _attr(resource: Resource[Any], name: str) -> str | None:
     """A string attribute of a resource (``user_name``, ``display_name``), if set."""
     value = getattr(resource, name, None)
-    return str(value) if value is not None else None
+    what = {"user_name": "userName", "display_name": "displayName"}.get(name, name)
+    return no_nul(str(value), what) if value is not None else None
 
 
 def _password(resource: Resource[Any]) -> str | None:

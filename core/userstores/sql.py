@@ -45,6 +45,7 @@ from core.userstores.base import (
     StoredUser,
 )
 from core.userstores.query import Query, SearchPage, Sort
+from core.userstores.query_guard import guarded
 from core.userstores.sql_query import (
     GROUP_COLUMNS,
     PREFIX_END,
@@ -56,6 +57,9 @@ from core.userstores.sql_query import (
 )
 
 MAX_PAGE_SIZE = 1000
+#: The largest offset a search passes on (SQLite's integers end at 2**63 - 1; a larger
+#: ``startIndex`` pages past every match all the same).
+MAX_OFFSET = 2**62
 #: Threads hashing the passwords of a batch (each argon2id hash holds its own memory).
 _HASH_THREADS = min(4, os.cpu_count() or 1)
 
@@ -384,12 +388,16 @@ class SqlUserStore:
         """How many match, and the rows of the page; the count is read only when the page
         cannot tell it (a page that is not full holds the last of the matches)."""
         params = statements.params(values, self.domain, self.policies.key)
-        start, page_size = max(0, start), max(0, min(count, MAX_PAGE_SIZE))
-        rows = list(conn.execute(statements.page, {**params, "offset": start,
-                                                   "limit": page_size})) if page_size else []
-        if 0 < len(rows) < page_size or (not rows and start == 0 < page_size):
-            return start + len(rows), rows
-        return int(conn.execute(statements.count, params).scalar_one()), rows
+        start, page_size = min(max(0, start), MAX_OFFSET), max(0, min(count, MAX_PAGE_SIZE))
+        with guarded(conn) as options:
+            options.update(statements.options)
+            rows = list(conn.execute(statements.page, {**params, "offset": start,
+                                                       "limit": page_size},
+                                     execution_options=options)) if page_size else []
+            if 0 < len(rows) < page_size or (not rows and start == 0 < page_size):
+                return start + len(rows), rows
+            return int(conn.execute(statements.count, params,
+                                    execution_options=options).scalar_one()), rows
 
     # ------------------------------------------------------------------ groups
     def add_group(self, name: str, member_ids: Sequence[str] = ()) -> StoredGroup:

@@ -12,13 +12,19 @@ Statements are built once per query *shape*, the tree with its values taken out
 (:func:`shape`): building a statement and its cache key cost SQLAlchemy more than running
 it (240 of 380 µs for a ``userName eq`` search on SQLite). The values, and the domain, go in
 as bind parameters, each computed from the value of its comparison (:class:`Statements`).
+A shape's statements weigh about 5.5 KB per comparison (with SQLAlchemy's compiled form),
+so the cache is bounded by comparisons held, not by entries (:class:`ShapeCache`): a
+client sending ever new 400-term shapes filled 512 entries with 1.4 GB (issue 17). A
+large shape is built for its search alone and kept out of SQLAlchemy's compiled cache too.
 """
 
 from __future__ import annotations
 
-import functools
 import operator
-from collections.abc import Callable, Sequence
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +35,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    event,
     false,
     func,
     not_,
@@ -37,6 +44,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.pool import Pool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.sql.functions import FunctionElement
@@ -94,6 +102,17 @@ def shape(query: Query) -> tuple[Query, list[Any]]:
     return strip(query), values
 
 
+def comparisons(query: Query) -> int:
+    """How many comparisons a query holds."""
+    if isinstance(query, Compare):
+        return 1
+    if isinstance(query, And | Or):
+        return sum(comparisons(t) for t in query.terms)
+    if isinstance(query, Not):
+        return comparisons(query.term)
+    return 0
+
+
 @dataclass(frozen=True)
 class Statements:
     """The statements of one query shape (the page takes ``offset`` and ``limit``), and how
@@ -102,6 +121,14 @@ class Statements:
     page: Select[Any]
     count: Select[Any]
     slots: tuple[tuple[str, int, Compute], ...]
+    #: Whether the statements are kept for the next query of this shape; when not, they
+    #: must not fill SQLAlchemy's compiled cache either (see :attr:`options`).
+    cached: bool = True
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The execution options of the statements."""
+        return {} if self.cached else {"compiled_cache": None}
 
     def params(self, values: Sequence[Any], domain: str, key: Key) -> dict[str, Any]:
         return {"store": domain,
@@ -163,7 +190,7 @@ def _compare(column: Any, op: Op, sample: Any, bind: _Binder,
     if op is Op.SW and text:
         return and_(column >= bind(prepare), column < bind(_prefix_end(prepare)))
     if op in (Op.CO, Op.EW) and text:
-        return func.lower(column).like(bind(_like(op, prepare)), escape="/")
+        return _lower(column).like(bind(_like(op, prepare)), escape="/")
     if op in _ORDERINGS:
         return _ORDERINGS[op](column, bind(prepare))
     what = "times" if isinstance(sample, datetime) else repr(sample)
@@ -201,6 +228,50 @@ def _column(element: _unindexed, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(_unindexed, "sqlite")
 def _plus_column(element: _unindexed, compiler: SQLCompiler, **kw: Any) -> str:
     return "+" + str(compiler.process(next(iter(element.clauses)), **kw))
+
+
+class _lower(FunctionElement[Any]):
+    """A text column in lower case, Unicode included (``co "Ü"`` finds ``ÜBERuser``):
+    ``lower()`` on MariaDB, on PostgreSQL in the database's default collation (a database
+    whose character type is ``C`` folds ASCII only), and Python's on SQLite, whose own
+    ``lower()`` folds ASCII only (registered on every SQLite connection)."""
+
+    inherit_cache = True
+    name = "lower"
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(_lower)
+def _sql_lower(element: _lower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(next(iter(element.clauses)), **kw)})"
+
+
+@compiles(_lower, "postgresql")
+def _postgresql_lower(element: _lower, compiler: SQLCompiler, **kw: Any) -> str:
+    # The name columns collate as "C", in which lower() folds ASCII only; the database's
+    # default collation folds by its character type (UTF-8 in any usual setup).
+    return f'lower({compiler.process(next(iter(element.clauses)), **kw)} COLLATE "default")'
+
+
+@compiles(_lower, "sqlite")
+def _python_lower(element: _lower, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{SQLITE_LOWER}({compiler.process(next(iter(element.clauses)), **kw)})"
+
+
+SQLITE_LOWER = "iam_lower"
+
+
+def _text_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+@event.listens_for(Pool, "connect")
+def _register_lower(dbapi_connection: Any, _record: Any) -> None:
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.create_function(SQLITE_LOWER, 1, _text_lower, deterministic=True)
 
 
 def _store() -> BindParameter[Any]:
@@ -250,10 +321,62 @@ def _name_prepare(term: Compare) -> Compute:
         else _value
 
 
-@functools.lru_cache(maxsize=512)
+class ShapeCache:
+    """A least-recently-used cache of statements, bounded by the comparisons it holds
+    (``budget``); a shape of more than ``largest`` comparisons is not kept."""
+
+    def __init__(self, budget: int, largest: int) -> None:
+        self.budget = budget
+        self.largest = largest
+        self.held = 0
+        self._entries: OrderedDict[Hashable, tuple[Statements, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, weight: int, build: Callable[[], Statements]
+            ) -> Statements:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry[0]
+        statements = build()
+        weight = max(1, weight)
+        if weight > self.largest:
+            return Statements(statements.page, statements.count, statements.slots, False)
+        with self._lock:
+            if key not in self._entries:
+                self._entries[key] = (statements, weight)
+                self.held += weight
+            while self.held > self.budget:
+                self.held -= self._entries.popitem(last=False)[1][1]
+        return statements
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.held = 0
+
+
+#: About 6 MB at most (5.5 KB a comparison). A search of up to 8 comparisons is cached
+#: (clients' filters have one to three); each cached shape also has its compiled form in
+#: SQLAlchemy's cache of 500 per engine, so what a shape may weigh bounds that one too.
+STATEMENTS = ShapeCache(budget=1024, largest=8)
+
+
 def user_statements(query_shape: Query, sort: Sort | None) -> Statements:
     """The page and count statements of a user search of this shape (see :func:`shape`),
     in ``sort`` order (then by creation)."""
+    return STATEMENTS.get(("user", query_shape, sort), comparisons(query_shape),
+                          lambda: _user_statements(query_shape, sort))
+
+
+def group_statements(query_shape: Query) -> Statements:
+    """The page and count statements of a group search of this shape, in name order."""
+    return STATEMENTS.get(("group", query_shape), comparisons(query_shape),
+                          lambda: _group_statements(query_shape))
+
+
+def _user_statements(query_shape: Query, sort: Sort | None) -> Statements:
     bind = _Binder()
     where = _user_where(query_shape, bind)
     page = select(*USER_COLUMNS).where(where)
@@ -273,9 +396,7 @@ def user_statements(query_shape: Query, sort: Sort | None) -> Statements:
     return Statements(page, count, tuple(bind.slots))
 
 
-@functools.lru_cache(maxsize=512)
-def group_statements(query_shape: Query) -> Statements:
-    """The page and count statements of a group search of this shape, in name order."""
+def _group_statements(query_shape: Query) -> Statements:
     bind = _Binder()
     where = and_(um_groups.c.store == _store(),
                  _compile(query_shape, lambda term: _group_term(term, bind), bind))
