@@ -4,6 +4,7 @@ them, a restart loses none, and the target's other jobs keep flowing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from core.identity.events import Initiator
 from core.provisioning.outbox import JobState
 from tests.provisioning_helpers import connect, drain, peer_users
 from tests.test_cli import Cli
+from tests.test_tui_dashboard import card_text, cards, console
+from tests.tui_helpers import settle
+from tui.widgets.confirm import ConfirmScreen
 
 TARGET = "peer:scim2"
 ROLE = "Internal/provisioned"
@@ -106,3 +110,29 @@ def test_a_restart_while_held_loses_nothing_and_the_cli_steers(
         assert peer_users(scim_peer) == []
         assert all(j.state is not JobState.HELD for j in iam.provisioning.jobs())
     assert run("provisioning", "cancel").exit_code == 2
+
+
+async def test_the_console_shows_held_deletions_and_asks_before_approve_or_cancel(
+        sqlite_iam: Iam, scim_peer: str) -> None:
+    iam = sqlite_iam
+    await asyncio.to_thread(_five_leave_scope, iam, scim_peer, 1)  # drain runs its own loop
+    assert len(_held(iam)) == 4
+    app = console(iam)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert "4 deletions held" in card_text(cards(app)[TARGET])
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.question == "Cancel 4 deletions held at peer:scim2?"
+        await pilot.press("n")
+        await settle(pilot)
+        assert len(_held(iam)) == 4
+        await pilot.press("a")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.question == "Approve 4 deletions held at peer:scim2?"
+        await pilot.press("y")
+        await settle(pilot)
+        await app.workers.wait_for_complete()
+    assert _held(iam) == []
+    await asyncio.to_thread(drain, iam)
+    assert peer_users(scim_peer) == []
