@@ -50,6 +50,10 @@ COMMON_PROPERTIES: tuple[PropertySpec, ...] = (
     PropertySpec("deletion-threshold", "Deletion threshold (per hour)", _P.INTEGER,
                  default=500, help="deletions and disables per rolling hour before the "
                  "rest are held for approval; 0: never held"),
+    PropertySpec("reconcile-every", "Reconcile every", _P.CHOICE, default="off",
+                 choices=("off", "15m", "1h", "6h", "12h", "24h"),
+                 help="the workers compare the target with what it should hold this often "
+                      "(a report; repairs are yours)"),
 )
 
 

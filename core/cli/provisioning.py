@@ -107,12 +107,13 @@ def status(as_json: bool) -> None:
         emit_json(status_json(rows))
         return
     table(["target", "state", "queued", "in flight", "retrying", "succeeded", "failed",
-           "dead", "held", "/min", "p50", "p95", "last error"],
+           "dead", "held", "/min", "p50", "p95", "last error", "last reconcile"],
           [[s.target, s.state + (f" until {iso(s.quarantined_until)}"
                                  if s.state == "quarantined" and s.quarantined_until else ""),
             s.queued, s.in_flight, s.retrying, s.succeeded, s.failed, s.dead, s.held,
             s.per_minute,
-            _ms(s.latency_p50_ms), _ms(s.latency_p95_ms), _cut(s.last_error)]
+            _ms(s.latency_p50_ms), _ms(s.latency_p95_ms), _cut(s.last_error),
+            _cut(s.last_reconcile)]
            for s in rows], "no provisioning targets: no application provisions anywhere")
 
 

@@ -7,7 +7,6 @@ they run in ``mware-iam serve``, ``mware-iam worker`` or the console.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from core.provisioning.inline import InlineRunner, Result
 from core.provisioning.outbound import in_scope
 from core.provisioning.outbox import Job, JobSpec, JobState, Operation
 from core.provisioning.planner import Planner
-from core.provisioning.reconcile import Reconciler, ReconcileReport
+from core.provisioning.reconcile import ReconcileReport, reconcile_target
 from core.provisioning.status import TargetStatus, target_status
 from core.provisioning.targets import Target, build_target, split_key
 from core.provisioning.workers import WorkerPool
@@ -173,18 +172,9 @@ class ProvisioningEngine:
                   delete_extra: bool = False) -> ReconcileReport:
         """Compare ``target`` (``idp:connector``) with what it should hold; with ``repair``
         queue the jobs that make it match (``core.provisioning.reconcile``)."""
-        idp, connector_type = split_key(target)
-        built = build_target(self.host.get_idp(idp), connector_type)
-        run = Reconciler(self.host, built, self.host.resident_app().name, repair, delete_extra)
-        try:
-            report = asyncio.run(_reconcile(run, built))
-        except ConnectorError as exc:
-            raise StoreUnavailable(f"target {target}: {exc.message}") from exc
-        with self.host.db.transaction() as conn:
-            audit.record(conn, initiator, "provisioning.reconcile", target, {
-                "repair": repair, "delete_extra": delete_extra,
-                "jobs": report.jobs_queued,
-                **{k: len(v) for k, v in report.as_dict().items() if isinstance(v, list)}})
+        report = reconcile_target(self.host, initiator, target, repair, delete_extra)
+        if report.jobs_queued:
+            self.written.set()
         return report
 
     def _desired(self, user: str, application: str | None) -> list[JobSpec]:
@@ -256,12 +246,6 @@ async def _test_connection(target: Target) -> str:
     async with httpx.AsyncClient(timeout=timeout) as client:
         return await connector_class(target.config.type)(target.properties,
                                                          client).test_connection()
-
-
-async def _reconcile(run: Reconciler, target: Target) -> ReconcileReport:
-    timeout = httpx.Timeout(float(target.prop("timeout-seconds")))
-    async with httpx.AsyncClient(timeout=timeout) as client:
-        return await run.run(client)
 
 
 async def _perform_recorded(prep: Any) -> Any:

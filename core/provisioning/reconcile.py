@@ -20,25 +20,28 @@ have a mapping for. Remote objects that were never ours are reported, never dele
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import hashlib
 from array import array
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from connectors.base import Connector, RemoteObject
+from connectors.base import Connector, ConnectorError, RemoteObject
 from connectors.registry import connector_class
-from core.errors import InvalidInput, NotFound
+from core import audit
+from core.errors import InvalidInput, NotFound, StoreUnavailable
+from core.identity.events import Initiator
 from core.names import parse_name
 from core.provisioning import mapping, outbox
 from core.provisioning.host import Host
 from core.provisioning.outbound import in_scope, mapped_group_name, outbound_user
 from core.provisioning.outbox import JobSpec, Operation
-from core.provisioning.targets import Target
+from core.provisioning.targets import Target, build_target, split_key
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -47,6 +50,11 @@ if TYPE_CHECKING:
 
 #: Remote objects matched per round of queries, and local users read per page.
 BATCH = 500
+#: The audit action a reconciliation is recorded under (its report's summary).
+ACTION = "provisioning.reconcile"
+KINDS = ("missing_remote", "extra_remote", "drifted", "unlinked")
+#: Names of each kind kept in the summary.
+SUMMARY_NAMES = 20
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,18 @@ class ReconcileReport(Drift):
     @property
     def in_sync(self) -> bool:
         return self.empty and self.groups.empty
+
+    def summary(self, repair: bool, delete_extra: bool) -> dict[str, Any]:
+        """What the audit log keeps: counts of each kind, the first names of each."""
+        out: dict[str, Any] = {"repair": repair, "delete_extra": delete_extra,
+                               "jobs": self.jobs_queued, "local_users": self.local_users,
+                               "remote_users": self.remote_users}
+        for prefix, drift in (("", self), ("group_", self.groups)):
+            for kind, names in Drift.as_dict(drift).items():
+                out[f"{prefix}{kind}"] = len(names)
+                out[f"{prefix}{kind}_names"] = [n if isinstance(n, str) else n["name"]
+                                                for n in names[:SUMMARY_NAMES]]
+        return out
 
 
 def _hash(remote_id: str) -> int:
@@ -351,6 +371,43 @@ class Reconciler:
         outbox.enqueue(conn, JobSpec(self.target.key, op, entity_type, domain, entity_id,
                                      name, payload), self.application)
         self.report.jobs_queued += 1
+
+
+def reconcile_target(host: Host, initiator: Initiator, target: str, repair: bool = False,
+                     delete_extra: bool = False) -> ReconcileReport:
+    """Reconcile ``target`` (``idp:connector``) now, in a loop of its own, and keep the
+    report's summary in the audit log (where ``last_report`` reads it). A target that
+    cannot be listed is StoreUnavailable with its own words."""
+    idp, connector_type = split_key(target)
+    built = build_target(host.get_idp(idp), connector_type)
+    run = Reconciler(host, built, host.resident_app().name, repair, delete_extra)
+    try:
+        report = asyncio.run(_run(run, built))
+    except ConnectorError as exc:
+        raise StoreUnavailable(f"target {target}: {exc.message}") from exc
+    with host.db.transaction() as conn:
+        audit.record(conn, initiator, ACTION, target, report.summary(repair, delete_extra))
+    return report
+
+
+async def _run(run: Reconciler, target: Target) -> ReconcileReport:
+    timeout = httpx.Timeout(float(target.prop("timeout-seconds")))
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        return await run.run(client)
+
+
+def last_report(conn: Connection, target: str) -> dict[str, Any] | None:
+    """The summary of the target's latest reconciliation, with when it ran; None if none."""
+    found = audit.read(conn, limit=1, action=ACTION, target=target)
+    return {**found[0].detail, "at": found[0].at.isoformat()} if found else None
+
+
+def describe(summary: Mapping[str, Any]) -> str:
+    """One line for a card or a status table: ``in sync`` or the counts of each drift."""
+    kinds = [(k, int(summary.get(k, 0)) + int(summary.get(f"group_{k}", 0)))
+             for k in KINDS]
+    found = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds if n)
+    return found or "in sync"
 
 
 async def _batches(items: AsyncIterator[RemoteObject], size: int

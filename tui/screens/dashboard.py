@@ -106,7 +106,8 @@ class TargetCard(Vertical):
             self._counts.update(counts_line(status))
             self._rate.update(f"{count(status.per_minute)}/min")
             self._latency.update(
-                f"p50 {millis(status.latency_p50_ms)} · p95 {millis(status.latency_p95_ms)}")
+                f"p50 {millis(status.latency_p50_ms)} · p95 {millis(status.latency_p95_ms)}"
+                + (f" · reconciled {status.last_reconcile}" if status.last_reconcile else ""))
             self._error.update(f"last error: {one_line(status.last_error) or 'none'}")
         if list(self._spark.data or ()) != throughput:
             self._spark.data = throughput
