@@ -188,10 +188,16 @@ def _wait_for(condition: Any, what: str, every: float = 0.2) -> None:
         time.sleep(every)
 
 
-def ours(base_url: str, users: int, concurrency: int, work: Path) -> Run:
+def ours(base_url: str, users: int, concurrency: int, work: Path,
+         wire: Callable[[Iam], None] | None = None) -> Run:
+    """(b); ``wire`` points the resident application at another target than the SCIM
+    tenant (the Google benchmark's)."""
     rows = _rows(users)
     with Iam.open(home=str(work / "ours")) as iam:
-        connect(iam, base_url, concurrency=concurrency)
+        if wire is None:
+            connect(iam, base_url, concurrency=concurrency)
+        else:
+            wire(iam)
         pool = iam.provisioning.worker_pool()
         loop = asyncio.new_event_loop()
         stop = asyncio.Event()

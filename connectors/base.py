@@ -22,13 +22,13 @@ enforces it (``[tool.importlinter]`` in pyproject.toml).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
 
-from core.properties import PropertySpec, PropertyType, redact_urls
+from core.properties import FieldError, PropertySpec, PropertyType, redact_urls
 
 _P = PropertyType
 
@@ -36,10 +36,13 @@ _P = PropertyType
 COMMON_PROPERTIES: tuple[PropertySpec, ...] = (
     PropertySpec("concurrency", "Concurrent requests", _P.INTEGER, default=4,
                  help="requests in flight to this target at once"),
-    PropertySpec("max-attempts", "Maximum attempts", _P.INTEGER, default=8,
-                 help="attempts before a job is dead"),
+    PropertySpec("max-attempts", "Maximum attempts", _P.INTEGER, default=0,
+                 help="attempts before a job is dead (0: no limit, see give-up-seconds)"),
+    PropertySpec("give-up-seconds", "Give up after (s)", _P.INTEGER, default=86400,
+                 help="a job still failing this long after its first attempt is dead"),
     PropertySpec("retry-base-seconds", "First retry delay (s)", _P.INTEGER, default=1),
-    PropertySpec("retry-max-seconds", "Longest retry delay (s)", _P.INTEGER, default=300),
+    PropertySpec("retry-max-seconds", "Longest retry delay (s)", _P.INTEGER, default=21600,
+                 help="the backoff grows to this and stays (default 6 hours)"),
     PropertySpec("timeout-seconds", "Request timeout (s)", _P.INTEGER, default=10),
     PropertySpec("quarantine-threshold", "Failures before quarantine", _P.INTEGER, default=5,
                  help="consecutive failures that quarantine the target"),
@@ -55,6 +58,10 @@ COMMON_PROPERTIES: tuple[PropertySpec, ...] = (
                  help="the workers compare the target with what it should hold this often "
                       "(a report; repairs are yours)"),
 )
+
+#: Added to a target's properties by the engine: the identity provider's name (for
+#: connectors that build names from it, such as Google's provisioning pattern).
+IDP_NAME = "idp-name"
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,9 @@ class ConnectorSpec:
     #: ``"module:function"`` of the sandbox peer the contract suite runs this connector
     #: against (``connectors/sandbox/contract.py``).
     contract_peer: str | None = None
+    #: Checks across properties that their types cannot express (typed values in; a
+    #: problem per property out): run by ``config validate``, the console form and save.
+    checks: Callable[[Mapping[str, Any]], list[FieldError]] | None = None
 
     @property
     def all_properties(self) -> tuple[PropertySpec, ...]:

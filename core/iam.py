@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from core import apps, audit, idps
+from core import apps, audit, config_versions, idps
 from core.claims import ClaimCatalog
 from core.db import SystemDB
 from core.errors import InvalidInput, NotFound
@@ -53,6 +53,7 @@ class Iam:
             apps.seed_resident(conn)
         self.bus = EventBus()
         self.stores = UserstoreRouter(self.db, self.hashing, self.secrets)
+        self.stores.on_reload = self.reload_claims  # stores another process changed
         self.stores.load()
         self._claims: ClaimCatalog | None = None
         self.identity = IdentityService(self.db, self.stores, lambda: self.claims, self.bus)
@@ -121,6 +122,7 @@ class Iam:
                     userstores_table.c.domain == domain).values(**values))
             audit.record(conn, initiator, "userstore.save", domain,
                          {"type": store_type, "enabled": enabled})
+            config_versions.bump(conn, config_versions.USERSTORES)
         self.stores.load()
 
     def remove_userstore(self, initiator: Initiator, domain: str) -> None:
@@ -150,6 +152,7 @@ class Iam:
                 conn.execute(update(userstores_table).where(
                     userstores_table.c.domain == d.domain).values(position=position))
             audit.record(conn, initiator, "userstore.remove", domain)
+            config_versions.bump(conn, config_versions.USERSTORES)
         self.stores.load()
         self.reload_claims()
 

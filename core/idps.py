@@ -78,15 +78,20 @@ class IdentityProvider:
         raise NotFound(f"identity provider {self.name} has no {connector_type} connector")
 
 
-def typed_properties(cfg: ConnectorConfig) -> tuple[dict[str, Any], list[FieldError]]:
+def typed_properties(cfg: ConnectorConfig, cross_checks: bool = True
+                     ) -> tuple[dict[str, Any], list[FieldError]]:
     """Every property of a connector configuration (secrets included) typed, with defaults
-    filled in, and every problem by property name."""
+    filled in, and every problem by property name. ``cross_checks=False`` skips the
+    connector's own checks (``ConnectorSpec.checks``; parsing a key is not free), for
+    configurations checked when they were saved."""
     spec = spec_for(cfg.type)
     values: dict[str, Any] = {**cfg.properties, **{k: v.value for k, v in cfg.secrets.items()}}
     typed, errors = check(spec.all_properties, values)
     for prop, other, wanted in spec.required_when:
         if typed.get(other) == wanted and not typed.get(prop):
             errors.append(FieldError(prop, f"is required when {other} is {wanted}"))
+    if cross_checks and spec.checks is not None:
+        errors += spec.checks(typed)
     misplaced = [k for k in cfg.properties if k in secret_names(spec.all_properties)]
     errors += [FieldError(k, "is a secret; it cannot be stored as a plain property")
                for k in misplaced]

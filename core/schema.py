@@ -135,6 +135,15 @@ um_memberships = Table(
 )
 
 # ---------------------------------------------------------------- userstore registry
+#: Versions of configuration kinds (``userstores``) that running processes cache: a write
+#: bumps the kind's version, and a process reloads when the version it read changed.
+config_versions = Table(
+    "config_versions",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
 userstores = Table(
     "userstores",
     metadata,
@@ -309,6 +318,10 @@ prov_jobs = Table(
     Column("payload", JSON, nullable=False),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
+    #: A retry by hand starts a new round: its attempts and age count from here (the job's
+    #: history keeps every attempt). ``round_started`` null: the round began at ``created``.
+    Column("round_base", Integer, nullable=False, default=0, server_default="0"),
+    _ts("round_started", nullable=True),
     _ts("next_attempt_at"),
     Column("lease_owner", String(64), nullable=True),
     _ts("lease_until", nullable=True),

@@ -520,9 +520,13 @@ async def test_add_edit_and_disable_a_userstore(demo: Iam) -> None:
 # ====================================================================== identity providers
 
 
-async def open_connector(pilot: Pilot[Any]) -> ConnectorForm:
+async def open_connector(pilot: Pilot[Any], connector_type: str = "scim2") -> ConnectorForm:
     await settle(pilot)
     await press(pilot, "c")
+    chooser = pilot.app.screen
+    if isinstance(chooser, FormScreen) and not isinstance(chooser, ConnectorForm):
+        chooser.form.editor("type").value = connector_type  # type: ignore[attr-defined]
+        await press(pilot, "ctrl+s")
     form = pilot.app.screen
     assert isinstance(form, ConnectorForm)
     return form
@@ -857,7 +861,7 @@ MODALS = {
     "password-form": ("users", ["p"]),
     "roles-pick": ("users", ["down", "down", "g"]),
     "delete-confirm": ("users", ["d"]),
-    "connector-form": ("idps", ["c"]),
+    "connector-form": ("idps", ["c", "ctrl+s"]),  # the type chooser opens scim2
     "claim-mappings": ("idps", ["m"]),
     "idp-form": ("idps", ["e"]),
     "userstore-form": ("userstores", ["e"]),

@@ -28,18 +28,31 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.sandbox.peers import Fault, FaultProxy, ScimServer, fault_proxy, scim_server
+from connectors.sandbox import google
+from connectors.sandbox.peers import (
+    LOOPBACK,
+    Fault,
+    FaultProxy,
+    PeerUnavailable,
+    ScimServer,
+    fault_proxy,
+    scim_server,
+)
+from core.apps import OutboundTarget
 from core.configfile.files import seed_sample
 from core.errors import IamError
 from core.http.thread import scim_thread
 from core.iam import Iam
 from core.identity.events import Face, Initiator
+from core.idps import ConnectorConfig, IdentityProvider, RoleMapping
 from core.names import PRIMARY
 from core.passwords import Argon2Params
+from core.secrets import SecretValue
 
 log = logging.getLogger(__name__)
 
 PEER_PORT = 8787
+GOOGLE_PORT = 8788  # the third target: a Google Workspace sandbox
 #: The two directories are tenants of one scim2-server (``--dynamic-tenants``).
 PEER_TENANT = "peer"
 PARTNER_TENANT = "partner"
@@ -109,6 +122,8 @@ def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT
         wire(iam, DIRECT_TARGET, f"{peer.origin}/{PEER_TENANT}/v2")
         wire(iam, FLAKY_TARGET, proxy.url(f"{peer.origin}/{PARTNER_TENANT}/v2"),
              FLAKY_PROPERTIES)
+        stack.enter_context(google_target(iam, home, ACTOR_APP, PROVISIONED,
+                                               None if peer_port is None else GOOGLE_PORT))
         sync_seeded_users(iam)
         scim_url = token_file = None
         if scim_port is not None:
@@ -229,3 +244,46 @@ class ActivityGenerator:
     def _delete(self) -> None:
         name = self.users.pop(0)
         self.iam.identity.delete_user(self.initiator, name)
+
+
+#: The Google target: an identity provider provisioned through the sandbox.
+GOOGLE_IDP = "google-workspace"
+GOOGLE_DOMAIN = "example.com"  # the sample's and the activity's users have addresses there
+
+
+@contextlib.contextmanager
+def google_target(iam: Iam, home: Path, app: str, provisioning_role: str,
+                port: int | None = GOOGLE_PORT) -> Iterator[google.GoogleSandbox | None]:
+    """Run a sandbox for the demo and add it to ``app``'s targets as ``GOOGLE_IDP``: the
+    key in a 0600 file of the home, stored as a ``${file:}`` reference; role
+    ``PRIMARY/engineering`` mapped to the group ``engineering``. Without the discovery
+    document (the ``sandbox`` extra) the demo runs without it (None)."""
+    try:
+        sandbox = google.GoogleSandbox(GOOGLE_DOMAIN, port)
+    except PeerUnavailable as exc:
+        log.warning("demo: no Google target (%s)", exc)
+        yield None
+        return
+    except OSError as exc:
+        raise PeerUnavailable(f"port {port} on {LOOPBACK} is in use for the Google sandbox "
+                              f"({exc.strerror})") from None
+    sandbox.start()
+    try:
+        key_file = home / "google-service-account.pem"
+        key_file.touch(mode=0o600)
+        key_file.write_text(sandbox.private_key_pem)
+        initiator = Initiator.admin(Face.CONFIG)
+        props = {k: v for k, v in sandbox.properties().items() if k != "google_prov_private_key"}
+        iam.save_idp(initiator, IdentityProvider(
+            GOOGLE_IDP, "Google Workspace (the sandbox of mware-iam sandbox google)",
+            role_mappings=(RoleMapping("PRIMARY/engineering", "engineering"),),
+            provisioning_roles=(provisioning_role,),
+            connectors=(ConnectorConfig("googleapps", default=True, properties=props, secrets={
+                "google_prov_private_key": SecretValue(sandbox.private_key_pem,
+                                                       f"${{file:{key_file}}}")}),)))
+        current = iam.get_app(app)
+        iam.save_app(initiator, dataclasses.replace(current, outbound=(
+            *current.outbound, OutboundTarget(GOOGLE_IDP, "googleapps", False, False))))
+        yield sandbox
+    finally:
+        sandbox.stop()

@@ -58,7 +58,8 @@ def demo(activity: bool, scim_port: int, no_scim: bool, theme: str | None,
          no_workers: bool) -> None:
     """Try the console on a throwaway deployment seeded from sample_config/.
 
-    A local SCIM peer (scim2-server on 127.0.0.1:8787) receives the provisioning, and the
+    A local SCIM peer (scim2-server on 127.0.0.1:8787) and a Google Workspace sandbox
+    (127.0.0.1:8788, with the sandbox extra) receive the provisioning, and the
     inbound SCIM API is served on 127.0.0.1:8080/scim2 (the HR portal's token is in
     hr-portal.token in the demo's home, named in the header); the deployment, the peer and
     their data are gone when the console closes.

@@ -17,7 +17,7 @@ import click
 from core.cli.context import admin, current_iam, json_option
 from core.cli.output import echo, emit_json, iso, note, record, table
 from core.provisioning.engine import TargetReport
-from core.provisioning.outbox import Job, JobState
+from core.provisioning.outbox import DONE, Job, JobState
 from core.provisioning.reconcile import Drift
 from core.provisioning.status import status_json
 
@@ -196,6 +196,14 @@ def retry(job_id: int | None, dead: bool, target: str | None) -> None:
     echo(f"{n} job{'s' if n != 1 else ''} scheduled to run again")
 
 
+@provisioning_group.command("test")
+@click.argument("target")
+def test_target(target: str) -> None:
+    """Reach TARGET (IDP:CONNECTOR, e.g. workspace:googleapps) and say what was found;
+    nothing is written. Exits 1 with the target's own words when it cannot be reached."""
+    echo(current_iam().provisioning.test_connection(target))
+
+
 @provisioning_group.command("cancel")
 @click.argument("job_id", metavar="JOB", type=int, required=False)
 @click.option("--held", "held_of", metavar="TARGET",
@@ -313,7 +321,7 @@ def sync(user: str, everyone: bool, application: str | None, as_json: bool) -> N
     table(["target", "operation", "state", "remote id", "message"],
           [[r.target, r.operation, r.state, r.remote_id, r.message] for r in reports],
           f"{user} goes to no target")
-    if any(r.state != JobState.SUCCEEDED.value for r in reports):
+    if any(JobState(r.state) not in DONE for r in reports):
         raise click.exceptions.Exit(1)
 
 

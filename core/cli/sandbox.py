@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 #: Sandbox peer commands by name: ``"module:command"``.
-SANDBOXES: dict[str, str] = {}
+SANDBOXES: dict[str, str] = {"google": "connectors.sandbox.google:sandbox_command"}
 
 
 class SandboxGroup(click.Group):

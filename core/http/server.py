@@ -43,7 +43,8 @@ class JobLog:
             error = self.iam.provisioning.job(job.pk)[0].last_error
         except IamError as exc:
             error = f"(cannot read the job: {exc})"
-        level = logging.ERROR if state is JobState.DEAD else logging.WARNING
+        level = {JobState.DEAD: logging.ERROR, JobState.SKIPPED: logging.INFO}.get(
+            state, logging.WARNING)
         log.log(level, "%s: %s after attempt %d: %s", what, state.value, job.attempts, error)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import gc
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -111,11 +112,23 @@ class IdentityService:
 
     # ------------------------------------------------------------------ helpers
     @contextlib.contextmanager
-    def _write(self, events: list[IdentityEvent]) -> Iterator[Any]:
-        """One transaction; COMMITTED events go out only after the outermost commit."""
-        with self.db.transaction() as conn:
-            yield conn
-            self.db.after_commit(lambda: self._committed(events))
+    def _write(self, events: list[IdentityEvent],
+               undo: list[Callable[[], None]] | None = None) -> Iterator[Any]:
+        """One transaction; COMMITTED events go out only after the outermost commit.
+
+        ``undo``: what takes back writes made outside the system transaction (a secondary
+        store has its own database or directory), run newest first when the write fails,
+        e.g. when a blocking target refuses it.
+        """
+        try:
+            with self.db.transaction() as conn:
+                yield conn
+                self.db.after_commit(lambda: self._committed(events))
+        except BaseException:
+            for step in reversed(undo or []):
+                with contextlib.suppress(Exception):  # already gone with the rollback
+                    step()
+            raise
 
     def _committed(self, events: list[IdentityEvent]) -> None:
         for ev in events:
@@ -255,12 +268,14 @@ class IdentityService:
         store = self._writable_store(qn.domain)
         new, role_targets = self._prepare_new_user(store, qn, password, claims or {}, roles)
         events: list[IdentityEvent] = []
-        with self._write(events) as conn:
+        undo: list[Callable[[], None]] = []
+        with self._write(events, undo) as conn:
             probe = IdentityEvent(EventType.USER_ADDED, initiator, qn.domain, "", str(qn),
                                   {"claims": self.claims.to_claims(qn.domain, new.attributes),
                                    "roles": list(roles)}, secret=password)
             self.bus.emit(Phase.PRE, probe)
             user = store.add_user(new)
+            undo.append(functools.partial(store.delete_user, user.id))
             self._assign_new_user_roles(conn, initiator, store, user, role_targets)
             ev = IdentityEvent(EventType.USER_ADDED, initiator, qn.domain, user.id, str(qn),
                                probe.data, secret=password)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import Connection
 
 from connectors.base import (
@@ -67,6 +68,12 @@ class Outcome:
     remote: RemoteRef | None = None
     adopted: bool = False
     forget: bool = False
+    #: The remote object this attempt found or made although the attempt failed later
+    #: (adopted, then the update failed): its mapping is kept for the next attempt.
+    found: RemoteRef | None = None
+    #: A create was sent and its fate is unknown (timeout, 5xx, lost answer): the next
+    #: attempt looks the user up before it creates one.
+    unsure: bool = False
     error: ConnectorError | None = None
     note: str = ""
     exchanges: list[Exchange] = field(default_factory=list)
@@ -99,7 +106,7 @@ def prepare_many(conn: Connection, host: Host, jobs: Sequence[Job]) -> list[Prep
         if job.operation is Operation.UPSERT_USER:
             users.setdefault(job.domain, []).append(prep)
         elif job.operation is Operation.DEPROVISION_USER:
-            _prepare_deprovision(prep, m)
+            _prepare_deprovision(conn, prep, m)
         else:
             _prepare_group(conn, host, prep, m is not None)
     for domain, of_domain in users.items():
@@ -173,16 +180,21 @@ def _prepare_users(host: Host, domain: str, preps: Sequence[Prepared]) -> None:
                                   user_roles, password)
 
 
-def _prepare_deprovision(prep: Prepared, m: mapping.Mapping | None) -> None:
+def _prepare_deprovision(conn: Connection, prep: Prepared, m: mapping.Mapping | None) -> None:
+    """Without a mapping, the target may still hold the user (a create it applied but did
+    not acknowledge): the connector then looks the user up by name."""
     job, target = prep.job, prep.target
     assert target is not None
-    if m is None:
+    if m is None and not outbox.may_hold(conn, target.key, job.entity_key, open_jobs=False):
         prep.skip = "the user was never provisioned to this target"
         return
     prep.action = str(job.payload.get("action") or target.prop("deprovision-action"))
-    prep.user = OutboundUser(username=str(job.payload.get("username", m.remote_name)),
-                             domain=job.domain, claims=job.payload.get("claims", {}),
-                             active=False)
+    if prep.action == "none":
+        prep.skip = "left as is at the target (deprovisioning action: none)"
+        return
+    username = job.payload.get("username") or (m.remote_name if m else job.name)
+    prep.user = OutboundUser(username=str(username), domain=job.domain,
+                             claims=job.payload.get("claims", {}), active=False)
 
 
 def _prepare_group(conn: Connection, host: Host, prep: Prepared, mapped: bool) -> None:
@@ -260,6 +272,11 @@ async def _dispatch(connector: Connector, prep: Prepared, out: Outcome) -> None:
                 return
             except RemoteNotFound:
                 out.note = "the remote user had been removed; created it again"
+        elif prep.job.payload.get("unsure"):  # an earlier create may have been applied
+            found = await connector.lookup_user(prep.user)
+            if found is not None:
+                await _adopt(connector, prep.user, found, out)
+                return
         try:
             out.remote = await connector.create_user(prep.user)
         except ConflictError:
@@ -267,25 +284,29 @@ async def _dispatch(connector: Connector, prep: Prepared, out: Outcome) -> None:
             if found is None:
                 raise PermanentError("the target says the user exists, but no user with "
                                      f"userName {prep.user.username!r} can be found") from None
-            # adopt: converge the attributes, but never overwrite the password of an
-            # account that existed before us
-            adopted = dataclasses.replace(prep.user, password=None)
-            out.remote = await connector.update_user(found.id, adopted)
-            out.adopted, out.note = True, "an existing remote user was adopted"
+            await _adopt(connector, prep.user, found, out)
+        except RetryableError as exc:
+            out.unsure = _maybe_applied(exc)
+            raise
     elif op is Operation.DEPROVISION_USER:
-        assert prep.user is not None and rid is not None
+        assert prep.user is not None
+        if rid is None:
+            found = await connector.lookup_user(prep.user)
+            if found is None:
+                out.note, out.forget = "the user is not at the target", True
+                return
+            rid = found.id
+            if prep.action == "disable":
+                out.found = found  # kept: the disabled account is known from now on
         if prep.action == "delete":
             try:
                 await connector.delete_user(rid, prep.user)
             except RemoteNotFound:
                 out.note = "the remote user was already gone"
             out.forget = True
-        elif prep.action == "disable":
+        else:
             await connector.set_active(rid, prep.user, False)
             out.note = "disabled at the target"
-        else:
-            out.forget = bool(prep.job.payload.get("deleted"))
-            out.note = "left as is at the target (deprovisioning action: none)"
     elif op is Operation.UPSERT_GROUP:
         assert prep.group is not None
         if rid is not None:
@@ -312,28 +333,69 @@ async def _dispatch(connector: Connector, prep: Prepared, out: Outcome) -> None:
         out.forget = True
 
 
+def _maybe_applied(err: RetryableError) -> bool:
+    """Whether the target may have applied a request that failed so: yes after a timeout,
+    a lost answer or a 5xx; not when no connection was made or the answer was 429."""
+    if err.status == 429:
+        return False
+    cause = err.__context__  # the transport error (a connector raises "from None")
+    return not isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+async def _adopt(connector: Connector, user: OutboundUser, found: RemoteRef,
+                 out: Outcome) -> None:
+    """Take over a remote user that exists already: converge its attributes, but never
+    overwrite the password of an account that existed before us. Should the update fail,
+    the mapping is kept (``Outcome.found``), so the next attempt only updates."""
+    out.found, out.adopted, out.note = found, True, "an existing remote user was adopted"
+    out.remote = await connector.update_user(found.id, dataclasses.replace(user,
+                                                                           password=None))
+
+
 def backoff(job: Job, target: Target, delay: float | None) -> datetime:
     """Next attempt time: the target's Retry-After, else exponential backoff with jitter."""
     if delay is None:
         base = float(target.prop("retry-base-seconds"))
         cap = float(target.prop("retry-max-seconds"))
-        delay = min(cap, base * 2 ** max(0, job.attempts - 1)) * random.uniform(0.5, 1.0)
+        # the exponent is bounded: with no attempt limit a job may try for a day
+        doublings = min(max(0, job.round_attempts - 1), 62)
+        delay = min(cap, base * 2 ** doublings) * random.uniform(0.5, 1.0)
     return datetime.now(UTC) + timedelta(seconds=delay)
+
+
+def _exhausted(job: Job, target: Target) -> str:
+    """Why the job's round of attempts is over ("" while it may go on): ``max-attempts``
+    attempts (0: no limit), or ``give-up-seconds`` since the round's first attempt."""
+    limit = int(target.prop("max-attempts"))
+    if limit and job.round_attempts >= limit:
+        return f"{job.round_attempts} attempts"
+    age = (datetime.now(UTC) - job.round_since).total_seconds()
+    if age >= int(target.prop("give-up-seconds")):
+        return f"{job.round_attempts} attempts over {_duration(age)}"
+    return ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobState:
     """Write the result of one attempt: job state, attempt row, mapping, target health."""
     job, target = prep.job, prep.target
-    payload = _without_password(job)
+    payload = _spent_payload(job)
     if prep.fail or target is None:
         outbox.finish(conn, job, JobState.DEAD, error=prep.fail)
         outbox.record_attempt(conn, job, datetime.now(UTC), 0.0, "dead", None, prep.fail, [])
         return JobState.DEAD
-    if prep.skip is not None:
-        outbox.finish(conn, job, JobState.SUCCEEDED, error=None, payload=payload)
+    if prep.skip is not None:  # nothing was sent: never "succeeded"
+        if job.operation is Operation.DEPROVISION_USER and job.payload.get("deleted"):
+            mapping.remove(conn, target.key, job.entity_type, job.entity_id)
+        outbox.finish(conn, job, JobState.SKIPPED, error=prep.skip, payload=payload)
         outbox.record_attempt(conn, job, datetime.now(UTC), 0.0, "skipped", None, prep.skip,
                               [])
-        return JobState.SUCCEEDED
+        return JobState.SKIPPED
     if prep.hold:  # the deletion guard: waits for an administrator, not for time
         outbox.finish(conn, job, JobState.HELD, error=prep.wait, attempts=job.attempts - 1)
         outbox.record_attempt(conn, job, datetime.now(UTC), 0.0, "held", None, prep.wait, [])
@@ -350,6 +412,10 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
         return JobState.SUCCEEDED
     exchanges = [e.as_dict() for e in outcome.exchanges]
     err = outcome.error
+    if outcome.found is not None and prep.remote_id is None and not outcome.forget:
+        mapping.put_many(conn, [mapping.Put(
+            job.target, job.entity_type, job.domain, job.entity_id, outcome.found.id,
+            outcome.found.name or job.name, outcome.adopted, exists=False)])
     if err is None:
         if outcome.forget:
             mapping.remove(conn, target.key, job.entity_type, job.entity_id)
@@ -363,14 +429,15 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
         mapping.record_success(conn, target.key)
         return JobState.SUCCEEDED
     retryable = isinstance(err, RetryableError)
-    exhausted = job.attempts >= int(target.prop("max-attempts"))
+    exhausted = _exhausted(job, target)
     state = JobState.RETRY if retryable and not exhausted else JobState.DEAD
     message = err.message
     if retryable and exhausted:
-        message = f"gave up after {job.attempts} attempts: {message}"
+        message = f"gave up after {exhausted}: {message}"
     delay = err.delay if isinstance(err, RetryableError) else None
     retry_at = backoff(job, target, delay) if state is JobState.RETRY else None
-    outbox.finish(conn, job, state, error=message, status=err.status, retry_at=retry_at)
+    outbox.finish(conn, job, state, error=message, status=err.status, retry_at=retry_at,
+                  payload={**job.payload, "unsure": True} if outcome.unsure else None)
     outbox.record_attempt(conn, job, outcome.started, outcome.duration_ms,
                           "retry" if state is JobState.RETRY else "dead", err.status, message,
                           exchanges)
@@ -417,7 +484,7 @@ def _record_delivered(conn: Connection, delivered: Sequence[tuple[Prepared, Outc
                     o.remote.id, o.remote.name or p.job.name, o.adopted,
                     exists=p.remote_id is not None)
         for p, o in delivered if o.remote is not None])
-    outbox.succeed_many(conn, [(p.job.pk, o.note or None, _without_password(p.job))
+    outbox.succeed_many(conn, [(p.job.pk, o.note or None, _spent_payload(p.job))
                                for p, o in delivered])
     outbox.record_attempts(conn, [
         outbox.Attempt(p.job, o.started, o.duration_ms, "succeeded", _last_status(o),
@@ -427,9 +494,10 @@ def _record_delivered(conn: Connection, delivered: Sequence[tuple[Prepared, Outc
         mapping.record_success(conn, target, n)
 
 
-def _without_password(job: Job) -> dict[str, Any]:
-    """The payload kept once the job ran: its (encrypted) password is not needed again."""
-    return {k: v for k, v in job.payload.items() if k != "password"}
+def _spent_payload(job: Job) -> dict[str, Any]:
+    """The payload kept once the job ended: its (encrypted) password is not needed again,
+    nor the mark of an unsure create."""
+    return {k: v for k, v in job.payload.items() if k not in ("password", "unsure")}
 
 
 def _last_status(outcome: Outcome) -> int | None:

@@ -22,7 +22,7 @@ from core.errors import OperationRefused
 from core.provisioning import executor, outbox
 from core.provisioning.executor import Outcome, Prepared
 from core.provisioning.host import Host
-from core.provisioning.outbox import Job, JobState, Operation
+from core.provisioning.outbox import DONE, Job, JobState, Operation
 from core.provisioning.runtime import TargetRuntime
 
 T = TypeVar("T")
@@ -86,14 +86,14 @@ class InlineRunner:
                     outcome = self.loop.run(self._perform(prep))
                 state = executor.settle(conn, prep, outcome)
                 results.append(Result(outbox.get(conn, job.pk), state, prep, outcome))
-                if stop_on_failure and state is not JobState.SUCCEEDED:
+                if stop_on_failure and state not in DONE:
                     break
         return results
 
     def __call__(self, pks: Sequence[int], app: Application) -> None:
         """The planner's hook for blocking targets."""
         results = self.execute(pks, stop_on_failure=app.fail_on_blocking_failure)
-        failed = [r for r in results if r.state is not JobState.SUCCEEDED]
+        failed = [r for r in results if r.state not in DONE]
         if failed and app.fail_on_blocking_failure:
             self._compensate([r for r in results if r.created])
             job = failed[0].job

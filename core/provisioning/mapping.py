@@ -198,16 +198,18 @@ _COUNT_SUCCESS = update(prov_target_state).where(_t.target == bindparam("tgt")).
 
 
 def record_failure(conn: Connection, target: str, error: str, threshold: int,
-                   probe_after: timedelta, counts_for_breaker: bool) -> None:
+                   probe_after: timedelta, counts_for_breaker: bool,
+                   attempt: bool = True) -> None:
     """Count a failed attempt; past ``threshold`` consecutive failures, quarantine.
 
     Only failures that say something about the target (network, 5xx, 429) move the
     breaker; a 4xx about one entity's data does not quarantine a healthy target.
+    ``attempt``: a job's attempt (counted in ``failed_total``), not a connection probe.
     """
     _ensure(conn, target)
     t = prov_target_state.c
-    values: dict[str, Any] = {"failed_total": t.failed_total + 1, "last_error": error,
-                              "updated": _now()}
+    values: dict[str, Any] = {"failed_total": t.failed_total + int(attempt),
+                              "last_error": error, "updated": _now()}
     if counts_for_breaker:
         values["consecutive_failures"] = t.consecutive_failures + 1
         values["state"] = case((t.consecutive_failures + 1 >= threshold, QUARANTINED),

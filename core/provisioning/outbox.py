@@ -1,11 +1,12 @@
 """The durable outbox: provisioning jobs in the system database.
 
-States: ``pending`` -> ``inflight`` (leased) -> ``succeeded`` | ``retry`` (scheduled) |
-``dead``; or ``cancelled``. Jobs of one (target, entity) run one at a time in ``pk`` order:
-a job is claimable only when no earlier job of its key is still open. A lease that expires
-(its worker crashed) makes the job claimable again. Pending updates of one entity coalesce
-into one job, because a job carries *what* to bring up to date, not the data: the executor
-reads the current state when it runs.
+States: ``pending`` -> ``inflight`` (leased) -> ``succeeded`` | ``skipped`` (nothing had to
+be sent; the reason is kept) | ``retry`` (scheduled) | ``dead``; or ``cancelled``. A retry by
+hand starts a new round of attempts; the attempt count keeps counting. Jobs of one (target,
+entity) run one at a time in ``pk`` order: a job is claimable only when no earlier job of
+its key is still open. A lease that expires (its worker crashed) makes the job claimable
+again. Pending updates of one entity coalesce into one job, because a job carries *what* to
+bring up to date, not the data: the executor reads the current state when it runs.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class JobState(StrEnum):
     PENDING = "pending"
     INFLIGHT = "inflight"
     SUCCEEDED = "succeeded"
+    #: Ended without sending anything (the reason is the job's ``last_error``).
+    SKIPPED = "skipped"
     RETRY = "retry"
     DEAD = "dead"
     CANCELLED = "cancelled"
@@ -52,6 +55,8 @@ class JobState(StrEnum):
 
 
 OPEN_STATES = (JobState.PENDING, JobState.RETRY, JobState.INFLIGHT, JobState.HELD)
+#: Ended as it should: the change was sent, or there was nothing to send.
+DONE = (JobState.SUCCEEDED, JobState.SKIPPED)
 
 
 class Operation(StrEnum):
@@ -104,10 +109,23 @@ class Job:
     created: datetime
     updated: datetime
     lease_owner: str | None = None
+    #: Attempts made before the current round (a retry by hand starts a new one).
+    round_base: int = 0
+    round_started: datetime | None = None
 
     @property
     def entity_key(self) -> str:
         return f"{self.entity_type}:{self.domain}:{self.entity_id}"
+
+    @property
+    def round_attempts(self) -> int:
+        """Attempts of the current round (what the retry policy counts)."""
+        return self.attempts - self.round_base
+
+    @property
+    def round_since(self) -> datetime:
+        """When the current round began (what the retry policy's age counts from)."""
+        return self.round_started or self.created
 
 
 def _now() -> datetime:
@@ -121,7 +139,7 @@ def _job(r: Any) -> Job:
         state=JobState(r.state), attempts=r.attempts, next_attempt_at=r.next_attempt_at,
         application=r.application, jit=r.jit, blocking=r.blocking, last_error=r.last_error,
         last_status=r.last_status, created=r.created, updated=r.updated,
-        lease_owner=r.lease_owner,
+        lease_owner=r.lease_owner, round_base=r.round_base, round_started=r.round_started,
     )
 
 
@@ -378,15 +396,8 @@ def recent_attempts(conn: Connection, limit: int = 50) -> list[AttemptSummary]:
             for r in rows]
 
 
-def has_open_job(conn: Connection, target: str, entity_key: str) -> bool:
-    return conn.execute(select(prov_jobs.c.pk).where(
-        prov_jobs.c.target == target, prov_jobs.c.entity_key == entity_key,
-        prov_jobs.c.state.in_([s.value for s in OPEN_STATES])).limit(1)).first() is not None
-
-
 def open_entity_keys(conn: Connection, target: str, entity_keys: Sequence[str]) -> set[str]:
-    """Which of ``entity_keys`` have an open job at ``target`` (``has_open_job`` for many,
-    one query)."""
+    """Which of ``entity_keys`` have an open job at ``target`` (one query)."""
     c = prov_jobs.c
     found: set[str] = set()
     for chunk in in_chunks(entity_keys):
@@ -394,6 +405,19 @@ def open_entity_keys(conn: Connection, target: str, entity_keys: Sequence[str]) 
             c.target == target, c.entity_key.in_(chunk),
             c.state.in_([s.value for s in OPEN_STATES]))).scalars())
     return found
+
+
+def may_hold(conn: Connection, target: str, entity_key: str, open_jobs: bool = True) -> bool:
+    """Whether ``target`` may hold the user although no mapping says so: a create was
+    attempted and never acknowledged (the target may have applied it), or (``open_jobs``)
+    a job of the user there is still open. A deprovisioning then looks the user up."""
+    c = prov_jobs.c
+    attempted = and_(c.operation == Operation.UPSERT_USER.value, c.attempts > 0,
+                     c.state.in_([JobState.DEAD.value, JobState.CANCELLED.value]))
+    if open_jobs:
+        attempted = or_(attempted, c.state.in_([s.value for s in OPEN_STATES]))
+    return conn.execute(select(c.pk).where(
+        c.target == target, c.entity_key == entity_key, attempted).limit(1)).first() is not None
 
 
 def has_open_target_job(conn: Connection, target: str) -> bool:
@@ -432,13 +456,25 @@ def list_jobs(
 
 
 def reschedule(conn: Connection, pks: Sequence[int]) -> int:
-    """Make dead / retrying / cancelled jobs pending again, to run now."""
+    """Make dead / retrying / cancelled jobs pending again, to run now, in a new round of
+    attempts (the attempt count and history keep the earlier ones)."""
+    now = _now()
     result = conn.execute(update(prov_jobs).where(
         prov_jobs.c.pk.in_(list(pks)),
         prov_jobs.c.state.in_([JobState.DEAD.value, JobState.RETRY.value,
                                JobState.CANCELLED.value]),
-    ).values(state=JobState.PENDING.value, next_attempt_at=_now(), attempts=0,
-             updated=_now()))
+    ).values(state=JobState.PENDING.value, next_attempt_at=now,
+             round_base=prov_jobs.c.attempts, round_started=now, updated=now))
+    return int(result.rowcount)
+
+
+def hurry(conn: Connection, target: str) -> int:
+    """Make the target's retrying jobs due now (its breaker closed: the outage is over, so
+    nobody has to wait out a long backoff or retry them by hand)."""
+    now = _now()
+    result = conn.execute(update(prov_jobs).where(
+        prov_jobs.c.target == target, prov_jobs.c.state == JobState.RETRY.value,
+        prov_jobs.c.next_attempt_at > now).values(next_attempt_at=now))
     return int(result.rowcount)
 
 

@@ -154,7 +154,7 @@ class Planner:
                      deleted: bool, claims: object = None) -> list[JobSpec]:
         entity_key = f"user:{domain}:{user_id}"
         if mapping.get(conn, key, "user", user_id) is None and \
-                not outbox.has_open_job(conn, key, entity_key):
+                not outbox.may_hold(conn, key, entity_key):
             return []  # never provisioned here: nothing to take back (skip only this target)
         outbox.cancel_open(conn, key, entity_key, Operation.UPSERT_USER,
                            "superseded by a deprovisioning")

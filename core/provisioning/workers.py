@@ -6,7 +6,9 @@ and leases new jobs in one transaction, then reads what those need in another. B
 keeps the database cost per job low, and a single writer per process means its writes
 never wait for each other (SQLite has one writer at a time). Jobs written by any process
 are picked up within ``poll_seconds``; jobs written in this process wake the pool at once.
-A quarantined target gets no jobs until its probe time, then one.
+A quarantined target gets no jobs until its probe time, then one; with no job to send, the
+probe is a connection test, so the breaker's state stays true with an empty queue. When a
+target's breaker closes, its retrying jobs run at once instead of waiting out their backoff.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from core.errors import StoreUnavailable
+from connectors.base import ConnectorError
+from core import idps
+from core.errors import IamError, StoreUnavailable
 from core.identity.events import IdentityEvent, Phase
 from core.provisioning import executor, mapping, outbox
 from core.provisioning.executor import Outcome, Prepared
@@ -33,6 +37,7 @@ from core.provisioning.host import Host
 from core.provisioning.outbox import Job, JobState
 from core.provisioning.runtime import TargetRuntime
 from core.provisioning.schedule import CHECK_SECONDS, run_schedule
+from core.provisioning.targets import Target, build_target, split_key
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,12 @@ class WorkerPool:
         #: keeps one connection open for its transactions (``_transaction``).
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mware-iam-outbox")
         self._conn: Connection | None = None
+        #: Targets whose breaker was open (retrying or quarantined) at the last lease.
+        self._unhealthy: set[str] = set()
+        #: Quarantined targets due for a probe with no job to carry it (``_claim``), and
+        #: those whose connection-test probe runs now.
+        self._probe_due: list[str] = []
+        self._probing: set[str] = set()
         self._unsubscribe = host.bus.subscribe(Phase.COMMITTED, self._on_commit)
 
     # ------------------------------------------------------------------ waking
@@ -181,6 +192,12 @@ class WorkerPool:
             await asyncio.sleep(self.poll_seconds)
         for job, state in settled:
             self._notify(job, state)
+        for target in self._probe_due:
+            if target not in self._probing:
+                self._probing.add(target)
+                task = asyncio.create_task(self._probe(target))
+                running.add(task)
+                task.add_done_callback(running.discard)
         for prep in preps:
             if prep.target is None or prep.skip or prep.wait or prep.fail:
                 self._finished.append((prep, None))  # nothing to send
@@ -256,17 +273,61 @@ class WorkerPool:
     def _claim(self, conn: Connection, limit: int) -> list[Job]:
         health = mapping.all_health(conn)
         now = datetime.now(UTC)
+        unhealthy = {t for t, h in health.items() if h.state != mapping.HEALTHY}
+        for target in self._unhealthy - unhealthy:  # recovered: its retries run now
+            outbox.hurry(conn, target)
+        self._unhealthy = unhealthy
         held = [t for t, h in health.items()
                 if h.state == mapping.QUARANTINED and h.quarantined_until
                 and h.quarantined_until > now]
         probes = [t for t, h in health.items()
                   if h.state == mapping.QUARANTINED and t not in held]
-        jobs = []
+        jobs: list[Job] = []
+        self._probe_due = []
         for target in probes:  # one probe job per quarantined target that is due
-            jobs += outbox.claim(conn, self.owner, 1, targets=[target])
+            probe = outbox.claim(conn, self.owner, 1, targets=[target])
+            if not probe:
+                self._probe_due.append(target)  # nothing to carry it: test the connection
+            jobs += probe
         jobs += outbox.claim(conn, self.owner, max(0, limit - len(jobs)),
                              exclude=held + probes)
         return jobs
+
+    async def _probe(self, key: str) -> None:
+        """Probe a quarantined target that has no job due: a connection test; its answer
+        closes the breaker or keeps the target quarantined until the next probe."""
+        try:
+            try:
+                target = await self._in_db(self._target, key)
+            except IamError:
+                return  # removed meanwhile: its status says so
+            error: str | None = None
+            try:
+                await self.runtime.connector(target).test_connection()
+            except ConnectorError as exc:
+                error = f"probe: {exc.message}"
+            except Exception as exc:  # a connector bug is a failed probe, not a dead pool
+                error = f"probe: the connector failed unexpectedly: {exc!r}"
+            await self._in_db(self._settle_probe, target, error)
+        except Exception:
+            log.exception("provisioning: probing %s failed", key)
+        finally:
+            self._probing.discard(key)
+
+    def _target(self, key: str) -> Target:
+        idp, connector_type = split_key(key)
+        with self._transaction() as conn:
+            return build_target(idps.get(conn, self.host.secrets, idp), connector_type)
+
+    def _settle_probe(self, target: Target, error: str | None) -> None:
+        with self._transaction() as conn:
+            if error is None:
+                mapping.record_success(conn, target.key, 0)
+            else:
+                mapping.record_failure(
+                    conn, target.key, error, threshold=int(target.prop("quarantine-threshold")),
+                    probe_after=timedelta(seconds=int(target.prop("probe-seconds"))),
+                    counts_for_breaker=True, attempt=False)
 
     # ------------------------------------------------------------------ one job
     async def _perform(self, prep: Prepared) -> None:

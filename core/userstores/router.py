@@ -8,15 +8,22 @@ store is hidden (its data stays where it is).
 Opening a store never connects to it: a directory or database that is down makes that
 store's calls fail with ``StoreUnavailable`` naming its domain, while every other store
 keeps working (a store whose definition cannot even be opened behaves the same way).
+
+Definitions written by another process (a ``userstores add`` beside a running ``serve``)
+are seen within ``REFRESH_SECONDS``: every write bumps their version in the system DB
+(:mod:`core.config_versions`), and routing compares it at most once in that time.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn, cast
 
 from sqlalchemy import Connection, insert, select
 
+from core import config_versions
 from core.db import SystemDB
 from core.errors import IamError, InvalidInput, NotFound, StoreUnavailable
 from core.names import INTERNAL, PRIMARY, QualifiedName, is_proxy_domain, parse_name
@@ -36,6 +43,9 @@ from core.userstores.definitions import (
     validated,
 )
 from core.userstores.sql import SqlUserStore
+
+#: How often routing looks whether another process changed the store definitions.
+REFRESH_SECONDS = 1.0
 
 __all__ = ["POLICY_PROPERTIES", "SQL_PROPERTIES", "STORE_TYPES", "StoreDefinition",
            "UserstoreRouter", "open_store", "policies_from"]
@@ -80,6 +90,12 @@ class UserstoreRouter:
         self.definitions: dict[str, StoreDefinition] = {}
         self._stores: dict[str, UserStore] = {}
         self._relays: dict[str, UserStore] = {}
+        #: Called after a reload caused by another process (e.g. to reload claims).
+        self.on_reload: Callable[[], None] | None = None
+        #: The definitions' version when they were read, and when it was last checked.
+        self.version = -1
+        self._checked = 0.0
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ lifecycle
     @staticmethod
@@ -95,14 +111,42 @@ class UserstoreRouter:
         return True
 
     def load(self) -> None:
-        """(Re)read the store definitions and open the stores."""
-        self.close()
-        with self.db.transaction() as conn:  # joins an open apply, so it sees its rows
-            definitions = read_definitions(conn, self.box)
-        for d in definitions:
-            self.definitions[d.domain] = d
-            if d.enabled:
-                self._stores[d.domain] = self._open(d)
+        """(Re)read the store definitions and open the stores (a store whose definition
+        did not change is kept open: requests of other threads may be using it)."""
+        with self._lock:
+            with self.db.transaction() as conn:  # joins an open apply, so it sees its rows
+                definitions = read_definitions(conn, self.box)
+                self.version = config_versions.read(conn, config_versions.USERSTORES)
+            self._checked = time.monotonic()
+            old, old_definitions = self._stores, self.definitions
+            stores: dict[str, UserStore] = {}
+            for d in definitions:
+                if not d.enabled:
+                    continue
+                kept = old.get(d.domain)
+                stores[d.domain] = kept if kept is not None and \
+                    old_definitions.get(d.domain) == d else self._open(d)
+            self._stores = stores
+            self.definitions = {d.domain: d for d in definitions}
+            for domain, store in old.items():
+                if stores.get(domain) is not store:
+                    store.close()
+
+    def refresh(self) -> None:
+        """Reload when another process changed the definitions: the version is read at most
+        once every ``REFRESH_SECONDS`` (a clock read otherwise)."""
+        if time.monotonic() - self._checked < REFRESH_SECONDS:
+            return
+        with self._lock:
+            if time.monotonic() - self._checked < REFRESH_SECONDS:
+                return  # another thread looked meanwhile
+            self._checked = time.monotonic()
+            with self.db.transaction() as conn:
+                changed = config_versions.read(conn, config_versions.USERSTORES) != self.version
+            if changed:
+                self.load()
+                if self.on_reload is not None:
+                    self.on_reload()
 
     def _open(self, d: StoreDefinition) -> UserStore:
         try:
@@ -131,15 +175,17 @@ class UserstoreRouter:
             temporary.close()
 
     def close(self) -> None:
-        for store in self._stores.values():
-            store.close()
-        self._stores.clear()
-        self.definitions.clear()
+        with self._lock:
+            for store in self._stores.values():
+                store.close()
+            self._stores = {}
+            self.definitions = {}
 
     # ------------------------------------------------------------------ routing
     @property
     def domains(self) -> list[str]:
         """Enabled domains, PRIMARY first, then the secondaries in order."""
+        self.refresh()
         return list(self._stores)
 
     def store(self, domain: str) -> UserStore:
@@ -147,6 +193,7 @@ class UserstoreRouter:
             raise InvalidInput("the Internal domain holds roles only, not users or groups")
         if is_proxy_domain(domain):
             return self._relay(domain)
+        self.refresh()
         store = self._stores.get(domain)
         if store is None:
             if domain in self.definitions:

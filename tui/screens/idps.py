@@ -385,7 +385,8 @@ class IdentityProvidersScreen(ListDetailScreen):
                             choices=tuple(sorted(types)))
         self.app.push_screen(
             FormScreen(f"Connector of {idp.name}", [kind], lambda form: form.text("type"),
-                       save_label="Open"),
+                       save_label="Open",
+                       values={"type": next((c.type for c in idp.connectors), None)}),
             lambda chosen: self._edit_connector(idp, chosen) if chosen else None)
 
     def _edit_connector(self, idp: IdentityProvider, connector_type: str) -> None:
