@@ -83,6 +83,9 @@ class ConnectorSpec:
     #: Checks across properties that their types cannot express (typed values in; a
     #: problem per property out): run by ``config validate``, the console form and save.
     checks: Callable[[Mapping[str, Any]], list[FieldError]] | None = None
+    #: ``"module:function"`` answering ``provisioning preview``'s requests like an
+    #: accommodating peer (an ``httpx.MockTransport`` handler); None: SCIM-shaped answers.
+    preview_peer: str | None = None
 
     @property
     def all_properties(self) -> tuple[PropertySpec, ...]:
@@ -106,6 +109,8 @@ class OutboundUser:
     password: str | None = field(default=None, repr=False)
     active: bool = True
     groups: Sequence[str] = ()
+    #: Remote names of mapped claims the user has no value for (an update clears them).
+    unset: Sequence[str] = ()
 
 
 @dataclass(frozen=True)

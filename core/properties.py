@@ -38,6 +38,8 @@ class PropertySpec:
     #: For a URL: the properties that take a user name and password instead (a URL may
     #: not carry them); empty: the schema's secret properties are named.
     credentials: str = ""
+    #: For a URL: the schemes it may have (empty: any).
+    schemes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,9 @@ def _coerce(spec: PropertySpec, value: Any) -> Any:
     if spec.type is PropertyType.URL and redact_urls(text) != text:
         raise _CredentialsInUrl("a URL must not carry a user name or password (it would be "
                                 "stored and shown in clear)")
+    if spec.schemes and text.split(":", 1)[0].lower() not in spec.schemes:
+        raise ValueError("expected a URL starting with " +
+                         " or ".join(f"{s}://" for s in spec.schemes))
     if spec.type is PropertyType.REGEX:
         try:
             re.compile(text)

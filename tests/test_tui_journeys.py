@@ -202,7 +202,7 @@ def test_the_activity_generator_is_bounded_and_the_outage_ends() -> None:
         operations = {j.operation for j in jobs}
         assert {Operation.UPSERT_USER, Operation.DEPROVISION_USER} <= operations
         assert {j.target for j in jobs} == {"scim-peer:scim2", "partner-directory:scim2",
-                                            "google-workspace:googleapps"}
+                                            "google-workspace:googleapps", "spml-provider:spml"}
         # 320 s of fake time: out for 30 s of every 120 s, from 40 s into each cycle
         assert sum(outages) == 18 and outages[-1] is False  # 6 ticks in each of 3 cycles
         generator.stop()

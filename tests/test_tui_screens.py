@@ -861,7 +861,7 @@ MODALS = {
     "password-form": ("users", ["p"]),
     "roles-pick": ("users", ["down", "down", "g"]),
     "delete-confirm": ("users", ["d"]),
-    "connector-form": ("idps", ["c", "ctrl+s"]),  # the type chooser opens scim2
+    "connector-form": ("idps", ["c"]),  # the identity provider's one connector (scim2)
     "claim-mappings": ("idps", ["m"]),
     "idp-form": ("idps", ["e"]),
     "userstore-form": ("userstores", ["e"]),

@@ -4,6 +4,8 @@
 - ``scim2-server`` runs on 127.0.0.1:8787 with two tenants, so the two directories stay
   apart: the target ``scim-peer`` reaches ``/peer/v2`` directly, ``partner-directory``
   reaches ``/partner/v2`` through a :class:`FaultProxy`.
+- The SPML 2.0 sandbox provider (``connectors.sandbox.spml``) runs on 127.0.0.1:8790 as
+  the HR portal's third target, ``spml-provider`` (users leaving scope are suspended).
 - On request the inbound SCIM API is served too (``mware-iam demo`` does, on 8080), with a
   token of the HR portal in a file of the home.
 - With activity, a thread plays the HR portal (``Initiator.application_client``): it
@@ -28,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.sandbox import google
+from connectors.sandbox import google, spml
 from connectors.sandbox.peers import (
     LOOPBACK,
     Fault,
@@ -44,7 +46,7 @@ from core.errors import IamError
 from core.http.thread import scim_thread
 from core.iam import Iam
 from core.identity.events import Face, Initiator
-from core.idps import ConnectorConfig, IdentityProvider, RoleMapping
+from core.idps import ClaimMapping, ConnectorConfig, IdentityProvider, RoleMapping
 from core.names import PRIMARY
 from core.passwords import Argon2Params
 from core.secrets import SecretValue
@@ -119,6 +121,8 @@ def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT
         proxy = stack.enter_context(fault_proxy(peer.origin))
         iam = stack.enter_context(Iam.open(home=str(home), argon2=argon2))
         seed_sample(iam, Initiator.admin(Face.CONFIG))
+        stack.enter_context(spml_target(iam, ACTOR_APP, PROVISIONED,
+                                        SPML_PORT if peer_port else 0))
         wire(iam, DIRECT_TARGET, f"{peer.origin}/{PEER_TENANT}/v2")
         wire(iam, FLAKY_TARGET, proxy.url(f"{peer.origin}/{PARTNER_TENANT}/v2"),
              FLAKY_PROPERTIES)
@@ -287,3 +291,30 @@ def google_target(iam: Iam, home: Path, app: str, provisioning_role: str,
         yield sandbox
     finally:
         sandbox.stop()
+
+
+#: The SPML target (an identity provider of its own) and where it listens.
+SPML_IDP = "spml-provider"
+SPML_PORT = 8790
+
+
+@contextlib.contextmanager
+def spml_target(iam: Iam, application: str, provisioning_role: str,
+                port: int = SPML_PORT) -> Iterator[spml.SpmlSandbox]:
+    """A sandbox provider as one more target of ``application`` (``mware-iam demo``):
+    users holding ``provisioning_role`` become PSOs, and are suspended when they lose it."""
+    with spml.spml_sandbox(port) as sandbox:
+        admin = Initiator.admin(Face.CONFIG)
+        iam.save_idp(admin, IdentityProvider(
+            name=SPML_IDP, description="The SPML 2.0 sandbox provider",
+            provisioning_roles=(provisioning_role,),
+            claim_mappings=(ClaimMapping("givenname", "givenName"),
+                            ClaimMapping("lastname", "sn"),
+                            ClaimMapping("emailaddress", "mail")),
+            connectors=(ConnectorConfig("spml", default=True, properties={
+                "spml-ep": sandbox.url, "spml-oc": spml.OBJECT_CLASS,
+                "deprovision-action": "disable"}),)))
+        app = iam.get_app(application)
+        iam.save_app(admin, dataclasses.replace(app, outbound=(
+            *app.outbound, OutboundTarget(SPML_IDP, "spml", False, False))))
+        yield sandbox

@@ -14,7 +14,10 @@ from typing import Any
 import click
 
 #: Sandbox peer commands by name: ``"module:command"``.
-SANDBOXES: dict[str, str] = {"google": "connectors.sandbox.google:sandbox_command"}
+SANDBOXES: dict[str, str] = {
+    "google": "connectors.sandbox.google:sandbox_command",
+    "spml": "connectors.sandbox.spml:sandbox_command",
+}
 
 
 class SandboxGroup(click.Group):

@@ -7,6 +7,7 @@ they run in ``mware-iam serve``, ``mware-iam worker`` or the console.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -267,8 +268,15 @@ async def _test_connection(target: Target) -> str:
 
 
 async def _perform_recorded(prep: Any) -> Any:
-    """Run the connector against a transport that answers like an accommodating peer."""
-    client = httpx.AsyncClient(transport=httpx.MockTransport(_accommodating_peer))
+    """Run the connector against a transport that answers like an accommodating peer
+    (the connector type's own, when its spec names one)."""
+    named = prep.target.spec.preview_peer
+    if named:
+        module, function = named.split(":")
+        peer = getattr(importlib.import_module(module), function)
+    else:
+        peer = _accommodating_peer
+    client = httpx.AsyncClient(transport=httpx.MockTransport(peer))
     try:
         connector = connector_class(prep.target.config.type)(prep.target.properties, client)
         return await perform(connector, prep)

@@ -68,8 +68,10 @@ def outbound_user(
 ) -> OutboundUser:
     groups = [g for g in (mapped_group_name(target, r) for r in roles) if g]
     active = claims.get(ACTIVE, "true").lower() != "false"
+    attributes = outbound_attributes(target, catalog, claims)
+    unset = tuple(dict.fromkeys(m.remote for m in target.idp.claim_mappings
+                                if m.remote not in attributes))
     return OutboundUser(
-        username=username, domain=domain, claims=dict(claims),
-        attributes=outbound_attributes(target, catalog, claims), password=password,
-        active=active, groups=groups,
+        username=username, domain=domain, claims=dict(claims), attributes=attributes,
+        password=password, active=active, groups=groups, unset=unset,
     )

@@ -246,6 +246,8 @@ class IdentityProvidersScreen(ListDetailScreen):
                 tooltip="Description, provisioning roles and JIT settings"),
         Binding("c", "connector", "Connector", id="idps.connector",
                 tooltip="Configure the outbound connector"),
+        Binding("C", "connector_type", "Connector of a type", id="idps.connector_type",
+                show=False, tooltip="Configure a connector of another type"),
         Binding("t", "test", "Test", id="idps.test",
                 tooltip="Test the connection of every enabled connector"),
         Binding("m", "claims", "Claims", id="idps.claims", tooltip="Edit the claim mappings"),
@@ -374,6 +376,16 @@ class IdentityProvidersScreen(ListDetailScreen):
                                         locked={"name"}), self._saved)
 
     def action_connector(self) -> None:
+        """The identity provider's connector; a choice of type when it has none or several."""
+        idp = self.highlighted
+        if idp is None or self.refuse_write("configure the connector"):
+            return
+        if len(idp.connectors) == 1:
+            self._edit_connector(idp, idp.connectors[0].type)
+            return
+        self.action_connector_type()
+
+    def action_connector_type(self) -> None:
         idp = self.highlighted
         if idp is None or self.refuse_write("configure the connector"):
             return
