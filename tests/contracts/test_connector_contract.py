@@ -215,8 +215,15 @@ async def test_group_lifecycle(harness: Harness) -> None:
 
 
 # ---------------------------------------------------------------- listing
+def lists(spec: ConnectorSpec) -> bool:
+    """Whether the type implements listing (reconciliation needs it)."""
+    return connector_class(spec.type).list_users is not Connector.list_users
+
+
 async def test_listing_streams_every_user_page_by_page_with_what_we_map(
         harness: Harness) -> None:
+    if not lists(harness.spec):
+        pytest.skip(f"{harness.spec.type} does not list its users yet (issue 16)")
     c = harness.connector()
     users = [a_user() for _ in range(3)]
     refs = [await c.create_user(u) for u in users]
@@ -233,6 +240,8 @@ async def test_listing_streams_every_user_page_by_page_with_what_we_map(
 
 
 async def test_listing_groups_gives_their_members(harness: Harness) -> None:
+    if not lists(harness.spec):
+        pytest.skip(f"{harness.spec.type} does not list yet (issue 16)")
     if not harness.spec.supports_groups:
         pytest.skip(f"{harness.spec.type} targets have no groups")
     c = harness.connector()
@@ -244,6 +253,8 @@ async def test_listing_groups_gives_their_members(harness: Harness) -> None:
 
 
 async def test_a_failing_listing_raises_its_typed_error(harness: Harness) -> None:
+    if not lists(harness.spec):
+        pytest.skip(f"{harness.spec.type} does not list yet (issue 16)")
     c = harness.connector()
     await c.create_user(a_user())
     harness.peer.fail_next("503")  # whatever the connector asks first fails
