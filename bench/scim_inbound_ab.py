@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from common import machine_facts, table
-from scim_inbound import OPERATIONS, Phase, add_clients, our_server, throughput
+from scim_inbound import NOTES, OPERATIONS, Phase, add_clients, our_server, throughput
 
 RESULTS = Path(__file__).with_name("scim_inbound_ab_RESULTS.md")
 NEW, OLD = "new", "old"
@@ -80,7 +80,7 @@ def main() -> None:
                                             args.concurrency))
     text, medians = report(phases)
     command = " ".join([".venv/bin/python bench/scim_inbound_ab.py", *sys.argv[1:]])
-    args.out.write_text("\n".join([
+    text_out = "\n".join([
         "# Inbound SCIM server: this tree (new) against another build (old)", "",
         f"Command: `{command}`", "",
         f"Machine: {facts}; run took {time.perf_counter() - started:.0f} s. The machine "
@@ -88,7 +88,9 @@ def main() -> None:
         "something.", "",
         f"{args.rounds} rounds of {args.requests} requests per operation and server, "
         f"concurrency {args.concurrency}; each round alternates which server goes first.",
-        "", text, ""]))
+        "", text, ""])
+    notes = args.out.read_text().partition(NOTES)[2] if args.out.exists() else ""
+    args.out.write_text(text_out + "\n" + NOTES + notes if notes else text_out)
     print(text)
     print("\nnew / old: " + ", ".join(f"{op} {r:.2f}" for op, r in medians.items()))
 

@@ -77,6 +77,9 @@ class ConnectorSpec:
     #: The claim dialect the connector speaks natively (the SCIM 2.0 dialect for SCIM):
     #: used when the identity provider defines no claim mappings of its own.
     dialect: str | None = None
+    #: False: the target cannot delete users, and ``delete_user`` deactivates them
+    #: (Salesforce); the user stays at the target, inactive.
+    deletes_users: bool = True
     #: ``"module:function"`` of the sandbox peer the contract suite runs this connector
     #: against (``connectors/sandbox/contract.py``).
     contract_peer: str | None = None
@@ -202,6 +205,19 @@ class PermanentError(ConnectorError):
     """The target refused the request for good (4xx other than 404/409/429)."""
 
 
+class TargetPaused(ConnectorError):
+    """The target must get no more requests for now (e.g. its API budget is nearly spent).
+
+    Not a failure: the job waits without spending an attempt, and the engine holds the
+    whole target in state ``throttled`` (``message`` is the reason) for ``delay`` seconds;
+    then one job probes it, and the connector raises this again or the target resumes.
+    """
+
+    def __init__(self, message: str, delay: float):
+        super().__init__(message)
+        self.delay = delay
+
+
 # ---------------------------------------------------------------- the contract
 class Connector(ABC):
     """One configured connector of one identity provider.
@@ -234,6 +250,11 @@ class Connector(ABC):
         self.memo: dict[str, Any] = {} if memo is None else memo
         #: Requests and responses of the current operation, redacted, for the attempt log.
         self.exchanges: list[Exchange] = []
+
+    def target_facts(self) -> dict[str, str]:
+        """What the target said about itself that operators should see in the status
+        (e.g. its API usage), by label; kept by the engine per target."""
+        return {}
 
     @abstractmethod
     async def test_connection(self) -> str:

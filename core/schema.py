@@ -385,4 +385,6 @@ prov_target_state = Table(
     Column("failed_total", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
     _ts("updated"),
+    #: What the target says about itself (``Connector.target_facts``, e.g. API usage).
+    Column("facts", JSON, nullable=True),
 )

@@ -32,9 +32,9 @@ from core.idps import (
     IdentityProvider,
     JitConfig,
     RoleMapping,
-    SecretValue,
 )
 from core.schema import audit_log
+from core.secrets import SecretValue
 from tests.conftest import FAST_ARGON2
 from tests.provisioning_helpers import connect, peer_users
 from tests.tui_helpers import notices, settle, shown_keys
@@ -878,7 +878,10 @@ def test_snapshot_modal(snap_compare: Any, demo: Iam, modal: str,
 
     async def open_it(pilot: Pilot[Any]) -> None:
         await settle(pilot)
-        await press(pilot, *keys)
+        if modal == "connector-form":
+            await open_connector(pilot)  # the scim2 form, chosen among the types
+        else:
+            await press(pilot, *keys)
         await still(pilot)
 
     assert snap_compare(console(demo, screen), terminal_size=size, run_before=open_it)

@@ -50,6 +50,12 @@ class ContractPeer(Protocol):
     def refusing_properties(self) -> dict[str, Any]:
         """The same properties pointed at a loopback port where nothing listens."""
 
+    def attribute_names(self) -> dict[str, str]:
+        """The claim mappings a deployment gives this connector, as the suite's users carry
+        them: local claim (``givenname``, ``lastname``, ``emailaddress``) -> the target's
+        own name for it (a SCIM path, a DSML attribute, a Salesforce field). Empty: the
+        connector reads the local claims itself (through properties naming them)."""
+
     def secrets(self) -> list[str]:
         """Every secret value the connector is given or receives (passwords, tokens, keys):
         none may appear in an exchange or an error message."""

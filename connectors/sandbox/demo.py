@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.sandbox import google, spml
+from connectors.sandbox import google, salesforce, spml
 from connectors.sandbox.peers import (
     LOOPBACK,
     Fault,
@@ -128,6 +128,7 @@ def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT
              FLAKY_PROPERTIES)
         stack.enter_context(google_target(iam, home, ACTOR_APP, PROVISIONED,
                                                None if peer_port is None else GOOGLE_PORT))
+        stack.enter_context(salesforce_target(iam, ACTOR_APP))
         sync_seeded_users(iam)
         scim_url = token_file = None
         if scim_port is not None:
@@ -318,3 +319,36 @@ def spml_target(iam: Iam, application: str, provisioning_role: str,
         iam.save_app(admin, dataclasses.replace(app, outbound=(
             *app.outbound, OutboundTarget(SPML_IDP, "spml", False, False))))
         yield sandbox
+
+
+#: The Salesforce target: a sandbox org on 127.0.0.1:8789.
+SALESFORCE_PORT = 8789
+SALESFORCE_IDP = "salesforce-org"
+
+
+@contextlib.contextmanager
+def salesforce_target(iam: Iam, application: str, port: int = SALESFORCE_PORT
+                      ) -> Iterator[salesforce.SalesforcePeer]:
+    """``mware-iam demo``'s Salesforce org: the peer on ``port`` (a free one when taken),
+    an identity provider ``salesforce-org`` with a ``salesforce`` connector pointing at it
+    (engineering mapped to a public group), appended to ``application``'s targets."""
+    try:
+        peer = salesforce.SalesforcePeer(port)
+    except OSError:
+        peer = salesforce.SalesforcePeer(0)
+    peer.start()
+    try:
+        props = peer.properties()
+        secret = SecretValue(str(props.pop("sf-client-secret")))
+        admin = Initiator.admin(Face.CONFIG)
+        iam.save_idp(admin, IdentityProvider(
+            name=SALESFORCE_IDP, description=f"Sandbox Salesforce org on {peer.origin}",
+            role_mappings=(RoleMapping("PRIMARY/engineering", "Engineering"),),
+            connectors=(ConnectorConfig("salesforce", default=True, properties=props,
+                                        secrets={"sf-client-secret": secret}),)))
+        app = iam.get_app(application)
+        iam.save_app(admin, dataclasses.replace(
+            app, outbound=(*app.outbound, OutboundTarget(SALESFORCE_IDP, "salesforce"))))
+        yield peer
+    finally:
+        peer.stop()

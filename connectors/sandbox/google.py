@@ -229,6 +229,9 @@ class GoogleSandbox:
                 "google_prov_api_url": self.origin, "google_prov_token_url": self.token_url,
                 "timeout-seconds": TIMEOUT_SECONDS}
 
+    def attribute_names(self) -> dict[str, str]:
+        return {}  # the connector reads the claims its *_claim_dropdown properties name
+
     def refusing_properties(self) -> dict[str, Any]:
         nowhere = f"http://{LOOPBACK}:{free_port()}"
         return {**self.properties(), "google_prov_api_url": nowhere,

@@ -43,6 +43,10 @@ class Scim2ContractPeer:
     def properties(self) -> dict[str, Any]:
         return self._endpoints(self._proxy.url(self._tenant))
 
+    def attribute_names(self) -> dict[str, str]:
+        return {"givenname": "name.givenName", "lastname": "name.familyName",
+                "emailaddress": 'emails[type eq "work"].value'}
+
     def refusing_properties(self) -> dict[str, Any]:
         return self._endpoints(f"http://127.0.0.1:{free_port()}/v2")
 

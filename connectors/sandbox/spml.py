@@ -442,6 +442,9 @@ class SpmlSandbox:
                    if p.username else {}),
                 "spml-enable-pwd-provisioning": True, "timeout-seconds": 1}
 
+    def attribute_names(self) -> dict[str, str]:
+        return {"givenname": "givenName", "lastname": "sn", "emailaddress": "mail"}
+
     def refusing_properties(self) -> dict[str, Any]:
         return {**self.properties(), "spml-ep": f"http://{LOOPBACK}:{free_port()}/spml"}
 

@@ -17,6 +17,7 @@ import click
 from core.cli.context import admin, current_iam, json_option
 from core.cli.output import echo, emit_json, iso, note, record, table
 from core.provisioning.engine import TargetReport
+from core.provisioning.mapping import HELD
 from core.provisioning.outbox import DONE, Job, JobState
 from core.provisioning.reconcile import Drift
 from core.provisioning.status import status_json
@@ -100,19 +101,23 @@ def status(as_json: bool) -> None:
 
     \b
     State: healthy, retrying (recent failures), quarantined (too many failures in a
-    row: only a probe job runs until it succeeds) or disabled.
+    row: only a probe job runs until it succeeds), throttled (the target asked for a
+    pause, e.g. its API budget is nearly spent: the reason is the last error; a probe job
+    runs at the time shown) or disabled. "Target says" is what the target reported about
+    itself, e.g. a Salesforce org's API usage.
     """
     rows = current_iam().provisioning.status()
     if as_json:
         emit_json(status_json(rows))
         return
     table(["target", "state", "queued", "in flight", "retrying", "succeeded", "failed",
-           "dead", "held", "/min", "p50", "p95", "last error", "last reconcile"],
+           "dead", "held", "/min", "p50", "p95", "last error", "target says",
+           "last reconcile"],
           [[s.target, s.state + (f" until {iso(s.quarantined_until)}"
-                                 if s.state == "quarantined" and s.quarantined_until else ""),
+                                 if s.state in HELD and s.quarantined_until else ""),
             s.queued, s.in_flight, s.retrying, s.succeeded, s.failed, s.dead, s.held,
-            s.per_minute,
-            _ms(s.latency_p50_ms), _ms(s.latency_p95_ms), _cut(s.last_error),
+            s.per_minute, _ms(s.latency_p50_ms), _ms(s.latency_p95_ms), _cut(s.last_error),
+            "; ".join(f"{k} {v}" for k, v in s.facts.items()) or None,
             _cut(s.last_reconcile)]
            for s in rows], "no provisioning targets: no application provisions anywhere")
 

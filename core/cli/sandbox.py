@@ -16,6 +16,7 @@ import click
 #: Sandbox peer commands by name: ``"module:command"``.
 SANDBOXES: dict[str, str] = {
     "google": "connectors.sandbox.google:sandbox_command",
+    "salesforce": "connectors.sandbox.salesforce:salesforce_command",
     "spml": "connectors.sandbox.spml:sandbox_command",
 }
 

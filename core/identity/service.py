@@ -21,10 +21,24 @@ from typing import Any
 
 from core import audit
 from core.claims import USERNAME, ClaimCatalog
-from core.db import SystemDB
-from core.errors import AlreadyExists, IamError, InvalidInput, NotFound, ReadOnlyStore
+from core.db import SystemDB, current_connection
+from core.errors import (
+    AlreadyExists,
+    IamError,
+    InvalidInput,
+    NotFound,
+    OperationRefused,
+    ReadOnlyStore,
+)
 from core.identity import internal_roles
-from core.identity.events import EventBus, EventType, IdentityEvent, Initiator, Phase
+from core.identity.events import (
+    EventBus,
+    EventType,
+    IdentityEvent,
+    Initiator,
+    Phase,
+    after_commit_sends,
+)
 from core.names import INTERNAL, QualifiedName, parse_name
 from core.userstores import query as q
 from core.userstores.base import NewUser, Page, StoredGroup, StoredUser, UserStore
@@ -113,13 +127,25 @@ class IdentityService:
     # ------------------------------------------------------------------ helpers
     @contextlib.contextmanager
     def _write(self, events: list[IdentityEvent],
-               undo: list[Callable[[], None]] | None = None) -> Iterator[Any]:
+               undo: list[Callable[[], None]] | None = None,
+               compensate: Callable[[], None] | None = None,
+               send_after_commit: bool = False) -> Iterator[Any]:
         """One transaction; COMMITTED events go out only after the outermost commit.
 
         ``undo``: what takes back writes made outside the system transaction (a secondary
-        store has its own database or directory), run newest first when the write fails,
-        e.g. when a blocking target refuses it.
+        store has its own database or directory), run newest first when the write fails
+        before it commits.
+
+        ``send_after_commit``: when this write opens the transaction itself, blocking
+        provisioning targets are sent to after the commit (``after_commit_sends``), not
+        while the transaction holds its locks. If one refuses the write, ``compensate``
+        takes the committed change back (a write of its own, audited as a compensation)
+        and the refusal reaches the caller.
         """
+        sends: list[Callable[[], None]] | None = None
+        if send_after_commit and current_connection(self.db.engine) is None:
+            sends = []
+        token = after_commit_sends.set(sends)
         try:
             with self.db.transaction() as conn:
                 yield conn
@@ -128,6 +154,20 @@ class IdentityService:
             for step in reversed(undo or []):
                 with contextlib.suppress(Exception):  # already gone with the rollback
                     step()
+            raise
+        finally:
+            after_commit_sends.reset(token)
+        try:
+            for send in sends or []:
+                send()
+        except OperationRefused as refused:
+            if compensate is None:
+                raise
+            try:
+                compensate()
+            except IamError as exc:  # e.g. another writer deleted the user meanwhile
+                raise OperationRefused(f"{refused}; taking the change back failed too, so it "
+                                       f"stands: {exc}") from exc
             raise
 
     def _committed(self, events: list[IdentityEvent]) -> None:
@@ -269,7 +309,9 @@ class IdentityService:
         new, role_targets = self._prepare_new_user(store, qn, password, claims or {}, roles)
         events: list[IdentityEvent] = []
         undo: list[Callable[[], None]] = []
-        with self._write(events, undo) as conn:
+        with self._write(events, undo, send_after_commit=True,
+                         compensate=lambda: self.delete_user(initiator.compensating(),
+                                                             str(qn))) as conn:
             probe = IdentityEvent(EventType.USER_ADDED, initiator, qn.domain, "", str(qn),
                                   {"claims": self.claims.to_claims(qn.domain, new.attributes),
                                    "roles": list(roles)}, secret=password)
@@ -335,7 +377,16 @@ class IdentityService:
             raise InvalidInput(f"claim(s) both set and removed: {', '.join(sorted(both))}")
         events: list[IdentityEvent] = []
         set_uris = catalog.to_claims(user.domain, to_set)
-        with self._write(events) as conn:
+        before = user.claims if isinstance(user, UserView) else \
+            catalog.to_claims(user.domain, user.attributes)
+        restore = ({u: before[u] for u in [*set_uris, *to_remove_uris] if u in before},
+                   [u for u in set_uris if u not in before])
+        qn = f"{user.domain}/{user.username}"
+
+        def compensate() -> None:
+            self.update_user(initiator.compensating(), qn, *restore)
+
+        with self._write(events, send_after_commit=True, compensate=compensate) as conn:
             evs = []
             if set_uris:
                 evs.append(IdentityEvent(EventType.USER_CLAIMS_CHANGED, initiator, user.domain,
@@ -361,7 +412,8 @@ class IdentityService:
         store.policies.check_password(user.domain, password)
         events: list[IdentityEvent] = []
         qn = f"{user.domain}/{user.username}"
-        with self._write(events) as conn:
+        # no compensation: the old password is not to be had (see the planner)
+        with self._write(events, send_after_commit=True) as conn:
             ev = IdentityEvent(EventType.PASSWORD_CHANGED, initiator, user.domain, user.id, qn,
                                secret=password)
             self.bus.emit(Phase.PRE, ev)
@@ -376,7 +428,8 @@ class IdentityService:
         store = self._writable_store(user.domain)
         events: list[IdentityEvent] = []
         qn = f"{user.domain}/{user.username}"
-        with self._write(events) as conn:
+        # no compensation: a deleted user cannot be brought back as it was (see the planner)
+        with self._write(events, send_after_commit=True) as conn:
             ev = IdentityEvent(EventType.USER_DELETED, initiator, user.domain, user.id, qn,
                                {"claims": self._view(user).claims})
             self.bus.emit(Phase.PRE, ev)
@@ -705,7 +758,13 @@ class IdentityService:
         add_users = list({u.id: u for u in (self._user(n) for n in add)}.values())
         remove_users = list({u.id: u for u in (self._user(n) for n in remove)}.values())
         events: list[IdentityEvent] = []
-        with self._write(events) as conn:
+        changed: list[list[str]] = [[], []]  # added, removed: what a compensation reverses
+
+        def compensate() -> None:
+            self._change_members(initiator.compensating(), role_name, add=changed[1],
+                                 remove=changed[0])
+
+        with self._write(events, send_after_commit=True, compensate=compensate) as conn:
             if role.internal:
                 current = set(internal_roles.members_of(conn, internal_roles.get(conn,
                                                                                  role.name)))
@@ -720,6 +779,7 @@ class IdentityService:
             removed = [u for u in remove_users if is_member[u.id]]
             if not added and not removed:
                 return []
+            changed[:] = [[_qn(u) for u in added], [_qn(u) for u in removed]]
             ev = IdentityEvent(
                 EventType.GROUP_MEMBERS_CHANGED, initiator, role.domain, role.id,
                 role.qualified_name,

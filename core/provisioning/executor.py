@@ -28,6 +28,7 @@ from connectors.base import (
     RemoteNotFound,
     RemoteRef,
     RetryableError,
+    TargetPaused,
 )
 from core import idps
 from core.errors import IamError
@@ -79,6 +80,8 @@ class Outcome:
     exchanges: list[Exchange] = field(default_factory=list)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     duration_ms: float = 0.0
+    #: What the target said about itself (``Connector.target_facts``); kept per target.
+    facts: dict[str, str] = field(default_factory=dict)
 
 
 def _qualified(domain: str, name: str) -> str:
@@ -259,6 +262,7 @@ async def perform(connector: Connector, prep: Prepared) -> Outcome:
         outcome.error = RetryableError(f"connector failed unexpectedly: {exc!r}")
     outcome.duration_ms = (time.perf_counter() - began) * 1000
     outcome.exchanges = list(connector.exchanges)
+    outcome.facts = connector.target_facts()
     return outcome
 
 
@@ -416,6 +420,14 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
         mapping.put_many(conn, [mapping.Put(
             job.target, job.entity_type, job.domain, job.entity_id, outcome.found.id,
             outcome.found.name or job.name, outcome.adopted, exists=False)])
+    if isinstance(err, TargetPaused):  # not a failure: the job waits with its target
+        until = datetime.now(UTC) + timedelta(seconds=err.delay)
+        outbox.finish(conn, job, JobState.RETRY, error=err.message, attempts=job.attempts - 1,
+                      retry_at=until)
+        outbox.record_attempt(conn, job, outcome.started, outcome.duration_ms, "throttled",
+                              _last_status(outcome), err.message, exchanges)
+        mapping.pause(conn, target.key, err.message, until)
+        return JobState.RETRY
     if err is None:
         if outcome.forget:
             mapping.remove(conn, target.key, job.entity_type, job.entity_id)
@@ -457,6 +469,9 @@ def settle_many(conn: Connection, finished: Sequence[tuple[Prepared, Outcome | N
     target's breaker sees its outcomes in order."""
     states: list[JobState] = []
     delivered: list[tuple[Prepared, Outcome]] = []
+    facts = {p.job.target: o.facts for p, o in finished if o is not None and o.facts}
+    for target, latest in facts.items():  # the latest word of each target, once a batch
+        mapping.set_facts(conn, target, latest)
     for prep, outcome in finished:
         if outcome is not None and _delivered(prep, outcome):
             delivered.append((prep, outcome))

@@ -138,6 +138,11 @@ def remove(conn: Connection, target: str, entity_type: str, entity_id: str) -> N
 
 # ---------------------------------------------------------------- target health
 HEALTHY, RETRYING, QUARANTINED = "healthy", "retrying", "quarantined"
+#: Paused at the connector's word (``TargetPaused``), not for failures: held like a
+#: quarantined target until ``quarantined_until``, then probed by one job.
+THROTTLED = "throttled"
+#: States in which a target gets no jobs until its probe time.
+HELD = (QUARANTINED, THROTTLED)
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,7 @@ class TargetHealth:
     last_error: str | None
     succeeded_total: int
     failed_total: int
+    facts: dict[str, str] | None = None
 
 
 def health(conn: Connection, target: str) -> TargetHealth:
@@ -156,15 +162,16 @@ def health(conn: Connection, target: str) -> TargetHealth:
         prov_target_state.c.target == target)).first()
     if r is None:
         return TargetHealth(target, HEALTHY, 0, None, None, 0, 0)
+    return _health(r)
+
+
+def _health(r: Any) -> TargetHealth:
     return TargetHealth(r.target, r.state, r.consecutive_failures, r.quarantined_until,
-                        r.last_error, r.succeeded_total, r.failed_total)
+                        r.last_error, r.succeeded_total, r.failed_total, r.facts)
 
 
 def all_health(conn: Connection) -> dict[str, TargetHealth]:
-    return {r.target: TargetHealth(r.target, r.state, r.consecutive_failures,
-                                   r.quarantined_until, r.last_error, r.succeeded_total,
-                                   r.failed_total)
-            for r in conn.execute(_ALL_HEALTH)}
+    return {r.target: _health(r) for r in conn.execute(_ALL_HEALTH)}
 
 
 def _ensure(conn: Connection, target: str) -> None:
@@ -218,3 +225,20 @@ def record_failure(conn: Connection, target: str, error: str, threshold: int,
             (t.consecutive_failures + 1 >= threshold, _now() + probe_after),
             else_=t.quarantined_until)
     conn.execute(update(prov_target_state).where(t.target == target).values(**values))
+
+
+def pause(conn: Connection, target: str, reason: str, until: datetime) -> None:
+    """Hold ``target`` (state ``throttled``) until ``until``, for ``reason``; a failure
+    count is not touched: the connector asked for the pause, nothing failed."""
+    _ensure(conn, target)
+    conn.execute(update(prov_target_state).where(prov_target_state.c.target == target).values(
+        state=THROTTLED, quarantined_until=until, last_error=reason, updated=_now()))
+
+
+def set_facts(conn: Connection, target: str, facts: dict[str, str]) -> None:
+    """Keep what ``target`` said about itself (``Connector.target_facts``)."""
+    t = prov_target_state.c
+    if conn.execute(update(prov_target_state).where(t.target == target)
+                    .values(facts=facts)).rowcount == 0:
+        _ensure(conn, target)
+        conn.execute(update(prov_target_state).where(t.target == target).values(facts=facts))

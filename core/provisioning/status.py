@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +28,7 @@ LATENCY_SAMPLE = 200
 @dataclass(frozen=True)
 class TargetStatus:
     target: str
-    state: str  # healthy | retrying | quarantined | disabled
+    state: str  # healthy | retrying | quarantined | throttled | disabled
     queued: int
     in_flight: int
     retrying: int
@@ -40,6 +40,8 @@ class TargetStatus:
     latency_p95_ms: float | None
     last_error: str | None
     quarantined_until: datetime | None
+    #: What the target said about itself (e.g. ``{"api usage": "10018/100000 (90 % left)"}``).
+    facts: dict[str, str] = field(default_factory=dict)
     #: Deprovisionings held by the deletion guard, waiting for approval.
     held: int = 0
     #: The latest reconciliation: when, and ``in sync`` or what drifted (one line).
@@ -103,8 +105,8 @@ def target_status(conn: Connection, host: Host) -> list[TargetStatus]:
             succeeded=h.succeeded_total, failed=h.failed_total, dead=c.get("dead", 0),
             per_minute=int(per_minute.get(key, 0)), latency_p50_ms=_percentile(lat, 0.50),
             latency_p95_ms=_percentile(lat, 0.95), last_error=h.last_error,
-            quarantined_until=h.quarantined_until, held=c.get("held", 0),
-            last_reconcile=_reconciled(conn, key)))
+            quarantined_until=h.quarantined_until, facts=dict(h.facts or {}),
+            held=c.get("held", 0), last_reconcile=_reconciled(conn, key)))
     return out
 
 

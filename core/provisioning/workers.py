@@ -6,9 +6,10 @@ and leases new jobs in one transaction, then reads what those need in another. B
 keeps the database cost per job low, and a single writer per process means its writes
 never wait for each other (SQLite has one writer at a time). Jobs written by any process
 are picked up within ``poll_seconds``; jobs written in this process wake the pool at once.
-A quarantined target gets no jobs until its probe time, then one; with no job to send, the
-probe is a connection test, so the breaker's state stays true with an empty queue. When a
-target's breaker closes, its retrying jobs run at once instead of waiting out their backoff.
+A quarantined or throttled target gets no jobs until its probe time, then one; with no job
+to send, a quarantined target's probe is a connection test, so the breaker's state stays true
+with an empty queue. When a target's breaker closes, its retrying jobs run at once instead of
+waiting out their backoff.
 """
 
 from __future__ import annotations
@@ -264,7 +265,7 @@ class WorkerPool:
         """The earliest time a job may run: a quarantined target's jobs wait for its probe."""
         with self._transaction() as conn:
             held = {t: h.quarantined_until for t, h in mapping.all_health(conn).items()
-                    if h.state == mapping.QUARANTINED and h.quarantined_until}
+                    if h.state in mapping.HELD and h.quarantined_until}
             times = [outbox.next_due(conn, exclude=list(held))]
             times += [until for t, until in held.items()
                       if outbox.has_open_target_job(conn, t)]
@@ -278,15 +279,15 @@ class WorkerPool:
             outbox.hurry(conn, target)
         self._unhealthy = unhealthy
         held = [t for t, h in health.items()
-                if h.state == mapping.QUARANTINED and h.quarantined_until
+                if h.state in mapping.HELD and h.quarantined_until
                 and h.quarantined_until > now]
         probes = [t for t, h in health.items()
-                  if h.state == mapping.QUARANTINED and t not in held]
+                  if h.state in mapping.HELD and t not in held]
         jobs: list[Job] = []
         self._probe_due = []
-        for target in probes:  # one probe job per quarantined target that is due
+        for target in probes:  # one probe job per held target that is due
             probe = outbox.claim(conn, self.owner, 1, targets=[target])
-            if not probe:
+            if not probe and health[target].state == mapping.QUARANTINED:
                 self._probe_due.append(target)  # nothing to carry it: test the connection
             jobs += probe
         jobs += outbox.claim(conn, self.owner, max(0, limit - len(jobs)),

@@ -40,7 +40,8 @@ SAMPLES = 36
 FEED_ROWS = 50
 
 #: How each state reads without colour: a glyph and the word.
-STATE_MARKS = {"healthy": "●", "retrying": "◐", "quarantined": "✖", "disabled": "○"}
+STATE_MARKS = {"healthy": "●", "retrying": "◐", "quarantined": "✖", "throttled": "◑",
+               "disabled": "○"}
 
 
 @dataclass
@@ -105,9 +106,10 @@ class TargetCard(Vertical):
             self._state.update(state_line(status))
             self._counts.update(counts_line(status))
             self._rate.update(f"{count(status.per_minute)}/min")
-            self._latency.update(
-                f"p50 {millis(status.latency_p50_ms)} · p95 {millis(status.latency_p95_ms)}"
-                + (f" · reconciled {status.last_reconcile}" if status.last_reconcile else ""))
+            self._latency.update(" · ".join([
+                f"p50 {millis(status.latency_p50_ms)}", f"p95 {millis(status.latency_p95_ms)}",
+                *(f"{k} {v}" for k, v in status.facts.items()),
+                *([f"reconciled {status.last_reconcile}"] if status.last_reconcile else [])]))
             self._error.update(f"last error: {one_line(status.last_error) or 'none'}")
         if list(self._spark.data or ()) != throughput:
             self._spark.data = throughput
@@ -116,7 +118,7 @@ class TargetCard(Vertical):
 def state_line(status: TargetStatus) -> Text:
     mark = STATE_MARKS.get(status.state, "?")
     text = Text.assemble((f"{mark} {status.state.upper()}", "bold"))
-    if status.state == "quarantined" and status.quarantined_until is not None:
+    if status.state in ("quarantined", "throttled") and status.quarantined_until is not None:
         text.append(f"  next probe {clock(status.quarantined_until)}")
     if status.held:
         text.append(f"  {held_line(status.held)}", "bold reverse")
@@ -240,6 +242,9 @@ class DashboardScreen(ConsoleScreen):
     }
     DashboardScreen .target-card.-quarantined {
         border: heavy $error;
+    }
+    DashboardScreen .target-card.-throttled {
+        border: round $warning;
     }
     DashboardScreen .target-card.-quarantined .card-state {
         text-style: reverse bold;
