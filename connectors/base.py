@@ -22,7 +22,7 @@ enforces it (``[tool.importlinter]`` in pyproject.toml).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -50,6 +50,13 @@ COMMON_PROPERTIES: tuple[PropertySpec, ...] = (
     PropertySpec("deprovision-action", "Deprovisioning action", _P.CHOICE, default="delete",
                  choices=("delete", "disable", "none"),
                  help="what a user leaving scope becomes at the target"),
+    PropertySpec("deletion-threshold", "Deletion threshold (per hour)", _P.INTEGER,
+                 default=500, help="deletions and disables per rolling hour before the "
+                 "rest are held for approval; 0: never held"),
+    PropertySpec("reconcile-every", "Reconcile every", _P.CHOICE, default="off",
+                 choices=("off", "15m", "1h", "6h", "12h", "24h"),
+                 help="the workers compare the target with what it should hold this often "
+                      "(a report; repairs are yours)"),
 )
 
 #: Added to a target's properties by the engine: the identity provider's name (for
@@ -124,6 +131,27 @@ class RemoteRef:
 
     id: str
     name: str = ""
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    """A user or group as a listing of the target shows it (reconciliation compares these
+    with what would be sent).
+
+    ``name`` is the natural key as :class:`OutboundUser` / :class:`OutboundGroup` name it
+    (any prefix the connector adds when sending is taken off); ``attributes`` the target's
+    own representation (for :meth:`Connector.drift`); ``members`` a group's member ids.
+    """
+
+    id: str
+    name: str
+    active: bool = True
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    members: Sequence[str] = ()
+
+
+#: Objects a listing asks the target for per request.
+LIST_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -285,3 +313,27 @@ class Connector(ABC):
     async def lookup_group(self, group: OutboundGroup) -> RemoteRef | None:
         """The target's group named ``group.name``; None when none (as :meth:`lookup_user`)."""
         return None
+
+    # listing (reconciliation): streamed page by page, never the whole target at once
+    def list_users(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+        """Every user the target holds, one page of ``page_size`` per request, as an async
+        iterator (the caller may stop early). Raises the typed errors of any operation;
+        PermanentError when the target cannot be listed at all."""
+        return _unlisted(f"{self.spec.label} targets cannot list their users")
+
+    def list_groups(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+        """Every group the target holds, with its member ids (as :meth:`list_users`)."""
+        return _unlisted(f"{self.spec.label} targets cannot list their groups")
+
+    def drift(self, remote: RemoteObject, user: OutboundUser) -> list[str]:
+        """The attributes whose value at the target (``remote``, from :meth:`list_users`)
+        differs from what :meth:`update_user` would send for ``user``; names only, never
+        values (they may be secret). Attributes the target adds of its own are not drift."""
+        differ = [k for k, v in user.attributes.items()
+                  if str(remote.attributes.get(k, "")) != str(v)]
+        return differ + (["active"] if remote.active != user.active else [])
+
+
+async def _unlisted(message: str) -> AsyncIterator[RemoteObject]:
+    raise PermanentError(message)
+    yield  # an async generator: the error comes when the listing is iterated

@@ -41,9 +41,9 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import jwt
@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from connectors.base import (
     IDP_NAME,
+    LIST_PAGE,
     ConflictError,
     Connector,
     ConnectorError,
@@ -62,6 +63,7 @@ from connectors.base import (
     OutboundUser,
     PermanentError,
     RemoteNotFound,
+    RemoteObject,
     RemoteRef,
     RetryableError,
 )
@@ -368,6 +370,57 @@ class GoogleConnector(Connector):
         email = self.group_email(group)
         return await self._lookup(self._group_url(email), "email", email,
                                   f"look up group {email!r}", (USER_SCOPE, GROUP_SCOPE))
+
+    # ------------------------------------------------------------ listing
+    async def list_users(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+        query = {"domain": self.domain, "projection": "basic"}
+        async for u in self._pages(f"{self.api}/users", "users", query, page_size):
+            yield RemoteObject(str(u["id"]), str(u.get("primaryEmail") or ""),
+                               u.get("suspended") is not True, u)
+
+    async def list_groups(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+        async for g in self._pages(f"{self.api}/groups", "groups", {"domain": self.domain},
+                                   page_size):
+            members = [str(m["id"]) async for m in self._pages(
+                f"{self._group_url(str(g['id']))}/members", "members", {}, page_size)
+                if m.get("id")]
+            yield RemoteObject(str(g["id"]), str(g.get("name") or g.get("email") or ""),
+                               attributes=g, members=members)
+
+    def drift(self, remote: RemoteObject, user: OutboundUser) -> list[str]:
+        """The fields of :meth:`user_body` (no password) whose remote values differ."""
+        ours = self.user_body(user, None)
+        theirs = remote.attributes
+        given = theirs.get("name")
+        names: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+        differ = [] if str(theirs.get("primaryEmail", "")).lower() == \
+            ours["primaryEmail"].lower() else ["primaryEmail"]
+        differ += [f"name.{k}" for k, v in ours["name"].items() if names.get(k) != v]
+        return differ + ([] if bool(theirs.get("suspended")) == ours["suspended"]
+                         else ["suspended"])
+
+    async def _pages(self, url: str, key: str, query: Mapping[str, str], page_size: int
+                     ) -> AsyncIterator[Mapping[str, Any]]:
+        """Every item of a Directory API list, a page (``maxResults``, at most 500) per
+        request, following ``nextPageToken``; exchanges kept for the last page only."""
+        groups = key != "users"
+        token = ""
+        while True:
+            params = {**query, "maxResults": str(min(500, max(1, page_size)))}
+            if token:
+                params["pageToken"] = token
+            self.exchanges.clear()
+            body = await self._call("GET", f"{url}?{urlencode(params)}", f"list {key}",
+                                    groups=groups)
+            items = body.get(key) if isinstance(body, Mapping) else None
+            if not isinstance(body, Mapping) or not isinstance(items or [], list):
+                raise PermanentError(f"list {key}: GET {url} did not answer a list")
+            for item in items or []:
+                if isinstance(item, Mapping) and item.get("id"):
+                    yield item
+            token = str(body.get("nextPageToken") or "")
+            if not token:
+                return
 
     async def _lookup(self, url: str, attribute: str, email: str, what: str,
                       scopes: tuple[str, ...]) -> RemoteRef | None:

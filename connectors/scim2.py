@@ -32,7 +32,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -43,6 +43,7 @@ import httpx
 from scim2_models import Context, Group
 
 from connectors.base import (
+    LIST_PAGE,
     ConflictError,
     Connector,
     ConnectorError,
@@ -52,6 +53,7 @@ from connectors.base import (
     OutboundUser,
     PermanentError,
     RemoteNotFound,
+    RemoteObject,
     RemoteRef,
     RetryableError,
 )
@@ -129,6 +131,8 @@ class Capabilities:
     bulk_max_operations: int | None = None
     etag: bool = False
     filter: bool = False
+    #: Cursor pagination (RFC 9865: ``pagination.cursor``).
+    cursor: bool = False
 
     @classmethod
     def from_config(cls, body: Any) -> Capabilities:
@@ -141,9 +145,11 @@ class Capabilities:
 
         bulk = body.get("bulk")
         max_ops = bulk.get("maxOperations") if isinstance(bulk, Mapping) else None
+        paging = body.get("pagination")
+        cursor = isinstance(paging, Mapping) and paging.get("cursor") is True
         return cls(True, supported("patch"), supported("bulk"),
                    max_ops if isinstance(max_ops, int) else None,
-                   supported("etag"), supported("filter"))
+                   supported("etag"), supported("filter"), cursor)
 
     def describe(self) -> str:
         if not self.found:
@@ -156,7 +162,7 @@ class Capabilities:
         if self.bulk and self.bulk_max_operations is not None:
             bulk += f" (at most {self.bulk_max_operations} operations)"
         return (f"PATCH {yes(self.patch)}, bulk {bulk}, ETag {yes(self.etag)}, "
-                f"filter {yes(self.filter)}")
+                f"filter {yes(self.filter)}, cursor pagination {yes(self.cursor)}")
 
 
 class Scim2Connector(Connector):
@@ -346,6 +352,65 @@ class Scim2Connector(Connector):
         endpoint, name = self._groups(), self.remote_group_name(group)
         return await self._find(endpoint, "displayName", name, f"look up group {name!r}")
 
+    # ------------------------------------------------------------ listing
+    async def list_users(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+        async for r in self._list(self.user_ep, "users", page_size):
+            yield RemoteObject(str(r["id"]), self._unprefixed(r.get("userName")),
+                               r.get("active") is not False, r)
+
+    async def list_groups(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+        async for r in self._list(self._groups(), "groups", page_size):
+            members = [str(m["value"]) for m in r.get("members") or []
+                       if isinstance(m, Mapping) and m.get("value")]
+            yield RemoteObject(str(r["id"]), self._unprefixed(r.get("displayName")),
+                               attributes=r, members=members)
+
+    def drift(self, remote: RemoteObject, user: OutboundUser) -> list[str]:
+        """The paths of the body :meth:`update_user` would send whose values the remote
+        resource lacks (a multi-valued entry matches any remote entry holding all of its
+        values; ``schemas`` and attributes the target adds are not compared)."""
+        body, _ = user_body(user.attributes, self.remote_username(user), user.active, None,
+                            Context.RESOURCE_REPLACEMENT_REQUEST, f"compare {user.username!r}")
+        return [path for key, value in body.items() if key != "schemas"
+                for path in _differences(key, value, remote.attributes.get(key))]
+
+    def _unprefixed(self, name: Any) -> str:
+        text = str(name or "")
+        prefix = f"{self.domain_prefix}/" if self.domain_prefix else ""
+        return text[len(prefix):] if prefix and text.startswith(prefix) else text
+
+    async def _list(self, endpoint: str, what: str, page_size: int
+                    ) -> AsyncIterator[Mapping[str, Any]]:
+        """Every resource of ``endpoint``, a page per request: by cursor (RFC 9865) when
+        the target announces it, else by ``startIndex``/``count`` (RFC 7644 §3.4.2.4).
+        Exchanges are kept for the last page only (a listing of 100,000 users would
+        otherwise hold every page it read)."""
+        count = str(max(1, page_size))
+        cursor = (await self.capabilities()).cursor
+        position = ""  # the cursor, or the 1-based start index
+        index = 1
+        while True:
+            params = {"cursor": position, "count": count} if cursor else \
+                {"startIndex": str(index), "count": count}
+            self.exchanges.clear()
+            body = await self._call("GET", endpoint, f"list {what}", params=params)
+            if not isinstance(body, Mapping) or not isinstance(body.get("Resources", []), list):
+                raise PermanentError(f"list {what}: GET {endpoint} did not answer a SCIM "
+                                     "ListResponse")
+            page = [r for r in body.get("Resources") or [] if isinstance(r, Mapping)
+                    and r.get("id")]
+            for resource in page:
+                yield resource
+            if cursor:
+                position = str(body.get("nextCursor") or "")
+                if not position:
+                    return
+                continue
+            index += len(page)
+            total = body.get("totalResults")
+            if not page or not isinstance(total, int) or index > total:
+                return
+
     # ------------------------------------------------------------ HTTP
     async def _find(self, endpoint: str, attribute: str, value: str, what: str
                     ) -> RemoteRef | None:
@@ -468,6 +533,18 @@ def _user_patch_ops(body: Mapping[str, Any], selections: Mapping[str, list[str]]
         else:
             ops.append({"op": "replace", "path": key, "value": value})
     return ops
+
+
+def _differences(path: str, ours: Any, theirs: Any) -> list[str]:
+    """The leaf paths under ``path`` where ``theirs`` lacks ``ours``."""
+    if isinstance(ours, Mapping):
+        theirs = theirs if isinstance(theirs, Mapping) else {}
+        return [p for k, v in ours.items() for p in _differences(f"{path}.{k}", v, theirs.get(k))]
+    if isinstance(ours, list):
+        held = theirs if isinstance(theirs, list) else []
+        return [] if all(any(not _differences(path, o, t) for t in held) for o in ours) \
+            else [path]
+    return [] if ours == theirs else [path]
 
 
 def _patch(operations: list[dict[str, Any]]) -> dict[str, Any]:

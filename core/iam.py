@@ -191,8 +191,11 @@ class Iam:
 
     def save_idp(self, initiator: Initiator, idp: idps.IdentityProvider) -> None:
         with self.db.transaction() as conn:
+            old = idps.get(conn, self.secrets, idp.name) if idp.name in idps.names(conn) \
+                else None
             idps.save(conn, self.secrets, idp)
             self.provisioning.planner.invalidate()
+            self.provisioning.newly_mapped_groups(conn, old, idp)
             audit.record(conn, initiator, "idp.save", idp.name,
                          {"connectors": [c.type for c in idp.connectors]})
 

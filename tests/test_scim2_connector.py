@@ -595,3 +595,30 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # in the past: now
     assert retry_after("soon") is None
     assert retry_after(None) is None
+
+
+async def test_listing_follows_the_cursor_when_the_peer_announces_it() -> None:
+    """RFC 9865: no scim2-server here speaks it, so a small in-process peer holding five
+    users answers two per page by cursor (and refuses index paging)."""
+    ids = [f"u{i}" for i in range(5)]
+    asked: list[dict[str, str]] = []
+
+    def peer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/ServiceProviderConfig"):
+            return httpx.Response(200, json={"pagination": {"cursor": True, "index": False}})
+        params = dict(request.url.params)
+        asked.append(params)
+        if "startIndex" in params:
+            return httpx.Response(400, json={"detail": "index paging unsupported"})
+        start, count = int(params["cursor"] or 0), int(params["count"])
+        page = ids[start:start + count]
+        body: dict[str, Any] = {"Resources": [{"id": i, "userName": f"{i}@x"} for i in page]}
+        if start + count < len(ids):
+            body["nextCursor"] = str(start + count)
+        return httpx.Response(200, json=body)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(peer)) as mock:
+        c = connector("http://127.0.0.1:9/v2", mock)
+        listed = [o.id async for o in c.list_users(page_size=2)]
+    assert listed == ids
+    assert [a["cursor"] for a in asked] == ["", "2", "4"]

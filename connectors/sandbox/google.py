@@ -448,7 +448,7 @@ class GoogleSandbox:
         if not (query.get("domain") or query.get("customer")):
             raise GoogleError(400, "badRequest", "Bad Request")
         return 200, {"kind": "admin#directory#users",
-                     "users": [self._shown(u) for u in self.users.values()]}
+                     **_page("users", [self._shown(u) for u in self.users.values()], query)}
 
     @staticmethod
     def _full_name(user: dict[str, Any]) -> None:
@@ -504,7 +504,7 @@ class GoogleSandbox:
 
     def _groups_list(self, params: Any, body: Any, query: Any) -> tuple[int, Any]:
         return 200, {"kind": "admin#directory#groups",
-                     "groups": [dict(g) for g in self.groups.values()]}
+                     **_page("groups", [dict(g) for g in self.groups.values()], query)}
 
     # ------------------------------------------------------------ members
     def _member_user(self, key: str) -> dict[str, Any]:
@@ -548,12 +548,31 @@ class GoogleSandbox:
     def _members_list(self, params: Any, body: Any, query: Any) -> tuple[int, Any]:
         group = self._group(params["groupKey"])
         return 200, {"kind": "admin#directory#members",
-                     "members": [dict(m) for m in self.members[group["id"]].values()]}
+                     **_page("members", [dict(m) for m in self.members[group["id"]].values()],
+                             query)}
 
     def _members_hasMember(self, params: Any, body: Any, query: Any) -> tuple[int, Any]:
         group = self._group(params["groupKey"])
         uid = self._member_user(params["memberKey"])["id"]
         return 200, {"isMember": uid in self.members[group["id"]]}
+
+
+def _page(key: str, items: list[dict[str, Any]], query: Mapping[str, list[str]]
+          ) -> dict[str, Any]:
+    """One page as Google lists: ``maxResults`` (at most 500; Google's default 100 for
+    users, 200 for groups and members) and ``pageToken``, ``nextPageToken`` while more
+    follow (an opaque token: here the offset)."""
+    try:
+        size = min(500, int((query.get("maxResults") or ["100"])[0]))
+        start = int((query.get("pageToken") or ["0"])[0] or 0)
+    except ValueError:
+        raise GoogleError(400, "invalid", "Invalid value for maxResults or pageToken") from None
+    if size < 1 or start < 0:
+        raise GoogleError(400, "invalid", "Invalid value for maxResults or pageToken")
+    page: dict[str, Any] = {key: items[start:start + size]}
+    if start + size < len(items):
+        page["nextPageToken"] = str(start + size)
+    return page
 
 
 class _OAuthError(Exception):

@@ -19,6 +19,7 @@ from core.cli.output import echo, emit_json, iso, note, record, table
 from core.provisioning.engine import TargetReport
 from core.provisioning.mapping import HELD
 from core.provisioning.outbox import DONE, Job, JobState
+from core.provisioning.reconcile import Drift
 from core.provisioning.status import status_json
 
 MASK = "********"
@@ -110,12 +111,14 @@ def status(as_json: bool) -> None:
         emit_json(status_json(rows))
         return
     table(["target", "state", "queued", "in flight", "retrying", "succeeded", "failed",
-           "dead", "/min", "p50", "p95", "last error", "target says"],
+           "dead", "held", "/min", "p50", "p95", "last error", "target says",
+           "last reconcile"],
           [[s.target, s.state + (f" until {iso(s.quarantined_until)}"
                                  if s.state in HELD and s.quarantined_until else ""),
-            s.queued, s.in_flight, s.retrying, s.succeeded, s.failed, s.dead, s.per_minute,
-            _ms(s.latency_p50_ms), _ms(s.latency_p95_ms), _cut(s.last_error),
-            "; ".join(f"{k} {v}" for k, v in s.facts.items()) or None]
+            s.queued, s.in_flight, s.retrying, s.succeeded, s.failed, s.dead, s.held,
+            s.per_minute, _ms(s.latency_p50_ms), _ms(s.latency_p95_ms), _cut(s.last_error),
+            "; ".join(f"{k} {v}" for k, v in s.facts.items()) or None,
+            _cut(s.last_reconcile)]
            for s in rows], "no provisioning targets: no application provisions anywhere")
 
 
@@ -207,11 +210,78 @@ def test_target(target: str) -> None:
 
 
 @provisioning_group.command("cancel")
-@click.argument("job_id", metavar="JOB", type=int)
-def cancel(job_id: int) -> None:
-    """Cancel a pending, retrying or dead JOB (it will not run again unless retried)."""
+@click.argument("job_id", metavar="JOB", type=int, required=False)
+@click.option("--held", "held_of", metavar="TARGET",
+              help="Cancel every deprovisioning the deletion guard holds at TARGET.")
+def cancel(job_id: int | None, held_of: str | None) -> None:
+    """Cancel a pending, retrying, held or dead JOB (it will not run again unless
+    retried); or every held job of a target.
+
+    \b
+      mware-iam provisioning cancel 42
+      mware-iam provisioning cancel --held scim-peer:scim2
+    """
+    if (job_id is None) == (held_of is None):
+        raise click.UsageError("give either a JOB or --held TARGET")
+    if held_of is not None:
+        n = current_iam().provisioning.cancel_held(admin(), held_of)
+        echo(f"cancelled {n} held job{'s' if n != 1 else ''} of {held_of}")
+        return
+    assert job_id is not None
     current_iam().provisioning.cancel(admin(), job_id)
     echo(f"cancelled job {job_id}")
+
+
+@provisioning_group.command("approve")
+@click.argument("target")
+def approve(target: str) -> None:
+    """Release the deprovisionings (deletions, disables) the deletion guard holds at
+    TARGET: they run now. Recorded in the audit log with who approved."""
+    n = current_iam().provisioning.approve(admin(), target)
+    echo(f"approved {n} held job{'s' if n != 1 else ''} of {target}")
+
+
+@provisioning_group.command("reconcile")
+@click.argument("target")
+@click.option("--repair", is_flag=True,
+              help="Queue the jobs that make the target match (create, update, adopt).")
+@click.option("--delete-extra", is_flag=True,
+              help="With --repair: also delete our users the target should not hold.")
+@json_option
+def reconcile(target: str, repair: bool, delete_extra: bool, as_json: bool) -> None:
+    """Compare TARGET (e.g. scim-peer:scim2) with what it should hold and print the drift.
+
+    \b
+    missing_remote  in scope here, absent at the target
+    extra_remote    at the target, not ours or out of scope (deleted only with
+                    --repair --delete-extra, and only when it is ours)
+    drifted         ours, with attributes whose values differ (names only)
+    unlinked        at the target under the name of one of ours, with no link yet
+    Exits 1 when there is drift.
+    """
+    report = current_iam().provisioning.reconcile(admin(), target, repair, delete_extra)
+    if as_json:
+        emit_json({k: report.as_dict()[k] for k in
+                   ("missing_remote", "extra_remote", "drifted", "unlinked", "groups",
+                    "jobs_queued")})
+    else:
+        rows = [[kind, *row] for kind, drift in (("user", report), ("group", report.groups))
+                for row in _drift_rows(drift)]
+        table(["drift", "type", "name", "attributes"],
+              [[r[1], r[0], *r[2:]] for r in rows],
+              f"{target} is in sync ({report.local_users} users in scope, "
+              f"{report.remote_users} at the target)")
+        if repair:
+            echo(f"{report.jobs_queued} job{'s' if report.jobs_queued != 1 else ''} queued")
+    if not report.in_sync:
+        raise click.exceptions.Exit(1)
+
+
+def _drift_rows(drift: Drift) -> list[list[str]]:
+    return [*(["missing_remote", n, ""] for n in drift.missing_remote),
+            *(["extra_remote", n, ""] for n in drift.extra_remote),
+            *(["drifted", d.user, ", ".join(d.attributes)] for d in drift.drifted),
+            *(["unlinked", n, ""] for n in drift.unlinked)]
 
 
 def _report_json(r: TargetReport, preview: bool) -> dict[str, Any]:
@@ -224,12 +294,31 @@ def _report_json(r: TargetReport, preview: bool) -> dict[str, Any]:
 
 
 @provisioning_group.command("sync")
-@click.argument("user")
+@click.argument("user", metavar="USER | --all TARGET")
+@click.option("--all", "everyone", is_flag=True,
+              help="Queue everyone in TARGET's scope (and every group sent there) instead.")
 @click.option("--app", "application",
               help="Provision through this application's targets (default: resident).")
 @json_option
-def sync(user: str, application: str | None, as_json: bool) -> None:
-    """Push USER's current state to every target now and report what each did."""
+def sync(user: str, everyone: bool, application: str | None, as_json: bool) -> None:
+    """Push USER's current state to every target now and report what each did; or, with
+    --all, queue the desired state of everyone in TARGET's scope (e.g. scim-peer:scim2)
+    for the workers.
+
+    \b
+      mware-iam provisioning sync PRIMARY/alice
+      mware-iam provisioning sync --all scim-peer:scim2
+    """
+    if everyone:
+        if application:
+            raise click.UsageError("--app goes with USER, not with --all TARGET")
+        counts = current_iam().provisioning.sync_all(admin(), user)
+        if as_json:
+            emit_json({"target": user, "users": counts.users, "groups": counts.groups})
+        else:
+            echo(f"queued {counts.users} user{'s' if counts.users != 1 else ''} and "
+                 f"{counts.groups} group{'s' if counts.groups != 1 else ''} for {user}")
+        return
     reports = current_iam().provisioning.sync(admin(), user, application)
     if as_json:
         emit_json({"items": [_report_json(r, preview=False) for r in reports]})

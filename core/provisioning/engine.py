@@ -14,19 +14,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from sqlalchemy import Connection
 
 from connectors.base import ConnectorError
 from connectors.registry import connector_class
 from core import audit
 from core.errors import InvalidInput, StoreUnavailable
 from core.identity.events import Initiator, Phase
-from core.provisioning import mapping, outbox
+from core.idps import IdentityProvider
+from core.provisioning import bulk, mapping, outbox
+from core.provisioning.bulk import SyncCounts
 from core.provisioning.executor import perform, prepare
 from core.provisioning.host import Host
 from core.provisioning.inline import InlineRunner, Result
 from core.provisioning.outbound import in_scope
 from core.provisioning.outbox import Job, JobSpec, JobState, Operation
 from core.provisioning.planner import Planner
+from core.provisioning.reconcile import ReconcileReport, reconcile_target
 from core.provisioning.status import TargetStatus, target_status
 from core.provisioning.targets import Target, build_target, split_key
 from core.provisioning.workers import WorkerPool
@@ -128,10 +132,54 @@ class ProvisioningEngine:
                          str(pk) if pk is not None else str(dead_of_target), {"jobs": n})
         return n
 
+    def approve(self, initiator: Initiator, target: str) -> int:
+        """Release the deprovisionings the deletion guard holds at ``target``; how many
+        (audited with who approved)."""
+        with self.host.db.transaction() as conn:
+            n = outbox.release_held(conn, target, f"{initiator.actor} ({initiator.face})")
+            audit.record(conn, initiator, "provisioning.approve", target, {"jobs": n})
+        self.written.set()
+        return n
+
+    def cancel_held(self, initiator: Initiator, target: str) -> int:
+        """Drop the deprovisionings held at ``target``; how many."""
+        with self.host.db.transaction() as conn:
+            n = outbox.cancel_held(conn, target)
+            audit.record(conn, initiator, "provisioning.cancel", target, {"held_jobs": n})
+        return n
+
     def cancel(self, initiator: Initiator, pk: int) -> None:
         with self.host.db.transaction() as conn:
             outbox.cancel(conn, pk)
             audit.record(conn, initiator, "provisioning.cancel", str(pk))
+
+    def sync_all(self, initiator: Initiator, target: str) -> SyncCounts:
+        """Queue the desired state of every user in ``target``'s scope and of every group
+        sent there (``core.provisioning.bulk``)."""
+        idp, connector_type = split_key(target)
+        built = build_target(self.host.get_idp(idp), connector_type)
+        counts = bulk.sync_all(self.host, built, self.host.resident_app().name)
+        self.written.set()
+        with self.host.db.transaction() as conn:
+            audit.record(conn, initiator, "provisioning.sync_all", target,
+                         {"users": counts.users, "groups": counts.groups})
+        return counts
+
+    def newly_mapped_groups(self, conn: Connection, old: IdentityProvider | None,
+                            new: IdentityProvider) -> None:
+        """Called as an identity provider is saved: queue the groups a new role mapping
+        sends (``bulk.newly_mapped_groups``)."""
+        if bulk.newly_mapped_groups(conn, self.host, old, new, self.host.resident_app().name):
+            self.written.set()
+
+    def reconcile(self, initiator: Initiator, target: str, repair: bool = False,
+                  delete_extra: bool = False) -> ReconcileReport:
+        """Compare ``target`` (``idp:connector``) with what it should hold; with ``repair``
+        queue the jobs that make it match (``core.provisioning.reconcile``)."""
+        report = reconcile_target(self.host, initiator, target, repair, delete_extra)
+        if report.jobs_queued:
+            self.written.set()
+        return report
 
     def _desired(self, user: str, application: str | None) -> list[JobSpec]:
         view = self.host.identity.get_user(user)

@@ -33,7 +33,7 @@ from connectors.base import (
 from core import idps
 from core.errors import IamError
 from core.names import QualifiedName
-from core.provisioning import mapping, outbox
+from core.provisioning import guard, mapping, outbox
 from core.provisioning.host import Host
 from core.provisioning.outbound import in_scope, mapped_group_name, outbound_user
 from core.provisioning.outbox import Job, JobState, Operation
@@ -60,6 +60,8 @@ class Prepared:
     wait: str | None = None
     #: The job cannot run at all (e.g. its target was removed).
     fail: str | None = None
+    #: With ``wait``: held by the mass-deletion guard until approved (``guard``).
+    hold: bool = False
 
 
 @dataclass
@@ -116,7 +118,19 @@ def prepare_many(conn: Connection, host: Host, jobs: Sequence[Job],
             _prepare_group(conn, host, prep, m is not None)
     for domain, of_domain in users.items():
         _prepare_users(host, domain, of_domain)
+    _hold(conn, live)
     return preps
+
+
+def _hold(conn: Connection, preps: Sequence[Prepared]) -> None:
+    """Deprovisionings past their target's deletion threshold wait for approval."""
+    held = guard.held(conn, [(p.job, p.target) for p in preps
+                             if p.job.operation is Operation.DEPROVISION_USER
+                             and p.target is not None and p.action in ("delete", "disable")
+                             and not (p.skip or p.wait or p.fail)])
+    for p in preps:
+        if p.job.pk in held:
+            p.hold, p.wait = True, held[p.job.pk]
 
 
 def _start(conn: Connection, host: Host, job: Job, targets: dict[str, Target]) -> Prepared:
@@ -390,6 +404,10 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
         outbox.record_attempt(conn, job, datetime.now(UTC), 0.0, "skipped", None, prep.skip,
                               [])
         return JobState.SKIPPED
+    if prep.hold:  # the deletion guard: waits for an administrator, not for time
+        outbox.finish(conn, job, JobState.HELD, error=prep.wait, attempts=job.attempts - 1)
+        outbox.record_attempt(conn, job, datetime.now(UTC), 0.0, "held", None, prep.wait, [])
+        return JobState.HELD
     if prep.wait is not None:  # not a failure: the attempt does not count
         outbox.finish(conn, job, JobState.RETRY, error=prep.wait, attempts=job.attempts - 1,
                       retry_at=datetime.now(UTC) + WAIT)

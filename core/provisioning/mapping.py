@@ -56,11 +56,25 @@ def get_many(conn: Connection, target: str, entity_type: str, entity_ids: Sequen
     return out
 
 
+def by_remote_ids(conn: Connection, target: str, entity_type: str, remote_ids: Sequence[str]
+                  ) -> dict[str, Mapping]:
+    """The mappings of one target holding these remote ids, by remote id (reconciliation
+    matches each page of a target's listing with one query)."""
+    out: dict[str, Mapping] = {}
+    for chunk in in_chunks(remote_ids):
+        out.update((r.remote_id, _mapping(r)) for r in conn.execute(
+            _BY_REMOTE, {"target": target, "entity_type": entity_type, "ids": chunk}))
+    return out
+
+
 _m = prov_mappings.c
 # Statements of the workers' hot path, built once (building one costs more than running it).
 _GET_MANY = select(prov_mappings).where(
     _m.target == bindparam("target"), _m.entity_type == bindparam("entity_type"),
     _m.entity_id.in_(bindparam("ids", expanding=True)))
+_BY_REMOTE = select(prov_mappings).where(
+    _m.target == bindparam("target"), _m.entity_type == bindparam("entity_type"),
+    _m.remote_id.in_(bindparam("ids", expanding=True)))
 _INSERT = insert(prov_mappings)
 _UPDATE_KNOWN = update(prov_mappings).where(
     _m.target == bindparam("t"), _m.entity_type == bindparam("et"),

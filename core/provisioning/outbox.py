@@ -49,9 +49,12 @@ class JobState(StrEnum):
     RETRY = "retry"
     DEAD = "dead"
     CANCELLED = "cancelled"
+    #: A deprovisioning past the target's deletion threshold, waiting for approval
+    #: (``core.provisioning.guard``); it holds back later jobs of its entity only.
+    HELD = "held"
 
 
-OPEN_STATES = (JobState.PENDING, JobState.RETRY, JobState.INFLIGHT)
+OPEN_STATES = (JobState.PENDING, JobState.RETRY, JobState.INFLIGHT, JobState.HELD)
 #: Ended as it should: the change was sent, or there was nothing to send.
 DONE = (JobState.SUCCEEDED, JobState.SKIPPED)
 
@@ -495,10 +498,52 @@ def hurry(conn: Connection, target: str) -> int:
 
 def cancel(conn: Connection, pk: int) -> None:
     job = get(conn, pk)
-    if job.state not in (JobState.PENDING, JobState.RETRY, JobState.DEAD):
+    if job.state not in (JobState.PENDING, JobState.RETRY, JobState.DEAD, JobState.HELD):
         raise InvalidInput(f"job {pk} is {job.state}; only pending, retrying or dead jobs "
-                           "can be cancelled")
+                           "can be cancelled (and held ones)")
     finish(conn, job, JobState.CANCELLED, error="cancelled by an administrator")
+
+
+def held_jobs(conn: Connection, target: str) -> list[tuple[int, dict[str, Any]]]:
+    """The held jobs of a target: (pk, payload) each."""
+    return [(r.pk, dict(r.payload)) for r in conn.execute(
+        select(prov_jobs.c.pk, prov_jobs.c.payload).where(
+            prov_jobs.c.target == target, prov_jobs.c.state == JobState.HELD.value))]
+
+
+def release_held(conn: Connection, target: str, approved_by: str) -> int:
+    """Make the held jobs of a target pending again, marked approved (the guard lets them
+    pass); how many."""
+    held = held_jobs(conn, target)
+    if held:
+        conn.execute(_RELEASE, [{"job_pk": pk, "approved": {**payload,
+                                                            "approved": approved_by},
+                                 "now": _now()} for pk, payload in held])
+    return len(held)
+
+
+_RELEASE = update(prov_jobs).where(prov_jobs.c.pk == bindparam("job_pk"),
+                                   prov_jobs.c.state == JobState.HELD.value).values(
+    state=JobState.PENDING.value, next_attempt_at=bindparam("now"), last_error=None,
+    updated=bindparam("now"), payload=bindparam("approved", type_=prov_jobs.c.payload.type))
+
+
+def cancel_held(conn: Connection, target: str) -> int:
+    """Cancel every held job of a target; how many."""
+    result = conn.execute(update(prov_jobs).where(
+        prov_jobs.c.target == target, prov_jobs.c.state == JobState.HELD.value,
+    ).values(state=JobState.CANCELLED.value, last_error="cancelled by an administrator",
+             updated=_now()))
+    return int(result.rowcount)
+
+
+def counts_of(conn: Connection, target: str) -> dict[str, int]:
+    """Open and dead jobs of one target per state (``counts`` for one target)."""
+    rows = conn.execute(select(prov_jobs.c.state, func.count()).where(
+        prov_jobs.c.target == target,
+        prov_jobs.c.state.in_([*[s.value for s in OPEN_STATES], JobState.DEAD.value]))
+        .group_by(prov_jobs.c.state))
+    return {str(state): int(n) for state, n in rows}
 
 
 def next_due(conn: Connection, exclude: Sequence[str] = ()) -> datetime | None:

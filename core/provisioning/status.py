@@ -18,6 +18,7 @@ from core import apps, idps
 from core.errors import IamError
 from core.provisioning import mapping, outbox
 from core.provisioning.host import Host
+from core.provisioning.reconcile import describe, last_report
 from core.provisioning.targets import target_key
 from core.schema import prov_attempts
 
@@ -41,6 +42,10 @@ class TargetStatus:
     quarantined_until: datetime | None
     #: What the target said about itself (e.g. ``{"api usage": "10018/100000 (90 % left)"}``).
     facts: dict[str, str] = field(default_factory=dict)
+    #: Deprovisionings held by the deletion guard, waiting for approval.
+    held: int = 0
+    #: The latest reconciliation: when, and ``in sync`` or what drifted (one line).
+    last_reconcile: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -100,8 +105,19 @@ def target_status(conn: Connection, host: Host) -> list[TargetStatus]:
             succeeded=h.succeeded_total, failed=h.failed_total, dead=c.get("dead", 0),
             per_minute=int(per_minute.get(key, 0)), latency_p50_ms=_percentile(lat, 0.50),
             latency_p95_ms=_percentile(lat, 0.95), last_error=h.last_error,
-            quarantined_until=h.quarantined_until, facts=dict(h.facts or {})))
+            quarantined_until=h.quarantined_until, facts=dict(h.facts or {}),
+            held=c.get("held", 0), last_reconcile=_reconciled(conn, key)))
     return out
+
+
+def _reconciled(conn: Connection, target: str) -> str | None:
+    summary = last_report(conn, target)
+    if summary is None:
+        return None
+    at = datetime.fromisoformat(summary["at"]).strftime("%Y-%m-%d %H:%M")
+    if summary.get("error"):
+        return f"{at}: failed: {summary['error']}"
+    return f"{at}: {describe(summary)}"
 
 
 def status_json(rows: Sequence[TargetStatus]) -> dict[str, Any]:

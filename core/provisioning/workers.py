@@ -38,6 +38,7 @@ from core.provisioning.executor import Outcome, Prepared
 from core.provisioning.host import Host
 from core.provisioning.outbox import Job, JobState
 from core.provisioning.runtime import TargetRuntime
+from core.provisioning.schedule import CHECK_SECONDS, run_schedule
 from core.provisioning.targets import Target, build_target, split_key
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class WorkerPool:
         self.written = written
         self.capacity = capacity
         self.poll_seconds = poll_seconds
+        #: How often ``run`` looks for a due scheduled reconciliation (``schedule``).
+        self.schedule_seconds = CHECK_SECONDS
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runtime = TargetRuntime()
         self.listeners: list[Listener] = []
@@ -103,6 +106,7 @@ class WorkerPool:
         running: set[asyncio.Task[None]] = set()
         stopping = asyncio.create_task(stop.wait())
         stopping.add_done_callback(lambda _: wake.set())
+        scheduled = asyncio.create_task(run_schedule(self.host, stop, self.schedule_seconds))
         try:
             while not stop.is_set():
                 await self._step(running, claim=True)
@@ -117,6 +121,9 @@ class WorkerPool:
             await self._step(running, claim=False)
         finally:
             stopping.cancel()
+            scheduled.cancel()  # a run in its thread ends on its own
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduled
             self._loop = None
             await self.runtime.aclose()
 

@@ -229,6 +229,61 @@ async def test_group_lifecycle(harness: Harness) -> None:
     assert harness.peer.group_members(ref.id) is None
 
 
+# ---------------------------------------------------------------- listing
+def lists(spec: ConnectorSpec) -> bool:
+    """Whether the type implements listing (reconciliation needs it)."""
+    return connector_class(spec.type).list_users is not Connector.list_users
+
+
+async def test_listing_streams_every_user_page_by_page_with_what_we_map(
+        harness: Harness) -> None:
+    if not lists(harness.spec):
+        pytest.skip(f"{harness.spec.type} does not list its users yet (issue 16)")
+    c = harness.connector()
+    users = [a_user(harness.peer) for _ in range(3)]
+    refs = [await c.create_user(u) for u in users]
+    seeded = harness.peer.seed_user(a_user(harness.peer).username)
+    listed = {o.id: o async for o in c.list_users(page_size=2)}
+    assert {r.id for r in refs} | {seeded} <= set(listed)
+    for user, ref in zip(users, refs, strict=True):
+        assert listed[ref.id].name.casefold() == user.username.casefold()
+        assert listed[ref.id].active
+        assert c.drift(listed[ref.id], user) == [], "what we sent comes back as sent"
+    assert c.drift(listed[refs[0].id], renamed(harness.peer, users[0], "Someone-else")) != []
+    await c.delete_user(refs[1].id, users[1])
+    after = {o.id: o async for o in c.list_users(page_size=2)}
+    if harness.spec.deletes_users:
+        assert refs[1].id not in after
+    else:  # deactivated instead
+        assert not after[refs[1].id].active
+
+
+async def test_listing_groups_gives_their_members(harness: Harness) -> None:
+    if not lists(harness.spec):
+        pytest.skip(f"{harness.spec.type} does not list yet (issue 16)")
+    if not harness.spec.supports_groups:
+        pytest.skip(f"{harness.spec.type} targets have no groups")
+    c = harness.connector()
+    member = (await c.create_user(a_user(harness.peer))).id
+    ref = await c.create_group(OutboundGroup(f"team-{uuid.uuid4().hex[:8]}", "PRIMARY",
+                                             (member,)))
+    listed = {o.id: o async for o in c.list_groups(page_size=2)}
+    assert list(listed[ref.id].members) == [member]
+
+
+async def test_a_failing_listing_raises_its_typed_error(harness: Harness) -> None:
+    if not lists(harness.spec):
+        pytest.skip(f"{harness.spec.type} does not list yet (issue 16)")
+    c = harness.connector()
+    await c.create_user(a_user(harness.peer))
+    harness.peer.fail_next("503")  # whatever the connector asks first fails
+    with pytest.raises(ConnectorError) as failed:
+        async for _ in c.list_users():
+            pass
+    harness.errors.append(failed.value)
+    assert type(failed.value) is RetryableError
+
+
 # ---------------------------------------------------------------- failures
 @pytest.mark.parametrize(("fault", "expected"), [
     ("400", PermanentError), ("401", PermanentError), ("403", PermanentError),

@@ -30,7 +30,7 @@ from core.provisioning.outbox import AttemptSummary
 from core.provisioning.status import TargetStatus
 from tui.formatting import OPERATIONS, clock, count, millis, one_line
 from tui.messages import JobAttempted
-from tui.screens.base import ConsoleHost, ConsoleScreen, StatusSource
+from tui.screens.base import CONSOLE_ADMIN, ConsoleHost, ConsoleScreen, StatusSource
 from tui.workers import OneAtATime
 
 REFRESH_SECONDS = 1.0
@@ -109,7 +109,8 @@ class TargetCard(Vertical):
             self._rate.update(f"{count(status.per_minute)}/min")
             self._latency.update(" · ".join([
                 f"p50 {millis(status.latency_p50_ms)}", f"p95 {millis(status.latency_p95_ms)}",
-                *(f"{k} {v}" for k, v in status.facts.items())]))
+                *(f"{k} {v}" for k, v in status.facts.items()),
+                *([f"reconciled {status.last_reconcile}"] if status.last_reconcile else [])]))
             self._error.update(f"last error: {one_line(status.last_error) or 'none'}")
         if list(self._spark.data or ()) != throughput:
             self._spark.data = throughput
@@ -120,7 +121,13 @@ def state_line(status: TargetStatus) -> Text:
     text = Text.assemble((f"{mark} {status.state.upper()}", "bold"))
     if status.state in ("quarantined", "throttled") and status.quarantined_until is not None:
         text.append(f"  next probe {clock(status.quarantined_until)}")
+    if status.held:
+        text.append(f"  {held_line(status.held)}", "bold reverse")
     return text
+
+
+def held_line(n: int) -> str:
+    return f"{count(n)} deletion{'s' if n != 1 else ''} held"
 
 
 def counts_line(status: TargetStatus) -> str:
@@ -135,7 +142,10 @@ def summary_line(statuses: Sequence[TargetStatus]) -> str:
     dead = sum(s.dead for s in statuses)
     by_state = {state: sum(1 for s in statuses if s.state == state) for state in STATE_MARKS}
     states = ", ".join(f"{n} {state}" for state, n in by_state.items() if n) or "none"
-    return f"Queue depth {count(depth)} · dead {count(dead)} · targets: {states}"
+    held = sum(s.held for s in statuses)
+    return (f"Queue depth {count(depth)} · dead {count(dead)} · "
+            + (f"{held_line(held)} (a: approve, x: cancel) · " if held else "")
+            + f"targets: {states}")
 
 
 class _Order(str):
@@ -281,6 +291,10 @@ class DashboardScreen(ConsoleScreen):
                 tooltip="Read the provisioning status now"),
         Binding("p", "pause", "Pause", id="dashboard.pause",
                 tooltip="Stop or resume the live refresh"),
+        Binding("a", "approve_held", "Approve deletions", id="dashboard.approve_held",
+                tooltip="Release the deletions the deletion guard holds at a target"),
+        Binding("x", "cancel_held", "Cancel deletions", id="dashboard.cancel_held",
+                tooltip="Drop the deletions the deletion guard holds at a target"),
     ]
 
     @classmethod
@@ -327,6 +341,42 @@ class DashboardScreen(ConsoleScreen):
     def _attempted(self, _message: JobAttempted) -> None:
         if not self.paused:
             self.refresh_status()
+
+    # ------------------------------------------------------------ held deletions
+    def _holding(self, what: str) -> TargetStatus | None:
+        """The first target with held deletions; None (and a note) when there is none or
+        the session is read-only."""
+        held = next((s for s in self.statuses if s.held), None)
+        if held is None:
+            self.notify("No deletions are held.", title="Deletion guard")
+            return None
+        return None if self.refuse_write(f"{what} held deletions") else held
+
+    def action_approve_held(self) -> None:
+        status = self._holding("approve")
+        if status is not None:
+            self.confirm(f"Approve {held_line(status.held)} at {status.target}?",
+                         lambda: self._steer_held(status.target, approve=True),
+                         detail=f"{count(status.held)} deletions or disables are sent to "
+                                f"{status.target} now.", action="Approve")
+
+    def action_cancel_held(self) -> None:
+        status = self._holding("cancel")
+        if status is not None:
+            self.confirm(f"Cancel {held_line(status.held)} at {status.target}?",
+                         lambda: self._steer_held(status.target, approve=False),
+                         detail=f"{count(status.held)} deletions or disables are never sent "
+                                f"to {status.target}.", action="Cancel deletions")
+
+    @work(thread=True, exit_on_error=False, group="dashboard-held", description="Held")
+    def _steer_held(self, target: str, approve: bool) -> None:
+        engine = self.iam.provisioning
+        n = engine.approve(CONSOLE_ADMIN, target) if approve else \
+            engine.cancel_held(CONSOLE_ADMIN, target)
+        done = "approved" if approve else "cancelled"
+        self.app.call_from_thread(self.notify, f"{count(n)} held deletions {done} at {target}.",
+                                  title="Deletion guard")
+        self.app.call_from_thread(self.refresh_status)
 
     def on_screen_suspend(self) -> None:
         if self._timer is not None:
