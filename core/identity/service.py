@@ -698,6 +698,16 @@ class IdentityService:
         """Remove users from a role; returns the qualified names that were members."""
         return self._change_members(initiator, role_name, add=(), remove=users)
 
+    def set_user_roles(self, initiator: Initiator, name: str, add: Sequence[str] = (),
+                       remove: Sequence[str] = ()) -> None:
+        """Put one user into some roles and out of others, all or nothing (one transaction:
+        a role that refuses the change leaves the user's other roles as they were)."""
+        with self.db.transaction():
+            for role in add:
+                self.assign(initiator, role, [name])
+            for role in remove:
+                self.unassign(initiator, role, [name])
+
     def _change_members(
         self, initiator: Initiator, role_name: str, add: Sequence[str], remove: Sequence[str]
     ) -> list[str]:
