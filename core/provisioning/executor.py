@@ -33,7 +33,7 @@ from connectors.base import (
 from core import idps
 from core.errors import IamError
 from core.names import QualifiedName
-from core.provisioning import mapping, outbox
+from core.provisioning import breaker, mapping, outbox
 from core.provisioning.host import Host
 from core.provisioning.outbound import in_scope, mapped_group_name, outbound_user
 from core.provisioning.outbox import Job, JobState, Operation
@@ -408,7 +408,7 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
                       retry_at=until)
         outbox.record_attempt(conn, job, outcome.started, outcome.duration_ms, "throttled",
                               _last_status(outcome), err.message, exchanges)
-        mapping.pause(conn, target.key, err.message, until)
+        breaker.pause(conn, target.key, err.message, until)
         return JobState.RETRY
     if err is None:
         if outcome.forget:
@@ -420,7 +420,7 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
                       payload=payload)
         outbox.record_attempt(conn, job, outcome.started, outcome.duration_ms, "succeeded",
                               _last_status(outcome), outcome.note or None, exchanges)
-        mapping.record_success(conn, target.key)
+        breaker.record_success(conn, target.key)
         return JobState.SUCCEEDED
     retryable = isinstance(err, RetryableError)
     exhausted = _exhausted(job, target)
@@ -436,7 +436,7 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
                           "retry" if state is JobState.RETRY else "dead", err.status, message,
                           exchanges)
     mapping.note_outcome(conn, target.key, job.entity_type, job.entity_id, "failed", message)
-    mapping.record_failure(conn, target.key, message,
+    breaker.record_failure(conn, target.key, message,
                            threshold=int(target.prop("quarantine-threshold")),
                            probe_after=timedelta(seconds=int(target.prop("probe-seconds"))),
                            counts_for_breaker=retryable)
@@ -453,7 +453,7 @@ def settle_many(conn: Connection, finished: Sequence[tuple[Prepared, Outcome | N
     delivered: list[tuple[Prepared, Outcome]] = []
     facts = {p.job.target: o.facts for p, o in finished if o is not None and o.facts}
     for target, latest in facts.items():  # the latest word of each target, once a batch
-        mapping.set_facts(conn, target, latest)
+        breaker.set_facts(conn, target, latest)
     for prep, outcome in finished:
         if outcome is not None and _delivered(prep, outcome):
             delivered.append((prep, outcome))
@@ -488,7 +488,7 @@ def _record_delivered(conn: Connection, delivered: Sequence[tuple[Prepared, Outc
                        o.note or None, [e.as_dict() for e in o.exchanges])
         for p, o in delivered])
     for target, n in Counter(p.job.target for p, _ in delivered).items():
-        mapping.record_success(conn, target, n)
+        breaker.record_success(conn, target, n)
 
 
 def _spent_payload(job: Job) -> dict[str, Any]:
