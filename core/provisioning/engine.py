@@ -24,9 +24,9 @@ from core.provisioning import mapping, outbox
 from core.provisioning.executor import perform, prepare
 from core.provisioning.host import Host
 from core.provisioning.inline import InlineRunner, Result
-from core.provisioning.outbound import in_scope
 from core.provisioning.outbox import Job, JobSpec, JobState, Operation
 from core.provisioning.planner import Planner
+from core.provisioning.scope_rules import in_scope
 from core.provisioning.status import TargetStatus, target_status
 from core.provisioning.targets import Target, build_target, split_key
 from core.provisioning.workers import WorkerPool

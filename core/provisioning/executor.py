@@ -35,8 +35,8 @@ from core.errors import IamError
 from core.names import QualifiedName
 from core.provisioning import breaker, mapping, outbox
 from core.provisioning.host import Host
-from core.provisioning.outbound import in_scope, mapped_group_name, outbound_user
 from core.provisioning.outbox import Job, JobState, Operation
+from core.provisioning.scope_rules import in_scope, mapped_group_name, outbound_user
 from core.provisioning.targets import Target, build_target, split_key
 
 MEMBER_PAGE = 500

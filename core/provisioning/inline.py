@@ -23,7 +23,7 @@ from core.provisioning import executor, outbox
 from core.provisioning.executor import Outcome, Prepared
 from core.provisioning.host import Host
 from core.provisioning.outbox import DONE, Job, JobState, Operation
-from core.provisioning.runtime import TargetRuntime
+from core.provisioning.target_clients import TargetRuntime
 
 T = TypeVar("T")
 

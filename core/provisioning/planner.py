@@ -24,8 +24,8 @@ from core.identity.events import EventType, IdentityEvent
 from core.names import INTERNAL, parse_name
 from core.provisioning import mapping, outbox
 from core.provisioning.host import Host
-from core.provisioning.outbound import in_scope, mapped_group_name
 from core.provisioning.outbox import JobSpec, Operation
+from core.provisioning.scope_rules import in_scope, mapped_group_name
 from core.provisioning.targets import Target, build_target
 
 #: Runs blocking jobs inline: (job pks, application) -> None, raising to refuse the write.

@@ -36,7 +36,7 @@ from core.provisioning import breaker, executor, outbox
 from core.provisioning.executor import Outcome, Prepared
 from core.provisioning.host import Host
 from core.provisioning.outbox import Job, JobState
-from core.provisioning.runtime import TargetRuntime
+from core.provisioning.target_clients import TargetRuntime
 from core.provisioning.targets import Target, build_target, split_key
 
 log = logging.getLogger(__name__)

@@ -27,10 +27,10 @@ from textual.worker import Worker, WorkerState
 from core.iam import Iam
 from core.provisioning.outbox import AttemptSummary
 from core.provisioning.status import TargetStatus
+from tui.engine_errors import OneAtATime
 from tui.formatting import OPERATIONS, clock, count, millis, one_line
 from tui.messages import JobAttempted
 from tui.screens.base import ConsoleHost, ConsoleScreen, StatusSource
-from tui.workers import OneAtATime
 
 REFRESH_SECONDS = 1.0
 #: The throughput sparkline takes the per-minute figure every SAMPLE_SECONDS and keeps

@@ -17,7 +17,7 @@ from core.claims import USERNAME
 from core.iam import Iam
 from core.identity.service import UserView
 from core.provisioning.mapping import Mapping
-from tui.workers import ReportsEngineErrors
+from tui.engine_errors import ReportsEngineErrors
 
 
 class UserDetail(ReportsEngineErrors, VerticalScroll):
