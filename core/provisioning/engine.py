@@ -23,9 +23,9 @@ from core.identity.events import Initiator, Phase
 from core.provisioning import mapping, outbox
 from core.provisioning.executor import perform, prepare
 from core.provisioning.host import Host
-from core.provisioning.inline import InlineRunner, Result
+from core.provisioning.inline import InlineExecutor, Result
 from core.provisioning.outbox import Job, JobSpec, JobState, Operation
-from core.provisioning.planner import Planner
+from core.provisioning.planner import JobPlanner
 from core.provisioning.scope_rules import in_scope
 from core.provisioning.status import TargetStatus, target_status
 from core.provisioning.targets import Target, build_target, split_key
@@ -55,9 +55,9 @@ class _DryRun(Exception):
 class ProvisioningEngine:
     def __init__(self, host: Host) -> None:
         self.host = host
-        self.inline = InlineRunner(host)
+        self.inline = InlineExecutor(host)
         self.written = outbox.WrittenFlag()
-        self.planner = Planner(host, self.written, self.inline)
+        self.planner = JobPlanner(host, self.written, self.inline)
         self._unsubscribe = host.bus.subscribe(Phase.POST, self.planner, order=PLANNER_ORDER)
 
     def close(self) -> None:

@@ -66,7 +66,7 @@ class Result:
                     and self.prep.remote_id is None)
 
 
-class InlineRunner:
+class InlineExecutor:
     def __init__(self, host: Host) -> None:
         self.host = host
         self.loop = LoopThread()

@@ -29,7 +29,7 @@ from core.provisioning.scope_rules import in_scope, mapped_group_name
 from core.provisioning.targets import Target, build_target
 
 #: Runs blocking jobs inline: (job pks, application) -> None, raising to refuse the write.
-InlineRunner = Callable[[Sequence[int], apps.Application], None]
+RunInline = Callable[[Sequence[int], apps.Application], None]
 
 CONFIG_TTL = 2.0
 USER_EVENTS = (EventType.USER_ADDED, EventType.USER_CLAIMS_CHANGED,
@@ -42,9 +42,9 @@ class PlannedTarget:
     target: Target
 
 
-class Planner:
+class JobPlanner:
     def __init__(self, host: Host, written: outbox.WrittenFlag,
-                 run_inline: InlineRunner | None = None) -> None:
+                 run_inline: RunInline | None = None) -> None:
         self.host = host
         #: Set when an event wrote a job: the workers here need waking only then.
         self.written = written
