@@ -38,6 +38,9 @@ class Initiator(Protocol):
     @property
     def application(self) -> str: ...
 
+    @property
+    def compensation(self) -> bool: ...
+
 
 def record(
     conn: Connection, initiator: Initiator, action: str, target: str,
@@ -53,7 +56,8 @@ def record_many(
     now = datetime.now(UTC)
     rows = [{"at": now, "actor": initiator.actor, "face": str(initiator.face),
              "application": initiator.application, "action": action, "target": target[:512],
-             "detail": dict(detail)} for target, detail in entries]
+             "detail": {**detail, "compensation": True} if initiator.compensation
+             else dict(detail)} for target, detail in entries]
     conn.execute(_INSERT, rows[0] if len(rows) == 1 else rows)  # one row: no executemany
 
 

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from core.claims import USERNAME, ClaimCatalog
-from core.db import SystemDB
-from core.errors import InvalidInput, NotFound, ReadOnlyStore
+from core.db import SystemDB, current_connection
+from core.errors import IamError, InvalidInput, NotFound, OperationRefused, ReadOnlyStore
 from core.identity import internal_roles
-from core.identity.events import EventBus, IdentityEvent, Phase
+from core.identity.events import EventBus, IdentityEvent, Phase, after_commit_sends
 from core.identity.views import RoleView, UserView, role_view
 from core.names import INTERNAL, parse_name
 from core.userstores.base import StoredUser, UserStore
@@ -40,13 +40,25 @@ class IdentityBase:
     # ------------------------------------------------------------------ helpers
     @contextlib.contextmanager
     def _write(self, events: list[IdentityEvent],
-               undo: list[Callable[[], None]] | None = None) -> Iterator[Any]:
+               undo: list[Callable[[], None]] | None = None,
+               compensate: Callable[[], None] | None = None,
+               send_after_commit: bool = False) -> Iterator[Any]:
         """One transaction; COMMITTED events go out only after the outermost commit.
 
         ``undo``: what takes back writes made outside the system transaction (a secondary
-        store has its own database or directory), run newest first when the write fails,
-        e.g. when a blocking target refuses it.
+        store has its own database or directory), run newest first when the write fails
+        before it commits.
+
+        ``send_after_commit``: when this write opens the transaction itself, blocking
+        provisioning targets are sent to after the commit (``after_commit_sends``), not
+        while the transaction holds its locks. If one refuses the write, ``compensate``
+        takes the committed change back (a write of its own, audited as a compensation)
+        and the refusal reaches the caller.
         """
+        sends: list[Callable[[], None]] | None = None
+        if send_after_commit and current_connection(self.db.engine) is None:
+            sends = []
+        token = after_commit_sends.set(sends)
         try:
             with self.db.transaction() as conn:
                 yield conn
@@ -55,6 +67,20 @@ class IdentityBase:
             for step in reversed(undo or []):
                 with contextlib.suppress(Exception):  # already gone with the rollback
                     step()
+            raise
+        finally:
+            after_commit_sends.reset(token)
+        try:
+            for send in sends or []:
+                send()
+        except OperationRefused as refused:
+            if compensate is None:
+                raise
+            try:
+                compensate()
+            except IamError as exc:  # e.g. another writer deleted the user meanwhile
+                raise OperationRefused(f"{refused}; taking the change back failed too, so it "
+                                       f"stands: {exc}") from exc
             raise
 
     def _committed(self, events: list[IdentityEvent]) -> None:

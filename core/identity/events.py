@@ -9,9 +9,11 @@ write (live views, notifications).
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import logging
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -56,6 +58,12 @@ class Initiator:
     face: Face
     application: str = RESIDENT_APPLICATION
     jit: bool = False
+    #: The write takes back an earlier one that a blocking target refused (audited so).
+    compensation: bool = False
+
+    def compensating(self) -> Initiator:
+        """The same initiator, taking back its own refused write."""
+        return dataclasses.replace(self, compensation=True)
 
     @classmethod
     def admin(cls, face: Face = Face.CLI) -> Initiator:
@@ -73,6 +81,15 @@ class Initiator:
     @classmethod
     def jit_login(cls, application: str, idp: str) -> Initiator:
         return cls(actor=f"jit:{idp}", face=Face.JIT, application=application, jit=True)
+
+
+#: Sends that wait for the commit of the write being made: set (to a list) by the identity
+#: service around a write whose transaction it opens itself, so that a POST subscriber
+#: (the blocking provisioning path) can send after the commit instead of inside the
+#: transaction. A sender raises ``OperationRefused`` to have the write taken back.
+#: ``None``: the write joins a wider transaction (``config apply``) and sends inside it.
+after_commit_sends: ContextVar[list[Callable[[], None]] | None] = ContextVar(
+    "after_commit_sends", default=None)
 
 
 @dataclass(frozen=True)

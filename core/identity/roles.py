@@ -234,7 +234,13 @@ class RoleOperations(UserOperations):
         add_users = list({u.id: u for u in (self._user(n) for n in add)}.values())
         remove_users = list({u.id: u for u in (self._user(n) for n in remove)}.values())
         events: list[IdentityEvent] = []
-        with self._write(events) as conn:
+        changed: list[list[str]] = [[], []]  # added, removed: what a compensation reverses
+
+        def compensate() -> None:
+            self._change_members(initiator.compensating(), role_name, add=changed[1],
+                                 remove=changed[0])
+
+        with self._write(events, send_after_commit=True, compensate=compensate) as conn:
             if role.internal:
                 current = set(internal_roles.members_of(conn, internal_roles.get(conn,
                                                                                  role.name)))
@@ -249,6 +255,7 @@ class RoleOperations(UserOperations):
             removed = [u for u in remove_users if is_member[u.id]]
             if not added and not removed:
                 return []
+            changed[:] = [[qualified(u) for u in added], [qualified(u) for u in removed]]
             ev = IdentityEvent(
                 EventType.GROUP_MEMBERS_CHANGED, initiator, role.domain, role.id,
                 role.qualified_name,

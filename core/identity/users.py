@@ -130,7 +130,9 @@ class UserOperations(IdentityBase):
         new, role_targets = self._prepare_new_user(store, qn, password, claims or {}, roles)
         events: list[IdentityEvent] = []
         undo: list[Callable[[], None]] = []
-        with self._write(events, undo) as conn:
+        with self._write(events, undo, send_after_commit=True,
+                         compensate=lambda: self.delete_user(initiator.compensating(),
+                                                             str(qn))) as conn:
             probe = IdentityEvent(EventType.USER_ADDED, initiator, qn.domain, "", str(qn),
                                   {"claims": self.claims.to_claims(qn.domain, new.attributes),
                                    "roles": list(roles)}, secret=password)
@@ -196,7 +198,16 @@ class UserOperations(IdentityBase):
             raise InvalidInput(f"claim(s) both set and removed: {', '.join(sorted(both))}")
         events: list[IdentityEvent] = []
         set_uris = catalog.to_claims(user.domain, to_set)
-        with self._write(events) as conn:
+        before = user.claims if isinstance(user, UserView) else \
+            catalog.to_claims(user.domain, user.attributes)
+        restore = ({u: before[u] for u in [*set_uris, *to_remove_uris] if u in before},
+                   [u for u in set_uris if u not in before])
+        qn = f"{user.domain}/{user.username}"
+
+        def compensate() -> None:
+            self.update_user(initiator.compensating(), qn, *restore)
+
+        with self._write(events, send_after_commit=True, compensate=compensate) as conn:
             evs = []
             if set_uris:
                 evs.append(IdentityEvent(EventType.USER_CLAIMS_CHANGED, initiator, user.domain,
@@ -222,7 +233,8 @@ class UserOperations(IdentityBase):
         store.policies.check_password(user.domain, password)
         events: list[IdentityEvent] = []
         qn = f"{user.domain}/{user.username}"
-        with self._write(events) as conn:
+        # no compensation: the old password is not to be had (see the planner)
+        with self._write(events, send_after_commit=True) as conn:
             ev = IdentityEvent(EventType.PASSWORD_CHANGED, initiator, user.domain, user.id, qn,
                                secret=password)
             self.bus.emit(Phase.PRE, ev)
@@ -237,7 +249,8 @@ class UserOperations(IdentityBase):
         store = self._writable_store(user.domain)
         events: list[IdentityEvent] = []
         qn = f"{user.domain}/{user.username}"
-        with self._write(events) as conn:
+        # no compensation: a deleted user cannot be brought back as it was (see the planner)
+        with self._write(events, send_after_commit=True) as conn:
             ev = IdentityEvent(EventType.USER_DELETED, initiator, user.domain, user.id, qn,
                                {"claims": self._view(user).claims})
             self.bus.emit(Phase.PRE, ev)

@@ -58,10 +58,13 @@ class ProvisioningEngine:
         self.inline = InlineExecutor(host)
         self.written = outbox.WrittenFlag()
         self.planner = JobPlanner(host, self.written, self.inline)
-        self._unsubscribe = host.bus.subscribe(Phase.POST, self.planner, order=PLANNER_ORDER)
+        self._unsubscribe = [
+            host.bus.subscribe(Phase.PRE, self.planner.veto, order=PLANNER_ORDER),
+            host.bus.subscribe(Phase.POST, self.planner, order=PLANNER_ORDER)]
 
     def close(self) -> None:
-        self._unsubscribe()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
         self.inline.close()
 
     def worker_pool(self, capacity: int = 32, poll_seconds: float = 0.5) -> WorkerPool:

@@ -1,30 +1,45 @@
-"""Blocking targets: run their jobs inside the write's transaction, before it commits.
+"""Blocking targets: a write's jobs there are sent before the write answers its client.
+
+A write that opens its own transaction (every user write of the identity service) commits
+first, its blocking jobs leased to this runner in the same transaction (so no worker takes
+them meanwhile, and a crash leaves them to the workers once the lease expires); they are
+sent after the commit, holding no database lock during the peer's round trip. With the
+application's ``fail_on_blocking_failure``, a failure refuses the write: remote objects this
+write created are deleted again (never ones that existed before and were adopted), the
+write's open blocking jobs are cancelled, and ``OperationRefused`` makes the identity
+service take the local change back (a compensation). A deletion or a password change cannot
+be taken back: the planner refuses them up front (``JobPlanner.veto``). A write inside a wider
+transaction (``config apply``), and the role and import writes, send inside it, and a
+refusal rolls everything back.
 
 The connector call runs on a private event loop thread (the identity service is
-synchronous); reading and writing the outbox stays in the caller's thread, on the ambient
-transaction. With the application's ``fail_on_blocking_failure``, a failure refuses the
-write: remote objects this write created are deleted again (never ones that existed before
-and were adopted), and the whole transaction, jobs included, rolls back.
+synchronous); the outbox is read and written in the caller's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import threading
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection
+
 from connectors.base import ConnectorError
 from core.apps import Application
 from core.errors import OperationRefused
-from core.provisioning import executor, outbox
+from core.identity.events import IdentityEvent, after_commit_sends
+from core.provisioning import executor, mapping, outbox
 from core.provisioning.executor import Outcome, Prepared
 from core.provisioning.host import Host
 from core.provisioning.outbox import DONE, Job, JobState, Operation
+from core.provisioning.planner import IRREVERSIBLE
 from core.provisioning.target_clients import TargetRuntime
 
+OWNER = "inline"
 T = TypeVar("T")
 
 
@@ -76,30 +91,57 @@ class InlineExecutor:
         return await executor.perform(self.loop.runtime.connector(prep.target), prep)
 
     def execute(self, pks: Sequence[int], stop_on_failure: bool = False) -> list[Result]:
-        """Run the given jobs now, in the caller's (ambient) transaction."""
-        results: list[Result] = []
+        """Lease the given jobs (those runnable now) and send them."""
         with self.host.db.transaction() as conn:
-            for job in outbox.claim(conn, "inline", len(pks), pks=pks):
+            jobs = outbox.claim(conn, OWNER, len(pks), pks=pks)
+        return self.run(jobs, stop_on_failure)
+
+    def run(self, jobs: Sequence[Job], stop_on_failure: bool = False) -> list[Result]:
+        """Send leased jobs, one after the other. Each is read and settled in a short
+        transaction of its own (or in the ambient one); none is open while it is sent."""
+        results: list[Result] = []
+        for job in jobs:
+            with self.host.db.transaction() as conn:
                 prep = executor.prepare(conn, self.host, job)
-                outcome = None
-                if prep.target is not None and not (prep.skip or prep.wait or prep.fail):
-                    outcome = self.loop.run(self._perform(prep))
+            outcome = None
+            if prep.target is not None and not (prep.skip or prep.wait or prep.fail):
+                outcome = self.loop.run(self._perform(prep))
+            with self.host.db.transaction() as conn:
                 state = executor.settle_many(conn, [(prep, outcome)])[0]
                 results.append(Result(outbox.get(conn, job.pk), state, prep, outcome))
-                if stop_on_failure and state not in DONE:
-                    break
+            if stop_on_failure and state not in DONE:
+                break
         return results
 
-    def __call__(self, pks: Sequence[int], app: Application) -> None:
-        """The planner's hook for blocking targets."""
-        results = self.execute(pks, stop_on_failure=app.fail_on_blocking_failure)
+    def __call__(self, conn: Connection, pks: Sequence[int], app: Application,
+                 event: IdentityEvent) -> None:
+        """The planner's hook for the blocking jobs of a write, inside its transaction."""
+        sends = after_commit_sends.get()
+        if sends is None:  # inside a wider transaction: send now, a refusal rolls back
+            refuse = app.fail_on_blocking_failure
+            self._send(self.execute(pks, refuse), refuse)
+            return
+        # what no compensation takes back (JobPlanner.veto let it through: the target may
+        # not even hold the user) is not refused after the commit: a failure retries
+        refuse = app.fail_on_blocking_failure and event.type not in IRREVERSIBLE
+        jobs = outbox.claim(conn, OWNER, len(pks), pks=pks)
+        sends.append(functools.partial(self._send_leased, jobs, refuse))
+
+    def _send_leased(self, jobs: Sequence[Job], refuse: bool) -> None:
+        self._send(self.run(jobs, refuse), refuse, jobs)
+
+    def _send(self, results: Sequence[Result], refuse: bool,
+              leased: Sequence[Job] = ()) -> None:
         failed = [r for r in results if r.state not in DONE]
-        if failed and app.fail_on_blocking_failure:
-            self._compensate([r for r in results if r.created])
-            job = failed[0].job
-            raise OperationRefused(
-                f"provisioning to {job.target} failed, so the change was not made: "
-                f"{job.last_error}")
+        if not failed or not refuse:
+            return  # a failed job retries as any other
+        self._compensate([r for r in results if r.created])
+        job = failed[0].job
+        reason = f"provisioning to {job.target} failed, so the change was not made"
+        with self.host.db.transaction() as conn:
+            outbox.cancel_jobs(conn, [j.pk for j in leased] or [r.job.pk for r in results],
+                               f"{reason} (taken back)")
+        raise OperationRefused(f"{reason}: {job.last_error}")
 
     def _compensate(self, created: Sequence[Result]) -> None:
         """Undo the creates of this write, newest first; best effort, never adopted ones."""
@@ -112,8 +154,13 @@ class InlineExecutor:
                     self.loop.run(connector.delete_user(str(prep.remote_id), prep.user))
                 elif prep.job.operation is Operation.UPSERT_GROUP and prep.group is not None:
                     self.loop.run(connector.delete_group(str(prep.remote_id), prep.group))
+                else:
+                    continue
             except ConnectorError:
-                pass  # the refusal still stands; the orphan is in the attempt log
+                continue  # the refusal still stands; the orphan is in the attempt log
+            with self.host.db.transaction() as conn:
+                job = prep.job
+                mapping.remove(conn, prep.target.key, job.entity_type, job.entity_id)
 
     def close(self) -> None:
         self.loop.close()

@@ -502,3 +502,14 @@ def counts(conn: Connection) -> dict[str, dict[str, int]]:
     for target, state, n in rows:
         out.setdefault(target, {})[state] = int(n)
     return out
+
+
+def cancel_jobs(conn: Connection, pks: Sequence[int], reason: str) -> int:
+    """Cancel these jobs where they have not ended well (a refused write's jobs: it was
+    taken back, so they have nothing left to do)."""
+    result = conn.execute(update(prov_jobs).where(
+        prov_jobs.c.pk.in_(list(pks)),
+        prov_jobs.c.state.not_in([s.value for s in DONE]),
+    ).values(state=JobState.CANCELLED.value, last_error=reason, lease_owner=None,
+             lease_until=None, updated=_now()))
+    return int(result.rowcount)

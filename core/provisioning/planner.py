@@ -4,9 +4,11 @@ It runs as a POST subscriber of the identity service, inside the write's transac
 job is written exactly when the change commits. For each target of the initiating
 application (in order): the identity provider and its connector must be enabled; JIT
 changes reach only targets with JIT on; users are in scope while they hold one of the
-identity provider's provisioning roles (any user when it lists none). Blocking targets run
-their jobs right away, inside the transaction; with the application's
-``fail_on_blocking_failure`` a failure refuses the write, which rolls back.
+identity provider's provisioning roles (any user when it lists none). Jobs of blocking
+targets go to the inline runner (``core/provisioning/inline.py``), which sends them once the
+write has committed. A compensation (a write taking back a refused one) is never sent
+inline: its jobs go to the workers. A change no compensation can take back is refused up
+front (``veto``, a PRE subscriber) where a blocking target would refuse it for good.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy import Connection
 
 from core import apps, idps
 from core.apps import OutboundTarget
-from core.errors import IamError, NotFound
+from core.errors import IamError, NotFound, OperationRefused
 from core.identity.events import EventType, IdentityEvent
 from core.names import INTERNAL, parse_name
 from core.provisioning import mapping, outbox
@@ -28,10 +30,15 @@ from core.provisioning.outbox import JobSpec, Operation
 from core.provisioning.scope_rules import in_scope, mapped_group_name
 from core.provisioning.targets import Target, build_target
 
-#: Runs blocking jobs inline: (job pks, application) -> None, raising to refuse the write.
-RunInline = Callable[[Sequence[int], apps.Application], None]
+#: Takes the blocking jobs of a write: (the write's connection, job pks, application,
+#: event) -> None, raising to refuse the write.
+RunInline = Callable[[Connection, Sequence[int], apps.Application, IdentityEvent], None]
 
 CONFIG_TTL = 2.0
+#: Changes no compensation can take back: the old password hash, and a deleted user (its
+#: id, password and memberships), are not to be had from every store.
+IRREVERSIBLE = {EventType.USER_DELETED: "a deletion",
+                EventType.PASSWORD_CHANGED: "a password change"}
 USER_EVENTS = (EventType.USER_ADDED, EventType.USER_CLAIMS_CHANGED,
                EventType.USER_CLAIMS_REMOVED, EventType.PASSWORD_CHANGED)
 
@@ -94,16 +101,52 @@ class JobPlanner:
             if app is None or not targets:
                 return
             blocking: list[int] = []
+            compensation = event.initiator.compensation
             for planned in targets:
                 for spec in self.plan(conn, event, planned.target):
+                    if compensation and planned.outbound.blocking and \
+                            spec.operation is Operation.DEPROVISION_USER:
+                        # the inline runner deleted what the refused write created there;
+                        # anything else at that target existed before and stays
+                        continue
                     pk = outbox.enqueue(conn, spec, app.name, jit=event.initiator.jit,
                                         blocking=planned.outbound.blocking,
                                         fresh=event.type is EventType.USER_ADDED,
                                         written=self.written)
                     if planned.outbound.blocking:
                         blocking.append(pk)
-            if blocking and self.run_inline is not None:
-                self.run_inline(blocking, app)
+            if blocking and self.run_inline is not None and not compensation:
+                self.run_inline(conn, blocking, app, event)
+
+    def veto(self, event: IdentityEvent) -> None:
+        """Refuse, before it is made, an irreversible change (``IRREVERSIBLE``) that a
+        blocking target of an application with ``fail_on_blocking_failure`` would receive
+        (a deletion: where the target holds the user by its mapping): if the target
+        refused it, it could not be taken back. A deletion sent only to look the user up
+        where a failed create may have left it is let through; it is never refused."""
+        what = IRREVERSIBLE.get(event.type)
+        if what is None or event.initiator.compensation:
+            return
+        with self.host.db.transaction() as conn:
+            app, targets = self.targets(conn, event.initiator.application, event.initiator.jit)
+            if app is None or not app.fail_on_blocking_failure:
+                return
+            for planned in targets:
+                if not planned.outbound.blocking:
+                    continue
+                if event.type is EventType.USER_DELETED:  # only where it surely is; a
+                    # lookup where it may be is sent, and a failure there retries
+                    held = mapping.get(conn, planned.target.key, "user",
+                                       event.entity_id) is not None
+                else:
+                    held = bool(self.plan(conn, event, planned.target))
+                if held:
+                    raise OperationRefused(
+                        f"{event.name} was not changed: {what} cannot be taken back if "
+                        f"blocking target {planned.target.key} refuses it, and application "
+                        f"{app.name} refuses writes its blocking targets do not accept "
+                        "(fail_on_blocking_failure); make the change through an "
+                        "application without that setting")
 
     # ------------------------------------------------------------------ per event
     def plan(self, conn: Connection, ev: IdentityEvent, target: Target) -> list[JobSpec]:
