@@ -23,25 +23,36 @@ Targets (console issue):
     .venv/bin/python bench/console.py                        # the issue's sizes
     .venv/bin/python bench/console.py --large 100000 --starts 5 --repeat 3   # quick run
     .venv/bin/python bench/console.py --starts 15 --skip-users   # start time only
+    .venv/bin/python bench/console.py --starts 7 --ssh-only      # SSH vs local first frame
+
+3. (issue 18) An SSH session's first frame at most 2 times the local console's start: a
+   ``mware-iam ssh-serve`` process on the same seeded home, one operator; a session's time
+   runs from opening the TCP connection (handshake, public-key login, PTY, the session's
+   own console process) to its first frame's text arriving at asyncssh's client; the local
+   console is ``mware-iam tui`` as in 1. The two alternate after one warm-up each.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
 import pty
+import random
 import resource
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import termios
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +156,134 @@ def first_frames(starts: int, home: Path, work: Path) -> dict[str, list[float]]:
     return seconds
 
 
+@contextlib.contextmanager
+def ssh_server(home: Path, work: Path) -> Iterator[tuple[int, Any]]:
+    """A ``mware-iam ssh-serve`` on ``home`` with one operator; its port and the key."""
+    import asyncssh
+
+    mware_iam = Path(sys.executable).with_name("mware-iam")
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    public = key.export_public_key().decode().strip()
+    subprocess.run([str(mware_iam), "--home", str(home), "operator", "remove", "bench"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([str(mware_iam), "--home", str(home), "operator", "add", "bench",
+                    "--key", public], check=True, stdout=subprocess.DEVNULL)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (work / "ssh-serve.log").open("wb")
+    server = subprocess.Popen([str(mware_iam), "--home", str(home), "ssh-serve", "--port",
+                               str(port), "--max-sessions", "32"], stdout=log, stderr=log,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # until the server listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit((work / "ssh-serve.log").read_text()) from None
+                time.sleep(0.1)
+        yield port, key
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+async def _read_until(process: Any, marks: tuple[bytes, ...], seen: bytes = b"") -> bytes:
+    while not any(m in seen for m in marks):
+        chunk = await asyncio.wait_for(process.stdout.read(1 << 16), CHILD_TIMEOUT)
+        if not chunk:
+            raise SystemExit(f"the SSH session ended: {seen[-2000:]!r}")
+        seen = seen[-256:] + chunk
+    return seen
+
+
+def ssh_first_frames(starts: int, home: Path, work: Path) -> dict[str, list[float]]:
+    """Seconds to the first frame: the local console and an SSH session, alternating."""
+    import asyncssh
+
+    mware_iam = Path(sys.executable).with_name("mware-iam")
+    local = Start([str(mware_iam), "--home", str(home), "tui"],
+                  {"local": b"Opening the deployment"}, b"q")
+    with ssh_server(home, work) as (port, key):
+
+        async def session() -> float:
+            started = time.perf_counter()
+            async with asyncssh.connect("127.0.0.1", port, username="bench",
+                                        client_keys=[key], known_hosts=None,
+                                        agent_path=None) as conn:
+                process = await conn.create_process(term_type="xterm-256color",
+                                                    term_size=(COLUMNS, ROWS), encoding=None)
+                await _read_until(process, (b"Opening the deployment", b"MWARE IAM"))
+                took = time.perf_counter() - started
+                process.stdin.write(b"q")
+                await asyncio.wait_for(process.wait_closed(), CHILD_TIMEOUT)
+            return took
+
+        on_terminal(local)
+        asyncio.run(session())
+        seconds: dict[str, list[float]] = {"local": [], "ssh": []}
+        for _ in range(starts):
+            seconds["local"].append(on_terminal(local)["local"])
+            seconds["ssh"].append(asyncio.run(session()))
+        return seconds
+
+
+def ssh_keypresses(home: Path, work: Path, counts: tuple[int, ...], presses: int,
+                   stagger: bool) -> dict[int, list[float]]:
+    """Keypress (down arrow) to the first bytes of the next frame on the Users screen, for
+    ``n`` concurrent SSH sessions each; every session's times, pooled per ``n``. Without
+    ``stagger`` the sessions press in step (the worst case: n frames at once on the
+    machine's cores); with it each starts at a random moment of the 150 ms between
+    presses."""
+    import asyncssh
+
+    async def one(port: int, key: Any, start: asyncio.Event, ready: list[int],
+                  out: list[float]) -> None:
+        async with asyncssh.connect("127.0.0.1", port, username="bench", client_keys=[key],
+                                    known_hosts=None, agent_path=None) as conn:
+            process = await conn.create_process(term_type="xterm-256color",
+                                                term_size=(COLUMNS, ROWS), encoding=None)
+            await _read_until(process, (b"Queue depth",))
+            process.stdin.write(b"3")
+            await _read_until(process, (b"Username",))
+            await asyncio.sleep(2)
+            while True:  # drain what is left of the screen's drawing
+                try:
+                    await asyncio.wait_for(process.stdout.read(1 << 16), 0.5)
+                except TimeoutError:
+                    break
+            ready.append(1)
+            await start.wait()
+            if stagger:  # operators do not press in step: each starts at its own moment
+                await asyncio.sleep(random.uniform(0, 0.15))
+            for _ in range(presses):
+                pressed = time.perf_counter()
+                process.stdin.write(b"\x1b[B")
+                await asyncio.wait_for(process.stdout.read(1 << 16), CHILD_TIMEOUT)
+                out.append(time.perf_counter() - pressed)
+                await asyncio.sleep(0.15)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.stdout.read(1 << 16), 0.05)
+            process.stdin.write(b"q")
+
+    async def run(port: int, key: Any, n: int) -> list[float]:
+        out: list[float] = []
+        ready: list[int] = []
+        start = asyncio.Event()
+        tasks = [asyncio.create_task(one(port, key, start, ready, out)) for _ in range(n)]
+        while len(ready) < n:  # every session on the Users screen, then all press at once
+            await asyncio.sleep(0.2)
+        start.set()
+        await asyncio.gather(*tasks)
+        return out
+
+    with ssh_server(home, work) as (port, key):
+        return {n: asyncio.run(run(port, key, n)) for n in counts}
+
+
 # ---------------------------------------------------------------------- children
 def child_users(home: str) -> None:
     """Open the Users screen on ``home`` through Pilot; print its times and peak RSS."""
@@ -220,6 +359,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="Users-screen runs per store")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached stores")
     ap.add_argument("--skip-users", action="store_true", help="measure the start only")
+    ap.add_argument("--ssh-only", action="store_true",
+                    help="measure an SSH session's first frame against the local console only")
+    ap.add_argument("--ssh-sessions", type=int, metavar="USERS",
+                    help="measure keypress to frame on the Users screen of USERS users: one "
+                         "SSH session, then 8 at once")
+    ap.add_argument("--stagger", action="store_true",
+                    help="with --ssh-sessions: the sessions press at their own moments")
     ap.add_argument("--child", metavar="HOME", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -231,6 +377,33 @@ def main() -> None:
     from list_users import deployment
 
     print(machine_facts())
+    if args.ssh_sessions:
+        with tempfile.TemporaryDirectory() as work:
+            times = ssh_keypresses(deployment(args.ssh_sessions, args.rebuild), Path(work),
+                                   (1, 8), 20, args.stagger)
+        one = median(times[1])
+        print(f"\nUsers screen of {args.ssh_sessions:,} users, down arrow to the next frame's "
+              f"first bytes, 20 presses per session, {'staggered' if args.stagger else 'in step'}:")
+        print(table(["sessions", "presses", "median ms", "p90 ms", "max ms", "/ one"], [
+            [str(n), str(len(v)), f"{median(v) * 1e3:.1f}",
+             f"{sorted(v)[int(len(v) * 0.9)] * 1e3:.1f}", f"{max(v) * 1e3:.1f}",
+             f"{median(v) / one:.2f}"] for n, v in times.items()]))
+        ratio = median(times[8]) / one
+        print(f"ratio 8 sessions / 1 = {ratio:.2f} (target <= 2): "
+              f"{'PASS' if ratio <= 2 else 'FAIL'}")
+        return
+    if args.ssh_only:
+        with tempfile.TemporaryDirectory() as work:
+            ssh = ssh_first_frames(args.starts, seeded_home(Path(work)), Path(work))
+        local = median(ssh["local"])
+        print(f"\nFirst frame on a {COLUMNS}x{ROWS} terminal, {args.starts} starts each:")
+        print(table(["console", "median s", "min s", "max s", "/ local"], [
+            [kind, f"{median(v):.3f}", f"{min(v):.3f}", f"{max(v):.3f}",
+             f"{median(v) / local:.2f}"] for kind, v in ssh.items()]))
+        ratio = median(ssh["ssh"]) / local
+        print(f"ratio ssh / local = {ratio:.2f} (target <= 2): "
+              f"{'PASS' if ratio <= 2 else 'FAIL'}")
+        return
     with tempfile.TemporaryDirectory() as work:
         starts = first_frames(args.starts, seeded_home(Path(work)), Path(work))
     hello = median(starts["hello"])

@@ -63,15 +63,19 @@ _P = PropertyType
 _CREDENTIALS = ("scim2-username and scim2-password (authentication mode BASIC), or "
                 "scim2-access-token (BEARER)")
 
+#: SCIM is HTTP: an ftp:// or file:// endpoint is refused in the form and `config validate`.
+_HTTP = ("http", "https")
+
 SPEC = ConnectorSpec(
     type="scim2",
     label="SCIM 2.0",
     properties=(
         PropertySpec("scim2-user-ep", "User endpoint", _P.URL, required=True,
-                     help="e.g. http://127.0.0.1:8787/v2/Users", credentials=_CREDENTIALS),
+                     help="e.g. http://127.0.0.1:8787/v2/Users", credentials=_CREDENTIALS,
+                     schemes=_HTTP),
         PropertySpec("scim2-group-ep", "Group endpoint", _P.URL,
                      help="e.g. http://127.0.0.1:8787/v2/Groups; empty: groups not sent",
-                     credentials=_CREDENTIALS),
+                     credentials=_CREDENTIALS, schemes=_HTTP),
         PropertySpec("scim2-authentication-mode", "Authentication mode", _P.CHOICE,
                      default="NONE", choices=("NONE", "BASIC", "BEARER", "API_KEY")),
         PropertySpec("scim2-username", "Username"),

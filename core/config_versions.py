@@ -7,18 +7,20 @@ reloads when it changed, so a running ``serve`` or worker sees what another proc
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from core.schema import config_versions
 
 USERSTORES = "userstores"
+#: Identity providers and their connectors (worker pools keep the targets built from them).
+IDPS = "idps"
+
+_READ = select(config_versions.c.version).where(config_versions.c.kind == bindparam("kind"))
 
 
 def read(conn: Connection, kind: str) -> int:
     """The kind's version (0 before its first write)."""
-    value = conn.execute(select(config_versions.c.version).where(
-        config_versions.c.kind == kind)).scalar()
-    return int(value or 0)
+    return int(conn.execute(_READ, {"kind": kind}).scalar() or 0)
 
 
 def bump(conn: Connection, kind: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from connectors.registry import spec_for
+from core import config_versions
 from core.errors import InvalidInput, NotFound
 from core.properties import FieldError, check, redact_urls, secret_names
 from core.schema import connector_configs, identity_providers
@@ -184,6 +185,7 @@ def save(conn: Connection, box: SecretBox, idp: IdentityProvider) -> None:
             conn.execute(insert(connector_configs).values(idp_pk=pk, type=c.type, **values))
     for gone_pk in existing.values():
         conn.execute(delete(connector_configs).where(connector_configs.c.pk == gone_pk))
+    config_versions.bump(conn, config_versions.IDPS)
 
 
 def remove(conn: Connection, name: str) -> None:
@@ -193,3 +195,4 @@ def remove(conn: Connection, name: str) -> None:
         raise NotFound(f"identity provider {name!r} does not exist")
     conn.execute(delete(connector_configs).where(connector_configs.c.idp_pk == pk))
     conn.execute(delete(identity_providers).where(identity_providers.c.pk == pk))
+    config_versions.bump(conn, config_versions.IDPS)

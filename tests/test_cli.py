@@ -422,11 +422,16 @@ def test_interrupt_exits_130() -> None:
 
 
 def test_console_needs_a_terminal_and_is_the_default(run: Cli) -> None:
-    for args in ([], ["tui"], ["tui", "--read-only"]):
+    for args in ([], ["--read-only"], ["tui"], ["tui", "--read-only"]):
         result = run(*args)
         assert result.exit_code == 2
         assert "needs a terminal" in one_error_line(result)
     assert not (run.home / "mware-iam.db").exists()  # refused before opening anything
+
+
+def test_read_only_before_a_command_is_refused(run: Cli) -> None:
+    result = run("--read-only", "audit")
+    assert result.exit_code == 2 and "give it to the command" in result.stderr
 
 
 def test_version_and_help() -> None:
@@ -442,8 +447,9 @@ def test_help_lists_every_command_though_they_load_lazily() -> None:
     commands = CliRunner().invoke(cli, ["--help"]).stdout.split("Commands:\n")[1]
     commands = commands.split("\n\n")[0]  # the epilog (exit status) follows
     listed = [line.split()[0] for line in commands.splitlines() if line.startswith("  ")]
-    assert listed == ["app", "audit", "config", "demo", "idp", "provisioning", "role", "sandbox",
-                      "serve", "tui", "user", "userstore", "web", "worker"]
+    assert listed == ["app", "audit", "config", "demo", "idp", "operator", "provisioning",
+                      "role", "sandbox", "serve", "ssh-serve", "tui", "user", "userstore", "web",
+                      "worker"]
     for name in listed:  # each loads, and answers its own --help
         result = CliRunner().invoke(cli, [name, "--help"])
         assert result.exit_code == 0 and result.stdout.startswith(f"Usage: cli {name} ")

@@ -172,9 +172,10 @@ def test_the_console_is_the_default_and_seeds_a_fresh_deployment(tmp_path: Path)
         assert {e.face for e in iam.audit_log(limit=1000)} == {"config"}
 
 
-def test_the_read_only_console_seeds_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [["tui", "--read-only"], ["--read-only"]])
+def test_the_read_only_console_seeds_nothing(tmp_path: Path, args: list[str]) -> None:
     home = str(tmp_path / "home")
-    term = Terminal("--home", home, "tui", "--read-only", term="xterm-256color")
+    term = Terminal("--home", home, *args, term="xterm-256color")
     term.expect("MWARE IAM")
     term.press("q")
     assert term.wait() == 0, term.seen

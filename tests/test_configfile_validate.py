@@ -188,6 +188,19 @@ def test_bad_enum_values(tmp_path: Path) -> None:
     ]
 
 
+def test_a_connector_endpoint_other_than_http_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        identity_providers:
+          - name: scim-peer
+            connectors:
+              - type: scim2
+                properties:
+                  scim2-user-ep: ftp://127.0.0.1/v2/Users
+        """)
+    line, _column, message = only(path)
+    assert line == 6 and "expected a URL starting with http:// or https://" in message
+
+
 def test_a_required_connector_property_is_reported_at_the_properties(tmp_path: Path) -> None:
     path = write(tmp_path, """
         identity_providers:

@@ -17,8 +17,10 @@ from sqlalchemy import event
 
 from core.iam import Iam
 from core.identity.events import EventType, IdentityEvent, Initiator
+from core.identity.service import ImportRow
 from core.provisioning import executor, mapping, outbox
-from core.provisioning.outbox import Job, JobSpec, Operation
+from core.provisioning.outbox import Job, JobSpec, JobState, Operation
+from tests.peers import PASS, Fault, FaultProxy
 from tests.provisioning_helpers import connect, peer_users
 
 TARGET = "peer:scim2"
@@ -200,3 +202,54 @@ def test_a_worker_keeps_one_connection_for_its_many_transactions(
     # One checkout for every transaction of the pool's database thread (a connection per
     # transaction would check out for each claim, prepare and settle).
     assert len([t for t in checked_out if t.startswith("mware-iam-outbox")]) == 1
+
+
+def test_a_running_pool_sends_to_a_target_as_configured_now(
+        sqlite_iam: Iam, admin: Initiator, scim_server_process: Any) -> None:
+    """The pool keeps the targets it built between batches, until an identity provider is
+    saved (by any process: the save bumps a version in the database)."""
+    iam = sqlite_iam
+    first, second = scim_server_process.tenant(), scim_server_process.tenant()
+    connect(iam, first)
+    pool = iam.provisioning.worker_pool()
+    try:
+        iam.identity.add_user(admin, "before", None, {})
+        assert asyncio.run(pool.drain()) == 1
+        connect(iam, second)  # the same identity provider, now pointing elsewhere
+        iam.identity.add_user(admin, "after", None, {})
+        assert asyncio.run(pool.drain()) == 1
+    finally:
+        pool.close()
+    assert [u["userName"] for u in peer_users(first)] == ["before"]
+    assert [u["userName"] for u in peer_users(second)] == ["after"]
+
+
+def test_an_outcome_is_recorded_within_a_poll_while_other_jobs_run(
+        sqlite_iam: Iam, admin: Initiator, scim_peer: str, fault_proxy: FaultProxy) -> None:
+    """Outcomes wait for the next lease to be recorded with it, but not past a poll: with
+    one job answered and three held by a slow peer (so no lease is due: half the
+    capacity is not free), the first is recorded long before the others end."""
+    iam = sqlite_iam
+    connect(iam, fault_proxy.url(scim_peer), concurrency=4)
+    fault_proxy.script(PASS, *[Fault.delay(2)] * 3)
+    pool = iam.provisioning.worker_pool(capacity=4, poll_seconds=0.2)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(pool.run(stop),))
+    thread.start()
+    try:
+        iam.identity.import_users(admin, [ImportRow(i + 2, f"user{i}") for i in range(4)])
+        states: dict[str, JobState] = {}
+        for _ in range(60):  # 1.2 s at most: the slow answer comes after 2 s
+            with iam.db.transaction() as conn:
+                states = {j.name: j.state for j in outbox.list_jobs(conn)}
+            if JobState.SUCCEEDED in states.values():
+                break
+            threading.Event().wait(0.02)
+        assert sorted(states.values()) == [JobState.INFLIGHT] * 3 + [JobState.SUCCEEDED], \
+            states
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join()
+        loop.close()
+        pool.close()

@@ -82,13 +82,15 @@ class MwareConsole(ReportsEngineErrors, App[None]):
         theme: str | None = None,
         live: bool = True,
         status_source: StatusSource | None = None,
+        settings: Path | None = None,
     ) -> None:
         """``iam`` is an open deployment, or a function that opens one (called in a
         thread after the first frame); ``deployment`` overrides the header's home/database
         line (tests pin it); ``workers=False`` leaves provisioning to other processes;
         ``screen`` is the section shown first; ``live=False`` stops the live views' timers
         and ``status_source`` replaces ``iam.provisioning`` as the dashboard's source (both
-        for pictures)."""
+        for pictures); ``settings`` is the file that keeps the chosen theme between starts
+        (``core.console_settings``)."""
         super().__init__()
         self._opener = iam if callable(iam) else None
         self.iam: Iam = None if callable(iam) else iam  # type: ignore[assignment]
@@ -103,7 +105,12 @@ class MwareConsole(ReportsEngineErrors, App[None]):
         #: Every attempt the console's own workers finish (``JobAttempted``).
         self.provisioning_signal: Signal[JobAttempted] = Signal(self, "provisioning")
         self.workers_pool: ConsoleWorkers | None = None
-        if theme is not None:
+        self.settings = settings
+        if theme is None and settings is not None:
+            from core.console_settings import saved_theme
+
+            theme = saved_theme(settings)
+        if theme is not None and theme in self.available_themes:
             self.theme = theme
         for section in SECTIONS:
             self.add_mode(section.mode, section_screen(self, section))
@@ -113,10 +120,21 @@ class MwareConsole(ReportsEngineErrors, App[None]):
         return StartScreen()
 
     def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._keep_theme)
         if self._opener is None:
             self._start(self.iam)
         else:  # after the first frame: the opening thread would compete with painting it
             self.call_after_refresh(self._open, self._opener)
+
+    def _keep_theme(self, theme: Any) -> None:
+        if self.settings is not None:
+            from core.console_settings import save_theme
+
+            try:
+                save_theme(self.settings, theme.name)
+            except OSError as exc:
+                self.notify(f"The theme is not kept for the next start: {exc.strerror}",
+                            severity="warning")
 
     @work(thread=True, exit_on_error=False, group="open", description=OPENING)
     def _open(self, opener: Callable[[], Iam]) -> None:
@@ -212,7 +230,7 @@ def section_screen(app: MwareConsole, section: Section) -> Callable[[], Screen[N
 
 def run_console(iam: Iam | Callable[[], Iam], read_only: bool = False, *,
                 workers: bool = True, theme: str | None = None,
-                deployment: str | None = None) -> None:
+                deployment: str | None = None, settings: Path | None = None) -> None:
     """Run the console until the administrator quits (``iam``: see MwareConsole)."""
     MwareConsole(iam, read_only=read_only, workers=workers, theme=theme,
-                 deployment=deployment).run()
+                 deployment=deployment, settings=settings).run()

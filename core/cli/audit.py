@@ -8,6 +8,7 @@ import click
 
 from core.cli.context import current_iam, json_option
 from core.cli.output import emit_json, table
+from core.identity.events import describe_actor
 
 
 @click.command("audit")
@@ -20,11 +21,12 @@ def audit(limit: int, action: str | None, target: str | None, as_json: bool) -> 
     """Who changed what, when, from which face and application."""
     entries = current_iam().audit_log(limit, action, target)
     if as_json:
-        emit_json({"items": [{"at": e.at, "actor": e.actor, "face": e.face,
+        emit_json({"items": [{"at": e.at, "actor": e.actor,
+                              "by": describe_actor(e.actor, e.face), "face": e.face,
                               "application": e.application, "action": e.action,
                               "target": e.target, "detail": e.detail} for e in entries]})
         return
     table(["at", "actor", "face", "application", "action", "target", "detail"],
-          [[e.at, e.actor, e.face, e.application, e.action, e.target,
+          [[e.at, describe_actor(e.actor, e.face), e.face, e.application, e.action, e.target,
             json.dumps(e.detail, separators=(",", ":"), sort_keys=True) if e.detail else ""]
            for e in entries], "no audit entries")

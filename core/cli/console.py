@@ -98,6 +98,11 @@ def tui(read_only: bool = False, scim_port: int | None = None, theme: str | None
                 stack.enter_context(scim_thread(iam, sock=sock))
             return iam
 
+        from core.console_settings import FILE_NAME
+        from core.home import Home
         from tui.app import run_console
 
-        run_console(open_deployment, read_only=read_only, workers=not no_workers, theme=theme)
+        home = Home.resolve(state.home, state.db)
+        home.ensure()
+        run_console(open_deployment, read_only=read_only, workers=not no_workers, theme=theme,
+                    settings=home.path / FILE_NAME)

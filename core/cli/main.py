@@ -25,10 +25,12 @@ COMMANDS = {
     "config": "core.cli.config:config_group",
     "demo": "core.cli.demo:demo",
     "idp": "core.cli.idps:idp_group",
+    "operator": "core.cli.operators:operator_group",
     "provisioning": "core.cli.provisioning:provisioning_group",
     "role": "core.cli.roles:role_group",
     "sandbox": "core.cli.sandbox:sandbox",
     "serve": "core.cli.serve:serve",
+    "ssh-serve": "core.cli.sshserve:ssh_serve",
     "tui": "core.cli.console:tui",
     "user": "core.cli.users:user_group",
     "userstore": "core.cli.userstores:userstore_group",
@@ -85,10 +87,12 @@ class LazyIamGroup(IamGroup):
               help="Home directory of the deployment (default: the XDG data dir).")
 @click.option("--db", envvar=DB_ENV, show_envvar=True, metavar="URL",
               help="System database URL (default: SQLite in the home).")
+@click.option("--read-only", is_flag=True,
+              help="With no command: open the console browse-only (as `tui --read-only`).")
 @click.version_option(__version__, "--version", prog_name="mware-iam",
                       message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
+def cli(ctx: click.Context, home: str | None, db: str | None, read_only: bool) -> None:
     """MWARE IAM: identity administration and provisioning.
 
     Without a command, opens the console (same as `mware-iam tui`).
@@ -99,7 +103,10 @@ def cli(ctx: click.Context, home: str | None, db: str | None) -> None:
     if ctx.invoked_subcommand is None:
         from core.cli.console import tui
 
-        ctx.invoke(tui)
+        ctx.invoke(tui, read_only=read_only)
+    elif read_only:
+        raise click.UsageError("--read-only before a command opens the console read-only; "
+                               "give it to the command instead (e.g. `tui --read-only`)")
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import logging
+import os
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -50,6 +51,20 @@ class Face(StrEnum):
     CONFIG = "config"
 
 
+#: Set by ``mware-iam ssh-serve`` in each session's console: the operator's name.
+OPERATOR_ENV = "MWARE_IAM_OPERATOR"
+_VIA = {"ssh": "SSH", "terminal": "a local terminal"}
+
+
+def describe_actor(actor: str, face: str) -> str:
+    """The actor as a person reads it: ``console operator alice via SSH``; other actors
+    (``os:root``, ``app:hr-portal``) unchanged."""
+    if actor.startswith("operator:") and "@" in actor:
+        name, _, channel = actor.removeprefix("operator:").rpartition("@")
+        return f"{face} operator {name} via {_VIA.get(channel, channel)}"
+    return actor
+
+
 @dataclass(frozen=True)
 class Initiator:
     """Who asked for a write, from which face, on behalf of which application."""
@@ -73,6 +88,22 @@ class Initiator:
         except (KeyError, OSError):
             user = "unknown"
         return cls(actor=f"os:{user}", face=face)
+
+    @classmethod
+    def console_operator(cls) -> Initiator:
+        """The person at this console: the SSH operator named by ``$MWARE_IAM_OPERATOR``
+        (``mware-iam ssh-serve`` sets it in each session's console), else the OS user.
+
+        Both are audited as ``operator <name> via <channel>`` in the actor
+        (``describe_actor``), so the audit log names a person either way."""
+        name = os.environ.get(OPERATOR_ENV)
+        if name:
+            return cls(actor=f"operator:{name}@ssh", face=Face.CONSOLE)
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "unknown"
+        return cls(actor=f"operator:{user}@terminal", face=Face.CONSOLE)
 
     @classmethod
     def application_client(cls, application: str) -> Initiator:

@@ -91,12 +91,16 @@ def prepare(conn: Connection, host: Host, job: Job) -> Prepared:
     return prepare_many(conn, host, [job])[0]
 
 
-def prepare_many(conn: Connection, host: Host, jobs: Sequence[Job]) -> list[Prepared]:
+def prepare_many(conn: Connection, host: Host, jobs: Sequence[Job],
+                 targets: dict[str, Target] | None = None) -> list[Prepared]:
     """Read what each of ``jobs`` needs, in their order, with one query per table for the
     whole batch where it can: each target's configuration once, the mappings of a target
     at once, and the users of a domain and their roles at once (so a worker's batch of 32
-    jobs reads about as much as one job did)."""
-    cache: dict[str, Target] = {}  # each target built once for the batch
+    jobs reads about as much as one job did).
+
+    ``targets``: targets built already, by key (a worker keeps them while the identity
+    providers' configuration version stays the same); those built here are added."""
+    cache = {} if targets is None else targets
     preps = [_start(conn, host, job, cache) for job in jobs]
     live = [p for p in preps if p.fail is None and p.wait is None]
     mappings = _mappings(conn, live)
@@ -481,7 +485,7 @@ def _record_delivered(conn: Connection, delivered: Sequence[tuple[Prepared, Outc
                     o.remote.id, o.remote.name or p.job.name, o.adopted,
                     exists=p.remote_id is not None)
         for p, o in delivered if o.remote is not None])
-    outbox.succeed_many(conn, [(p.job.pk, o.note or None, _spent_payload(p.job))
+    outbox.succeed_many(conn, [(p.job.pk, o.note or None, _spent_or_same(p.job))
                                for p, o in delivered])
     outbox.record_attempts(conn, [
         outbox.Attempt(p.job, o.started, o.duration_ms, "succeeded", _last_status(o),
@@ -491,10 +495,20 @@ def _record_delivered(conn: Connection, delivered: Sequence[tuple[Prepared, Outc
         breaker.record_success(conn, target, n)
 
 
+#: What a job's payload loses once the job ended.
+_SPENT = ("password", "unsure")
+
+
 def _spent_payload(job: Job) -> dict[str, Any]:
     """The payload kept once the job ended: its (encrypted) password is not needed again,
     nor the mark of an unsure create."""
-    return {k: v for k, v in job.payload.items() if k not in ("password", "unsure")}
+    return {k: v for k, v in job.payload.items() if k not in _SPENT}
+
+
+def _spent_or_same(job: Job) -> dict[str, Any] | None:
+    """``_spent_payload``, or None when it equals the stored payload (the common case:
+    nothing to write again)."""
+    return _spent_payload(job) if any(k in job.payload for k in _SPENT) else None
 
 
 def _last_status(outcome: Outcome) -> int | None:

@@ -258,6 +258,9 @@ _LEASE = update(prov_jobs).where(
 ).values(state=JobState.INFLIGHT.value, lease_owner=bindparam("token"),
          lease_until=bindparam("until"), attempts=_c.attempts + 1,
          updated=bindparam("leased_at"))
+#: The same, answering the leased rows where the database can (SQLite, PostgreSQL): they
+#: need not be read again.
+_LEASE_RETURNING = _LEASE.returning(*prov_jobs.c)
 _LEASED = select(prov_jobs).where(_c.pk.in_(bindparam("chosen", expanding=True)),
                                   _c.lease_owner == bindparam("token")).order_by(_c.pk)
 
@@ -288,9 +291,14 @@ def claim(
     if not chosen:
         return []
     token = f"{owner}/{uuid.uuid4().hex[:8]}"
-    conn.execute(_LEASE, {"chosen": chosen, "expired_before": now, "token": token,
-                          "until": now + LEASE, "leased_at": now})
-    rows = conn.execute(_LEASED, {"chosen": chosen, "token": token}).all()
+    lease = {"chosen": chosen, "expired_before": now, "token": token, "until": now + LEASE,
+             "leased_at": now}
+    rows: Sequence[Any]
+    if conn.dialect.update_returning:
+        rows = sorted(conn.execute(_LEASE_RETURNING, lease).all(), key=lambda r: r.pk)
+    else:  # MariaDB: UPDATE has no RETURNING
+        conn.execute(_LEASE, lease)
+        rows = conn.execute(_LEASED, {"chosen": chosen, "token": token}).all()
     return [_job(r) for r in rows]
 
 
@@ -317,17 +325,25 @@ def finish(
     conn.execute(update(prov_jobs).where(prov_jobs.c.pk == job.pk).values(**values))
 
 
-def succeed_many(conn: Connection, done: Sequence[tuple[int, str | None, Mapping[str, Any]]]
-                 ) -> None:
-    """``finish`` as succeeded for many jobs at once: (pk, note, payload) each."""
+def succeed_many(conn: Connection,
+                 done: Sequence[tuple[int, str | None, Mapping[str, Any] | None]]) -> None:
+    """``finish`` as succeeded for many jobs at once: (pk, note, new payload or None to
+    keep the job's own) each. A kept payload is not written again (nor encoded as JSON)."""
     now = _now()
-    conn.execute(_SUCCEED, [{"job_pk": pk, "note": note, "new_payload": dict(payload),
-                             "done_at": now} for pk, note, payload in done])
+    kept = [{"job_pk": pk, "note": note, "done_at": now}
+            for pk, note, payload in done if payload is None]
+    changed = [{"job_pk": pk, "note": note, "new_payload": dict(payload), "done_at": now}
+               for pk, note, payload in done if payload is not None]
+    if kept:
+        conn.execute(_SUCCEED, kept)
+    if changed:
+        conn.execute(_SUCCEED_WITH_PAYLOAD, changed)
 
 
 _SUCCEED = update(prov_jobs).where(prov_jobs.c.pk == bindparam("job_pk")).values(
     state=JobState.SUCCEEDED.value, last_error=bindparam("note"), last_status=None,
-    updated=bindparam("done_at"), lease_owner=None, lease_until=None,
+    updated=bindparam("done_at"), lease_owner=None, lease_until=None)
+_SUCCEED_WITH_PAYLOAD = _SUCCEED.values(
     payload=bindparam("new_payload", type_=prov_jobs.c.payload.type))
 
 

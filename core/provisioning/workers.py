@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from connectors.base import ConnectorError
-from core import idps
+from core import config_versions, idps
 from core.errors import IamError, StoreUnavailable
 from core.identity.events import IdentityEvent, Phase
 from core.provisioning import breaker, executor, outbox
@@ -64,6 +65,8 @@ class WorkerPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Attempts that ended and wait to be written by the next database step.
         self._finished: list[Finished] = []
+        #: When the oldest of them ended (``time.monotonic()``).
+        self._finished_at = 0.0
         #: The pool's one database thread: its writes never contend with each other. It
         #: keeps one connection open for its transactions (``_transaction``).
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mware-iam-outbox")
@@ -74,6 +77,10 @@ class WorkerPool:
         #: those whose connection-test probe runs now.
         self._probe_due: list[str] = []
         self._probing: set[str] = set()
+        #: Targets built from the identity providers at ``config_versions.IDPS`` version
+        #: ``_targets_version`` (rebuilt when any process changes one).
+        self._targets: dict[str, Target] = {}
+        self._targets_version = -1
         self._unsubscribe = host.bus.subscribe(Phase.COMMITTED, self._on_commit)
 
     # ------------------------------------------------------------------ waking
@@ -170,18 +177,24 @@ class WorkerPool:
         how many attempts were recorded.
 
         Jobs are leased in batches (when half the capacity is free, or none runs), and
-        while jobs run, outcomes are recorded a quarter of the capacity at a time (or with
-        the next lease), so that one database step serves many jobs.
+        the outcomes of the jobs that ended meanwhile are recorded in the same
+        transaction; while jobs run, outcomes are not recorded alone unless half the
+        capacity's worth waits or the oldest has waited ``poll_seconds``. So one database
+        step serves many jobs, and an outcome is still written within about a poll.
         """
+        half = max(1, self.capacity // 2)
         free = self.capacity - len(running)
-        if not claim or (running and free < max(1, self.capacity // 2)):
+        if not claim or (running and free < half):
             free = 0
+        overdue = time.monotonic() - self._finished_at >= self.poll_seconds
         if free <= 0 and (not self._finished or (
-                running and len(self._finished) < max(1, self.capacity // 4))):
+                running and len(self._finished) < half and not overdue)):
             return 0
         finished, self._finished = self._finished, []
         settled, preps, kept = await self._in_db(self._db_step, finished, free)
         if kept:  # the database is busy or unreachable: record them at the next step
+            if not self._finished:
+                self._finished_at = time.monotonic()
             self._finished[:0] = kept
             await asyncio.sleep(self.poll_seconds)
         for job, state in settled:
@@ -194,7 +207,7 @@ class WorkerPool:
                 task.add_done_callback(running.discard)
         for prep in preps:
             if prep.target is None or prep.skip or prep.wait or prep.fail:
-                self._finished.append((prep, None))  # nothing to send
+                self._ended(prep, None)  # nothing to send
             else:
                 task = asyncio.create_task(self._perform(prep))
                 running.add(task)
@@ -226,7 +239,10 @@ class WorkerPool:
             return settled, [], []
         try:
             with self._transaction() as conn:
-                preps = executor.prepare_many(conn, self.host, jobs)
+                version = config_versions.read(conn, config_versions.IDPS)
+                if version != self._targets_version:
+                    self._targets, self._targets_version = {}, version
+                preps = executor.prepare_many(conn, self.host, jobs, self._targets)
         except Exception:
             preps = self._prepare_each(jobs)
         return settled, preps, []
@@ -329,12 +345,18 @@ class WorkerPool:
         try:
             async with self.runtime.limit(prep.target):
                 outcome = await executor.perform(self.runtime.connector(prep.target), prep)
-            self._finished.append((prep, outcome))
+            self._ended(prep, outcome)
         except Exception:  # the lease expires and another attempt follows
             log.exception("provisioning job %s failed in the engine", prep.job.pk)
         finally:
             if self._wake is not None:
                 self._wake.set()  # its slot is free (and its outcome waits to be recorded)
+
+    def _ended(self, prep: Prepared, outcome: Outcome | None) -> None:
+        """An attempt ended: its outcome waits for the next database step."""
+        if not self._finished:
+            self._finished_at = time.monotonic()
+        self._finished.append((prep, outcome))
 
     def _notify(self, job: Job, state: JobState) -> None:
         for listener in list(self.listeners):

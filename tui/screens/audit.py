@@ -19,6 +19,7 @@ from textual.widgets import Static
 
 from core.audit import AuditEntry
 from core.iam import Iam
+from core.identity.events import describe_actor
 from tui.screens.base import ListDetailScreen, list_bindings
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.tables import ListTable, matches, plain
@@ -106,7 +107,8 @@ class AuditScreen(ListDetailScreen):
         wanted, entries = read
         self.entries = [e for e in entries if wanted.keeps(e)]
         self.table.refill([(str(i), [plain(f"{e.at:%Y-%m-%d %H:%M:%S}"), plain(e.action),
-                                      plain(e.target), plain(e.actor), plain(e.face)])
+                                      plain(e.target), plain(describe_actor(e.actor, e.face)),
+                                      plain(e.face)])
                             for i, e in enumerate(self.entries)])
         self.table.move_cursor(row=0, animate=False)
         count = len(self.entries)
@@ -126,7 +128,9 @@ def render_entry(entry: AuditEntry | None) -> Text:
         return Text("No entry.", style="italic")
     text = Text()
     text.append(f"{entry.action} {entry.target}", style="bold")
-    text.append(f"\nby {entry.actor} through {entry.face} ({entry.application})")
+    by = describe_actor(entry.actor, entry.face)
+    through = "" if by != entry.actor else f" through {entry.face}"
+    text.append(f"\nby {by}{through} ({entry.application})")
     for key, value in sorted(dict(entry.detail).items()):
         text.append(f"\n{key}: ", style="bold")
         text.append(_value(value))

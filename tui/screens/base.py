@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable
 
 from core.iam import Iam
-from core.identity.events import Face, Initiator
+from core.identity.events import Initiator
 from core.provisioning.outbox import AttemptSummary
 from core.provisioning.status import TargetStatus
 from tui.engine_errors import ReportsEngineErrors
@@ -46,8 +46,8 @@ class ConsoleHost(Protocol):
     live: bool
     status_source: StatusSource | None
 
-#: Who the console's writes are audited as.
-CONSOLE_ADMIN = Initiator.admin(Face.CONSOLE)
+#: Who the console's writes are audited as: the operator (SSH) or the OS user.
+CONSOLE_ADMIN = Initiator.console_operator()
 
 
 def refuse_write(node: DOMNode, what: str) -> bool:

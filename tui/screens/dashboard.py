@@ -25,6 +25,7 @@ from textual.widgets import DataTable, Sparkline, Static
 from textual.worker import Worker, WorkerState
 
 from core.iam import Iam
+from core.operators import connected
 from core.provisioning.outbox import AttemptSummary
 from core.provisioning.status import TargetStatus
 from tui.engine_errors import OneAtATime
@@ -356,9 +357,15 @@ class DashboardScreen(ConsoleScreen):
         self.history.offer(message.statuses, time.monotonic())
         self._show_cards(message.statuses)
         paused = " · PAUSED (p resumes)" if self.paused else ""
-        self.query_one("#dash-summary", Static).update(summary_line(message.statuses) + paused)
+        self.query_one("#dash-summary", Static).update(
+            summary_line(message.statuses) + paused + self._connected())
         self.query_one(ActivityFeed).show(message.activity)
         self._reads.done()
+
+    def _connected(self) -> str:
+        """Who has the console open over SSH (``mware-iam ssh-serve``'s sessions)."""
+        names = connected(self.iam.home) if self.source is self.iam.provisioning else []
+        return f" · connected over SSH: {', '.join(names)}" if names else ""
 
     def _show_cards(self, statuses: Sequence[TargetStatus]) -> None:
         grid = self.query_one("#cards", Grid)
