@@ -132,7 +132,7 @@ def test_config_validate_names_each_bad_property(sqlite_iam: Iam, peer, tmp_path
 
 
 def test_the_demo_provisions_its_users_to_the_google_sandbox() -> None:
-    from connectors.sandbox.demo import demo_deployment
+    from core.demo.deployment import demo_deployment
     from tests.conftest import FAST_ARGON2
 
     with demo_deployment(peer_port=None, argon2=FAST_ARGON2) as env:

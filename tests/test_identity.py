@@ -94,6 +94,24 @@ def test_roles_groups_and_internal(iam: Iam, admin: Initiator) -> None:
         svc.get_role("Internal/auditors")
 
 
+def test_set_user_roles_is_all_or_nothing(iam: Iam, admin: Initiator) -> None:
+    svc = iam.identity
+    svc.add_user(admin, "heidi", None, {})
+    svc.add_role(admin, "engineering", ["heidi"])
+    svc.add_role(admin, "Internal/auditors")
+    svc.add_role(admin, "Internal/testers")
+    svc.set_user_roles(admin, "heidi", add=["Internal/auditors"],
+                       remove=["PRIMARY/engineering"])
+    assert svc.roles_of("heidi") == ["Internal/auditors"]
+    committed: list[IdentityEvent] = []
+    iam.bus.subscribe(Phase.COMMITTED, committed.append)
+    with pytest.raises(NotFound, match="nosuch"):
+        svc.set_user_roles(admin, "heidi", add=["Internal/testers", "Internal/nosuch"],
+                           remove=["Internal/auditors"])
+    assert svc.roles_of("heidi") == ["Internal/auditors"]  # the first change rolled back
+    assert committed == []
+
+
 def test_unknown_domain_and_claim(iam: Iam, admin: Initiator) -> None:
     with pytest.raises(NotFound, match="LDAP2"):
         iam.identity.add_user(admin, "LDAP2/henry", None, {})

@@ -234,8 +234,8 @@ def test_a_failing_blocking_jit_target_answers_502_and_rolls_back(
 
 
 def test_the_demo_logs_people_in_through_corp_sso() -> None:
-    from connectors.sandbox.demo import ACTOR_APP, ActivityGenerator, demo_deployment
-    from connectors.sandbox.demo_sso import SSO, FederatedLogins
+    from core.demo.deployment import ACTOR_APP, ActivityGenerator, demo_deployment
+    from core.demo.sso import SSO, FederatedLogins
     from tests.conftest import FAST_ARGON2
 
     with demo_deployment(peer_port=None, argon2=FAST_ARGON2) as env:

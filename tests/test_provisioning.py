@@ -13,7 +13,7 @@ from core.iam import Iam
 from core.identity.events import Initiator
 from core.provisioning import mapping
 from core.provisioning.outbox import JobState
-from core.schema import prov_jobs
+from core.schema import prov_jobs, prov_target_state
 from tests.peers import Fault, FaultProxy
 from tests.provisioning_helpers import connect, drain, peer_groups, peer_users
 
@@ -213,7 +213,7 @@ def test_outage_quarantines_then_recovers_and_loses_nothing(
         conn.execute(update(prov_jobs).values(next_attempt_at=datetime.now(UTC)))
     assert drain(iam, horizon=0) == 0
     with iam.db.engine.begin() as conn:  # the probe time has come
-        conn.execute(mapping.prov_target_state.update().values(
+        conn.execute(prov_target_state.update().values(
             quarantined_until=datetime.now(UTC)))
     drain(iam, horizon=0)  # the probe succeeds (the proxy passes through now), the rest flows
     assert sorted(u["userName"] for u in peer_users(scim_peer)) == ["mia", "noah", "olga"]

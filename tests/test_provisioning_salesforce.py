@@ -176,7 +176,7 @@ def test_preview_shows_the_token_request_masked_and_the_user_post(
 
 
 def test_the_demo_provisions_its_seeded_users_to_the_sandbox_org() -> None:
-    from connectors.sandbox.demo import demo_deployment
+    from core.demo.deployment import demo_deployment
     from tests.conftest import FAST_ARGON2
 
     with demo_deployment(peer_port=None, argon2=FAST_ARGON2) as env:

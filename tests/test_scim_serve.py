@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from connectors.sandbox.demo import demo_deployment
+from core.demo.deployment import demo_deployment
 from core.identity.events import Initiator
 from tests.conftest import FAST_ARGON2
 from tests.peers import free_port

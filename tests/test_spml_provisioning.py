@@ -175,7 +175,7 @@ async def test_the_console_form_for_spml_renders_and_validates() -> None:
 
 
 def test_the_demo_provisions_its_seeded_users_to_the_spml_sandbox_too() -> None:
-    from connectors.sandbox.demo import demo_deployment
+    from core.demo.deployment import demo_deployment
     from core.provisioning.outbox import JobState
     from tests.conftest import FAST_ARGON2
 

@@ -24,6 +24,7 @@ from core.errors import (
 from core.iam import Iam
 from core.identity.events import IdentityEvent, Initiator, Phase
 from core.identity.service import PASSWORD_BATCH, ImportRow
+from core.passwords import Argon2Params, PasswordHashing
 from core.schema import um_memberships, um_user_attributes, um_users
 from core.userstores.base import NewUser, Page, Policies, StoredUser
 from core.userstores.sql import SqlUserStore
@@ -396,6 +397,32 @@ def test_update_attributes_and_passwords(iam: Iam) -> None:
     assert store.verify_password("ann", "Passw0rd-two") is not None
     with pytest.raises(NotFound):
         store.update_attributes("no-such-id", {"mail": "x"})
+
+
+def stored_hash(iam: Iam, username: str) -> str:
+    with iam.db.engine.connect() as conn:
+        return conn.execute(select(um_users.c.password_hash)
+                            .where(um_users.c.username == username)).scalar_one()
+
+
+def test_verification_rehashes_when_the_argon2_parameters_changed(iam: Iam) -> None:
+    primary(iam).add_users([new("ann", "Passw0rd-one")])
+    old = stored_hash(iam, "ann")
+    assert "m=1024,t=1,p=1" in old
+    assert primary(iam).verify_password("ann", "Passw0rd-one") is not None
+    assert stored_hash(iam, "ann") == old  # same parameters: nothing to upgrade
+    stronger = PasswordHashing(Argon2Params(time_cost=2, memory_cost=2048, parallelism=1))
+    upgraded_store = SqlUserStore("PRIMARY", iam.db.engine, stronger)
+    assert upgraded_store.verify_password("ann", "wrong-password") is None
+    assert stored_hash(iam, "ann") == old  # a wrong password upgrades nothing
+    assert upgraded_store.verify_password("ann", "Passw0rd-one") is not None
+    upgraded = stored_hash(iam, "ann")
+    assert "m=2048,t=2,p=1" in upgraded and not stronger.needs_rehash(upgraded)
+    assert upgraded_store.verify_password("ann", "Passw0rd-one") is not None
+    assert stored_hash(iam, "ann") == upgraded
+    read_only = SqlUserStore("PRIMARY", iam.db.engine, iam.hashing, read_only=True)
+    assert read_only.verify_password("ann", "Passw0rd-one") is not None
+    assert stored_hash(iam, "ann") == upgraded  # a read-only store writes nothing
 
 
 def test_batch_passwords_each_belong_to_their_user(iam: Iam) -> None:

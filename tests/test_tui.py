@@ -25,13 +25,13 @@ from core.idps import IdentityProvider
 from tests.conftest import FAST_ARGON2
 from tests.servers import database_url
 from tui.app import MwareConsole
+from tui.engine_errors import describe_error
 from tui.messages import EngineFailed
 from tui.screens.help import HelpScreen
 from tui.screens.users import UsersScreen
 from tui.widgets.header import describe_deployment
 from tui.widgets.user_detail import UserDetail
 from tui.widgets.users_table import PageRequest, UsersTable
-from tui.workers import describe_error
 
 DEPLOYMENT = "~/demo · SQLite mware-iam.db"
 

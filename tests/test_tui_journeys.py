@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from textual.message import Message
 
-from connectors.sandbox import demo as sandbox_demo
-from connectors.sandbox.demo import ActivityGenerator, demo_deployment
+from core.demo import deployment as demo_module
+from core.demo.deployment import ActivityGenerator, demo_deployment
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.provisioning.outbox import JobState, Operation
@@ -199,7 +199,7 @@ def test_the_activity_generator_is_bounded_and_the_outage_ends() -> None:
             generator.step()
             outages.append(env.proxy.out)
         assert generator.changes == 64
-        assert sandbox_demo.MIN_USERS <= len(generator.users) <= sandbox_demo.MAX_USERS
+        assert demo_module.MIN_USERS <= len(generator.users) <= demo_module.MAX_USERS
         jobs = env.iam.provisioning.jobs(limit=1000)
         operations = {j.operation for j in jobs}
         assert {Operation.UPSERT_USER, Operation.DEPROVISION_USER} <= operations

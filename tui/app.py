@@ -27,11 +27,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.signal import Signal
 
+from tui.engine_errors import ReportsEngineErrors, describe_error
 from tui.messages import EngineFailed, JobAttempted
 from tui.navigation import FIRST, SECTIONS, Section
 from tui.screens.start import StartScreen
 from tui.widgets.header import PRODUCT, describe_deployment
-from tui.workers import ReportsEngineErrors, describe_error
 
 if TYPE_CHECKING:
     from core.iam import Iam

@@ -1,7 +1,7 @@
 """``mware-iam demo`` and ``mware-iam web``: the console as a walkthrough, and in a browser.
 
 ``demo`` needs no deployment: it makes a throwaway one with local peers
-(``connectors.sandbox.demo``). ``web`` serves the console through textual-serve (the
+(``core.demo.deployment``). ``web`` serves the console through textual-serve (the
 optional ``web`` extra) on 127.0.0.1 only: every browser tab runs its own console process
 on the selected deployment (or on a demo one, with ``--demo``).
 """
@@ -23,7 +23,7 @@ from core.cli.context import CliState
 from core.errors import InvalidInput, StoreUnavailable
 
 if TYPE_CHECKING:
-    from connectors.sandbox.demo import Demo
+    from core.demo.deployment import Demo
 
 WEB_HOST = "127.0.0.1"
 WEB_PORT = 8000
@@ -39,8 +39,8 @@ def _activity_option(f: click.decorators.FC) -> click.decorators.FC:
 
 @contextlib.contextmanager
 def _demo(activity: bool, scim_port: int | None = None) -> Iterator[Demo]:
-    from connectors.sandbox.demo import demo_deployment
     from connectors.sandbox.peers import PeerUnavailable
+    from core.demo.deployment import demo_deployment
 
     try:
         with demo_deployment(activity, scim_port=scim_port) as demo:

@@ -16,8 +16,8 @@ import click
 
 from core.cli.context import admin, current_iam, json_option
 from core.cli.output import echo, emit_json, iso, note, record, table
+from core.provisioning.breaker import HELD
 from core.provisioning.engine import TargetReport
-from core.provisioning.mapping import HELD
 from core.provisioning.outbox import DONE, Job, JobState
 from core.provisioning.reconcile import Drift
 from core.provisioning.status import status_json

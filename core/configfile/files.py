@@ -11,7 +11,7 @@ from core.configfile.deployment import Deployment
 from core.configfile.errors import ConfigError, Reporter
 from core.configfile.loader import MAX_BYTES, load_text
 from core.configfile.model import parse
-from core.configfile.plan import Plan, Planner
+from core.configfile.plan import ConfigPlanner, Plan
 from core.errors import InvalidInput
 from core.iam import Iam
 from core.identity.events import Initiator
@@ -40,7 +40,7 @@ def _check(path: Path, iam: Iam | None) -> tuple[Plan, Reporter]:
     if document is None:
         return Plan(), report
     config = parse(document.data, report)
-    return Planner(config, Deployment(iam), report).plan(), report
+    return ConfigPlanner(config, Deployment(iam), report).plan(), report
 
 
 def validate_file(path: Path, iam: Iam | None = None) -> list[ConfigError]:

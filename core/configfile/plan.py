@@ -89,7 +89,7 @@ def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-class Planner(Checker):
+class ConfigPlanner(Checker):
     """Turns the valid entries into a :class:`Plan`; errors go to ``report``."""
 
     def plan(self) -> Plan:

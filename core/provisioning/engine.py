@@ -26,11 +26,11 @@ from core.provisioning import bulk, mapping, outbox
 from core.provisioning.bulk import SyncCounts
 from core.provisioning.executor import perform, prepare
 from core.provisioning.host import Host
-from core.provisioning.inline import InlineRunner, Result
-from core.provisioning.outbound import in_scope
+from core.provisioning.inline import InlineExecutor, Result
 from core.provisioning.outbox import Job, JobSpec, JobState, Operation
-from core.provisioning.planner import Planner
+from core.provisioning.planner import JobPlanner
 from core.provisioning.reconcile import ReconcileReport, reconcile_target
+from core.provisioning.scope_rules import in_scope
 from core.provisioning.status import TargetStatus, target_status
 from core.provisioning.targets import Target, build_target, split_key
 from core.provisioning.workers import WorkerPool
@@ -59,9 +59,9 @@ class _DryRun(Exception):
 class ProvisioningEngine:
     def __init__(self, host: Host) -> None:
         self.host = host
-        self.inline = InlineRunner(host)
+        self.inline = InlineExecutor(host)
         self.written = outbox.WrittenFlag()
-        self.planner = Planner(host, self.written, self.inline)
+        self.planner = JobPlanner(host, self.written, self.inline)
         self._unsubscribe = [
             host.bus.subscribe(Phase.PRE, self.planner.veto, order=PLANNER_ORDER),
             host.bus.subscribe(Phase.POST, self.planner, order=PLANNER_ORDER)]

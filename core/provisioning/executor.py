@@ -33,10 +33,10 @@ from connectors.base import (
 from core import idps
 from core.errors import IamError
 from core.names import QualifiedName
-from core.provisioning import guard, mapping, outbox
+from core.provisioning import breaker, guard, mapping, outbox
 from core.provisioning.host import Host
-from core.provisioning.outbound import in_scope, mapped_group_name, outbound_user
 from core.provisioning.outbox import Job, JobState, Operation
+from core.provisioning.scope_rules import in_scope, mapped_group_name, outbound_user
 from core.provisioning.targets import Target, build_target, split_key
 
 MEMBER_PAGE = 500
@@ -430,7 +430,7 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
                       retry_at=until)
         outbox.record_attempt(conn, job, outcome.started, outcome.duration_ms, "throttled",
                               _last_status(outcome), err.message, exchanges)
-        mapping.pause(conn, target.key, err.message, until)
+        breaker.pause(conn, target.key, err.message, until)
         return JobState.RETRY
     if err is None:
         if outcome.forget:
@@ -442,7 +442,7 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
                       payload=payload)
         outbox.record_attempt(conn, job, outcome.started, outcome.duration_ms, "succeeded",
                               _last_status(outcome), outcome.note or None, exchanges)
-        mapping.record_success(conn, target.key)
+        breaker.record_success(conn, target.key)
         return JobState.SUCCEEDED
     retryable = isinstance(err, RetryableError)
     exhausted = _exhausted(job, target)
@@ -458,7 +458,7 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
                           "retry" if state is JobState.RETRY else "dead", err.status, message,
                           exchanges)
     mapping.note_outcome(conn, target.key, job.entity_type, job.entity_id, "failed", message)
-    mapping.record_failure(conn, target.key, message,
+    breaker.record_failure(conn, target.key, message,
                            threshold=int(target.prop("quarantine-threshold")),
                            probe_after=timedelta(seconds=int(target.prop("probe-seconds"))),
                            counts_for_breaker=retryable)
@@ -475,7 +475,7 @@ def settle_many(conn: Connection, finished: Sequence[tuple[Prepared, Outcome | N
     delivered: list[tuple[Prepared, Outcome]] = []
     facts = {p.job.target: o.facts for p, o in finished if o is not None and o.facts}
     for target, latest in facts.items():  # the latest word of each target, once a batch
-        mapping.set_facts(conn, target, latest)
+        breaker.set_facts(conn, target, latest)
     for prep, outcome in finished:
         if outcome is not None and _delivered(prep, outcome):
             delivered.append((prep, outcome))
@@ -510,7 +510,7 @@ def _record_delivered(conn: Connection, delivered: Sequence[tuple[Prepared, Outc
                        o.note or None, [e.as_dict() for e in o.exchanges])
         for p, o in delivered])
     for target, n in Counter(p.job.target for p, _ in delivered).items():
-        mapping.record_success(conn, target, n)
+        breaker.record_success(conn, target, n)
 
 
 #: What a job's payload loses once the job ended.

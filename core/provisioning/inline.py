@@ -8,7 +8,7 @@ application's ``fail_on_blocking_failure``, a failure refuses the write: remote 
 write created are deleted again (never ones that existed before and were adopted), the
 write's open blocking jobs are cancelled, and ``OperationRefused`` makes the identity
 service take the local change back (a compensation). A deletion or a password change cannot
-be taken back: the planner refuses them up front (``Planner.veto``). A write inside a wider
+be taken back: the planner refuses them up front (``JobPlanner.veto``). A write inside a wider
 transaction (``config apply``), and the role and import writes, send inside it, and a
 refusal rolls everything back.
 
@@ -37,7 +37,7 @@ from core.provisioning.executor import Outcome, Prepared
 from core.provisioning.host import Host
 from core.provisioning.outbox import DONE, Job, JobState, Operation
 from core.provisioning.planner import IRREVERSIBLE
-from core.provisioning.runtime import TargetRuntime
+from core.provisioning.target_clients import TargetRuntime
 
 OWNER = "inline"
 T = TypeVar("T")
@@ -81,7 +81,7 @@ class Result:
                     and self.prep.remote_id is None)
 
 
-class InlineRunner:
+class InlineExecutor:
     def __init__(self, host: Host) -> None:
         self.host = host
         self.loop = LoopThread()
@@ -121,7 +121,7 @@ class InlineRunner:
             refuse = app.fail_on_blocking_failure
             self._send(self.execute(pks, refuse), refuse)
             return
-        # what no compensation takes back (Planner.veto let it through: the target may
+        # what no compensation takes back (JobPlanner.veto let it through: the target may
         # not even hold the user) is not refused after the commit: a failure retries
         refuse = app.fail_on_blocking_failure and event.type not in IRREVERSIBLE
         jobs = outbox.claim(conn, OWNER, len(pks), pks=pks)

@@ -26,13 +26,13 @@ from core.identity.events import EventType, IdentityEvent
 from core.names import INTERNAL, parse_name
 from core.provisioning import mapping, outbox
 from core.provisioning.host import Host
-from core.provisioning.outbound import in_scope, mapped_group_name
 from core.provisioning.outbox import JobSpec, Operation
+from core.provisioning.scope_rules import in_scope, mapped_group_name
 from core.provisioning.targets import Target, build_target
 
 #: Takes the blocking jobs of a write: (the write's connection, job pks, application,
 #: event) -> None, raising to refuse the write.
-InlineRunner = Callable[[Connection, Sequence[int], apps.Application, IdentityEvent], None]
+RunInline = Callable[[Connection, Sequence[int], apps.Application, IdentityEvent], None]
 
 CONFIG_TTL = 2.0
 #: Changes no compensation can take back: the old password hash, and a deleted user (its
@@ -49,9 +49,9 @@ class PlannedTarget:
     target: Target
 
 
-class Planner:
+class JobPlanner:
     def __init__(self, host: Host, written: outbox.WrittenFlag,
-                 run_inline: InlineRunner | None = None) -> None:
+                 run_inline: RunInline | None = None) -> None:
         self.host = host
         #: Set when an event wrote a job: the workers here need waking only then.
         self.written = written

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, func, select
 
 from core import apps, idps
 from core.errors import IamError
-from core.provisioning import mapping, outbox
+from core.provisioning import breaker, outbox
 from core.provisioning.host import Host
 from core.provisioning.reconcile import describe, last_report
 from core.provisioning.targets import target_key
@@ -87,7 +87,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 def target_status(conn: Connection, host: Host) -> list[TargetStatus]:
     targets = configured_targets(conn, host)
     counts = outbox.counts(conn)
-    health = mapping.all_health(conn)
+    health = breaker.all_health(conn)
     since = datetime.now(UTC) - timedelta(minutes=1)
     per_minute: dict[str, int] = dict(conn.execute(
         select(prov_attempts.c.target, func.count()).where(
@@ -96,7 +96,7 @@ def target_status(conn: Connection, host: Host) -> list[TargetStatus]:
     out = []
     for key in sorted(set(targets) | set(counts) | set(health)):
         c = counts.get(key, {})
-        h = health.get(key) or mapping.health(conn, key)
+        h = health.get(key) or breaker.health(conn, key)
         lat = _latencies(conn, key)
         state = h.state if targets.get(key, False) else "disabled"
         out.append(TargetStatus(

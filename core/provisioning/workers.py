@@ -33,12 +33,12 @@ from connectors.base import ConnectorError
 from core import config_versions, idps
 from core.errors import IamError, StoreUnavailable
 from core.identity.events import IdentityEvent, Phase
-from core.provisioning import executor, mapping, outbox
+from core.provisioning import breaker, executor, outbox
 from core.provisioning.executor import Outcome, Prepared
 from core.provisioning.host import Host
 from core.provisioning.outbox import Job, JobState
-from core.provisioning.runtime import TargetRuntime
 from core.provisioning.schedule import CHECK_SECONDS, run_schedule
+from core.provisioning.target_clients import TargetRuntime
 from core.provisioning.targets import Target, build_target, split_key
 
 log = logging.getLogger(__name__)
@@ -280,30 +280,30 @@ class WorkerPool:
     def _next_due(self) -> datetime | None:
         """The earliest time a job may run: a quarantined target's jobs wait for its probe."""
         with self._transaction() as conn:
-            held = {t: h.quarantined_until for t, h in mapping.all_health(conn).items()
-                    if h.state in mapping.HELD and h.quarantined_until}
+            held = {t: h.quarantined_until for t, h in breaker.all_health(conn).items()
+                    if h.state in breaker.HELD and h.quarantined_until}
             times = [outbox.next_due(conn, exclude=list(held))]
             times += [until for t, until in held.items()
                       if outbox.has_open_target_job(conn, t)]
             return min((t for t in times if t is not None), default=None)
 
     def _claim(self, conn: Connection, limit: int) -> list[Job]:
-        health = mapping.all_health(conn)
+        health = breaker.all_health(conn)
         now = datetime.now(UTC)
-        unhealthy = {t for t, h in health.items() if h.state != mapping.HEALTHY}
+        unhealthy = {t for t, h in health.items() if h.state != breaker.BreakerState.HEALTHY}
         for target in self._unhealthy - unhealthy:  # recovered: its retries run now
             outbox.hurry(conn, target)
         self._unhealthy = unhealthy
         held = [t for t, h in health.items()
-                if h.state in mapping.HELD and h.quarantined_until
+                if h.state in breaker.HELD and h.quarantined_until
                 and h.quarantined_until > now]
         probes = [t for t, h in health.items()
-                  if h.state in mapping.HELD and t not in held]
+                  if h.state in breaker.HELD and t not in held]
         jobs: list[Job] = []
         self._probe_due = []
         for target in probes:  # one probe job per held target that is due
             probe = outbox.claim(conn, self.owner, 1, targets=[target])
-            if not probe and health[target].state == mapping.QUARANTINED:
+            if not probe and health[target].state == breaker.BreakerState.QUARANTINED:
                 self._probe_due.append(target)  # nothing to carry it: test the connection
             jobs += probe
         jobs += outbox.claim(conn, self.owner, max(0, limit - len(jobs)),
@@ -339,9 +339,9 @@ class WorkerPool:
     def _settle_probe(self, target: Target, error: str | None) -> None:
         with self._transaction() as conn:
             if error is None:
-                mapping.record_success(conn, target.key, 0)
+                breaker.record_success(conn, target.key, 0)
             else:
-                mapping.record_failure(
+                breaker.record_failure(
                     conn, target.key, error, threshold=int(target.prop("quarantine-threshold")),
                     probe_after=timedelta(seconds=int(target.prop("probe-seconds"))),
                     counts_for_breaker=True, attempt=False)

@@ -327,6 +327,12 @@ class SqlUserStore:
                 um_users.c.username_key == self.policies.key(username))).first()
             if row is None or not self.hashing.verify(row.password_hash, password):
                 return None
+            if self.capabilities.writable_users and self.hashing.needs_rehash(row.password_hash):
+                # The argon2 parameters changed since this hash was made: the password is at
+                # hand only now, so the stored hash is upgraded now (unless it changed since).
+                conn.execute(update(um_users).where(
+                    um_users.c.pk == row.pk, um_users.c.password_hash == row.password_hash)
+                    .values(password_hash=self.hashing.hash(password)))
             return self._users(conn, [row])[0]
 
     def list_users(

@@ -21,12 +21,12 @@ from core.iam import Iam
 from core.identity.events import Initiator
 from core.provisioning.outbox import AttemptSummary
 from core.provisioning.status import TargetStatus
+from tui.engine_errors import ReportsEngineErrors
 from tui.widgets.chrome import AppHeader, ConsoleFooter
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.tables import ListTable
-from tui.workers import ReportsEngineErrors
 
 
 class StatusSource(Protocol):

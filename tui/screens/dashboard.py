@@ -28,10 +28,11 @@ from core.iam import Iam
 from core.operators import connected
 from core.provisioning.outbox import AttemptSummary
 from core.provisioning.status import TargetStatus
+from tui.engine_errors import OneAtATime
 from tui.formatting import OPERATIONS, clock, count, millis, one_line
 from tui.messages import JobAttempted
+from tui.engine_errors import OneAtATime
 from tui.screens.base import CONSOLE_ADMIN, ConsoleHost, ConsoleScreen, StatusSource
-from tui.workers import OneAtATime
 
 REFRESH_SECONDS = 1.0
 #: The throughput sparkline takes the per-minute figure every SAMPLE_SECONDS and keeps

@@ -26,10 +26,10 @@ from core.errors import IamError
 from core.iam import Iam
 from core.names import parse_name
 from core.provisioning.outbox import Job, JobState
+from tui.engine_errors import OneAtATime
 from tui.formatting import OPERATIONS, clock, millis, one_line, stamp
 from tui.messages import JobAttempted
 from tui.screens.base import CONSOLE_ADMIN, ConsoleHost, ConsoleScreen
-from tui.workers import OneAtATime
 
 REFRESH_SECONDS = 2.0
 #: Jobs listed at most (newest first); the filters narrow the queue server-side.

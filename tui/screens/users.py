@@ -404,8 +404,9 @@ class UsersScreen(CallsEngine, FilteredScreen):
 
         def submit(form: FormValues) -> str:
             chosen = {r for r in choice.roles if form.values.get(r)}
-            self._change_roles(choice.user, [r for r in choice.roles if r in chosen - current],
-                               [r for r in choice.roles if r in current - chosen])
+            self.iam.identity.set_user_roles(
+                CONSOLE_ADMIN, choice.user, add=[r for r in choice.roles if r in chosen - current],
+                remove=[r for r in choice.roles if r in current - chosen])
             return choice.user
 
         form = FormScreen(f"Roles of {choice.user}", specs, submit,
@@ -414,13 +415,6 @@ class UsersScreen(CallsEngine, FilteredScreen):
                                 "(space toggles).")
         self.app.push_screen(form, self._written("has new roles"))
 
-    def _change_roles(self, user: str, add: Sequence[str], remove: Sequence[str]) -> None:
-        identity = self.iam.identity
-        with self.iam.db.transaction():
-            for role in add:
-                identity.assign(CONSOLE_ADMIN, role, [user])
-            for role in remove:
-                identity.unassign(CONSOLE_ADMIN, role, [user])
 
     def action_sync(self) -> None:
         user = self.highlighted

@@ -3,7 +3,7 @@
 ``call_engine(task, call, then)`` runs ``call`` in a ``thread=True, exclusive=True,
 exit_on_error=False`` worker of the node; the worker only posts :class:`EngineReplied`
 back, and ``then(result)`` runs on the event loop when that message arrives. A failure
-becomes an ``EngineFailed`` message through :class:`tui.workers.ReportsEngineErrors`
+becomes an ``EngineFailed`` message through :class:`tui.engine_errors.ReportsEngineErrors`
 (titled with ``task``), so the app reports it in one place.
 """
 

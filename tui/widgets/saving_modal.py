@@ -23,7 +23,7 @@ from textual.widgets import Button, Static
 from textual.worker import Worker, WorkerState
 
 from core.errors import IamError
-from tui.workers import ReportsEngineErrors
+from tui.engine_errors import ReportsEngineErrors
 
 P = TypeVar("P")
 R = TypeVar("R")

@@ -19,7 +19,7 @@ from core.iam import Iam
 from core.identity.service import UserView
 from core.jit.associations import subjects_of
 from core.provisioning.mapping import Mapping
-from tui.workers import ReportsEngineErrors
+from tui.engine_errors import ReportsEngineErrors
 
 
 class UserDetail(ReportsEngineErrors, VerticalScroll):

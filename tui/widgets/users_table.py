@@ -20,7 +20,7 @@ from core.claims import LOCAL_DIALECT
 from core.iam import Iam
 from core.identity.service import UserView
 from core.userstores.base import Page
-from tui.workers import ReportsEngineErrors
+from tui.engine_errors import ReportsEngineErrors
 
 #: (column label, local claim short name); None is the username itself.
 COLUMNS: tuple[tuple[str, str | None], ...] = (

@@ -9,7 +9,7 @@
 - On request the inbound SCIM API is served too (``mware-iam demo`` does, on 8080), with a
   token of the HR portal in a file of the home.
 - ``corp-sso`` is an OIDC identity provider with JIT on for the HR portal, signed for by the
-  sandbox IdP (``demo_sso.py``); with activity, one of its people logs in every
+  sandbox IdP (``core/demo/sso.py``); with activity, one of its people logs in every
   ``JIT_EVERY`` ticks through the JIT intake.
 - With activity, a thread plays the HR portal (``Initiator.application_client``): it
   creates, changes and deletes users on a timer, so both targets get work; and the
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.sandbox import google, salesforce, spml
-from connectors.sandbox.demo_sso import FederatedLogins, configure_corp_sso
+from core.demo.sso import FederatedLogins, configure_corp_sso
 from connectors.sandbox.peers import (
     LOOPBACK,
     Fault,
