@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.sandbox import google, salesforce, spml
-from core.demo.sso import FederatedLogins, configure_corp_sso
 from connectors.sandbox.peers import (
     LOOPBACK,
     Fault,
@@ -46,6 +45,7 @@ from connectors.sandbox.peers import (
 )
 from core.apps import OutboundTarget
 from core.configfile.files import seed_sample
+from core.demo.sso import FederatedLogins, configure_corp_sso
 from core.errors import IamError
 from core.http.thread import scim_thread
 from core.iam import Iam

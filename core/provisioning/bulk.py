@@ -19,8 +19,8 @@ from core.errors import IamError
 from core.names import parse_name
 from core.provisioning import mapping, outbox
 from core.provisioning.host import Host
-from core.provisioning.scope_rules import in_scope, mapped_group_name
 from core.provisioning.outbox import JobSpec, Operation
+from core.provisioning.scope_rules import in_scope, mapped_group_name
 from core.provisioning.status import configured_targets
 from core.provisioning.targets import Target, build_target, target_key
 

@@ -39,8 +39,8 @@ from core.identity.events import Initiator
 from core.names import parse_name
 from core.provisioning import mapping, outbox
 from core.provisioning.host import Host
-from core.provisioning.scope_rules import in_scope, mapped_group_name, outbound_user
 from core.provisioning.outbox import JobSpec, Operation
+from core.provisioning.scope_rules import in_scope, mapped_group_name, outbound_user
 from core.provisioning.targets import Target, build_target, split_key
 
 if TYPE_CHECKING:

@@ -31,7 +31,6 @@ from core.provisioning.status import TargetStatus
 from tui.engine_errors import OneAtATime
 from tui.formatting import OPERATIONS, clock, count, millis, one_line
 from tui.messages import JobAttempted
-from tui.engine_errors import OneAtATime
 from tui.screens.base import CONSOLE_ADMIN, ConsoleHost, ConsoleScreen, StatusSource
 
 REFRESH_SECONDS = 1.0
