@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import threading
 
 import pytest
 from scim2_models import UnauthorizedException
@@ -96,3 +98,31 @@ def test_a_remembered_token_is_known_without_the_database(sqlite_iam) -> None:
     with pytest.raises(UnauthorizedException):
         app.authenticate(basic("crm"))
     assert app.remembered(_request("mwi_unknown")) is None
+
+
+def test_a_token_lookup_runs_off_the_event_loop(sqlite_iam, monkeypatch) -> None:
+    """The database read of a token not remembered must not stall every other client."""
+    admin = Initiator.admin()
+    sqlite_iam.save_app(admin, Application(name="hr", inbound_domain="PRIMARY"))
+    token = sqlite_iam.issue_token(admin, "hr")
+    app = ScimApplication(sqlite_iam)
+    lookups: list[threading.Thread] = []
+    authenticate_token = sqlite_iam.authenticate_token
+
+    def recorded(presented: str) -> Application | None:
+        lookups.append(threading.current_thread())
+        return authenticate_token(presented)
+
+    monkeypatch.setattr(sqlite_iam, "authenticate_token", recorded)
+
+    async def serve(presented: str) -> tuple[int, threading.Thread]:
+        response = await app.serve(_request(presented))
+        return int(response.status), threading.current_thread()
+
+    status, loop_thread = asyncio.run(serve(token))
+    assert status == 200
+    bad_status, _ = asyncio.run(serve("mwi_not-a-token"))
+    assert bad_status == 401
+    assert len(lookups) == 2 and loop_thread not in lookups
+    status, _ = asyncio.run(serve(token))  # remembered: no second read
+    assert status == 200 and len(lookups) == 2

@@ -169,14 +169,26 @@ class ScimApplication(ASGIApplication):
     # the handler.
     def check_auth(self, request: ScimRequest) -> None:
         """Authenticate the request's application (401) and take its turn in the
-        application's token bucket (429). A token not checked in the last seconds is looked
-        up on the event loop's thread: one indexed read, once per token per
-        ``TOKEN_CACHE_SECONDS``."""
-        client = self.remembered(request) or self.authenticate(request)
+        application's token bucket (429). A token not checked in the last seconds was
+        looked up in a worker thread by :meth:`serve` before this runs."""
+        looked_up = request.subject
+        client = (looked_up if isinstance(looked_up, Client)
+                  else self.remembered(request) or self.authenticate(request))
         wait = self.buckets.take(client.application)
         if wait > 0:
             raise TooManyRequestsException(wait)
         request.subject = client
+
+    async def serve(self, request: ScimRequest) -> ScimResponse:
+        """Serve a request; a token the cache does not remember is looked up in a worker
+        thread (a database read), never on the event loop that serves every client."""
+        try:
+            if self.needs_auth(request) and self.remembered(request) is None:
+                request.subject = await asyncio.get_running_loop().run_in_executor(
+                    None, self.authenticate, request)
+        except Exception as exception:  # answered as scim2-server's serve answers it
+            return self.finalize_response(request, self.handle_exception(request, exception))
+        return await super().serve(request)
 
     def get_subject(self, request: ScimRequest) -> Client | None:
         """The application :meth:`check_auth` authenticated (None for an open request)."""
