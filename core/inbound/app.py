@@ -219,7 +219,9 @@ class ScimApplication(ASGIApplication):
         gone = asyncio.ensure_future(_disconnect(receive))
         await asyncio.wait({serving, gone}, return_when=asyncio.FIRST_COMPLETED)
         if not serving.done():
-            cancellation.cancel()
+            # Stopping a statement is I/O (PostgreSQL's cancel request, MariaDB's KILL
+            # QUERY on a new connection): not on the loop that serves everyone else.
+            await asyncio.get_running_loop().run_in_executor(None, cancellation.cancel)
             log.info("client gone: %s %s cancelled", request.method, scope.get("path"))
             await asyncio.wait({serving})
             serving.exception()  # retrieved: the answer has nobody to go to
