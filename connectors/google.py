@@ -67,7 +67,7 @@ from connectors.base import (
     RemoteRef,
     RetryableError,
 )
-from connectors.scim2 import MASK, retry_after
+from connectors.wire import decoded_body, redact, retry_after
 from core.claims import LOCAL_DIALECT
 from core.properties import FieldError, PropertySpec, PropertyType
 
@@ -92,10 +92,8 @@ MAX_NAME = 60
 PLACEHOLDERS = ("UN", "UD", "TD", "IDP")
 _RATE_REASONS = frozenset({"userRateLimitExceeded", "quotaExceeded", "rateLimitExceeded"})
 _NOT_COMPLETE = "user creation is not complete"
-_SECRET_KEYS = frozenset({"password", "assertion", "access_token", "id_token", "refresh_token"})
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOCAL_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._'+-]*$")
-_SHOWN_TEXT = 300
 
 
 def check_properties(values: Mapping[str, Any]) -> list[FieldError]:
@@ -535,7 +533,7 @@ class GoogleConnector(Connector):
             self._record(request, sent, None, None)
             raise RetryableError(f"{what}: cannot reach Google for {shown}: "
                                  f"{exc or type(exc).__name__}") from None
-        answer = _json(response)
+        answer = decoded_body(response)
         self._record(request, sent, response.status_code, answer)
         if response.is_success:
             return answer
@@ -544,8 +542,8 @@ class GoogleConnector(Connector):
 
     def _record(self, request: httpx.Request, body: Any, status: int | None,
                 answer: Any) -> None:
-        self.exchanges.append(Exchange(request.method, str(request.url), _redact(body),
-                                       status, _redact(answer)))
+        self.exchanges.append(Exchange(request.method, str(request.url), redact(body),
+                                       status, redact(answer)))
 
 
 # ---------------------------------------------------------------- helpers
@@ -557,25 +555,6 @@ def _ref(body: Any, name_attribute: str, what: str) -> RemoteRef:
     if isinstance(body, Mapping) and isinstance(body.get("id"), str) and body["id"]:
         return RemoteRef(body["id"], str(body.get(name_attribute) or ""))
     raise PermanentError(f"{what}: Google answered without the object's id")
-
-
-def _json(response: httpx.Response) -> Any:
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return " ".join(response.text.split())[:_SHOWN_TEXT]
-
-
-def _redact(value: Any) -> Any:
-    """A copy without passwords, assertions or tokens."""
-    if isinstance(value, Mapping):
-        return {k: MASK if k in _SECRET_KEYS and v is not None else _redact(v)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    return value
 
 
 def _google_error(answer: Any) -> tuple[str, str]:

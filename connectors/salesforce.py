@@ -65,7 +65,7 @@ from connectors.base import (
     RetryableError,
     TargetPaused,
 )
-from connectors.scim2 import retry_after
+from connectors.wire import decoded_body, redact, retry_after
 from core.claims import LOCAL_DIALECT
 from core.properties import FieldError, PropertySpec, PropertyType
 
@@ -115,8 +115,6 @@ _PLACEHOLDER_RE = re.compile(r"\{([A-Z]+)\}")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LIMIT_RE = re.compile(r"api-usage=(\d+)/(\d+)")
 ALIAS_LENGTH = 8
-MASK = "********"
-_SHOWN_TEXT = 300
 
 
 def _check(values: Mapping[str, Any]) -> list[FieldError]:
@@ -460,7 +458,7 @@ class SalesforceConnector(Connector):
         request = self._request(method, url, what, params=params, headers=headers,
                                 content=content)
         response = await self._transport(request, what, shown_body)
-        answer = _json(response)
+        answer = decoded_body(response)
         self.exchanges.append(Exchange(method, str(request.url), shown_body,
                                        response.status_code, answer))
         self._note_usage(response)
@@ -515,8 +513,8 @@ class SalesforceConnector(Connector):
                 self.memo["token"] = token
             return token
 
-    def _grant(self) -> tuple[dict[str, str], dict[str, str]]:
-        """The token request's form, and the same with its secrets masked."""
+    def _grant(self) -> dict[str, str]:
+        """The token request's form (secrets in it: :func:`redact` before showing it)."""
         p = self.properties
         client_id = str(p.get("sf-clientid") or "")
         key = p.get("sf-jwt-private-key")
@@ -531,30 +529,26 @@ class SalesforceConnector(Connector):
             except (ValueError, TypeError, jwt.PyJWTError):
                 raise PermanentError("sf-jwt-private-key is not a usable RS256 private "
                                      "key") from None
-            form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            return {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
                     "assertion": assertion}
-            return form, {**form, "assertion": MASK}
         form = {"client_id": client_id, "client_secret": str(p.get("sf-client-secret") or "")}
         if p.get("sf-usePasswordGrant"):
-            form = {"grant_type": "password", **form,
+            return {"grant_type": "password", **form,
                     "username": str(p.get("sf-username") or ""),
                     "password": str(p.get("sf-password") or "")}
-            return form, {**form, "client_secret": MASK, "password": MASK}
-        form = {"grant_type": "client_credentials", **form}
-        return form, {**form, "client_secret": MASK}
+        return {"grant_type": "client_credentials", **form}
 
     async def _fetch_token(self) -> str:
         what = f"get an access token ({self._flow()} flow)"
-        form, shown = self._grant()
+        form = self._grant()
+        shown = redact(form)
         request = self._request("POST", self.token_endpoint, what, data=form,
                                 headers={"Accept": "application/json"})
         response = await self._transport(request, what, shown)
-        answer = _json(response)
+        answer = decoded_body(response)
         token = answer.get("access_token") if isinstance(answer, Mapping) else None
-        shown_answer = {**answer, "access_token": MASK} \
-            if isinstance(answer, Mapping) and "access_token" in answer else answer
         self.exchanges.append(Exchange("POST", self.token_endpoint, shown,
-                                       response.status_code, shown_answer))
+                                       response.status_code, redact(answer)))
         if response.is_success and isinstance(token, str) and token:
             return token
         said = _oauth_error(answer, response.status_code)
@@ -615,15 +609,6 @@ def _created_id(body: Any, what: str) -> str:
     if isinstance(found, str) and found:
         return found
     raise PermanentError(f"{what}: Salesforce answered without the new record's id")
-
-
-def _json(response: httpx.Response) -> Any:
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return " ".join(response.text.split())[:_SHOWN_TEXT]
 
 
 def _errors(answer: Any) -> list[Mapping[str, Any]]:

@@ -49,7 +49,6 @@ from connectors.base import (
     RemoteRef,
     RetryableError,
 )
-from connectors.scim2 import retry_after
 from connectors.spml_xml import (
     SOAP_CONTENT_TYPE,
     SPML_NS,
@@ -68,6 +67,7 @@ from connectors.spml_xml import (
     request_id,
     shown,
 )
+from connectors.wire import MASK, retry_after, shortened
 from core.properties import PropertySpec, PropertyType
 
 _P = PropertyType
@@ -93,7 +93,6 @@ SPEC = ConnectorSpec(
     preview_peer="connectors.sandbox.spml:accommodating_answer",
 )
 
-MASK = "********"
 PASSWORD_ATTRIBUTE = "credentials"
 ACCOUNT_ATTRIBUTE = "accountId"
 #: Seconds the provider's listTargets answer is trusted before it is read again.
@@ -380,10 +379,10 @@ def _answer(response: httpx.Response, request: ET.Element, what: str,
         raise PermanentError(f"{what}: the provider refused our credentials (HTTP {status}; "
                              f"{where}); check spml-username and spml-password", status)
     if status == 429 or status >= 500:
-        raise RetryableError(f"{said}{_text(response)}", status,
+        raise RetryableError(f"{said}{_said(response)}", status,
                              retry_after(response.headers.get("Retry-After")))
     if not response.is_success:
-        raise PermanentError(f"{said}{_text(response)}", status)
+        raise PermanentError(f"{said}{_said(response)}", status)
     if node is None:
         raise PermanentError(f"{what}: the provider's answer is not usable: "
                              f"{problem or 'it is empty'} ({where})", status)
@@ -442,7 +441,6 @@ def _target(node: ET.Element) -> Target:
                   tuple(c.get("namespaceURI") or "" for c in caps))
 
 
-def _text(response: httpx.Response) -> str:
-    text = " ".join(response.text.split())[:300]
+def _said(response: httpx.Response) -> str:
+    text = shortened(response.text)
     return f": {text}" if text else ""
-

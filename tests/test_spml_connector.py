@@ -32,7 +32,7 @@ from connectors.sandbox.spml import (
     schema_errors,
     spml_sandbox,
 )
-from connectors.spml import MASK, SPEC, SpmlConnector
+from connectors.spml import SPEC, SpmlConnector
 from connectors.spml_xml import (
     DSML_NS,
     SOAP_CONTENT_TYPE,
@@ -43,6 +43,7 @@ from connectors.spml_xml import (
     parse,
     q,
 )
+from connectors.wire import MASK
 from core.properties import validate
 
 PASSWORD = "Pa55-word-of-alice"

@@ -14,7 +14,8 @@ from textual.app import App, ComposeResult
 
 from connectors.registry import registry
 from connectors.sandbox.spml import SpmlSandbox, spml_sandbox
-from connectors.spml import MASK, SPEC
+from connectors.spml import SPEC
+from connectors.wire import MASK
 from core.apps import Application, OutboundTarget
 from core.cli.main import cli
 from core.configfile.files import validate_file
