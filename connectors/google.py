@@ -13,7 +13,8 @@ Decisions worth knowing:
   ask for ``admin.directory.group`` as well, so a delegation granting users only keeps
   working for users.
 * ``primaryEmail`` is the email claim when it is at the domain, else the provisioning
-  pattern's result (``{UD, UN, TD, IDP}`` joined by the separator) at the domain; a result
+  pattern's result (``connectors/user_ids.py``: ``{UD, UN, TD, IDP}`` joined by the
+  separator, lower-cased) at the domain; a result
   that is already an address must be at the domain. Users are addressed by the id Google
   returned. Google requires a password on create: the user's own when the engine hands one
   over, else a random one (never logged); on update only a changed password is sent.
@@ -67,6 +68,7 @@ from connectors.base import (
     RemoteRef,
     RetryableError,
 )
+from connectors.user_ids import DEFAULT_PATTERN, build_user_id, pattern_parts
 from connectors.wire import decoded_body, redact, retry_after
 from core.claims import LOCAL_DIALECT
 from core.properties import FieldError, PropertySpec, PropertyType
@@ -83,13 +85,10 @@ DIRECTORY = "/admin/directory/v1"
 ASSERTION_SECONDS = 3600
 #: A token is fetched again this many seconds before it expires.
 TOKEN_MARGIN = 60.0
-#: The reference's tenant domain: this deployment has a single tenant.
-TENANT_DOMAIN = "carbon.super"
 #: The password Google gives every PKCS#12 service-account key file.
 P12_PASSWORD = b"notasecret"
 #: Google's limit for givenName and familyName.
 MAX_NAME = 60
-PLACEHOLDERS = ("UN", "UD", "TD", "IDP")
 _RATE_REASONS = frozenset({"userRateLimitExceeded", "quotaExceeded", "rateLimitExceeded"})
 _NOT_COMPLETE = "user creation is not complete"
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -196,16 +195,6 @@ def load_private_key(text: str) -> rsa.RSAPrivateKey:
     return key
 
 
-def pattern_parts(pattern: str) -> list[str]:
-    """The placeholders of a provisioning pattern (``{UN}``, ``{UD, UN, TD, IDP}``)."""
-    parts = [p.strip() for p in pattern.replace("{", " ").replace("}", " ").split(",")]
-    unknown = [p for p in parts if p not in PLACEHOLDERS]
-    if unknown or not parts:
-        raise ValueError(f"unknown placeholder {', '.join(map(repr, unknown))} (known: "
-                         + ", ".join(PLACEHOLDERS) + ", e.g. {UD, UN})")
-    return parts
-
-
 def claim_uri(name: str) -> str:
     return name if "://" in name else f"{LOCAL_DIALECT}/{name}"
 
@@ -238,13 +227,12 @@ class GoogleConnector(Connector):
                                                           "emailaddress"))) or "")
         if email.lower().endswith("@" + self.domain):
             return email
-        values = {"UN": user.username, "UD": user.domain, "TD": TENANT_DOMAIN,
-                  "IDP": str(self.properties.get(IDP_NAME) or "")}
         try:
-            parts = pattern_parts(self._prop("google_prov_pattern", "{UN}"))
+            built = build_user_id(self._prop("google_prov_pattern", DEFAULT_PATTERN),
+                                  self._prop("google_prov_separator", "_"), user.username,
+                                  user.domain, str(self.properties.get(IDP_NAME) or ""))
         except ValueError as exc:
             raise PermanentError(f"user {user.username!r}: google_prov_pattern: {exc}") from None
-        built = self._prop("google_prov_separator", "_").join(values[p] for p in parts)
         where = f"user {user.username!r}: primaryEmail {{}} (from google_prov_pattern)"
         if "@" in built:
             if not built.lower().endswith("@" + self.domain) or not _EMAIL_RE.match(built):

@@ -52,6 +52,7 @@ import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from connectors.base import (
+    IDP_NAME,
     ConflictError,
     Connector,
     ConnectorError,
@@ -65,6 +66,7 @@ from connectors.base import (
     RetryableError,
     TargetPaused,
 )
+from connectors.user_ids import DEFAULT_PATTERN, build_user_id, pattern_parts
 from connectors.wire import decoded_body, redact, retry_after
 from core.claims import LOCAL_DIALECT
 from core.properties import FieldError, PropertySpec, PropertyType
@@ -94,7 +96,8 @@ SPEC_PROPERTIES = (
     PropertySpec("sf-profile-id", "Profile id of new users", required=True,
                  help="a 15- or 18-character Salesforce id"),
     PropertySpec("sf-prov-pattern", "Username pattern", default="{UN}",
-                 help="{UN} user name, {UD} userstore domain"),
+                 help="e.g. {UD, UN}: user name UN, userstore domain UD, tenant domain "
+                      "TD, identity provider IDP (joined by the separator, lower-cased)"),
     PropertySpec("sf-prov-separator", "Pattern separator", default="_"),
     PropertySpec("sf-prov-domainName", "Username domain",
                  help="appended as @domain to names that are not addresses"),
@@ -111,7 +114,6 @@ SPEC_PROPERTIES = (
 
 _VERSION_RE = re.compile(r"^v\d{2}\.\d$")
 _ID_RE = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
-_PLACEHOLDER_RE = re.compile(r"\{([A-Z]+)\}")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LIMIT_RE = re.compile(r"api-usage=(\d+)/(\d+)")
 ALIAS_LENGTH = 8
@@ -136,10 +138,11 @@ def _check(values: Mapping[str, Any]) -> list[FieldError]:
     if isinstance(reserve, int) and not 0 <= reserve < 100:
         errors.append(FieldError("sf-api-reserve", "expected a percentage from 0 to 99"))
     pattern = values.get("sf-prov-pattern")
-    unknown = set(_PLACEHOLDER_RE.findall(str(pattern or ""))) - {"UN", "UD"}
-    if unknown:
-        errors.append(FieldError("sf-prov-pattern", "unknown placeholder(s) " + ", ".join(
-            "{" + u + "}" for u in sorted(unknown)) + " (known: {UN}, {UD})"))
+    if pattern:
+        try:
+            pattern_parts(str(pattern))
+        except ValueError as exc:
+            errors.append(FieldError("sf-prov-pattern", str(exc)))
     pem = values.get("sf-jwt-private-key")
     if pem:
         if not values.get("sf-username"):
@@ -263,11 +266,13 @@ class SalesforceConnector(Connector):
         """The Username: ``sf-prov-pattern`` filled in, then ``@sf-prov-domainName``."""
         if not user.username:
             raise PermanentError("the user has no username to send as Username")
-        pattern = str(self.properties.get("sf-prov-pattern") or "{UN}")
-        separator = str(self.properties.get("sf-prov-separator") or "")
-        values = {"UN": user.username, "UD": user.domain}
-        name = _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), ""),
-                                   pattern.replace("}{", "}" + separator + "{"))
+        try:
+            name = build_user_id(str(self.properties.get("sf-prov-pattern") or DEFAULT_PATTERN),
+                                 str(self.properties.get("sf-prov-separator") or ""),
+                                 user.username, user.domain,
+                                 str(self.properties.get(IDP_NAME) or ""))
+        except ValueError as exc:
+            raise PermanentError(f"user {user.username!r}: sf-prov-pattern: {exc}") from None
         domain = self.properties.get("sf-prov-domainName")
         if domain and "@" not in name:
             name = f"{name}@{domain}"

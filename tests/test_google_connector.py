@@ -114,7 +114,7 @@ async def test_primary_email_from_claim_or_pattern(peer, client):
     ref = await c.create_user(user("dan", **{EMAIL: "dan.x@example.org"}))
     assert peer.remote_user(ref.id).name == "dan.x@example.org"
     ref = await c.create_user(user("dan", **{EMAIL: "dan@elsewhere.com"}))
-    assert peer.remote_user(ref.id).name == "PRIMARY-dan-gws@example.org"
+    assert peer.remote_user(ref.id).name == "primary-dan-gws@example.org"
 
 
 async def test_bad_users_are_permanent_errors_naming_user_and_field(peer, client):

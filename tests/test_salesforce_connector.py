@@ -359,13 +359,13 @@ def test_config_names_each_faulty_property() -> None:
     assert "sf-username" in _errors(**{"sf-usePasswordGrant": "true"})
     assert "PEM" in _errors(**{"sf-jwt-private-key": "nope", "sf-username": "u@x.com"})[
         "sf-jwt-private-key"]
-    assert "{XX}" in _errors(**{"sf-prov-pattern": "{XX}{UN}"})["sf-prov-pattern"]
+    assert "'XX'" in _errors(**{"sf-prov-pattern": "{XX}{UN}"})["sf-prov-pattern"]
 
 
 async def test_pattern_and_separator_build_the_username(org, client):
     c = connector(org, client, **{"sf-prov-pattern": "{UD}{UN}", "sf-prov-separator": "-"})
     ref = await c.create_user(user("patterned"))
-    assert ref.name == "PRIMARY-patterned@sandbox.example.com"
+    assert ref.name == "primary-patterned@sandbox.example.com"
     bare = connector(org, client, **{"sf-prov-domainName": ""})
     with pytest.raises(PermanentError, match="not shaped like an email address"):
         await bare.create_user(user("plain"))
