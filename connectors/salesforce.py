@@ -20,7 +20,15 @@ Decisions worth knowing:
   user that ``lookup_user`` finds with a SOQL query (the literal quote-escaped).
 * Groups are public groups (``Group`` of type ``Regular``), found by ``DeveloperName`` or
   ``Name``; members are ``GroupMember`` rows, inserted and deleted one by one (a member
-  already there is not an error).
+  already there is not an error); the rows to delete are found with one query for the
+  set (``UserOrGroupId IN (…)``, ``IN_CHUNK`` ids a query).
+* Listing (reconciliation) is SOQL through ``…/query/``, followed through
+  ``nextRecordsUrl`` batch by batch (``Sforce-Query-Options: batchSize``): users with
+  ``LISTED_FIELDS``, deactivated ones included and listed inactive, which is how
+  Salesforce holds a user we deleted (the reconciliation counts them as deleted); the
+  listed name is the Username without the ``@sf-prov-domainName`` we added. Groups come
+  with their members, one ``GroupMember`` query per page of groups. ``drift`` compares
+  the listed fields with what an update would send, typed.
 * OAuth: JWT bearer when ``sf-jwt-private-key`` is set, else ``grant_type=password`` when
   ``sf-usePasswordGrant`` is on, else ``client_credentials``. The token lives in the
   target's memo (shared by its connectors) and is fetched again once when the org answers
@@ -42,7 +50,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -53,6 +61,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from connectors.base import (
     IDP_NAME,
+    LIST_PAGE,
     ConflictError,
     Connector,
     ConnectorError,
@@ -62,6 +71,7 @@ from connectors.base import (
     OutboundUser,
     PermanentError,
     RemoteNotFound,
+    RemoteObject,
     RemoteRef,
     RetryableError,
     TargetPaused,
@@ -117,6 +127,13 @@ _ID_RE = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LIMIT_RE = re.compile(r"api-usage=(\d+)/(\d+)")
 ALIAS_LENGTH = 8
+#: The User fields a listing reads: the state, and the fields sent without a claim
+#: mapping (other mapped fields are not compared by a reconciliation).
+LISTED_FIELDS = ("Id", "Username", "IsActive", "FirstName", "LastName", "Email", "Alias")
+#: Records per query answer Salesforce allows one to ask for (``batchSize``).
+MIN_QUERY_BATCH, QUERY_BATCH = 200, 2000
+#: Ids per ``IN (…)`` list (a SOQL query over GET stays well under the URL limit).
+IN_CHUNK = 200
 
 
 def _check(values: Mapping[str, Any]) -> list[FieldError]:
@@ -363,15 +380,15 @@ class SalesforceConnector(Connector):
     async def change_members(self, remote_id: str, group: OutboundGroup,
                              add: Sequence[str], remove: Sequence[str]) -> None:
         what = f"change the members of group {group.name!r} (id {remote_id})"
-        if remove:
-            gone = set(remove)
-            rows = await self._query("SELECT Id, UserOrGroupId FROM GroupMember WHERE "
-                                     f"GroupId = {soql_literal(remote_id)}", what)
+        gone = list(dict.fromkeys(remove))
+        for chunk in (gone[i:i + IN_CHUNK] for i in range(0, len(gone), IN_CHUNK)):
+            rows = await self._query("SELECT Id, UserOrGroupId FROM GroupMember WHERE GroupId = "
+                                     f"{soql_literal(remote_id)} AND UserOrGroupId IN "
+                                     f"{soql_list(chunk)}", what)
             for row in rows:
-                if row.get("UserOrGroupId") in gone:
-                    with contextlib.suppress(RemoteNotFound):  # gone meanwhile: as wanted
-                        await self._call("DELETE", self._object("GroupMember", str(row["Id"])),
-                                         what)
+                with contextlib.suppress(RemoteNotFound):  # gone meanwhile: as wanted
+                    await self._call("DELETE", self._object("GroupMember", str(row["Id"])),
+                                     what)
         for member in dict.fromkeys(add):
             with contextlib.suppress(ConflictError):  # a member already: as wanted
                 await self._call("POST", f"{self.base}/sobjects/GroupMember/", what,
@@ -395,22 +412,99 @@ class SalesforceConnector(Connector):
                                  "tell which one is ours")
         return RemoteRef(str(same[0]["Id"]), name) if same else None
 
+    # ------------------------------------------------------------ listing
+    async def list_users(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+        """Every User of the org with :data:`LISTED_FIELDS`, deactivated ones included
+        (``active`` false: how Salesforce holds a user we deleted)."""
+        soql = f"SELECT {', '.join(LISTED_FIELDS)} FROM User"
+        async for row in self._rows(soql, "list the users", page_size):
+            username = str(row.get("Username") or "")
+            yield RemoteObject(str(row["Id"]), self._listed_name(username),
+                               row.get("IsActive") is not False,
+                               {k: row.get(k) for k in LISTED_FIELDS if k != "Id"})
+
+    async def list_groups(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+        """Every public group with its members: one query for the groups, and per page
+        of groups one query for their members."""
+        soql = "SELECT Id, Name, DeveloperName FROM Group WHERE Type = 'Regular'"
+        page: list[Mapping[str, Any]] = []
+        async for row in self._rows(soql, "list the groups", page_size):
+            page.append(row)
+            if len(page) >= min(page_size, IN_CHUNK):
+                for found in await self._with_members(page):
+                    yield found
+                page = []
+        for found in await self._with_members(page):
+            yield found
+
+    async def _with_members(self, groups: Sequence[Mapping[str, Any]]) -> list[RemoteObject]:
+        if not groups:
+            return []
+        ids = [str(g["Id"]) for g in groups]
+        members: dict[str, list[str]] = {i: [] for i in ids}
+        async for row in self._rows("SELECT Id, GroupId, UserOrGroupId FROM GroupMember "
+                                    f"WHERE GroupId IN {soql_list(ids)}",
+                                    "list the groups' members"):
+            members.setdefault(str(row.get("GroupId")), []).append(
+                str(row.get("UserOrGroupId")))
+        return [RemoteObject(str(g["Id"]), str(g.get("Name") or ""),
+                             attributes={"DeveloperName": g.get("DeveloperName")},
+                             members=members[str(g["Id"])]) for g in groups]
+
+    def drift(self, remote: RemoteObject, user: OutboundUser) -> list[str]:
+        """The listed fields whose value differs from what :meth:`update_user` would send
+        (typed as Salesforce types them; Username without regard to case)."""
+        try:
+            wanted = self.user_fields(user, creating=False)
+        except PermanentError:  # cannot be sent at all: every field it names differs
+            return sorted(user.attributes) or ["Username"]
+        differ = []
+        for name, value in wanted.items():
+            if name == "IsActive" or name not in remote.attributes:
+                continue
+            have = remote.attributes[name]
+            if name == "Username":
+                same = str(have or "").casefold() == str(value).casefold()
+            else:
+                same = have == value or (have in (None, "") and value in (None, ""))
+            if not same:
+                differ.append(name)
+        return differ + (["active"] if remote.active != user.active else [])
+
+    def _listed_name(self, username: str) -> str:
+        """The user name a Username was built from: without ``@sf-prov-domainName`` when
+        the connector added it (a name that was no address)."""
+        domain = str(self.properties.get("sf-prov-domainName") or "")
+        suffix = f"@{domain}".casefold()
+        if domain and username.casefold().endswith(suffix):
+            return username[:-len(suffix)]
+        return username
+
     # ------------------------------------------------------------ the org's API
     def _object(self, sobject: str, remote_id: str) -> str:
         return f"{self.base}/sobjects/{sobject}/{quote(remote_id, safe='')}"
 
     async def _query(self, soql: str, what: str) -> list[Mapping[str, Any]]:
         """Every record a SOQL query answers (following ``nextRecordsUrl``)."""
-        body = await self._call("GET", f"{self.base}/query/", what, params={"q": soql})
-        rows: list[Mapping[str, Any]] = []
+        return [row async for row in self._rows(soql, what)]
+
+    async def _rows(self, soql: str, what: str, batch: int = QUERY_BATCH
+                    ) -> AsyncIterator[Mapping[str, Any]]:
+        """The records a SOQL query answers, batch by batch as Salesforce sends them
+        (``batch`` asked for, 200 to 2000; the org may send fewer), following
+        ``nextRecordsUrl`` until ``done``."""
+        size = max(MIN_QUERY_BATCH, min(QUERY_BATCH, batch))
+        headers = {"Sforce-Query-Options": f"batchSize={size}"}
+        body = await self._call("GET", f"{self.base}/query/", what, params={"q": soql},
+                                headers=headers)
         while isinstance(body, Mapping):
-            rows += [r for r in body.get("records") or [] if isinstance(r, Mapping)
-                     and r.get("Id")]
+            for row in body.get("records") or []:
+                if isinstance(row, Mapping) and row.get("Id"):
+                    yield row
             following = body.get("nextRecordsUrl")
             if body.get("done", True) or not isinstance(following, str):
-                break
-            body = await self._call("GET", f"{self.domain}{following}", what)
-        return rows
+                return
+            body = await self._call("GET", f"{self.domain}{following}", what, headers=headers)
 
     async def _check_budget(self) -> None:
         """Raise TargetPaused while less than the reserve of the org's budget is left (a
@@ -429,24 +523,27 @@ class SalesforceConnector(Connector):
                            delay=self.probe_seconds)
 
     async def _call(self, method: str, url: str, what: str, *, body: Any = None,
-                    params: Mapping[str, str] | None = None, auth: bool = True) -> Any:
+                    params: Mapping[str, str] | None = None, auth: bool = True,
+                    headers: Mapping[str, str] | None = None) -> Any:
         """Send one request of an operation; its decoded answer (None when empty)."""
-        return (await self._send(method, url, what, body=body, params=params, auth=auth))[1]
+        return (await self._send(method, url, what, body=body, params=params, auth=auth,
+                                 headers=headers))[1]
 
     async def _send(self, method: str, url: str, what: str, *, body: Any = None,
                     params: Mapping[str, str] | None = None, auth: bool = True,
-                    budget: bool = True) -> tuple[httpx.Response, Any]:
+                    budget: bool = True, headers: Mapping[str, str] | None = None
+                    ) -> tuple[httpx.Response, Any]:
         if auth and budget:
             await self._check_budget()
         content = None if body is None else json.dumps(body).encode()
         token = await self._token() if auth else None
         response, answer = await self._exchange(method, url, what, content, body, params,
-                                                token)
+                                                token, headers)
         if token is not None and response.status_code == 401 \
                 and _code(answer) == "INVALID_SESSION_ID":
             token = await self._token(stale=token)  # expired or revoked: once more
             response, answer = await self._exchange(method, url, what, content, body,
-                                                    params, token)
+                                                    params, token, headers)
         if response.is_success:
             return response, answer
         raise _sf_error(what, f"{method} {response.request.url}", response.status_code,
@@ -454,8 +551,9 @@ class SalesforceConnector(Connector):
 
     async def _exchange(self, method: str, url: str, what: str, content: bytes | None,
                         shown_body: Any, params: Mapping[str, str] | None,
-                        token: str | None) -> tuple[httpx.Response, Any]:
-        headers = {"Accept": "application/json"}
+                        token: str | None, extra: Mapping[str, str] | None = None
+                        ) -> tuple[httpx.Response, Any]:
+        headers = {"Accept": "application/json", **(extra or {})}
         if content is not None:
             headers["Content-Type"] = "application/json"
         if token is not None:
@@ -573,6 +671,11 @@ def soql_literal(value: str) -> str:
                .replace("\r", "\\r").replace("\t", "\\t").replace("\b", "\\b")
                .replace("\f", "\\f").replace('"', '\\"'))
     return f"'{escaped}'"
+
+
+def soql_list(values: Sequence[str]) -> str:
+    """A SOQL list for ``IN``: ``('a', 'b')``, each value a :func:`soql_literal`."""
+    return "(" + ", ".join(soql_literal(v) for v in values) + ")"
 
 
 def developer_name(name: str) -> str:

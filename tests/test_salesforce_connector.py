@@ -436,3 +436,81 @@ async def test_the_spec_names_a_contract_peer_the_connector_works_against() -> N
                 await c.update_user(seeded, user("taken"))
             shown = json.dumps([e.as_dict() for e in c.exchanges])
             assert not [s for s in peer.secrets() if s in shown]
+
+
+# ---------------------------------------------------------------- listing and queries
+async def test_removing_members_asks_one_query_for_the_set(org, client):
+    c = connector(org, client)
+    ids = [(await c.create_user(user(f"set.member{i}"))).id for i in range(4)]
+    ref = await c.create_group(OutboundGroup("Set Removal", "PRIMARY", ids))
+    c.exchanges.clear()
+    await c.change_members(ref.id, OutboundGroup("Set Removal", "PRIMARY"), [], ids[:3])
+    assert org.group_members(ref.id) == {ids[3]}
+    queries = [httpx.URL(e.url).params["q"] for e in c.exchanges if "/query/" in e.url]
+    assert len(queries) == 1, queries
+    assert "UserOrGroupId IN (" in queries[0] and all(i in queries[0] for i in ids[:3])
+    assert [m for m in methods(c) if m.startswith("DELETE")] == [
+        m for m in methods(c) if "GroupMember/" in m]
+    assert len([m for m in methods(c) if m.startswith("DELETE")]) == 3
+
+
+async def test_listing_pages_through_next_records_url_with_the_mapped_fields(client):
+    with salesforce_peer(max_batch=3) as small:
+        c = connector(small, client)
+        made = [await c.create_user(user(f"listed{i}")) for i in range(7)]
+        await c.delete_user(made[0].id, user("listed0"))
+        c.exchanges.clear()
+        listed = [o async for o in c.list_users(page_size=500)]
+        pages = [e for e in c.exchanges if "/query" in e.url]
+        assert len(pages) == 3  # 7 records, 3 at most per answer
+        assert httpx.URL(pages[0].url).params["q"] \
+            == "SELECT Id, Username, IsActive, FirstName, LastName, Email, Alias FROM User"
+        assert pages[0].response_body["totalSize"] == 7
+        assert pages[0].response_body["nextRecordsUrl"].startswith("/services/data/v")
+        assert pages[-1].response_body["done"] is True
+        by_id = {o.id: o for o in listed}
+        assert sorted(by_id) == sorted(r.id for r in made)
+        assert by_id[made[1].id].name == "listed1"  # @sf-prov-domainName taken off
+        assert by_id[made[1].id].attributes["LastName"] == "Lovelace"
+        assert not by_id[made[0].id].active and by_id[made[1].id].active
+        assert c.drift(by_id[made[1].id], user("listed1")) == []
+        assert c.drift(by_id[made[1].id], user("listed1", claims=claims(
+            givenname="Other", lastname="Lovelace", emailaddress="listed1@example.com"))) \
+            == ["FirstName"]
+
+
+async def test_listing_groups_gives_members_in_one_query_per_page(client):
+    with salesforce_peer() as fresh:
+        c = connector(fresh, client)
+        a = (await c.create_user(user("gm.a"))).id
+        b = (await c.create_user(user("gm.b"))).id
+        one = await c.create_group(OutboundGroup("One", "PRIMARY", [a, b]))
+        two = await c.create_group(OutboundGroup("Two", "PRIMARY", []))
+        c.exchanges.clear()
+        listed = {o.id: o async for o in c.list_groups()}
+        assert {k: (o.name, sorted(o.members)) for k, o in listed.items()} == {
+            one.id: ("One", sorted([a, b])), two.id: ("Two", [])}
+        assert len([e for e in c.exchanges if "/query" in e.url]) == 2
+
+
+@pytest.mark.parametrize(("soql", "code"), [
+    ("SELECT Id FROM User ORDER BY Username", "MALFORMED_QUERY"),
+    ("SELECT Id, Shoe FROM User", "INVALID_FIELD"),
+    ("SELECT Id FROM User WHERE Shoe = 'x'", "INVALID_FIELD"),
+    ("SELECT Id FROM User WHERE Username LIKE 'a%'", "MALFORMED_QUERY"),
+    ("DELETE FROM User", "MALFORMED_QUERY"),
+])
+async def test_the_peer_refuses_soql_it_does_not_support_as_salesforce_does(
+        org, client, soql, code):
+    c = connector(org, client)
+    with pytest.raises(PermanentError, match=code) as refused:
+        await c._query(soql, "a query")
+    assert refused.value.status == 400
+    answer = c.exchanges[-1].response_body
+    assert answer[0]["errorCode"] == code and answer[0]["message"]
+
+
+async def test_a_stale_query_locator_is_refused(org, client):
+    c = connector(org, client)
+    with pytest.raises(PermanentError, match="INVALID_QUERY_LOCATOR"):
+        await c._call("GET", f"{c.base}/query/01gNOPE-2", "read more")
