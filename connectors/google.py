@@ -42,7 +42,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -358,7 +358,8 @@ class GoogleConnector(Connector):
                                   f"look up group {email!r}", (USER_SCOPE, GROUP_SCOPE))
 
     # ------------------------------------------------------------ listing
-    async def list_users(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+    async def list_users(self, page_size: int = LIST_PAGE,
+                         known: Iterable[str] = ()) -> AsyncIterator[RemoteObject]:
         query = {"domain": self.domain, "projection": "basic"}
         async for u in self._pages(f"{self.api}/users", "users", query, page_size):
             yield RemoteObject(str(u["id"]), str(u.get("primaryEmail") or ""),

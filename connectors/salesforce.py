@@ -50,7 +50,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -413,7 +413,8 @@ class SalesforceConnector(Connector):
         return RemoteRef(str(same[0]["Id"]), name) if same else None
 
     # ------------------------------------------------------------ listing
-    async def list_users(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+    async def list_users(self, page_size: int = LIST_PAGE,
+                         known: Iterable[str] = ()) -> AsyncIterator[RemoteObject]:
         """Every User of the org with :data:`LISTED_FIELDS`, deactivated ones included
         (``active`` false: how Salesforce holds a user we deleted)."""
         soql = f"SELECT {', '.join(LISTED_FIELDS)} FROM User"

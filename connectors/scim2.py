@@ -32,7 +32,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -350,7 +350,8 @@ class Scim2Connector(Connector):
         return await self._find(endpoint, "displayName", name, f"look up group {name!r}")
 
     # ------------------------------------------------------------ listing
-    async def list_users(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+    async def list_users(self, page_size: int = LIST_PAGE,
+                         known: Iterable[str] = ()) -> AsyncIterator[RemoteObject]:
         async for r in self._list(self.user_ep, "users", page_size):
             yield RemoteObject(str(r["id"]), self._unprefixed(r.get("userName")),
                                r.get("active") is not False, r)

@@ -28,7 +28,7 @@ import asyncio
 import bisect
 import hashlib
 from array import array
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -161,7 +161,7 @@ class Reconciler:
 
     # ------------------------------------------------------------ the target's side
     async def _remote_pass(self, connector: Connector) -> None:
-        async for batch in _batches(connector.list_users(), BATCH):
+        async for batch in _batches(connector.list_users(known=self._known_users()), BATCH):
             self.report.remote_users += len(batch)
             with self.iam.db.transaction() as conn:
                 known = mapping.by_remote_ids(conn, self.target.key, "user",
@@ -171,6 +171,18 @@ class Reconciler:
                 for o in batch:
                     if o.id not in known:
                         self._unmapped(conn, o)
+
+    def _known_users(self) -> Iterator[str]:
+        """The remote ids of the users mapped to the target, page by page (for a target
+        that can only look users up, not list them)."""
+        after = 0
+        while True:
+            with self.iam.db.transaction() as conn:
+                page = mapping.remote_ids(conn, self.target.key, "user", after, BATCH)
+            yield from (remote_id for _, remote_id in page)
+            if len(page) < BATCH:
+                return
+            after = page[-1][0]
 
     def _mapped(self, conn: Connection, connector: Connector,
                 pairs: Sequence[tuple[RemoteObject, mapping.Mapping]]) -> None:
