@@ -418,7 +418,7 @@ class SalesforceConnector(Connector):
         """Every User of the org with :data:`LISTED_FIELDS`, deactivated ones included
         (``active`` false: how Salesforce holds a user we deleted)."""
         soql = f"SELECT {', '.join(LISTED_FIELDS)} FROM User"
-        async for row in self._rows(soql, "list the users", page_size):
+        async for row in self._rows(soql, "list the users", page_size, listing=True):
             username = str(row.get("Username") or "")
             yield RemoteObject(str(row["Id"]), self._listed_name(username),
                                row.get("IsActive") is not False,
@@ -429,7 +429,7 @@ class SalesforceConnector(Connector):
         of groups one query for their members."""
         soql = "SELECT Id, Name, DeveloperName FROM Group WHERE Type = 'Regular'"
         page: list[Mapping[str, Any]] = []
-        async for row in self._rows(soql, "list the groups", page_size):
+        async for row in self._rows(soql, "list the groups", page_size, listing=True):
             page.append(row)
             if len(page) >= min(page_size, IN_CHUNK):
                 for found in await self._with_members(page):
@@ -489,23 +489,28 @@ class SalesforceConnector(Connector):
         """Every record a SOQL query answers (following ``nextRecordsUrl``)."""
         return [row async for row in self._rows(soql, what)]
 
-    async def _rows(self, soql: str, what: str, batch: int = QUERY_BATCH
-                    ) -> AsyncIterator[Mapping[str, Any]]:
+    async def _rows(self, soql: str, what: str, batch: int = QUERY_BATCH,
+                    listing: bool = False) -> AsyncIterator[Mapping[str, Any]]:
         """The records a SOQL query answers, batch by batch as Salesforce sends them
         (``batch`` asked for, 200 to 2000; the org may send fewer), following
-        ``nextRecordsUrl`` until ``done``."""
+        ``nextRecordsUrl`` until ``done``. A ``listing`` keeps the exchanges of its last
+        batch only (one of 100,000 users would otherwise hold every batch it read)."""
         size = max(MIN_QUERY_BATCH, min(QUERY_BATCH, batch))
         headers = {"Sforce-Query-Options": f"batchSize={size}"}
-        body = await self._call("GET", f"{self.base}/query/", what, params={"q": soql},
-                                headers=headers)
-        while isinstance(body, Mapping):
+        url, params = f"{self.base}/query/", {"q": soql}  # the query, then its locators
+        while True:
+            if listing:
+                self.exchanges.clear()
+            body = await self._call("GET", url, what, params=params, headers=headers)
+            if not isinstance(body, Mapping):
+                return
             for row in body.get("records") or []:
                 if isinstance(row, Mapping) and row.get("Id"):
                     yield row
             following = body.get("nextRecordsUrl")
             if body.get("done", True) or not isinstance(following, str):
                 return
-            body = await self._call("GET", f"{self.domain}{following}", what, headers=headers)
+            url, params = f"{self.domain}{following}", {}
 
     async def _check_budget(self) -> None:
         """Raise TargetPaused while less than the reserve of the org's budget is left (a

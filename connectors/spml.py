@@ -359,6 +359,7 @@ class SpmlConnector(Connector):
                 yield answer.findall(q(SEARCH_NS, "pso"))
                 if iterator is None or not iterator.get("ID"):
                     return
+                self.exchanges.clear()  # kept for the last page only, as every listing
                 answer = await self._call(element(SEARCH_NS, "iterateRequest",
                                                   _request_attrs(), [iterator]), what)
                 iterator = answer.find(q(SEARCH_NS, "iterator"))
@@ -373,6 +374,7 @@ class SpmlConnector(Connector):
         """Pages of ``pso`` elements looked up one by one (the provider cannot search)."""
         ids = iter(known)
         while page := list(itertools.islice(ids, max(1, page_size))):
+            self.exchanges.clear()  # kept for the last page only, as every listing
             found = []
             for remote_id in page:
                 try:

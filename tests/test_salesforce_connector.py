@@ -454,20 +454,27 @@ async def test_removing_members_asks_one_query_for_the_set(org, client):
     assert len([m for m in methods(c) if m.startswith("DELETE")]) == 3
 
 
-async def test_listing_pages_through_next_records_url_with_the_mapped_fields(client):
+async def test_listing_pages_through_next_records_url_with_the_mapped_fields():
+    sent: list[httpx.Request] = []
+
+    async def see(request: httpx.Request) -> None:
+        sent.append(request)
+
     with salesforce_peer(max_batch=3) as small:
-        c = connector(small, client)
-        made = [await c.create_user(user(f"listed{i}")) for i in range(7)]
-        await c.delete_user(made[0].id, user("listed0"))
-        c.exchanges.clear()
-        listed = [o async for o in c.list_users(page_size=500)]
-        pages = [e for e in c.exchanges if "/query" in e.url]
+        async with httpx.AsyncClient(timeout=2.0, event_hooks={"request": [see]}) as client:
+            c = connector(small, client)
+            made = [await c.create_user(user(f"listed{i}")) for i in range(7)]
+            await c.delete_user(made[0].id, user("listed0"))
+            sent.clear()
+            listed = [o async for o in c.list_users(page_size=500)]
+        pages = [r for r in sent if "/query" in r.url.path]
         assert len(pages) == 3  # 7 records, 3 at most per answer
-        assert httpx.URL(pages[0].url).params["q"] \
+        assert pages[0].url.params["q"] \
             == "SELECT Id, Username, IsActive, FirstName, LastName, Email, Alias FROM User"
-        assert pages[0].response_body["totalSize"] == 7
-        assert pages[0].response_body["nextRecordsUrl"].startswith("/services/data/v")
-        assert pages[-1].response_body["done"] is True
+        assert pages[0].headers["Sforce-Query-Options"] == "batchSize=500"
+        assert [p.url.path.rsplit("-", 1)[-1] for p in pages[1:]] == ["3", "6"]
+        [last] = c.exchanges  # a listing keeps its last page's exchange only
+        assert last.response_body["done"] is True and last.response_body["totalSize"] == 7
         by_id = {o.id: o for o in listed}
         assert sorted(by_id) == sorted(r.id for r in made)
         assert by_id[made[1].id].name == "listed1"  # @sf-prov-domainName taken off
