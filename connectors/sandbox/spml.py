@@ -529,6 +529,7 @@ class SpmlSandbox:
                                         name="spml-sandbox", daemon=True)
 
     def start(self) -> SpmlSandbox:
+        schema()  # loaded before the first request, which must not wait for it
         self._thread.start()
         return self
 
