@@ -323,6 +323,8 @@ class SpmlConnector(Connector):
             async for page in pages:
                 states = await self._active_states([_pso_id(p) for p in page], suspend)
                 for pso, active in zip(page, states, strict=True):
+                    if active is None:
+                        continue  # deleted since it was listed
                     data = {k: v[0] if len(v) == 1 else v
                             for k, v in attributes_of(pso.find(q(SPML_NS, "data"))).items()
                             if k not in ("objectclass", PASSWORD_ATTRIBUTE)}
@@ -386,19 +388,26 @@ class SpmlConnector(Connector):
                 found += answer.findall(q(SPML_NS, "pso"))
             yield found
 
-    async def _active_states(self, ids: list[str], suspend: bool) -> list[bool]:
-        """Whether each PSO is active (``activeRequest``, a few at a time); all are when
-        the provider cannot suspend."""
+    async def _active_states(self, ids: list[str], suspend: bool) -> list[bool | None]:
+        """Whether each PSO is active (``activeRequest``, a few at a time; None: gone
+        meanwhile); all are when the provider cannot suspend."""
         if not suspend:
             return [True] * len(ids)
-        out: list[bool] = []
+        out: list[bool | None] = []
         for start in range(0, len(ids), ACTIVE_AT_ONCE):
-            answers = await asyncio.gather(*(self._call(
-                element(SUSPEND_NS, "activeRequest", _request_attrs(),
-                        [pso_id(i, self.target_id, SUSPEND_NS)]), f"ask whether {i} is active")
-                for i in ids[start:start + ACTIVE_AT_ONCE]))
-            out += [a.get("active") != "false" for a in answers]
+            out += await asyncio.gather(*(self._is_active(i)
+                                          for i in ids[start:start + ACTIVE_AT_ONCE]))
         return out
+
+    async def _is_active(self, remote_id: str) -> bool | None:
+        try:
+            answer = await self._call(element(
+                SUSPEND_NS, "activeRequest", _request_attrs(),
+                [pso_id(remote_id, self.target_id, SUSPEND_NS)]),
+                f"ask whether {remote_id} is active")
+        except RemoteNotFound:
+            return None
+        return answer.get("active") != "false"
 
     # ------------------------------------------------------------ SOAP
     async def _call(self, request: ET.Element, what: str, *,

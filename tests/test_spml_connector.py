@@ -519,3 +519,22 @@ async def test_the_sandbox_refuses_what_its_search_does_not_support(
         assert (node.get("status"), node.get("error")) == ("failure", code), body
         assert schema_errors(node) == []
 
+
+
+async def test_a_pso_deleted_while_listed_is_left_out(sandbox: SpmlSandbox) -> None:
+    """The provider deletes a PSO between the search and its activeRequest."""
+    keep = sandbox.seed_user("keep")
+    gone = sandbox.seed_user("gone")
+
+    async def delete_before_asking(request: httpx.Request) -> httpx.Response:
+        if b"activeRequest" in request.content and gone.encode() in request.content \
+                and gone in sandbox.provider.psos:
+            sandbox.provider.drop(gone)
+        async with httpx.AsyncClient() as plain:
+            answer = await plain.post(sandbox.url, content=request.content,
+                                      headers=dict(request.headers))
+        return httpx.Response(answer.status_code, content=answer.content)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(delete_before_asking)) as client:
+        listed = [o.id async for o in connector(sandbox, client).list_users()]
+    assert listed == [keep]
