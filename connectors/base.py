@@ -22,7 +22,7 @@ enforces it (``[tool.importlinter]`` in pyproject.toml).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -315,9 +315,13 @@ class Connector(ABC):
         return None
 
     # listing (reconciliation): streamed page by page, never the whole target at once
-    def list_users(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+    def list_users(self, page_size: int = LIST_PAGE,
+                   known: Iterable[str] = ()) -> AsyncIterator[RemoteObject]:
         """Every user the target holds, one page of ``page_size`` per request, as an async
-        iterator (the caller may stop early). Raises the typed errors of any operation;
+        iterator (the caller may stop early). ``known``: the remote ids the engine has
+        mappings for, read lazily; a target that can only look users up, not list them
+        (SPML without the search capability), is listed by looking these up, so it
+        shows no user that is not ours. Raises the typed errors of any operation;
         PermanentError when the target cannot be listed at all."""
         return _unlisted(f"{self.spec.label} targets cannot list their users")
 

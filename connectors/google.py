@@ -13,7 +13,8 @@ Decisions worth knowing:
   ask for ``admin.directory.group`` as well, so a delegation granting users only keeps
   working for users.
 * ``primaryEmail`` is the email claim when it is at the domain, else the provisioning
-  pattern's result (``{UD, UN, TD, IDP}`` joined by the separator) at the domain; a result
+  pattern's result (``connectors/user_ids.py``: ``{UD, UN, TD, IDP}`` joined by the
+  separator, lower-cased) at the domain; a result
   that is already an address must be at the domain. Users are addressed by the id Google
   returned. Google requires a password on create: the user's own when the engine hands one
   over, else a random one (never logged); on update only a changed password is sent.
@@ -41,7 +42,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -67,7 +68,8 @@ from connectors.base import (
     RemoteRef,
     RetryableError,
 )
-from connectors.scim2 import MASK, retry_after
+from connectors.user_ids import DEFAULT_PATTERN, build_user_id, pattern_parts
+from connectors.wire import decoded_body, redact, retry_after
 from core.claims import LOCAL_DIALECT
 from core.properties import FieldError, PropertySpec, PropertyType
 
@@ -83,19 +85,14 @@ DIRECTORY = "/admin/directory/v1"
 ASSERTION_SECONDS = 3600
 #: A token is fetched again this many seconds before it expires.
 TOKEN_MARGIN = 60.0
-#: The reference's tenant domain: this deployment has a single tenant.
-TENANT_DOMAIN = "carbon.super"
 #: The password Google gives every PKCS#12 service-account key file.
 P12_PASSWORD = b"notasecret"
 #: Google's limit for givenName and familyName.
 MAX_NAME = 60
-PLACEHOLDERS = ("UN", "UD", "TD", "IDP")
 _RATE_REASONS = frozenset({"userRateLimitExceeded", "quotaExceeded", "rateLimitExceeded"})
 _NOT_COMPLETE = "user creation is not complete"
-_SECRET_KEYS = frozenset({"password", "assertion", "access_token", "id_token", "refresh_token"})
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LOCAL_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._'+-]*$")
-_SHOWN_TEXT = 300
 
 
 def check_properties(values: Mapping[str, Any]) -> list[FieldError]:
@@ -198,16 +195,6 @@ def load_private_key(text: str) -> rsa.RSAPrivateKey:
     return key
 
 
-def pattern_parts(pattern: str) -> list[str]:
-    """The placeholders of a provisioning pattern (``{UN}``, ``{UD, UN, TD, IDP}``)."""
-    parts = [p.strip() for p in pattern.replace("{", " ").replace("}", " ").split(",")]
-    unknown = [p for p in parts if p not in PLACEHOLDERS]
-    if unknown or not parts:
-        raise ValueError(f"unknown placeholder {', '.join(map(repr, unknown))} (known: "
-                         + ", ".join(PLACEHOLDERS) + ", e.g. {UD, UN})")
-    return parts
-
-
 def claim_uri(name: str) -> str:
     return name if "://" in name else f"{LOCAL_DIALECT}/{name}"
 
@@ -240,13 +227,12 @@ class GoogleConnector(Connector):
                                                           "emailaddress"))) or "")
         if email.lower().endswith("@" + self.domain):
             return email
-        values = {"UN": user.username, "UD": user.domain, "TD": TENANT_DOMAIN,
-                  "IDP": str(self.properties.get(IDP_NAME) or "")}
         try:
-            parts = pattern_parts(self._prop("google_prov_pattern", "{UN}"))
+            built = build_user_id(self._prop("google_prov_pattern", DEFAULT_PATTERN),
+                                  self._prop("google_prov_separator", "_"), user.username,
+                                  user.domain, str(self.properties.get(IDP_NAME) or ""))
         except ValueError as exc:
             raise PermanentError(f"user {user.username!r}: google_prov_pattern: {exc}") from None
-        built = self._prop("google_prov_separator", "_").join(values[p] for p in parts)
         where = f"user {user.username!r}: primaryEmail {{}} (from google_prov_pattern)"
         if "@" in built:
             if not built.lower().endswith("@" + self.domain) or not _EMAIL_RE.match(built):
@@ -372,7 +358,8 @@ class GoogleConnector(Connector):
                                   f"look up group {email!r}", (USER_SCOPE, GROUP_SCOPE))
 
     # ------------------------------------------------------------ listing
-    async def list_users(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+    async def list_users(self, page_size: int = LIST_PAGE,
+                         known: Iterable[str] = ()) -> AsyncIterator[RemoteObject]:
         query = {"domain": self.domain, "projection": "basic"}
         async for u in self._pages(f"{self.api}/users", "users", query, page_size):
             yield RemoteObject(str(u["id"]), str(u.get("primaryEmail") or ""),
@@ -535,7 +522,7 @@ class GoogleConnector(Connector):
             self._record(request, sent, None, None)
             raise RetryableError(f"{what}: cannot reach Google for {shown}: "
                                  f"{exc or type(exc).__name__}") from None
-        answer = _json(response)
+        answer = decoded_body(response)
         self._record(request, sent, response.status_code, answer)
         if response.is_success:
             return answer
@@ -544,8 +531,8 @@ class GoogleConnector(Connector):
 
     def _record(self, request: httpx.Request, body: Any, status: int | None,
                 answer: Any) -> None:
-        self.exchanges.append(Exchange(request.method, str(request.url), _redact(body),
-                                       status, _redact(answer)))
+        self.exchanges.append(Exchange(request.method, str(request.url), redact(body),
+                                       status, redact(answer)))
 
 
 # ---------------------------------------------------------------- helpers
@@ -557,25 +544,6 @@ def _ref(body: Any, name_attribute: str, what: str) -> RemoteRef:
     if isinstance(body, Mapping) and isinstance(body.get("id"), str) and body["id"]:
         return RemoteRef(body["id"], str(body.get(name_attribute) or ""))
     raise PermanentError(f"{what}: Google answered without the object's id")
-
-
-def _json(response: httpx.Response) -> Any:
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return " ".join(response.text.split())[:_SHOWN_TEXT]
-
-
-def _redact(value: Any) -> Any:
-    """A copy without passwords, assertions or tokens."""
-    if isinstance(value, Mapping):
-        return {k: MASK if k in _SECRET_KEYS and v is not None else _redact(v)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    return value
 
 
 def _google_error(answer: Any) -> tuple[str, str]:

@@ -20,7 +20,15 @@ Decisions worth knowing:
   user that ``lookup_user`` finds with a SOQL query (the literal quote-escaped).
 * Groups are public groups (``Group`` of type ``Regular``), found by ``DeveloperName`` or
   ``Name``; members are ``GroupMember`` rows, inserted and deleted one by one (a member
-  already there is not an error).
+  already there is not an error); the rows to delete are found with one query for the
+  set (``UserOrGroupId IN (…)``, ``IN_CHUNK`` ids a query).
+* Listing (reconciliation) is SOQL through ``…/query/``, followed through
+  ``nextRecordsUrl`` batch by batch (``Sforce-Query-Options: batchSize``): users with
+  ``LISTED_FIELDS``, deactivated ones included and listed inactive, which is how
+  Salesforce holds a user we deleted (the reconciliation counts them as deleted); the
+  listed name is the Username without the ``@sf-prov-domainName`` we added. Groups come
+  with their members, one ``GroupMember`` query per page of groups. ``drift`` compares
+  the listed fields with what an update would send, typed.
 * OAuth: JWT bearer when ``sf-jwt-private-key`` is set, else ``grant_type=password`` when
   ``sf-usePasswordGrant`` is on, else ``client_credentials``. The token lives in the
   target's memo (shared by its connectors) and is fetched again once when the org answers
@@ -42,7 +50,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -52,6 +60,8 @@ import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from connectors.base import (
+    IDP_NAME,
+    LIST_PAGE,
     ConflictError,
     Connector,
     ConnectorError,
@@ -61,11 +71,13 @@ from connectors.base import (
     OutboundUser,
     PermanentError,
     RemoteNotFound,
+    RemoteObject,
     RemoteRef,
     RetryableError,
     TargetPaused,
 )
-from connectors.scim2 import retry_after
+from connectors.user_ids import DEFAULT_PATTERN, build_user_id, pattern_parts
+from connectors.wire import decoded_body, redact, retry_after
 from core.claims import LOCAL_DIALECT
 from core.properties import FieldError, PropertySpec, PropertyType
 
@@ -94,7 +106,8 @@ SPEC_PROPERTIES = (
     PropertySpec("sf-profile-id", "Profile id of new users", required=True,
                  help="a 15- or 18-character Salesforce id"),
     PropertySpec("sf-prov-pattern", "Username pattern", default="{UN}",
-                 help="{UN} user name, {UD} userstore domain"),
+                 help="e.g. {UD, UN}: user name UN, userstore domain UD, tenant domain "
+                      "TD, identity provider IDP (joined by the separator, lower-cased)"),
     PropertySpec("sf-prov-separator", "Pattern separator", default="_"),
     PropertySpec("sf-prov-domainName", "Username domain",
                  help="appended as @domain to names that are not addresses"),
@@ -111,12 +124,16 @@ SPEC_PROPERTIES = (
 
 _VERSION_RE = re.compile(r"^v\d{2}\.\d$")
 _ID_RE = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
-_PLACEHOLDER_RE = re.compile(r"\{([A-Z]+)\}")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _LIMIT_RE = re.compile(r"api-usage=(\d+)/(\d+)")
 ALIAS_LENGTH = 8
-MASK = "********"
-_SHOWN_TEXT = 300
+#: The User fields a listing reads: the state, and the fields sent without a claim
+#: mapping (other mapped fields are not compared by a reconciliation).
+LISTED_FIELDS = ("Id", "Username", "IsActive", "FirstName", "LastName", "Email", "Alias")
+#: Records per query answer Salesforce allows one to ask for (``batchSize``).
+MIN_QUERY_BATCH, QUERY_BATCH = 200, 2000
+#: Ids per ``IN (…)`` list (a SOQL query over GET stays well under the URL limit).
+IN_CHUNK = 200
 
 
 def _check(values: Mapping[str, Any]) -> list[FieldError]:
@@ -138,10 +155,11 @@ def _check(values: Mapping[str, Any]) -> list[FieldError]:
     if isinstance(reserve, int) and not 0 <= reserve < 100:
         errors.append(FieldError("sf-api-reserve", "expected a percentage from 0 to 99"))
     pattern = values.get("sf-prov-pattern")
-    unknown = set(_PLACEHOLDER_RE.findall(str(pattern or ""))) - {"UN", "UD"}
-    if unknown:
-        errors.append(FieldError("sf-prov-pattern", "unknown placeholder(s) " + ", ".join(
-            "{" + u + "}" for u in sorted(unknown)) + " (known: {UN}, {UD})"))
+    if pattern:
+        try:
+            pattern_parts(str(pattern))
+        except ValueError as exc:
+            errors.append(FieldError("sf-prov-pattern", str(exc)))
     pem = values.get("sf-jwt-private-key")
     if pem:
         if not values.get("sf-username"):
@@ -265,11 +283,13 @@ class SalesforceConnector(Connector):
         """The Username: ``sf-prov-pattern`` filled in, then ``@sf-prov-domainName``."""
         if not user.username:
             raise PermanentError("the user has no username to send as Username")
-        pattern = str(self.properties.get("sf-prov-pattern") or "{UN}")
-        separator = str(self.properties.get("sf-prov-separator") or "")
-        values = {"UN": user.username, "UD": user.domain}
-        name = _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), ""),
-                                   pattern.replace("}{", "}" + separator + "{"))
+        try:
+            name = build_user_id(str(self.properties.get("sf-prov-pattern") or DEFAULT_PATTERN),
+                                 str(self.properties.get("sf-prov-separator") or ""),
+                                 user.username, user.domain,
+                                 str(self.properties.get(IDP_NAME) or ""))
+        except ValueError as exc:
+            raise PermanentError(f"user {user.username!r}: sf-prov-pattern: {exc}") from None
         domain = self.properties.get("sf-prov-domainName")
         if domain and "@" not in name:
             name = f"{name}@{domain}"
@@ -360,15 +380,15 @@ class SalesforceConnector(Connector):
     async def change_members(self, remote_id: str, group: OutboundGroup,
                              add: Sequence[str], remove: Sequence[str]) -> None:
         what = f"change the members of group {group.name!r} (id {remote_id})"
-        if remove:
-            gone = set(remove)
-            rows = await self._query("SELECT Id, UserOrGroupId FROM GroupMember WHERE "
-                                     f"GroupId = {soql_literal(remote_id)}", what)
+        gone = list(dict.fromkeys(remove))
+        for chunk in (gone[i:i + IN_CHUNK] for i in range(0, len(gone), IN_CHUNK)):
+            rows = await self._query("SELECT Id, UserOrGroupId FROM GroupMember WHERE GroupId = "
+                                     f"{soql_literal(remote_id)} AND UserOrGroupId IN "
+                                     f"{soql_list(chunk)}", what)
             for row in rows:
-                if row.get("UserOrGroupId") in gone:
-                    with contextlib.suppress(RemoteNotFound):  # gone meanwhile: as wanted
-                        await self._call("DELETE", self._object("GroupMember", str(row["Id"])),
-                                         what)
+                with contextlib.suppress(RemoteNotFound):  # gone meanwhile: as wanted
+                    await self._call("DELETE", self._object("GroupMember", str(row["Id"])),
+                                     what)
         for member in dict.fromkeys(add):
             with contextlib.suppress(ConflictError):  # a member already: as wanted
                 await self._call("POST", f"{self.base}/sobjects/GroupMember/", what,
@@ -392,22 +412,105 @@ class SalesforceConnector(Connector):
                                  "tell which one is ours")
         return RemoteRef(str(same[0]["Id"]), name) if same else None
 
+    # ------------------------------------------------------------ listing
+    async def list_users(self, page_size: int = LIST_PAGE,
+                         known: Iterable[str] = ()) -> AsyncIterator[RemoteObject]:
+        """Every User of the org with :data:`LISTED_FIELDS`, deactivated ones included
+        (``active`` false: how Salesforce holds a user we deleted)."""
+        soql = f"SELECT {', '.join(LISTED_FIELDS)} FROM User"
+        async for row in self._rows(soql, "list the users", page_size, listing=True):
+            username = str(row.get("Username") or "")
+            yield RemoteObject(str(row["Id"]), self._listed_name(username),
+                               row.get("IsActive") is not False,
+                               {k: row.get(k) for k in LISTED_FIELDS if k != "Id"})
+
+    async def list_groups(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+        """Every public group with its members: one query for the groups, and per page
+        of groups one query for their members."""
+        soql = "SELECT Id, Name, DeveloperName FROM Group WHERE Type = 'Regular'"
+        page: list[Mapping[str, Any]] = []
+        async for row in self._rows(soql, "list the groups", page_size, listing=True):
+            page.append(row)
+            if len(page) >= min(page_size, IN_CHUNK):
+                for found in await self._with_members(page):
+                    yield found
+                page = []
+        for found in await self._with_members(page):
+            yield found
+
+    async def _with_members(self, groups: Sequence[Mapping[str, Any]]) -> list[RemoteObject]:
+        if not groups:
+            return []
+        ids = [str(g["Id"]) for g in groups]
+        members: dict[str, list[str]] = {i: [] for i in ids}
+        async for row in self._rows("SELECT Id, GroupId, UserOrGroupId FROM GroupMember "
+                                    f"WHERE GroupId IN {soql_list(ids)}",
+                                    "list the groups' members"):
+            members.setdefault(str(row.get("GroupId")), []).append(
+                str(row.get("UserOrGroupId")))
+        return [RemoteObject(str(g["Id"]), str(g.get("Name") or ""),
+                             attributes={"DeveloperName": g.get("DeveloperName")},
+                             members=members[str(g["Id"])]) for g in groups]
+
+    def drift(self, remote: RemoteObject, user: OutboundUser) -> list[str]:
+        """The listed fields whose value differs from what :meth:`update_user` would send
+        (typed as Salesforce types them; Username without regard to case)."""
+        try:
+            wanted = self.user_fields(user, creating=False)
+        except PermanentError:  # cannot be sent at all: every field it names differs
+            return sorted(user.attributes) or ["Username"]
+        differ = []
+        for name, value in wanted.items():
+            if name == "IsActive" or name not in remote.attributes:
+                continue
+            have = remote.attributes[name]
+            if name == "Username":
+                same = str(have or "").casefold() == str(value).casefold()
+            else:
+                same = have == value or (have in (None, "") and value in (None, ""))
+            if not same:
+                differ.append(name)
+        return differ + (["active"] if remote.active != user.active else [])
+
+    def _listed_name(self, username: str) -> str:
+        """The user name a Username was built from: without ``@sf-prov-domainName`` when
+        the connector added it (a name that was no address)."""
+        domain = str(self.properties.get("sf-prov-domainName") or "")
+        suffix = f"@{domain}".casefold()
+        if domain and username.casefold().endswith(suffix):
+            return username[:-len(suffix)]
+        return username
+
     # ------------------------------------------------------------ the org's API
     def _object(self, sobject: str, remote_id: str) -> str:
         return f"{self.base}/sobjects/{sobject}/{quote(remote_id, safe='')}"
 
     async def _query(self, soql: str, what: str) -> list[Mapping[str, Any]]:
         """Every record a SOQL query answers (following ``nextRecordsUrl``)."""
-        body = await self._call("GET", f"{self.base}/query/", what, params={"q": soql})
-        rows: list[Mapping[str, Any]] = []
-        while isinstance(body, Mapping):
-            rows += [r for r in body.get("records") or [] if isinstance(r, Mapping)
-                     and r.get("Id")]
+        return [row async for row in self._rows(soql, what)]
+
+    async def _rows(self, soql: str, what: str, batch: int = QUERY_BATCH,
+                    listing: bool = False) -> AsyncIterator[Mapping[str, Any]]:
+        """The records a SOQL query answers, batch by batch as Salesforce sends them
+        (``batch`` asked for, 200 to 2000; the org may send fewer), following
+        ``nextRecordsUrl`` until ``done``. A ``listing`` keeps the exchanges of its last
+        batch only (one of 100,000 users would otherwise hold every batch it read)."""
+        size = max(MIN_QUERY_BATCH, min(QUERY_BATCH, batch))
+        headers = {"Sforce-Query-Options": f"batchSize={size}"}
+        url, params = f"{self.base}/query/", {"q": soql}  # the query, then its locators
+        while True:
+            if listing:
+                self.exchanges.clear()
+            body = await self._call("GET", url, what, params=params, headers=headers)
+            if not isinstance(body, Mapping):
+                return
+            for row in body.get("records") or []:
+                if isinstance(row, Mapping) and row.get("Id"):
+                    yield row
             following = body.get("nextRecordsUrl")
             if body.get("done", True) or not isinstance(following, str):
-                break
-            body = await self._call("GET", f"{self.domain}{following}", what)
-        return rows
+                return
+            url, params = f"{self.domain}{following}", {}
 
     async def _check_budget(self) -> None:
         """Raise TargetPaused while less than the reserve of the org's budget is left (a
@@ -426,24 +529,27 @@ class SalesforceConnector(Connector):
                            delay=self.probe_seconds)
 
     async def _call(self, method: str, url: str, what: str, *, body: Any = None,
-                    params: Mapping[str, str] | None = None, auth: bool = True) -> Any:
+                    params: Mapping[str, str] | None = None, auth: bool = True,
+                    headers: Mapping[str, str] | None = None) -> Any:
         """Send one request of an operation; its decoded answer (None when empty)."""
-        return (await self._send(method, url, what, body=body, params=params, auth=auth))[1]
+        return (await self._send(method, url, what, body=body, params=params, auth=auth,
+                                 headers=headers))[1]
 
     async def _send(self, method: str, url: str, what: str, *, body: Any = None,
                     params: Mapping[str, str] | None = None, auth: bool = True,
-                    budget: bool = True) -> tuple[httpx.Response, Any]:
+                    budget: bool = True, headers: Mapping[str, str] | None = None
+                    ) -> tuple[httpx.Response, Any]:
         if auth and budget:
             await self._check_budget()
         content = None if body is None else json.dumps(body).encode()
         token = await self._token() if auth else None
         response, answer = await self._exchange(method, url, what, content, body, params,
-                                                token)
+                                                token, headers)
         if token is not None and response.status_code == 401 \
                 and _code(answer) == "INVALID_SESSION_ID":
             token = await self._token(stale=token)  # expired or revoked: once more
             response, answer = await self._exchange(method, url, what, content, body,
-                                                    params, token)
+                                                    params, token, headers)
         if response.is_success:
             return response, answer
         raise _sf_error(what, f"{method} {response.request.url}", response.status_code,
@@ -451,8 +557,9 @@ class SalesforceConnector(Connector):
 
     async def _exchange(self, method: str, url: str, what: str, content: bytes | None,
                         shown_body: Any, params: Mapping[str, str] | None,
-                        token: str | None) -> tuple[httpx.Response, Any]:
-        headers = {"Accept": "application/json"}
+                        token: str | None, extra: Mapping[str, str] | None = None
+                        ) -> tuple[httpx.Response, Any]:
+        headers = {"Accept": "application/json", **(extra or {})}
         if content is not None:
             headers["Content-Type"] = "application/json"
         if token is not None:
@@ -460,7 +567,7 @@ class SalesforceConnector(Connector):
         request = self._request(method, url, what, params=params, headers=headers,
                                 content=content)
         response = await self._transport(request, what, shown_body)
-        answer = _json(response)
+        answer = decoded_body(response)
         self.exchanges.append(Exchange(method, str(request.url), shown_body,
                                        response.status_code, answer))
         self._note_usage(response)
@@ -515,8 +622,8 @@ class SalesforceConnector(Connector):
                 self.memo["token"] = token
             return token
 
-    def _grant(self) -> tuple[dict[str, str], dict[str, str]]:
-        """The token request's form, and the same with its secrets masked."""
+    def _grant(self) -> dict[str, str]:
+        """The token request's form (secrets in it: :func:`redact` before showing it)."""
         p = self.properties
         client_id = str(p.get("sf-clientid") or "")
         key = p.get("sf-jwt-private-key")
@@ -531,30 +638,26 @@ class SalesforceConnector(Connector):
             except (ValueError, TypeError, jwt.PyJWTError):
                 raise PermanentError("sf-jwt-private-key is not a usable RS256 private "
                                      "key") from None
-            form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            return {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
                     "assertion": assertion}
-            return form, {**form, "assertion": MASK}
         form = {"client_id": client_id, "client_secret": str(p.get("sf-client-secret") or "")}
         if p.get("sf-usePasswordGrant"):
-            form = {"grant_type": "password", **form,
+            return {"grant_type": "password", **form,
                     "username": str(p.get("sf-username") or ""),
                     "password": str(p.get("sf-password") or "")}
-            return form, {**form, "client_secret": MASK, "password": MASK}
-        form = {"grant_type": "client_credentials", **form}
-        return form, {**form, "client_secret": MASK}
+        return {"grant_type": "client_credentials", **form}
 
     async def _fetch_token(self) -> str:
         what = f"get an access token ({self._flow()} flow)"
-        form, shown = self._grant()
+        form = self._grant()
+        shown = redact(form)
         request = self._request("POST", self.token_endpoint, what, data=form,
                                 headers={"Accept": "application/json"})
         response = await self._transport(request, what, shown)
-        answer = _json(response)
+        answer = decoded_body(response)
         token = answer.get("access_token") if isinstance(answer, Mapping) else None
-        shown_answer = {**answer, "access_token": MASK} \
-            if isinstance(answer, Mapping) and "access_token" in answer else answer
         self.exchanges.append(Exchange("POST", self.token_endpoint, shown,
-                                       response.status_code, shown_answer))
+                                       response.status_code, redact(answer)))
         if response.is_success and isinstance(token, str) and token:
             return token
         said = _oauth_error(answer, response.status_code)
@@ -574,6 +677,11 @@ def soql_literal(value: str) -> str:
                .replace("\r", "\\r").replace("\t", "\\t").replace("\b", "\\b")
                .replace("\f", "\\f").replace('"', '\\"'))
     return f"'{escaped}'"
+
+
+def soql_list(values: Sequence[str]) -> str:
+    """A SOQL list for ``IN``: ``('a', 'b')``, each value a :func:`soql_literal`."""
+    return "(" + ", ".join(soql_literal(v) for v in values) + ")"
 
 
 def developer_name(name: str) -> str:
@@ -615,15 +723,6 @@ def _created_id(body: Any, what: str) -> str:
     if isinstance(found, str) and found:
         return found
     raise PermanentError(f"{what}: Salesforce answered without the new record's id")
-
-
-def _json(response: httpx.Response) -> Any:
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return " ".join(response.text.split())[:_SHOWN_TEXT]
 
 
 def _errors(answer: Any) -> list[Mapping[str, Any]]:

@@ -32,10 +32,8 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -58,6 +56,7 @@ from connectors.base import (
     RetryableError,
 )
 from connectors.scim2_body import user_body
+from connectors.wire import decoded_body, redact, retry_after, shortened
 from core.claims import SCIM_DIALECT
 from core.properties import PropertySpec, PropertyType
 
@@ -112,11 +111,9 @@ SPEC = ConnectorSpec(
 
 SCIM_JSON = "application/scim+json"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-MASK = "********"
 #: Read back and PUT again without these (server-managed).
 _READ_ONLY_KEYS = ("meta", "groups")
 _RETRYABLE_4XX = frozenset({408, 412, 429})
-_SHOWN_TEXT = 300
 #: Seconds a target's ServiceProviderConfig is trusted before it is read again.
 CAPABILITIES_TTL = 300.0
 
@@ -353,7 +350,8 @@ class Scim2Connector(Connector):
         return await self._find(endpoint, "displayName", name, f"look up group {name!r}")
 
     # ------------------------------------------------------------ listing
-    async def list_users(self, page_size: int = LIST_PAGE) -> AsyncIterator[RemoteObject]:
+    async def list_users(self, page_size: int = LIST_PAGE,
+                         known: Iterable[str] = ()) -> AsyncIterator[RemoteObject]:
         async for r in self._list(self.user_ep, "users", page_size):
             yield RemoteObject(str(r["id"]), self._unprefixed(r.get("userName")),
                                r.get("active") is not False, r)
@@ -481,7 +479,7 @@ class Scim2Connector(Connector):
             self._record(request, body, None, None)
             raise RetryableError(f"{what}: cannot reach the target for {shown}: "
                                  f"{exc or type(exc).__name__}") from None
-        answer = _json(response)
+        answer = decoded_body(response)
         self._record(request, body, response.status_code, answer)
         if response.is_success:
             return response, answer
@@ -490,8 +488,8 @@ class Scim2Connector(Connector):
 
     def _record(self, request: httpx.Request, body: Any, status: int | None,
                 answer: Any) -> None:
-        self.exchanges.append(Exchange(request.method, str(request.url), _redact(body),
-                                       status, _redact(answer)))
+        self.exchanges.append(Exchange(request.method, str(request.url), redact(body),
+                                       status, redact(answer)))
 
 
 # ---------------------------------------------------------------- helpers
@@ -571,46 +569,6 @@ def _ref(body: Any, name_attribute: str) -> RemoteRef | None:
     return None
 
 
-def _json(response: httpx.Response) -> Any:
-    """The decoded body: JSON when it is JSON, else its (shortened) text; None when empty."""
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:2000]
-
-
-def _redact(value: Any) -> Any:
-    """A copy without passwords (``password`` keys and PATCH operations on ``password``)."""
-    if isinstance(value, Mapping):
-        path = value.get("path")
-        if isinstance(path, str) and path.rsplit(":", 1)[-1].lower() == "password" \
-                and "value" in value:
-            value = {**value, "value": MASK}
-        return {k: MASK if k.lower() == "password" and v is not None else _redact(v)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    return value
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP-date)."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def _http_error(what: str, shown: str, status: int, answer: Any,
                 wait: str | None) -> ConnectorError:
     detail, scim_type = "", ""
@@ -618,7 +576,7 @@ def _http_error(what: str, shown: str, status: int, answer: Any,
         detail = str(answer.get("detail") or answer.get("message") or "")
         scim_type = str(answer.get("scimType") or "")
     elif isinstance(answer, str):
-        detail = " ".join(answer.split())[:_SHOWN_TEXT]
+        detail = shortened(answer)
     said = f"HTTP {status}" + (f" {scim_type}" if scim_type else "") + \
         (f": {detail}" if detail else "")
     message = f"{what}: the target answered {said} ({shown})"

@@ -20,6 +20,12 @@ Decisions worth knowing:
   Fault is permanent with its faultstring; HTTP 429, 5xx without a Fault, timeouts and
   network failures are retried; an answer that is not a well-formed SPML response of the
   expected kind (a DTD, entities, another namespace, no psoID) is permanent and says why.
+* Listing (reconciliation): ``searchRequest`` (``urn:oasis:names:tc:SPML:2:0:search``)
+  for the persons of ``spml-oc`` when the target announces the search capability,
+  ``maxSelect`` per page and ``iterateRequest`` for the rest (an iterator left open is
+  closed); else a ``lookupRequest`` per psoID the engine has a mapping for, so such a
+  provider shows no extra or unlinked user. With the suspend capability an
+  ``activeRequest`` per PSO (``ACTIVE_AT_ONCE`` in flight) gives its state.
 * ``exchanges`` hold each envelope sent (the password replaced by ``********``) and the
   answer's text; never a header, so never the Basic credentials.
 """
@@ -28,16 +34,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import itertools
 import re
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from connectors.base import (
+    LIST_PAGE,
     ConflictError,
     Connector,
     ConnectorError,
@@ -46,15 +55,18 @@ from connectors.base import (
     OutboundUser,
     PermanentError,
     RemoteNotFound,
+    RemoteObject,
     RemoteRef,
     RetryableError,
 )
-from connectors.scim2 import retry_after
 from connectors.spml_xml import (
+    DSML_NS,
+    SEARCH_NS,
     SOAP_CONTENT_TYPE,
     SPML_NS,
     SUSPEND_NS,
     BadXml,
+    attributes_of,
     body_of,
     check_dsml_name,
     check_text,
@@ -68,6 +80,7 @@ from connectors.spml_xml import (
     request_id,
     shown,
 )
+from connectors.wire import MASK, retry_after, shortened
 from core.properties import PropertySpec, PropertyType
 
 _P = PropertyType
@@ -93,9 +106,10 @@ SPEC = ConnectorSpec(
     preview_peer="connectors.sandbox.spml:accommodating_answer",
 )
 
-MASK = "********"
 PASSWORD_ATTRIBUTE = "credentials"
 ACCOUNT_ATTRIBUTE = "accountId"
+#: ``activeRequest``s in flight at once while listing.
+ACTIVE_AT_ONCE = 8
 #: Seconds the provider's listTargets answer is trusted before it is read again.
 TARGETS_TTL = 300.0
 _SHOWN_TEXT = 2000
@@ -165,9 +179,16 @@ class SpmlConnector(Connector):
 
     async def can_suspend(self) -> bool:
         """Whether our target announces the suspend capability."""
+        return await self._announces(SUSPEND_NS)
+
+    async def can_search(self) -> bool:
+        """Whether our target announces the search capability."""
+        return await self._announces(SEARCH_NS)
+
+    async def _announces(self, capability: str) -> bool:
         targets = await self.targets()
         ours = [t for t in targets if self.target_id is None or t.id == self.target_id]
-        return any(SUSPEND_NS in t.capabilities for t in ours[:1])
+        return any(capability in t.capabilities for t in ours[:1])
 
     # ------------------------------------------------------------ users
     def account_id(self, user: OutboundUser) -> str:
@@ -288,6 +309,106 @@ class SpmlConnector(Connector):
             out[dsml_name] = value
         return list(out.items())
 
+    # ------------------------------------------------------------ listing
+    async def list_users(self, page_size: int = LIST_PAGE,
+                         known: Iterable[str] = ()) -> AsyncIterator[RemoteObject]:
+        """The target's persons: by ``searchRequest`` when it announces the search
+        capability, else by a ``lookupRequest`` per ``known`` psoID (one gone is left out).
+        With the suspend capability, an ``activeRequest`` per PSO says whether it is
+        active (SPML's search answers do not)."""
+        suspend = await self.can_suspend()
+        pages = self._search(page_size) if await self.can_search() \
+            else self._lookups(known, page_size)
+        async with contextlib.aclosing(pages):  # an early stop closes the search too
+            async for page in pages:
+                states = await self._active_states([_pso_id(p) for p in page], suspend)
+                for pso, active in zip(page, states, strict=True):
+                    if active is None:
+                        continue  # deleted since it was listed
+                    data = {k: v[0] if len(v) == 1 else v
+                            for k, v in attributes_of(pso.find(q(SPML_NS, "data"))).items()
+                            if k not in ("objectclass", PASSWORD_ATTRIBUTE)}
+                    yield RemoteObject(_pso_id(pso), str(data.get(ACCOUNT_ATTRIBUTE) or ""),
+                                       active, data)
+
+    def drift(self, remote: RemoteObject, user: OutboundUser) -> list[str]:
+        """The DSML attributes an update would replace or delete whose value at the
+        provider differs (names as sent: a SCIM path by its attribute)."""
+        try:
+            wanted = dict([(ACCOUNT_ATTRIBUTE, self.account_id(user)),
+                           *self._attributes(user, f"compare user {user.username!r}")])
+        except PermanentError:  # cannot be sent at all: every mapped attribute differs
+            return sorted(user.attributes) or [ACCOUNT_ATTRIBUTE]
+        differ = [n for n, v in wanted.items() if remote.attributes.get(n) != v]
+        differ += [n for n in dict.fromkeys(dsml_attribute(u) for u in user.unset)
+                   if n not in wanted and n in remote.attributes]
+        return differ + (["active"] if remote.active != user.active else [])
+
+    async def _search(self, page_size: int) -> AsyncGenerator[list[ET.Element], None]:
+        """Pages of ``pso`` elements: a ``searchRequest`` for the persons (a DSML filter
+        on ``spml-oc``) of at most ``page_size`` (``maxSelect``), then ``iterateRequest``
+        while the provider answers an iterator; one left open (the caller stopped early)
+        is closed."""
+        what = "search the users"
+        query = element(SEARCH_NS, "query", {"targetID": self.target_id}
+                        if self.target_id else {}, [element(DSML_NS, "filter", children=[
+                            dsml("equalityMatch", "objectclass", [self.object_class])])])
+        answer = await self._call(element(SEARCH_NS, "searchRequest", _request_attrs(
+            returnData="everything", maxSelect=str(max(1, page_size))), [query]), what)
+        iterator = answer.find(q(SEARCH_NS, "iterator"))
+        try:
+            while True:
+                yield answer.findall(q(SEARCH_NS, "pso"))
+                if iterator is None or not iterator.get("ID"):
+                    return
+                self.exchanges.clear()  # kept for the last page only, as every listing
+                answer = await self._call(element(SEARCH_NS, "iterateRequest",
+                                                  _request_attrs(), [iterator]), what)
+                iterator = answer.find(q(SEARCH_NS, "iterator"))
+        finally:
+            if iterator is not None and iterator.get("ID"):
+                with contextlib.suppress(ConnectorError):  # the provider forgets it anyway
+                    await self._call(element(SEARCH_NS, "closeIteratorRequest",
+                                             _request_attrs(), [iterator]), what)
+
+    async def _lookups(self, known: Iterable[str], page_size: int
+                       ) -> AsyncGenerator[list[ET.Element], None]:
+        """Pages of ``pso`` elements looked up one by one (the provider cannot search)."""
+        ids = iter(known)
+        while page := list(itertools.islice(ids, max(1, page_size))):
+            self.exchanges.clear()  # kept for the last page only, as every listing
+            found = []
+            for remote_id in page:
+                try:
+                    answer = await self._call(element(
+                        SPML_NS, "lookupRequest", _request_attrs(returnData="everything"),
+                        [pso_id(remote_id, self.target_id)]), f"look up PSO {remote_id}")
+                except RemoteNotFound:
+                    continue  # gone: the reconciliation finds it missing
+                found += answer.findall(q(SPML_NS, "pso"))
+            yield found
+
+    async def _active_states(self, ids: list[str], suspend: bool) -> list[bool | None]:
+        """Whether each PSO is active (``activeRequest``, a few at a time; None: gone
+        meanwhile); all are when the provider cannot suspend."""
+        if not suspend:
+            return [True] * len(ids)
+        out: list[bool | None] = []
+        for start in range(0, len(ids), ACTIVE_AT_ONCE):
+            out += await asyncio.gather(*(self._is_active(i)
+                                          for i in ids[start:start + ACTIVE_AT_ONCE]))
+        return out
+
+    async def _is_active(self, remote_id: str) -> bool | None:
+        try:
+            answer = await self._call(element(
+                SUSPEND_NS, "activeRequest", _request_attrs(),
+                [pso_id(remote_id, self.target_id, SUSPEND_NS)]),
+                f"ask whether {remote_id} is active")
+        except RemoteNotFound:
+            return None
+        return answer.get("active") != "false"
+
     # ------------------------------------------------------------ SOAP
     async def _call(self, request: ET.Element, what: str, *,
                     shown: ET.Element | None = None) -> ET.Element:
@@ -380,10 +501,10 @@ def _answer(response: httpx.Response, request: ET.Element, what: str,
         raise PermanentError(f"{what}: the provider refused our credentials (HTTP {status}; "
                              f"{where}); check spml-username and spml-password", status)
     if status == 429 or status >= 500:
-        raise RetryableError(f"{said}{_text(response)}", status,
+        raise RetryableError(f"{said}{_said(response)}", status,
                              retry_after(response.headers.get("Retry-After")))
     if not response.is_success:
-        raise PermanentError(f"{said}{_text(response)}", status)
+        raise PermanentError(f"{said}{_said(response)}", status)
     if node is None:
         raise PermanentError(f"{what}: the provider's answer is not usable: "
                              f"{problem or 'it is empty'} ({where})", status)
@@ -436,13 +557,20 @@ def _answered_id(answer: ET.Element, what: str) -> str:
     return remote_id
 
 
+def _pso_id(pso: ET.Element) -> str:
+    found = pso.find(q(SPML_NS, "psoID"))
+    remote_id = found.get("ID") if found is not None else None
+    if not remote_id:
+        raise PermanentError("the provider listed a PSO without psoID/@ID")
+    return remote_id
+
+
 def _target(node: ET.Element) -> Target:
     caps: Iterable[ET.Element] = node.iter(q(SPML_NS, "capability"))
     return Target(node.get("targetID") or "", node.get("profile") or "",
                   tuple(c.get("namespaceURI") or "" for c in caps))
 
 
-def _text(response: httpx.Response) -> str:
-    text = " ".join(response.text.split())[:300]
+def _said(response: httpx.Response) -> str:
+    text = shortened(response.text)
     return f": {text}" if text else ""
-

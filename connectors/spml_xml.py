@@ -19,6 +19,7 @@ from defusedxml import DefusedXmlException
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 SPML_NS = "urn:oasis:names:tc:SPML:2:0"
 SUSPEND_NS = "urn:oasis:names:tc:SPML:2:0:suspend"
+SEARCH_NS = "urn:oasis:names:tc:SPML:2:0:search"
 DSML_NS = "urn:oasis:names:tc:DSML:2:0:core"
 #: The profile URI a DSML-profile target announces in listTargets.
 DSML_PROFILE = "urn:oasis:names:tc:SPML:2:0:DSML"
@@ -26,7 +27,7 @@ SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"
 MAX_BYTES = 1 << 20
 
 for _prefix, _ns in (("soap", SOAP_NS), ("spml", SPML_NS), ("spmlsuspend", SUSPEND_NS),
-                     ("dsml", DSML_NS), ("spmldsml", DSML_PROFILE)):
+                     ("spmlsearch", SEARCH_NS), ("dsml", DSML_NS), ("spmldsml", DSML_PROFILE)):
     ET.register_namespace(_prefix, _ns)
 
 #: Characters XML 1.0 can carry (a value with any other cannot be sent).

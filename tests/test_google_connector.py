@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from connectors.base import (
     IDP_NAME,
     ConflictError,
-    ConnectorError,
     OutboundGroup,
     OutboundUser,
     PermanentError,
@@ -29,6 +28,7 @@ from connectors.base import (
 )
 from connectors.google import SPEC, USER_SCOPE, GoogleConnector, check_properties
 from connectors.sandbox.google import GoogleSandbox, google_sandbox
+from connectors.wire import MASK
 from core.claims import LOCAL_DIALECT
 from core.properties import validate
 from tests.peers import PeerUnavailable
@@ -114,7 +114,7 @@ async def test_primary_email_from_claim_or_pattern(peer, client):
     ref = await c.create_user(user("dan", **{EMAIL: "dan.x@example.org"}))
     assert peer.remote_user(ref.id).name == "dan.x@example.org"
     ref = await c.create_user(user("dan", **{EMAIL: "dan@elsewhere.com"}))
-    assert peer.remote_user(ref.id).name == "PRIMARY-dan-gws@example.org"
+    assert peer.remote_user(ref.id).name == "primary-dan-gws@example.org"
 
 
 async def test_bad_users_are_permanent_errors_naming_user_and_field(peer, client):
@@ -232,13 +232,20 @@ async def test_no_secret_in_any_exchange_or_error(peer, client):
     c = connector(peer, client)
     ref = await c.create_user(user("oto", password="Oto-pass-123"))
     await c.update_user(ref.id, user("oto", password="Oto-pass-456"))
-    try:
+    with pytest.raises(ConflictError) as conflict:
         await c.create_user(user("oto"))
-    except ConnectorError as exc:
-        message = exc.message
-    text = shown(c) + message
-    for secret in peer.secrets():
-        assert secret not in text
+    text = shown(c) + conflict.value.message
+    secrets = peer.secrets()
+    # the peer was sent both passwords and issued a token: each is a secret to look for
+    assert {"Oto-pass-123", "Oto-pass-456"} <= set(secrets) and len(secrets) > 3
+    assert [s for s in secrets if s in text] == []
+    bodies = [e.request_body for e in c.exchanges if e.method in ("POST", "PUT")
+              and isinstance(e.request_body, dict) and "password" in e.request_body]
+    assert len(bodies) >= 2 and all(b["password"] == MASK for b in bodies), \
+        "a password sent is recorded masked"
+    assert any(e.url.endswith("/token") and e.response_body["access_token"] == MASK
+               for e in c.exchanges if isinstance(e.response_body, dict)
+               and "access_token" in e.response_body)
 
 
 # ---------------------------------------------------------------- properties

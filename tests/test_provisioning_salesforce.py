@@ -229,3 +229,32 @@ def test_the_sandbox_command_is_listed() -> None:
     assert "salesforce" in shown
     usage = CliRunner().invoke(cli, ["sandbox", "salesforce", "--help"]).output
     assert "--port" in usage and "--token-seconds" in usage
+
+
+def test_reconcile_counts_a_deactivated_user_as_deleted(sqlite_iam: Iam,
+                                                        admin: Initiator) -> None:
+    """Salesforce cannot delete users: one we deprovisioned (deactivated) is not extra, one
+    of ours deactivated behind our back is missing (and reactivated by the repair), an
+    inactive user that was never ours is not extra, an active one is."""
+    with salesforce_peer(max_batch=2) as fresh:
+        connect(sqlite_iam, fresh, **{"deprovision-action": "delete"})
+        kept = sqlite_iam.identity.add_user(admin, "kept", None, person("kept"))
+        sqlite_iam.identity.add_user(admin, "gone", None, person("gone"))
+        drain(sqlite_iam)
+        sqlite_iam.identity.delete_user(admin, "gone")
+        drain(sqlite_iam)
+        fresh.seed_user("stranger@sandbox.example.com")
+        fresh.seed_user("retired@sandbox.example.com", IsActive=False)
+        rid = remote_id(sqlite_iam, kept.id)
+        fresh.org.users[rid]["IsActive"] = False  # an administrator of the org did this
+
+        report = sqlite_iam.provisioning.reconcile(admin, TARGET)
+        assert report.remote_users == 4
+        assert report.missing_remote == ["PRIMARY/kept"]
+        assert report.extra_remote == ["stranger"]
+        assert (report.drifted, report.unlinked) == ([], [])
+        sqlite_iam.provisioning.reconcile(admin, TARGET, repair=True)
+        drain(sqlite_iam)
+        assert fresh.user(rid)["IsActive"] is True  # type: ignore[index]
+        after = sqlite_iam.provisioning.reconcile(admin, TARGET)
+        assert (after.missing_remote, after.extra_remote) == ([], ["stranger"])

@@ -359,13 +359,13 @@ def test_config_names_each_faulty_property() -> None:
     assert "sf-username" in _errors(**{"sf-usePasswordGrant": "true"})
     assert "PEM" in _errors(**{"sf-jwt-private-key": "nope", "sf-username": "u@x.com"})[
         "sf-jwt-private-key"]
-    assert "{XX}" in _errors(**{"sf-prov-pattern": "{XX}{UN}"})["sf-prov-pattern"]
+    assert "'XX'" in _errors(**{"sf-prov-pattern": "{XX}{UN}"})["sf-prov-pattern"]
 
 
 async def test_pattern_and_separator_build_the_username(org, client):
     c = connector(org, client, **{"sf-prov-pattern": "{UD}{UN}", "sf-prov-separator": "-"})
     ref = await c.create_user(user("patterned"))
-    assert ref.name == "PRIMARY-patterned@sandbox.example.com"
+    assert ref.name == "primary-patterned@sandbox.example.com"
     bare = connector(org, client, **{"sf-prov-domainName": ""})
     with pytest.raises(PermanentError, match="not shaped like an email address"):
         await bare.create_user(user("plain"))
@@ -436,3 +436,88 @@ async def test_the_spec_names_a_contract_peer_the_connector_works_against() -> N
                 await c.update_user(seeded, user("taken"))
             shown = json.dumps([e.as_dict() for e in c.exchanges])
             assert not [s for s in peer.secrets() if s in shown]
+
+
+# ---------------------------------------------------------------- listing and queries
+async def test_removing_members_asks_one_query_for_the_set(org, client):
+    c = connector(org, client)
+    ids = [(await c.create_user(user(f"set.member{i}"))).id for i in range(4)]
+    ref = await c.create_group(OutboundGroup("Set Removal", "PRIMARY", ids))
+    c.exchanges.clear()
+    await c.change_members(ref.id, OutboundGroup("Set Removal", "PRIMARY"), [], ids[:3])
+    assert org.group_members(ref.id) == {ids[3]}
+    queries = [httpx.URL(e.url).params["q"] for e in c.exchanges if "/query/" in e.url]
+    assert len(queries) == 1, queries
+    assert "UserOrGroupId IN (" in queries[0] and all(i in queries[0] for i in ids[:3])
+    assert [m for m in methods(c) if m.startswith("DELETE")] == [
+        m for m in methods(c) if "GroupMember/" in m]
+    assert len([m for m in methods(c) if m.startswith("DELETE")]) == 3
+
+
+async def test_listing_pages_through_next_records_url_with_the_mapped_fields():
+    sent: list[httpx.Request] = []
+
+    async def see(request: httpx.Request) -> None:
+        sent.append(request)
+
+    with salesforce_peer(max_batch=3) as small:
+        async with httpx.AsyncClient(timeout=2.0, event_hooks={"request": [see]}) as client:
+            c = connector(small, client)
+            made = [await c.create_user(user(f"listed{i}")) for i in range(7)]
+            await c.delete_user(made[0].id, user("listed0"))
+            sent.clear()
+            listed = [o async for o in c.list_users(page_size=500)]
+        pages = [r for r in sent if "/query" in r.url.path]
+        assert len(pages) == 3  # 7 records, 3 at most per answer
+        assert pages[0].url.params["q"] \
+            == "SELECT Id, Username, IsActive, FirstName, LastName, Email, Alias FROM User"
+        assert pages[0].headers["Sforce-Query-Options"] == "batchSize=500"
+        assert [p.url.path.rsplit("-", 1)[-1] for p in pages[1:]] == ["3", "6"]
+        [last] = c.exchanges  # a listing keeps its last page's exchange only
+        assert last.response_body["done"] is True and last.response_body["totalSize"] == 7
+        by_id = {o.id: o for o in listed}
+        assert sorted(by_id) == sorted(r.id for r in made)
+        assert by_id[made[1].id].name == "listed1"  # @sf-prov-domainName taken off
+        assert by_id[made[1].id].attributes["LastName"] == "Lovelace"
+        assert not by_id[made[0].id].active and by_id[made[1].id].active
+        assert c.drift(by_id[made[1].id], user("listed1")) == []
+        assert c.drift(by_id[made[1].id], user("listed1", claims=claims(
+            givenname="Other", lastname="Lovelace", emailaddress="listed1@example.com"))) \
+            == ["FirstName"]
+
+
+async def test_listing_groups_gives_members_in_one_query_per_page(client):
+    with salesforce_peer() as fresh:
+        c = connector(fresh, client)
+        a = (await c.create_user(user("gm.a"))).id
+        b = (await c.create_user(user("gm.b"))).id
+        one = await c.create_group(OutboundGroup("One", "PRIMARY", [a, b]))
+        two = await c.create_group(OutboundGroup("Two", "PRIMARY", []))
+        c.exchanges.clear()
+        listed = {o.id: o async for o in c.list_groups()}
+        assert {k: (o.name, sorted(o.members)) for k, o in listed.items()} == {
+            one.id: ("One", sorted([a, b])), two.id: ("Two", [])}
+        assert len([e for e in c.exchanges if "/query" in e.url]) == 2
+
+
+@pytest.mark.parametrize(("soql", "code"), [
+    ("SELECT Id FROM User ORDER BY Username", "MALFORMED_QUERY"),
+    ("SELECT Id, Shoe FROM User", "INVALID_FIELD"),
+    ("SELECT Id FROM User WHERE Shoe = 'x'", "INVALID_FIELD"),
+    ("SELECT Id FROM User WHERE Username LIKE 'a%'", "MALFORMED_QUERY"),
+    ("DELETE FROM User", "MALFORMED_QUERY"),
+])
+async def test_the_peer_refuses_soql_it_does_not_support_as_salesforce_does(
+        org, client, soql, code):
+    c = connector(org, client)
+    with pytest.raises(PermanentError, match=code) as refused:
+        await c._query(soql, "a query")
+    assert refused.value.status == 400
+    answer = c.exchanges[-1].response_body
+    assert answer[0]["errorCode"] == code and answer[0]["message"]
+
+
+async def test_a_stale_query_locator_is_refused(org, client):
+    c = connector(org, client)
+    with pytest.raises(PermanentError, match="INVALID_QUERY_LOCATOR"):
+        await c._call("GET", f"{c.base}/query/01gNOPE-2", "read more")

@@ -28,7 +28,8 @@ from connectors.base import (
     RemoteRef,
     RetryableError,
 )
-from connectors.scim2 import MASK, SPEC, Scim2Connector, retry_after
+from connectors.scim2 import SPEC, Scim2Connector
+from connectors.wire import MASK, retry_after
 from core.properties import validate
 from tests.peers import Fault, PeerUnavailable, ScimServer, free_port, scim_server
 from tests.peers import fault_proxy as peer_fault_proxy

@@ -32,9 +32,10 @@ from connectors.sandbox.spml import (
     schema_errors,
     spml_sandbox,
 )
-from connectors.spml import MASK, SPEC, SpmlConnector
+from connectors.spml import SPEC, SpmlConnector
 from connectors.spml_xml import (
     DSML_NS,
+    SEARCH_NS,
     SOAP_CONTENT_TYPE,
     SPML_NS,
     SUSPEND_NS,
@@ -43,6 +44,7 @@ from connectors.spml_xml import (
     parse,
     q,
 )
+from connectors.wire import MASK
 from core.properties import validate
 
 PASSWORD = "Pa55-word-of-alice"
@@ -104,6 +106,10 @@ async def test_every_kind_of_message_sent_is_valid_against_the_schemas(
         with pytest.raises(ConflictError):
             await c.create_user(ALICE)
         assert await c.lookup_user(ALICE) is not None
+        await c.create_user(OutboundUser("bert", "PRIMARY"))
+        assert len([o async for o in c.list_users(page_size=1)]) == 2  # search, iterate
+        async for _ in c.list_users(page_size=1):
+            break  # stopped early: the iterator is closed
         await c.delete_user(ref.id, ALICE)
     kinds = set()
     for request in recorder.sent:
@@ -116,7 +122,10 @@ async def test_every_kind_of_message_sent_is_valid_against_the_schemas(
         kinds.add(node.tag)
     assert kinds == {q(SPML_NS, k) for k in ("listTargetsRequest", "addRequest",
                                             "modifyRequest", "deleteRequest", "lookupRequest")
-                     } | {q(SUSPEND_NS, "suspendRequest"), q(SUSPEND_NS, "resumeRequest")}
+                     } | {q(SUSPEND_NS, k) for k in ("suspendRequest", "resumeRequest",
+                                                     "activeRequest")
+                     } | {q(SEARCH_NS, k) for k in ("searchRequest", "iterateRequest",
+                                                    "closeIteratorRequest")}
 
 
 async def test_add_sends_objectclass_account_id_and_mapped_claims(
@@ -277,6 +286,11 @@ async def test_every_answer_of_the_sandbox_is_schema_valid(sandbox: SpmlSandbox)
         await c.lookup_user(ALICE)
         await c.update_user(ref.id, ALICE)
         await c.set_active(ref.id, ALICE, False)
+        await c.create_user(OutboundUser("bert", "PRIMARY"))
+        listed = {o.name: o async for o in c.list_users(page_size=1)}
+        assert not listed["alice"].active and listed["bert"].active
+        async for _ in c.list_users(page_size=1):
+            break
         await c.delete_user(ref.id, ALICE)
         with pytest.raises(RemoteNotFound):
             await c.delete_user(ref.id, ALICE)
@@ -294,7 +308,9 @@ async def test_every_answer_of_the_sandbox_is_schema_valid(sandbox: SpmlSandbox)
                      ("addResponse", "failure"), ("lookupResponse", "success"),
                      ("modifyResponse", "success"), ("resumeResponse", "success"),
                      ("suspendResponse", "success"), ("deleteResponse", "success"),
-                     ("deleteResponse", "failure"), ("activeResponse", "success")}
+                     ("deleteResponse", "failure"), ("activeResponse", "success"),
+                     ("searchResponse", "success"), ("iterateResponse", "success"),
+                     ("closeIteratorResponse", "success")}
     assert body_of(parse(answers[-1])).get("active") == "true"
 
 
@@ -318,7 +334,7 @@ async def test_each_fault_is_its_typed_error(sandbox: SpmlSandbox, client: httpx
     sandbox.fail_next(fault)
     with pytest.raises(error, match=said) as raised:
         await c.create_user(ALICE)
-    assert type(raised.value) is error or issubclass(type(raised.value), error)
+    assert type(raised.value) is error, f"{raised.value!r} is not exactly {error.__name__}"
     if fault == "429":
         assert isinstance(raised.value, RetryableError) and raised.value.delay == 1.0
     _no_secret(sandbox, c, raised.value)
@@ -437,3 +453,88 @@ def _auth(sandbox: SpmlSandbox) -> dict[str, str]:
     pair = f"{p.username}:{p.password}".encode()
     return {"Authorization": "Basic " + base64.b64encode(pair).decode(),
             "Content-Type": SOAP_CONTENT_TYPE}
+
+
+# ---------------------------------------------------------------- listing
+async def test_listing_searches_page_by_page_with_what_we_map(
+        sandbox: SpmlSandbox, client: httpx.AsyncClient) -> None:
+    c = connector(sandbox, client)
+    refs = [await c.create_user(OutboundUser(f"u{i}", "PRIMARY",
+                                             attributes={"givenName": f"G{i}", "sn": "S"}))
+            for i in range(5)]
+    other = sandbox.provider.seed("group-like")
+    sandbox.provider.psos[other].attributes["objectclass"] = ["groupOfNames"]
+    sandbox.provider.received.clear()
+    listed = {o.id: o async for o in c.list_users(page_size=2)}
+    assert sorted(listed) == sorted(r.id for r in refs)  # persons only
+    assert listed[refs[3].id].name == "u3"
+    assert listed[refs[3].id].attributes == {"accountId": "u3", "givenName": "G3", "sn": "S"}
+    seen = requests_seen(sandbox)
+    assert seen.count("searchRequest") == 1 and seen.count("iterateRequest") == 2
+    search = next(n for n in sandbox.provider.received if n.tag == q(SEARCH_NS, "searchRequest"))
+    assert search.get("maxSelect") == "2" and search.get("returnData") == "everything"
+    wanted = OutboundUser("u3", "PRIMARY", attributes={"givenName": "G3", "sn": "S"})
+    assert c.drift(listed[refs[3].id], wanted) == []
+    changed = OutboundUser("u3", "PRIMARY", attributes={"givenName": "New", "sn": "S"},
+                           unset=("sn",), active=False)
+    assert c.drift(listed[refs[3].id], changed) == ["givenName", "active"]
+    assert c.drift(listed[refs[3].id], OutboundUser(
+        "u3", "PRIMARY", attributes={"givenName": "G3"}, unset=("sn",))) == ["sn"]
+
+
+async def test_without_the_search_capability_known_psos_are_looked_up(
+        client: httpx.AsyncClient) -> None:
+    with spml_sandbox(search=False) as plain:
+        c = connector(plain, client)
+        a = await c.create_user(OutboundUser("ann", "PRIMARY", attributes={"sn": "A"}))
+        b = await c.create_user(OutboundUser("ben", "PRIMARY"))
+        plain.seed_user("stranger")  # not ours: a lookup cannot find it
+        await c.delete_user(b.id, OutboundUser("ben", "PRIMARY"))
+        plain.provider.received.clear()
+        listed = [o async for o in c.list_users(page_size=2, known=iter([a.id, b.id]))]
+        assert [(o.id, o.name, o.attributes.get("sn")) for o in listed] == [(a.id, "ann", "A")]
+        assert requests_seen(plain).count("lookupRequest") == 2
+        assert "searchRequest" not in requests_seen(plain)
+        assert [o async for o in c.list_users()] == []  # nothing known, nothing listed
+        answer = httpx.post(plain.url, headers=_auth(plain), content=_soap(
+            f'<s:searchRequest xmlns:s="{SEARCH_NS}" requestID="r1"/>'))
+        node = body_of(parse(answer.content))
+        assert (node.get("status"), node.get("error")) == ("failure", "unsupportedOperation")
+
+
+async def test_the_sandbox_refuses_what_its_search_does_not_support(
+        sandbox: SpmlSandbox) -> None:
+    cases = {
+        f'<s:iterateRequest xmlns:s="{SEARCH_NS}" requestID="r1"><s:iterator ID="it-none"/>'
+        '</s:iterateRequest>': "invalidIdentifier",
+        f'<s:searchRequest xmlns:s="{SEARCH_NS}" xmlns:d="{DSML_NS}" requestID="r2"><s:query>'
+        '<d:filter><d:substrings name="sn"><d:initial>a</d:initial></d:substrings></d:filter>'
+        '</s:query></s:searchRequest>': "unsupportedSelectionType",
+        f'<s:searchRequest xmlns:s="{SEARCH_NS}" requestID="r3" maxSelect="many"/>':
+            "malformedRequest",
+    }
+    for body, code in cases.items():
+        node = body_of(parse(httpx.post(sandbox.url, headers=_auth(sandbox),
+                                        content=_soap(body)).content))
+        assert (node.get("status"), node.get("error")) == ("failure", code), body
+        assert schema_errors(node) == []
+
+
+
+async def test_a_pso_deleted_while_listed_is_left_out(sandbox: SpmlSandbox) -> None:
+    """The provider deletes a PSO between the search and its activeRequest."""
+    keep = sandbox.seed_user("keep")
+    gone = sandbox.seed_user("gone")
+
+    async def delete_before_asking(request: httpx.Request) -> httpx.Response:
+        if b"activeRequest" in request.content and gone.encode() in request.content \
+                and gone in sandbox.provider.psos:
+            sandbox.provider.drop(gone)
+        async with httpx.AsyncClient() as plain:
+            answer = await plain.post(sandbox.url, content=request.content,
+                                      headers=dict(request.headers))
+        return httpx.Response(answer.status_code, content=answer.content)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(delete_before_asking)) as client:
+        listed = [o.id async for o in connector(sandbox, client).list_users()]
+    assert listed == [keep]

@@ -14,7 +14,8 @@ from textual.app import App, ComposeResult
 
 from connectors.registry import registry
 from connectors.sandbox.spml import SpmlSandbox, spml_sandbox
-from connectors.spml import MASK, SPEC
+from connectors.spml import SPEC
+from connectors.wire import MASK
 from core.apps import Application, OutboundTarget
 from core.cli.main import cli
 from core.configfile.files import validate_file
@@ -208,7 +209,7 @@ async def test_the_sandbox_command_serves_a_provider(tmp_path: Path) -> None:
             async with httpx.AsyncClient(timeout=5) as client:
                 said = await SpmlConnector(props, client).test_connection()
             assert said.endswith("users (profile urn:oasis:names:tc:SPML:2:0:DSML; "
-                                 "capabilities: suspend)")
+                                 "capabilities: suspend, search)")
         finally:
             process.terminate()
             process.wait(10)
@@ -262,3 +263,36 @@ async def test_the_console_opens_the_spml_connector_and_offers_a_choice_of_type(
         await pilot.press("ctrl+s")  # "Open"
         await settle(pilot)
         assert isinstance(app.screen, ConnectorForm) and app.screen.connector_type == "spml"
+
+
+@pytest.mark.parametrize("search", [True, False])
+def test_reconcile_with_and_without_the_search_capability(
+        sqlite_iam: Iam, admin: Initiator, search: bool) -> None:
+    """With search, everything the provider holds is compared; without, the PSOs we have
+    mappings for are looked up, so a stranger is not seen but a lost or changed user is."""
+    target = f"{IDP}:spml"
+    with spml_sandbox(username="mware", password=PASSWORD, search=search) as peer:
+        wire(sqlite_iam, peer)
+        for name in ("kim", "lou", "max"):
+            sqlite_iam.identity.add_user(admin, name, None, {
+                "givenname": name.title(), "emailaddress": f"{name}@example.org"},
+                roles=[ROLE])
+        drain(sqlite_iam)
+        by_account = {p.account: p for p in peer.provider.psos.values()}
+        peer.provider.drop(by_account["kim"].id)  # lost at the provider
+        by_account["lou"].attributes["givenName"] = ["Changed"]  # edited there
+        peer.seed_user("stranger")
+
+        report = sqlite_iam.provisioning.reconcile(admin, target)
+        assert report.missing_remote == ["PRIMARY/kim"]
+        assert [(d.user, d.attributes) for d in report.drifted] == [("PRIMARY/lou",
+                                                                     ["givenName"])]
+        assert report.extra_remote == (["stranger"] if search else [])
+        sent = {n.tag.rsplit("}", 1)[1] for n in peer.provider.received}
+        assert ("searchRequest" in sent) is search and ("lookupRequest" in sent) is not search
+
+        sqlite_iam.provisioning.reconcile(admin, target, repair=True)
+        drain(sqlite_iam)
+        after = sqlite_iam.provisioning.reconcile(admin, target)
+        assert (after.missing_remote, after.drifted) == ([], [])
+        assert {p.account for p in peer.provider.psos.values()} >= {"kim", "lou", "max"}

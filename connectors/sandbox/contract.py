@@ -4,8 +4,11 @@ Every connector type names a factory of its peer in :attr:`ConnectorSpec.contrac
 (``"module:function"``, a function returning a context manager of a :class:`ContractPeer`).
 The suite starts the peer, builds the connector from :meth:`ContractPeer.properties` and
 drives it: create, update, disable/enable, delete, adopt on conflict, groups where the
-connector supports them, each injected failure and its typed error, and redaction (no
-value of :meth:`ContractPeer.secrets` in any exchange or error). A new connector is done
+connector supports them, listing (users, and groups with their members, page by page; a
+registered type without it fails), each injected failure and its typed error, and
+redaction (no value of :meth:`ContractPeer.secrets`, no credential sent in a header, in
+any exchange or error); ``tests/contracts/test_reconcile_contract.py`` runs a whole
+reconciliation through the peer. A new connector is done
 when it passes the suite against its peer.
 
 A factory whose peer cannot start here (a program missing, a port taken) raises

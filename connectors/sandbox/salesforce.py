@@ -14,8 +14,13 @@ What it keeps and checks (``SalesforcePeer``; ``mware-iam sandbox salesforce --p
   (``INVALID_FIELD``), a known ``ProfileId`` (``INVALID_CROSS_REFERENCE_KEY``), no
   DELETE. ``Group`` (public groups, unique ``DeveloperName``) and ``GroupMember``
   (``DUPLICATE_VALUE`` for a member already there).
-* ``GET …/query/?q=`` for the SOQL our connector sends: ``SELECT f, … FROM Obj WHERE
-  F = 'literal' [AND|OR F = 'literal' …]`` with SOQL's escapes; ``GET …/limits/``.
+* ``GET …/query/?q=`` for the SOQL our connector sends: ``SELECT f, … FROM Obj [WHERE
+  F = 'literal' | F IN ('literal', …) [AND|OR …]] [LIMIT n]`` with SOQL's escapes, known
+  fields only (``INVALID_FIELD``), anything else ``MALFORMED_QUERY`` (400, Salesforce's
+  error array). Answers come in batches (``Sforce-Query-Options: batchSize=N``, 200 to
+  2000, default 2000; ``max_batch`` lowers the ceiling, as a busy org may): ``totalSize``,
+  ``done`` and, until done, ``nextRecordsUrl`` (``…/query/<locator>-<offset>``), each
+  batch read from the records as they are then; ``GET …/limits/``.
 * ``Sforce-Limit-Info: api-usage=N/M`` on every answer under ``/services/data/vNN.N``;
   every such request counts, and past the limit the org answers 403
   ``REQUEST_LIMIT_EXCEEDED``. Tests set the usage with ``set_usage``.
@@ -79,13 +84,24 @@ GROUP_FIELDS: dict[str, tuple[type, int]] = {
     "DoesIncludeBosses": (bool, 0)}
 MEMBER_FIELDS: dict[str, tuple[type, int]] = {"GroupId": (str, 18),
                                               "UserOrGroupId": (str, 18)}
+_FIELDS = {"User": USER_FIELDS, "Group": GROUP_FIELDS, "GroupMember": MEMBER_FIELDS}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DEV_NAME = re.compile(r"^[A-Za-z](?!.*__)[A-Za-z0-9_]*(?<!_)$")
 _PREFIX = {"User": "005", "Group": "00G", "GroupMember": "011"}
 _SOQL = re.compile(r"^\s*SELECT\s+(?P<fields>[\w\s,]+?)\s+FROM\s+(?P<obj>\w+)"
                    r"(?:\s+WHERE\s+(?P<where>.+?))?(?:\s+LIMIT\s+(?P<limit>\d+))?\s*$",
                    re.IGNORECASE | re.DOTALL)
-_CONDITION = re.compile(r"\s*(\w+)\s*=\s*'((?:[^'\\]|\\.)*)'\s*", re.DOTALL)
+_LITERAL = r"'(?:[^'\\]|\\.)*'"
+#: ``F = 'v'`` or ``F IN ('v', …)``.
+_CONDITION = re.compile(rf"\s*(\w+)\s*(?:=\s*({_LITERAL})|IN\s*\(\s*({_LITERAL}"
+                        rf"(?:\s*,\s*{_LITERAL})*)\s*\))\s*", re.DOTALL | re.IGNORECASE)
+_IN_VALUE = re.compile(_LITERAL, re.DOTALL)
+#: Records per query answer: Salesforce's default and largest batch (``Sforce-Query-Options:
+#: batchSize=N`` asks for fewer, at least 200).
+QUERY_BATCH = 2000
+MIN_QUERY_BATCH = 200
+#: Query locators (``nextRecordsUrl``) kept open; the oldest is forgotten past this.
+MAX_LOCATORS = 64
 _UNESCAPE = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", "'": "'", '"': '"',
              "\\": "\\"}
 
@@ -131,9 +147,14 @@ class SalesforcePeer:
     """The org, its token endpoint and its test hooks; ``start()`` serves it."""
 
     def __init__(self, port: int = 0, *, token_seconds: float = 3600.0,
-                 limit: int = DAILY_LIMIT) -> None:
+                 limit: int = DAILY_LIMIT, max_batch: int = QUERY_BATCH) -> None:
         self.token_seconds = token_seconds
         self.limit = limit
+        #: The most records one query answer holds (Salesforce does not promise the
+        #: batch size asked for).
+        self.max_batch = max_batch
+        #: Open query locators: id -> (sobject, fields, record ids, batch size).
+        self._locators: dict[str, tuple[str, list[str], list[str], int]] = {}
         self.used = 0
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.private_key_pem = self.key.private_bytes(
@@ -308,14 +329,17 @@ class SalesforcePeer:
             self._refuse_next_token = True
 
     def handle(self, method: str, path: list[str], query: Mapping[str, list[str]],
-               body: Any) -> tuple[int, Any]:
-        """One API call below ``/services/data/vNN.N/``: (status, answer)."""
+               body: Any, batch: int = QUERY_BATCH) -> tuple[int, Any]:
+        """One API call below ``/services/data/vNN.N/``: (status, answer); ``batch``: the
+        query batch size asked for."""
         with self._lock:
             if path == ["limits"] and method == "GET":
                 return 200, {"DailyApiRequests": {"Max": self.limit,
                                                   "Remaining": self.limit - self.used}}
-            if path == ["query"] and method == "GET":
-                return 200, self._query((query.get("q") or [""])[0])
+            if path[:1] == ["query"] and method == "GET":
+                if len(path) == 2:
+                    return 200, self._more(path[1])
+                return 200, self._query((query.get("q") or [""])[0], batch)
             if len(path) < 2 or path[0] != "sobjects":
                 raise Refused(404, "NOT_FOUND", "The requested resource does not exist")
             sobject, rest = path[1], path[2:]
@@ -441,21 +465,52 @@ class SalesforcePeer:
                           ("DeveloperName",))
         raise Refused(400, "DUPLICATE_VALUE", "duplicate value found: the member exists")
 
-    def _query(self, soql: str) -> dict[str, Any]:
+    def _query(self, soql: str, batch: int) -> dict[str, Any]:
         found = _SOQL.match(soql)
         if not found:
             raise Refused(400, "MALFORMED_QUERY", f"unexpected token in: {soql[:80]}")
-        table = self.org.table(found["obj"])
+        sobject = found["obj"]
+        table = self.org.table(sobject)
         fields = [f.strip() for f in found["fields"].split(",")]
         conditions, joiner = _conditions(found["where"] or "")
-        rows = [r for r in table.values()
-                if not conditions or joiner([str(r.get(f, "")).casefold() == v.casefold()
-                                             for f, v in conditions])]
+        known = {"Id", *_FIELDS[sobject]}
+        for name in [*fields, *(f for f, _ in conditions)]:
+            if name not in known:
+                raise Refused(400, "INVALID_FIELD", f"No such column '{name}' on entity "
+                              f"'{sobject}'. If you are attempting to use a custom field, be "
+                              "sure to append the '__c' after the custom field name.")
+        ids = [i for i, r in table.items()
+               if not conditions or joiner([str(r.get(f, "")).casefold() in values
+                                            for f, values in conditions])]
         if found["limit"]:
-            rows = rows[:int(str(found["limit"]))]
-        records = [{"attributes": {"type": found["obj"]}, **{f: r.get(f) for f in fields}}
-                   for r in rows]
-        return {"totalSize": len(records), "done": True, "records": records}
+            ids = ids[:int(str(found["limit"]))]
+        locator = f"01g5g{next(self._ids):010d}AAA"
+        self._locators[locator] = (sobject, fields, ids, min(batch, self.max_batch))
+        while len(self._locators) > MAX_LOCATORS:
+            self._locators.pop(next(iter(self._locators)))
+        return self._batch(locator, 0)
+
+    def _more(self, locator_offset: str) -> dict[str, Any]:
+        locator, _, offset = locator_offset.partition("-")
+        if locator not in self._locators or not offset.isdigit():
+            raise Refused(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        return self._batch(locator, int(offset))
+
+    def _batch(self, locator: str, offset: int) -> dict[str, Any]:
+        """The records of an open query from ``offset``, as they are now (a record gone
+        meanwhile is left out); the locator is closed with the last batch."""
+        sobject, fields, ids, size = self._locators[locator]
+        table = self.org.table(sobject)
+        records = [{"attributes": {"type": sobject}, **{f: table[i].get(f) for f in fields}}
+                   for i in ids[offset:offset + size] if i in table]
+        answer: dict[str, Any] = {"totalSize": len(ids), "done": offset + size >= len(ids),
+                                  "records": records}
+        if answer["done"]:
+            del self._locators[locator]
+        else:
+            answer["nextRecordsUrl"] = \
+                f"/services/data/v{VERSIONS[-1]}/query/{locator}-{offset + size}"
+        return answer
 
 
 def _key(sobject: str, record: Mapping[str, Any]) -> Any:
@@ -473,16 +528,18 @@ def _object(body: Any) -> dict[str, Any]:
     return body
 
 
-def _conditions(where: str) -> tuple[list[tuple[str, str]], Any]:
-    """``F = 'v' AND|OR …`` as (field, unescaped value) pairs and the joiner (all or any)."""
-    conditions: list[tuple[str, str]] = []
+def _conditions(where: str) -> tuple[list[tuple[str, set[str]]], Any]:
+    """``F = 'v'`` / ``F IN ('v', …)`` joined by AND or OR, as (field, casefolded values)
+    pairs and the joiner (all or any)."""
+    conditions: list[tuple[str, set[str]]] = []
     joiners: set[str] = set()
     rest = where
     while rest.strip():
         found = _CONDITION.match(rest)
         if not found:
             raise Refused(400, "MALFORMED_QUERY", f"unexpected token: {rest[:40]}")
-        conditions.append((found[1], _unescape(found[2])))
+        literals = [found[2]] if found[2] else _IN_VALUE.findall(found[3])
+        conditions.append((found[1], {_unescape(v[1:-1]).casefold() for v in literals}))
         rest = rest[found.end():]
         joined = re.match(r"(AND|OR)\s", rest, re.IGNORECASE)
         if joined:
@@ -493,6 +550,12 @@ def _conditions(where: str) -> tuple[list[tuple[str, str]], Any]:
     if len(joiners) > 1:
         raise Refused(400, "MALFORMED_QUERY", "mixing AND and OR needs parentheses")
     return conditions, any if joiners == {"OR"} else all
+
+
+def _batch_size(options: str | None) -> int:
+    """The batch size ``Sforce-Query-Options: batchSize=N`` asks for (200 to 2000)."""
+    found = re.search(r"batchSize\s*=\s*(\d+)", options or "")
+    return max(MIN_QUERY_BATCH, min(QUERY_BATCH, int(found[1]))) if found else QUERY_BATCH
 
 
 def _unescape(literal: str) -> str:
@@ -582,7 +645,8 @@ class _Handler(BaseHTTPRequestHandler):
                         limit)
             return
         try:
-            status, answer = peer.handle(self.command, path, query, body)
+            status, answer = peer.handle(self.command, path, query, body,
+                                         _batch_size(self.headers.get("Sforce-Query-Options")))
         except Refused as refused:
             status, answer = refused.status, refused.body()
         self._reply(status, answer, limit)
@@ -654,8 +718,9 @@ class ContractSalesforcePeer:
 
 @contextlib.contextmanager
 def contract_peer() -> Iterator[ContractSalesforcePeer]:
-    """The contract suite's peer (``ConnectorSpec.contract_peer``)."""
-    with salesforce_peer() as peer:
+    """The contract suite's peer (``ConnectorSpec.contract_peer``): query answers of two
+    records at most, so that every listing pages."""
+    with salesforce_peer(max_batch=2) as peer:
         yield ContractSalesforcePeer(peer)
 
 

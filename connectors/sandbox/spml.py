@@ -9,6 +9,13 @@ request is answered ``status="failure" error="malformedRequest"`` with the valid
 reason; a document that is not a SOAP envelope holding one element gets a SOAP Fault. PSOs
 live in memory, one target (``users``), ids ``pso-<hex>``.
 
+The search capability (``urn:oasis:names:tc:SPML:2:0:search``, announced unless
+``search=False`` / ``--no-search``): ``searchRequest`` with a query of DSML filters
+(equalityMatch, present, and, or, not) answers at most ``maxSelect`` PSOs (``MAX_SELECT``
+at most) and an ``iterator`` over the rest, read by ``iterateRequest`` (a finished,
+closed or forgotten iterator is ``invalidIdentifier``) and dropped by
+``closeIteratorRequest``.
+
 Faults for the contract suite (:meth:`SpmlSandbox.fail_next`) are what an SPML provider
 says for each: ``400``, ``404`` and ``409`` are SPML failures (``malformedRequest``,
 ``noSuchIdentifier``, ``alreadyExists``) in an HTTP 200; ``401``/``403`` come from the HTTP
@@ -33,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 import httpx
@@ -50,6 +57,7 @@ from connectors.sandbox.peers import (
 from connectors.spml_xml import (
     DSML_NS,
     DSML_PROFILE,
+    SEARCH_NS,
     SOAP_CONTENT_TYPE,
     SOAP_NS,
     SPML_NS,
@@ -66,13 +74,14 @@ from connectors.spml_xml import (
     shown,
 )
 
-if TYPE_CHECKING:
-    pass
-
 SCHEMAS = Path(__file__).with_name("spml_schemas")
 TARGET_ID = "users"
 OBJECT_CLASS = "spml2Person"
 TIMEOUT_SLEEP = 2.5
+#: PSOs a search or iterate answer holds at most (``maxSelect`` asks for fewer).
+MAX_SELECT = 500
+#: Open result iterators kept; the oldest is forgotten past this.
+MAX_ITERATORS = 64
 _NCNAME = re.compile(r"[^\W\d][\w.-]*")
 #: Contract-suite faults a provider answers as SPML failures: fault -> SPML error code.
 _SPML_FAULTS = {"400": "malformedRequest", "404": "noSuchIdentifier", "409": "alreadyExists"}
@@ -118,6 +127,8 @@ class SpmlProvider:
     password: str | None = None
     #: Announce the suspend capability in listTargets.
     suspend: bool = True
+    #: Announce (and answer) the search capability.
+    search: bool = True
     #: Name the existing PSO in an alreadyExists failure.
     report_existing: bool = True
     psos: dict[str, Pso] = field(default_factory=dict)
@@ -125,6 +136,8 @@ class SpmlProvider:
     received: deque[ET.Element] = field(default_factory=lambda: deque(maxlen=1000))
     #: psoID by accountId.
     _accounts: dict[str, str] = field(default_factory=dict)
+    #: Open search results: iterator ID -> (psoIDs not yet answered, maxSelect).
+    _iterators: dict[str, tuple[list[str], int]] = field(default_factory=dict)
     _faults: deque[Reply] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -146,6 +159,13 @@ class SpmlProvider:
                        **{k: [v] for k, v in attributes.items()}})
             self._store(pso)
             return pso.id
+
+    def drop(self, pso_id: str) -> None:
+        """Remove a PSO behind the connector's back (as an administrator of the provider
+        would)."""
+        with self._lock:
+            pso = self.psos.pop(pso_id)
+            self._accounts.pop(pso.account, None)
 
     # ------------------------------------------------------------ HTTP
     def handle(self, content: bytes, authorization: str | None) -> Reply:
@@ -272,7 +292,68 @@ class SpmlProvider:
 
     def list_targets(self, node: ET.Element) -> ET.Element:
         answer = respond(node, "success")
-        answer.append(target_element(self.suspend))
+        answer.append(target_element(self.suspend, self.search))
+        return answer
+
+    # ------------------------------------------------------------ the search capability
+    def search_psos(self, node: ET.Element) -> ET.Element:
+        """``searchRequest``: the PSOs its query selects (a DSML filter of equalityMatch,
+        present, and, or, not; no query: all), ``maxSelect`` at a time; the rest through
+        an iterator."""
+        if not self.search:
+            return respond(node, "failure", "unsupportedOperation",
+                           "this provider does not support the search capability")
+        query = node.find(q(SEARCH_NS, "query"))
+        selected = list(self.psos.values())
+        if query is not None:
+            if query.get("targetID") not in (None, TARGET_ID):
+                return respond(node, "failure", "noSuchIdentifier",
+                               f"no target {query.get('targetID')!r}")
+            if query.find(q(SEARCH_NS, "basePsoID")) is not None:
+                return respond(node, "failure", "unsupportedOperation",
+                               "this provider's target is flat: no basePsoID")
+            filters = [c for c in query if c.tag != q(SEARCH_NS, "basePsoID")]
+            for clause in filters:
+                if clause.tag != q(DSML_NS, "filter") or len(clause) != 1:
+                    return respond(node, "failure", "unsupportedSelectionType",
+                                   f"{shown(clause.tag)} is not a DSML filter this "
+                                   "provider supports")
+                try:
+                    _matches(clause[0], Pso("", {}))  # walks every clause: unsupported ones raise
+                    selected = [p for p in selected if _matches(clause[0], p)]
+                except ValueError as exc:
+                    return respond(node, "failure", "unsupportedSelectionType", str(exc))
+        wanted = int(node.get("maxSelect") or MAX_SELECT)
+        return self._results(node, [p.id for p in selected],
+                             max(1, min(wanted, MAX_SELECT)), node.get("returnData"))
+
+    def iterate(self, node: ET.Element) -> ET.Element:
+        key = _iterator_id(node)
+        if key not in self._iterators:
+            return respond(node, "failure", "invalidIdentifier",
+                           f"no open iterator {key!r} (closed, finished or expired)")
+        left, size = self._iterators.pop(key)
+        return self._results(node, left, size, "everything")
+
+    def close_iterator(self, node: ET.Element) -> ET.Element:
+        self._iterators.pop(_iterator_id(node), None)
+        return respond(node, "success")
+
+    def _results(self, node: ET.Element, ids: list[str], size: int,
+                 return_data: str | None) -> ET.Element:
+        """A search or iterate response: the first ``size`` PSOs still there, and an
+        iterator over the rest when any is left."""
+        answer = respond(node, "success")
+        for pso_id in ids[:size]:
+            if pso_id in self.psos:
+                answer.append(_pso(self.psos[pso_id], return_data or "everything",
+                                   SEARCH_NS))
+        if len(ids) > size:
+            key = f"it-{uuid.uuid4().hex}"
+            self._iterators[key] = (ids[size:], size)
+            while len(self._iterators) > MAX_ITERATORS:
+                self._iterators.pop(next(iter(self._iterators)))
+            answer.append(element(SEARCH_NS, "iterator", {"ID": key}))
         return answer
 
 
@@ -285,7 +366,34 @@ _HANDLERS: dict[str, Callable[[SpmlProvider, ET.Element], ET.Element]] = {
     q(SUSPEND_NS, "suspendRequest"): SpmlProvider.set_active,
     q(SUSPEND_NS, "resumeRequest"): SpmlProvider.set_active,
     q(SUSPEND_NS, "activeRequest"): SpmlProvider.active,
+    q(SEARCH_NS, "searchRequest"): SpmlProvider.search_psos,
+    q(SEARCH_NS, "iterateRequest"): SpmlProvider.iterate,
+    q(SEARCH_NS, "closeIteratorRequest"): SpmlProvider.close_iterator,
 }
+
+
+def _iterator_id(request: ET.Element) -> str:
+    found = request.find(q(SEARCH_NS, "iterator"))
+    return (found.get("ID") if found is not None else None) or ""
+
+
+def _matches(clause: ET.Element, pso: Pso) -> bool:
+    """Whether ``pso`` matches a DSML filter clause (attribute names and values compared
+    without regard to case, as LDAP's caseIgnoreMatch does)."""
+    kind = clause.tag
+    if kind in (q(DSML_NS, "and"), q(DSML_NS, "or")):
+        results = [_matches(c, pso) for c in clause]
+        return all(results) if kind == q(DSML_NS, "and") else any(results)
+    if kind == q(DSML_NS, "not") and len(clause) == 1:
+        return not _matches(clause[0], pso)
+    values = {k.casefold(): [v.casefold() for v in vs] for k, vs in pso.attributes.items()}
+    name = (clause.get("name") or "").casefold()
+    if kind == q(DSML_NS, "present"):
+        return name in values
+    if kind == q(DSML_NS, "equalityMatch"):
+        return (clause.findtext(q(DSML_NS, "value")) or "").casefold() in values.get(name, [])
+    raise ValueError(f"{shown(kind)} is not a filter this provider supports (equalityMatch, "
+                     "present, and, or, not)")
 
 
 def _apply(attributes: dict[str, list[str]], operation: str, name: str,
@@ -334,8 +442,10 @@ def _no_such(request: ET.Element) -> ET.Element:
                    f"no PSO with ID {found.get('ID') if found is not None else None!r}")
 
 
-def _pso(pso: Pso, return_data: str) -> ET.Element:
-    node = element(SPML_NS, "pso", children=[
+def _pso(pso: Pso, return_data: str, ns: str = SPML_NS) -> ET.Element:
+    """``pso`` as an answer holds it (in ``ns``: a search response's ``pso`` is in the
+    search namespace, its content in the core one)."""
+    node = element(ns, "pso", children=[
         element(SPML_NS, "psoID", {"ID": pso.id, "targetID": TARGET_ID})])
     if return_data != "identifier":
         node.append(element(SPML_NS, "data", children=[
@@ -343,12 +453,12 @@ def _pso(pso: Pso, return_data: str) -> ET.Element:
     return node
 
 
-def target_element(suspend: bool) -> ET.Element:
+def target_element(suspend: bool, search: bool = True) -> ET.Element:
     """Our one target: the DSML profile, its person class, and its capabilities."""
     definition = element(DSML_PROFILE, "schema", children=[
         element(DSML_PROFILE, "objectClassDefinition", {"name": OBJECT_CLASS})])
-    capabilities = [element(SPML_NS, "capability", {"namespaceURI": SUSPEND_NS})] \
-        if suspend else []
+    capabilities = [element(SPML_NS, "capability", {"namespaceURI": ns})
+                    for ns, on in ((SUSPEND_NS, suspend), (SEARCH_NS, search)) if on]
     return element(SPML_NS, "target", {"targetID": TARGET_ID, "profile": DSML_PROFILE}, [
         element(SPML_NS, "schema", children=[definition]),
         element(SPML_NS, "capabilities", children=capabilities)])
@@ -419,6 +529,7 @@ class SpmlSandbox:
                                         name="spml-sandbox", daemon=True)
 
     def start(self) -> SpmlSandbox:
+        schema()  # loaded before the first request, which must not wait for it
         self._thread.start()
         return self
 
@@ -555,7 +666,8 @@ def _spml_failure(content: bytes, code: str) -> Reply:
 @click.option("--username", help="require HTTP Basic with this username; the password is "
                                  "read from MWARE_IAM_SANDBOX_PASSWORD")
 @click.option("--no-suspend", is_flag=True, help="do not announce the suspend capability")
-def sandbox_command(port: int, username: str | None, no_suspend: bool) -> None:
+@click.option("--no-search", is_flag=True, help="do not announce the search capability")
+def sandbox_command(port: int, username: str | None, no_suspend: bool, no_search: bool) -> None:
     """An SPML 2.0 provider (SOAP 1.1, DSML profile) on 127.0.0.1, PSOs in memory."""
     import os
 
@@ -564,7 +676,7 @@ def sandbox_command(port: int, username: str | None, no_suspend: bool) -> None:
     password = os.environ.get("MWARE_IAM_SANDBOX_PASSWORD") if username else None
     schema()  # loaded before the first request, and errors shown now
     sandbox = SpmlSandbox(SpmlProvider(username=username, password=password,
-                                       suspend=not no_suspend), port)
+                                       suspend=not no_suspend, search=not no_search), port)
     click.echo(f"SPML 2.0 sandbox provider at {sandbox.url} (target {TARGET_ID!r}, "
                f"objectclass {OBJECT_CLASS}); Ctrl-C stops it", err=True)
     with contextlib.suppress(KeyboardInterrupt):

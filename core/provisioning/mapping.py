@@ -65,6 +65,16 @@ def by_remote_ids(conn: Connection, target: str, entity_type: str, remote_ids: S
     return out
 
 
+def remote_ids(conn: Connection, target: str, entity_type: str, after: int = 0,
+               limit: int = 500) -> list[tuple[int, str]]:
+    """A page of the remote ids one target's mappings hold, as (key, remote id) in key
+    order after the key ``after`` (a listing that can only look objects up walks them)."""
+    rows = conn.execute(select(_m.pk, _m.remote_id).where(
+        _m.target == target, _m.entity_type == entity_type, _m.pk > after)
+        .order_by(_m.pk).limit(limit))
+    return [(int(r.pk), str(r.remote_id)) for r in rows]
+
+
 _m = prov_mappings.c
 # Statements of the workers' hot path, built once (building one costs more than running it).
 _GET_MANY = select(prov_mappings).where(

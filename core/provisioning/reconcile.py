@@ -12,7 +12,11 @@ The four kinds of drift (issue 16): ``missing_remote`` (in scope here, absent th
 ``extra_remote`` (there, but not ours, or ours and out of scope or deleted here),
 ``drifted`` (ours and in scope, with attributes whose values differ: names only, never
 values) and ``unlinked`` (a remote object with the natural key of one of our users in
-scope that has no mapping). Repairs go through the normal outbox: an upsert job per
+scope that has no mapping). On a target that cannot delete users
+(``ConnectorSpec.deletes_users`` false: Salesforce deactivates instead), an inactive remote
+user counts as deleted: missing when it is one of ours that should be active (the repair's
+update reactivates it), and never extra (we deprovisioned it, or it was never ours and is
+off). Repairs go through the normal outbox: an upsert job per
 missing, drifted or unlinked user (an unlinked one is adopted on the create's conflict),
 and with ``delete_extra`` a deprovisioning job (action ``delete``) per extra object we
 have a mapping for. Remote objects that were never ours are reported, never deleted.
@@ -24,7 +28,7 @@ import asyncio
 import bisect
 import hashlib
 from array import array
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -157,7 +161,7 @@ class Reconciler:
 
     # ------------------------------------------------------------ the target's side
     async def _remote_pass(self, connector: Connector) -> None:
-        async for batch in _batches(connector.list_users(), BATCH):
+        async for batch in _batches(connector.list_users(known=self._known_users()), BATCH):
             self.report.remote_users += len(batch)
             with self.iam.db.transaction() as conn:
                 known = mapping.by_remote_ids(conn, self.target.key, "user",
@@ -167,6 +171,18 @@ class Reconciler:
                 for o in batch:
                     if o.id not in known:
                         self._unmapped(conn, o)
+
+    def _known_users(self) -> Iterator[str]:
+        """The remote ids of the users mapped to the target, page by page (for a target
+        that can only look users up, not list them)."""
+        after = 0
+        while True:
+            with self.iam.db.transaction() as conn:
+                page = mapping.remote_ids(conn, self.target.key, "user", after, BATCH)
+            yield from (remote_id for _, remote_id in page)
+            if len(page) < BATCH:
+                return
+            after = page[-1][0]
 
     def _mapped(self, conn: Connection, connector: Connector,
                 pairs: Sequence[tuple[RemoteObject, mapping.Mapping]]) -> None:
@@ -182,6 +198,8 @@ class Reconciler:
             for o, m in of_domain:
                 view = views.get(m.entity_id)
                 if view is None or not in_scope(self.target, roles[m.entity_id]):
+                    if self._deleted_there(o):
+                        continue  # deprovisioned already, as the target deletes
                     self.report.extra_remote.append(o.name)
                     if self.delete_extra:
                         self._queue(conn, Operation.DEPROVISION_USER, m.domain, m.entity_id,
@@ -191,6 +209,10 @@ class Reconciler:
                     continue
                 wanted = outbound_user(self.target, self.iam.claims, view.username,
                                        view.domain, view.claims, roles[m.entity_id])
+                if wanted.active and self._deleted_there(o):
+                    self.report.missing_remote.append(view.qualified_name)
+                    self._upsert(conn, view.domain, view.id, view.qualified_name)
+                    continue
                 differ = connector.drift(o, wanted)
                 if differ:
                     self.report.drifted.append(Drifted(view.qualified_name, differ))
@@ -211,7 +233,13 @@ class Reconciler:
                 self._unlinked.add(user.id)
                 self._upsert(conn, domain, user.id, name)
                 return
-        self.report.extra_remote.append(o.name)
+        if not self._deleted_there(o):
+            self.report.extra_remote.append(o.name)
+
+    def _deleted_there(self, o: RemoteObject) -> bool:
+        """A target that cannot delete users (Salesforce) deactivates them instead: there
+        an inactive user is a deleted one (missing when it should be ours, never extra)."""
+        return not self.target.spec.deletes_users and not o.active
 
     # ------------------------------------------------------------ our side
     def _local_pass(self) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connectors.base import Connector, OutboundUser
+from connectors.base import OutboundUser
 from connectors.registry import connector_class, registry
 from connectors.sandbox.contract import ContractPeer
 from connectors.sandbox.peers import PeerUnavailable
@@ -45,8 +45,6 @@ def peer(request: pytest.FixtureRequest) -> Iterator[tuple[str, ContractPeer]]:
 def test_reconcile_reports_and_repairs_drift_at_every_sandbox(
         tmp_path: Path, peer: tuple[str, ContractPeer]) -> None:
     kind, running = peer
-    if connector_class(kind).list_users is Connector.list_users:
-        pytest.skip(f"{kind} does not list its users yet (issue 16)")
     props = running.properties()
     domain = str(props.get("google_prov_domain_name") or "example.org")
     admin = Initiator.admin()

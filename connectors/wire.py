@@ -1,0 +1,78 @@
+"""What every HTTP connector does with answers and with what it records: the decoded body,
+the Retry-After delay and secrets masked in the exchange log.
+
+One place, so that a secret key masked for one connector is masked for all, and an answer
+is shortened the same way in every job's attempt log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+#: What a secret value is replaced by in exchanges and error messages.
+MASK = "********"
+#: Characters of a non-JSON answer kept (whitespace collapsed) in exchanges and errors.
+SHOWN_TEXT = 300
+#: Keys whose values are secrets wherever they appear in a body (case-insensitive):
+#: passwords, OAuth client secrets, assertions and tokens.
+SECRET_KEYS = frozenset(
+    {"password", "client_secret", "assertion", "access_token", "id_token", "refresh_token"}
+)
+
+
+def shortened(text: str) -> str:
+    """``text`` with whitespace collapsed, at most :data:`SHOWN_TEXT` characters."""
+    return " ".join(text.split())[:SHOWN_TEXT]
+
+
+def decoded_body(response: httpx.Response) -> Any:
+    """The answer's body: JSON when it is JSON, else its text :func:`shortened`; None when
+    empty."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return shortened(response.text)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP-date)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def redact(value: Any) -> Any:
+    """A copy of a request or answer body with every secret masked: values of
+    :data:`SECRET_KEYS` at any depth, and the value of a SCIM PATCH operation whose
+    ``path`` is a password."""
+    if isinstance(value, Mapping):
+        path = value.get("path")
+        if (
+            isinstance(path, str)
+            and path.rsplit(":", 1)[-1].lower() == "password"
+            and "value" in value
+        ):
+            value = {**value, "value": MASK}
+        return {
+            k: MASK if str(k).lower() in SECRET_KEYS and v is not None else redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
