@@ -70,7 +70,7 @@ class MwareConsole(ReportsEngineErrors, App[None]):
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the console"),
         Binding("question_mark", "help", "Help", key_display="?", id="app.help",
                 tooltip="The keys that work here"),
-        Binding("colon", "jump", "Jump", key_display=":", id="app.jump",
+        Binding("colon", "jump", "Jump", key_display=":", show=False, id="app.jump",
                 tooltip="Go by name: :users alice, :jobs dead, :target NAME, :roles …"),
         Binding("escape", "previous_section", "Back", show=False, id="app.back",
                 tooltip="Back to the screen shown before (when no filter is open)"),
@@ -199,17 +199,20 @@ class MwareConsole(ReportsEngineErrors, App[None]):
     # ------------------------------------------------------------------ help, palette
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen, KeyHelp
+        from tui.widgets.list_keys import LIST_KEYS
 
         screen_keys: list[KeyHelp] = []
+        list_keys: list[KeyHelp] = []  # j/k/g/G: after what the screen does
         app_keys: list[KeyHelp] = []
         for active in self.screen.active_bindings.values():
             binding = active.binding
             if not (active.enabled and binding.description and (binding.id or binding.show)):
                 continue
-            keys = app_keys if active.node is self else screen_keys
+            keys = app_keys if active.node is self else \
+                list_keys if (binding.id or "").startswith(LIST_KEYS) else screen_keys
             keys.append(KeyHelp(self.get_key_display(binding), binding.description,
                                 binding.tooltip))
-        self.push_screen(HelpScreen(screen_keys, app_keys))
+        self.push_screen(HelpScreen([*screen_keys, *list_keys], app_keys))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         for section in SECTIONS:

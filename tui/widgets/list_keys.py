@@ -12,6 +12,8 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
 CellType = TypeVar("CellType")
+#: The prefix of these bindings' ids (``?`` lists them after the screen's own keys).
+LIST_KEYS = "list."
 
 
 class MovingTable(DataTable[CellType]):
@@ -19,20 +21,35 @@ class MovingTable(DataTable[CellType]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
-            "j", "cursor_down", "Down", show=False, id="list.down", tooltip="The next row (as down)"
+            "j",
+            "cursor_down",
+            "Down",
+            show=False,
+            id=f"{LIST_KEYS}down",
+            tooltip="The next row (as down)",
         ),
         Binding(
-            "k", "cursor_up", "Up", show=False, id="list.up", tooltip="The previous row (as up)"
+            "k",
+            "cursor_up",
+            "Up",
+            show=False,
+            id=f"{LIST_KEYS}up",
+            tooltip="The previous row (as up)",
         ),
         Binding(
-            "g", "scroll_top", "First row", show=False, id="list.first", tooltip="The first row"
+            "g",
+            "scroll_top",
+            "First row",
+            show=False,
+            id=f"{LIST_KEYS}first",
+            tooltip="The first row",
         ),
         Binding(
             "G",
             "scroll_bottom",
             "Last row",
             show=False,
-            id="list.last",
+            id=f"{LIST_KEYS}last",
             tooltip="The last row shown",
         ),
     ]
