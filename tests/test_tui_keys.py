@@ -21,7 +21,7 @@ from core.provisioning.outbox import JobState
 from tests.conftest import FAST_ARGON2
 from tests.provisioning_helpers import connect, drain
 from tests.test_tui_jobs import queue_iam
-from tests.test_tui_screens import console, demo, press
+from tests.test_tui_screens import console, demo, press, still
 from tests.tui_helpers import settle, shown_keys, until
 from tui.app import MwareConsole
 from tui.jump import Jump, JumpError, JumpPrompt, parse_jump
@@ -125,6 +125,8 @@ async def test_the_users_filter_applies_as_one_types_with_one_query_per_burst(
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
         calls = counting(monkeypatch, demo.identity, "list_users")
+        # A pause longer than the 250 ms, so that a loaded machine still types a burst.
+        monkeypatch.setattr(FilterInput, "DEBOUNCE", 1.0)
         table = app.screen.query_one(UsersTable)
         await pilot.press("slash", "a", "m")  # a burst: quicker than the pause
         await until(pilot, lambda: shown_keys(table) == ["PRIMARY/amir"], "amir alone")
@@ -351,3 +353,12 @@ async def test_the_user_detail_reads_workers_elsewhere_and_keeps_cursor_and_scro
         await until(pilot, lambda: "\n  peer:scim2  id " in detail_text(app), "bob provisioned")
         assert detail.scroll_y == scrolled
         assert app.screen.query_one(UsersTable).cursor_row == 1
+
+
+def test_snapshot_a_bad_jump_80x24(snap_compare: Any, demo: Iam) -> None:
+    async def mistype(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await jump(pilot, "usrs")
+        await still(pilot)
+
+    assert snap_compare(console(demo, "users"), terminal_size=(80, 24), run_before=mistype)
