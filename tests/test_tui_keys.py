@@ -88,6 +88,20 @@ async def test_j_and_G_move_in_every_list_screen(demo: Iam, screen: str) -> None
         assert not isinstance(app.screen, FormScreen)
 
 
+async def test_j_k_g_G_move_in_the_jobs_list(queue_iam: Iam) -> None:
+    app = console(queue_iam, "jobs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(JobsTable)
+        assert app.screen.focused is table and table.row_count == 3
+        await press(pilot, "G")
+        assert table.cursor_row == 2
+        await press(pilot, "k")
+        assert table.cursor_row == 1
+        await press(pilot, "g", "j")
+        assert table.cursor_row == 1
+
+
 async def test_the_old_meanings_of_g_and_k_moved_to_o_and_x(demo: Iam) -> None:
     app = console(demo, "users")
     async with app.run_test(size=(100, 40)) as pilot:
