@@ -269,7 +269,7 @@ async def test_choose_roles_from_the_users_screen(demo: Iam) -> None:
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
         await press(pilot, "down", "down")  # bob
-        await press(pilot, "g")
+        await press(pilot, "o")
         pick = app.screen
         assert isinstance(pick, FormScreen)
         assert pick.form.collect().values == {"Internal/auditors": False,
@@ -326,7 +326,7 @@ def test_search_and_claim_edits_parse() -> None:
 
 
 #: Per section: its screen and the write keys that apply to what it highlights first.
-READ_ONLY_WRITES = {"3": (UsersScreen, "aedpgs"), "4": (RolesScreen, "andu"),
+READ_ONLY_WRITES = {"3": (UsersScreen, "aedpos"), "4": (RolesScreen, "andu"),
                     "5": (UserstoresScreen, "aex"), "6": (IdentityProvidersScreen, "aecmod"),
                     "7": (ApplicationsScreen, "aeo")}
 
@@ -356,7 +356,7 @@ async def test_a_read_only_session_refuses_writes(demo: Iam) -> None:
     app = console(demo, "users", read_only=True)
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(pilot)
-        await press(pilot, "a", "d", "p", "g", "s")
+        await press(pilot, "a", "d", "p", "o", "s")
         assert isinstance(app.screen, UsersScreen)  # no form, no confirmation
         app.screen.action_add()
         await pilot.pause()
@@ -713,7 +713,7 @@ async def test_issue_a_token_once_and_revoke_it(demo: Iam) -> None:
         await press(pilot, "escape")
         assert token not in texts(app)  # shown once, then only its hint
 
-        await press(pilot, "k")
+        await press(pilot, "x")
         form = app.screen
         assert isinstance(form, FormScreen)
         assert form.form.collect().values["hint"] == token[-4:]
@@ -859,7 +859,7 @@ def test_snapshot_users_read_only_no_color(snap_compare: Any, demo: Iam,
 MODALS = {
     "user-form": ("users", ["a"]),
     "password-form": ("users", ["p"]),
-    "roles-pick": ("users", ["down", "down", "g"]),
+    "roles-pick": ("users", ["down", "down", "o"]),
     "delete-confirm": ("users", ["d"]),
     "connector-form": ("idps", ["c"]),  # the identity provider's one connector (scim2)
     "claim-mappings": ("idps", ["m"]),

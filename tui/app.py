@@ -26,10 +26,11 @@ from textual.command import Provider
 from textual.message import Message
 from textual.screen import Screen
 from textual.signal import Signal
+from textual.widget import AwaitMount
 
 from tui.engine_errors import ReportsEngineErrors, describe_error
 from tui.messages import EngineFailed, JobAttempted
-from tui.navigation import FIRST, SECTIONS, Section
+from tui.navigation import BY_MODE, FIRST, SECTIONS, Section
 from tui.screens.start import StartScreen
 from tui.widgets.header import PRODUCT, describe_deployment
 
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from tui.screens.base import ConsoleScreen, StatusSource
 
 OPENING = "Opening the deployment"
+#: Sections remembered for going back.
+HISTORY = 20
 
 
 @dataclass
@@ -67,6 +70,10 @@ class MwareConsole(ReportsEngineErrors, App[None]):
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Leave the console"),
         Binding("question_mark", "help", "Help", key_display="?", id="app.help",
                 tooltip="The keys that work here"),
+        Binding("colon", "jump", "Jump", key_display=":", show=False, id="app.jump",
+                tooltip="Go by name: :users alice, :jobs dead, :target NAME, :roles …"),
+        Binding("escape", "previous_section", "Back", show=False, id="app.back",
+                tooltip="Back to the screen shown before (when no filter is open)"),
         *_section_bindings(),
     ]
 
@@ -114,6 +121,8 @@ class MwareConsole(ReportsEngineErrors, App[None]):
             self.theme = theme
         for section in SECTIONS:
             self.add_mode(section.mode, section_screen(self, section))
+        #: The sections shown before this one, the latest last (``escape`` goes back).
+        self.visited: list[str] = []
 
     # ------------------------------------------------------------------ starting
     def get_default_screen(self) -> Screen[Any]:
@@ -162,26 +171,48 @@ class MwareConsole(ReportsEngineErrors, App[None]):
         return self.iam is not None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "previous_section":
+            return bool(self.visited)
         return self.started or action in ("quit", "help")
 
     def action_go(self, mode: str) -> None:
         if self.current_mode != mode:
             self.switch_mode(mode)
 
+    def switch_mode(self, mode: str) -> AwaitMount:
+        """Switch section, remembering the one left for ``escape``."""
+        if mode != self.current_mode and self.current_mode in BY_MODE:
+            self.visited = [*self.visited, self.current_mode][-HISTORY:]
+        return super().switch_mode(mode)
+
+    def action_previous_section(self) -> None:
+        if self.visited:
+            *self.visited, previous = self.visited
+            super().switch_mode(previous)
+
+    def action_jump(self) -> None:
+        from tui.jump import JumpPrompt, go
+
+        self.push_screen(JumpPrompt(self.iam),
+                         lambda jump: go(self, jump) if jump is not None else None)
+
     # ------------------------------------------------------------------ help, palette
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen, KeyHelp
+        from tui.widgets.list_keys import LIST_KEYS
 
         screen_keys: list[KeyHelp] = []
+        list_keys: list[KeyHelp] = []  # j/k/g/G: after what the screen does
         app_keys: list[KeyHelp] = []
         for active in self.screen.active_bindings.values():
             binding = active.binding
             if not (active.enabled and binding.description and (binding.id or binding.show)):
                 continue
-            keys = app_keys if active.node is self else screen_keys
+            keys = app_keys if active.node is self else \
+                list_keys if (binding.id or "").startswith(LIST_KEYS) else screen_keys
             keys.append(KeyHelp(self.get_key_display(binding), binding.description,
                                 binding.tooltip))
-        self.push_screen(HelpScreen(screen_keys, app_keys))
+        self.push_screen(HelpScreen([*screen_keys, *list_keys], app_keys))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         for section in SECTIONS:

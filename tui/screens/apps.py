@@ -120,7 +120,7 @@ class ApplicationsScreen(ListDetailScreen):
                 id="apps.target_down", tooltip="Try the highlighted outbound target later"),
         Binding("i", "issue", "Token", id="apps.issue",
                 tooltip="Issue an API token (shown once)"),
-        Binding("k", "revoke", "Revoke", id="apps.revoke",
+        Binding("x", "revoke", "Revoke", id="apps.revoke",
                 tooltip="Revoke a token by its last four characters (asks first)"),
         Binding("d", "delete", "Delete", id="apps.delete",
                 tooltip="Delete the application (asks first)"),

@@ -110,8 +110,9 @@ def list_bindings(screen: str, filter_tooltip: str, clear_tooltip: str) -> list[
 
 class FilteredScreen(ConsoleScreen):
     """A section whose main table (``table``) sits under a :class:`FilterBar`: ``/`` opens
-    the bar, enter applies it (``apply_filter``), and ``escape`` clears it, a key offered
-    only while a filter is set or the bar is open."""
+    the bar, which applies (``apply_filter``) as the administrator types and on enter (then
+    the list takes the focus back), and ``escape`` clears it, a key offered only while a
+    filter is set or the bar is open (otherwise escape goes back to the previous screen)."""
 
     @property
     def table(self) -> DataTable[Any]:
@@ -135,9 +136,11 @@ class FilteredScreen(ConsoleScreen):
         self.refresh_bindings()
 
     @on(FilterBar.Applied)
-    def _filter_applied(self) -> None:
-        self.apply_filter()
-        self.table.focus()
+    def _filter_applied(self, message: FilterBar.Applied) -> None:
+        if message.changed:
+            self.apply_filter()
+        if message.done:
+            self.table.focus()
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -32,6 +32,7 @@ from tui.engine_errors import OneAtATime
 from tui.formatting import OPERATIONS, clock, count, millis, one_line
 from tui.messages import JobAttempted
 from tui.screens.base import CONSOLE_ADMIN, ConsoleHost, ConsoleScreen, StatusSource
+from tui.widgets.list_keys import MovingTable
 
 REFRESH_SECONDS = 1.0
 #: The throughput sparkline takes the per-minute figure every SAMPLE_SECONDS and keeps
@@ -159,7 +160,7 @@ class _Order(str):
         return cell
 
 
-class ActivityFeed(DataTable[str]):
+class ActivityFeed(MovingTable[str]):
     """The latest attempts, newest on top; rows keyed by attempt number."""
 
     #: Fixed widths: the feed never re-measures while rows stream in.

@@ -30,6 +30,8 @@ from tui.engine_errors import OneAtATime
 from tui.formatting import OPERATIONS, clock, millis, one_line, stamp
 from tui.messages import JobAttempted
 from tui.screens.base import CONSOLE_ADMIN, ConsoleHost, ConsoleScreen
+from tui.widgets.filter_bar import FilterInput
+from tui.widgets.list_keys import MovingTable
 
 REFRESH_SECONDS = 2.0
 #: Jobs listed at most (newest first); the filters narrow the queue server-side.
@@ -71,7 +73,7 @@ def job_cells(job: Job) -> tuple[str, ...]:
             str(job.attempts), clock(job.updated), one_line(job.last_error, ERROR_CELL))
 
 
-class JobsTable(DataTable[str]):
+class JobsTable(MovingTable[str]):
     #: Fixed widths: the table never re-measures while the queue changes under it.
     WIDTHS = {"#": 4, "Target": 20, "Operation": 11, "Name": 16, "State": 9, "Tries": 5,
               "Updated": 8, "Last error": ERROR_CELL}
@@ -200,8 +202,7 @@ class JobsScreen(ConsoleScreen):
             yield Label("Target", classes="filter-label")
             yield Select([], prompt="any", compact=True, id="filter-target")
             yield Label("Name", classes="filter-label")
-            yield Input(placeholder="user or group, enter applies", compact=True,
-                        id="filter-name")
+            yield FilterInput(placeholder="user or group", compact=True, id="filter-name")
         with Vertical(id="jobs-pane") as pane:
             pane.border_title = "Provisioning jobs"
             yield JobsTable(id="jobs")
@@ -277,10 +278,9 @@ class JobsScreen(ConsoleScreen):
         if targets != self.targets:
             self.targets = targets
             select: Select[str] = self.query_one("#filter-target", Select)
-            current = select.value
-            select.set_options([(t, t) for t in targets])
-            if isinstance(current, str) and current in targets:
-                select.value = current
+            with self.prevent(Select.Changed):
+                select.set_options([(t, t) for t in targets])
+                self._select_target(self.filter.target)
 
     def _show_status(self, shown: int) -> None:
         f = self.filter
@@ -348,14 +348,48 @@ class JobsScreen(ConsoleScreen):
 
     @on(Input.Submitted, "#filter-name")
     def _name_entered(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
+        if self._filter_by_name(event.value, typing=False):
+            self._table.focus()
+
+    @on(FilterInput.Settled, "#filter-name")
+    def _name_typed(self, event: FilterInput.Settled) -> None:
+        self._filter_by_name(event.value, typing=True)
+
+    def _filter_by_name(self, text: str, typing: bool) -> bool:
+        """Filter by the name typed; a name that cannot be one waits while the
+        administrator types, and is refused (with why) on enter."""
+        text = text.strip()
         try:
             name = str(parse_name(text)) if text else None
         except IamError as exc:
-            self.notify(exc.message, title="Filter", severity="warning")
-            return
+            if not typing:
+                self.notify(exc.message, title="Filter", severity="warning")
+            return False
         self._set_filter(JobFilter(self.filter.state, self.filter.target, name))
+        return True
+
+    def show_jobs(self, state: str | None = None, target: str | None = None) -> None:
+        """Show the jobs in ``state`` at ``target`` (either may be None: any), whatever the
+        filter was (the ``:jobs`` and ``:target`` jumps)."""
+        self.query_one("#filter-name", Input).value = ""
+        with self.prevent(Select.Changed):
+            states: Select[str] = self.query_one("#filter-state", Select)
+            if state is None:
+                states.clear()
+            else:
+                states.value = state
+            self._select_target(target)
+        self._set_filter(JobFilter(state, target))
         self._table.focus()
+
+    def _select_target(self, target: str | None) -> None:
+        """Show ``target`` in its select when the select offers it (its options come with
+        the first read; ``_show_targets`` puts the filter's target in then)."""
+        select: Select[str] = self.query_one("#filter-target", Select)
+        if target is not None and target in self.targets:
+            select.value = target
+        else:
+            select.clear()
 
     def _set_filter(self, wanted: JobFilter) -> None:
         if wanted != self.filter:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from rich.text import Text
 from textual import on
@@ -26,7 +26,7 @@ from core.names import INTERNAL, PRIMARY, parse_name
 from core.properties import FieldError, PropertySpec, PropertyType
 from core.provisioning.engine import TargetReport
 from tui.messages import EngineFailed
-from tui.screens.base import CONSOLE_ADMIN, FilteredScreen
+from tui.screens.base import CONSOLE_ADMIN, ConsoleHost, FilteredScreen
 from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.form_screen import FormScreen
@@ -188,7 +188,7 @@ class UsersScreen(CallsEngine, FilteredScreen):
                 tooltip="Delete the user (asks first)"),
         Binding("p", "password", "Password", id="users.password",
                 tooltip="Set the user's password"),
-        Binding("g", "roles", "Roles", id="users.roles", tooltip="Choose the user's roles"),
+        Binding("o", "roles", "Roles", id="users.roles", tooltip="Choose the user's roles"),
         Binding("s", "sync", "Sync", id="users.sync",
                 tooltip="Provision the user now to every target"),
         Binding("v", "preview", "Preview", id="users.preview",
@@ -199,10 +199,17 @@ class UsersScreen(CallsEngine, FilteredScreen):
                 tooltip="Read the users again"),
     ]
 
-    def __init__(self, iam: Iam, read_only: bool, *, page_size: int | None = None) -> None:
-        """``page_size``: users per page; by default the app's ``page_size``, else 50."""
+    @classmethod
+    def for_console(cls, app: ConsoleHost) -> Self:
+        return cls(app.iam, app.read_only, live=app.live)
+
+    def __init__(self, iam: Iam, read_only: bool, *, page_size: int | None = None,
+                 live: bool = True) -> None:
+        """``page_size``: users per page; by default the app's ``page_size``, else 50;
+        ``live=False``: the detail pane reads the user's provisioning on no timer."""
         super().__init__(iam, read_only)
         self._page_size = page_size
+        self._live = live
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="main"):
@@ -217,7 +224,7 @@ class UsersScreen(CallsEngine, FilteredScreen):
                 page_size = self._page_size or int(getattr(self.app, "page_size",
                                                            DEFAULT_PAGE_SIZE))
                 yield UsersTable(self.iam, PRIMARY, page_size, id="users")
-            detail = UserDetail(self.iam, id="detail")
+            detail = UserDetail(self.iam, live=self._live, id="detail")
             detail.border_title = "User"
             yield detail
 
@@ -286,9 +293,7 @@ class UsersScreen(CallsEngine, FilteredScreen):
         if str(qn) in self.table.users:
             self.table.move_cursor(row=self.table.get_row_index(str(qn)))
         else:
-            self.filter_bar.value = qn.name
-            self.filter_bar.input.value = qn.name
-            self.filter_bar.display = True
+            self.filter_bar.show_value(qn.name)
             self._search(qn.name, keep=str(qn), domain=qn.domain)
         self.table.focus()
 

@@ -8,10 +8,11 @@ from typing import Any
 
 from rich.text import Text
 from textual import events
-from textual.widgets import DataTable
+
+from tui.widgets.list_keys import MovingTable
 
 
-class ListTable(DataTable[Any]):
+class ListTable(MovingTable[Any]):
     """A row-cursor table whose rows are replaced at once by :meth:`refill`."""
 
     def __init__(self, *columns: str, id: str | None = None) -> None:

@@ -1,6 +1,12 @@
 """The detail pane of the highlighted user: claims by short name, roles, where the user
 is provisioned (per target: remote id, last outcome, last sync) and the federated subjects
-its JIT logins come from."""
+its JIT logins come from.
+
+Where the user is provisioned stays live as on the dashboard: each attempt of the
+console's own workers at this user (``JobAttempted`` on the app's provisioning signal)
+and, for workers elsewhere, a read every ``REFRESH_SECONDS`` while the pane is on screen
+read it again; the pane is redrawn only when it changed, and keeps its scroll.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,10 @@ from core.identity.service import UserView
 from core.jit.associations import subjects_of
 from core.provisioning.mapping import Mapping
 from tui.engine_errors import ReportsEngineErrors
+from tui.messages import JobAttempted
+
+#: How often the provisioning of the user shown is read again (as the dashboard's status).
+REFRESH_SECONDS = 2.0
 
 
 class UserDetail(ReportsEngineErrors, VerticalScroll):
@@ -32,9 +42,16 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
         provisioning: list[Mapping]
         federated: list[str]
 
-    def __init__(self, iam: Iam, *, id: str | None = None) -> None:
+    @dataclass
+    class ProvisioningRead(Message):
+        user: str
+        provisioning: list[Mapping]
+
+    def __init__(self, iam: Iam, *, live: bool = True, id: str | None = None) -> None:
+        """``live=False``: no timer (the console's own attempts still refresh the pane)."""
         super().__init__(id=id)
         self._iam = iam
+        self._live = live
         self.user: UserView | None = None
         self.roles: list[str] | None = None
         self.provisioning: list[Mapping] | None = None
@@ -42,6 +59,21 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Static(render_user(None, None), id="detail-body")
+
+    def on_mount(self) -> None:
+        signal = getattr(self.app, "provisioning_signal", None)
+        if signal is not None:
+            signal.subscribe(self, self._attempted)
+        if self._live:
+            self.set_interval(REFRESH_SECONDS, self._poll)
+
+    def _attempted(self, message: JobAttempted) -> None:
+        if self.user is not None and message.job.name == self.user.qualified_name:
+            self._read_provisioning(self.user.qualified_name)
+
+    def _poll(self) -> None:
+        if self.user is not None and self.roles is not None and self.screen.is_current:
+            self._read_provisioning(self.user.qualified_name)
 
     def show(self, user: UserView | None, again: bool = False) -> None:
         """Show ``user``; ``again`` reads its roles and provisioning even if it is shown."""
@@ -59,6 +91,18 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
         federated = subjects_of(iam.db, user.domain, user.id)
         self.post_message(self.RolesLoaded(name, iam.identity.roles_of(name),
                                            iam.provisioning.mappings_of(name), federated))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="user-provisioning",
+          description="Reading where a user is provisioned")
+    def _read_provisioning(self, name: str) -> None:
+        self.post_message(self.ProvisioningRead(name, self._iam.provisioning.mappings_of(name)))
+
+    @on(ProvisioningRead)
+    def _show_provisioning(self, message: ProvisioningRead) -> None:
+        if (self.user is not None and message.user == self.user.qualified_name
+                and self.roles is not None and message.provisioning != self.provisioning):
+            self.provisioning = message.provisioning
+            self._refresh_body()
 
     @on(RolesLoaded)
     def _show_roles(self, message: RolesLoaded) -> None:

@@ -21,6 +21,7 @@ from core.iam import Iam
 from core.identity.service import UserView
 from core.userstores.base import Page
 from tui.engine_errors import ReportsEngineErrors
+from tui.widgets.list_keys import MovingTable
 
 #: (column label, local claim short name); None is the username itself.
 COLUMNS: tuple[tuple[str, str | None], ...] = (
@@ -44,7 +45,7 @@ class PageRequest:
     claim: tuple[str, str] | None = None
 
 
-class UsersTable(ReportsEngineErrors, DataTable[str]):
+class UsersTable(ReportsEngineErrors, MovingTable[str]):
     """Row keys are qualified names (``PRIMARY/alice``)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
