@@ -1,14 +1,20 @@
 """The ASGI application of ``mware-iam serve``: the SCIM API under ``/scim2``,
-``GET /health`` and ``GET /status`` (the JSON of ``provisioning status --json``)."""
+``GET /health`` (liveness: this process answers), ``GET /ready`` (readiness: the system
+database and every enabled userstore answer; 503 naming those that do not) and
+``GET /status`` (the JSON of ``provisioning status --json``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from sqlalchemy import text
+
 from core.errors import IamError
+from core.http.hardening import is_loopback
 from core.iam import Iam
 from core.inbound import MOUNT
 from core.provisioning.status import status_json
@@ -17,6 +23,11 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+#: The longest ``/ready`` waits for its checks: a store that does not answer by then fails.
+READY_SECONDS = 5.0
+#: The system database's name among ``/ready``'s checks.
+SYSTEM_DB = "system-db"
 
 
 class HttpApp:
@@ -49,7 +60,9 @@ class HttpApp:
             await _reply(send, 405, {"error": "only GET is supported here"},
                          [(b"allow", b"GET, HEAD")])
         elif scope["path"] == "/health":
-            await _reply(send, 200, {"status": "ok"})
+            await _reply(send, 200, {"status": "ok", "process": os.getpid()})
+        elif scope["path"] == "/ready":
+            await self._ready(scope, send)
         elif scope["path"] == "/status":
             try:
                 rows = await asyncio.to_thread(self.iam.provisioning.status)
@@ -59,6 +72,39 @@ class HttpApp:
             await _reply(send, 200, status_json(rows))
         else:
             await _reply(send, 404, {"error": f"no such resource: {scope['path']}"})
+
+    async def _ready(self, scope: Scope, send: Send) -> None:
+        """200 when every check passes, else 503 naming the failed ones (with why over
+        loopback only: the details name hosts, which a remote prober need not learn)."""
+        try:
+            failed = await asyncio.wait_for(asyncio.to_thread(self._failed_checks),
+                                            READY_SECONDS)
+        except TimeoutError:
+            failed = {"checks": f"did not finish within {READY_SECONDS:g} s"}
+        if not failed:
+            await _reply(send, 200, {"status": "ready"})
+            return
+        await _reply(send, 503, {"status": "unavailable",
+                                 "failed": failed if is_loopback(scope.get("server"))
+                                 else sorted(failed)})
+
+    def _failed_checks(self) -> dict[str, str]:
+        """The system database and each enabled userstore that does not answer, and why."""
+        try:
+            with self.iam.db.transaction() as conn:
+                conn.execute(text("SELECT 1"))
+            domains = self.iam.stores.domains
+        except IamError as exc:
+            return {SYSTEM_DB: str(exc)}
+        failed: dict[str, str] = {}
+        for domain in domains:
+            try:
+                health = self.iam.stores.store(domain).health()
+            except IamError:  # removed or disabled meanwhile: not a failure
+                continue
+            if not health.reachable:
+                failed[domain] = health.detail or "does not answer"
+        return failed
 
 
 async def _reply(send: Send, status: int, body: Any,
