@@ -146,6 +146,9 @@ async def test_status_needs_an_application_token_unless_over_loopback(
                               [(b"authorization", b"Bearer " + token.encode())])
     assert status == 200 and body == {"targets": []}
     assert (await call(app, "/health", public))[0] == 200  # health stays open
+    assert await call(app, "/ready", public) == (200, {"status": "ready"})  # so does ready
+    status, body = await call(app, "/metrics", public)
+    assert status == 401 and "GET /metrics needs an application token" in body["error"]
 
 
 # ---------------------------------------------------------------- logs

@@ -67,7 +67,7 @@ def _mark_dead(pid: int) -> None:
         from prometheus_client import multiprocess
     except ImportError:  # metrics not installed: no files to clean
         return
-    multiprocess.mark_process_dead(pid)
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 class Supervisor:
