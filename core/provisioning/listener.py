@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 LISTENING_POLL_SECONDS = 2.0
 #: How often the thread checks whether it should stop (and reconnects after a failure).
 CHECK_SECONDS = 0.5
+#: The least time between two wakes: the notifications of a burst of commits (a POST
+#: each, in every serving process) wake the pool once per gap, so it leases them in
+#: batches instead of racing every other pool for each job alone.
+WAKE_GAP_SECONDS = 0.05
 
 
 class JobListener:
@@ -58,8 +62,8 @@ class JobListener:
                     self.listening.set()
                     self.wake()  # jobs written before the LISTEN took effect
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=CHECK_SECONDS):
-                            self.wake()
+                        if next(conn.notifies(timeout=CHECK_SECONDS, stop_after=1), None):
+                            self._wake_in_gaps(conn)
             except Exception as exc:  # the database went away: poll until it is back
                 if self.listening.is_set():
                     log.warning(
@@ -70,3 +74,12 @@ class JobListener:
                 self._stop.wait(CHECK_SECONDS * 4)
             finally:
                 self.listening.clear()
+
+    def _wake_in_gaps(self, conn: Any) -> None:
+        """Wake the pool, then once per ``WAKE_GAP_SECONDS`` while notifications came in
+        the gap before (those that did are read and dropped together)."""
+        notified = True
+        while notified and not self._stop.is_set():
+            self.wake()
+            self._stop.wait(WAKE_GAP_SECONDS)
+            notified = bool(list(conn.notifies(timeout=0.001)))
