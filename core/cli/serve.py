@@ -87,8 +87,8 @@ def worker(capacity: int, poll: float) -> None:
 def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, scim_rate: float,
           scim_burst: int, scim_max_results: int, scim_max_bytes: int,
           processes: int | None, capacity: int, poll: float) -> None:
-    """Serve the inbound SCIM 2.0 API (/scim2), GET /health and GET /status, and run
-    provisioning workers.
+    """Serve the inbound SCIM 2.0 API (/scim2), GET /health, GET /ready and GET /status,
+    and run provisioning workers, in one process or --processes N on the one port.
 
     SCIM clients authenticate as an application (`mware-iam app token APP`): with
     'Authorization: Bearer TOKEN', or HTTP Basic with the application's name and a token.

@@ -147,7 +147,7 @@ async def _serve_http(iam: Iam, sock: socket.socket, stop: asyncio.Event,
 
     watcher = asyncio.create_task(stop_when_told())
     scheme = "https" if tls else "http"
-    log.info("serving %s://%s:%d (SCIM 2.0 at %s, GET /health, GET /status)", scheme, host,
+    log.info("serving %s://%s:%d (SCIM 2.0 at %s, GET /health, /ready, /status)", scheme, host,
              port, MOUNT)
     try:
         await server.serve(sockets=[sock])
