@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from core.apps import Application
+from core.http.supervisor import STABLE_SECONDS, Supervisor
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.inbound.ratelimit import SharedTokenBuckets
@@ -337,3 +338,17 @@ def test_shared_buckets_are_one_per_key_across_openers(tmp_path: Path) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_a_process_that_keeps_failing_is_restarted_ever_more_slowly() -> None:
+    supervisor = Supervisor(1, lambda: None)
+    [slot] = supervisor.slots
+    delays = []
+    for _ in range(8):  # it failed right after each start
+        slot.started = time.monotonic()
+        supervisor._exited(slot, 4242, 1 << 8)  # exit status 1
+        delays.append(round(slot.restart_at - time.monotonic(), 1))
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    slot.started = time.monotonic() - STABLE_SECONDS  # this one ran long enough
+    supervisor._exited(slot, 4243, signal.SIGKILL)  # killed by a signal
+    assert slot.restart_at <= time.monotonic() and slot.quick_exits == 0
