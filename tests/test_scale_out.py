@@ -29,10 +29,11 @@ from core.inbound.ratelimit import SharedTokenBuckets
 from core.inbound.tokencache import TOKEN_CACHE_SECONDS
 from core.provisioning import outbox
 from core.provisioning.listener import JobListener
-from core.provisioning.outbox import JobSpec, Operation
+from core.provisioning.outbox import JobSpec, JobState, Operation
 from tests.conftest import FAST_ARGON2
-from tests.peers import free_port
+from tests.peers import Fault, FaultProxy, free_port
 from tests.processes import MwareProcess, wait_until
+from tests.provisioning_helpers import connect, peer_users
 from tests.servers import database_url
 from tests.test_cli_process import mware
 
@@ -204,6 +205,32 @@ def test_sigterm_lets_an_in_flight_slow_request_finish(tmp_path: Path, pg_url: s
         "failed": {"SLOW": "did not answer within 5 s"},
     }
     assert "Traceback" not in proc.log()
+
+
+def test_sigterm_lets_a_job_in_flight_finish(
+    tmp_path: Path, pg_url: str, scim_peer: str, fault_proxy: FaultProxy
+) -> None:
+    """A job written by another process wakes a serving process's worker (NOTIFY); a
+    SIGTERM while the peer holds its request lets it finish and be recorded."""
+    deployment = Deployment(tmp_path, pg_url)
+    with Iam.open(str(deployment.home), pg_url, FAST_ARGON2) as iam:
+        connect(iam, fault_proxy.url(scim_peer))
+    fault_proxy.script(Fault.delay(3.0))
+    proc, _ = deployment.serve("--processes", "2", "--poll", "30")  # only NOTIFY is prompt
+    try:
+        deployment.cli("user", "add", "olly", "--no-password")
+        wait_until(lambda: fault_proxy.seen, 10, "the job's request at the peer")
+        proc.process.send_signal(signal.SIGTERM)
+        code = proc.process.wait(60)
+    finally:
+        proc.close()
+    log = proc.log()
+    assert code == 0, log
+    assert "upsert_user PRIMARY/olly -> peer:scim2: succeeded" in log
+    assert len(peer_users(scim_peer, "olly")) == 1
+    with Iam.open(str(deployment.home), pg_url, FAST_ARGON2) as iam:
+        [job] = iam.provisioning.jobs()
+    assert job.state == JobState.SUCCEEDED  # recorded before the exit, not left leased
 
 
 # ---------------------------------------------------------------- one deployment
