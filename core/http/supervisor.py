@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 log = logging.getLogger("mware_iam.serve")
 
@@ -41,6 +42,7 @@ TICK_SECONDS = 0.1
 #: Where the children's metric files go, under the home (emptied at every start).
 METRICS_DIR = "metrics"
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclass
@@ -110,21 +112,32 @@ class Supervisor:
                     os.kill(slot.pid, sig)
 
     def _start(self, slot: _Slot) -> None:
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into the parent's loop
-            code = 1
-            try:
-                for s in (signal.SIGTERM, signal.SIGINT):
-                    signal.signal(s, signal.SIG_DFL)
-                self.child()
-                code = 0
-            except BaseException:
-                log.exception("serving process %d failed", os.getpid())
-            finally:
-                logging.shutdown()
-                os._exit(code)
-        slot.pid, slot.started = pid, time.monotonic()
+        # A stop signal arriving during the fork waits until the child is in ``slots``
+        # (so the handler passes it on) and, in the child, until its own handling is set.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                self._run_child()
+            slot.pid, slot.started = pid, time.monotonic()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         log.info("serving process %d started", pid)
+
+    def _run_child(self) -> NoReturn:
+        """In the forked process: run ``child`` and exit (never back into the loop)."""
+        code = 1
+        try:
+            for s in STOP_SIGNALS:
+                signal.signal(s, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            self.child()
+            code = 0
+        except BaseException:
+            log.exception("serving process %d failed", os.getpid())
+        finally:
+            logging.shutdown()
+            os._exit(code)
 
     def _reap(self, block: bool = False) -> bool:
         """Collect exited children; whether any was collected."""
