@@ -53,31 +53,30 @@ JOBS_TARGET = 1.5
 
 
 # ---------------------------------------------------------------- CPU
-def _children(pid: int) -> list[int]:
+def _comm(pid: int | str) -> str:
     try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
-        return []
+        return ""
 
 
-def _postgres_pids() -> list[int]:
-    pids = []
+def _postmasters() -> list[int]:
+    """The machine's PostgreSQL servers: ``postgres`` processes whose parent is not one."""
+    found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
+        if entry.name.isdigit() and _comm(entry.name) == "postgres":
             with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
-    return pids
+                parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                if _comm(parent) != "postgres":
+                    found.append(int(entry.name))
+    return found
 
 
 def served_cpu(pid: int) -> float:
-    """CPU seconds of a ``serve`` process, its children and the machine's PostgreSQL
-    backends (what one request costs on the server side, database included)."""
-    total = 0.0
-    for p in [pid, *_children(pid), *_postgres_pids()]:
-        with contextlib.suppress(OSError):  # a backend that ended meanwhile
-            total += process_cpu(p)
-    return total
+    """CPU seconds of a ``serve`` process with its children, and of the machine's
+    PostgreSQL servers with their backends, live and ended (``process_cpu``): what a
+    request costs on the server side, database included."""
+    return process_cpu(pid) + sum(process_cpu(p) for p in _postmasters())
 
 
 # ---------------------------------------------------------------- (a) inbound
