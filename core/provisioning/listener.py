@@ -30,7 +30,8 @@ WAKE_GAP_SECONDS = 0.05
 
 
 class JobListener:
-    """LISTEN on ``CHANNEL`` over ``engine``'s database; ``wake()`` per notification."""
+    """LISTEN on ``CHANNEL`` over ``engine``'s database; ``wake()`` on notifications (at
+    most once per ``WAKE_GAP_SECONDS``)."""
 
     def __init__(self, engine: Engine, wake: Callable[[], None]) -> None:
         self.engine = engine
@@ -62,7 +63,7 @@ class JobListener:
                     self.listening.set()
                     self.wake()  # jobs written before the LISTEN took effect
                     while not self._stop.is_set():
-                        if next(conn.notifies(timeout=CHECK_SECONDS, stop_after=1), None):
+                        if list(conn.notifies(timeout=CHECK_SECONDS, stop_after=1)):
                             self._wake_in_gaps(conn)
             except Exception as exc:  # the database went away: poll until it is back
                 if self.listening.is_set():
@@ -70,7 +71,7 @@ class JobListener:
                         "provisioning: LISTEN connection lost (%s); polling",
                         str(exc).splitlines()[0] if str(exc) else exc,
                     )
-                self.listening.clear()
+                self.listening.clear()  # the pool polls at its own pace meanwhile
                 self._stop.wait(CHECK_SECONDS * 4)
             finally:
                 self.listening.clear()
