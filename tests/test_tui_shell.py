@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -18,9 +19,10 @@ import pytest
 from click.testing import CliRunner
 from textual.message import Message
 from textual.pilot import Pilot
-from textual.widgets import Static
+from textual.widgets import Label, Static
 
 from core.cli.console import check_theme
+from core.cli.demo import demo_header
 from core.cli.main import cli
 from core.errors import InvalidInput, StoreUnavailable
 from core.iam import Iam
@@ -39,6 +41,8 @@ from tui.screens.start import StartScreen
 from tui.screens.users import UsersScreen
 from tui.widgets.chrome import NavigationLine, render_navigation
 from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.header import InboundAccess
+from tui.widgets.info_modal import InfoModal
 
 DEPLOYMENT = "~/demo · SQLite mware-iam.db"
 NOWHERE = "http://127.0.0.1:9/v2"
@@ -159,6 +163,53 @@ async def test_a_deployment_that_cannot_open_says_why(shell_iam: Iam) -> None:
         assert isinstance(app.screen, StartScreen)
         await pilot.press("q")
         assert app.return_code == 0
+
+
+# ---------------------------------------------------------------------- the demo's token
+
+
+#: As long as a temporary home's path gets: the header cuts it at 80 and 120 columns.
+TOKEN_FILE = Path("/tmp/mware-iam-demo-k2v9x0qz/a/much/longer/path/than/the/header/has/room"
+                  "/for/hr-portal.token")
+INBOUND = InboundAccess("http://127.0.0.1:8080/scim2", TOKEN_FILE, "hr-portal")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_demo_token_file_is_shown_in_full(shell_iam: Iam,
+                                                    size: tuple[int, int]) -> None:
+    long_line = f"demo · SCIM in {INBOUND.url} (token: ? or ctrl+p) · peer {NOWHERE}"
+    app = MwareConsole(shell_iam, deployment=long_line, workers=False, live=False,
+                       inbound=INBOUND)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        header = app.screen.query_one("#deployment", Label)
+        assert str(TOKEN_FILE) in str(header.tooltip)  # whole in its tooltip
+        await pilot.press("question_mark")
+        about = str(app.screen.query_one("#help-about", Static).content)
+        assert long_line in about and f"hr-portal's token file: {TOKEN_FILE}" in about
+        await pilot.press("escape")
+        await palette(pilot, "show the demo's token file")
+        assert isinstance(app.screen, InfoModal)
+        body = str(app.screen.query_one("#info-body", Static).content)
+        assert str(TOKEN_FILE) in body and f"$(cat {TOKEN_FILE})" in body
+
+
+async def test_without_a_token_file_the_palette_offers_none(shell_iam: Iam) -> None:
+    app = console(shell_iam)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Show the demo's token file" not in titles and "Go to Users" in titles
+
+
+def test_the_demo_header_names_the_inbound_api_and_where_its_token_is() -> None:
+    env = SimpleNamespace(scim_url="http://127.0.0.1:8080/scim2",
+                          peer_url="http://127.0.0.1:8787/v2")
+    line = demo_header(env)  # type: ignore[arg-type]
+    assert line == ("demo · SCIM in http://127.0.0.1:8080/scim2 (token: ? or ctrl+p) · "
+                    "peer http://127.0.0.1:8787/v2")
+    # the part a walkthrough needs first fits beside the product name at 80 columns
+    assert len("MWARE IAM " + line.split(" · peer")[0]) <= 80
 
 
 # ---------------------------------------------------------------------- the palette

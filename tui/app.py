@@ -31,7 +31,7 @@ from tui.engine_errors import ReportsEngineErrors, describe_error
 from tui.messages import EngineFailed, JobAttempted
 from tui.navigation import FIRST, SECTIONS, Section
 from tui.screens.start import StartScreen
-from tui.widgets.header import PRODUCT, describe_deployment
+from tui.widgets.header import PRODUCT, InboundAccess, describe_deployment
 
 if TYPE_CHECKING:
     from core.iam import Iam
@@ -83,6 +83,7 @@ class MwareConsole(ReportsEngineErrors, App[None]):
         live: bool = True,
         status_source: StatusSource | None = None,
         settings: Path | None = None,
+        inbound: InboundAccess | None = None,
     ) -> None:
         """``iam`` is an open deployment, or a function that opens one (called in a
         thread after the first frame); ``deployment`` overrides the header's home/database
@@ -90,7 +91,9 @@ class MwareConsole(ReportsEngineErrors, App[None]):
         ``screen`` is the section shown first; ``live=False`` stops the live views' timers
         and ``status_source`` replaces ``iam.provisioning`` as the dashboard's source (both
         for pictures); ``settings`` is the file that keeps the chosen theme between starts
-        (``core.console_settings``)."""
+        (``core.console_settings``); ``inbound`` is the SCIM API served beside the console
+        and its token file (the demo's), shown in full by the header's tooltip, ``?`` and
+        the palette."""
         super().__init__()
         self._opener = iam if callable(iam) else None
         self.iam: Iam = None if callable(iam) else iam  # type: ignore[assignment]
@@ -106,6 +109,7 @@ class MwareConsole(ReportsEngineErrors, App[None]):
         self.provisioning_signal: Signal[JobAttempted] = Signal(self, "provisioning")
         self.workers_pool: ConsoleWorkers | None = None
         self.settings = settings
+        self.inbound = inbound
         if theme is None and settings is not None:
             from core.console_settings import saved_theme
 
@@ -181,7 +185,8 @@ class MwareConsole(ReportsEngineErrors, App[None]):
             keys = app_keys if active.node is self else screen_keys
             keys.append(KeyHelp(self.get_key_display(binding), binding.description,
                                 binding.tooltip))
-        self.push_screen(HelpScreen(screen_keys, app_keys))
+        about = self.deployment + (f"\n{self.inbound.describe()}" if self.inbound else "")
+        self.push_screen(HelpScreen(screen_keys, app_keys, about=about))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         for section in SECTIONS:
@@ -191,7 +196,19 @@ class MwareConsole(ReportsEngineErrors, App[None]):
             getattr(screen, "palette_commands", None)
         if commands is not None:
             yield from commands()
+        if self.inbound is not None:
+            yield SystemCommand("Show the demo's token file",
+                                f"The {self.inbound.application} token for the SCIM API, "
+                                "and its file in full", self._show_token_file)
         yield from super().get_system_commands(screen)
+
+    def _show_token_file(self) -> None:
+        from tui.widgets.info_modal import InfoModal
+
+        if self.inbound is not None:
+            self.push_screen(InfoModal("The demo's token file", self.inbound.describe(),
+                                       "c copies the path · esc closes",
+                                       copy=str(self.inbound.token_file)))
 
     # ------------------------------------------------------------------ provisioning
     @on(JobAttempted)
@@ -230,7 +247,8 @@ def section_screen(app: MwareConsole, section: Section) -> Callable[[], Screen[N
 
 def run_console(iam: Iam | Callable[[], Iam], read_only: bool = False, *,
                 workers: bool = True, theme: str | None = None,
-                deployment: str | None = None, settings: Path | None = None) -> None:
+                deployment: str | None = None, settings: Path | None = None,
+                inbound: InboundAccess | None = None) -> None:
     """Run the console until the administrator quits (``iam``: see MwareConsole)."""
     MwareConsole(iam, read_only=read_only, workers=workers, theme=theme,
-                 deployment=deployment, settings=settings).run()
+                 deployment=deployment, settings=settings, inbound=inbound).run()
