@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import Label, Static
+from textual.widgets._footer import FooterKey
 
 from core.cli.console import check_theme
 from core.cli.demo import demo_header
@@ -39,7 +40,7 @@ from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
 from tui.screens.start import StartScreen
 from tui.screens.users import UsersScreen
-from tui.widgets.chrome import NavigationLine, render_navigation
+from tui.widgets.chrome import FittingFooter, NavigationLine, render_navigation
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.header import InboundAccess
 from tui.widgets.info_modal import InfoModal
@@ -111,6 +112,24 @@ async def test_the_navigation_line_marks_the_section_and_takes_clicks(shell_iam:
         await pilot.click(NavigationLine, offset=(10, 0))  # " 2 Jobs " is at 8..15
         await settle(pilot)
         assert app.current_mode == "jobs"
+
+
+@pytest.mark.parametrize("width", [80, 120])
+async def test_the_footer_shows_only_keys_that_fit_and_always_help(shell_iam: Iam,
+                                                                   width: int) -> None:
+    app = console(shell_iam)
+    async with app.run_test(size=(width, 24)) as pilot:
+        for section in SECTIONS:
+            await pilot.press(section.key)
+            await settle(pilot)
+            footer = app.screen.query_one(FittingFooter)
+            keys = list(footer.query(FooterKey))
+            palette_key = next(k for k in keys if k.has_class("-command-palette"))
+            shown = [k for k in keys if k is not palette_key]
+            assert {"q", "question_mark"} <= {k.key for k in shown}, section.mode
+            assert all(k.region.right <= palette_key.region.x for k in shown), \
+                (section.mode, [(k.key, k.region) for k in shown])
+            assert palette_key.region.right <= width
 
 
 async def test_help_lists_the_screen_keys_then_the_keys_that_work_everywhere(

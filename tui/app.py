@@ -31,7 +31,8 @@ from tui.engine_errors import ReportsEngineErrors, describe_error
 from tui.messages import EngineFailed, JobAttempted
 from tui.navigation import FIRST, SECTIONS, Section
 from tui.screens.start import StartScreen
-from tui.widgets.header import PRODUCT, InboundAccess, describe_deployment
+from tui.widgets.header import PRODUCT, describe_deployment
+from tui.widgets.header import InboundAccess as InboundAccess  # for the demo command
 
 if TYPE_CHECKING:
     from core.iam import Iam

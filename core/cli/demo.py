@@ -67,8 +67,7 @@ def demo(activity: bool, scim_port: int, no_scim: bool, theme: str | None,
     require_terminal()
     check_theme(theme)
     with _demo(activity, None if no_scim else scim_port) as env:
-        from tui.app import run_console
-        from tui.widgets.header import InboundAccess
+        from tui.app import InboundAccess, run_console
 
         inbound = None
         if env.scim_url and env.token_file:
