@@ -14,7 +14,7 @@ before that frame.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -23,6 +23,7 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import Provider
+from textual.filter import LineFilter, Monochrome, NoColor
 from textual.message import Message
 from textual.screen import Screen
 from textual.signal import Signal
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from tui.screens.base import ConsoleScreen, StatusSource
 
 OPENING = "Opening the deployment"
+_NO_COLOR, _MONOCHROME = NoColor(), Monochrome()
 
 
 @dataclass
@@ -123,6 +125,17 @@ class MwareConsole(ReportsEngineErrors, App[None]):
     # ------------------------------------------------------------------ starting
     def get_default_screen(self) -> Screen[Any]:
         return StartScreen()
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        """Under ``NO_COLOR``, Textual picks its filter once, for the theme it starts with
+        (``Monochrome``, which maps an ANSI theme's colours, the terminal's "default"
+        included, to black on black); pick it for the current theme: an ANSI theme keeps
+        the terminal's own colours (``NoColor``), another is made grey (``Monochrome``)."""
+        filters = super().get_line_filters()
+        if not self.no_color:
+            return filters
+        wanted = _NO_COLOR if self.native_ansi_color else _MONOCHROME
+        return [wanted if isinstance(f, NoColor | Monochrome) else f for f in filters]
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._keep_theme)
