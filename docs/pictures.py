@@ -19,18 +19,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from textual.pilot import Pilot
 
-from textual.pilot import Pilot  # noqa: E402
-
-from core.demo import deployment as demo  # noqa: E402
-from tui.app import MwareConsole  # noqa: E402
-from tui.screens.dashboard import DashboardScreen  # noqa: E402
-from tui.screens.jobs import JobsScreen  # noqa: E402
+from core.demo import deployment as demo
+from tui.app import MwareConsole
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.jobs import JobsScreen
 
 DOCS = Path(__file__).resolve().parent
 QUIET_TICKS = 12
