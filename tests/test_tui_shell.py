@@ -434,6 +434,7 @@ def test_the_readme_pictures_show_the_demo_with_activity() -> None:
     readme = (root / "README.md").read_text()
     for picture, must_show in (("console-dashboard.svg", ("QUARANTINED", "HEALTHY",
                                                           "partner-directory", "scim-peer",
+                                                          "spml-provider", "salesforce-org",
                                                           "Recent activity")),
                                ("console-jobs.svg", ("Provisioning jobs", "succeeded",
                                                      "PRIMARY/"))):
