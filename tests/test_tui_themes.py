@@ -26,8 +26,8 @@ FAMILIES = ("ansi-dark", "ansi-light", "textual-dark", "textual-light")
 #: The least difference in brightness (0..1) between a text and its background when both
 #: are grey levels.
 MIN_CONTRAST = 0.2
-#: What each check reads: the header, the list, the footer.
-READ = ("#product", "#deployment", "#users", "#navigation", "FittingFooter")
+#: What each check reads: the header, the list and detail panes (their titles), the footer.
+READ = ("#product", "#deployment", "#users-pane", "#users", "#detail", "#navigation", "FittingFooter")
 
 
 @pytest.fixture
@@ -45,11 +45,12 @@ def console(iam: Iam, theme: str) -> MwareConsole:
 
 
 def unreadable(widget: Widget) -> list[str]:
-    """The visible text the widget draws in its background's colour (or too close)."""
+    """The text (letters, digits; not the borders' lines) the widget draws in its
+    background's colour, or too close to it."""
     found = []
     for strip in widget.render_lines(Region(0, 0, widget.size.width, widget.size.height)):
         for segment in strip:
-            if segment.text.strip() and not _readable(segment):
+            if any(c.isalnum() for c in segment.text) and not _readable(segment):
                 found.append(f"{segment.text.strip()!r} {segment.style}")
     return found
 
