@@ -27,7 +27,8 @@ FAMILIES = ("ansi-dark", "ansi-light", "textual-dark", "textual-light")
 #: are grey levels.
 MIN_CONTRAST = 0.2
 #: What each check reads: the header, the list and detail panes (their titles), the footer.
-READ = ("#product", "#deployment", "#users-pane", "#users", "#detail", "#navigation", "FittingFooter")
+READ = ("#product", "#deployment", "#users-pane", "#users", "#detail", "#navigation",
+        "FittingFooter")
 
 
 @pytest.fixture
