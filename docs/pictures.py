@@ -91,15 +91,25 @@ async def take(out: Path, size: tuple[int, int], seconds: float) -> list[Path]:
     return pictures
 
 
+def terminal_size(text: str) -> tuple[int, int]:
+    """``110x34`` -> (110, 34)."""
+    columns, _, rows = text.partition("x")
+    if not (columns.isdigit() and rows.isdigit() and int(columns) >= 80 and int(rows) >= 24):
+        raise argparse.ArgumentTypeError(f"{text!r}: give COLUMNSxROWS, at least 80x24")
+    return int(columns), int(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DOCS, help="where to write the SVGs")
-    parser.add_argument("--size", default="110x34", help="terminal columns x rows")
+    parser.add_argument("--size", type=terminal_size, default="110x34",
+                        help="terminal COLUMNSxROWS (default 110x34)")
     parser.add_argument("--seconds", type=float, default=120.0,
                         help="give up when the partner is not quarantined by then")
     args = parser.parse_args()
-    columns, _, rows = args.size.partition("x")
-    for picture in asyncio.run(take(args.out, (int(columns), int(rows)), args.seconds)):
+    if not args.out.is_dir():
+        parser.error(f"--out: {args.out} is not a directory")
+    for picture in asyncio.run(take(args.out, args.size, args.seconds)):
         print(picture)
 
 
