@@ -11,10 +11,14 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
+import yaml
 from textual.message import Message
 
+from core.configfile.files import SAMPLE_CONFIG
 from core.demo import deployment as demo_module
 from core.demo.deployment import ActivityGenerator, demo_deployment
 from core.iam import Iam
@@ -171,7 +175,17 @@ async def test_a_read_only_console_runs_no_workers(live_iam: Iam) -> None:
 
 def test_the_demo_provisions_its_seeded_users_to_two_separate_directories() -> None:
     with demo_deployment(peer_port=None, argon2=FAST_ARGON2) as env:
-        at_peer = {u["userName"] for u in peer_users(env.peer_url)}
+        # the peer answers at the /v2 base sample_config/ and the README name
+        answer = httpx.get(f"{env.peer.origin}/v2/Users", params={"count": "1000"},
+                           timeout=5)
+        assert answer.status_code == 200, answer.text
+        at_peer = {u["userName"] for u in answer.json()["Resources"]}
+        assert env.peer_url == f"{env.peer.origin}/v2"
+        sample = yaml.safe_load(SAMPLE_CONFIG.read_text())
+        in_sample = next(i for i in sample["identity_providers"] if i["name"] == "scim-peer")
+        wired = env.iam.get_idp("scim-peer").connectors[0].properties["scim2-user-ep"]
+        assert urlsplit(str(wired)).path == \
+            urlsplit(in_sample["connectors"][0]["properties"]["scim2-user-ep"]).path
         at_partner = {u["userName"] for u in peer_users(env.partner_url)}
         assert {"alice", "bob"} <= at_peer and "carol" not in at_peer  # provisioning roles
         assert at_partner == {"carol"}

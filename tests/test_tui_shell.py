@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -18,9 +19,11 @@ import pytest
 from click.testing import CliRunner
 from textual.message import Message
 from textual.pilot import Pilot
-from textual.widgets import Static
+from textual.widgets import Label, Static
+from textual.widgets._footer import FooterKey
 
 from core.cli.console import check_theme
+from core.cli.demo import demo_header
 from core.cli.main import cli
 from core.errors import InvalidInput, StoreUnavailable
 from core.iam import Iam
@@ -37,8 +40,10 @@ from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
 from tui.screens.start import StartScreen
 from tui.screens.users import UsersScreen
-from tui.widgets.chrome import NavigationLine, render_navigation
+from tui.widgets.chrome import FittingFooter, NavigationLine, render_navigation
 from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.header import InboundAccess
+from tui.widgets.info_modal import InfoModal
 
 DEPLOYMENT = "~/demo · SQLite mware-iam.db"
 NOWHERE = "http://127.0.0.1:9/v2"
@@ -109,6 +114,24 @@ async def test_the_navigation_line_marks_the_section_and_takes_clicks(shell_iam:
         assert app.current_mode == "jobs"
 
 
+@pytest.mark.parametrize("width", [80, 120])
+async def test_the_footer_shows_only_keys_that_fit_and_always_help(shell_iam: Iam,
+                                                                   width: int) -> None:
+    app = console(shell_iam)
+    async with app.run_test(size=(width, 24)) as pilot:
+        for section in SECTIONS:
+            await pilot.press(section.key)
+            await settle(pilot)
+            footer = app.screen.query_one(FittingFooter)
+            keys = list(footer.query(FooterKey))
+            palette_key = next(k for k in keys if k.has_class("-command-palette"))
+            shown = [k for k in keys if k is not palette_key]
+            assert {"q", "question_mark"} <= {k.key for k in shown}, section.mode
+            assert all(k.region.right <= palette_key.region.x for k in shown), \
+                (section.mode, [(k.key, k.region) for k in shown])
+            assert palette_key.region.right <= width
+
+
 async def test_help_lists_the_screen_keys_then_the_keys_that_work_everywhere(
         shell_iam: Iam) -> None:
     app = console(shell_iam)
@@ -159,6 +182,53 @@ async def test_a_deployment_that_cannot_open_says_why(shell_iam: Iam) -> None:
         assert isinstance(app.screen, StartScreen)
         await pilot.press("q")
         assert app.return_code == 0
+
+
+# ---------------------------------------------------------------------- the demo's token
+
+
+#: As long as a temporary home's path gets: the header cuts it at 80 and 120 columns.
+TOKEN_FILE = Path("/tmp/mware-iam-demo-k2v9x0qz/a/much/longer/path/than/the/header/has/room"
+                  "/for/hr-portal.token")
+INBOUND = InboundAccess("http://127.0.0.1:8080/scim2", TOKEN_FILE, "hr-portal")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_the_demo_token_file_is_shown_in_full(shell_iam: Iam,
+                                                    size: tuple[int, int]) -> None:
+    long_line = f"demo · SCIM in {INBOUND.url} (token: ? or ctrl+p) · peer {NOWHERE}"
+    app = MwareConsole(shell_iam, deployment=long_line, workers=False, live=False,
+                       inbound=INBOUND)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        header = app.screen.query_one("#deployment", Label)
+        assert str(TOKEN_FILE) in str(header.tooltip)  # whole in its tooltip
+        await pilot.press("question_mark")
+        about = str(app.screen.query_one("#help-about", Static).content)
+        assert long_line in about and f"hr-portal's token file: {TOKEN_FILE}" in about
+        await pilot.press("escape")
+        await palette(pilot, "show the demo's token file")
+        assert isinstance(app.screen, InfoModal)
+        body = str(app.screen.query_one("#info-body", Static).content)
+        assert str(TOKEN_FILE) in body and f"$(cat {TOKEN_FILE})" in body
+
+
+async def test_without_a_token_file_the_palette_offers_none(shell_iam: Iam) -> None:
+    app = console(shell_iam)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Show the demo's token file" not in titles and "Go to Users" in titles
+
+
+def test_the_demo_header_names_the_inbound_api_and_where_its_token_is() -> None:
+    env = SimpleNamespace(scim_url="http://127.0.0.1:8080/scim2",
+                          peer_url="http://127.0.0.1:8787/v2")
+    line = demo_header(env)  # type: ignore[arg-type]
+    assert line == ("demo · SCIM in http://127.0.0.1:8080/scim2 (token: ? or ctrl+p) · "
+                    "peer http://127.0.0.1:8787/v2")
+    # the part a walkthrough needs first fits beside the product name at 80 columns
+    assert len("MWARE IAM " + line.split(" · peer")[0]) <= 80
 
 
 # ---------------------------------------------------------------------- the palette
@@ -358,14 +428,21 @@ def test_snapshot_help_80x24(snap_compare: Any, shell_iam: Iam) -> None:
                         run_before=open_help)
 
 
-def test_the_readme_pictures_are_the_current_snapshots() -> None:
+def test_the_readme_pictures_show_the_demo_with_activity() -> None:
+    """``docs/pictures.py`` takes them; this checks what they must show."""
     root = Path(__file__).parent.parent
-    snapshots = root / "tests" / "__snapshots__"
-    for doc, baseline in (("console-dashboard.svg",
-                           "test_tui_dashboard/test_snapshot_dashboard_120x40.svg"),
-                          ("console-jobs.svg", "test_tui_jobs/test_snapshot_jobs_120x40.svg")):
-        assert (root / "docs" / doc).read_bytes() == (snapshots / baseline).read_bytes(), \
-            f"copy tests/__snapshots__/{baseline} to docs/{doc}"
+    readme = (root / "README.md").read_text()
+    for picture, must_show in (("console-dashboard.svg", ("QUARANTINED", "HEALTHY",
+                                                          "partner-directory", "scim-peer",
+                                                          "spml-provider", "salesforce-org",
+                                                          "Recent activity")),
+                               ("console-jobs.svg", ("Provisioning jobs", "succeeded",
+                                                     "PRIMARY/"))):
+        assert f"](docs/{picture})" in readme
+        svg = (root / "docs" / picture).read_text().replace("&#160;", " ")
+        for text in must_show:
+            assert text in svg, (picture, text)
+    assert "docs/pictures.py" in readme
 
 
 def test_every_section_names_a_console_screen_in_its_module() -> None:

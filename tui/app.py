@@ -14,7 +14,7 @@ before that frame.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -23,6 +23,7 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import Provider
+from textual.filter import LineFilter, Monochrome, NoColor
 from textual.message import Message
 from textual.screen import Screen
 from textual.signal import Signal
@@ -33,6 +34,7 @@ from tui.messages import EngineFailed, JobAttempted
 from tui.navigation import BY_MODE, FIRST, SECTIONS, Section
 from tui.screens.start import StartScreen
 from tui.widgets.header import PRODUCT, describe_deployment
+from tui.widgets.header import InboundAccess as InboundAccess  # for the demo command
 
 if TYPE_CHECKING:
     from core.iam import Iam
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 OPENING = "Opening the deployment"
 #: Sections remembered for going back.
 HISTORY = 20
+_NO_COLOR, _MONOCHROME = NoColor(), Monochrome()
 
 
 @dataclass
@@ -90,6 +93,7 @@ class MwareConsole(ReportsEngineErrors, App[None]):
         live: bool = True,
         status_source: StatusSource | None = None,
         settings: Path | None = None,
+        inbound: InboundAccess | None = None,
     ) -> None:
         """``iam`` is an open deployment, or a function that opens one (called in a
         thread after the first frame); ``deployment`` overrides the header's home/database
@@ -97,7 +101,9 @@ class MwareConsole(ReportsEngineErrors, App[None]):
         ``screen`` is the section shown first; ``live=False`` stops the live views' timers
         and ``status_source`` replaces ``iam.provisioning`` as the dashboard's source (both
         for pictures); ``settings`` is the file that keeps the chosen theme between starts
-        (``core.console_settings``)."""
+        (``core.console_settings``); ``inbound`` is the SCIM API served beside the console
+        and its token file (the demo's), shown in full by the header's tooltip, ``?`` and
+        the palette."""
         super().__init__()
         self._opener = iam if callable(iam) else None
         self.iam: Iam = None if callable(iam) else iam  # type: ignore[assignment]
@@ -113,6 +119,7 @@ class MwareConsole(ReportsEngineErrors, App[None]):
         self.provisioning_signal: Signal[JobAttempted] = Signal(self, "provisioning")
         self.workers_pool: ConsoleWorkers | None = None
         self.settings = settings
+        self.inbound = inbound
         if theme is None and settings is not None:
             from core.console_settings import saved_theme
 
@@ -127,6 +134,17 @@ class MwareConsole(ReportsEngineErrors, App[None]):
     # ------------------------------------------------------------------ starting
     def get_default_screen(self) -> Screen[Any]:
         return StartScreen()
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        """Under ``NO_COLOR``, Textual picks its filter once, for the theme it starts with
+        (``Monochrome``, which maps an ANSI theme's colours, the terminal's "default"
+        included, to black on black); pick it for the current theme: an ANSI theme keeps
+        the terminal's own colours (``NoColor``), another is made grey (``Monochrome``)."""
+        filters = super().get_line_filters()
+        if not self.no_color:
+            return filters
+        wanted = _NO_COLOR if self.native_ansi_color else _MONOCHROME
+        return [wanted if isinstance(f, NoColor | Monochrome) else f for f in filters]
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._keep_theme)
@@ -212,7 +230,8 @@ class MwareConsole(ReportsEngineErrors, App[None]):
                 list_keys if (binding.id or "").startswith(LIST_KEYS) else screen_keys
             keys.append(KeyHelp(self.get_key_display(binding), binding.description,
                                 binding.tooltip))
-        self.push_screen(HelpScreen([*screen_keys, *list_keys], app_keys))
+        about = self.deployment + (f"\n{self.inbound.describe()}" if self.inbound else "")
+        self.push_screen(HelpScreen([*screen_keys, *list_keys], app_keys, about=about))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         for section in SECTIONS:
@@ -222,7 +241,19 @@ class MwareConsole(ReportsEngineErrors, App[None]):
             getattr(screen, "palette_commands", None)
         if commands is not None:
             yield from commands()
+        if self.inbound is not None:
+            yield SystemCommand("Show the demo's token file",
+                                f"The {self.inbound.application} token for the SCIM API, "
+                                "and its file in full", self._show_token_file)
         yield from super().get_system_commands(screen)
+
+    def _show_token_file(self) -> None:
+        from tui.widgets.info_modal import InfoModal
+
+        if self.inbound is not None:
+            self.push_screen(InfoModal("The demo's token file", self.inbound.describe(),
+                                       "c copies the path · esc closes",
+                                       copy=str(self.inbound.token_file)))
 
     # ------------------------------------------------------------------ provisioning
     @on(JobAttempted)
@@ -261,7 +292,8 @@ def section_screen(app: MwareConsole, section: Section) -> Callable[[], Screen[N
 
 def run_console(iam: Iam | Callable[[], Iam], read_only: bool = False, *,
                 workers: bool = True, theme: str | None = None,
-                deployment: str | None = None, settings: Path | None = None) -> None:
+                deployment: str | None = None, settings: Path | None = None,
+                inbound: InboundAccess | None = None) -> None:
     """Run the console until the administrator quits (``iam``: see MwareConsole)."""
     MwareConsole(iam, read_only=read_only, workers=workers, theme=theme,
-                 deployment=deployment, settings=settings).run()
+                 deployment=deployment, settings=settings, inbound=inbound).run()

@@ -42,7 +42,7 @@ LOOPBACK = "127.0.0.1"
 SCIM2_SERVER = Path(sys.executable).with_name("scim2-server")  # the venv's, else PATH's
 if not SCIM2_SERVER.exists() and shutil.which("scim2-server"):
     SCIM2_SERVER = Path(str(shutil.which("scim2-server")))
-START_SECONDS = 10.0
+START_SECONDS = 30.0  # a bound against a hang: a loaded machine starts a peer slowly
 MAX_FAULTS = 100
 #: Requests remembered by a proxy (tests read ``seen``; the demo's proxy runs for hours).
 MAX_SEEN = 10_000

@@ -61,18 +61,26 @@ def demo(activity: bool, scim_port: int, no_scim: bool, theme: str | None,
     A local SCIM peer (scim2-server on 127.0.0.1:8787) and a Google Workspace sandbox
     (127.0.0.1:8788, with the sandbox extra) receive the provisioning, and the
     inbound SCIM API is served on 127.0.0.1:8080/scim2 (the HR portal's token is in
-    hr-portal.token in the demo's home, named in the header); the deployment, the peer and
-    their data are gone when the console closes.
+    hr-portal.token in the demo's home: `?` or the palette's "Show the demo's token file"
+    name it); the deployment, the peer and their data are gone when the console closes.
     """
     require_terminal()
     check_theme(theme)
     with _demo(activity, None if no_scim else scim_port) as env:
-        from tui.app import run_console
+        from tui.app import InboundAccess, run_console
 
-        inbound = f" · SCIM in {env.scim_url} (token: {env.token_file})" \
-            if env.scim_url else ""
+        inbound = None
+        if env.scim_url and env.token_file:
+            inbound = InboundAccess(env.scim_url, env.token_file, env.application)
         run_console(env.iam, workers=not no_workers, theme=theme,
-                    deployment=f"demo · SCIM peer {env.peer_url}{inbound}")
+                    deployment=demo_header(env), inbound=inbound)
+
+
+def demo_header(env: Demo) -> str:
+    """The header's deployment line: what a walkthrough needs first, short enough for 80
+    columns; the token file's path (long: a temporary directory) is in ``?`` and ctrl+p."""
+    inbound = f"SCIM in {env.scim_url} (token: ? or ctrl+p) · " if env.scim_url else ""
+    return f"demo · {inbound}peer {env.peer_url}"
 
 
 @click.command("web")

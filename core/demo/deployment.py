@@ -1,9 +1,11 @@
 """``mware-iam demo``: a throwaway deployment wired to local peers, and optional activity.
 
 - The home is a temporary directory, seeded from ``sample_config/`` and removed at exit.
-- ``scim2-server`` runs on 127.0.0.1:8787 with two tenants, so the two directories stay
-  apart: the target ``scim-peer`` reaches ``/peer/v2`` directly, ``partner-directory``
-  reaches ``/partner/v2`` through a :class:`FaultProxy`.
+- ``scim2-server`` runs on 127.0.0.1:8787 and answers at ``/v2``, the base that
+  ``sample_config/`` and the README name: the target ``scim-peer`` reaches it directly.
+  The partner's directory is a second ``scim2-server`` (on a free port, so the two
+  directories stay apart), which ``partner-directory`` reaches through a
+  :class:`FaultProxy`.
 - The SPML 2.0 sandbox provider (``connectors.sandbox.spml``) runs on 127.0.0.1:8790 as
   the HR portal's third target, ``spml-provider`` (users leaving scope are suspended).
 - On request the inbound SCIM API is served too (``mware-iam demo`` does, on 8080), with a
@@ -60,9 +62,6 @@ log = logging.getLogger(__name__)
 
 PEER_PORT = 8787
 GOOGLE_PORT = 8788  # the third target: a Google Workspace sandbox
-#: The two directories are tenants of one scim2-server (``--dynamic-tenants``).
-PEER_TENANT = "peer"
-PARTNER_TENANT = "partner"
 #: The sample's targets, and the application whose outbound list holds both.
 DIRECT_TARGET = "scim-peer"
 FLAKY_TARGET = "partner-directory"
@@ -95,6 +94,8 @@ class Demo:
     iam: Iam
     home: Path
     peer: ScimServer
+    #: The partner's directory, behind ``proxy``.
+    partner: ScimServer
     proxy: FaultProxy
     activity: ActivityGenerator | None
     #: The inbound SCIM API (when served) and the file holding the HR portal's token.
@@ -104,13 +105,18 @@ class Demo:
     sso: SandboxIdp | None = None
 
     @property
+    def application(self) -> str:
+        """The application whose token ``token_file`` holds."""
+        return ACTOR_APP
+
+    @property
     def peer_url(self) -> str:
-        return f"{self.peer.origin}/{PEER_TENANT}/v2"
+        return f"{self.peer.origin}/v2"
 
     @property
     def partner_url(self) -> str:
         """The partner's directory, as reached without the proxy."""
-        return f"{self.peer.origin}/{PARTNER_TENANT}/v2"
+        return f"{self.partner.origin}/v2"
 
 
 @contextlib.contextmanager
@@ -126,15 +132,15 @@ def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT
     """
     with contextlib.ExitStack() as stack:
         home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mware-iam-demo-")))
-        peer = stack.enter_context(scim_server(port=peer_port))
-        proxy = stack.enter_context(fault_proxy(peer.origin))
+        peer = stack.enter_context(scim_server(port=peer_port, tenants=False))
+        partner = stack.enter_context(scim_server(tenants=False))
+        proxy = stack.enter_context(fault_proxy(partner.origin))
         iam = stack.enter_context(Iam.open(home=str(home), argon2=argon2))
         seed_sample(iam, Initiator.admin(Face.CONFIG))
         stack.enter_context(spml_target(iam, ACTOR_APP, PROVISIONED,
                                         SPML_PORT if peer_port else 0))
-        wire(iam, DIRECT_TARGET, f"{peer.origin}/{PEER_TENANT}/v2")
-        wire(iam, FLAKY_TARGET, proxy.url(f"{peer.origin}/{PARTNER_TENANT}/v2"),
-             FLAKY_PROPERTIES)
+        wire(iam, DIRECT_TARGET, f"{peer.origin}/v2")
+        wire(iam, FLAKY_TARGET, proxy.url(f"{partner.origin}/v2"), FLAKY_PROPERTIES)
         stack.enter_context(google_target(iam, home, ACTOR_APP, PROVISIONED,
                                                None if peer_port is None else GOOGLE_PORT))
         stack.enter_context(salesforce_target(iam, ACTOR_APP))
@@ -152,7 +158,7 @@ def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT
                                           logins=FederatedLogins(iam, sso, ACTOR_APP, seed))
             generator.start()
             stack.callback(generator.stop)
-        yield Demo(iam, home, peer, proxy, generator, scim_url, token_file, sso)
+        yield Demo(iam, home, peer, partner, proxy, generator, scim_url, token_file, sso)
 
 
 def wire(iam: Iam, idp_name: str, base_url: str, extra: dict[str, int] | None = None) -> None:

@@ -32,7 +32,7 @@ from tui.engine_errors import OneAtATime
 from tui.formatting import OPERATIONS, clock, count, millis, one_line
 from tui.messages import JobAttempted
 from tui.screens.base import CONSOLE_ADMIN, ConsoleHost, ConsoleScreen, StatusSource
-from tui.widgets.list_keys import MovingTable
+from tui.widgets.fitted_table import FittedTable
 
 REFRESH_SECONDS = 1.0
 #: The throughput sparkline takes the per-minute figure every SAMPLE_SECONDS and keeps
@@ -149,36 +149,34 @@ def summary_line(statuses: Sequence[TargetStatus]) -> str:
             + f"targets: {states}")
 
 
-class _Order(str):
-    """A feed cell that sorts by attempt number, newest first."""
+class _Order(Text):
+    """A feed cell that sorts by attempt number, newest first (cut with an ellipsis, as
+    ``FittedTable`` cuts plain text)."""
 
-    order: int
-
-    def __new__(cls, text: str, order: int) -> _Order:
-        cell = super().__new__(cls, text)
-        cell.order = order
-        return cell
+    def __init__(self, text: str, order: int) -> None:
+        super().__init__(text, no_wrap=True, overflow="ellipsis", end="")
+        self.order = order
 
 
-class ActivityFeed(MovingTable[str]):
-    """The latest attempts, newest on top; rows keyed by attempt number."""
+class ActivityFeed(FittedTable):
+    """The latest attempts, newest on top; rows keyed by attempt number. The columns share
+    the width, targets and names served first (``FittedTable``)."""
 
-    #: Fixed widths: the feed never re-measures while rows stream in.
-    WIDTHS = {"Time": 8, "Target": 20, "Operation": 11, "Name": 16, "Outcome": 9,
-              "HTTP": 4, "Took": 8}
+    COLUMNS = ("Time", "Target", "Operation", "Name", "Outcome", "HTTP", "Took")
+    FIRST = frozenset({"Target", "Name"})
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", "Open job", id="dashboard.open_job",
                 tooltip="Show the job of the highlighted attempt on the jobs screen"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(id=id)
         #: Attempt (row key) -> its job.
         self.job_of: dict[str, int] = {}
 
     def on_mount(self) -> None:
-        for label, width in self.WIDTHS.items():
-            self.add_column(label, key=label, width=width)
+        for label in self.COLUMNS:
+            self.add_column(label, key=label)
 
     def show(self, attempts: Sequence[AttemptSummary]) -> None:
         wanted = {str(a.pk): a for a in attempts}

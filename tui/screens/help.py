@@ -37,6 +37,10 @@ class HelpScreen(ModalScreen[None]):
         border: round $accent;
         background: $surface;
     }
+    HelpScreen #help-about {
+        margin-bottom: 1;
+        color: $text-muted;
+    }
     HelpScreen #help-navigation {
         margin-top: 1;
         color: $text-muted;
@@ -46,16 +50,22 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,question_mark,q", "dismiss", "Close help", id="help.close"),
     ]
 
-    def __init__(self, keys: Sequence[KeyHelp], everywhere: Sequence[KeyHelp] = ()) -> None:
-        """``keys`` are the screen's own; ``everywhere`` the app's (navigation, quit)."""
+    def __init__(self, keys: Sequence[KeyHelp], everywhere: Sequence[KeyHelp] = (), *,
+                 about: str = "") -> None:
+        """``keys`` are the screen's own; ``everywhere`` the app's (navigation, quit);
+        ``about`` the deployment in full (the header cuts it at the terminal's width)."""
         super().__init__()
         self._keys = keys
         self._everywhere = everywhere
+        self._about = about
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help") as box:
             box.border_title = "Keys"
             box.border_subtitle = "esc closes"
+            if self._about:
+                yield Static(Text.assemble(("Deployment", "underline"), "\n", self._about),
+                             id="help-about")
             yield Static(render_keys(self._keys, self._everywhere), id="help-keys")
             yield Static(NAVIGATION, id="help-navigation", markup=False)
 

@@ -31,7 +31,7 @@ from tui.formatting import OPERATIONS, clock, millis, one_line, stamp
 from tui.messages import JobAttempted
 from tui.screens.base import CONSOLE_ADMIN, ConsoleHost, ConsoleScreen
 from tui.widgets.filter_bar import FilterInput
-from tui.widgets.list_keys import MovingTable
+from tui.widgets.fitted_table import FittedTable
 
 REFRESH_SECONDS = 2.0
 #: Jobs listed at most (newest first); the filters narrow the queue server-side.
@@ -73,19 +73,19 @@ def job_cells(job: Job) -> tuple[str, ...]:
             str(job.attempts), clock(job.updated), one_line(job.last_error, ERROR_CELL))
 
 
-class JobsTable(MovingTable[str]):
-    #: Fixed widths: the table never re-measures while the queue changes under it.
-    WIDTHS = {"#": 4, "Target": 20, "Operation": 11, "Name": 16, "State": 9, "Tries": 5,
-              "Updated": 8, "Last error": ERROR_CELL}
-    COLUMNS = tuple(WIDTHS)
+class JobsTable(FittedTable):
+    """The columns share the width, targets and names served first (``FittedTable``)."""
+
+    COLUMNS = ("#", "Target", "Operation", "Name", "State", "Tries", "Updated", "Last error")
+    FIRST = frozenset({"Target", "Name"})
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(id=id)
         self.jobs: dict[str, Job] = {}
 
     def on_mount(self) -> None:
-        for label, width in self.WIDTHS.items():
-            self.add_column(label, key=label, width=width)
+        for label in self.COLUMNS:
+            self.add_column(label, key=label)
 
     def show(self, jobs: Sequence[Job]) -> None:
         """Update rows in place: changed cells, new rows, gone rows; sort only on adds."""

@@ -3,10 +3,14 @@ keys under a navigation line (``1 Dash  2 Jobs  3 Users ...``; a click switches 
 
 from __future__ import annotations
 
+from rich.cells import cell_len
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
+from textual.widget import Widget
 from textual.widgets import Footer, Static
+from textual.widgets._footer import FooterKey
 
 from tui.navigation import SECTIONS
 from tui.widgets.header import AppHeader
@@ -32,6 +36,47 @@ def render_navigation(current_screen: str) -> Content:
     return Content("").join(parts)
 
 
+class FittingFooter(Footer):
+    """Textual's compact footer, but only the keys that fit: the screen's disabled and
+    last keys give way first, the console's own (``q``, and ``?``, which lists them all)
+    and the palette's stay. Textual's footer would slide them under the palette's key."""
+
+    _composed_width = 0
+
+    def compose(self) -> ComposeResult:
+        self._composed_width = self.size.width
+        widgets = list(super().compose())
+        keys = [w for w in widgets if isinstance(w, FooterKey) and
+                not w.has_class("-command-palette")]
+        room = self.size.width - sum(_footer_width(w) for w in widgets if w not in keys)
+        order = list(self.screen.active_bindings)
+        kept = set(keys)
+        for key in sorted(keys, key=lambda k: self._keep_order(k, order)):
+            if sum(_footer_width(k) for k in kept) <= room:
+                break
+            kept.discard(key)
+        yield from (w for w in widgets if w in kept or w not in keys)
+
+    def _keep_order(self, key: FooterKey, order: list[str]) -> tuple[bool, bool, int]:
+        """Sorts the first to give way first."""
+        active = self.screen.active_bindings.get(key.key)
+        console_key = active is not None and active.node is self.app
+        position = order.index(key.key) if key.key in order else 0
+        return console_key, not key.has_class("-disabled"), -position
+
+    def on_resize(self, event: events.Resize) -> None:
+        if event.size.width != self._composed_width:
+            self.call_after_refresh(self.recompose)
+
+
+def _footer_width(widget: Widget) -> int:
+    """Cells a compact footer item takes: key, space, description, and its margin."""
+    if isinstance(widget, FooterKey):
+        text = widget.key_display + (f" {widget.description}" if widget.description else "")
+        return cell_len(text) + 1 + (1 if widget.has_class("-command-palette") else 0)
+    return 0
+
+
 class ConsoleFooter(Vertical):
     """The navigation line above Textual's footer (the active screen's bindings)."""
 
@@ -49,4 +94,4 @@ class ConsoleFooter(Vertical):
 
     def compose(self) -> ComposeResult:
         yield NavigationLine(id="navigation")
-        yield Footer(compact=True)
+        yield FittingFooter(compact=True)

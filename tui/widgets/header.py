@@ -1,7 +1,12 @@
-"""The header: product name, which deployment this console is on, and the READ-ONLY badge."""
+"""The header: product name, which deployment this console is on, and the READ-ONLY badge.
+
+The deployment line is cut at the terminal's width; its tooltip, ``?`` and (for the demo)
+the palette's "Show the demo's token file" give it in full.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +18,23 @@ if TYPE_CHECKING:
     from core.iam import Iam
 
 PRODUCT = "MWARE IAM"
+
+
+@dataclass(frozen=True)
+class InboundAccess:
+    """Where the deployment takes SCIM requests, and the file holding an application's
+    token for them (``mware-iam demo`` writes one for the HR portal)."""
+
+    url: str
+    token_file: Path
+    application: str
+
+    def describe(self) -> str:
+        """The full text: the file's path is never cut."""
+        return (f"SCIM in: {self.url}\n"
+                f"{self.application}'s token file: {self.token_file}\n"
+                f'Try: curl -H "Authorization: Bearer $(cat {self.token_file})" '
+                f"{self.url}/Users")
 
 
 def describe_deployment(iam: Iam) -> str:
@@ -55,7 +77,10 @@ class AppHeader(Horizontal):
             str(getattr(self.app, "deployment", ""))
         read_only = self._read_only if self._read_only is not None else \
             bool(getattr(self.app, "read_only", False))
+        inbound: InboundAccess | None = getattr(self.app, "inbound", None)
         yield Label(PRODUCT, id="product")
-        yield Label(deployment, id="deployment", markup=False)
+        line = Label(deployment, id="deployment", markup=False)
+        line.tooltip = deployment + (f"\n{inbound.describe()}" if inbound else "")
+        yield line
         if read_only:
             yield Label("READ-ONLY", id="read-only")

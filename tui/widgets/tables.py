@@ -9,14 +9,15 @@ from typing import Any
 from rich.text import Text
 from textual import events
 
-from tui.widgets.list_keys import MovingTable
+from tui.widgets.fitted_table import FittedTable
 
 
-class ListTable(MovingTable[Any]):
-    """A row-cursor table whose rows are replaced at once by :meth:`refill`."""
+class ListTable(FittedTable):
+    """A row-cursor table whose rows are replaced at once by :meth:`refill`; its columns
+    share its width, the first (the object's name) served first."""
 
     def __init__(self, *columns: str, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(id=id)
         self._columns = columns
         self._widths_changed = False
 
@@ -57,8 +58,9 @@ class ListTable(MovingTable[Any]):
 
 
 def plain(value: object) -> Text:
-    """A cell that is never read as console markup (names may hold ``[``)."""
-    return Text(str(value))
+    """A cell that is never read as console markup (names may hold ``[``), cut with an
+    ellipsis when its column is too narrow."""
+    return Text(str(value), no_wrap=True, overflow="ellipsis", end="")
 
 
 def matches(needle: str, *haystack: object) -> bool:

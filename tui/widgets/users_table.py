@@ -21,7 +21,7 @@ from core.iam import Iam
 from core.identity.service import UserView
 from core.userstores.base import Page
 from tui.engine_errors import ReportsEngineErrors
-from tui.widgets.list_keys import MovingTable
+from tui.widgets.fitted_table import FittedTable
 
 #: (column label, local claim short name); None is the username itself.
 COLUMNS: tuple[tuple[str, str | None], ...] = (
@@ -45,8 +45,9 @@ class PageRequest:
     claim: tuple[str, str] | None = None
 
 
-class UsersTable(ReportsEngineErrors, MovingTable[str]):
-    """Row keys are qualified names (``PRIMARY/alice``)."""
+class UsersTable(ReportsEngineErrors, FittedTable):
+    """Row keys are qualified names (``PRIMARY/alice``); the columns share the width, the
+    username served first (``FittedTable``)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("home", "scroll_top", "First user", show=False, id="users.first"),
@@ -62,7 +63,7 @@ class UsersTable(ReportsEngineErrors, MovingTable[str]):
         total: int | None
 
     def __init__(self, iam: Iam, domain: str, page_size: int, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(id=id)
         self._iam = iam
         self.domain = domain
         self.page_size = page_size
