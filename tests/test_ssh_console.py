@@ -20,6 +20,7 @@ from core.home import Home
 from core.iam import Iam
 from core.operators import Operator, add, connected, load, path_in
 from core.sshserve import HOST_KEY_FILE, ConsoleServer
+from tests.processes import console_processes
 
 #: A safety net for a hung session, not a speed assertion.
 WAIT = 60.0
@@ -193,6 +194,29 @@ async def test_an_idle_session_is_closed_and_the_limit_holds(
         acceptor.close()
         await acceptor.wait_closed()
     assert connected(home) == []
+
+
+async def test_the_database_url_reaches_the_console_off_its_command_line(
+        tmp_path: Path, keys: dict[str, asyncssh.SSHKey]) -> None:
+    """``ps`` shows every local user each process's arguments: a URL with a password there
+    would leak it. The session's console gets it in its environment (its user's only)."""
+    home = Home.resolve(tmp_path / "h", f"sqlite:///{tmp_path}/pa55word.db")
+    home.ensure()
+    add(path_in(home), Operator("alice", (_public(keys["alice"], "a"),)))
+    acceptor = await ConsoleServer(home).listen("127.0.0.1", 0)
+    try:
+        async with _connect(acceptor.sockets[0].getsockname()[1], keys["alice"]) as conn:
+            process = await conn.create_process(term_type="xterm", encoding=None)
+            await Screen(process).expect("scim-peer")  # the console opened that database
+            consoles = console_processes(home.db_url)
+            assert consoles
+            for cmdline in consoles.values():
+                assert b"pa55word" not in cmdline and b"--db" not in cmdline, cmdline
+            process.stdin.write(b"q")
+    finally:
+        acceptor.close()
+        await acceptor.wait_closed()
+    assert (tmp_path / "pa55word.db").exists() and not (home.path / "mware-iam.db").exists()
 
 
 def _is_session_console(pid: str) -> bool:

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from core.identity.events import Initiator
 from core.provisioning.outbox import JobState
 from tests.conftest import FAST_ARGON2
 from tests.peers import free_port
+from tests.processes import console_processes
 from tests.provisioning_helpers import connect, drain
 from tests.tui_helpers import FixedStatus, notices, settle, target, until
 from tui.app import MwareConsole
@@ -303,9 +304,10 @@ def test_web_serves_the_console_on_loopback(tmp_path: Path) -> None:
     port = free_port()
     script = Path(sys.executable).with_name("mware-iam")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MWARE_IAM_")}
-    process = subprocess.Popen([str(script), "--home", str(tmp_path / "h"), "web", "--port",
-                                str(port)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, env=env)
+    db = f"sqlite:///{tmp_path}/pa55word.db"  # a URL as secret as one with a password
+    process = subprocess.Popen([str(script), "--home", str(tmp_path / "h"), "--db", db, "web",
+                                "--port", str(port)], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         page = None
         deadline = time.monotonic() + 30  # a bound against a hang, not a speed assertion
@@ -316,15 +318,23 @@ def test_web_serves_the_console_on_loopback(tmp_path: Path) -> None:
                 time.sleep(0.2)
         assert page is not None and page.status_code == 200, process.poll()
         assert "MWARE IAM" in page.text
-        screen = asyncio.run(_browser_session(port))
+        consoles: dict[int, bytes] = {}
+        screen = asyncio.run(_browser_session(port, lambda: consoles.update(
+            console_processes(db))))
         assert b"Queue depth" in screen  # the dashboard, drawn for the browser
+        assert consoles  # the tab's console, given the URL in its environment
+        for cmdline in consoles.values():  # and not where `ps` shows it to every user
+            assert b"pa55word" not in cmdline and b"--db" not in cmdline, cmdline
+        assert (tmp_path / "pa55word.db").exists()
     finally:
         process.terminate()
         process.wait(10)
 
 
-async def _browser_session(port: int, seconds: float = 30.0) -> bytes:
-    """What a browser tab receives: textual-serve starts a console for the websocket."""
+async def _browser_session(port: int, on_dashboard: Callable[[], object],
+                           seconds: float = 30.0) -> bytes:
+    """What a browser tab receives: textual-serve starts a console for the websocket;
+    ``on_dashboard`` runs once the dashboard is drawn, while the tab's console runs."""
     import aiohttp  # textual-serve's own dependency
 
     received = b""
@@ -341,6 +351,8 @@ async def _browser_session(port: int, seconds: float = 30.0) -> bytes:
                 break
             data = message.data
             received += data if isinstance(data, bytes) else data.encode()
+        if b"Queue depth" in received:
+            on_dashboard()
     return received
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 import socket
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,9 @@ import click
 
 from core.cli.console import check_theme, console_options, require_terminal, scim_port_option
 from core.cli.context import CliState
+from core.console_process import console_argv
 from core.errors import InvalidInput, StoreUnavailable
+from core.home import DB_ENV
 
 if TYPE_CHECKING:
     from core.demo.deployment import Demo
@@ -100,13 +102,16 @@ def web(state: CliState, port: int, read_only: bool, demo_mode: bool, activity: 
              *(["--theme", theme] if theme else [])]
     with contextlib.ExitStack() as stack:
         if demo_mode:
-            env = stack.enter_context(_demo(activity))
-            selector = ["--home", str(env.home)]
+            home: str | None = str(stack.enter_context(_demo(activity)).home)
+            db = None
         else:
-            selector = [*(["--home", state.home] if state.home else []),
-                        *(["--db", state.db] if state.db else [])]
-        command = shlex.join([sys.executable, "-c", "from core.cli.main import main; main()",
-                              *selector, "tui", *flags])
+            home, db = state.home, state.db
+        # textual-serve hands each tab's console this process's environment: the URL goes
+        # there, never on the console's command line (core.console_process says why)
+        os.environ.pop(DB_ENV, None)
+        if db:
+            os.environ[DB_ENV] = db
+        command = shlex.join(console_argv(home, ["tui", *flags]))
         click.echo(f"Serving the console on http://{WEB_HOST}:{port} (ctrl+c stops)")
         logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per demo request
         serve_in_browser(command, WEB_HOST, port, "MWARE IAM")
