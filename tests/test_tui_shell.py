@@ -300,6 +300,23 @@ def test_web_refuses_a_busy_port_and_activity_without_demo(tmp_path: Path) -> No
     assert result.exit_code == 2 and "--activity only works with --demo" in result.output
 
 
+def test_web_refuses_to_listen_beyond_loopback(tmp_path: Path) -> None:
+    """textual-serve has no login: only the machine's own users may reach the console."""
+    for host in ("0.0.0.0", "::", "192.0.2.7", "example.com", ""):
+        result = CliRunner().invoke(cli, ["--home", str(tmp_path / "h"), "web", "--host",
+                                          host])
+        assert result.exit_code == 2, (host, result.output)
+        assert "not a loopback address" in result.output and "ssh-serve" in result.output
+    assert not (tmp_path / "h").exists()  # refused before anything was opened
+    with socket.socket() as busy:  # a loopback address other than the default is taken
+        busy.bind(("127.0.0.2", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["--home", str(tmp_path / "h"), "web", "--host",
+                                          "127.0.0.2", "--port", str(port)])
+    assert result.exit_code == 2 and f"127.0.0.2:{port} is in use" in result.output
+
+
 def test_web_serves_the_console_on_loopback(tmp_path: Path) -> None:
     port = free_port()
     script = Path(sys.executable).with_name("mware-iam")
