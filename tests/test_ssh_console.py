@@ -176,6 +176,37 @@ async def test_a_disconnect_ends_the_session_console(
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.parametrize("after", [0.0, 0.02, 0.3])
+async def test_a_connection_dropped_mid_write_leaves_the_write_whole_or_absent(
+        server: int, home: Home, keys: dict[str, asyncssh.SSHKey], after: float) -> None:
+    """The client vanishes (no SSH close, the TCP connection cut) ``after`` seconds past
+    ctrl+s: the role and its audit row are both there or both absent, and the session's
+    console is gone."""
+    async with _connect(server, keys["alice"]) as conn:
+        process = await conn.create_process(term_type="xterm", term_size=(100, 30),
+                                            encoding=None)
+        screen = Screen(process)
+        await screen.expect("scim-peer")
+        screen.press("4")
+        await screen.expect("Roles")
+        screen.press("a")
+        await screen.expect("Name")
+        await asyncio.sleep(1)  # (keys typed while the form mounts could go to the list)
+        screen.press("cut-role")
+        await asyncio.sleep(0.5)
+        screen.press("\x13")  # ctrl+s
+        await asyncio.sleep(after)
+        conn.abort()
+    deadline = time.monotonic() + WAIT
+    while console_processes(home.db_url) or connected(home):
+        assert time.monotonic() < deadline, "the session's console outlived the disconnect"
+        await asyncio.sleep(0.1)
+    with Iam.open(home=str(home.path)) as iam:
+        role = [r for r in iam.identity.list_roles("PRIMARY") if r.name == "cut-role"]
+        audited = iam.audit_log(100, "role.add", "PRIMARY/cut-role")
+    assert len(role) == len(audited) <= 1, (role, audited)
+
+
 async def test_an_idle_session_is_closed_and_the_limit_holds(
         home: Home, keys: dict[str, asyncssh.SSHKey]) -> None:
     add(path_in(home), Operator("alice", (_public(keys["alice"], "a"),)))
