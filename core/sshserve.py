@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
+from core.configfile.operators import load
 from core.console_process import console_argv, console_env
 from core.home import Home
 from core.identity.events import OPERATOR_ENV
-from core.operators import SESSIONS_FILE, Operator, by_key, load, path_in
+from core.operators import SESSIONS_FILE, Operator, by_key, path_in
 
 log = logging.getLogger("mware_iam.ssh")
 

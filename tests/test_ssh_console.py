@@ -16,9 +16,10 @@ import pytest
 
 from core.audit import AuditEntry
 from core.configfile.errors import ConfigInvalid
+from core.configfile.operators import add, load
 from core.home import Home
 from core.iam import Iam
-from core.operators import Operator, add, connected, load, path_in
+from core.operators import Operator, connected, path_in
 from core.sshserve import HOST_KEY_FILE, ConsoleServer
 from tests.processes import console_processes
 
@@ -299,4 +300,4 @@ def test_a_malformed_key_is_reported_at_its_line(home: Home) -> None:
         load(path_in(home))
     text = str(refused.value)
     assert ":4:" in text and "not an OpenSSH public key" in text
-    assert ":5:" in text and "read_only: must be true or false" in text
+    assert ":5:" in text and "read_only: expected true or false" in text
