@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
+from textual.worker import Worker, WorkerState
 
 from core.claims import USERNAME
 from core.iam import Iam
@@ -44,12 +45,18 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
         yield Static(render_user(None, None), id="detail-body")
 
     def show(self, user: UserView | None, again: bool = False) -> None:
-        """Show ``user``; ``again`` reads its roles and provisioning even if it is shown."""
+        """Show ``user``; ``again`` reads its roles and provisioning even if it is shown.
+
+        The pane is drawn once per user, when its roles arrive (a few milliseconds), not
+        first with "loading" and then again: each drawing of the pane is a layout of the
+        whole screen, and moving down a list is one per key (``bench/console.py``)."""
         if user == self.user and not again:
             return
-        self.user, self.roles, self.provisioning = user, None, None
-        self._refresh_body()
-        if user is not None:
+        self.user = user
+        if user is None:
+            self.roles, self.provisioning, self.federated = None, None, []
+            self._refresh_body()
+        else:
             self._fetch_roles(user)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="user-roles",
@@ -59,6 +66,12 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
         federated = subjects_of(iam.db, user.domain, user.id)
         self.post_message(self.RolesLoaded(name, iam.identity.roles_of(name),
                                            iam.provisioning.mappings_of(name), federated))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        super().on_worker_state_changed(event)  # reports the error
+        if event.state is WorkerState.ERROR and event.worker.group == "user-roles":
+            self.roles, self.provisioning, self.federated = None, None, []
+            self._refresh_body()  # the user without roles; the error is reported
 
     @on(RolesLoaded)
     def _show_roles(self, message: RolesLoaded) -> None:
