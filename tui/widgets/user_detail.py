@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -40,6 +41,8 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
         self.roles: list[str] | None = None
         self.provisioning: list[Mapping] | None = None
         self.federated: list[str] = []
+        #: ``unwrapped_lines`` of the text shown.
+        self._shape: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(render_user(None, None), id="detail-body")
@@ -82,8 +85,21 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
             self._refresh_body()
 
     def _refresh_body(self) -> None:
-        self.query_one("#detail-body", Static).update(
-            render_user(self.user, self.roles, self.provisioning, self.federated))
+        body = self.query_one("#detail-body", Static)
+        text = render_user(self.user, self.roles, self.provisioning, self.federated)
+        shape = unwrapped_lines(text, body.content_size.width)
+        # The same number of lines, none wrapped: the pane keeps its size, so it is
+        # repainted without a layout of the whole screen (moving from user to user).
+        body.update(text, layout=shape is None or shape != self._shape)
+        self._shape = shape
+
+
+def unwrapped_lines(text: Text, width: int) -> int | None:
+    """How many lines ``text`` takes at ``width`` cells, or None when one would wrap."""
+    lines = text.plain.split("\n")
+    if width <= 0 or any(cell_len(line) > width for line in lines):
+        return None
+    return len(lines)
 
 
 def render_user(user: UserView | None, roles: Sequence[str] | None,
