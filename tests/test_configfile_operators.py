@@ -178,3 +178,14 @@ def test_export_writes_the_operators_back_and_it_applies_without_a_change(
     exported = write(tmp_path, text, "exported.yaml")
     assert validate_file(exported, sqlite_iam) == []
     assert apply_file(sqlite_iam, exported, admin) == []
+
+
+def test_a_broken_store_stops_only_a_file_that_names_operators(
+    tmp_path: Path, sqlite_iam: Iam, admin: Initiator
+) -> None:
+    path_in(sqlite_iam.home).write_text("operators:\n  - name: alice\n    keys: [nope]\n")
+    roles = write(tmp_path, "roles:\n  - name: Internal/ops\n")
+    assert apply_file(sqlite_iam, roles, admin) == ["+ role Internal/ops"]
+    named = write(tmp_path, f'operators:\n  - name: bob\n    keys: ["{BOB}"]\n', "ops.yaml")
+    with pytest.raises(ConfigInvalid, match=r"operators\.yaml:3:.*not an OpenSSH public key"):
+        apply_file(sqlite_iam, named, admin)

@@ -105,7 +105,8 @@ class ConfigPlanner(Checker):
                                           self._idp, "identity provider"),
             applications=self._each("applications", c.applications, self._app,
                                     "application"),
-            operators=plan_operators(c.operators, self.report, self.dep.operators()),
+            operators=plan_operators(c.operators, self.report,
+                                     self.dep.operators() if c.operators else []),
         )
 
     def _each(self, section: str, entries: list[Located[Any]],
