@@ -4,7 +4,8 @@ Only the public keys listed in ``operators.yaml`` (``core.operators``) get in; p
 and keyboard-interactive logins are refused. Each session runs its own console, a
 ``mware-iam tui`` process on a PTY of its own (a process per session: a crash, a hang or
 a stuck write in one session touches no other), sized to the client's terminal and
-resized with it; the operator's name reaches that console in ``$MWARE_IAM_OPERATOR``, so
+resized with it; the operator's name reaches that console in ``$MWARE_IAM_OPERATOR`` (and
+the database URL in ``$MWARE_IAM_DB``, never on its command line), so
 its writes are audited as "console operator alice via SSH". A session idle longer than
 the idle timeout is closed; a disconnect ends the session's console (SIGHUP, then SIGTERM
 and SIGKILL): a write in flight is one transaction, committed whole or rolled back.
@@ -24,7 +25,6 @@ import os
 import pty
 import signal
 import struct
-import sys
 import termios
 import time
 from collections.abc import Sequence
@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
+from core.configfile.operators import load
+from core.console_process import console_argv, console_env
 from core.home import Home
 from core.identity.events import OPERATOR_ENV
-from core.operators import SESSIONS_FILE, Operator, by_key, load, path_in
+from core.operators import SESSIONS_FILE, Operator, by_key, path_in
 
 log = logging.getLogger("mware_iam.ssh")
 
@@ -128,15 +130,13 @@ class ConsoleServer:
             log.info("console operator %s disconnected", operator.name)
 
     def _console_command(self, operator: Operator) -> list[str]:
-        args = [sys.executable, "-c", "from core.cli.main import main; main()",
-                "--home", str(self.home.path), "--db", self.home.db_url,
-                *self.console_args, "tui", "--no-workers"]
+        args = console_argv(self.home.path, [*self.console_args, "tui", "--no-workers"])
         return [*args, "--read-only"] if operator.read_only else args
 
     def _console_env(self, process: asyncssh.SSHServerProcess[bytes],
                      operator: Operator) -> dict[str, str]:
         keep = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "NO_COLOR")
-        env = {k: v for k, v in os.environ.items() if k in keep}
+        env = console_env(self.home.db_url, {k: v for k, v in os.environ.items() if k in keep})
         env.update(TERM=process.get_terminal_type() or "xterm", **{OPERATOR_ENV: operator.name})
         return env
 

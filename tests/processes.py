@@ -37,6 +37,22 @@ def wait_until(condition: Callable[[], Any], seconds: float, what: str,
         time.sleep(every)
 
 
+def console_processes(db_url: str) -> dict[int, bytes]:
+    """The live processes given ``db_url`` in ``$MWARE_IAM_DB``: pid -> command line (NUL
+    separated, as every local user can read it in ``/proc/PID/cmdline``)."""
+    wanted = f"MWARE_IAM_DB={db_url}".encode()
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # gone, or another user's
+            continue
+        if wanted in environ.split(b"\0") and cmdline:
+            found[int(pid)] = cmdline
+    return found
+
+
 class MwareProcess:
     """One long-running ``mware-iam`` command; its stderr (the log) goes to a file."""
 

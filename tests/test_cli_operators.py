@@ -28,6 +28,8 @@ def test_add_list_remove(run: Cli, tmp_path: Path) -> None:  # noqa: F811
 
     again = run("operator", "add", "alice", "--key", _key("x"))
     assert again.exit_code == 4 and "already exists" in one_error_line(again)
+    taken = run("operator", "add", "carol", "--key-file", str(key_file))
+    assert taken.exit_code == 4 and "is operator 'bob''s already" in one_error_line(taken)
     assert run("operator", "remove", "alice").exit_code == 0
     assert "alice" not in run("operator", "list").stdout
     gone = run("operator", "remove", "alice")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.text import Text
 from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import Static
@@ -30,7 +31,7 @@ from tui.messages import EngineFailed
 from tui.screens.help import HelpScreen
 from tui.screens.users import UsersScreen
 from tui.widgets.header import describe_deployment
-from tui.widgets.user_detail import UserDetail
+from tui.widgets.user_detail import UserDetail, render_user, unwrapped_lines
 from tui.widgets.users_table import PageRequest, UsersTable
 
 DEPLOYMENT = "~/demo · SQLite mware-iam.db"
@@ -176,6 +177,30 @@ async def test_the_highlighted_user_shows_in_the_detail_pane(demo_iam: Iam) -> N
         assert "bob@example.com" in text and "alice@example.com" not in text
         assert "displayname   Bob Brown" in text
         assert "Roles (1): PRIMARY/admins" in text
+
+
+async def test_the_detail_pane_fits_each_user_it_shows(demo_iam: Iam) -> None:
+    """A user of as many lines is repainted without a layout: the pane must still fit the
+    text of every user as they come (more lines, fewer, wrapped at 80 columns)."""
+    app = users_console(demo_iam)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        body = app.screen.query_one("#detail-body", Static)
+        for _ in range(demo_iam.identity.count_users("PRIMARY")):
+            text = app.screen.query_one(UserDetail)
+            lines = unwrapped_lines(render_user(text.user, text.roles, text.provisioning,
+                                                text.federated), body.content_size.width)
+            if lines is not None:
+                assert body.size.height == lines, detail_text(app)
+            await pilot.press("down")
+            await settle(pilot)
+
+
+def test_unwrapped_lines_counts_lines_that_fit() -> None:
+    assert unwrapped_lines(Text("ab\ncd"), 2) == 2
+    assert unwrapped_lines(Text("abc\ncd"), 2) is None  # wraps: the height is not known
+    assert unwrapped_lines(Text("日本"), 3) is None  # two cells per character
+    assert unwrapped_lines(Text("x"), 0) is None
 
 
 async def test_help_lists_the_bindings_and_q_quits(demo_iam: Iam) -> None:

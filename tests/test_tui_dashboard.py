@@ -230,3 +230,30 @@ def test_snapshot_dashboard_no_color_80x24(snap_compare: Any, quiet_iam: Iam,
 def test_snapshot_dashboard_16_colours_120x40(snap_compare: Any, quiet_iam: Iam) -> None:
     app = console(quiet_iam, demo_status(), theme="ansi-dark")
     assert snap_compare(app, terminal_size=(120, 40), run_before=_history)
+
+
+async def test_the_palette_lists_the_operators_and_who_is_connected(quiet_iam: Iam) -> None:
+    import asyncssh
+    from textual.message import Message
+
+    from core.configfile.operators import add
+    from core.operators import SESSIONS_FILE, Operator, path_in
+    from tests.test_tui_shell import palette
+    from tests.tui_helpers import notices, until
+
+    def key(comment: str) -> str:
+        k = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+        return f"{k.strip()} {comment}"
+
+    add(path_in(quiet_iam.home), Operator("alice", (key("alice@laptop"), key("alice@desk"))))
+    add(path_in(quiet_iam.home), Operator("bob", (key("bob@b"),), read_only=True))
+    (quiet_iam.home.path / SESSIONS_FILE).write_text('[{"operator": "alice"}]')
+    seen: list[Message] = []
+    async with console(quiet_iam, FixedStatus([([], [])])).run_test(
+            size=(120, 40), message_hook=seen.append) as pilot:
+        await settle(pilot)
+        await palette(pilot, "show the operators")
+        shown = await until(pilot, lambda: [n for n in notices(seen) if "bob" in n],
+                            "the operators to be listed")
+    assert shown[0].splitlines()[:2] == ["alice (connected): alice@laptop, alice@desk",
+                                         "bob (read-only): bob@b"]

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,6 +31,7 @@ from core.identity.events import Initiator
 from core.provisioning.outbox import JobState
 from tests.conftest import FAST_ARGON2
 from tests.peers import free_port
+from tests.processes import console_processes
 from tests.provisioning_helpers import connect, drain
 from tests.tui_helpers import FixedStatus, notices, settle, target, until
 from tui.app import MwareConsole
@@ -369,13 +370,31 @@ def test_web_refuses_a_busy_port_and_activity_without_demo(tmp_path: Path) -> No
     assert result.exit_code == 2 and "--activity only works with --demo" in result.output
 
 
+def test_web_refuses_to_listen_beyond_loopback(tmp_path: Path) -> None:
+    """textual-serve has no login: only the machine's own users may reach the console."""
+    for host in ("0.0.0.0", "::", "192.0.2.7", "example.com", ""):
+        result = CliRunner().invoke(cli, ["--home", str(tmp_path / "h"), "web", "--host",
+                                          host])
+        assert result.exit_code == 2, (host, result.output)
+        assert "not a loopback address" in result.output and "ssh-serve" in result.output
+    assert not (tmp_path / "h").exists()  # refused before anything was opened
+    with socket.socket() as busy:  # a loopback address other than the default is taken
+        busy.bind(("127.0.0.2", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["--home", str(tmp_path / "h"), "web", "--host",
+                                          "127.0.0.2", "--port", str(port)])
+    assert result.exit_code == 2 and f"127.0.0.2:{port} is in use" in result.output
+
+
 def test_web_serves_the_console_on_loopback(tmp_path: Path) -> None:
     port = free_port()
     script = Path(sys.executable).with_name("mware-iam")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MWARE_IAM_")}
-    process = subprocess.Popen([str(script), "--home", str(tmp_path / "h"), "web", "--port",
-                                str(port)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, env=env)
+    db = f"sqlite:///{tmp_path}/pa55word.db"  # a URL as secret as one with a password
+    process = subprocess.Popen([str(script), "--home", str(tmp_path / "h"), "--db", db, "web",
+                                "--port", str(port)], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         page = None
         deadline = time.monotonic() + 30  # a bound against a hang, not a speed assertion
@@ -386,15 +405,23 @@ def test_web_serves_the_console_on_loopback(tmp_path: Path) -> None:
                 time.sleep(0.2)
         assert page is not None and page.status_code == 200, process.poll()
         assert "MWARE IAM" in page.text
-        screen = asyncio.run(_browser_session(port))
+        consoles: dict[int, bytes] = {}
+        screen = asyncio.run(_browser_session(port, lambda: consoles.update(
+            console_processes(db))))
         assert b"Queue depth" in screen  # the dashboard, drawn for the browser
+        assert consoles  # the tab's console, given the URL in its environment
+        for cmdline in consoles.values():  # and not where `ps` shows it to every user
+            assert b"pa55word" not in cmdline and b"--db" not in cmdline, cmdline
+        assert (tmp_path / "pa55word.db").exists()
     finally:
         process.terminate()
         process.wait(10)
 
 
-async def _browser_session(port: int, seconds: float = 30.0) -> bytes:
-    """What a browser tab receives: textual-serve starts a console for the websocket."""
+async def _browser_session(port: int, on_dashboard: Callable[[], object],
+                           seconds: float = 30.0) -> bytes:
+    """What a browser tab receives: textual-serve starts a console for the websocket;
+    ``on_dashboard`` runs once the dashboard is drawn, while the tab's console runs."""
     import aiohttp  # textual-serve's own dependency
 
     received = b""
@@ -411,6 +438,8 @@ async def _browser_session(port: int, seconds: float = 30.0) -> bytes:
                 break
             data = message.data
             received += data if isinstance(data, bytes) else data.encode()
+        if b"Queue depth" in received:
+            on_dashboard()
     return received
 
 

@@ -2,17 +2,20 @@
 
 ``demo`` needs no deployment: it makes a throwaway one with local peers
 (``core.demo.deployment``). ``web`` serves the console through textual-serve (the
-optional ``web`` extra) on 127.0.0.1 only: every browser tab runs its own console process
-on the selected deployment (or on a demo one, with ``--demo``).
+optional ``web`` extra) on a loopback address only: every browser tab runs its own console
+process on the selected deployment (or on a demo one, with ``--demo``). textual-serve has
+no login, so anyone who reaches the port has the console; beyond this machine the console
+is served by ``mware-iam ssh-serve``, where each operator logs in with their key.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
+import os
 import shlex
 import socket
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -20,7 +23,9 @@ import click
 
 from core.cli.console import check_theme, console_options, require_terminal, scim_port_option
 from core.cli.context import CliState
+from core.console_process import console_argv
 from core.errors import InvalidInput, StoreUnavailable
+from core.home import DB_ENV
 
 if TYPE_CHECKING:
     from core.demo.deployment import Demo
@@ -84,16 +89,18 @@ def demo_header(env: Demo) -> str:
 
 
 @click.command("web")
-@click.option("--port", type=click.IntRange(1, 65535), default=WEB_PORT, show_default=True,
-              help=f"Port on {WEB_HOST} (the console is never served beyond this machine).")
+@click.option("--host", default=WEB_HOST, show_default=True,
+              help="A loopback address to listen on: the browser console has no login, so it "
+                   "is never served beyond this machine (use ssh-serve or an SSH tunnel).")
+@click.option("--port", type=click.IntRange(1, 65535), default=WEB_PORT, show_default=True)
 @click.option("--read-only", is_flag=True, help="Browse only: every write is disabled.")
 @click.option("--demo", "demo_mode", is_flag=True,
               help="Serve the demo deployment (as `mware-iam demo`) instead.")
 @_activity_option
 @console_options
 @click.pass_obj
-def web(state: CliState, port: int, read_only: bool, demo_mode: bool, activity: bool,
-        theme: str | None, no_workers: bool) -> None:
+def web(state: CliState, host: str, port: int, read_only: bool, demo_mode: bool,
+        activity: bool, theme: str | None, no_workers: bool) -> None:
     """Serve the console in a browser (needs the `web` extra: pip install 'mware-iam[web]')."""
     from tui.launch import browser_serving_available, serve_in_browser
 
@@ -103,27 +110,50 @@ def web(state: CliState, port: int, read_only: bool, demo_mode: bool, activity: 
     check_theme(theme)
     if activity and not demo_mode:
         raise InvalidInput("--activity only works with --demo")
-    _check_port(port)
+    _check_loopback(host)
+    _check_port(host, port)
     flags = [*(["--read-only"] if read_only else []), *(["--no-workers"] if no_workers else []),
              *(["--theme", theme] if theme else [])]
     with contextlib.ExitStack() as stack:
         if demo_mode:
-            env = stack.enter_context(_demo(activity))
-            selector = ["--home", str(env.home)]
+            home: str | None = str(stack.enter_context(_demo(activity)).home)
+            db = None
         else:
-            selector = [*(["--home", state.home] if state.home else []),
-                        *(["--db", state.db] if state.db else [])]
-        command = shlex.join([sys.executable, "-c", "from core.cli.main import main; main()",
-                              *selector, "tui", *flags])
-        click.echo(f"Serving the console on http://{WEB_HOST}:{port} (ctrl+c stops)")
+            home, db = state.home, state.db
+        # textual-serve hands each tab's console this process's environment: the URL goes
+        # there, never on the console's command line (core.console_process says why)
+        os.environ.pop(DB_ENV, None)
+        if db:
+            os.environ[DB_ENV] = db
+        command = shlex.join(console_argv(home, ["tui", *flags]))
+        click.echo(f"Serving the console on http://{_url_host(host)}:{port} (ctrl+c stops)")
         logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per demo request
-        serve_in_browser(command, WEB_HOST, port, "MWARE IAM")
+        serve_in_browser(command, host, port, "MWARE IAM")
 
 
-def _check_port(port: int) -> None:
-    with socket.socket() as sock:
+def _check_loopback(host: str) -> None:
+    """Refuse an address beyond this machine: nothing but the port guards the console."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise InvalidInput(
+            f"--host: {host!r} is not a loopback address; the browser console has no "
+            "operator login, so it listens on this machine only (127.0.0.1, ::1, localhost). "
+            "Serve operators elsewhere with `mware-iam ssh-serve` (each logs in with their "
+            "key), or reach this one through an SSH tunnel (ssh -L).")
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _check_port(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
         try:
-            sock.bind((WEB_HOST, port))
+            sock.bind((host, port))
         except OSError:
-            raise InvalidInput(f"--port: {WEB_HOST}:{port} is in use; choose another "
+            raise InvalidInput(f"--port: {_url_host(host)}:{port} is in use; choose another "
                                "port") from None

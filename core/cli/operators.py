@@ -8,9 +8,10 @@ import click
 
 from core.cli.context import CliState, json_option
 from core.cli.output import emit_json, table
+from core.configfile.operators import add, load, remove
 from core.errors import InvalidInput
 from core.home import Home
-from core.operators import Operator, add, load, path_in, remove
+from core.operators import Operator, path_in
 
 
 def operators_path() -> Path:

@@ -10,8 +10,9 @@ import click
 
 from core.cli.context import CliState
 from core.cli.serve import _configure_logging
+from core.configfile.operators import load
 from core.home import Home
-from core.operators import load, path_in
+from core.operators import path_in
 
 
 @click.command("ssh-serve")

@@ -4,7 +4,12 @@ Everything runs in one system-database transaction (the engine's writes join it)
 failure half-way leaves nothing written; each write still goes through the engine's own
 door (validation, events, audit). An error the engine raises is reported at the entry that
 caused it. Order: userstores, claims, roles, users, memberships, identity providers,
-applications (each may refer to the ones before it).
+applications (each may refer to the ones before it), operators.
+
+The operators live in ``operators.yaml`` in the home, not in the database
+(``core.configfile.operators``): their changes are audited in the transaction, and the
+file is written whole (renamed over) as its last step, once every other write has
+succeeded and before the commit; a dry run or a failure leaves it as it was.
 
 The file is not the whole truth: objects it does not name are left alone. What it names is
 made to match: for users, the claims listed are set (others untouched) and, when ``roles``
@@ -19,15 +24,19 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from core import audit
 from core.apps import Application
 from core.claims import LocalClaim
 from core.configfile.deployment import claim_mappings
 from core.configfile.errors import ConfigInvalid, Reporter, YamlPath
+from core.configfile.operators import load as load_operators
+from core.configfile.operators import save as save_operators
 from core.configfile.plan import Plan
 from core.errors import IamError, NotFound
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.idps import IdentityProvider
+from core.operators import Operator, path_in
 from core.userstores.router import StoreDefinition
 
 #: How many members of one role are compared when a role lists its members exactly.
@@ -47,6 +56,7 @@ def apply_plan(iam: Iam, plan: Plan, initiator: Initiator, report: Reporter,
             applier.run(plan)
             if dry_run:
                 raise _DryRun
+            applier.save_operators()
     except BaseException as exc:
         # The rollback undid the writes; the caches read during them must forget them too.
         iam.stores.load()
@@ -68,6 +78,8 @@ class _Applier:
         self.initiator = initiator
         self.report = report
         self.lines: list[str] = []
+        #: The operators' store as the file makes it, when the file changes it.
+        self.operators: list[Operator] | None = None
 
     @contextlib.contextmanager
     def _at(self, path: YamlPath, what: str) -> Iterator[None]:
@@ -91,6 +103,7 @@ class _Applier:
         self._memberships(plan)
         self._identity_providers(plan)
         self._applications(plan)
+        self._operators(plan)
 
     # ------------------------------------------------------------------ config objects
     def _userstores(self, plan: Plan) -> None:
@@ -157,6 +170,33 @@ class _Applier:
             with self._at(p.path, what):
                 self.iam.save_app(self.initiator, new)
             self._line("+" if cur is None else "~", what, _changed(cur, new) if cur else None)
+
+    def _operators(self, plan: Plan) -> None:
+        if not plan.operators:
+            return
+        current = load_operators(path_in(self.iam.home))
+        wanted = list(current)
+        for p in plan.operators:
+            cur = next((o for o in current if o.name == p.name), None)
+            new = p.operator(cur)
+            if new == cur:
+                continue
+            if cur is None:
+                wanted.append(new)
+            else:
+                wanted[wanted.index(cur)] = new
+            with self.iam.db.transaction() as conn:
+                audit.record(conn, self.initiator,
+                             "operator.add" if cur is None else "operator.update", p.name,
+                             {"keys": len(new.keys), "read_only": new.read_only})
+            self._line("+" if cur is None else "~", f"operator {p.name}",
+                       _changed(cur, new) if cur else None)
+        if wanted != current:
+            self.operators = wanted
+
+    def save_operators(self) -> None:
+        if self.operators is not None:
+            save_operators(path_in(self.iam.home), self.operators)
 
     # ------------------------------------------------------------------ roles and users
     def _roles(self, plan: Plan) -> None:

@@ -11,12 +11,14 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from core.claims import DEFAULT_LOCAL_CLAIMS, ClaimCatalog, LocalClaim
+from core.configfile.operators import load as load_operators
 from core.errors import IamError, NotFound
 from core.iam import Iam
 from core.identity import internal_roles
 from core.identity.events import RESIDENT_APPLICATION
 from core.idps import IdentityProvider
 from core.names import PRIMARY, QualifiedName
+from core.operators import Operator, path_in
 from core.schema import claim_attribute_mappings
 
 
@@ -72,6 +74,10 @@ class Deployment:
 
     def has_idp(self, name: str) -> bool:
         return self.iam is None or self.idp(name) is not None
+
+    def operators(self) -> list[Operator]:
+        """The console's operators (none offline: the file is checked on its own)."""
+        return load_operators(path_in(self.iam.home)) if self.iam else []
 
     def claim(self, name: str) -> LocalClaim | None:
         """A local claim by URI or short name; None when unknown (offline: not built in)."""

@@ -19,11 +19,13 @@ from core import __version__
 from core.apps import Application
 from core.claims import DEFAULT_LOCAL_CLAIMS, USERNAME, ClaimCatalog, LocalClaim
 from core.configfile.deployment import claim_mappings
+from core.configfile.operators import load as load_operators
 from core.configfile.refs import reference_for
 from core.errors import IamError
 from core.iam import Iam
 from core.idps import ConnectorConfig, IdentityProvider, JitConfig
 from core.names import PRIMARY
+from core.operators import Operator, path_in
 from core.properties import PropertySpec
 from core.secrets import SecretValue
 from core.userstores.definitions import STORE_TYPES, StoreDefinition, exported_value
@@ -42,6 +44,7 @@ def export_config(iam: Iam, include_users: bool = False) -> str:
         "users": _users(iam, catalog) if include_users else [],
         "identity_providers": [_idp(catalog, iam.get_idp(n)) for n in iam.idp_names()],
         "applications": [_app(iam.get_app(n)) for n in iam.app_names()],
+        "operators": [_operator(o) for o in load_operators(path_in(iam.home))],
     }
     header = (f"# mware-iam {__version__} configuration export. Secrets are references "
               "(${env:NAME}); set them\n# in the environment before applying this file "
@@ -63,6 +66,14 @@ class _Dumper(yaml.SafeDumper):
 def _non_default(specs: Sequence[PropertySpec], values: Mapping[str, Any]) -> dict[str, Any]:
     defaults = {s.name: s.default for s in specs}
     return {k: v for k, v in values.items() if v is not None and v != defaults.get(k)}
+
+
+def _operator(o: Operator) -> dict[str, Any]:
+    """Public keys are no secret: written as they are."""
+    out: dict[str, Any] = {"name": o.name, "keys": list(o.keys)}
+    if o.read_only:
+        out["read_only"] = True
+    return out
 
 
 def _userstore(d: StoreDefinition) -> dict[str, Any]:

@@ -15,13 +15,22 @@ from __future__ import annotations
 import datetime
 import types
 import typing
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, PlainValidator, StringConstraints, ValidationError
+from annotated_types import Len
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    PlainValidator,
+    StringConstraints,
+    ValidationError,
+)
 
 from core.configfile.errors import Reporter, YamlPath
+from core.operators import key_problem, name_problem
 
 
 def _single_value(value: Any) -> Any:
@@ -137,6 +146,24 @@ class ApplicationEntry(_Entry):
     outbound: list[OutboundEntry] | None = None
 
 
+def _checked(problem: Callable[[str], str | None]) -> AfterValidator:
+    def check(value: str) -> str:
+        if (text := problem(value)) is not None:
+            raise ValueError(text)
+        return value
+
+    return AfterValidator(check)
+
+
+class OperatorEntry(_Entry):
+    """Who may open the console over SSH (``core.configfile.operators`` checks the rest:
+    a name given twice, a key held by two operators)."""
+
+    name: Annotated[str, _checked(name_problem)]
+    keys: Annotated[list[Annotated[str, _checked(key_problem)]], Len(min_length=1)]
+    read_only: bool | None = None
+
+
 #: Section -> (entry model, the key that names an entry), in the order they are applied.
 SECTIONS: dict[str, tuple[type[_Entry], str]] = {
     "userstores": (UserstoreEntry, "domain"),
@@ -145,6 +172,7 @@ SECTIONS: dict[str, tuple[type[_Entry], str]] = {
     "users": (UserEntry, "username"),
     "identity_providers": (IdentityProviderEntry, "name"),
     "applications": (ApplicationEntry, "name"),
+    "operators": (OperatorEntry, "name"),
 }
 
 E = TypeVar("E", bound=_Entry)
@@ -170,6 +198,7 @@ class ConfigFile:
     users: list[Located[UserEntry]] = field(default_factory=list)
     identity_providers: list[Located[IdentityProviderEntry]] = field(default_factory=list)
     applications: list[Located[ApplicationEntry]] = field(default_factory=list)
+    operators: list[Located[OperatorEntry]] = field(default_factory=list)
     unparsed_names: dict[str, set[str]] = field(default_factory=dict)
 
 
@@ -256,6 +285,8 @@ def _message(err: Any, model: type[_Entry], loc: list[Hashable]) -> str:
         owner = _model_at(model, loc[:-1])
         known = ", ".join(owner.model_fields) if owner else ""
         return f"unknown key {name!r}" + (f" (expected one of: {known})" if known else "")
+    if kind == "too_short":  # a list
+        return f"{name}: give at least one" if isinstance(name, str) else "give at least one"
     if kind == "string_too_short":
         return f"{name} must not be empty" if isinstance(name, str) else "must not be empty"
     where = f"{name}: " if isinstance(name, str) else ""

@@ -30,6 +30,7 @@ from core.configfile.model import (
     UserEntry,
     UserstoreEntry,
 )
+from core.configfile.operators import OperatorPlan, plan_operators
 from core.errors import InvalidInput
 from core.idps import (
     JIT_SCHEMES,
@@ -83,6 +84,7 @@ class Plan:
     users: list[UserPlan] = field(default_factory=list)
     identity_providers: list[Planned] = field(default_factory=list)
     applications: list[Planned] = field(default_factory=list)
+    operators: list[OperatorPlan] = field(default_factory=list)
 
 
 def _given(**values: Any) -> dict[str, Any]:
@@ -103,6 +105,8 @@ class ConfigPlanner(Checker):
                                           self._idp, "identity provider"),
             applications=self._each("applications", c.applications, self._app,
                                     "application"),
+            operators=plan_operators(c.operators, self.report,
+                                     self.dep.operators() if c.operators else []),
         )
 
     def _each(self, section: str, entries: list[Located[Any]],

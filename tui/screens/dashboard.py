@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
@@ -25,13 +25,14 @@ from textual.widgets import DataTable, Sparkline, Static
 from textual.worker import Worker, WorkerState
 
 from core.iam import Iam
-from core.operators import connected
+from core.operators import Operator, connected, path_in
 from core.provisioning.outbox import AttemptSummary
 from core.provisioning.status import TargetStatus
 from tui.engine_errors import OneAtATime
 from tui.formatting import OPERATIONS, clock, count, millis, one_line
 from tui.messages import JobAttempted
 from tui.screens.base import CONSOLE_ADMIN, ConsoleHost, ConsoleScreen, StatusSource
+from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.fitted_table import FittedTable
 
 REFRESH_SECONDS = 1.0
@@ -138,6 +139,23 @@ def counts_line(status: TargetStatus) -> str:
             f"dead {count(status.dead)}")
 
 
+def operators_text(operators: Sequence[Operator], connected_now: set[str]) -> str:
+    """One line per operator: name, read-only, connected, and their keys' comments."""
+    if not operators:
+        return ("No operators: nobody can open the console over SSH. Add one with "
+                "`mware-iam operator add NAME --key-file KEY.pub` or an operators: section "
+                "in the configuration file.")
+    lines = []
+    for o in operators:
+        marks = [*(["read-only"] if o.read_only else []),
+                 *(["connected"] if o.name in connected_now else [])]
+        keys = ", ".join(k.split(maxsplit=2)[2] if len(k.split()) > 2 else k.split()[0]
+                         for k in o.keys)
+        lines.append(f"{o.name}{' (' + ', '.join(marks) + ')' if marks else ''}: {keys}")
+    return "\n".join(lines) + "\n\nChanged with `mware-iam operator add|remove` or " \
+        "`config apply`."
+
+
 def summary_line(statuses: Sequence[TargetStatus]) -> str:
     depth = sum(s.queued + s.in_flight + s.retrying for s in statuses)
     dead = sum(s.dead for s in statuses)
@@ -208,7 +226,7 @@ class ActivityFeed(FittedTable):
         return self.job_of.get(key) if key is not None else None
 
 
-class DashboardScreen(ConsoleScreen):
+class DashboardScreen(CallsEngine, ConsoleScreen):
     DEFAULT_CSS = """
     DashboardScreen #dash-summary {
         height: 1;
@@ -411,6 +429,24 @@ class DashboardScreen(ConsoleScreen):
             summary_line(message.statuses) + paused + self._connected())
         self.query_one(ActivityFeed).show(message.activity)
         self._reads.done()
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Show the operators",
+                            "Who may open the console over SSH, and who is connected now",
+                            self._show_operators)
+
+    def _show_operators(self) -> None:
+        def read() -> list[Operator]:
+            from core.configfile.operators import load
+
+            return load(path_in(self.iam.home))
+
+        self.call_engine("Reading the operators", read, self._operators_read)
+
+    def _operators_read(self, operators: list[Operator]) -> None:
+        now = set(connected(self.iam.home))
+        self.notify(operators_text(operators, now), title="Operators (mware-iam ssh-serve)",
+                    timeout=20)
 
     def _connected(self) -> str:
         """Who has the console open over SSH (``mware-iam ssh-serve``'s sessions)."""

@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Static
+from textual.worker import Worker, WorkerState
 
 from core.claims import USERNAME
 from core.iam import Iam
@@ -56,6 +58,8 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
         self.roles: list[str] | None = None
         self.provisioning: list[Mapping] | None = None
         self.federated: list[str] = []
+        #: ``unwrapped_lines`` of the text shown.
+        self._shape: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(render_user(None, None), id="detail-body")
@@ -76,12 +80,18 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
             self._read_provisioning(self.user.qualified_name)
 
     def show(self, user: UserView | None, again: bool = False) -> None:
-        """Show ``user``; ``again`` reads its roles and provisioning even if it is shown."""
+        """Show ``user``; ``again`` reads its roles and provisioning even if it is shown.
+
+        The pane is drawn once per user, when its roles arrive (a few milliseconds), not
+        first with "loading" and then again: each drawing of the pane is a layout of the
+        whole screen, and moving down a list is one per key (``bench/console.py``)."""
         if user == self.user and not again:
             return
-        self.user, self.roles, self.provisioning = user, None, None
-        self._refresh_body()
-        if user is not None:
+        self.user = user
+        if user is None:
+            self.roles, self.provisioning, self.federated = None, None, []
+            self._refresh_body()
+        else:
             self._fetch_roles(user)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="user-roles",
@@ -104,6 +114,12 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
             self.provisioning = message.provisioning
             self._refresh_body()
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        super().on_worker_state_changed(event)  # reports the error
+        if event.state is WorkerState.ERROR and event.worker.group == "user-roles":
+            self.roles, self.provisioning, self.federated = None, None, []
+            self._refresh_body()  # the user without roles; the error is reported
+
     @on(RolesLoaded)
     def _show_roles(self, message: RolesLoaded) -> None:
         if self.user is not None and message.user == self.user.qualified_name:
@@ -113,8 +129,21 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
             self._refresh_body()
 
     def _refresh_body(self) -> None:
-        self.query_one("#detail-body", Static).update(
-            render_user(self.user, self.roles, self.provisioning, self.federated))
+        body = self.query_one("#detail-body", Static)
+        text = render_user(self.user, self.roles, self.provisioning, self.federated)
+        shape = unwrapped_lines(text, body.content_size.width)
+        # The same number of lines, none wrapped: the pane keeps its size, so it is
+        # repainted without a layout of the whole screen (moving from user to user).
+        body.update(text, layout=shape is None or shape != self._shape)
+        self._shape = shape
+
+
+def unwrapped_lines(text: Text, width: int) -> int | None:
+    """How many lines ``text`` takes at ``width`` cells, or None when one would wrap."""
+    lines = text.plain.split("\n")
+    if width <= 0 or any(cell_len(line) > width for line in lines):
+        return None
+    return len(lines)
 
 
 def render_user(user: UserView | None, roles: Sequence[str] | None,
