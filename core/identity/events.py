@@ -54,14 +54,22 @@ class Face(StrEnum):
 #: Set by ``mware-iam ssh-serve`` in each session's console: the operator's name.
 OPERATOR_ENV = "MWARE_IAM_OPERATOR"
 _VIA = {"ssh": "SSH", "terminal": "a local terminal"}
+#: The actor of a JIT login is ``jit:<identity provider>``.
+JIT_ACTOR_PREFIX = "jit:"
+#: The audit action of a JIT login (one row a login, whatever it changed).
+JIT_LOGIN_ACTION = "jit.login"
 
 
-def describe_actor(actor: str, face: str) -> str:
-    """The actor as a person reads it: ``console operator alice via SSH``; other actors
+def describe_actor(actor: str, face: str, application: str = RESIDENT_APPLICATION) -> str:
+    """The actor as a person reads it: ``console operator alice via SSH``, ``JIT login
+    through application hr-portal via identity provider corp-sso``; other actors
     (``os:root``, ``app:hr-portal``) unchanged."""
     if actor.startswith("operator:") and "@" in actor:
         name, _, channel = actor.removeprefix("operator:").rpartition("@")
         return f"{face} operator {name} via {_VIA.get(channel, channel)}"
+    if actor.startswith(JIT_ACTOR_PREFIX):
+        return (f"JIT login through application {application} via identity provider "
+                f"{actor.removeprefix(JIT_ACTOR_PREFIX)}")
     return actor
 
 
@@ -111,7 +119,8 @@ class Initiator:
 
     @classmethod
     def jit_login(cls, application: str, idp: str) -> Initiator:
-        return cls(actor=f"jit:{idp}", face=Face.JIT, application=application, jit=True)
+        return cls(actor=f"{JIT_ACTOR_PREFIX}{idp}", face=Face.JIT, application=application,
+                   jit=True)
 
 
 #: Sends that wait for the commit of the write being made: set (to a list) by the identity

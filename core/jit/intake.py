@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from core import audit
 from core.errors import InvalidInput, NotFound, OperationRefused
-from core.identity.events import Initiator
+from core.identity.events import JIT_LOGIN_ACTION, Initiator, describe_actor
 from core.identity.service import UserView
 from core.idps import Federation, IdentityProvider
 from core.jit import associations
@@ -50,10 +50,6 @@ class JitResult:
     def to_json(self) -> dict[str, Any]:
         return {"user": self.user, "id": self.id, "created": self.created,
                 "associated": self.associated}
-
-
-def describe(initiator: Initiator, idp: str) -> str:
-    return f"JIT login through application {initiator.application} via identity provider {idp}"
 
 
 class JitIntake:
@@ -127,8 +123,9 @@ class JitIntake:
         try:
             with self.iam.db.transaction() as conn:
                 result = self._apply(conn, initiator, idp, login)
-                audit.record(conn, initiator, "jit.login", result.user, {
-                    "initiator": describe(initiator, idp.name), "subject": login.subject,
+                audit.record(conn, initiator, JIT_LOGIN_ACTION, result.user, {
+                    "initiator": describe_actor(initiator.actor, initiator.face,
+                                                initiator.application), "subject": login.subject,
                     "created": result.created, "associated": result.associated,
                     "changed": list(result.changed)})
                 return result
