@@ -83,13 +83,15 @@ def jit_jobs(sqlite_iam: Iam, scim_peer: str) -> Iam:
     return sqlite_iam
 
 
-async def test_the_dashboard_marks_the_jobs_of_jit_logins(jit_jobs: Iam) -> None:
+async def test_the_dashboard_marks_the_jobs_of_jit_logins_and_shows_the_logins(
+        jit_jobs: Iam) -> None:
     app = dashboard(jit_jobs, jit_jobs.provisioning)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         feed = app.screen.query_one(ActivityFeed)
-        rows = {str(feed.get_row(key)[3]): str(feed.get_row(key)[2]) for key in feed.rows}
-        assert rows == {"PRIMARY/yan": "JIT upsert user", "PRIMARY/xena": "upsert user"}
+        rows = {(str(feed.get_row(key)[3]), str(feed.get_row(key)[2])) for key in feed.rows}
+        assert rows == {("PRIMARY/yan", "JIT upsert user"), ("PRIMARY/xena", "upsert user"),
+                        ("PRIMARY/yan", "JIT login")}  # the login itself, from the audit
 
 
 async def test_simulate_a_login_through_the_sandbox_idp(demo: Iam) -> None:  # noqa: F811

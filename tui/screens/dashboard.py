@@ -1,7 +1,9 @@
-"""The dashboard: a card per provisioning target, the queue depth, and recent activity.
+"""The dashboard: a card per provisioning target, the queue depth, and recent activity
+(attempts and JIT logins).
 
 Live: once a second a thread worker reads ``iam.provisioning.status()`` and the latest
-attempts; the reply updates the cards and the feed in place, by target and by attempt.
+attempts with the latest ``jit.login`` audit rows; the reply updates the cards and the
+feed in place, by target and by attempt or login.
 When the console runs its own workers, every finished attempt (``JobAttempted``) asks for
 a read at once. One read runs at a time; a request meanwhile is folded into the next.
 """
@@ -24,7 +26,9 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Sparkline, Static
 from textual.worker import Worker, WorkerState
 
+from core.audit import AuditEntry
 from core.iam import Iam
+from core.identity.events import JIT_ACTOR_PREFIX, JIT_LOGIN_ACTION
 from core.operators import connected
 from core.provisioning.outbox import AttemptSummary
 from core.provisioning.status import TargetStatus
@@ -50,6 +54,7 @@ STATE_MARKS = {"healthy": "●", "retrying": "◐", "quarantined": "✖", "throt
 class StatusRead(Message):
     statuses: list[TargetStatus]
     activity: list[AttemptSummary]
+    logins: list[AuditEntry]
 
 
 class ThroughputHistory:
@@ -150,18 +155,19 @@ def summary_line(statuses: Sequence[TargetStatus]) -> str:
 
 
 class _Order(str):
-    """A feed cell that sorts by attempt number, newest first."""
+    """A feed cell that sorts by time, then by attempt or audit row number."""
 
-    order: int
+    order: tuple[float, int, int]
 
-    def __new__(cls, text: str, order: int) -> _Order:
+    def __new__(cls, text: str, order: tuple[float, int, int]) -> _Order:
         cell = super().__new__(cls, text)
         cell.order = order
         return cell
 
 
 class ActivityFeed(MovingTable[str]):
-    """The latest attempts, newest on top; rows keyed by attempt number."""
+    """The latest attempts and JIT logins, newest on top; rows keyed by attempt number
+    (``login:<audit row>`` for a login, which has no job)."""
 
     #: Fixed widths: the feed never re-measures while rows stream in.
     WIDTHS = {"Time": 8, "Target": 20, "Operation": 11, "Name": 16, "Outcome": 9,
@@ -180,21 +186,21 @@ class ActivityFeed(MovingTable[str]):
         for label, width in self.WIDTHS.items():
             self.add_column(label, key=label, width=width)
 
-    def show(self, attempts: Sequence[AttemptSummary]) -> None:
-        wanted = {str(a.pk): a for a in attempts}
+    def show(self, attempts: Sequence[AttemptSummary],
+             logins: Sequence[AuditEntry] = ()) -> None:
+        wanted: dict[str, AttemptSummary | AuditEntry] = {
+            **{str(a.pk): a for a in attempts}, **{f"login:{e.pk}": e for e in logins}}
         stale = [key for key in self.rows if key.value not in wanted]
-        new = [a for key, a in wanted.items() if key not in self.rows]
+        new = {key: row for key, row in wanted.items() if key not in self.rows}
         if not stale and not new:
             return
         keep = self._highlighted_key() if self.cursor_row > 0 else None
         for key in stale:
             self.remove_row(key)
-        for a in new:
-            operation = ("JIT " if a.jit else "") + OPERATIONS[a.operation]
-            self.add_row(_Order(clock(a.at), a.pk), a.target, operation,
-                         a.entity_name, a.outcome, str(a.status_code or ""),
-                         millis(a.duration_ms), key=str(a.pk))
-        self.sort("Time", key=lambda cell: -cell.order)
+        for name, row in new.items():
+            self.add_row(*(_attempt_cells(row) if isinstance(row, AttemptSummary)
+                           else _login_cells(row)), key=name)
+        self.sort("Time", key=lambda cell: cell.order, reverse=True)
         self.job_of = {str(a.pk): a.job_pk for a in attempts}
         if keep in self.job_of:  # reading down the feed: stay on the same attempt
             self.move_cursor(row=self.get_row_index(keep))
@@ -208,6 +214,22 @@ class ActivityFeed(MovingTable[str]):
     def highlighted_job(self) -> int | None:
         key = self._highlighted_key()
         return self.job_of.get(key) if key is not None else None
+
+
+def _attempt_cells(a: AttemptSummary) -> tuple[str, ...]:
+    operation = ("JIT " if a.jit else "") + OPERATIONS[a.operation]
+    return (_Order(clock(a.at), (a.at.timestamp(), 1, a.pk)), a.target, operation,
+            a.entity_name, a.outcome, str(a.status_code or ""), millis(a.duration_ms))
+
+
+def _login_cells(e: AuditEntry) -> tuple[str, ...]:
+    """A JIT login (its ``jit.login`` audit row): the identity provider, the user, and
+    whether the login created, linked or updated it."""
+    detail = e.detail
+    outcome = ("created" if detail.get("created") else "linked" if detail.get("associated")
+               else "updated" if detail.get("changed") else "signed in")
+    return (_Order(clock(e.at), (e.at.timestamp(), 0, e.pk)),
+            e.actor.removeprefix(JIT_ACTOR_PREFIX), "JIT login", e.target, outcome, "", "")
 
 
 class DashboardScreen(ConsoleScreen):
@@ -395,7 +417,8 @@ class DashboardScreen(ConsoleScreen):
     @work(thread=True, exit_on_error=False, group="dashboard-status",
           description="Reading the provisioning status")
     def _read(self) -> None:
-        self.post_message(StatusRead(self.source.status(), self.source.activity(FEED_ROWS)))
+        self.post_message(StatusRead(self.source.status(), self.source.activity(FEED_ROWS),
+                                     self.iam.audit_log(FEED_ROWS, JIT_LOGIN_ACTION)))
 
     @on(Worker.StateChanged)
     def _read_ended(self, event: Worker.StateChanged) -> None:
@@ -411,7 +434,7 @@ class DashboardScreen(ConsoleScreen):
         paused = " · PAUSED (p resumes)" if self.paused else ""
         self.query_one("#dash-summary", Static).update(
             summary_line(message.statuses) + paused + self._connected())
-        self.query_one(ActivityFeed).show(message.activity)
+        self.query_one(ActivityFeed).show(message.activity, message.logins)
         self._reads.done()
 
     def _connected(self) -> str:
