@@ -35,7 +35,27 @@ def idp_yaml(federation: str, jit: str = "{enabled: true}") -> str:
      issuer: sso.example.test
      audience: hr-portal
      jwks_uri: https://sso.example.test/jwks
-     """, 6, "issuer: expected a URL"),
+     """, 6, "issuer: 'sso.example.test' is not valid: expected a URL"),
+    ("""
+     protocol: oidc
+     issuer: https://sso.example.test
+     audience: hr-portal
+     jwks_uri: ftp://sso.example.test/jwks
+     """, 8, "jwks_uri: 'ftp://sso.example.test/jwks' is not valid: expected a URL starting "
+             "with https:// or http://"),
+    ("""
+     protocol: oidc
+     issuer: https://sso.example.test
+     audience: hr-portal
+     jwks_uri: https://me:s3cret@sso.example.test/jwks
+     """, 8, "jwks_uri: 'https://***@sso.example.test/jwks' is not valid: a URL must not "
+             "carry a user name or password"),
+    ("""
+     protocol: oidc
+     issuer: https://me:s3cret@sso.example.test
+     audience: hr-portal
+     jwks_uri: https://sso.example.test/jwks
+     """, 6, "issuer: 'https://***@sso.example.test' is not valid: a URL must not carry"),
     ("""
      protocol: oidc
      issuer: https://sso.example.test

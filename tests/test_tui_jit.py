@@ -38,7 +38,8 @@ async def test_the_form_edits_federation_and_attribute_sync(demo: Iam) -> None: 
         await replace_text(pilot, form.form.editor("fed-keys"), sso.jwks())
         await press(pilot, "ctrl+s")
         assert app.screen is form and demo.get_idp("corp-scim").federation is None
-        assert "issuer: expected a URL" in (form.general_error or "")
+        assert "issuer: 'not a url' is not valid: expected a URL" in (
+            form.general_error or "")
         await replace_text(pilot, form.form.editor("fed-issuer"), "https://sso.example.test")
         await press(pilot, "ctrl+s")
         idp = demo.get_idp("corp-scim")
