@@ -7,7 +7,6 @@ import dataclasses
 
 from core.errors import InvalidInput
 from core.idps import ATTRIBUTE_SYNC, FEDERATION_PROTOCOLS, Federation
-from core.jit.keys import normalize_pem, parse_certificate, parse_jwks
 from core.properties import PropertySpec, PropertyType, check
 
 #: The reference's schemes that need a login page (consent, password) we do not have.
@@ -29,6 +28,10 @@ def _url_problems(spec: PropertySpec, text: str) -> list[tuple[str, str]]:
 
 def federation_problems(fed: Federation) -> list[tuple[str, str]]:
     """Every problem of ``fed``, as (field, message)."""
+    # The key parsers (PyJWT, X.509) load here, not with the module: ``config validate``
+    # and ``apply`` of a deployment without federation settings never need them.
+    from core.jit.keys import parse_certificate, parse_jwks
+
     out: list[tuple[str, str]] = []
     if fed.protocol not in FEDERATION_PROTOCOLS:
         return [("protocol", f"protocol: expected one of {', '.join(FEDERATION_PROTOCOLS)}, "
@@ -86,6 +89,8 @@ def federation_of_fields(protocol: str, issuer: str, audience: str, keys: str,
     PEM certificate. Raises InvalidInput with every problem."""
     if not protocol:
         return None
+    from core.jit.keys import normalize_pem  # see federation_problems
+
     text = keys.strip()
     given: dict[str, str] = {}
     if text.startswith("{"):
