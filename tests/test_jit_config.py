@@ -111,6 +111,7 @@ def test_jit_mistakes_and_the_prompt_scheme_warning(tmp_path: Path) -> None:
 def test_federation_exports_and_applies_back(iam: Iam, tmp_path: Path) -> None:
     admin = Initiator.admin()
     sso = SandboxIdp.create()
+    certificate = sso.certificate()  # once: a certificate made a second later differs
     path = write(tmp_path, textwrap.dedent(f"""
         identity_providers:
           - name: corp-sso
@@ -128,7 +129,7 @@ def test_federation_exports_and_applies_back(iam: Iam, tmp_path: Path) -> None:
               issuer: urn:example:idp
               audience: hr-portal
               certificate: |
-        """) + textwrap.indent(sso.certificate(), " " * 8))
+        """) + textwrap.indent(certificate, " " * 8))
     assert validate_file(path) == []
     assert apply_file(iam, path, admin)
     fed = iam.get_idp("corp-sso").federation
@@ -138,7 +139,7 @@ def test_federation_exports_and_applies_back(iam: Iam, tmp_path: Path) -> None:
     assert iam.get_idp("corp-sso").jit.attribute_sync == "preserve_local"
     saml = iam.get_idp("saml-sso").federation
     assert saml is not None and saml.certificate is not None
-    assert saml.certificate.strip() == sso.certificate().strip()
+    assert saml.certificate.strip() == certificate.strip()
     exported = write(tmp_path, export_config(iam), "export.yaml")
     assert validate_file(exported, iam) == []
     assert apply_file(iam, exported, admin) == []
