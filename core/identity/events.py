@@ -73,6 +73,14 @@ def describe_actor(actor: str, face: str, application: str = RESIDENT_APPLICATIO
     return actor
 
 
+def _os_user() -> str:
+    """The OS user running this process ("unknown" where the system cannot say)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 @dataclass(frozen=True)
 class Initiator:
     """Who asked for a write, from which face, on behalf of which application."""
@@ -91,11 +99,7 @@ class Initiator:
     @classmethod
     def admin(cls, face: Face = Face.CLI) -> Initiator:
         """The administrator at this terminal (the OS user), through the resident app."""
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = "unknown"
-        return cls(actor=f"os:{user}", face=face)
+        return cls(actor=f"os:{_os_user()}", face=face)
 
     @classmethod
     def console_operator(cls) -> Initiator:
@@ -107,11 +111,7 @@ class Initiator:
         name = os.environ.get(OPERATOR_ENV)
         if name:
             return cls(actor=f"operator:{name}@ssh", face=Face.CONSOLE)
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = "unknown"
-        return cls(actor=f"operator:{user}@terminal", face=Face.CONSOLE)
+        return cls(actor=f"operator:{_os_user()}@terminal", face=Face.CONSOLE)
 
     @classmethod
     def application_client(cls, application: str) -> Initiator:
