@@ -268,7 +268,8 @@ def test_serve_answers_health_and_status_and_provisions(tmp_path: Path, scim_pee
         wait_until(lambda: "serving http" in proc.log() or proc.process.poll() is not None,
                    30, "serve to listen")
         health = httpx.get(f"{origin}/health", timeout=5)
-        assert (health.status_code, health.json()) == (200, {"status": "ok"})
+        assert (health.status_code, health.json()) == (
+            200, {"status": "ok", "process": proc.process.pid})
         mware("--home", str(home), "user", "add", "pat", "--no-password")
         wait_until(lambda: peer_total(scim_peer) == 1, 15, "pat at the peer")
         wait_until(lambda: httpx.get(f"{origin}/status", timeout=5).json()["targets"][0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -108,7 +109,8 @@ def test_a_keep_alive_connection_serves_requests_within_the_limits(
         for _ in range(2):
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             answer = sock.recv(65536)
-            assert status_of(answer) == 200 and answer.endswith(b'{"status": "ok"}')
+            assert status_of(answer) == 200
+            assert answer.endswith(b'{"status": "ok", "process": %d}' % os.getpid())
             time.sleep(LIMIT_SECONDS * 1.5)  # idle between requests is keep-alive's (5 s)
 
 
@@ -146,6 +148,9 @@ async def test_status_needs_an_application_token_unless_over_loopback(
                               [(b"authorization", b"Bearer " + token.encode())])
     assert status == 200 and body == {"targets": []}
     assert (await call(app, "/health", public))[0] == 200  # health stays open
+    assert await call(app, "/ready", public) == (200, {"status": "ready"})  # so does ready
+    status, body = await call(app, "/metrics", public)
+    assert status == 401 and "GET /metrics needs an application token" in body["error"]
 
 
 # ---------------------------------------------------------------- logs

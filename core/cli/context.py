@@ -57,6 +57,14 @@ def current_iam() -> Iam:
     return state.iam
 
 
+def close_iam() -> None:
+    """Close the deployment opened for this command (the next ``current_iam`` reopens
+    it): ``serve --processes`` forks with no connection open."""
+    state = click.get_current_context().find_object(CliState)
+    if state is not None:
+        state.close()
+
+
 def admin() -> Initiator:
     """Writes from the CLI are the OS user's, through the resident application."""
     return Initiator.admin(Face.CLI)

@@ -2,20 +2,23 @@
 
 Both run a provisioning worker pool until SIGINT or SIGTERM, then let the jobs in flight
 finish and exit 0 (``core/http/server.py``). ``serve`` also answers HTTP on host:port: the
-SCIM API, ``GET /health`` and ``GET /status`` (``core/http/app.py``). These commands only
-turn their options into that call.
+SCIM API, ``GET /health``, ``GET /ready`` and ``GET /status`` (``core/http/app.py``), in
+one process or, with ``--processes N``, in N forked ones under a supervising parent
+(``core/http/supervisor.py``). These commands only turn their options into those calls.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from core.cli.context import current_iam
+from core.cli.context import close_iam, current_iam
 from core.http.server import listen, run_on_uvloop, run_until_signalled
+from core.http.supervisor import Supervisor, metrics_dir
 from core.identity.events import Face, Initiator
 from core.inbound import Limits
 
@@ -28,7 +31,8 @@ def _configure_logging() -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    for noisy in ("httpx", "httpcore"):  # a line per request: the job lines say enough
+    # a line per request (the job lines say enough), or per migration check at each start
+    for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -75,12 +79,16 @@ def worker(capacity: int, poll: float) -> None:
               show_default=True, help="Most resources one SCIM list or search returns.")
 @click.option("--scim-max-bytes", type=click.IntRange(1024), default=Limits.max_payload_bytes,
               show_default=True, help="Largest SCIM request body (Bulk included); more: 413.")
+@click.option("--processes", type=click.IntRange(1, 256), default=None,
+              help="Serving processes on the one port, each with its own provisioning "
+                   "workers; a crashed one is restarted. Default: the number of cores on "
+                   "PostgreSQL or MariaDB, 1 on SQLite (one writer at a time).")
 @_pool_options
 def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, scim_rate: float,
-          scim_burst: int, scim_max_results: int, scim_max_bytes: int, capacity: int,
-          poll: float) -> None:
-    """Serve the inbound SCIM 2.0 API (/scim2), GET /health and GET /status, and run
-    provisioning workers.
+          scim_burst: int, scim_max_results: int, scim_max_bytes: int,
+          processes: int | None, capacity: int, poll: float) -> None:
+    """Serve the inbound SCIM 2.0 API (/scim2), GET /health, GET /ready and GET /status,
+    and run provisioning workers, in one process or --processes N on the one port.
 
     SCIM clients authenticate as an application (`mware-iam app token APP`): with
     'Authorization: Bearer TOKEN', or HTTP Basic with the application's name and a token.
@@ -91,7 +99,8 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, scim_
         raise click.UsageError("--tls-cert and --tls-key go together")
     tls = (tls_cert, tls_key) if tls_cert and tls_key else None
     iam = current_iam()
-    sock = listen(host, port)
+    processes = processes or (1 if iam.db.dialect == "sqlite" else os.cpu_count() or 1)
+    sock = listen(host, port, reuse_port=processes > 1, listening=processes == 1)
     _configure_logging()
     from core.configfile.files import seed_sample
 
@@ -101,4 +110,23 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, scim_
     limits = Limits(rate=scim_rate, burst=scim_burst, max_results=scim_max_results,
                     max_payload_bytes=scim_max_bytes,
                     default_count=min(Limits.default_count, scim_max_results))
-    run_on_uvloop(run_until_signalled(iam, capacity, poll, sock, tls, limits))
+    if processes == 1:
+        run_on_uvloop(run_until_signalled(iam, capacity, poll, sock, tls, limits))
+        return
+    host, port = sock.getsockname()[:2]  # port 0: the one the kernel chose, for all
+
+    def child() -> None:
+        child_iam = current_iam()  # its own connections (the parent's were closed)
+        try:
+            run_on_uvloop(run_until_signalled(
+                child_iam, capacity, poll, listen(host, port, reuse_port=True), tls, limits))
+        finally:
+            close_iam()
+
+    metrics_dir(iam.home.path)
+    close_iam()  # no connection may be shared by the forked processes
+    log.info("listening on %s:%d with %d processes", host, port, processes)
+    try:
+        Supervisor(processes, child).run()
+    finally:
+        sock.close()

@@ -69,8 +69,14 @@ def http_server(iam: Iam, tls: tuple[str, str] | None = None,
                                  **uvicorn_settings()))
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port, or one clear error (port in use, bad host)."""
+def listen(host: str, port: int, reuse_port: bool = False, listening: bool = True
+           ) -> socket.socket:
+    """A listening socket on host:port, or one clear error (port in use, bad host).
+
+    ``reuse_port``: other sockets with the option may bind the same address (the
+    processes of ``serve --processes``); ``listening=False`` only binds it (the parent
+    of those processes keeps the port without taking connections).
+    """
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
@@ -79,8 +85,11 @@ def listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-        sock.listen(128)
+        if listening:
+            sock.listen(128)
     except OSError as exc:
         sock.close()
         hint = {errno.EADDRINUSE: "; another process listens there: choose another --port",
@@ -138,7 +147,7 @@ async def _serve_http(iam: Iam, sock: socket.socket, stop: asyncio.Event,
 
     watcher = asyncio.create_task(stop_when_told())
     scheme = "https" if tls else "http"
-    log.info("serving %s://%s:%d (SCIM 2.0 at %s, GET /health, GET /status)", scheme, host,
+    log.info("serving %s://%s:%d (SCIM 2.0 at %s, GET /health, /ready, /status)", scheme, host,
              port, MOUNT)
     try:
         await server.serve(sockets=[sock])

@@ -39,7 +39,7 @@ from scim2_server.routing import Operation
 from core.claims import SCIM_DIALECT
 from core.errors import IamError
 from core.inbound import Limits
-from core.inbound.ratelimit import TokenBuckets
+from core.inbound.ratelimit import SharedTokenBuckets
 from core.inbound.resources import ResourceMapper
 from core.inbound.schemas import build_provider, mapped_paths, stored_types
 from core.inbound.service import IamScimService
@@ -52,6 +52,9 @@ log = logging.getLogger("mware_iam.scim")
 
 #: How often a write without If-Match that lost a race to another write is served again.
 RACE_RETRIES = 5
+
+#: The application rate buckets' file in the home (``ratelimit.SharedTokenBuckets``).
+BUCKETS_FILE = "ratelimit.buckets"
 
 Scope = dict[str, Any]
 _HEADER_UNSAFE = {c: f"%{c:02X}" for c in [*range(0x20), 0x7F]}
@@ -84,7 +87,9 @@ class ScimApplication(ASGIApplication):
                                            iam.db.transaction)
         self.handler = InThreadHandler(ScimHandler(self.service, self.scim_storage),
                                        self._lane)
-        self.buckets = TokenBuckets(self.limits.rate, self.limits.burst)
+        #: One bucket per application for every ``serve`` process of this home.
+        self.buckets = SharedTokenBuckets(self.limits.rate, self.limits.burst,
+                                          iam.home.path / BUCKETS_FILE)
         #: Revoking a token takes effect here within TOKEN_CACHE_SECONDS.
         self.tokens: TokenCache[Client] = TokenCache()
         #: Requests on a userstore in SQLite (with the system database in SQLite too) run
@@ -98,6 +103,7 @@ class ScimApplication(ASGIApplication):
     def close(self) -> None:
         """Stop the thread of the embedded lane (the requests in it finish first)."""
         self._embedded_lane.shutdown()
+        self.buckets.close()
 
     def _lane(self, request: ScimRequest) -> ThreadPoolExecutor | None:
         """The executor of a request (None: the event loop's shared pool)."""

@@ -29,6 +29,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import aliased
@@ -161,6 +162,24 @@ class WrittenFlag:
         return written
 
 
+#: The PostgreSQL channel a transaction that makes a job runnable notifies (at its commit:
+#: a rolled-back job wakes nobody); worker pools LISTEN on it (``listener.py``).
+CHANNEL = "mware_iam_jobs"
+_NOTIFY = text(f"NOTIFY {CHANNEL}")
+_NOTIFIED = "mware_iam_notified"
+
+
+def announce(conn: Connection) -> None:
+    """On PostgreSQL, NOTIFY the worker pools when this transaction commits (once per
+    transaction, however many jobs it writes); elsewhere they poll."""
+    if conn.dialect.name != "postgresql":
+        return
+    transaction = conn.get_transaction()
+    if conn.info.get(_NOTIFIED) is not transaction:
+        conn.execute(_NOTIFY)
+        conn.info[_NOTIFIED] = transaction
+
+
 def enqueue(
     conn: Connection, spec: JobSpec, application: str, jit: bool = False,
     blocking: bool = False, fresh: bool = False, written: WrittenFlag | None = None,
@@ -172,6 +191,7 @@ def enqueue(
     """
     if written is not None:
         written.set()
+    announce(conn)
     now = _now()
     if spec.operation in COALESCING and not fresh:
         row = conn.execute(select(prov_jobs.c.pk, prov_jobs.c.payload).where(
@@ -483,6 +503,7 @@ def reschedule(conn: Connection, pks: Sequence[int]) -> int:
                                JobState.CANCELLED.value]),
     ).values(state=JobState.PENDING.value, next_attempt_at=now,
              round_base=prov_jobs.c.attempts, round_started=now, updated=now))
+    announce(conn)
     return int(result.rowcount)
 
 
@@ -519,6 +540,7 @@ def release_held(conn: Connection, target: str, approved_by: str) -> int:
         conn.execute(_RELEASE, [{"job_pk": pk, "approved": {**payload,
                                                             "approved": approved_by},
                                  "now": _now()} for pk, payload in held])
+        announce(conn)
     return len(held)
 
 

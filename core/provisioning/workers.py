@@ -4,8 +4,9 @@ Network work runs in the loop, one task per job. Database work runs in the pool'
 database thread, in steps: each step records every attempt that ended since the last one
 and leases new jobs in one transaction, then reads what those need in another. Batching
 keeps the database cost per job low, and a single writer per process means its writes
-never wait for each other (SQLite has one writer at a time). Jobs written by any process
-are picked up within ``poll_seconds``; jobs written in this process wake the pool at once.
+never wait for each other (SQLite has one writer at a time). Jobs written in this process
+wake the pool at once; on PostgreSQL so do jobs written by any process (LISTEN/NOTIFY,
+``listener.py``), elsewhere they are picked up within ``poll_seconds``.
 A quarantined or throttled target gets no jobs until its probe time, then one; with no job
 to send, a quarantined target's probe is a connection test, so the breaker's state stays true
 with an empty queue. When a target's breaker closes, its retrying jobs run at once instead of
@@ -36,6 +37,7 @@ from core.identity.events import IdentityEvent, Phase
 from core.provisioning import breaker, executor, outbox
 from core.provisioning.executor import Outcome, Prepared
 from core.provisioning.host import Host
+from core.provisioning.listener import LISTENING_POLL_SECONDS, JobListener
 from core.provisioning.outbox import Job, JobState
 from core.provisioning.schedule import CHECK_SECONDS, run_schedule
 from core.provisioning.target_clients import TargetRuntime
@@ -107,19 +109,28 @@ class WorkerPool:
         stopping = asyncio.create_task(stop.wait())
         stopping.add_done_callback(lambda _: wake.set())
         scheduled = asyncio.create_task(run_schedule(self.host, stop, self.schedule_seconds))
+        listener = JobListener(self.host.db.engine, self.wake) \
+            if self.host.db.dialect == "postgresql" else None
+        if listener is not None:
+            listener.start()
         try:
             while not stop.is_set():
                 await self._step(running, claim=True)
                 if self._finished and not running:
                     continue  # jobs with nothing to send: record them right away
                 # woken by new work, a job that ended (``_perform``), or ``stop``
+                poll = self.poll_seconds
+                if listener is not None and listener.listening.is_set():
+                    poll = max(poll, LISTENING_POLL_SECONDS)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.poll_seconds)
+                    await asyncio.wait_for(wake.wait(), poll)
                 wake.clear()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
             await self._step(running, claim=False)
         finally:
+            if listener is not None:
+                await asyncio.to_thread(listener.close)
             stopping.cancel()
             scheduled.cancel()  # a run in its thread ends on its own
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,302 @@
+"""Scale-out on PostgreSQL (issue 19): ``serve --processes 2`` vs ``--processes 1``, and 2
+``mware-iam worker`` processes vs 1, side by side in one run.
+
+(a) inbound: two ``serve`` deployments, each on its own fresh PostgreSQL database, one
+    with ``--processes 1`` and one with ``--processes 2``; the load of
+    ``scim_inbound.py`` (POST /Users, GET by userName filter, PATCH; ``--concurrency``
+    clients) against each in turn, AB then BA, several rounds. Server CPU per request:
+    the serving processes (the parent and its children) plus every PostgreSQL backend of
+    the machine during the phase (other sessions' queries land there too: an upper bound).
+    Targets: 2 / 1 requests/s >= 1.6 for GET by filter and >= 1.4 for POST.
+(b) outbound: N users imported into a deployment whose resident application provisions
+    to ``sleepy_peer.py`` (an asyncio process answering every request after a fixed
+    20 ms at almost no CPU), the jobs run by 1 or 2 ``mware-iam worker`` processes
+    (``provisioning.py``'s (d) run, the connector's concurrency split between them: the
+    peer's sleep, not its CPU, bounds nothing at that concurrency). Jobs/s = N / (first
+    job written to last acknowledged); CPU per job: this process's import and the
+    workers. Target: 2 / 1 jobs/s >= 1.5. Rounds alternate which goes first.
+
+    .venv/bin/python bench/scale_out.py --rounds 3 --requests 300 --users 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import scim_inbound
+from common import machine_facts, process_cpu, table
+from provisioning import Run, ours_processes, system_db
+from scim_inbound import OPERATIONS, Phase, our_server, throughput
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from connectors.sandbox.peers import free_port, wait_until_answering  # noqa: E402
+from core.home import DB_ENV  # noqa: E402
+from tests.servers import database_url  # noqa: E402
+
+RESULTS = Path(__file__).with_name("scale_out_RESULTS.md")
+ONE, TWO = "1 process", "2 processes"
+TARGETS = {"POST": 1.4, "GET filter": 1.6}
+JOBS_TARGET = 1.5
+
+
+# ---------------------------------------------------------------- CPU
+def _comm(pid: int | str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _postmasters() -> list[int]:
+    """The machine's PostgreSQL servers: ``postgres`` processes whose parent is not one."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _comm(entry.name) == "postgres":
+            with contextlib.suppress(OSError):
+                parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                if _comm(parent) != "postgres":
+                    found.append(int(entry.name))
+    return found
+
+
+def served_cpu(pid: int) -> float:
+    """CPU seconds of a ``serve`` process with its children, and of the machine's
+    PostgreSQL servers with their backends, live and ended (``process_cpu``): what a
+    request costs on the server side, database included."""
+    return process_cpu(pid) + sum(process_cpu(p) for p in _postmasters())
+
+
+# ---------------------------------------------------------------- (a) inbound
+@contextlib.contextmanager
+def serving(
+    work: Path, concurrency: int, processes: int, name: str
+) -> Iterator[scim_inbound.Server]:
+    """``serve --processes N`` on a home of its own, on a fresh PostgreSQL database."""
+    with database_url("postgresql", str(work)) as url:
+        os.environ[DB_ENV] = url  # read by add_clients and by the serve it starts
+        try:
+            with our_server(
+                work / name.replace(" ", "-"),
+                concurrency,
+                name=name,
+                extra=("--processes", str(processes), "--scim-rate", "0"),
+            ) as server:
+                time.sleep(5)  # every child listening (/health answered for the first)
+                yield server
+        finally:
+            os.environ.pop(DB_ENV, None)  # the other server set its own meanwhile
+
+
+def inbound(work: Path, rounds: int, requests: int, concurrency: int) -> list[tuple[int, Phase]]:
+    scim_inbound.process_cpu = served_cpu  # the phases' server CPU: see served_cpu
+    with serving(work, concurrency, 1, ONE) as one, serving(work, concurrency, 2, TWO) as two:
+        return asyncio.run(throughput([one, two], rounds, requests, concurrency))
+
+
+def inbound_report(phases: list[tuple[int, Phase]]) -> tuple[str, dict[str, float]]:
+    by = {(n, p.operation, p.server): p for n, p in phases}
+    rounds = sorted({n for n, _ in phases})
+    rows, medians = [], {}
+    for operation in OPERATIONS:
+        ratios = [by[(n, operation, TWO)].rate / by[(n, operation, ONE)].rate for n in rounds]
+        medians[operation] = statistics.median(ratios)
+
+        def med(server: str, what: str, op: str = operation) -> float:
+            phases_of = [by[(n, op, server)] for n in rounds]
+            if what == "rate":
+                return statistics.median(p.rate for p in phases_of)
+            return statistics.median(p.server_cpu * 1000 / p.requests for p in phases_of)
+
+        target = TARGETS.get(operation)
+        verdict = (
+            "recorded"
+            if target is None
+            else ("pass" if medians[operation] >= target else "**not met**")
+        )
+        rows.append(
+            [
+                operation,
+                f"{med(ONE, 'rate'):.1f}",
+                f"{med(TWO, 'rate'):.1f}",
+                f"**{medians[operation]:.2f}** ({min(ratios):.2f} to {max(ratios):.2f})",
+                f"{med(ONE, 'cpu'):.2f} / {med(TWO, 'cpu'):.2f}",
+                f">= {target}" if target else "-",
+                verdict,
+            ]
+        )
+    return table(
+        [
+            "operation",
+            "1 process req/s",
+            "2 processes req/s",
+            "2 / 1 req/s: median (spread)",
+            "server+PG CPU ms/req 1 / 2",
+            "target",
+            "",
+        ],
+        rows,
+    ), medians
+
+
+# ---------------------------------------------------------------- (b) outbound
+@contextlib.contextmanager
+def sleepy_peer(sleep_ms: float) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/scim/v2"
+    with tempfile.TemporaryFile() as log:
+        peer = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("sleepy_peer.py")),
+                "--port",
+                str(port),
+                "--sleep-ms",
+                str(sleep_ms),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            wait_until_answering(peer, f"{base}/Users", log, "sleepy peer", 30)
+            yield base, peer.pid
+        finally:
+            peer.terminate()
+            peer.wait(10)
+
+
+def outbound(
+    work: Path, rounds: int, users: int, concurrency: int, sleep_ms: float
+) -> list[tuple[int, int, Run]]:
+    runs = []
+    with sleepy_peer(sleep_ms) as (base, peer_pid):
+        for number in range(1, rounds + 1):
+            for processes in (1, 2) if number % 2 else (2, 1):
+                where = work / f"out-{number}-{processes}"
+                where.mkdir()
+                peer = process_cpu(peer_pid)
+                with system_db("postgresql", where):
+                    run = ours_processes(base, users, concurrency, where, processes)
+                peer_ms = (process_cpu(peer_pid) - peer) * 1000 / users
+                runs.append((number, processes, dataclasses.replace(run, peer_cpu_ms=peer_ms)))
+                print(
+                    f"round {number} {processes} worker process(es): {run.rate:7.1f} jobs/s, "
+                    f"{run.cpu_ms:.2f} CPU ms/job, peer {peer_ms:.3f}",
+                    flush=True,
+                )
+    return runs
+
+
+def outbound_report(runs: list[tuple[int, int, Run]]) -> tuple[str, float]:
+    by = {(n, k): r for n, k, r in runs}
+    rounds = sorted({n for n, _, _ in runs})
+    ratios = [by[(n, 2)].rate / by[(n, 1)].rate for n in rounds]
+    rows = [
+        [
+            n,
+            f"{by[(n, 1)].rate:.1f}",
+            f"{by[(n, 2)].rate:.1f}",
+            f"{ratio:.2f}",
+            f"{by[(n, 1)].cpu_ms:.2f} / {by[(n, 2)].cpu_ms:.2f}",
+            f"{by[(n, 1)].peer_cpu_ms:.3f} / {by[(n, 2)].peer_cpu_ms:.3f}",
+        ]
+        for n, ratio in zip(rounds, ratios, strict=True)
+    ]
+    median = statistics.median(ratios)
+    rows.append(
+        [
+            "median",
+            f"{statistics.median(by[(n, 1)].rate for n in rounds):.1f}",
+            f"{statistics.median(by[(n, 2)].rate for n in rounds):.1f}",
+            f"**{median:.2f}** ({min(ratios):.2f} to {max(ratios):.2f})",
+            f"{statistics.median(by[(n, 1)].cpu_ms or 0 for n in rounds):.2f} / "
+            f"{statistics.median(by[(n, 2)].cpu_ms or 0 for n in rounds):.2f}",
+            "",
+        ]
+    )
+    return table(
+        [
+            "round",
+            "1 worker jobs/s",
+            "2 workers jobs/s",
+            "2 / 1",
+            "CPU ms/job 1 / 2 (import + workers)",
+            "peer CPU ms/job 1 / 2",
+        ],
+        rows,
+    ), median
+
+
+# ---------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=300,
+        help="inbound requests per operation, per server, per round",
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="inbound clients")
+    parser.add_argument("--users", type=int, default=2000, help="outbound jobs per run")
+    parser.add_argument(
+        "--outbound-concurrency",
+        type=int,
+        default=32,
+        help="the connector's concurrency (split between the workers)",
+    )
+    parser.add_argument("--sleep-ms", type=float, default=20.0)
+    parser.add_argument("--skip", choices=("inbound", "outbound"), default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    facts = machine_facts()
+    print(facts, flush=True)
+    load = os.getloadavg()
+    sections = [
+        f"# Scale-out on PostgreSQL (issue 19)\n\n{facts}; load average at start "
+        f"{load[0]:.1f}.\n\n    .venv/bin/python bench/scale_out.py "
+        + " ".join(sys.argv[1:])
+        + "\n"
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.skip != "inbound":
+            phases = inbound(work, args.rounds, args.requests, args.concurrency)
+            text, _ = inbound_report(phases)
+            sections.append(
+                f"## (a) serve --processes 2 vs 1, {args.concurrency} clients, "
+                f"{args.rounds} rounds of {args.requests} requests per "
+                f"operation\n\n{text}\n"
+            )
+            print(text, flush=True)
+        if args.skip != "outbound":
+            runs = outbound(work, args.rounds, args.users, args.outbound_concurrency, args.sleep_ms)
+            text, _ = outbound_report(runs)
+            sections.append(
+                f"## (b) 2 worker processes vs 1, {args.users} users to a peer "
+                f"sleeping {args.sleep_ms:g} ms per request, connector "
+                f"concurrency {args.outbound_concurrency} (split)\n\n{text}\n"
+            )
+            print(text, flush=True)
+    sections.append(f"Load average at the end: {os.getloadavg()[0]:.1f}.\n")
+    notes = ""
+    if args.out.exists() and scim_inbound.NOTES in args.out.read_text():
+        notes = args.out.read_text().split(scim_inbound.NOTES, 1)[1]
+    args.out.write_text("\n".join(sections) + f"\n{scim_inbound.NOTES}{notes}")
+
+
+if __name__ == "__main__":
+    main()
