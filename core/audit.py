@@ -23,6 +23,8 @@ class AuditEntry:
     action: str
     target: str
     detail: Mapping[str, Any]
+    #: The row's number: later rows have higher ones.
+    pk: int = 0
 
 
 class Initiator(Protocol):
@@ -71,6 +73,6 @@ def read(
         q = q.where(audit_log.c.target == target)
     return [
         AuditEntry(r["at"], r["actor"], r["face"], r["application"], r["action"], r["target"],
-                   r["detail"])
+                   r["detail"], r["pk"])
         for r in conn.execute(q).mappings()
     ]

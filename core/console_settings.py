@@ -7,8 +7,9 @@ ignored (the console starts with its defaults) rather than stopping the console.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from core.files import write_private
 
 FILE_NAME = "console.json"
 
@@ -24,8 +25,4 @@ def saved_theme(path: Path) -> str | None:
 
 def save_theme(path: Path, theme: str) -> None:
     """Write the file whole (renamed over the old one), mode 0600."""
-    tmp = path.with_name(f".{FILE_NAME}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump({"theme": theme}, out)
-    os.replace(tmp, path)
+    write_private(path, json.dumps({"theme": theme}))

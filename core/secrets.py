@@ -15,6 +15,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 
 from core.errors import InvalidInput
+from core.files import write_private
 
 KEY_ENV = "MWARE_IAM_SECRET_KEY"
 MASK = "********"
@@ -48,9 +49,10 @@ class SecretBox:
             return cls(key_file.read_bytes().strip())
         key = Fernet.generate_key()
         key_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key)
+        try:
+            write_private(key_file, key, replace=False)
+        except FileExistsError:  # another process made it meanwhile: use theirs
+            return cls(key_file.read_bytes().strip())
         return cls(key)
 
     def encrypt(self, value: str) -> str:

@@ -25,6 +25,11 @@ def test_sandbox_login_through_the_cli(run: Cli, tmp_path: Path) -> None:  # noq
                             "--token-file", str(path)).output)
     assert (out["user"], out["created"]) == ("PRIMARY/dana", True)
     assert "corp-sso: dana" in run.ok("user", "show", "PRIMARY/dana").output
+    by = "JIT login through application hr-portal via identity provider corp-sso"
+    logins = json.loads(run.ok("audit", "--action", "jit.login", "--json").output)["items"]
+    assert [(e["by"], e["actor"], e["target"]) for e in logins] == [
+        (by, "jit:corp-sso", "PRIMARY/dana")]
+    assert by in run.ok("audit", "--target", "PRIMARY/dana").output  # every row of it
     shown = json.loads(run.ok("user", "show", "PRIMARY/dana", "--json").output)
     assert shown["federated"] == ["corp-sso: dana"]
     path.write_text(token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"))

@@ -35,7 +35,27 @@ def idp_yaml(federation: str, jit: str = "{enabled: true}") -> str:
      issuer: sso.example.test
      audience: hr-portal
      jwks_uri: https://sso.example.test/jwks
-     """, 6, "issuer: expected a URL"),
+     """, 6, "issuer: 'sso.example.test' is not valid: expected a URL"),
+    ("""
+     protocol: oidc
+     issuer: https://sso.example.test
+     audience: hr-portal
+     jwks_uri: ftp://sso.example.test/jwks
+     """, 8, "jwks_uri: 'ftp://sso.example.test/jwks' is not valid: expected a URL starting "
+             "with https:// or http://"),
+    ("""
+     protocol: oidc
+     issuer: https://sso.example.test
+     audience: hr-portal
+     jwks_uri: https://me:s3cret@sso.example.test/jwks
+     """, 8, "jwks_uri: 'https://***@sso.example.test/jwks' is not valid: a URL must not "
+             "carry a user name or password"),
+    ("""
+     protocol: oidc
+     issuer: https://me:s3cret@sso.example.test
+     audience: hr-portal
+     jwks_uri: https://sso.example.test/jwks
+     """, 6, "issuer: 'https://***@sso.example.test' is not valid: a URL must not carry"),
     ("""
      protocol: oidc
      issuer: https://sso.example.test
@@ -91,6 +111,7 @@ def test_jit_mistakes_and_the_prompt_scheme_warning(tmp_path: Path) -> None:
 def test_federation_exports_and_applies_back(iam: Iam, tmp_path: Path) -> None:
     admin = Initiator.admin()
     sso = SandboxIdp.create()
+    certificate = sso.certificate()  # once: a certificate made a second later differs
     path = write(tmp_path, textwrap.dedent(f"""
         identity_providers:
           - name: corp-sso
@@ -108,7 +129,7 @@ def test_federation_exports_and_applies_back(iam: Iam, tmp_path: Path) -> None:
               issuer: urn:example:idp
               audience: hr-portal
               certificate: |
-        """) + textwrap.indent(sso.certificate(), " " * 8))
+        """) + textwrap.indent(certificate, " " * 8))
     assert validate_file(path) == []
     assert apply_file(iam, path, admin)
     fed = iam.get_idp("corp-sso").federation
@@ -118,7 +139,7 @@ def test_federation_exports_and_applies_back(iam: Iam, tmp_path: Path) -> None:
     assert iam.get_idp("corp-sso").jit.attribute_sync == "preserve_local"
     saml = iam.get_idp("saml-sso").federation
     assert saml is not None and saml.certificate is not None
-    assert saml.certificate.strip() == sso.certificate().strip()
+    assert saml.certificate.strip() == certificate.strip()
     exported = write(tmp_path, export_config(iam), "export.yaml")
     assert validate_file(exported, iam) == []
     assert apply_file(iam, exported, admin) == []

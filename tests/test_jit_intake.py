@@ -265,3 +265,29 @@ def test_the_application_rate_limit_applies(sqlite_iam: Iam, sso: SandboxIdp) ->
         assert [jit.oidc().status_code for _ in range(3)] == [201, 200, 429]
         limited = jit.oidc()
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+
+
+def test_keys_and_certificates_are_parsed_once_not_per_login(
+        sqlite_iam: Iam, sso: SandboxIdp, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.jit import intake, keys
+    made: list[str] = []
+
+    def parse_certificate(pem: str) -> object:
+        made.append("certificate")
+        return keys.parse_certificate(pem)
+
+    def key_set(jwks: str | None, jwks_uri: str | None) -> keys.KeySet:
+        made.append("key set")
+        return keys.KeySet(jwks, jwks_uri)
+
+    monkeypatch.setattr(intake, "parse_certificate", parse_certificate)
+    monkeypatch.setattr(intake, "KeySet", key_set)
+    for protocol in ("saml2", "oidc"):
+        configure(sqlite_iam, sso, protocol)
+        fed = sqlite_iam.get_idp(IDP).federation
+        assert fed is not None
+        logins = intake.JitIntake(sqlite_iam)
+        for name in ("carol", "dave", "erin"):
+            result = logins.login(APP, IDP, sso.login_body(fed, f"{name}-{protocol}", {}))
+            assert result.created
+    assert made == ["certificate", "key set"]

@@ -17,6 +17,9 @@ from textual.widgets import Sparkline, Static
 
 from core.iam import Iam
 from core.identity.events import Initiator
+from core.idps import IdentityProvider, JitConfig
+from core.jit.intake import JitIntake
+from core.jit.sandbox import SandboxIdp
 from core.provisioning.outbox import Job, JobState, Operation
 from tests.conftest import FAST_ARGON2
 from tests.provisioning_helpers import connect, drain
@@ -131,6 +134,37 @@ async def test_targets_come_and_go_and_the_feed_keeps_its_rows(quiet_iam: Iam) -
         assert list(cards(app)) == ["a:scim2"] and cards(app)["a:scim2"] is a_card
         assert shown_keys(feed) == ["2"]
         assert not app.screen.query_one("#no-targets").display
+
+
+async def test_the_feed_shows_jit_logins_from_the_audit(quiet_iam: Iam) -> None:
+    sso = SandboxIdp.create()
+    quiet_iam.save_idp(Initiator.admin(), IdentityProvider(
+        name="corp-sso", federation=sso.federation("oidc", "hr-portal"),
+        jit=JitConfig(enabled=True)))
+    intake = JitIntake(quiet_iam)
+
+    def login(sub: str, username: str) -> None:
+        token = sso.id_token("hr-portal", {"sub": sub, "preferred_username": username})
+        intake.login("hr-portal", "corp-sso", {"id_token": token})
+
+    login("s-1", "alice")
+    source = FixedStatus([([target("a:scim2")], [attempt(1, "a:scim2", "PRIMARY/x")])])
+    app = console(quiet_iam, source)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        feed = app.screen.query_one(ActivityFeed)
+        first = quiet_iam.audit_log(1, "jit.login")[0].pk
+        assert shown_keys(feed) == [f"login:{first}", "1"]  # the login is the newer
+        assert [str(cell) for cell in feed.get_row(f"login:{first}")[1:5]] == [
+            "corp-sso", "JIT login", "PRIMARY/alice", "created"]
+        login("s-1", "alice")
+        await read(pilot)
+        second = quiet_iam.audit_log(1, "jit.login")[0].pk
+        assert shown_keys(feed) == [f"login:{second}", f"login:{first}", "1"]
+        assert str(feed.get_row(f"login:{second}")[4]) == "signed in"
+        await pilot.press("enter")  # a login has no job: the dashboard stays
+        await settle(pilot)
+        assert isinstance(app.screen, DashboardScreen)
 
 
 async def test_no_target_says_so(quiet_iam: Iam) -> None:

@@ -38,7 +38,8 @@ async def test_the_form_edits_federation_and_attribute_sync(demo: Iam) -> None: 
         await replace_text(pilot, form.form.editor("fed-keys"), sso.jwks())
         await press(pilot, "ctrl+s")
         assert app.screen is form and demo.get_idp("corp-scim").federation is None
-        assert "issuer: expected a URL" in (form.general_error or "")
+        assert "issuer: 'not a url' is not valid: expected a URL" in (
+            form.general_error or "")
         await replace_text(pilot, form.form.editor("fed-issuer"), "https://sso.example.test")
         await press(pilot, "ctrl+s")
         idp = demo.get_idp("corp-scim")
@@ -83,13 +84,15 @@ def jit_jobs(sqlite_iam: Iam, scim_peer: str) -> Iam:
     return sqlite_iam
 
 
-async def test_the_dashboard_marks_the_jobs_of_jit_logins(jit_jobs: Iam) -> None:
+async def test_the_dashboard_marks_the_jobs_of_jit_logins_and_shows_the_logins(
+        jit_jobs: Iam) -> None:
     app = dashboard(jit_jobs, jit_jobs.provisioning)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         feed = app.screen.query_one(ActivityFeed)
-        rows = {str(feed.get_row(key)[3]): str(feed.get_row(key)[2]) for key in feed.rows}
-        assert rows == {"PRIMARY/yan": "JIT upsert user", "PRIMARY/xena": "upsert user"}
+        rows = {(str(feed.get_row(key)[3]), str(feed.get_row(key)[2])) for key in feed.rows}
+        assert rows == {("PRIMARY/yan", "JIT upsert user"), ("PRIMARY/xena", "upsert user"),
+                        ("PRIMARY/yan", "JIT login")}  # the login itself, from the audit
 
 
 async def test_simulate_a_login_through_the_sandbox_idp(demo: Iam) -> None:  # noqa: F811

@@ -22,11 +22,12 @@ def audit(limit: int, action: str | None, target: str | None, as_json: bool) -> 
     entries = current_iam().audit_log(limit, action, target)
     if as_json:
         emit_json({"items": [{"at": e.at, "actor": e.actor,
-                              "by": describe_actor(e.actor, e.face), "face": e.face,
+                              "by": describe_actor(e.actor, e.face, e.application), "face": e.face,
                               "application": e.application, "action": e.action,
                               "target": e.target, "detail": e.detail} for e in entries]})
         return
     table(["at", "actor", "face", "application", "action", "target", "detail"],
-          [[e.at, describe_actor(e.actor, e.face), e.face, e.application, e.action, e.target,
+          [[e.at, describe_actor(e.actor, e.face, e.application), e.face, e.application,
+            e.action, e.target,
             json.dumps(e.detail, separators=(",", ":"), sort_keys=True) if e.detail else ""]
            for e in entries], "no audit entries")

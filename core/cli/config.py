@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import click
 from core.cli.context import current_iam
 from core.cli.output import echo, note
 from core.errors import InvalidInput
+from core.files import write_private
 from core.identity.events import Face, Initiator
 
 EXIT_INVALID = InvalidInput.exit_code
@@ -95,17 +94,7 @@ def export(with_users: bool, output: Path | None) -> None:
 
 def write_atomically(path: Path, text: str) -> None:
     """Replace ``path`` in one step: a crash leaves the old file or the new, never half."""
-    directory = path.resolve().parent
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+        write_private(path, text)
     except OSError as exc:
-        raise InvalidInput(f"{path}: cannot be written: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise InvalidInput(f"{path}: cannot be written: {exc.strerror}") from exc

@@ -49,6 +49,7 @@ from core.apps import OutboundTarget
 from core.configfile.files import seed_sample
 from core.demo.sso import FederatedLogins, configure_corp_sso
 from core.errors import IamError
+from core.files import write_private
 from core.http.thread import scim_thread
 from core.iam import Iam
 from core.identity.events import Face, Initiator
@@ -150,8 +151,7 @@ def demo_deployment(activity: bool = False, *, peer_port: int | None = PEER_PORT
         if scim_port is not None:
             scim_url = stack.enter_context(scim_thread(iam, scim_port))
             token_file = home / f"{ACTOR_APP}.token"
-            token_file.touch(mode=0o600)
-            token_file.write_text(iam.issue_token(Initiator.admin(Face.CONFIG), ACTOR_APP))
+            write_private(token_file, iam.issue_token(Initiator.admin(Face.CONFIG), ACTOR_APP))
         generator = None
         if activity:
             generator = ActivityGenerator(iam, proxy, tick=tick, seed=seed,
@@ -298,8 +298,7 @@ def google_target(iam: Iam, home: Path, app: str, provisioning_role: str,
     sandbox.start()
     try:
         key_file = home / "google-service-account.pem"
-        key_file.touch(mode=0o600)
-        key_file.write_text(sandbox.private_key_pem)
+        write_private(key_file, sandbox.private_key_pem)
         initiator = Initiator.admin(Face.CONFIG)
         props = {k: v for k, v in sandbox.properties().items() if k != "google_prov_private_key"}
         iam.save_idp(initiator, IdentityProvider(

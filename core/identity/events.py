@@ -54,15 +54,31 @@ class Face(StrEnum):
 #: Set by ``mware-iam ssh-serve`` in each session's console: the operator's name.
 OPERATOR_ENV = "MWARE_IAM_OPERATOR"
 _VIA = {"ssh": "SSH", "terminal": "a local terminal"}
+#: The actor of a JIT login is ``jit:<identity provider>``.
+JIT_ACTOR_PREFIX = "jit:"
+#: The audit action of a JIT login (one row a login, whatever it changed).
+JIT_LOGIN_ACTION = "jit.login"
 
 
-def describe_actor(actor: str, face: str) -> str:
-    """The actor as a person reads it: ``console operator alice via SSH``; other actors
+def describe_actor(actor: str, face: str, application: str = RESIDENT_APPLICATION) -> str:
+    """The actor as a person reads it: ``console operator alice via SSH``, ``JIT login
+    through application hr-portal via identity provider corp-sso``; other actors
     (``os:root``, ``app:hr-portal``) unchanged."""
     if actor.startswith("operator:") and "@" in actor:
         name, _, channel = actor.removeprefix("operator:").rpartition("@")
         return f"{face} operator {name} via {_VIA.get(channel, channel)}"
+    if actor.startswith(JIT_ACTOR_PREFIX):
+        return (f"JIT login through application {application} via identity provider "
+                f"{actor.removeprefix(JIT_ACTOR_PREFIX)}")
     return actor
+
+
+def _os_user() -> str:
+    """The OS user running this process ("unknown" where the system cannot say)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 @dataclass(frozen=True)
@@ -83,11 +99,7 @@ class Initiator:
     @classmethod
     def admin(cls, face: Face = Face.CLI) -> Initiator:
         """The administrator at this terminal (the OS user), through the resident app."""
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = "unknown"
-        return cls(actor=f"os:{user}", face=face)
+        return cls(actor=f"os:{_os_user()}", face=face)
 
     @classmethod
     def console_operator(cls) -> Initiator:
@@ -99,11 +111,7 @@ class Initiator:
         name = os.environ.get(OPERATOR_ENV)
         if name:
             return cls(actor=f"operator:{name}@ssh", face=Face.CONSOLE)
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = "unknown"
-        return cls(actor=f"operator:{user}@terminal", face=Face.CONSOLE)
+        return cls(actor=f"operator:{_os_user()}@terminal", face=Face.CONSOLE)
 
     @classmethod
     def application_client(cls, application: str) -> Initiator:
@@ -111,7 +119,8 @@ class Initiator:
 
     @classmethod
     def jit_login(cls, application: str, idp: str) -> Initiator:
-        return cls(actor=f"jit:{idp}", face=Face.JIT, application=application, jit=True)
+        return cls(actor=f"{JIT_ACTOR_PREFIX}{idp}", face=Face.JIT, application=application,
+                   jit=True)
 
 
 #: Sends that wait for the commit of the write being made: set (to a list) by the identity

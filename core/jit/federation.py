@@ -3,30 +3,41 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import dataclasses
 
 from core.errors import InvalidInput
 from core.idps import ATTRIBUTE_SYNC, FEDERATION_PROTOCOLS, Federation
-from core.jit.keys import normalize_pem, parse_certificate, parse_jwks
+from core.properties import PropertySpec, PropertyType, check
 
 #: The reference's schemes that need a login page (consent, password) we do not have.
 PROMPT_SCHEMES = ("prompt_consent", "prompt_password_consent",
                   "prompt_username_password_consent")
 
 
-def _is_url(text: str, schemes: tuple[str, ...] = ("https", "http")) -> bool:
-    parts = urlsplit(text)
-    return parts.scheme in schemes and bool(parts.netloc)
+#: The URLs of the settings, checked as a connector's URL properties are: http(s) only,
+#: no user name or password in them (they would be stored and shown in clear).
+_ISSUER = PropertySpec("issuer", "a URL (https://...)", PropertyType.URL, required=True,
+                       schemes=("https", "http"))
+_JWKS_URI = dataclasses.replace(_ISSUER, name="jwks_uri")
+
+
+def _url_problems(spec: PropertySpec, text: str) -> list[tuple[str, str]]:
+    _, errors = check((spec,), {spec.name: text})
+    return [(e.field, str(e)) for e in errors]
 
 
 def federation_problems(fed: Federation) -> list[tuple[str, str]]:
     """Every problem of ``fed``, as (field, message)."""
+    # The key parsers (PyJWT, X.509) load here, not with the module: ``config validate``
+    # and ``apply`` of a deployment without federation settings never need them.
+    from core.jit.keys import parse_certificate, parse_jwks
+
     out: list[tuple[str, str]] = []
     if fed.protocol not in FEDERATION_PROTOCOLS:
         return [("protocol", f"protocol: expected one of {', '.join(FEDERATION_PROTOCOLS)}, "
                              f"got {fed.protocol!r}")]
-    if not (_is_url(fed.issuer) or (fed.protocol == "saml2" and fed.issuer.startswith("urn:"))):
-        out.append(("issuer", f"issuer: expected a URL (https://...), got {fed.issuer!r}"))
+    if not (fed.protocol == "saml2" and fed.issuer.startswith("urn:")):
+        out += _url_problems(_ISSUER, fed.issuer)
     if not fed.audience:
         out.append(("audience", "audience: give at least one"))
     if fed.protocol == "oidc":
@@ -39,8 +50,8 @@ def federation_problems(fed: Federation) -> list[tuple[str, str]]:
                 parse_jwks(fed.jwks)
             except InvalidInput as exc:
                 out.append(("jwks", f"jwks: {exc}"))
-        if fed.jwks_uri is not None and not _is_url(fed.jwks_uri):
-            out.append(("jwks_uri", f"jwks_uri: expected a URL, got {fed.jwks_uri!r}"))
+        if fed.jwks_uri is not None:
+            out += _url_problems(_JWKS_URI, fed.jwks_uri)
     else:
         for key in ("jwks", "jwks_uri"):
             if getattr(fed, key) is not None:
@@ -78,6 +89,8 @@ def federation_of_fields(protocol: str, issuer: str, audience: str, keys: str,
     PEM certificate. Raises InvalidInput with every problem."""
     if not protocol:
         return None
+    from core.jit.keys import normalize_pem  # see federation_problems
+
     text = keys.strip()
     given: dict[str, str] = {}
     if text.startswith("{"):

@@ -13,28 +13,29 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from core import audit
 from core.errors import InvalidInput, NotFound, OperationRefused
-from core.identity.events import Initiator
+from core.identity.events import JIT_LOGIN_ACTION, Initiator, describe_actor
 from core.identity.service import UserView
 from core.idps import Federation, IdentityProvider
 from core.jit import associations
 from core.jit.errors import LoginRefused
 from core.jit.federation import PROMPT_SCHEMES
-from core.jit.keys import KeySet
+from core.jit.keys import KeySet, parse_certificate
 from core.jit.login import FederatedLogin
 from core.jit.oidc import verify_id_token
 from core.jit.replay import ReplayCache
-from core.jit.saml import SamlVerifier
 from core.names import parse_name
 from core.provisioning.planner import CONFIG_TTL
 
 if TYPE_CHECKING:
     from core.iam import Iam
+
+_K = TypeVar("_K")
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,6 @@ class JitResult:
                 "associated": self.associated}
 
 
-def describe(initiator: Initiator, idp: str) -> str:
-    return f"JIT login through application {initiator.application} via identity provider {idp}"
-
-
 class JitIntake:
     """Federated logins into one deployment (one per serve process: it holds the replay
     cache and the identity providers' key sets)."""
@@ -64,7 +61,7 @@ class JitIntake:
         self.iam = iam
         self.replay = ReplayCache()
         self._idps: dict[str, tuple[float, IdentityProvider]] = {}
-        self._keys: dict[str, tuple[Federation, KeySet]] = {}
+        self._keys: dict[str, tuple[Federation, object]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ configuration
@@ -80,13 +77,14 @@ class JitIntake:
         self._idps[name] = (time.monotonic() + CONFIG_TTL, idp)
         return idp
 
-    def _key_set(self, name: str, fed: Federation) -> KeySet:
+    def _keys_of(self, name: str, fed: Federation, make: Callable[[Federation], _K]) -> _K:
+        """What verifies ``name``'s logins (its key set, its certificate), made once per
+        federation settings: a JWKS or a certificate is parsed once, not at every login."""
         with self._lock:
             hit = self._keys.get(name)
             if hit is None or hit[0] != fed:
-                hit = (fed, KeySet(fed.jwks, fed.jwks_uri))
-                self._keys[name] = hit
-            return hit[1]
+                hit = self._keys[name] = (fed, make(fed))
+            return cast(_K, hit[1])
 
     # ------------------------------------------------------------------ the login
     def verify(self, idp_name: str, body: Mapping[str, Any], recipient: str | None = None
@@ -111,12 +109,16 @@ class JitIntake:
             if "id_token" not in body:
                 raise LoginRefused(400, 'send {"id_token": "<JWS>"} (identity provider '
                                         f"{idp_name!r} speaks OIDC)")
-            return idp, verify_id_token(body["id_token"], fed, self._key_set(idp_name, fed),
-                                        self.replay)
+            keys = self._keys_of(idp_name, fed, lambda f: KeySet(f.jwks, f.jwks_uri))
+            return idp, verify_id_token(body["id_token"], fed, keys, self.replay)
         if "saml_response" not in body:
             raise LoginRefused(400, 'send {"saml_response": "<base64 SAML Response>"} '
                                     f"(identity provider {idp_name!r} speaks SAML 2.0)")
-        verifier = SamlVerifier(fed, recipient)
+        from core.jit.saml import SamlVerifier  # here: OIDC logins need no XML signatures
+
+        certificate = self._keys_of(idp_name, fed,
+                                    lambda f: parse_certificate(f.certificate or ""))
+        verifier = SamlVerifier(fed, recipient, certificate)
         return idp, verifier.verify(body["saml_response"], self.replay)
 
     def login(self, application: str, idp_name: str, body: Mapping[str, Any],
@@ -127,8 +129,9 @@ class JitIntake:
         try:
             with self.iam.db.transaction() as conn:
                 result = self._apply(conn, initiator, idp, login)
-                audit.record(conn, initiator, "jit.login", result.user, {
-                    "initiator": describe(initiator, idp.name), "subject": login.subject,
+                audit.record(conn, initiator, JIT_LOGIN_ACTION, result.user, {
+                    "initiator": describe_actor(initiator.actor, initiator.face,
+                                                initiator.application), "subject": login.subject,
                     "created": result.created, "associated": result.associated,
                     "changed": list(result.changed)})
                 return result

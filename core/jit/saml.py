@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from cryptography import x509
 from lxml import etree
 from signxml.algorithms import SignatureMethod
 from signxml.exceptions import InvalidInput as SignxmlInvalidInput
@@ -23,6 +24,7 @@ from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from core.idps import Federation
 from core.jit.errors import bad_token
+from core.jit.keys import parse_certificate
 from core.jit.login import FederatedLogin
 from core.jit.oidc import LEEWAY_SECONDS
 from core.jit.replay import ReplayCache
@@ -63,9 +65,14 @@ def _time(text: str | None, what: str) -> float | None:
 
 
 class SamlVerifier:
-    def __init__(self, fed: Federation, recipient: str | None) -> None:
+    def __init__(self, fed: Federation, recipient: str | None,
+                 certificate: x509.Certificate | None = None) -> None:
+        """``certificate``: ``fed.certificate`` parsed (by a caller that keeps it between
+        logins); None: parsed here."""
         self.fed = fed
         self.recipient = recipient
+        self.certificate = certificate if certificate is not None else \
+            parse_certificate(fed.certificate or "")
 
     def verify(self, saml_response: Any, replay: ReplayCache) -> FederatedLogin:
         root = self._parse(saml_response)
@@ -75,7 +82,7 @@ class SamlVerifier:
         if root.find(_q(SAML, "EncryptedAssertion")) is not None:
             raise bad_token("encrypted SAML assertions are not supported")
         try:
-            result = XMLVerifier().verify(root, x509_cert=self.fed.certificate,
+            result = XMLVerifier().verify(root, x509_cert=self.certificate,
                                           expect_config=_CONFIG)
             signed = result.signed_xml if not isinstance(result, list) else None
         except (InvalidSignature, SignxmlInvalidInput) as exc:

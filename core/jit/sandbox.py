@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 from signxml.signer import XMLSigner
 
+from core.files import write_private
 from core.idps import Federation
 from core.jit.saml import SAML, SAMLP, SUCCESS
 
@@ -58,8 +59,7 @@ class SandboxIdp:
             return cls(issuer, key)
         idp = cls.create(issuer)
         directory.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_bytes(idp.key.private_bytes(
+        write_private(path, idp.key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption()))
         return idp

@@ -107,7 +107,8 @@ class AuditScreen(ListDetailScreen):
         wanted, entries = read
         self.entries = [e for e in entries if wanted.keeps(e)]
         self.table.refill([(str(i), [plain(f"{e.at:%Y-%m-%d %H:%M:%S}"), plain(e.action),
-                                      plain(e.target), plain(describe_actor(e.actor, e.face)),
+                                      plain(e.target),
+                                      plain(describe_actor(e.actor, e.face, e.application)),
                                       plain(e.face)])
                             for i, e in enumerate(self.entries)])
         self.table.move_cursor(row=0, animate=False)
@@ -128,7 +129,7 @@ def render_entry(entry: AuditEntry | None) -> Text:
         return Text("No entry.", style="italic")
     text = Text()
     text.append(f"{entry.action} {entry.target}", style="bold")
-    by = describe_actor(entry.actor, entry.face)
+    by = describe_actor(entry.actor, entry.face, entry.application)
     through = "" if by != entry.actor else f" through {entry.face}"
     text.append(f"\nby {by}{through} ({entry.application})")
     for key, value in sorted(dict(entry.detail).items()):

@@ -1,7 +1,9 @@
-"""The dashboard: a card per provisioning target, the queue depth, and recent activity.
+"""The dashboard: a card per provisioning target, the queue depth, and recent activity
+(attempts and JIT logins).
 
 Live: once a second a thread worker reads ``iam.provisioning.status()`` and the latest
-attempts; the reply updates the cards and the feed in place, by target and by attempt.
+attempts with the latest ``jit.login`` audit rows; the reply updates the cards and the
+feed in place, by target and by attempt or login.
 When the console runs its own workers, every finished attempt (``JobAttempted``) asks for
 a read at once. One read runs at a time; a request meanwhile is folded into the next.
 """
@@ -24,7 +26,9 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Sparkline, Static
 from textual.worker import Worker, WorkerState
 
+from core.audit import AuditEntry
 from core.iam import Iam
+from core.identity.events import JIT_ACTOR_PREFIX, JIT_LOGIN_ACTION
 from core.operators import Operator, connected, path_in
 from core.provisioning.outbox import AttemptSummary
 from core.provisioning.status import TargetStatus
@@ -51,6 +55,7 @@ STATE_MARKS = {"healthy": "●", "retrying": "◐", "quarantined": "✖", "throt
 class StatusRead(Message):
     statuses: list[TargetStatus]
     activity: list[AttemptSummary]
+    logins: list[AuditEntry]
 
 
 class ThroughputHistory:
@@ -168,17 +173,18 @@ def summary_line(statuses: Sequence[TargetStatus]) -> str:
 
 
 class _Order(Text):
-    """A feed cell that sorts by attempt number, newest first (cut with an ellipsis, as
-    ``FittedTable`` cuts plain text)."""
+    """A feed cell that sorts by time, then by attempt or audit row number (cut with an
+    ellipsis, as ``FittedTable`` cuts plain text)."""
 
-    def __init__(self, text: str, order: int) -> None:
+    def __init__(self, text: str, order: tuple[float, int, int]) -> None:
         super().__init__(text, no_wrap=True, overflow="ellipsis", end="")
         self.order = order
 
 
 class ActivityFeed(FittedTable):
-    """The latest attempts, newest on top; rows keyed by attempt number. The columns share
-    the width, targets and names served first (``FittedTable``)."""
+    """The latest attempts and JIT logins, newest on top; rows keyed by attempt number
+    (``login:<audit row>`` for a login, which has no job). The columns share the width,
+    targets and names served first (``FittedTable``)."""
 
     COLUMNS = ("Time", "Target", "Operation", "Name", "Outcome", "HTTP", "Took")
     FIRST = frozenset({"Target", "Name"})
@@ -196,21 +202,21 @@ class ActivityFeed(FittedTable):
         for label in self.COLUMNS:
             self.add_column(label, key=label)
 
-    def show(self, attempts: Sequence[AttemptSummary]) -> None:
-        wanted = {str(a.pk): a for a in attempts}
+    def show(self, attempts: Sequence[AttemptSummary],
+             logins: Sequence[AuditEntry] = ()) -> None:
+        wanted: dict[str, AttemptSummary | AuditEntry] = {
+            **{str(a.pk): a for a in attempts}, **{f"login:{e.pk}": e for e in logins}}
         stale = [key for key in self.rows if key.value not in wanted]
-        new = [a for key, a in wanted.items() if key not in self.rows]
+        new = {key: row for key, row in wanted.items() if key not in self.rows}
         if not stale and not new:
             return
         keep = self._highlighted_key() if self.cursor_row > 0 else None
         for key in stale:
             self.remove_row(key)
-        for a in new:
-            operation = ("JIT " if a.jit else "") + OPERATIONS[a.operation]
-            self.add_row(_Order(clock(a.at), a.pk), a.target, operation,
-                         a.entity_name, a.outcome, str(a.status_code or ""),
-                         millis(a.duration_ms), key=str(a.pk))
-        self.sort("Time", key=lambda cell: -cell.order)
+        for name, row in new.items():
+            self.add_row(*(_attempt_cells(row) if isinstance(row, AttemptSummary)
+                           else _login_cells(row)), key=name)
+        self.sort("Time", key=lambda cell: cell.order, reverse=True)
         self.job_of = {str(a.pk): a.job_pk for a in attempts}
         if keep in self.job_of:  # reading down the feed: stay on the same attempt
             self.move_cursor(row=self.get_row_index(keep))
@@ -224,6 +230,22 @@ class ActivityFeed(FittedTable):
     def highlighted_job(self) -> int | None:
         key = self._highlighted_key()
         return self.job_of.get(key) if key is not None else None
+
+
+def _attempt_cells(a: AttemptSummary) -> tuple[str | Text, ...]:
+    operation = ("JIT " if a.jit else "") + OPERATIONS[a.operation]
+    return (_Order(clock(a.at), (a.at.timestamp(), 1, a.pk)), a.target, operation,
+            a.entity_name, a.outcome, str(a.status_code or ""), millis(a.duration_ms))
+
+
+def _login_cells(e: AuditEntry) -> tuple[str | Text, ...]:
+    """A JIT login (its ``jit.login`` audit row): the identity provider, the user, and
+    whether the login created, linked or updated it."""
+    detail = e.detail
+    outcome = ("created" if detail.get("created") else "linked" if detail.get("associated")
+               else "updated" if detail.get("changed") else "signed in")
+    return (_Order(clock(e.at), (e.at.timestamp(), 0, e.pk)),
+            e.actor.removeprefix(JIT_ACTOR_PREFIX), "JIT login", e.target, outcome, "", "")
 
 
 class DashboardScreen(CallsEngine, ConsoleScreen):
@@ -411,7 +433,8 @@ class DashboardScreen(CallsEngine, ConsoleScreen):
     @work(thread=True, exit_on_error=False, group="dashboard-status",
           description="Reading the provisioning status")
     def _read(self) -> None:
-        self.post_message(StatusRead(self.source.status(), self.source.activity(FEED_ROWS)))
+        self.post_message(StatusRead(self.source.status(), self.source.activity(FEED_ROWS),
+                                     self.iam.audit_log(FEED_ROWS, JIT_LOGIN_ACTION)))
 
     @on(Worker.StateChanged)
     def _read_ended(self, event: Worker.StateChanged) -> None:
@@ -427,7 +450,7 @@ class DashboardScreen(CallsEngine, ConsoleScreen):
         paused = " · PAUSED (p resumes)" if self.paused else ""
         self.query_one("#dash-summary", Static).update(
             summary_line(message.statuses) + paused + self._connected())
-        self.query_one(ActivityFeed).show(message.activity)
+        self.query_one(ActivityFeed).show(message.activity, message.logins)
         self._reads.done()
 
     def palette_commands(self) -> Iterable[SystemCommand]:
