@@ -50,6 +50,11 @@ if TYPE_CHECKING:
 
 #: Remote objects matched per round of queries, and local users read per page.
 BATCH = 500
+#: The page size the target's listing asks for. Larger than the connectors' default
+#: (``LIST_PAGE``): a peer that pages in time growing with its size (scim2-server sorts
+#: every user per page) costs far less in fewer, larger pages. A peer bounds it by its
+#: own maximum (SCIM ``maxResults``, Google's 500) and the listing follows what it gets.
+LIST_PAGE_SIZE = 1000
 #: The audit action a reconciliation is recorded under (its report's summary).
 ACTION = "provisioning.reconcile"
 KINDS = ("missing_remote", "extra_remote", "drifted", "unlinked")
@@ -157,7 +162,7 @@ class Reconciler:
 
     # ------------------------------------------------------------ the target's side
     async def _remote_pass(self, connector: Connector) -> None:
-        async for batch in _batches(connector.list_users(), BATCH):
+        async for batch in _batches(connector.list_users(LIST_PAGE_SIZE), BATCH):
             self.report.remote_users += len(batch)
             with self.iam.db.transaction() as conn:
                 known = mapping.by_remote_ids(conn, self.target.key, "user",
@@ -246,7 +251,7 @@ class Reconciler:
     # ------------------------------------------------------------ groups
     async def _remote_groups(self, connector: Connector) -> None:
         drift = self.report.groups
-        async for batch in _batches(connector.list_groups(), BATCH):
+        async for batch in _batches(connector.list_groups(LIST_PAGE_SIZE), BATCH):
             with self.iam.db.transaction() as conn:
                 known = mapping.by_remote_ids(conn, self.target.key, "group",
                                               [o.id for o in batch])
