@@ -27,7 +27,7 @@ from array import array
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from core.userstores.base import StoredGroup
+
+T = TypeVar("T")
 
 #: Remote objects matched per round of queries, and local users read per page.
 BATCH = 500
@@ -162,16 +164,19 @@ class Reconciler:
 
     # ------------------------------------------------------------ the target's side
     async def _remote_pass(self, connector: Connector) -> None:
-        async for batch in _batches(connector.list_users(LIST_PAGE_SIZE), BATCH):
-            self.report.remote_users += len(batch)
-            with self.iam.db.transaction() as conn:
-                known = mapping.by_remote_ids(conn, self.target.key, "user",
-                                              [o.id for o in batch])
-                self._mapped(conn, connector, [(o, known[o.id]) for o in batch
-                                               if o.id in known])
-                for o in batch:
-                    if o.id not in known:
-                        self._unmapped(conn, o)
+        """Each batch is matched in a thread while the next page is read, so the compare
+        overlaps the target's answering instead of adding to it."""
+        async for batch in _read_ahead(_batches(connector.list_users(LIST_PAGE_SIZE), BATCH)):
+            await asyncio.to_thread(self._match_users, connector, batch)
+
+    def _match_users(self, connector: Connector, batch: Sequence[RemoteObject]) -> None:
+        self.report.remote_users += len(batch)
+        with self.iam.db.transaction() as conn:
+            known = mapping.by_remote_ids(conn, self.target.key, "user", [o.id for o in batch])
+            self._mapped(conn, connector, [(o, known[o.id]) for o in batch if o.id in known])
+            for o in batch:
+                if o.id not in known:
+                    self._unmapped(conn, o)
 
     def _mapped(self, conn: Connection, connector: Connector,
                 pairs: Sequence[tuple[RemoteObject, mapping.Mapping]]) -> None:
@@ -425,3 +430,29 @@ async def _batches(items: AsyncIterator[RemoteObject], size: int
             batch = []
     if batch:
         yield batch
+
+
+async def _read_ahead(items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """``items``, with the next one read while the caller works on the last (one item
+    ahead: memory stays bounded). The reader's error is raised to the caller."""
+    queue: asyncio.Queue[tuple[bool, T | BaseException | None]] = asyncio.Queue(maxsize=1)
+
+    async def read() -> None:
+        try:
+            async for item in items:
+                await queue.put((True, item))
+            await queue.put((False, None))
+        except Exception as exc:  # handed to the caller, raised there
+            await queue.put((False, exc))
+
+    reader = asyncio.create_task(read())
+    try:
+        while True:
+            more, got = await queue.get()
+            if not more:
+                if isinstance(got, BaseException):
+                    raise got
+                return
+            yield cast(T, got)
+    finally:
+        reader.cancel()
