@@ -5,8 +5,8 @@ sides are streamed: the target's listing (``Connector.list_users``) is read page
 page and each page is matched to our mappings and users in a few queries; then our users
 are walked page by page for those the target lacks. What is kept between the two passes is
 the ids of the remote objects we found mapped, as 8-byte hashes in one sorted array (800 KB
-at 100,000 users), so memory stays flat in the number of users; only the drift found is
-collected.
+at 100,000 users, twice that while it is merged from the batches' sorted runs), so memory
+stays nearly flat in the number of users; only the drift found is collected.
 
 The four kinds of drift (issue 16): ``missing_remote`` (in scope here, absent there),
 ``extra_remote`` (there, but not ours, or ours and out of scope or deleted here),
@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import hashlib
+import heapq
 from array import array
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -134,6 +135,29 @@ def _hash(remote_id: str) -> int:
                           "big", signed=True)
 
 
+class SeenIds:
+    """Remote ids as 8-byte hashes: a sorted run per batch while a pass adds them, merged
+    into one sorted array for look-ups (``seal``). No list of Python ints is ever built
+    (36 bytes an id), so the peak is 16 bytes an id: the runs and the merged array."""
+
+    def __init__(self) -> None:
+        self._runs: list[array[int]] = []
+        self._sorted: array[int] = array("q")
+
+    def add(self, remote_ids: Iterable[str]) -> None:
+        self._runs.append(array("q", sorted(_hash(i) for i in remote_ids)))
+
+    def seal(self) -> None:
+        merged: array[int] = array("q")
+        merged.extend(heapq.merge(*self._runs))
+        self._runs, self._sorted = [], merged
+
+    def __contains__(self, remote_id: object) -> bool:
+        h = _hash(str(remote_id))
+        i = bisect.bisect_left(self._sorted, h)
+        return i < len(self._sorted) and self._sorted[i] == h
+
+
 class Reconciler:
     """One run against one target (``run`` once)."""
 
@@ -145,19 +169,19 @@ class Reconciler:
         self.application = application
         self.repair, self.delete_extra = repair, delete_extra
         self.report = ReconcileReport(target=target.key)
-        self._seen = array("q")  # hashes of the mapped remote ids the target listed
+        self._seen = SeenIds()  # the mapped remote ids the target listed
         self._unlinked: set[str] = set()  # local ids of unlinked users (drift: few)
 
     async def run(self, client: httpx.AsyncClient) -> ReconcileReport:
         connector = connector_class(self.target.config.type)(self.target.properties, client)
         await self._remote_pass(connector)
-        self._seen = array("q", sorted(self._seen))
+        self._seen.seal()
         self._local_pass()
         if self.target.sends_groups:
-            self._seen = array("q")
+            self._seen = SeenIds()
             self._unlinked.clear()
             await self._remote_groups(connector)
-            self._seen = array("q", sorted(self._seen))
+            self._seen.seal()
             self._local_groups()
         self.report.finished = datetime.now(UTC)
         return self.report
@@ -181,8 +205,8 @@ class Reconciler:
     def _mapped(self, conn: Connection, connector: Connector,
                 pairs: Sequence[tuple[RemoteObject, mapping.Mapping]]) -> None:
         by_domain: dict[str, list[tuple[RemoteObject, mapping.Mapping]]] = {}
+        self._seen.add(o.id for o, _m in pairs)
         for o, m in pairs:
-            self._seen.append(_hash(o.id))
             by_domain.setdefault(m.domain, []).append((o, m))
         identity = self.iam.identity
         for domain, of_domain in by_domain.items():
@@ -241,17 +265,12 @@ class Reconciler:
                             continue
                         self.report.local_users += 1
                         m = known.get(v.id)
-                        if m is None or not self._was_seen(m.remote_id):
+                        if m is None or m.remote_id not in self._seen:
                             self.report.missing_remote.append(v.qualified_name)
                             self._upsert(conn, v.domain, v.id, v.qualified_name)
             cursor = page.next_cursor
             if cursor is None:
                 return
-
-    def _was_seen(self, remote_id: str) -> bool:
-        h = _hash(remote_id)
-        i = bisect.bisect_left(self._seen, h)
-        return i < len(self._seen) and self._seen[i] == h
 
     # ------------------------------------------------------------ groups
     async def _remote_groups(self, connector: Connector) -> None:
@@ -260,12 +279,12 @@ class Reconciler:
             with self.iam.db.transaction() as conn:
                 known = mapping.by_remote_ids(conn, self.target.key, "group",
                                               [o.id for o in batch])
+                self._seen.add(o.id for o in batch if o.id in known)
                 for o in batch:
                     m = known.get(o.id)
                     if m is None:
                         self._unmapped_group(conn, o)
                         continue
-                    self._seen.append(_hash(o.id))
                     group = self._store_group(m.domain, m.entity_id)
                     name = self._group_name(group)
                     if group is None or name is None:
@@ -331,7 +350,7 @@ class Reconciler:
                                              [g.id for g in sent])
                     for g in sent:
                         m = known.get(g.id)
-                        if m is not None and self._was_seen(m.remote_id):
+                        if m is not None and m.remote_id in self._seen:
                             continue
                         if m is not None and self.repair:  # gone there: link anew
                             mapping.remove(conn, self.target.key, "group", g.id)
