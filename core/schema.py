@@ -350,6 +350,10 @@ prov_jobs = Table(
     Index("ix_prov_jobs_state_next", "state", "next_attempt_at"),
     Index("ix_prov_jobs_target_key_state", "target", "entity_key", "state"),
     Index("ix_prov_jobs_target_state", "target", "state"),
+    #: The mass-deletion guard counts a target's deprovisionings done in the last hour
+    #: and in flight (``core.provisioning.guard``).
+    Index("ix_prov_jobs_target_operation_state_updated", "target", "operation", "state",
+          "updated"),
 )
 
 prov_attempts = Table(
@@ -386,6 +390,11 @@ prov_mappings = Table(
     Column("last_error", Text, nullable=True),
     UniqueConstraint("target", "entity_type", "entity_id"),
     Index("ix_prov_mappings_entity_id", "entity_id"),
+    #: Reconciliation matches each page of a target's listing by remote id. MariaDB keys
+    #: hold at most 3072 bytes (the three columns take 3360 in utf8mb4): a prefix of the
+    #: remote id is indexed there.
+    Index("ix_prov_mappings_target_type_remote_id", "target", "entity_type", "remote_id",
+          mariadb_length={"remote_id": 255}, mysql_length={"remote_id": 255}),
 )
 
 prov_target_state = Table(

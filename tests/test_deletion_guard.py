@@ -8,9 +8,15 @@ import asyncio
 import json
 from pathlib import Path
 
+import httpx
+import pytest
+
+from connectors.registry import connector_class
 from core import audit
 from core.iam import Iam
 from core.identity.events import Initiator
+from core.provisioning import executor, outbox
+from core.provisioning.executor import Prepared
 from core.provisioning.outbox import JobState
 from tests.provisioning_helpers import connect, drain, peer_users
 from tests.test_cli import Cli
@@ -24,16 +30,22 @@ NAMES = ("anna", "ben", "cleo", "dan", "eve")
 
 
 def _five_leave_scope(iam: Iam, scim_peer: str, threshold: int = 2, **props: object) -> None:
+    _leave_scope(iam, scim_peer, NAMES, threshold, **props)
+    drain(iam)
+
+
+def _leave_scope(iam: Iam, scim_peer: str, names: tuple[str, ...], threshold: int,
+                 **props: object) -> None:
+    """``names`` provisioned, then out of scope: a deprovisioning each is queued."""
     admin = Initiator.admin()
     iam.identity.add_role(admin, ROLE)
     connect(iam, scim_peer, provisioning_roles=(ROLE,),
             **{"deletion-threshold": threshold, **props})
-    for name in NAMES:
+    for name in names:
         iam.identity.add_user(admin, name, None, {}, roles=[ROLE])
     drain(iam)
-    assert len(peer_users(scim_peer)) == 5
-    iam.identity.unassign(admin, ROLE, list(NAMES))
-    drain(iam)
+    assert len(peer_users(scim_peer)) == len(names)
+    iam.identity.unassign(admin, ROLE, list(names))
 
 
 def _held(iam: Iam) -> list[str]:
@@ -66,6 +78,43 @@ def test_past_the_threshold_deletions_are_held_and_other_jobs_flow(
     with iam.db.transaction() as conn:
         [entry] = [e for e in audit.read(conn, limit=50) if e.action == "provisioning.approve"]
     assert (entry.actor, entry.target, entry.detail["jobs"]) == (admin.actor, TARGET, 4)
+
+
+@pytest.mark.parametrize("decided", ["in lease order", "in reverse"])
+def test_a_burst_leased_in_two_batches_at_once_stays_within_the_threshold(
+        iam: Iam, admin: Initiator, scim_peer: str, decided: str) -> None:
+    """Two workers (or one worker's next batch while the last is sent) lease deletions one
+    after the other, before either sent any: the later batch counts the earlier's in
+    flight, whichever is decided first, so no more than the threshold go."""
+    names = tuple(f"user{i}" for i in range(8))
+    _leave_scope(iam, scim_peer, names, threshold=3)
+    batches = []
+    for owner in ("worker-a", "worker-b"):
+        with iam.db.transaction() as conn:
+            batches.append(outbox.claim(conn, owner, 4))
+    assert sorted(len(b) for b in batches) == [4, 4]
+    preps: list[Prepared] = []
+    for jobs in batches if decided == "in lease order" else batches[::-1]:
+        with iam.db.transaction() as conn:
+            preps += executor.prepare_many(conn, iam, jobs)
+    sent = [p for p in preps if not p.hold]
+    assert len(sent) == 3, "only the threshold's worth passes"  # 6 if counting sent only
+
+    async def send() -> list[executor.Outcome]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            return [await executor.perform(
+                connector_class(p.target.config.type)(p.target.properties, client), p)
+                for p in sent if p.target is not None]
+    outcomes = asyncio.run(send())
+    with iam.db.transaction() as conn:
+        executor.settle_many(conn, [*zip(sent, outcomes, strict=True),
+                                    *((p, None) for p in preps if p.hold)])
+    assert len(peer_users(scim_peer)) == 5 and len(_held(iam)) == 5
+    drain(iam)  # nothing more goes within the hour
+    assert len(peer_users(scim_peer)) == 5 and len(_held(iam)) == 5
+    assert iam.provisioning.approve(admin, TARGET) == 5
+    drain(iam)
+    assert peer_users(scim_peer) == []
 
 
 def test_cancel_drops_held_deletions(sqlite_iam: Iam, admin: Initiator,

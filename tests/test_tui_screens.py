@@ -812,6 +812,86 @@ def test_moving_a_target_stays_in_bounds_and_names_a_vanished_one() -> None:
         moved((a, b), "x:scim2", 1)
 
 
+# ====================================================================== sync everyone
+
+
+def _queued(iam: Iam, target: str) -> list[str]:
+    return sorted(j.name for j in iam.provisioning.jobs(states=["pending"], target=target))
+
+
+async def _offered(pilot: Pilot[Any]) -> ConfirmScreen:
+    """The offer, once the users in scope are counted (off the event loop)."""
+    for _ in range(50):
+        await settle(pilot)
+        if isinstance(pilot.app.screen, ConfirmScreen):
+            return pilot.app.screen
+    raise AssertionError(f"no offer: {pilot.app.screen!r}")
+
+
+async def test_a_new_connector_offers_to_sync_everyone_in_scope(demo: Iam) -> None:
+    app = console(demo, "idps")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        await press(pilot, "down")  # partner-sso: no connector yet, no provisioning roles
+        form = await open_connector(pilot)
+        await replace_text(pilot, form.form.editor("scim2-user-ep"), f"{PEER}/Users")
+        await press(pilot, "ctrl+s")
+        offer = await _offered(pilot)
+        assert offer.question == "Sync 7 users in scope to partner-sso:scim2 now?"
+        assert "mware-iam provisioning sync --all partner-sso:scim2" in offer.detail
+        await press(pilot, "y")
+        await app.workers.wait_for_complete()
+        await settle(pilot)
+    assert _queued(demo, "partner-sso:scim2") == [
+        "PARTNERS/paula", *sorted(f"PRIMARY/{u}" for u, _g, _l in USERS)]
+
+    # editing the connector it has now offers nothing
+    app = console(demo, "idps")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        await press(pilot, "down")
+        form = await open_connector(pilot)
+        await press(pilot, "ctrl+s")
+        await app.workers.wait_for_complete()
+        await settle(pilot)
+        assert isinstance(app.screen, IdentityProvidersScreen)
+
+
+async def test_an_application_gaining_a_target_offers_to_sync_its_scope(demo: Iam) -> None:
+    demo.save_app(ADMIN, Application("wiki"))
+    before = _queued(demo, "corp-scim:scim2")
+    app = console(demo, "apps")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        await press(pilot, "slash", *"wiki", "enter", "o")
+        form = app.screen
+        assert isinstance(form, FormScreen)
+        form.form.editor("corp-scim:scim2").value = "on"  # type: ignore[attr-defined]
+        await press(pilot, "ctrl+s")
+        offer = await _offered(pilot)  # corp-scim provisions the admins: alice and bob
+        assert offer.question == "Sync 2 users in scope to corp-scim:scim2 now?"
+        await press(pilot, "n")
+        await app.workers.wait_for_complete()
+        assert _queued(demo, "corp-scim:scim2") == before
+        assert isinstance(app.screen, ApplicationsScreen)
+
+
+def test_snapshot_sync_offer(snap_compare: Any, demo: Iam) -> None:
+    demo.save_app(ADMIN, Application("wiki"))
+
+    async def offer(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await press(pilot, "slash", *"wiki", "enter", "o")
+        pilot.app.screen.form.editor("corp-scim:scim2").value = "on"  # type: ignore[attr-defined]
+        await press(pilot, "ctrl+s")
+        await _offered(pilot)
+        pilot.app.clear_notifications()  # "saved" would time out in a slow run
+        await pilot.pause(1.0)  # and fades out meanwhile
+        await still(pilot)
+
+    assert snap_compare(console(demo, "apps"), terminal_size=(100, 30), run_before=offer)
+
+
 # ====================================================================== audit
 
 

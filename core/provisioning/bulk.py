@@ -12,6 +12,7 @@ events, so such a group was never sent).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,27 +42,40 @@ class SyncCounts:
 def sync_all(iam: Host, target: Target, application: str) -> SyncCounts:
     """Queue an upsert of every user in ``target``'s scope and of every group sent there."""
     users = groups = 0
+    for page in _users_in_scope(iam, target):
+        with iam.db.transaction() as conn:
+            for domain, user_id, name in page:
+                outbox.enqueue(conn, JobSpec(target.key, Operation.UPSERT_USER, "user",
+                                             domain, user_id, name), application)
+        users += len(page)
+    if target.sends_groups:
+        for domain in iam.stores.domains:
+            groups += _sync_groups(iam, target, application, domain)
+    return SyncCounts(users, groups)
+
+
+def users_in_scope(iam: Host, target: Target) -> int:
+    """How many users ``sync_all`` would queue (what the console's offer says)."""
+    return sum(len(page) for page in _users_in_scope(iam, target))
+
+
+def _users_in_scope(iam: Host, target: Target) -> Iterator[list[tuple[str, str, str]]]:
+    """The users in ``target``'s scope, a page at a time: (domain, id, qualified name)."""
     cursor: str | None = None
     while True:
         page = iam.identity.list_users(None, PAGE, cursor)
         by_domain: dict[str, list[tuple[str, str]]] = {}
         for view in page.items:
             by_domain.setdefault(view.domain, []).append((view.id, view.qualified_name))
-        with iam.db.transaction() as conn:
-            for domain, of_domain in by_domain.items():
-                roles = iam.identity.roles_of_ids(domain, [i for i, _n in of_domain])
-                for user_id, name in of_domain:
-                    if in_scope(target, roles[user_id]):
-                        outbox.enqueue(conn, JobSpec(target.key, Operation.UPSERT_USER, "user",
-                                                     domain, user_id, name), application)
-                        users += 1
+        found: list[tuple[str, str, str]] = []
+        for domain, of_domain in by_domain.items():
+            roles = iam.identity.roles_of_ids(domain, [i for i, _n in of_domain])
+            found += [(domain, user_id, name) for user_id, name in of_domain
+                      if in_scope(target, roles[user_id])]
+        yield found
         cursor = page.next_cursor
         if cursor is None:
-            break
-    if target.sends_groups:
-        for domain in iam.stores.domains:
-            groups += _sync_groups(iam, target, application, domain)
-    return SyncCounts(users, groups)
+            return
 
 
 def _sync_groups(iam: Host, target: Target, application: str, domain: str) -> int:

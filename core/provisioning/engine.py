@@ -99,10 +99,8 @@ class ProvisioningEngine:
         Returns what the connector found; an unreachable or refusing target raises
         StoreUnavailable with the target's own words.
         """
-        idp, connector_type = split_key(target)
-        built = build_target(self.host.get_idp(idp), connector_type)
         try:
-            return self.inline.loop.run(_test_connection(built))
+            return self.inline.loop.run(_test_connection(self._target(target)))
         except ConnectorError as exc:
             raise StoreUnavailable(f"target {target}: {exc.message}") from exc
 
@@ -156,14 +154,20 @@ class ProvisioningEngine:
     def sync_all(self, initiator: Initiator, target: str) -> SyncCounts:
         """Queue the desired state of every user in ``target``'s scope and of every group
         sent there (``core.provisioning.bulk``)."""
-        idp, connector_type = split_key(target)
-        built = build_target(self.host.get_idp(idp), connector_type)
-        counts = bulk.sync_all(self.host, built, self.host.resident_app().name)
+        counts = bulk.sync_all(self.host, self._target(target), self.host.resident_app().name)
         self.written.set()
         with self.host.db.transaction() as conn:
             audit.record(conn, initiator, "provisioning.sync_all", target,
                          {"users": counts.users, "groups": counts.groups})
         return counts
+
+    def users_in_scope(self, target: str) -> int:
+        """How many users ``sync_all`` would queue for ``target``."""
+        return bulk.users_in_scope(self.host, self._target(target))
+
+    def _target(self, target: str) -> Target:
+        idp, connector_type = split_key(target)
+        return build_target(self.host.get_idp(idp), connector_type)
 
     def newly_mapped_groups(self, conn: Connection, old: IdentityProvider | None,
                             new: IdentityProvider) -> None:

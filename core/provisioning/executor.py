@@ -127,7 +127,8 @@ def _hold(conn: Connection, preps: Sequence[Prepared]) -> None:
     held = guard.held(conn, [(p.job, p.target) for p in preps
                              if p.job.operation is Operation.DEPROVISION_USER
                              and p.target is not None and p.action in ("delete", "disable")
-                             and not (p.skip or p.wait or p.fail)])
+                             and not (p.skip or p.wait or p.fail)],
+                       [p.job.pk for p in preps])
     for p in preps:
         if p.job.pk in held:
             p.hold, p.wait = True, held[p.job.pk]

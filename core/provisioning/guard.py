@@ -9,8 +9,13 @@ too (until approval), so that the first of a bad batch do not slip through when 
 rolls on. Held jobs are rows of the outbox like any other (a crash loses none of them) and
 hold back only later jobs of their own user; the target's other jobs keep flowing.
 
-Workers count per batch they prepare, so concurrent workers may each let their batch's
-share through: the threshold can be passed by at most one batch per worker.
+The count is of the target's deprovisionings that succeeded in the last hour and of those
+on their way: retrying after a failed attempt, or leased by a worker no later than the batch
+being decided (its jobs carry their lease time in ``updated``). So a burst leased in several
+batches at once (one worker's next batch while the last is sent, or several workers) cannot
+slip past the threshold: of two batches the later-leased counts the earlier's jobs whichever
+is decided first, and batches leased in the same instant count each other's (they may then
+hold more than they must; those wait for approval, as the rest of a bad batch does).
 """
 
 from __future__ import annotations
@@ -18,29 +23,40 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from core.provisioning import outbox
 from core.provisioning.outbox import Job, JobState, Operation
 from core.provisioning.targets import Target
-from core.schema import prov_attempts, prov_jobs
+from core.schema import prov_jobs
 
 WINDOW = timedelta(hours=1)
 
 
-def deletions_in_window(conn: Connection, target: str) -> int:
-    """Deprovisionings the target carried out in the last hour."""
-    a, j = prov_attempts.c, prov_jobs.c
+def deletions_counted(conn: Connection, target: str, besides: Sequence[int] = (),
+                      leased_by: datetime | None = None) -> int:
+    """The target's deprovisionings that succeeded in the last hour, are retrying, or are
+    leased (by ``leased_by``, when given), leaving out the jobs ``besides`` (the batch
+    being decided). Ranges of ``ix_prov_jobs_target_operation_state_updated``."""
+    j = prov_jobs.c
     since = datetime.now(UTC) - WINDOW
-    return int(conn.execute(select(func.count()).select_from(prov_attempts).join(
-        prov_jobs, j.pk == a.job_pk).where(
-            a.target == target, a.at >= since, a.outcome == "succeeded",
-            j.operation == Operation.DEPROVISION_USER.value)).scalar_one())
+    leased = j.state == JobState.INFLIGHT.value
+    if leased_by is not None:
+        leased = and_(leased, j.updated <= leased_by)
+    q = select(func.count()).select_from(prov_jobs).where(
+        j.target == target, j.operation == Operation.DEPROVISION_USER.value,
+        or_(and_(j.state == JobState.SUCCEEDED.value, j.updated >= since),
+            j.state == JobState.RETRY.value, leased))
+    if besides:
+        q = q.where(j.pk.not_in(list(besides)))
+    return int(conn.execute(q).scalar_one())
 
 
-def held(conn: Connection, deprovisions: Sequence[tuple[Job, Target]]) -> dict[int, str]:
+def held(conn: Connection, deprovisions: Sequence[tuple[Job, Target]],
+         batch: Sequence[int] = ()) -> dict[int, str]:
     """Which of these deprovisioning jobs (each with its target; ones that would delete or
-    disable) the guard holds, by job pk, with the reason."""
+    disable) the guard holds, by job pk, with the reason. ``batch``: the pks of every job
+    leased with them (theirs are left out of the count of those in flight)."""
     by_target: dict[str, list[tuple[Job, Target]]] = {}
     for job, target in deprovisions:
         if not job.payload.get("approved"):
@@ -51,7 +67,10 @@ def held(conn: Connection, deprovisions: Sequence[tuple[Job, Target]]) -> dict[i
         if threshold <= 0:
             continue
         waiting = outbox.counts_of(conn, key).get(JobState.HELD.value, 0)
-        allowed = 0 if waiting else threshold - deletions_in_window(conn, key)
+        besides = sorted({*batch, *(job.pk for job, _target in of_target)})
+        leased_by = max(job.updated for job, _target in of_target)
+        allowed = 0 if waiting else \
+            threshold - deletions_counted(conn, key, besides, leased_by)
         for job, _target in of_target:
             if allowed > 0:
                 allowed -= 1

@@ -5,8 +5,8 @@ sides are streamed: the target's listing (``Connector.list_users``) is read page
 page and each page is matched to our mappings and users in a few queries; then our users
 are walked page by page for those the target lacks. What is kept between the two passes is
 the ids of the remote objects we found mapped, as 8-byte hashes in one sorted array (800 KB
-at 100,000 users), so memory stays flat in the number of users; only the drift found is
-collected.
+at 100,000 users, twice that while it is merged from the batches' sorted runs), so memory
+stays nearly flat in the number of users; only the drift found is collected.
 
 The four kinds of drift (issue 16): ``missing_remote`` (in scope here, absent there),
 ``extra_remote`` (there, but not ours, or ours and out of scope or deleted here),
@@ -27,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import hashlib
+import heapq
 from array import array
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 
@@ -52,8 +53,15 @@ if TYPE_CHECKING:
 
     from core.userstores.base import StoredGroup
 
+T = TypeVar("T")
+
 #: Remote objects matched per round of queries, and local users read per page.
 BATCH = 500
+#: The page size the target's listing asks for. Larger than the connectors' default
+#: (``LIST_PAGE``): a peer that pages in time growing with its size (scim2-server sorts
+#: every user per page) costs far less in fewer, larger pages. A peer bounds it by its
+#: own maximum (SCIM ``maxResults``, Google's 500) and the listing follows what it gets.
+LIST_PAGE_SIZE = 1000
 #: The audit action a reconciliation is recorded under (its report's summary).
 ACTION = "provisioning.reconcile"
 KINDS = ("missing_remote", "extra_remote", "drifted", "unlinked")
@@ -131,6 +139,29 @@ def _hash(remote_id: str) -> int:
                           "big", signed=True)
 
 
+class SeenIds:
+    """Remote ids as 8-byte hashes: a sorted run per batch while a pass adds them, merged
+    into one sorted array for look-ups (``seal``). No list of Python ints is ever built
+    (36 bytes an id), so the peak is 16 bytes an id: the runs and the merged array."""
+
+    def __init__(self) -> None:
+        self._runs: list[array[int]] = []
+        self._sorted: array[int] = array("q")
+
+    def add(self, remote_ids: Iterable[str]) -> None:
+        self._runs.append(array("q", sorted(_hash(i) for i in remote_ids)))
+
+    def seal(self) -> None:
+        merged: array[int] = array("q")
+        merged.extend(heapq.merge(*self._runs))
+        self._runs, self._sorted = [], merged
+
+    def __contains__(self, remote_id: object) -> bool:
+        h = _hash(str(remote_id))
+        i = bisect.bisect_left(self._sorted, h)
+        return i < len(self._sorted) and self._sorted[i] == h
+
+
 class Reconciler:
     """One run against one target (``run`` once)."""
 
@@ -142,35 +173,39 @@ class Reconciler:
         self.application = application
         self.repair, self.delete_extra = repair, delete_extra
         self.report = ReconcileReport(target=target.key)
-        self._seen = array("q")  # hashes of the mapped remote ids the target listed
+        self._seen = SeenIds()  # the mapped remote ids the target listed
         self._unlinked: set[str] = set()  # local ids of unlinked users (drift: few)
 
     async def run(self, client: httpx.AsyncClient) -> ReconcileReport:
         connector = connector_class(self.target.config.type)(self.target.properties, client)
         await self._remote_pass(connector)
-        self._seen = array("q", sorted(self._seen))
+        self._seen.seal()
         self._local_pass()
         if self.target.sends_groups:
-            self._seen = array("q")
+            self._seen = SeenIds()
             self._unlinked.clear()
             await self._remote_groups(connector)
-            self._seen = array("q", sorted(self._seen))
+            self._seen.seal()
             self._local_groups()
         self.report.finished = datetime.now(UTC)
         return self.report
 
     # ------------------------------------------------------------ the target's side
     async def _remote_pass(self, connector: Connector) -> None:
-        async for batch in _batches(connector.list_users(known=self._known_users()), BATCH):
-            self.report.remote_users += len(batch)
-            with self.iam.db.transaction() as conn:
-                known = mapping.by_remote_ids(conn, self.target.key, "user",
-                                              [o.id for o in batch])
-                self._mapped(conn, connector, [(o, known[o.id]) for o in batch
-                                               if o.id in known])
-                for o in batch:
-                    if o.id not in known:
-                        self._unmapped(conn, o)
+        """Each batch is matched in a thread while the next page is read, so the compare
+        overlaps the target's answering instead of adding to it."""
+        async for batch in _read_ahead(_batches(connector.list_users(
+            LIST_PAGE_SIZE, known=self._known_users()), BATCH)):
+            await asyncio.to_thread(self._match_users, connector, batch)
+
+    def _match_users(self, connector: Connector, batch: Sequence[RemoteObject]) -> None:
+        self.report.remote_users += len(batch)
+        with self.iam.db.transaction() as conn:
+            known = mapping.by_remote_ids(conn, self.target.key, "user", [o.id for o in batch])
+            self._mapped(conn, connector, [(o, known[o.id]) for o in batch if o.id in known])
+            for o in batch:
+                if o.id not in known:
+                    self._unmapped(conn, o)
 
     def _known_users(self) -> Iterator[str]:
         """The remote ids of the users mapped to the target, page by page (for a target
@@ -187,8 +222,8 @@ class Reconciler:
     def _mapped(self, conn: Connection, connector: Connector,
                 pairs: Sequence[tuple[RemoteObject, mapping.Mapping]]) -> None:
         by_domain: dict[str, list[tuple[RemoteObject, mapping.Mapping]]] = {}
+        self._seen.add(o.id for o, _m in pairs)
         for o, m in pairs:
-            self._seen.append(_hash(o.id))
             by_domain.setdefault(m.domain, []).append((o, m))
         identity = self.iam.identity
         for domain, of_domain in by_domain.items():
@@ -259,31 +294,26 @@ class Reconciler:
                             continue
                         self.report.local_users += 1
                         m = known.get(v.id)
-                        if m is None or not self._was_seen(m.remote_id):
+                        if m is None or m.remote_id not in self._seen:
                             self.report.missing_remote.append(v.qualified_name)
                             self._upsert(conn, v.domain, v.id, v.qualified_name)
             cursor = page.next_cursor
             if cursor is None:
                 return
 
-    def _was_seen(self, remote_id: str) -> bool:
-        h = _hash(remote_id)
-        i = bisect.bisect_left(self._seen, h)
-        return i < len(self._seen) and self._seen[i] == h
-
     # ------------------------------------------------------------ groups
     async def _remote_groups(self, connector: Connector) -> None:
         drift = self.report.groups
-        async for batch in _batches(connector.list_groups(), BATCH):
+        async for batch in _batches(connector.list_groups(LIST_PAGE_SIZE), BATCH):
             with self.iam.db.transaction() as conn:
                 known = mapping.by_remote_ids(conn, self.target.key, "group",
                                               [o.id for o in batch])
+                self._seen.add(o.id for o in batch if o.id in known)
                 for o in batch:
                     m = known.get(o.id)
                     if m is None:
                         self._unmapped_group(conn, o)
                         continue
-                    self._seen.append(_hash(o.id))
                     group = self._store_group(m.domain, m.entity_id)
                     name = self._group_name(group)
                     if group is None or name is None:
@@ -349,7 +379,7 @@ class Reconciler:
                                              [g.id for g in sent])
                     for g in sent:
                         m = known.get(g.id)
-                        if m is not None and self._was_seen(m.remote_id):
+                        if m is not None and m.remote_id in self._seen:
                             continue
                         if m is not None and self.repair:  # gone there: link anew
                             mapping.remove(conn, self.target.key, "group", g.id)
@@ -448,3 +478,29 @@ async def _batches(items: AsyncIterator[RemoteObject], size: int
             batch = []
     if batch:
         yield batch
+
+
+async def _read_ahead(items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """``items``, with the next one read while the caller works on the last (one item
+    ahead: memory stays bounded). The reader's error is raised to the caller."""
+    queue: asyncio.Queue[tuple[bool, T | BaseException | None]] = asyncio.Queue(maxsize=1)
+
+    async def read() -> None:
+        try:
+            async for item in items:
+                await queue.put((True, item))
+            await queue.put((False, None))
+        except Exception as exc:  # handed to the caller, raised there
+            await queue.put((False, exc))
+
+    reader = asyncio.create_task(read())
+    try:
+        while True:
+            more, got = await queue.get()
+            if not more:
+                if isinstance(got, BaseException):
+                    raise got
+                return
+            yield cast(T, got)
+    finally:
+        reader.cancel()

@@ -22,6 +22,7 @@ from core.iam import Iam
 from core.names import PRIMARY
 from core.properties import PropertySpec, PropertyType
 from tui.screens.base import CONSOLE_ADMIN, ListDetailScreen, list_bindings
+from tui.screens.sync_offer import offer_sync_all
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.form_screen import FormScreen
 from tui.widgets.info_modal import InfoModal
@@ -275,17 +276,24 @@ class ApplicationsScreen(ListDetailScreen):
                                    "created just in time are provisioned too")
                  for k in keys]
         iam, name = self.iam, app.name
+        added: list[str] = []  # targets the save added: each is offered a sync of everyone
 
         def submit(form: FormValues) -> str:
             targets = targets_from({k: form.text(k) for k in keys})
             iam.save_app(CONSOLE_ADMIN, dataclasses.replace(iam.get_app(name),
                                                             outbound=targets))
+            added[:] = [target_key(t) for t in targets if target_key(t) not in current]
             return name
+
+        def saved(saved_name: str | None) -> None:
+            self._saved(saved_name)
+            for target in added if saved_name is not None else ():
+                offer_sync_all(self, target)
 
         self.app.push_screen(FormScreen(
             f"Outbound targets of {name}", specs, submit,
             values={k: target_mode(current.get(k)) for k in keys},
-            intro="Targets are tried in this order; off removes one."), self._saved)
+            intro="Targets are tried in this order; off removes one."), saved)
 
     def action_move_target(self, delta: int) -> None:
         app, key = self.highlighted, self.targets_table.highlighted_key

@@ -45,9 +45,10 @@ from core.jit.intake import JitIntake
 from core.jit.sandbox import SandboxIdp
 from core.names import PRIMARY
 from core.properties import FieldError, PropertySpec, PropertyType, check
-from core.provisioning.targets import build_target
+from core.provisioning.targets import build_target, target_key
 from core.secrets import SecretValue
 from tui.screens.base import CONSOLE_ADMIN, ListDetailScreen, list_bindings
+from tui.screens.sync_offer import offer_sync_all
 from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.form_screen import FormScreen
@@ -439,6 +440,10 @@ class IdentityProvidersScreen(ListDetailScreen):
             lambda chosen: self._edit_connector(idp, chosen) if chosen else None)
 
     def _edit_connector(self, idp: IdentityProvider, connector_type: str) -> None:
+        """Save the connector; a new one that provisions (it and its provider enabled)
+        then offers to sync everyone in its scope."""
+        new: list[str] = []  # the target, when the save added it
+
         def submit(values: FormValues) -> str:
             config, errors = build_connector(connector_type, values, form.stored)
             if errors:
@@ -446,12 +451,19 @@ class IdentityProvidersScreen(ListDetailScreen):
 
             def with_connector(cur: IdentityProvider) -> IdentityProvider:
                 others = tuple(c for c in cur.connectors if c.type != connector_type)
+                if len(others) == len(cur.connectors) and cur.enabled and config.enabled:
+                    new.append(target_key(cur.name, connector_type))
                 return dataclasses.replace(cur, connectors=(*others, config))
 
             return self._save(with_connector, idp.name)()
 
+        def saved(name: str | None) -> None:
+            self._saved(name)
+            if name is not None and new:
+                offer_sync_all(self, new[-1])
+
         form = ConnectorForm(idp, connector_type, submit)
-        self.app.push_screen(form, self._saved)
+        self.app.push_screen(form, saved)
 
     def action_claims(self) -> None:
         idp = self.highlighted
