@@ -1,5 +1,6 @@
 """The ASGI application of ``mware-iam serve``: the SCIM API under ``/scim2``,
-``GET /health`` and ``GET /status`` (the JSON of ``provisioning status --json``)."""
+``GET /health``, ``GET /status`` (the JSON of ``provisioning status --json``) and
+``GET /metrics`` (Prometheus text, ``core/http/metrics.py``)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class HttpApp:
-    """The ASGI application of ``serve``: the SCIM API under ``/scim2``, ``GET /health``
-    and ``GET /status``."""
+    """The ASGI application of ``serve``: the SCIM API under ``/scim2``, ``GET /health``,
+    ``GET /status`` and ``GET /metrics``."""
 
     def __init__(self, iam: Iam, scim: Any = None) -> None:
         self.iam = iam
@@ -50,6 +51,8 @@ class HttpApp:
                          [(b"allow", b"GET, HEAD")])
         elif scope["path"] == "/health":
             await _reply(send, 200, {"status": "ok"})
+        elif scope["path"] == "/metrics":
+            await self._metrics(send)
         elif scope["path"] == "/status":
             try:
                 rows = await asyncio.to_thread(self.iam.provisioning.status)
@@ -59,6 +62,19 @@ class HttpApp:
             await _reply(send, 200, status_json(rows))
         else:
             await _reply(send, 404, {"error": f"no such resource: {scope['path']}"})
+
+    async def _metrics(self, send: Send) -> None:
+        from core.http.metrics import scrape  # prometheus-client: only once scraped
+
+        try:
+            body, content_type = await asyncio.to_thread(scrape, self.iam)
+        except IamError as exc:
+            await _reply(send, 503, {"error": str(exc)})
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", content_type.encode()),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 async def _reply(send: Send, status: int, body: Any,

@@ -7,7 +7,7 @@
   (a lying Content-Length, a half-open socket); such connections are closed.
 - :class:`Guard`: an ASGI wrapper answering 400 to a path with a control character (a
   decoded NUL, CR or LF would reach headers and logs), and requiring an application token
-  for ``GET /status`` on a connection that is not over loopback.
+  for ``GET /status`` and ``GET /metrics`` on a connection that is not over loopback.
 - :class:`EscapingFormatter`: log lines with every control character of the message
   escaped, so no value from a client (a key with a newline) can forge a log line.
 """
@@ -125,10 +125,17 @@ def is_loopback(address: Any) -> bool:
     return ip.is_loopback
 
 
-class Guard:
-    """ASGI wrapper: 400 for a path with a control character; a token for remote /status.
+#: What only loopback connections may read without a token: the deployment's targets,
+#: errors and queues.
+TOKEN_PATHS = frozenset({"/status", "/metrics"})
 
-    ``GET /status`` lists targets, their errors and queues: over loopback anyone on this
+
+class Guard:
+    """ASGI wrapper: 400 for a path with a control character; a token for a remote
+    ``/status`` or ``/metrics``.
+
+    ``GET /status`` and ``GET /metrics`` list targets, their errors and queues: over
+    loopback anyone on this
     machine may read it (as ``provisioning status`` does); on any other connection it
     takes a live application token (``Authorization: Bearer TOKEN``), else 401.
     """
@@ -146,9 +153,9 @@ class Guard:
             if _CONTROL.search(scope["path"]):
                 await _reply(send, 400, "the path contains a control character")
                 return
-            if scope["path"] == "/status" and not is_loopback(scope.get("server")) \
+            if scope["path"] in TOKEN_PATHS and not is_loopback(scope.get("server")) \
                     and not await self._authorized(scope):
-                await _reply(send, 401, "GET /status needs an application token "
+                await _reply(send, 401, f"GET {scope['path']} needs an application token "
                                         "(Authorization: Bearer TOKEN) on this connection",
                              [(b"www-authenticate", b'Bearer realm="mware-iam"')])
                 return
