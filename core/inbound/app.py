@@ -230,11 +230,9 @@ class ScimApplication(ASGIApplication):
 
     def _count(self, request: ScimRequest, status: int, began: float) -> None:
         """The request in the metrics: by route template, status and application."""
-        route = self.route_of(request)
         client: Client | None = request.subject
-        metrics.SCIM_REQUESTS.labels(route, status, client.application if client else ""
-                                     ).inc()
-        metrics.SCIM_SECONDS.labels(route).observe(time.perf_counter() - began)
+        metrics.scim_request(self.route_of(request), status,
+                             client.application if client else "", time.perf_counter() - began)
 
     def route_of(self, request: ScimRequest) -> str:
         """A request's route template (``PATCH /Users/{id}``), or ``unmatched`` for a path
