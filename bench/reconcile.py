@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.common import machine_facts, median  # noqa: E402
+from bench.common import machine_facts, median, record  # noqa: E402
 from core.iam import Iam  # noqa: E402
 from core.identity.events import Initiator  # noqa: E402
 from core.identity.service import ImportRow  # noqa: E402
@@ -178,6 +178,10 @@ def main() -> None:
     print(f"\ntime ratio reconcile/list at {args.users}: median {median(ratios):.2f} "
           f"(rounds {', '.join(f'{x:.2f}' for x in ratios)}; target <= 1.5)")
     print(f"memory ratio {args.users}/{args.small}: {mem:.2f} (target <= 1.3)")
+    record(__file__, "16", f"reconcile / bare paged listing of the peer, {args.users:,} "
+           "users (wall)", ratios, "<= 1.5")
+    record(__file__, "16", f"reconcile max RSS, {args.users:,} / {args.small:,} users",
+           [mem], "<= 1.3")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import machine_facts, percentile, process_cpu, table
+from common import machine_facts, percentile, process_cpu, record, table
 from list_users import deployment, email, username
 from sqlalchemy import func, select
 
@@ -341,6 +341,12 @@ def throughput_report(phases: list[tuple[int, Phase]], concurrency: int) -> tupl
         cpu = {name: sum(p.server_cpu for p in ps) * 1000 / sum(p.requests for p in ps)
                for name, ps in by.items()}
         ratios[operation] = rate[OURS] / rate[THEIRS]
+        rounds = [(p, q) for (_, p), (_, q) in zip(by[OURS], by[THEIRS], strict=True)]
+        record(__file__, "5", f"SCIM {operation}, requests/s ours / scim2-server (SQLite)",
+               [p.rate / q.rate for p, q in rounds], ">= 1")
+        record(__file__, "19", f"SCIM {operation}, server CPU per request ours / "
+               "scim2-server (SQLite)", [(p.server_cpu / p.requests) / (q.server_cpu /
+                                         q.requests) for p, q in rounds], "<= 0.8")
         summary.append([operation, f"{rate[OURS]:.1f}", f"{rate[THEIRS]:.1f}",
                         f"**{ratios[operation]:.2f}**",
                         f"{ms(percentile(lat[OURS], 50))} / {ms(percentile(lat[OURS], 95))}",
@@ -368,6 +374,8 @@ def scale_report(times: dict[tuple[int, str], list[float]], small: int,
         s, g = times[(small, name)], times[(large, name)]
         ratio = percentile(g, 95) / percentile(s, 95)
         worst = max(worst, ratio)
+        record(__file__, "5, 19", f"SCIM GET filter={name}, p95 {large:,} / {small:,} users",
+               [ratio], "<= 1.5")
         rows.append([f"filter={name}", len(s), ms(percentile(s, 50)), ms(percentile(s, 95)),
                      ms(percentile(g, 50)), ms(percentile(g, 95)), f"**{ratio:.2f}**"])
     text = "\n".join([
