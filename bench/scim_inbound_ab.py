@@ -22,7 +22,15 @@ import time
 from pathlib import Path
 
 from common import machine_facts, record, table
-from scim_inbound import NOTES, OPERATIONS, Phase, add_clients, our_server, throughput
+from scim_inbound import (
+    MWARE_IAM,
+    NOTES,
+    OPERATIONS,
+    Phase,
+    add_clients,
+    our_server,
+    throughput,
+)
 
 RESULTS = Path(__file__).with_name("scim_inbound_ab_RESULTS.md")
 NEW, OLD = "new", "old"
@@ -75,8 +83,8 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         homes = Path(tmp) / "new", Path(tmp) / "old"
-        for home in homes:
-            add_clients(home, 0)  # a deployment now, so serve seeds no sample
+        for home, build in zip(homes, (MWARE_IAM, args.against), strict=True):
+            add_clients(home, 0, build)  # a deployment now, so serve seeds no sample
         with our_server(homes[0], args.concurrency, name=NEW) as new, \
                 our_server(homes[1], args.concurrency, executable=args.against,
                            name=OLD) as old:
