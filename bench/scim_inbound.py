@@ -340,7 +340,7 @@ def throughput_report(phases: list[tuple[int, Phase]], concurrency: int) -> tupl
         cpu = {name: sum(p.server_cpu for p in ps) * 1000 / sum(p.requests for p in ps)
                for name, ps in by.items()}
         ratios[operation] = rate[OURS] / rate[THEIRS]
-        rounds = [(p, q) for (_, p), (_, q) in zip(by[OURS], by[THEIRS], strict=True)]
+        rounds = list(zip(by[OURS], by[THEIRS], strict=True))
         record(__file__, "5", f"SCIM {operation}, requests/s ours / scim2-server (SQLite)",
                [p.rate / q.rate for p, q in rounds], ">= 1")
         record(__file__, "19", f"SCIM {operation}, server CPU per request ours / "
