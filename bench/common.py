@@ -90,3 +90,43 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
              for r in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- machine-readable results
+#: Where each benchmark leaves its latest measures as NAME.json (read by ``run_all``).
+RESULTS_DIR = Path(__file__).parent / "results"
+_recorded: set[str] = set()
+
+
+def target_met(value: float, target: str) -> bool:
+    """Whether ``value`` meets a target written ``<= 2`` or ``>= 0.8``."""
+    op, number = target.split()
+    return value <= float(number) if op == "<=" else value >= float(number)
+
+
+def record(script: str, issue: str, measure: str, ratios: Sequence[float], target: str,
+           note: str = "", part: str = "") -> None:
+    """Add one measure to ``bench/results/NAME.json`` (NAME: the script's, with ``-part``
+    for a script whose modes run separately): the median of ``ratios`` (one per round)
+    and their spread, the target (``<= 2``, ``>= 0.8``) and whether the median meets it,
+    with the date and the command that ran. The first call of a run replaces the file;
+    later calls of the same run add to it."""
+    import json
+
+    name = Path(script).stem + (f"-{part}" if part else "")
+    path = RESULTS_DIR / f"{name}.json"
+    RESULTS_DIR.mkdir(exist_ok=True)
+    if name in _recorded and path.exists():
+        data = json.loads(path.read_text())
+    else:
+        data = {"script": name, "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+                "command": " ".join([".venv/bin/python", f"bench/{Path(script).name}",
+                                     *sys.argv[1:]]),
+                "measures": []}
+    _recorded.add(name)
+    value = median(ratios)
+    data["measures"].append({
+        "issue": issue, "measure": measure, "ratio": round(value, 3),
+        "spread": [round(min(ratios), 3), round(max(ratios), 3)], "rounds": len(ratios),
+        "target": target, "met": target_met(value, target), "note": note})
+    path.write_text(json.dumps(data, indent=1) + "\n")

@@ -416,7 +416,7 @@ def users_screen(repeat: int, small: Path, large: Path) -> dict[str, dict[str, l
 
 
 def report_keypresses(runs: dict[int, list[Presses]], args: argparse.Namespace) -> None:
-    from common import median, table
+    from common import median, record, table
 
     print(f"\nUsers screen of {args.ssh_sessions:,} users, down arrow to the next frame's "
           f"first bytes; each session presses {args.presses} times, one press every "
@@ -441,6 +441,9 @@ def report_keypresses(runs: dict[int, list[Presses]], args: argparse.Namespace) 
     ratio = median(ratios)
     print(f"ratio 8 sessions / 1 per round: {', '.join(f'{x:.2f}' for x in ratios)}; "
           f"median {ratio:.2f} (target <= 2): {'PASS' if ratio <= 2 else 'FAIL'}")
+    record(__file__, "18", f"8 SSH sessions on the Users screen ({args.ssh_sessions:,} "
+           "users): keypress to frame / one session", ratios, "<= 2",
+           "staggered" if args.stagger else "in step", part="ssh-sessions")
 
 
 def seeded_home(work: Path) -> Path:
@@ -484,7 +487,7 @@ def main() -> None:
         return
     # Imported here, not at the top: a Users-screen child starts with nothing but what the
     # console it drives imports (these two bring SQLAlchemy and the engine).
-    from common import machine_facts, median, table
+    from common import machine_facts, median, record, table
     from list_users import deployment
 
     print(machine_facts())
@@ -504,6 +507,8 @@ def main() -> None:
             [kind, f"{median(v):.3f}", f"{min(v):.3f}", f"{max(v):.3f}",
              f"{median(v) / local:.2f}"] for kind, v in ssh.items()]))
         ratio = median(ssh["ssh"]) / local
+        record(__file__, "18", "SSH session first frame / local mware-iam tui first frame",
+               [ratio], "<= 2", part="ssh")
         print(f"ratio ssh / local = {ratio:.2f} (target <= 2): "
               f"{'PASS' if ratio <= 2 else 'FAIL'}")
         return
@@ -519,6 +524,8 @@ def main() -> None:
         [labels[kind], f"{median(v):.3f}", f"{min(v):.3f}", f"{max(v):.3f}",
          f"{median(v) / hello:.2f}"] for kind, v in starts.items()]))
     ratio = median(starts["console"]) / hello
+    record(__file__, "4", "mware-iam tui start to first frame / bare Textual hello",
+           [ratio], "<= 1.5")
     print(f"ratio console / hello = {ratio:.2f} (target <= 1.5): "
           f"{'PASS' if ratio <= 1.5 else 'FAIL'}")
     if args.skip_users:
@@ -534,6 +541,8 @@ def main() -> None:
                                      ("page_down", "page down (next page)", "s", 1.5),
                                      ("rss_mib", "peak resident memory", "MiB", 1.3)):
         s, big = median(results["small"][key]), median(results["large"][key])
+        record(__file__, "4", f"Users screen {label}: {args.large:,} / {args.small:,} users",
+               [big / s], f"<= {target}")
         rows.append([label, f"{s:.3f} {unit}", f"{big:.3f} {unit}", f"{big / s:.2f}",
                      f"<= {target}", "PASS" if big / s <= target else "FAIL"])
     print(table(["measure", f"{args.small:,} users", f"{args.large:,} users", "ratio",

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import httpx
 import jwt
-from common import machine_facts, table
+from common import machine_facts, record, table
 from provisioning import WORKER, Run, measured, ours, user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,6 +237,7 @@ def main() -> None:
         f"{max(ratios):.2f} (target >= 0.8)", "",
         f"connector alone / ceiling per round: {', '.join(f'{x:.2f}' for x in alone)}; "
         f"median **{statistics.median(alone):.2f}**", ""])
+    record(__file__, "12", "to the Google sandbox: ours / bare httpx", ratios, ">= 0.8")
     print(text)
     notes = args.out.read_text().partition(NOTES)[2] if args.out.exists() else ""
     args.out.write_text(text + "\n" + NOTES + notes if notes else text)

@@ -23,6 +23,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test suite's helpers
 
+from common import record
+
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.idps import ClaimMapping, IdentityProvider, JitConfig, RoleMapping
@@ -93,6 +95,8 @@ def main() -> None:
                       f"{s_cpu / n * 1e3:5.2f} ms CPU/req | JIT {n / j_wall:7.1f} req/s "
                       f"{j_cpu / n * 1e3:5.2f} ms CPU/req | ratio wall {ratios[-1]:.2f} "
                       f"CPU {cpu_ratios[-1]:.2f}", flush=True)
+    record(__file__, "15", "JIT login of an unchanged user / SCIM GET by filter, wall",
+           ratios, "<= 2", f"CPU {statistics.median(cpu_ratios):.2f}")
     print(f"JIT / SCIM GET: median wall {statistics.median(ratios):.2f} "
           f"(spread {min(ratios):.2f}-{max(ratios):.2f}), median CPU "
           f"{statistics.median(cpu_ratios):.2f} ({min(cpu_ratios):.2f}-"

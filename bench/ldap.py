@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import ldap3
-from common import machine_facts, median, table
+from common import machine_facts, median, record, table
 from ldap3 import Connection, Server
 from ldap3.utils.hashed import hashed
 
@@ -193,6 +193,8 @@ def main() -> None:
 
     def row(label: str, key: str, scale: float, unit: str, target: str) -> list[object]:
         ratio = large[key] / small[key]
+        record(__file__, "6", f"slapd {label}: {args.large:,} / {args.small:,} users",
+               [ratio], "<= 2")
         return [label, f"{small[key] * scale:.2f} {unit}", f"{large[key] * scale:.2f} {unit}",
                 f"{ratio:.2f}x", target, "ok" if ratio <= 2 else "MISSED"]
 

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import machine_facts, percentile, process_cpu, table
+from common import machine_facts, percentile, process_cpu, record, table
 from sqlalchemy import func, select, update
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -391,6 +391,8 @@ def main() -> None:
                 runs.append(crash(server.tenant(), args.users, args.concurrency, work))
             print(runs[-1], flush=True)
     text = report(runs, command, args.concurrency, args.backend)
+    record(__file__, "3, 19", "to scim2-server: ours / bare httpx",
+           [runs[1].rate / runs[0].rate], ">= 0.9")
     print(text)
     notes = args.out.read_text().partition(NOTES)[2] if args.out.exists() else ""
     args.out.write_text(text + "\n" + NOTES + notes if notes else text)

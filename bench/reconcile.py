@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.common import machine_facts, median  # noqa: E402
+from bench.common import machine_facts, median, record  # noqa: E402
 from core.iam import Iam  # noqa: E402
 from core.identity.events import Initiator  # noqa: E402
 from core.identity.service import ImportRow  # noqa: E402
@@ -334,6 +334,10 @@ def report(runs: dict[str, list[dict[str, Any]]], users: int, small: int) -> Non
         f"{mid('reconcile', 'rss_mb') / mid('reconcile-small', 'rss_mb'):.2f} "
         "(target <= 1.3)"
     )
+    record(__file__, "16", f"reconcile / bare paged listing of the peer, {users:,} users (wall)",
+           ratios, "<= 1.5")
+    record(__file__, "16", f"reconcile heap peak, {users:,} / {small:,} users",
+           [mid("heap", "heap_mb") / mid("heap-small", "heap_mb")], "<= 1.3")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import machine_facts, process_cpu, table
+from common import machine_facts, process_cpu, record, table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -204,6 +204,7 @@ def report(runs: list[Run], command: str, concurrency: int) -> str:
     rows = [[r.round, r.name, r.jobs, f"{r.seconds:.2f}", f"{r.rate:.0f}", f"{r.cpu_ms:.2f}",
              f"{r.peer_cpu_ms:.2f}"] for r in runs]
     median = statistics.median(ratios)
+    record(__file__, "13", "to the sandbox Salesforce org: ours / bare httpx", ratios, ">= 0.8")
     return "\n".join([
         "# Salesforce provisioning benchmark", "",
         f"Command: `{command}`", "",

@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import machine_facts, percentile, process_cpu, table
+import scim_clients
+from common import machine_facts, percentile, process_cpu, record, table
 from list_users import deployment, email, username
 from sqlalchemy import func, select
 
@@ -61,9 +62,7 @@ from connectors.sandbox.peers import (  # noqa: E402
     scim_server,
     wait_until_answering,
 )
-from core.apps import Application  # noqa: E402
 from core.iam import Iam  # noqa: E402
-from core.identity.events import Initiator  # noqa: E402
 from core.schema import prov_jobs  # noqa: E402
 
 SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -87,17 +86,17 @@ class Server:
     pid: int
 
 
-def add_clients(home: Path, clients: int) -> list[str]:
-    """Applications ``bench0``.. with PRIMARY as inbound domain and a fresh token each."""
-    with Iam.open(home=str(home)) as iam:
-        admin = Initiator.admin()
-        tokens = []
-        for i in range(clients):
-            name = f"bench{i}"
-            if name not in iam.app_names():
-                iam.save_app(admin, Application(name=name, inbound_domain="PRIMARY"))
-            tokens.append(iam.issue_token(admin, name))
-        return tokens
+def add_clients(home: Path, clients: int, executable: Path = MWARE_IAM) -> list[str]:
+    """``scim_clients.add_clients``, by the build of ``executable`` (its venv's Python):
+    a home is created and migrated by the build that serves it."""
+    if executable == MWARE_IAM:
+        return scim_clients.add_clients(home, clients)
+    done = subprocess.run([str(executable.with_name("python")),
+                           str(Path(__file__).with_name("scim_clients.py")), str(home),
+                           str(clients)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{executable}: the clients were not added: {done.stderr.strip()}")
+    return done.stdout.split()
 
 
 @contextlib.contextmanager
@@ -106,7 +105,7 @@ def our_server(home: Path, clients: int, profile: Path | None = None,
                name: str = OURS) -> Iterator[Server]:
     """``mware-iam --home HOME serve [EXTRA]`` on a free loopback port (under py-spy if
     asked); ``executable``: another build's ``mware-iam`` (``scim_inbound_ab.py``)."""
-    tokens = add_clients(home, clients)
+    tokens = add_clients(home, clients, executable)
     port = free_port()
     command = [str(executable), "--home", str(home), "serve", "--port", str(port), *extra]
     if profile is not None:
@@ -341,6 +340,12 @@ def throughput_report(phases: list[tuple[int, Phase]], concurrency: int) -> tupl
         cpu = {name: sum(p.server_cpu for p in ps) * 1000 / sum(p.requests for p in ps)
                for name, ps in by.items()}
         ratios[operation] = rate[OURS] / rate[THEIRS]
+        rounds = list(zip(by[OURS], by[THEIRS], strict=True))
+        record(__file__, "5", f"SCIM {operation}, requests/s ours / scim2-server (SQLite)",
+               [p.rate / q.rate for p, q in rounds], ">= 1")
+        record(__file__, "19", f"SCIM {operation}, server CPU per request ours / "
+               "scim2-server (SQLite)", [(p.server_cpu / p.requests) / (q.server_cpu /
+                                         q.requests) for p, q in rounds], "<= 0.8")
         summary.append([operation, f"{rate[OURS]:.1f}", f"{rate[THEIRS]:.1f}",
                         f"**{ratios[operation]:.2f}**",
                         f"{ms(percentile(lat[OURS], 50))} / {ms(percentile(lat[OURS], 95))}",
@@ -368,6 +373,8 @@ def scale_report(times: dict[tuple[int, str], list[float]], small: int,
         s, g = times[(small, name)], times[(large, name)]
         ratio = percentile(g, 95) / percentile(s, 95)
         worst = max(worst, ratio)
+        record(__file__, "5, 19", f"SCIM GET filter={name}, p95 {large:,} / {small:,} users",
+               [ratio], "<= 1.5")
         rows.append([f"filter={name}", len(s), ms(percentile(s, 50)), ms(percentile(s, 95)),
                      ms(percentile(g, 50)), ms(percentile(g, 95)), f"**{ratio:.2f}**"])
     text = "\n".join([

@@ -21,8 +21,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine_facts, table
-from scim_inbound import NOTES, OPERATIONS, Phase, add_clients, our_server, throughput
+from common import machine_facts, record, table
+from scim_inbound import (
+    MWARE_IAM,
+    NOTES,
+    OPERATIONS,
+    Phase,
+    add_clients,
+    our_server,
+    throughput,
+)
 
 RESULTS = Path(__file__).with_name("scim_inbound_ab_RESULTS.md")
 NEW, OLD = "new", "old"
@@ -38,6 +46,10 @@ def report(phases: list[tuple[int, Phase]]) -> tuple[str, dict[str, float]]:
                / (by[(n, operation, OLD)].server_cpu / by[(n, operation, OLD)].requests)
                for n in rounds]
         medians[operation] = statistics.median(rate)
+        record(__file__, "11", f"SCIM {operation}, requests/s this tree / the other build",
+               rate, ">= 0.95")
+        record(__file__, "11", f"SCIM {operation}, server CPU per request this tree / the "
+               "other build", cpu, "<= 1.05")
         new_rate = statistics.median(by[(n, operation, NEW)].rate for n in rounds)
         old_rate = statistics.median(by[(n, operation, OLD)].rate for n in rounds)
         new_cpu = statistics.median(by[(n, operation, NEW)].server_cpu * 1000
@@ -71,8 +83,8 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         homes = Path(tmp) / "new", Path(tmp) / "old"
-        for home in homes:
-            add_clients(home, 0)  # a deployment now, so serve seeds no sample
+        for home, build in zip(homes, (MWARE_IAM, args.against), strict=True):
+            add_clients(home, 0, build)  # a deployment now, so serve seeds no sample
         with our_server(homes[0], args.concurrency, name=NEW) as new, \
                 our_server(homes[1], args.concurrency, executable=args.against,
                            name=OLD) as old:

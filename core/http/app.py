@@ -1,7 +1,8 @@
 """The ASGI application of ``mware-iam serve``: the SCIM API under ``/scim2``,
 ``GET /health`` (liveness: this process answers), ``GET /ready`` (readiness: the system
-database and every enabled userstore answer; 503 naming those that do not) and
-``GET /status`` (the JSON of ``provisioning status --json``)."""
+database and every enabled userstore answer; 503 naming those that do not), ``GET /status``
+(the JSON of ``provisioning status --json``) and ``GET /metrics`` (Prometheus text,
+``core/http/metrics.py``)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ SYSTEM_DB = "system-db"
 
 class HttpApp:
     """The ASGI application of ``serve``: the SCIM API under ``/scim2``, ``GET /health``,
-    ``GET /ready`` and ``GET /status``."""
+    ``GET /ready``, ``GET /status`` and ``GET /metrics``."""
 
     def __init__(self, iam: Iam, scim: Any = None) -> None:
         self.iam = iam
@@ -72,6 +73,8 @@ class HttpApp:
             await _reply(send, 200, {"status": "ok", "process": os.getpid()})
         elif scope["path"] == "/ready":
             await self._ready(scope, send)
+        elif scope["path"] == "/metrics":
+            await self._metrics(send)
         elif scope["path"] == "/status":
             try:
                 rows = await asyncio.to_thread(self.iam.provisioning.status)
@@ -137,6 +140,19 @@ class HttpApp:
         except IamError:  # removed or disabled meanwhile: not a failure
             return None
         return None if health.reachable else health.detail or "does not answer"
+
+    async def _metrics(self, send: Send) -> None:
+        from core.http.metrics import scrape  # prometheus-client: only once scraped
+
+        try:
+            body, content_type = await asyncio.to_thread(scrape, self.iam)
+        except IamError as exc:
+            await _reply(send, 503, {"error": str(exc)})
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", content_type.encode()),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 async def _reply(send: Send, status: int, body: Any,

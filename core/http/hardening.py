@@ -39,9 +39,6 @@ HEADER_SECONDS = 10.0
 #: Longest pause while sending a request body.
 BODY_IDLE_SECONDS = 10.0
 
-#: Paths that need an application token on a connection that is not over loopback.
-TOKEN_PATHS = frozenset({"/status", "/metrics"})
-
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 log = logging.getLogger("mware_iam.serve")
 
@@ -128,12 +125,17 @@ def is_loopback(address: Any) -> bool:
     return ip.is_loopback
 
 
-class Guard:
-    """ASGI wrapper: 400 for a path with a control character; a token for remote /status
-    and /metrics.
+#: What only loopback connections may read without a token: the deployment's targets,
+#: errors and queues.
+TOKEN_PATHS = frozenset({"/status", "/metrics"})
 
-    ``GET /status`` lists targets, their errors and queues (``/metrics`` the same as
-    numbers): over loopback anyone on this
+
+class Guard:
+    """ASGI wrapper: 400 for a path with a control character; a token for a remote
+    ``/status`` or ``/metrics``.
+
+    ``GET /status`` and ``GET /metrics`` list targets, their errors and queues: over
+    loopback anyone on this
     machine may read it (as ``provisioning status`` does); on any other connection it
     takes a live application token (``Authorization: Bearer TOKEN``), else 401.
     """

@@ -20,6 +20,7 @@ import contextvars
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
@@ -34,8 +35,9 @@ from scim2_server.applications.base import BaseApplication
 from scim2_server.handler import AsyncScimHandler, ScimHandler
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
-from scim2_server.routing import Operation
+from scim2_server.routing import ROUTES, Operation
 
+from core import metrics
 from core.claims import SCIM_DIALECT
 from core.errors import IamError
 from core.inbound import Limits
@@ -52,6 +54,10 @@ log = logging.getLogger("mware_iam.scim")
 
 #: How often a write without If-Match that lost a race to another write is served again.
 RACE_RETRIES = 5
+#: The status a request is counted with when its client left before the answer (nginx's).
+CLIENT_GONE = 499
+#: The route label of a request that matched no route or no resource type's endpoint.
+UNMATCHED = "unmatched"
 
 #: The application rate buckets' file in the home (``ratelimit.SharedTokenBuckets``).
 BUCKETS_FILE = "ratelimit.buckets"
@@ -99,6 +105,8 @@ class ScimApplication(ASGIApplication):
         #: requests on LDAP, PostgreSQL or MariaDB stores, which wait on the network, run
         #: on the event loop's shared pool.
         self._embedded_lane = ThreadPoolExecutor(1, thread_name_prefix="scim-sqlite")
+        #: Route templates by what a request matched (bounded: known endpoints only).
+        self._routes: dict[tuple[str, Operation, str | None, bool, bool], str] = {}
 
     def close(self) -> None:
         """Stop the thread of the embedded lane (the requests in it finish first)."""
@@ -180,10 +188,11 @@ class ScimApplication(ASGIApplication):
         looked_up = request.subject
         client = (looked_up if isinstance(looked_up, Client)
                   else self.remembered(request) or self.authenticate(request))
+        request.subject = client  # a refused request is counted for its application too
         wait = self.buckets.take(client.application)
         if wait > 0:
+            metrics.RATE_LIMITED.labels(client.application, "scim").inc()
             raise TooManyRequestsException(wait)
-        request.subject = client
 
     async def serve(self, request: ScimRequest) -> ScimResponse:
         """Serve a request; a token the cache does not remember is looked up in a worker
@@ -218,6 +227,7 @@ class ScimApplication(ASGIApplication):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        began = time.perf_counter()
         request = await self.read_request(scope, receive)
         cancellation = Cancellation()
         current_cancellation.set(cancellation)  # copied into the task and its thread
@@ -231,9 +241,35 @@ class ScimApplication(ASGIApplication):
             log.info("client gone: %s %s cancelled", request.method, scope.get("path"))
             await asyncio.wait({serving})
             serving.exception()  # retrieved: the answer has nobody to go to
+            self._count(request, CLIENT_GONE, began)
             return
         gone.cancel()
-        await self.send_response(serving.result(), send)
+        response = serving.result()
+        self._count(request, int(response.status), began)
+        await self.send_response(response, send)
+
+    def _count(self, request: ScimRequest, status: int, began: float) -> None:
+        """The request in the metrics: by route template, status and application."""
+        client: Client | None = request.subject
+        metrics.scim_request(self.route_of(request), status,
+                             client.application if client else "", time.perf_counter() - began)
+
+    def route_of(self, request: ScimRequest) -> str:
+        """A request's route template (``PATCH /Users/{id}``), or ``unmatched`` for a path
+        that is no route or endpoint: a metric label, so never the raw path."""
+        try:
+            target = self.service.match(request)
+        except SCIMException:
+            return UNMATCHED
+        key = (request.method.upper(), target.operation, target.endpoint,
+               target.resource_id is not None, target.me)
+        route = self._routes.get(key)
+        if route is None:
+            if target.endpoint is not None and \
+                    self.service.get_resource_type_by_endpoint(target.endpoint) is None:
+                return UNMATCHED  # not remembered: the client chose that name
+            route = self._routes[key] = _template(*key)
+        return route
 
     def finalize_response(self, request: ScimRequest, response: ScimResponse
                           ) -> ScimResponse:
@@ -289,6 +325,18 @@ class InThreadHandler(AsyncScimHandler):
             except PreconditionFailedException:
                 continue
         return self.sync.handle(request)  # the last try answers, whatever it is
+
+
+def _template(method: str, operation: Operation, endpoint: str | None, with_id: bool,
+              me: bool) -> str:
+    """The pattern of scim2-server's route that matched, its endpoint filled in."""
+    for r in ROUTES:
+        if r.method == method and r.operation is operation and (r.pattern == "/Me") == me \
+                and ("{endpoint}" in r.pattern) == (endpoint is not None) \
+                and ("{resource_id}" in r.pattern) == with_id:
+            return r.pattern.replace("{endpoint}", endpoint or "").replace(
+                "{resource_id}", "{id}")
+    return UNMATCHED
 
 
 async def _disconnect(receive: Any) -> None:

@@ -16,6 +16,7 @@ from urllib.parse import unquote
 
 from scim2_models import UnauthorizedException
 
+from core import metrics
 from core.errors import IamError, StoreUnavailable
 from core.jit.errors import LoginRefused
 from core.jit.intake import JitIntake
@@ -39,6 +40,15 @@ class _Headers:
 
     def header(self, name: str) -> str | None:
         return self._h.get(name.lower())
+
+
+def _outcome(exc: Exception) -> str:
+    """The outcome label of a login the intake did not apply."""
+    if isinstance(exc, LoginRefused):
+        return "refused"
+    if isinstance(exc, StoreUnavailable):
+        return "unavailable"
+    return "invalid" if isinstance(exc, IamError) else "error"
 
 
 class JitApplication:
@@ -78,15 +88,29 @@ class JitApplication:
             try:
                 client = await asyncio.to_thread(self.scim.authenticate, request)
             except UnauthorizedException as exc:
+                metrics.JIT_LOGINS.labels("", "unauthenticated").inc()
                 return 401, {"error": f"application authentication failed: {exc.detail}"}
         wait = self.scim.buckets.take(client.application)
         if wait > 0:
+            metrics.RATE_LIMITED.labels(client.application, "jit").inc()
+            metrics.JIT_LOGINS.labels("", "rate_limited").inc()
             return 429, {"error": f"rate limit reached: retry in {wait:.1f} s",
                          "retry_after": max(1, int(wait + 0.999))}
-        payload = await self._body(receive)
+        try:
+            payload = await self._body(receive)
+        except LoginRefused:
+            metrics.JIT_LOGINS.labels("", "invalid").inc()
+            raise
         recipient = self.scim.get_base_url(scope) + scope["path"]
-        result = await asyncio.to_thread(self.intake.login, client.application, idp, payload,
-                                         recipient)
+        try:
+            result = await asyncio.to_thread(self.intake.login, client.application, idp,
+                                             payload, recipient)
+        except Exception as exc:
+            # The path's name is a label only once the intake found such a provider.
+            known = not (isinstance(exc, LoginRefused) and exc.status == 404)
+            metrics.JIT_LOGINS.labels(idp if known else "", _outcome(exc)).inc()
+            raise
+        metrics.JIT_LOGINS.labels(idp, "created" if result.created else "updated").inc()
         return (201 if result.created else 200), result.to_json()
 
     @staticmethod

@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
+from core import metrics
 from core.db import in_chunks
 from core.errors import InvalidInput, NotFound
 from core.schema import prov_attempts, prov_jobs
@@ -396,6 +397,10 @@ def record_attempts(conn: Connection, attempts: Sequence[Attempt]) -> None:
         {"job_pk": a.job.pk, "target": a.job.target, "at": a.started,
          "duration_ms": a.duration_ms, "outcome": a.outcome, "status_code": a.status,
          "error": a.error, "exchanges": list(a.exchanges)} for a in attempts])
+    for a in attempts:
+        metrics.ATTEMPTS.labels(a.job.target, a.outcome).inc()
+        if a.duration_ms > 0:  # something was sent (a skip, hold or wait sends nothing)
+            metrics.ATTEMPT_SECONDS.labels(a.job.target).observe(a.duration_ms / 1000)
 
 
 def attempts(conn: Connection, job_pk: int) -> list[dict[str, Any]]:
@@ -587,6 +592,16 @@ def counts(conn: Connection) -> dict[str, dict[str, int]]:
     for target, state, n in rows:
         out.setdefault(target, {})[state] = int(n)
     return out
+
+
+def waiting(conn: Connection) -> dict[str, tuple[int, datetime]]:
+    """Per target: the jobs waiting to run (pending or scheduled for a retry) and when the
+    oldest of them was written (bounded by the backlog, not the history)."""
+    rows = conn.execute(select(prov_jobs.c.target, func.count(), func.min(prov_jobs.c.created))
+                        .where(prov_jobs.c.state.in_([JobState.PENDING.value,
+                                                      JobState.RETRY.value]))
+                        .group_by(prov_jobs.c.target))
+    return {target: (int(n), oldest) for target, n, oldest in rows}
 
 
 def cancel_jobs(conn: Connection, pks: Sequence[int], reason: str) -> int:
