@@ -64,13 +64,18 @@ OPEN_STATES = (JobState.PENDING.value, JobState.INFLIGHT.value, JobState.RETRY.v
 def user(i: int, prefix: str = "bench") -> tuple[str, dict[str, str]]:
     """User i: its name and claims."""
     name = f"{prefix}{i:06d}"
-    return name, {"givenname": f"Given{i % 997}", "lastname": f"Family{i % 1009}",
-                  "emailaddress": f"{name}@example.com"}
+    return name, {
+        "givenname": f"Given{i % 997}",
+        "lastname": f"Family{i % 1009}",
+        "emailaddress": f"{name}@example.com",
+    }
 
 
 def import_rows(users: int, prefix: str = "bench") -> list[ImportRow]:
-    return [ImportRow(i + 2, name, claims=claims)
-            for i, (name, claims) in ((i, user(i, prefix)) for i in range(users))]
+    return [
+        ImportRow(i + 2, name, claims=claims)
+        for i, (name, claims) in ((i, user(i, prefix)) for i in range(users))
+    ]
 
 
 # ---------------------------------------------------------------- peers
@@ -86,14 +91,16 @@ class Peer:
 
 
 @contextlib.contextmanager
-def peer_process(argv: Sequence[str], probe: str, what: str, work: Path
-                 ) -> Iterator[subprocess.Popen[bytes]]:
+def peer_process(
+    argv: Sequence[str], probe: str, what: str, work: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a peer process until the block ends; ``probe`` answers once it is up."""
     from connectors.sandbox.peers import wait_until_answering
 
     with (work / f"peer-{os.getpid()}-{time.monotonic_ns()}.log").open("w+b") as log:
-        process = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         try:
             wait_until_answering(process, probe, log, what, 30.0)
             yield process
@@ -130,8 +137,9 @@ class Kind:
     #: Did the peer accept the request?
     accepted: Callable[[httpx.Response], bool]
     #: A previewed request's body as sent (``None``: not the ceiling's, e.g. a token grant).
-    content: Callable[[dict[str, Any]], bytes | None] = \
-        lambda exchange: json.dumps(exchange["request_body"]).encode()
+    content: Callable[[dict[str, Any]], bytes | None] = lambda exchange: json.dumps(
+        exchange["request_body"]
+    ).encode()
 
 
 def previewed(iam: Iam, kind: Kind, peer: Peer, names: Sequence[str]) -> list[Request]:
@@ -146,7 +154,7 @@ def previewed(iam: Iam, kind: Kind, peer: Peer, names: Sequence[str]) -> list[Re
                 url = exchange["url"]
                 if not url.startswith(peer.base):
                     raise RuntimeError(f"{name}: previewed {url}, not at {peer.base}")
-                requests.append(Request(exchange["method"], url[len(peer.base):], content))
+                requests.append(Request(exchange["method"], url[len(peer.base) :], content))
     return requests
 
 
@@ -185,8 +193,9 @@ class _Window:
         return Run(name, jobs, seconds, cpu * 1000 / jobs, peer * 1000 / jobs)
 
 
-async def _send_all(kind: Kind, peer: Peer, requests: Sequence[Request], concurrency: int,
-                    window: _Window) -> None:
+async def _send_all(
+    kind: Kind, peer: Peer, requests: Sequence[Request], concurrency: int, window: _Window
+) -> None:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     queue = iter(requests)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
@@ -195,11 +204,14 @@ async def _send_all(kind: Kind, peer: Peer, requests: Sequence[Request], concurr
 
         async def lane() -> None:
             for r in queue:
-                response = await client.request(r.method, peer.base + r.path,
-                                                content=r.content, headers=headers)
+                response = await client.request(
+                    r.method, peer.base + r.path, content=r.content, headers=headers
+                )
                 if not kind.accepted(response):
-                    raise RuntimeError(f"ceiling {r.method} {r.path} answered "
-                                       f"{response.status_code}: {response.text[:300]}")
+                    raise RuntimeError(
+                        f"ceiling {r.method} {r.path} answered "
+                        f"{response.status_code}: {response.text[:300]}"
+                    )
 
         await asyncio.gather(*(lane() for _ in range(concurrency)))
 
@@ -213,8 +225,13 @@ def ceiling(kind: Kind, peer: Peer, requests: Sequence[Request], concurrency: in
 def unfinished(iam: Iam) -> int:
     """Jobs not yet ended: a count over the leading column of ``ix_prov_jobs_state_next``."""
     with iam.db.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(prov_jobs)
-                                .where(prov_jobs.c.state.in_(OPEN_STATES))).scalar_one())
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(prov_jobs)
+                .where(prov_jobs.c.state.in_(OPEN_STATES))
+            ).scalar_one()
+        )
 
 
 def wait_for(condition: Callable[[], bool], what: str, every: float = 0.5) -> None:
@@ -231,9 +248,21 @@ def profiled(svg: Path | None) -> Iterator[None]:
     if svg is None:
         yield
         return
-    spy = subprocess.Popen([str(PY_SPY), "record", "--pid", str(os.getpid()), "--rate", "200",
-                            "--output", str(svg), "--nonblocking"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spy = subprocess.Popen(
+        [
+            str(PY_SPY),
+            "record",
+            "--pid",
+            str(os.getpid()),
+            "--rate",
+            "200",
+            "--output",
+            str(svg),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)  # attached
     try:
         yield
@@ -249,9 +278,13 @@ def drain(iam: Iam, peer: Peer, jobs: int, svg: Path | None = None) -> Run:
 
     def count(_job: Job, state: JobState) -> None:
         settled[state] = settled.get(state, 0) + 1
-        if state in (JobState.SUCCEEDED, JobState.DEAD, JobState.SKIPPED) and \
-                sum(settled.get(s, 0) for s in (JobState.SUCCEEDED, JobState.DEAD,
-                                                JobState.SKIPPED)) >= jobs:
+        if (
+            state in (JobState.SUCCEEDED, JobState.DEAD, JobState.SKIPPED)
+            and sum(
+                settled.get(s, 0) for s in (JobState.SUCCEEDED, JobState.DEAD, JobState.SKIPPED)
+            )
+            >= jobs
+        ):
             done.set()
 
     window = _Window(peer.pid)
@@ -260,8 +293,9 @@ def drain(iam: Iam, peer: Peer, jobs: int, svg: Path | None = None) -> Run:
         pool.listeners.append(count)
         loop = asyncio.new_event_loop()
         stop = asyncio.Event()
-        thread = threading.Thread(target=loop.run_until_complete, args=(pool.run(stop),),
-                                  name="bench-pool")
+        thread = threading.Thread(
+            target=loop.run_until_complete, args=(pool.run(stop),), name="bench-pool"
+        )
         window.start()
         thread.start()
         if not done.wait(DEADLINE):
@@ -286,13 +320,17 @@ class Round:
         return self.ours.rate / self.ceiling.rate
 
 
-def one_round(kind: Kind, n: int, users: int, concurrency: int, work: Path,
-              profile: Path | None = None) -> Round:
+def one_round(
+    kind: Kind, n: int, users: int, concurrency: int, work: Path, profile: Path | None = None
+) -> Round:
     """Round ``n`` (1-based): set-up, then (a) and (b), (b) first in even rounds."""
     rows = import_rows(users, f"r{n}u")
     home = work / f"{kind.name}-round{n}"
-    with kind.peer(work) as ours_peer, kind.peer(work) as ceiling_peer, \
-            Iam.open(home=str(home)) as iam:
+    with (
+        kind.peer(work) as ours_peer,
+        kind.peer(work) as ceiling_peer,
+        Iam.open(home=str(home)) as iam,
+    ):
         kind.wire(iam, ours_peer, concurrency)
         report = iam.identity.import_users(Initiator.admin(), rows)
         if report.imported != users:
@@ -300,61 +338,102 @@ def one_round(kind: Kind, n: int, users: int, concurrency: int, work: Path,
         requests = previewed(iam, kind, ours_peer, [r.username for r in rows])
         if len(requests) != users:
             raise RuntimeError(f"preview gave {len(requests)} requests for {users} users")
-        runs = {"a": lambda: ceiling(kind, ceiling_peer, requests, concurrency),
-                "b": lambda: drain(iam, ours_peer, users, profile)}
+        runs = {
+            "a": lambda: ceiling(kind, ceiling_peer, requests, concurrency),
+            "b": lambda: drain(iam, ours_peer, users, profile),
+        }
         order = "ab" if n % 2 else "ba"
         done = {k: runs[k]() for k in order}
     result = Round(done["a"], done["b"])
-    print(f"round {n}: ceiling {result.ceiling.rate:.0f} jobs/s "
-          f"({result.ceiling.cpu_ms:.2f} CPU ms/job), ours {result.ours.rate:.0f} jobs/s "
-          f"({result.ours.cpu_ms:.2f} CPU ms/job); ratio {result.ratio:.2f}", flush=True)
+    print(
+        f"round {n}: ceiling {result.ceiling.rate:.0f} jobs/s "
+        f"({result.ceiling.cpu_ms:.2f} CPU ms/job), ours {result.ours.rate:.0f} jobs/s "
+        f"({result.ours.cpu_ms:.2f} CPU ms/job); ratio {result.ratio:.2f}",
+        flush=True,
+    )
     return result
 
 
-def rounds(kind: Kind, count: int, users: int, concurrency: int, work: Path,
-           profile: Path | None = None) -> list[Round]:
-    return [one_round(kind, n, users, concurrency, work, profile if n == 1 else None)
-            for n in range(1, count + 1)]
+def rounds(
+    kind: Kind, count: int, users: int, concurrency: int, work: Path, profile: Path | None = None
+) -> list[Round]:
+    return [
+        one_round(kind, n, users, concurrency, work, profile if n == 1 else None)
+        for n in range(1, count + 1)
+    ]
 
 
 # ---------------------------------------------------------------- the record
 def spread(values: Sequence[float], digits: int = 2) -> str:
-    return (f"median **{statistics.median(values):.{digits}f}** "
-            f"(min {min(values):.{digits}f}, max {max(values):.{digits}f})")
+    return (
+        f"median **{statistics.median(values):.{digits}f}** "
+        f"(min {min(values):.{digits}f}, max {max(values):.{digits}f})"
+    )
 
 
 def summary(results: Sequence[Round], target: float) -> str:
     ratios = [r.ratio for r in results]
     met = statistics.median(ratios) >= target
-    return (f"ours / ceiling, jobs/s: {', '.join(f'{x:.2f}' for x in ratios)}; "
-            f"{spread(ratios)}; target >= {target:g}: **{'met' if met else 'not met'}**. "
-            f"CPU ms per job, this process: ceiling "
-            f"{spread([r.ceiling.cpu_ms for r in results])}, ours "
-            f"{spread([r.ours.cpu_ms for r in results])}; the peer: ceiling "
-            f"{spread([r.ceiling.peer_cpu_ms for r in results])}, ours "
-            f"{spread([r.ours.peer_cpu_ms for r in results])}.")
+    return (
+        f"ours / ceiling, jobs/s: {', '.join(f'{x:.2f}' for x in ratios)}; "
+        f"{spread(ratios)}; target >= {target:g}: **{'met' if met else 'not met'}**. "
+        f"CPU ms per job, this process: ceiling "
+        f"{spread([r.ceiling.cpu_ms for r in results])}, ours "
+        f"{spread([r.ours.cpu_ms for r in results])}; the peer: ceiling "
+        f"{spread([r.ceiling.peer_cpu_ms for r in results])}, ours "
+        f"{spread([r.ours.peer_cpu_ms for r in results])}."
+    )
 
 
-def record(title: str, peer: str, results: Sequence[Round], command: str,
-           concurrency: int, target: float, out: Path, extra: str = "") -> str:
+def record(
+    title: str,
+    peer: str,
+    results: Sequence[Round],
+    command: str,
+    concurrency: int,
+    target: float,
+    out: Path,
+    extra: str = "",
+) -> str:
     """Write the results file's measured part (and ``extra`` after it); what follows
     ``NOTES`` in ``out`` is kept."""
-    rows = [[n, r.name, r.jobs, f"{r.seconds:.2f}", f"{r.rate:.0f}", f"{r.cpu_ms:.2f}",
-             f"{r.peer_cpu_ms:.2f}"]
-            for n, pair in enumerate(results, 1) for r in (pair.ceiling, pair.ours)]
+    rows = [
+        [
+            n,
+            r.name,
+            r.jobs,
+            f"{r.seconds:.2f}",
+            f"{r.rate:.0f}",
+            f"{r.cpu_ms:.2f}",
+            f"{r.peer_cpu_ms:.2f}",
+        ]
+        for n, pair in enumerate(results, 1)
+        for r in (pair.ceiling, pair.ours)
+    ]
     load = os.getloadavg()
-    text = "\n".join([
-        f"# {title}", "",
-        f"Command: `{command}`", "",
-        f"Machine: {machine_facts()}; load average at the end {load[0]:.1f} / {load[1]:.1f} "
-        "/ {:.1f} (1 / 5 / 15 min), shared with other engineers' work.".format(load[2]), "",
-        f"Peer: {peer}; concurrency {concurrency}; system database SQLite in the home. "
-        "Harness: `bench/outbound_harness.py` (jobs queued before the clock; (b) timed from "
-        "the pool's start to the last outcome recorded; CPU over the timed window only: "
-        "this process, and the peer's process).", "",
-        table(["round", "run", "jobs", "seconds", "jobs/s", "CPU ms/job", "peer CPU ms/job"],
-              rows), "",
-        summary(results, target), "", *([extra, ""] if extra else [])])
+    text = "\n".join(
+        [
+            f"# {title}",
+            "",
+            f"Command: `{command}`",
+            "",
+            f"Machine: {machine_facts()}; load average at the end {load[0]:.1f} / {load[1]:.1f} "
+            "/ {:.1f} (1 / 5 / 15 min), shared with other engineers' work.".format(load[2]),
+            "",
+            f"Peer: {peer}; concurrency {concurrency}; system database SQLite in the home. "
+            "Harness: `bench/outbound_harness.py` (jobs queued before the clock; (b) timed from "
+            "the pool's start to the last outcome recorded; CPU over the timed window only: "
+            "this process, and the peer's process).",
+            "",
+            table(
+                ["round", "run", "jobs", "seconds", "jobs/s", "CPU ms/job", "peer CPU ms/job"], rows
+            ),
+            "",
+            summary(results, target),
+            "",
+            *([extra, ""] if extra else []),
+        ]
+    )
     notes = out.read_text().partition(NOTES)[2] if out.exists() else ""
     out.write_text(text + "\n" + NOTES + notes if notes else text)
     return text

@@ -58,6 +58,7 @@ RESULTS = Path(__file__).with_name("provisioning_RESULTS.md")
 
 def scim_kind(server: ScimServer) -> Kind:
     """Our ``scim2`` connector and a fresh tenant of ``server`` per run."""
+
     async def session(_client: httpx.AsyncClient, _peer: Peer) -> dict[str, str]:
         return {"Content-Type": SCIM_JSON, "Accept": f"{SCIM_JSON}, application/json"}
 
@@ -65,17 +66,20 @@ def scim_kind(server: ScimServer) -> Kind:
         "scim2",
         peer=lambda _work: contextlib.nullcontext(Peer(server.tenant(), server.process.pid)),
         wire=lambda iam, peer, concurrency: connect(iam, peer.base, concurrency=concurrency),
-        session=session, accepted=lambda response: response.status_code == 201)
+        session=session,
+        accepted=lambda response: response.status_code == 201,
+    )
 
 
 # ---------------------------------------------------------------- (c), (d): the outbox rows
 def _span(iam: Iam) -> float:
     """Seconds from the first job's creation to the last succeeded attempt's end."""
     with iam.db.engine.connect() as conn:
-        rows = conn.execute(select(prov_jobs.c.created, prov_attempts.c.at,
-                                   prov_attempts.c.duration_ms)
-                            .join(prov_attempts, prov_attempts.c.job_pk == prov_jobs.c.pk)
-                            .where(prov_attempts.c.outcome == "succeeded")).all()
+        rows = conn.execute(
+            select(prov_jobs.c.created, prov_attempts.c.at, prov_attempts.c.duration_ms)
+            .join(prov_attempts, prov_attempts.c.job_pk == prov_jobs.c.pk)
+            .where(prov_attempts.c.outcome == "succeeded")
+        ).all()
 
     def utc(t: datetime) -> datetime:
         return t if t.tzinfo else t.replace(tzinfo=UTC)
@@ -87,13 +91,15 @@ def _span(iam: Iam) -> float:
 
 def _worker(home: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as fh:
-        return subprocess.Popen([str(MWARE_IAM), "--home", str(home), "worker", "--poll",
-                                 "0.2"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=fh)
+        return subprocess.Popen(
+            [str(MWARE_IAM), "--home", str(home), "worker", "--poll", "0.2"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=fh,
+        )
 
 
-def processes(base_url: str, users: int, concurrency: int, work: Path, count: int
-              ) -> list[object]:
+def processes(base_url: str, users: int, concurrency: int, work: Path, count: int) -> list[object]:
     """(d): the import in this process while ``count`` worker processes run, each taking
     ``concurrency / count`` requests at once. CPU: this process and the workers."""
     home = work / f"ours-{count}"
@@ -116,17 +122,25 @@ def processes(base_url: str, users: int, concurrency: int, work: Path, count: in
         codes = [w.wait(60) for w in workers]
     if any(codes):
         raise RuntimeError(f"worker processes exited with {codes}")
-    return [f"(d) {count} worker process{'es' if count > 1 else ''}, concurrency {each} each",
-            users, f"{span:.1f}", f"{users / span:.0f}", f"{cpu * 1000 / users:.1f}",
-            "import and workers; first event to last acknowledgement"]
+    return [
+        f"(d) {count} worker process{'es' if count > 1 else ''}, concurrency {each} each",
+        users,
+        f"{span:.1f}",
+        f"{users / span:.0f}",
+        f"{cpu * 1000 / users:.1f}",
+        "import and workers; first event to last acknowledgement",
+    ]
 
 
 def _peer_names(base_url: str) -> Counter[str]:
     names: Counter[str] = Counter()
     start = 1
     while True:
-        body = httpx.get(f"{base_url}/Users", timeout=60, params={
-            "startIndex": str(start), "count": "1000", "attributes": "userName"}).json()
+        body = httpx.get(
+            f"{base_url}/Users",
+            timeout=60,
+            params={"startIndex": str(start), "count": "1000", "attributes": "userName"},
+        ).json()
         page = body.get("Resources", [])
         names.update(r["userName"] for r in page)
         start += len(page)
@@ -135,8 +149,9 @@ def _peer_names(base_url: str) -> Counter[str]:
 
 
 def _peer_total(base_url: str) -> int:
-    return int(httpx.get(f"{base_url}/Users", params={"count": "0"}, timeout=60)
-               .json()["totalResults"])
+    return int(
+        httpx.get(f"{base_url}/Users", params={"count": "0"}, timeout=60).json()["totalResults"]
+    )
 
 
 def crash(base_url: str, users: int, concurrency: int, work: Path) -> list[object]:
@@ -146,8 +161,9 @@ def crash(base_url: str, users: int, concurrency: int, work: Path) -> list[objec
         iam.identity.import_users(Initiator.admin(), import_rows(users))
     began = time.perf_counter()
     first = _worker(home, work / "crash-worker.log")
-    wait_for(lambda: _peer_total(base_url) >= users // 3, "a third of the users at the peer",
-             every=0.05)
+    wait_for(
+        lambda: _peer_total(base_url) >= users // 3, "a third of the users at the peer", every=0.05
+    )
     first.kill()
     first.wait()
     time.sleep(0.5)
@@ -155,8 +171,11 @@ def crash(base_url: str, users: int, concurrency: int, work: Path) -> list[objec
     with Iam.open(home=str(home)) as iam:
         inflight = len(iam.provisioning.jobs(["inflight"], limit=users))
         with iam.db.engine.begin() as conn:
-            conn.execute(update(prov_jobs).where(prov_jobs.c.state == "inflight")
-                         .values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))
+            conn.execute(
+                update(prov_jobs)
+                .where(prov_jobs.c.state == "inflight")
+                .values(lease_until=datetime.now(UTC) - timedelta(seconds=1))
+            )
         second = _worker(home, work / "crash-worker.log")
         wait_for(lambda: unfinished(iam) == 0, "every job to end")
     second.send_signal(signal.SIGTERM)
@@ -166,11 +185,19 @@ def crash(base_url: str, users: int, concurrency: int, work: Path) -> list[objec
     twice = sum(1 for n in names.values() if n > 1)
     expected = {user(i)[0] for i in range(users)}
     if set(names) != expected or twice or code != 0:
-        raise RuntimeError(f"crash run: {len(names)} distinct users at the peer, {twice} "
-                           f"twice, {len(expected - set(names))} missing, exit {code}")
-    return ["(c) crash: SIGKILL mid-run, restart", users, f"{seconds:.1f}", "", "",
-            f"killed with {killed_at} at the peer, {inflight} in flight; end: "
-            f"{sum(names.values())} at the peer, {twice} twice"]
+        raise RuntimeError(
+            f"crash run: {len(names)} distinct users at the peer, {twice} "
+            f"twice, {len(expected - set(names))} missing, exit {code}"
+        )
+    return [
+        "(c) crash: SIGKILL mid-run, restart",
+        users,
+        f"{seconds:.1f}",
+        "",
+        "",
+        f"killed with {killed_at} at the peer, {inflight} in flight; end: "
+        f"{sum(names.values())} at the peer, {twice} twice",
+    ]
 
 
 @contextlib.contextmanager
@@ -194,10 +221,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--crash", action="store_true", help="also run (c)")
-    parser.add_argument("--backend", choices=("sqlite", "postgresql", "mariadb"),
-                        default="sqlite", help="the system database of our runs")
-    parser.add_argument("--processes", type=int, nargs="*", default=[],
-                        help="also run (d) with this many worker processes (one run each)")
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql", "mariadb"),
+        default="sqlite",
+        help="the system database of our runs",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also run (d) with this many worker processes (one run each)",
+    )
     parser.add_argument("--profile", type=Path, help="py-spy flame graph of round 1's (b)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -206,23 +242,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, scim_server() as server:
         work = Path(tmp)
         with system_db(args.backend, work):
-            results = harness.rounds(scim_kind(server), args.rounds, args.users,
-                                     args.concurrency, work, args.profile)
+            results = harness.rounds(
+                scim_kind(server), args.rounds, args.users, args.concurrency, work, args.profile
+            )
         for count in args.processes:
             with system_db(args.backend, work):
-                extra.append(processes(server.tenant(), args.users, args.concurrency, work,
-                                       count))
+                extra.append(processes(server.tenant(), args.users, args.concurrency, work, count))
             print(extra[-1], flush=True)
         if args.crash:
             with system_db(args.backend, work):
                 extra.append(crash(server.tenant(), args.users, args.concurrency, work))
             print(extra[-1], flush=True)
-    print(harness.record(
-        "Outbound provisioning benchmark (SCIM 2.0)",
-        "scim2-server (wsgiref, one process, in memory; a fresh tenant per run)", results,
-        command, args.concurrency, 0.9, args.out,
-        table(["run", "users", "seconds", "users/s", "CPU ms/user", "note"], extra)
-        if extra else ""))
+    print(
+        harness.record(
+            "Outbound provisioning benchmark (SCIM 2.0)",
+            "scim2-server (wsgiref, one process, in memory; a fresh tenant per run)",
+            results,
+            command,
+            args.concurrency,
+            0.9,
+            args.out,
+            table(["run", "users", "seconds", "users/s", "CPU ms/user", "note"], extra)
+            if extra
+            else "",
+        )
+    )
 
 
 if __name__ == "__main__":
