@@ -137,9 +137,12 @@ class Kind:
     #: Did the peer accept the request?
     accepted: Callable[[httpx.Response], bool]
     #: A previewed request's body as sent (``None``: not the ceiling's, e.g. a token grant).
-    content: Callable[[dict[str, Any]], bytes | None] = lambda exchange: json.dumps(
-        exchange["request_body"]
-    ).encode()
+    content: Callable[[dict[str, Any]], bytes | None] = lambda exchange: json_body(exchange)
+
+
+def json_body(exchange: dict[str, Any]) -> bytes:
+    """A previewed JSON request body, as the connector sends it."""
+    return json.dumps(exchange["request_body"]).encode()
 
 
 def previewed(iam: Iam, kind: Kind, peer: Peer, names: Sequence[str]) -> list[Request]:
