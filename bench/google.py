@@ -18,12 +18,9 @@ Target (issue 12): ours / ceiling >= 0.8.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import secrets
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,29 +141,14 @@ KIND = Kind(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--profile", type=Path, help="py-spy flame graph of round 1's (b)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    command = "python bench/google.py " + " ".join(sys.argv[1:])
-    with tempfile.TemporaryDirectory() as tmp:
-        results = harness.rounds(
-            KIND, args.rounds, args.users, args.concurrency, Path(tmp), args.profile
-        )
-    print(
-        harness.record(
-            "Google Workspace provisioning benchmark",
-            "`mware-iam sandbox google` (a threaded http.server process, in memory, checking "
-            "every body against the discovery document), a fresh one per run",
-            results,
-            command,
-            args.concurrency,
-            0.8,
-            args.out,
-        )
+    harness.main(
+        KIND,
+        __doc__ or "",
+        "Google Workspace provisioning benchmark",
+        "`mware-iam sandbox google` (a threaded http.server process, in memory, checking "
+        "every body against the discovery document), a fresh one per run",
+        0.8,
+        RESULTS,
     )
 
 

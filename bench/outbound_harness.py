@@ -24,6 +24,7 @@ py-spy over (b)'s window (``py-spy record --pid``) and writes a flame-graph SVG.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -32,6 +33,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -440,3 +442,20 @@ def record(
     notes = out.read_text().partition(NOTES)[2] if out.exists() else ""
     out.write_text(text + "\n" + NOTES + notes if notes else text)
     return text
+
+
+def main(
+    kind: Kind, doc: str, title: str, peer: str, target: float, out: Path, users: int = 1000
+) -> None:
+    """The command line of one connector's benchmark: rounds, then its results file."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=users)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--profile", type=Path, help="py-spy flame graph of round 1's (b)")
+    parser.add_argument("--out", type=Path, default=out)
+    args = parser.parse_args()
+    command = f"python bench/{Path(sys.argv[0]).name} " + " ".join(sys.argv[1:])
+    with tempfile.TemporaryDirectory() as tmp:
+        results = rounds(kind, args.rounds, args.users, args.concurrency, Path(tmp), args.profile)
+    print(record(title, peer, results, command, args.concurrency, target, args.out))

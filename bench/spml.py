@@ -15,10 +15,7 @@ Target (issue 14): ours / ceiling >= 0.8.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,29 +93,14 @@ KIND = Kind(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--profile", type=Path, help="py-spy flame graph of round 1's (b)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    command = "python bench/spml.py " + " ".join(sys.argv[1:])
-    with tempfile.TemporaryDirectory() as tmp:
-        results = harness.rounds(
-            KIND, args.rounds, args.users, args.concurrency, Path(tmp), args.profile
-        )
-    print(
-        harness.record(
-            "SPML provisioning benchmark",
-            "the SPML sandbox provider (`mware-iam sandbox spml`, one process, http.server "
-            "threads, every request validated against the OASIS schemas), a fresh one per run",
-            results,
-            command,
-            args.concurrency,
-            0.8,
-            args.out,
-        )
+    harness.main(
+        KIND,
+        __doc__ or "",
+        "SPML provisioning benchmark",
+        "the SPML sandbox provider (`mware-iam sandbox spml`, one process, http.server "
+        "threads, every request validated against the OASIS schemas), a fresh one per run",
+        0.8,
+        RESULTS,
     )
 
 
