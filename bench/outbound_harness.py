@@ -16,10 +16,14 @@ Each round, for one connector kind (``Kind``):
    (the pool's own listener counts them: no polling), which is stricter than the last
    answer: recording is part of our job.
 
-(a) and (b) alternate in order from round to round. CPU per job is taken over the timed
-window only: this process (``time.process_time``: the bare client, or the pool's event
-loop and database threads) and the peer's process (``/proc``). ``--profile`` runs
-py-spy over (b)'s window (``py-spy record --pid``) and writes a flame-graph SVG.
+(a) and (b) alternate in order from round to round, both on uvloop's event loop (the one
+``mware-iam serve`` and ``mware-iam worker`` run the pool on). CPU per job is taken over
+the timed window only: this process (``time.process_time``: the bare client, or the
+pool's event loop and database threads) and the peer's process (``/proc``).
+``--profile FILE`` runs py-spy (``pip install py-spy``; not a project dependency) over
+(b)'s window: a flame graph when FILE ends in ``.svg``, collapsed stacks otherwise. On a
+loaded machine its ``--gil`` samples follow wall time (a thread holding the GIL while the
+kernel runs another process is still sampled), so read CPU from the ms/job figures.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop
 from common import machine_facts, process_cpu, table
 from sqlalchemy import func, select
 
@@ -60,6 +65,9 @@ DEADLINE = 1800.0  # seconds: a safety net for one run, not a target
 #: What follows this line in a results file is written by hand and kept on a new run.
 NOTES = "<!-- notes: kept when the benchmark rewrites the numbers above -->"
 #: Jobs not yet ended (the states ``ix_prov_jobs_state_next`` leads with).
+#: The event loop of both runs: uvloop's, as ``mware-iam serve`` and ``mware-iam worker``
+#: run the pool on (``core.http.server.run_on_uvloop``).
+LOOP: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
 OPEN_STATES = (JobState.PENDING.value, JobState.INFLIGHT.value, JobState.RETRY.value)
 
 
@@ -223,7 +231,8 @@ async def _send_all(
 
 def ceiling(kind: Kind, peer: Peer, requests: Sequence[Request], concurrency: int) -> Run:
     window = _Window(peer.pid)
-    asyncio.run(_send_all(kind, peer, requests, concurrency, window))
+    with asyncio.Runner(loop_factory=LOOP) as runner:
+        runner.run(_send_all(kind, peer, requests, concurrency, window))
     return window.stop("(a) ceiling: bare httpx", len(requests))
 
 
@@ -249,7 +258,8 @@ def wait_for(condition: Callable[[], bool], what: str, every: float = 0.5) -> No
 
 @contextlib.contextmanager
 def profiled(svg: Path | None) -> Iterator[None]:
-    """py-spy over the block, sampling this process (every thread), when ``svg`` is given."""
+    """py-spy over the block, sampling this process (every thread), when ``svg`` is given:
+    a flame graph (``.svg``) or collapsed stacks (any other name)."""
     if svg is None:
         yield
         return
@@ -264,6 +274,9 @@ def profiled(svg: Path | None) -> Iterator[None]:
             "--output",
             str(svg),
             "--nonblocking",
+            "--gil",
+            "--format",
+            "flamegraph" if svg.suffix == ".svg" else "raw",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -296,7 +309,7 @@ def drain(iam: Iam, peer: Peer, jobs: int, svg: Path | None = None) -> Run:
     with profiled(svg):
         pool = iam.provisioning.worker_pool()
         pool.listeners.append(count)
-        loop = asyncio.new_event_loop()
+        loop = LOOP()
         stop = asyncio.Event()
         thread = threading.Thread(
             target=loop.run_until_complete, args=(pool.run(stop),), name="bench-pool"
