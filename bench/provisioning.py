@@ -41,7 +41,7 @@ from pathlib import Path
 import httpx
 import outbound_harness as harness
 from common import process_cpu, table
-from outbound_harness import MWARE_IAM, Kind, Peer, import_rows, unfinished, user, wait_for
+from outbound_harness import MWARE_IAM, Kind, Peer, Run, import_rows, unfinished, user, wait_for
 from sqlalchemy import select, update
 
 from core.home import DB_ENV
@@ -99,9 +99,10 @@ def _worker(home: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def processes(base_url: str, users: int, concurrency: int, work: Path, count: int) -> list[object]:
+def ours_processes(base_url: str, users: int, concurrency: int, work: Path, count: int) -> Run:
     """(d): the import in this process while ``count`` worker processes run, each taking
-    ``concurrency / count`` requests at once. CPU: this process and the workers."""
+    ``concurrency / count`` requests at once. CPU: this process and the workers (the
+    peer's is left at 0: this run does not measure it; ``bench/scale_out.py`` does)."""
     home = work / f"ours-{count}"
     each = max(1, concurrency // count)
     with Iam.open(home=str(home)) as iam:
@@ -122,14 +123,13 @@ def processes(base_url: str, users: int, concurrency: int, work: Path, count: in
         codes = [w.wait(60) for w in workers]
     if any(codes):
         raise RuntimeError(f"worker processes exited with {codes}")
-    return [
+    return Run(
         f"(d) {count} worker process{'es' if count > 1 else ''}, concurrency {each} each",
         users,
-        f"{span:.1f}",
-        f"{users / span:.0f}",
-        f"{cpu * 1000 / users:.1f}",
-        "import and workers; first event to last acknowledgement",
-    ]
+        span,
+        cpu * 1000 / users,
+        0.0,
+    )
 
 
 def _peer_names(base_url: str) -> Counter[str]:
@@ -247,7 +247,17 @@ def main() -> None:
             )
         for count in args.processes:
             with system_db(args.backend, work):
-                extra.append(processes(server.tenant(), args.users, args.concurrency, work, count))
+                run = ours_processes(server.tenant(), args.users, args.concurrency, work, count)
+            extra.append(
+                [
+                    run.name,
+                    run.jobs,
+                    f"{run.seconds:.1f}",
+                    f"{run.rate:.0f}",
+                    f"{run.cpu_ms:.1f}",
+                    "import and workers; first event to last ack",
+                ]
+            )
             print(extra[-1], flush=True)
         if args.crash:
             with system_db(args.backend, work):
