@@ -231,14 +231,15 @@ def ours_processes(base_url: str, users: int, concurrency: int, work: Path,
     workers = [_worker(home, work / f"ours-{processes}.log") for _ in range(processes)]
     try:
         time.sleep(3)  # started and polling (the span starts at the first event anyway)
-        cpu = time.process_time() + sum(process_cpu(w.pid) for w in workers)
+        own, each = time.process_time(), [process_cpu(w.pid) for w in workers]
         with Iam.open(home=str(home)) as iam:
             began = time.perf_counter()
             report = iam.identity.import_users(Initiator.admin(), _rows(users))
             imported = time.perf_counter() - began
             assert report.imported == users, report.errors[:3]
             _wait_for(lambda: _states(iam).get("succeeded", 0) == users, "every job to succeed")
-            cpu = time.process_time() + sum(process_cpu(w.pid) for w in workers) - cpu
+            each = [process_cpu(w.pid) - c for w, c in zip(workers, each, strict=True)]
+            cpu = time.process_time() - own + sum(each)
             latencies, span = _event_to_ack(iam)
     finally:
         for w in workers:
@@ -251,7 +252,8 @@ def ours_processes(base_url: str, users: int, concurrency: int, work: Path,
                f"process{'es' if processes > 1 else ''}", users, span,
                percentile(ms, 50), percentile(ms, 95),
                f"latency: event to ack; concurrency {max(1, concurrency // processes)} "
-               f"each; import alone {imported:.1f} s", cpu_ms=cpu * 1000 / users)
+               f"each; import alone {imported:.1f} s; worker CPU "
+               f"{' / '.join(f'{c:.1f}' for c in each)} s", cpu_ms=cpu * 1000 / users)
 
 
 # ---------------------------------------------------------------- (c) the crash run
