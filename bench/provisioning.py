@@ -39,6 +39,7 @@ import dataclasses
 import functools
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -241,6 +242,7 @@ def ours_processes(base_url: str, users: int, concurrency: int, work: Path,
             each = [process_cpu(w.pid) - c for w, c in zip(workers, each, strict=True)]
             cpu = time.process_time() - own + sum(each)
             latencies, span = _event_to_ack(iam)
+            attempt_ms = _attempt_ms(iam)
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)
@@ -253,7 +255,16 @@ def ours_processes(base_url: str, users: int, concurrency: int, work: Path,
                percentile(ms, 50), percentile(ms, 95),
                f"latency: event to ack; concurrency {max(1, concurrency // processes)} "
                f"each; import alone {imported:.1f} s; worker CPU "
-               f"{' / '.join(f'{c:.1f}' for c in each)} s", cpu_ms=cpu * 1000 / users)
+               f"{' / '.join(f'{c:.1f}' for c in each)} s; attempt median {attempt_ms:.0f} ms "
+               f"(in flight on average: {users / span * attempt_ms / 1000:.1f})",
+               cpu_ms=cpu * 1000 / users)
+
+
+def _attempt_ms(iam: Iam) -> float:
+    """The median duration of the attempts (the peer's answer as the worker saw it): with
+    the rate, how many requests were in flight on average (Little's law)."""
+    with iam.db.engine.connect() as conn:
+        return statistics.median(conn.execute(select(prov_attempts.c.duration_ms)).scalars())
 
 
 # ---------------------------------------------------------------- (c) the crash run
