@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,13 +111,15 @@ def ours_processes(base_url: str, users: int, concurrency: int, work: Path, coun
     workers = [_worker(home, work / f"ours-{count}.log") for _ in range(count)]
     try:
         time.sleep(3)  # started and polling (the span starts at the first event anyway)
-        cpu = time.process_time() + sum(process_cpu(w.pid) for w in workers)
+        own, started = time.process_time(), [process_cpu(w.pid) for w in workers]
         with Iam.open(home=str(home)) as iam:
             report = iam.identity.import_users(Initiator.admin(), import_rows(users))
             assert report.imported == users, report.errors[:3]
             wait_for(lambda: unfinished(iam) == 0, "every job to end")
-            cpu = time.process_time() + sum(process_cpu(w.pid) for w in workers) - cpu
+            worker_cpu = [process_cpu(w.pid) - c for w, c in zip(workers, started, strict=True)]
+            cpu = time.process_time() - own + sum(worker_cpu)
             span = _span(iam)
+            attempt_ms = _attempt_ms(iam)
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)
@@ -124,12 +127,21 @@ def ours_processes(base_url: str, users: int, concurrency: int, work: Path, coun
     if any(codes):
         raise RuntimeError(f"worker processes exited with {codes}")
     return Run(
-        f"(d) {count} worker process{'es' if count > 1 else ''}, concurrency {each} each",
+        f"(d) {count} worker process{'es' if count > 1 else ''}, concurrency {each} each; "
+        f"worker CPU {' / '.join(f'{c:.1f}' for c in worker_cpu)} s; attempt median "
+        f"{attempt_ms:.0f} ms (in flight on average: {users / span * attempt_ms / 1000:.1f})",
         users,
         span,
         cpu * 1000 / users,
         0.0,
     )
+
+
+def _attempt_ms(iam: Iam) -> float:
+    """The median duration of the attempts (the peer's answer as the worker saw it): with
+    the rate, how many requests were in flight on average (Little's law)."""
+    with iam.db.engine.connect() as conn:
+        return statistics.median(conn.execute(select(prov_attempts.c.duration_ms)).scalars())
 
 
 def _peer_names(base_url: str) -> Counter[str]:
