@@ -16,9 +16,9 @@ from core.iam import Iam
 from core.identity.events import Initiator
 
 
-def add_clients(home: Path, clients: int) -> list[str]:
+def add_clients(home: Path, clients: int, db: str | None = None) -> list[str]:
     """Applications ``bench0``.. with PRIMARY as inbound domain and a fresh token each."""
-    with Iam.open(home=str(home)) as iam:
+    with Iam.open(home=str(home), db=db) as iam:
         admin = Initiator.admin()
         tokens = []
         for i in range(clients):

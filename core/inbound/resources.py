@@ -115,7 +115,19 @@ class ResourceMapper:
 
     # -------------------------------------------------------------- users
     def user_resource(self, user: UserView, groups: Iterable[RoleView]) -> Resource[Any]:
-        """A User; ``groups`` are its userstore groups (Internal roles are no SCIM groups).
+        """A User; ``groups`` are its userstore groups (Internal roles are no SCIM groups)."""
+        return self._user_resource(user, groups)[0]
+
+    def shown_user(self, user: UserView, groups: Iterable[RoleView]
+                   ) -> tuple[Resource[Any], dict[str, str | None]]:
+        """A User and its claims as the resource holds them (``user_claims`` of it), read
+        from the plain data it was validated from rather than from a dump of it."""
+        resource, content = self._user_resource(user, groups)
+        return resource, self._claims_of(content)
+
+    def _user_resource(self, user: UserView, groups: Iterable[RoleView]
+                       ) -> tuple[Resource[Any], dict[str, Any]]:
+        """A User and the plain data it holds.
 
         The body is built as plain data and validated once; only when a stored value is one
         the schema rejects (a malformed URL, say) is it built path by path, leaving that
@@ -138,7 +150,7 @@ class ResourceMapper:
         resource.meta = Meta(resource_type="User", created=user.created,
                              last_modified=user.modified or user.created,
                              version=_version(content))
-        return resource
+        return resource, content
 
     def _user_path_by_path(self, user: UserView, members: list[dict[str, str]]
                            ) -> Resource[Any]:
@@ -158,7 +170,9 @@ class ResourceMapper:
 
     def user_claims(self, resource: Resource[Any]) -> dict[str, str | None]:
         """Every mapped claim of a User resource: its value, or None when it is absent."""
-        body = resource.model_dump()
+        return self._claims_of(resource.model_dump())
+
+    def _claims_of(self, body: dict[str, Any]) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
         for p, _ in self.paths:
             text = _text(_dig(body, p))

@@ -190,8 +190,8 @@ class IamScimStorage(ScimStorage):
               ) -> tuple[Resource[Any], _Shown]:
         """The user's resource, remembered for the rest of the operation."""
         roles = self._roles(user) if roles is None else roles
-        resource = self.mapper.user_resource(user, roles)
-        shown = _Shown(user, roles, _version_of(resource), self.mapper.user_claims(resource))
+        resource, claims = self.mapper.shown_user(user, roles)
+        shown = _Shown(user, roles, _version_of(resource), claims)
         memo = _shown.get()
         if memo is not None:
             memo[user.id] = shown
