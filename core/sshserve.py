@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
+import functools
 import json
 import logging
 import os
 import pty
 import signal
 import struct
+import sys
 import termios
 import time
 from collections.abc import Sequence
@@ -37,6 +40,10 @@ from core.console_process import console_argv, console_env
 from core.home import Home
 from core.identity.events import OPERATOR_ENV
 from core.operators import SESSIONS_FILE, Operator, by_key, path_in
+
+#: Linux's prctl(2), resolved here: a forked child must not load libraries.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger("mware_iam.ssh")
 
@@ -147,7 +154,8 @@ class ConsoleServer:
         try:
             child = await asyncio.create_subprocess_exec(
                 *self._console_command(session.operator), stdin=slave, stdout=slave,
-                stderr=slave, start_new_session=True, preexec_fn=_take_terminal,
+                stderr=slave, start_new_session=True,
+                preexec_fn=functools.partial(_take_terminal, os.getpid()),
                 env=self._console_env(process, session.operator))
         finally:
             os.close(slave)
@@ -266,10 +274,17 @@ class _Auth(asyncssh.SSHServer):
         return True
 
 
-def _take_terminal() -> None:
+def _take_terminal(server: int) -> None:
     """In the console's process (a new session): make the PTY its controlling terminal,
-    so that a resize reaches it as SIGWINCH and a hangup as SIGHUP."""
+    so that a resize reaches it as SIGWINCH and a hangup as SIGHUP; and have Linux end it
+    with SIGTERM when ``server`` (ssh-serve) ends, however that ends: a console left behind
+    has nobody at its terminal and would go on using a core (kill -9 of ssh-serve left every
+    session's console running)."""
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != server:  # ssh-serve ended before the request was made
+            os._exit(1)
 
 
 def _set_size(fd: int, size: tuple[int, int, int, int]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from core.home import Home
 from core.iam import Iam
 from core.operators import Operator, connected, path_in
 from core.sshserve import HOST_KEY_FILE, ConsoleServer
-from tests.processes import console_processes
+from tests.processes import MwareProcess, console_processes, wait_until
 
 #: A safety net for a hung session, not a speed assertion.
 WAIT = 60.0
@@ -304,3 +305,29 @@ def test_a_malformed_key_is_reported_at_its_line(home: Home) -> None:
     text = str(refused.value)
     assert ":4:" in text and "not an OpenSSH public key" in text
     assert ":5:" in text and "read_only: expected true or false" in text
+
+
+async def test_the_session_consoles_end_when_ssh_serve_is_killed(
+        tmp_path: Path, home: Home, keys: dict[str, asyncssh.SSHKey]) -> None:
+    """kill -9 of ssh-serve gives it no chance to stop its consoles: the kernel must."""
+    add(path_in(home), Operator("alice", (_public(keys["alice"], "alice@laptop"),)))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serving = MwareProcess(home.path, ["ssh-serve", "--port", str(port)], tmp_path / "ssh.log")
+    try:
+        await asyncio.to_thread(wait_until, lambda: "serving the console" in serving.log()
+                                or serving.process.poll() is not None, WAIT, "ssh-serve")
+        assert serving.process.poll() is None, serving.log()
+        async with _connect(port, keys["alice"]) as conn:
+            process = await conn.create_process(term_type="xterm", encoding=None)
+            await Screen(process).expect("scim-peer")
+            pids = [p for p in os.listdir("/proc") if p.isdigit() and _is_session_console(p)]
+            assert pids
+            serving.kill()
+        deadline = time.monotonic() + WAIT
+        while any(_is_session_console(p) for p in pids):
+            assert time.monotonic() < deadline, "a console outlived ssh-serve"
+            await asyncio.sleep(0.1)
+    finally:
+        serving.close()
