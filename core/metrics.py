@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -28,6 +29,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
     multiprocess,
+    values,
 )
 from prometheus_client.registry import Collector
 
@@ -88,22 +90,35 @@ ATTEMPT_SECONDS = Histogram(
 )
 
 
-#: The children of one SCIM request's labels (bounded: routes x statuses x applications).
-_scim_children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
+#: The children of the labels counted so far (bounded: the label values are).
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Counter | Histogram, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered in a plain dict: prometheus-client's
+    ``labels()`` validates and locks (about 2 µs a call), and every SCIM request and
+    provisioning attempt counts into two instruments."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
 
 
 def scim_request(route: str, status: int, application: str, seconds: float) -> None:
-    """Count one answered SCIM request. Its labels' children are looked up in a plain dict
-    (prometheus-client's ``labels()`` validates and locks: 2 µs a call, twice a request)."""
-    key = (route, status, application)
-    children = _scim_children.get(key)
-    if children is None:
-        children = _scim_children[key] = (
-            SCIM_REQUESTS.labels(route, str(status), application),
-            SCIM_SECONDS.labels(route),
-        )
-    children[0].inc()
-    children[1].observe(seconds)
+    """Count one answered SCIM request."""
+    child(SCIM_REQUESTS, route, str(status), application).inc()
+    child(SCIM_SECONDS, route).observe(seconds)
+
+
+def count_in_files(folder: Path) -> None:
+    """Count into multiprocess files in ``folder`` from now on, in this process and the
+    ones it forks (``serve --processes``). prometheus-client picks its kind of value when
+    it is imported, which the parent of the processes has done long before: the choice is
+    made again, and the children remembered so far are forgotten."""
+    os.environ[MULTIPROC_ENV] = str(folder)
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    _children.clear()
 
 
 def multiprocess_dir() -> str | None:

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.apps import Application
 from core.http.app import HttpApp
 from core.http.hardening import Guard
+from core.http.supervisor import METRICS_DIR
 from core.http.thread import scim_thread
 from core.iam import Iam
 from core.identity.events import Initiator
@@ -201,17 +202,26 @@ async def test_metrics_need_an_application_token_unless_over_loopback(sqlite_iam
         assert b"mware_iam_userstore_up" in sent[1]["body"]  # type: ignore[operator]
 
 
+@pytest.mark.parametrize("processes", [1, 2], ids=["folder-in-env", "serve-processes"])
 def test_serve_in_multiprocess_mode_counts_across_its_files(
-    tmp_path: Path, scim_peer: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, scim_peer: str, monkeypatch: pytest.MonkeyPatch, processes: int
 ) -> None:
-    folder = tmp_path / "prometheus"
-    folder.mkdir()
-    monkeypatch.setenv(MULTIPROC_ENV, str(folder))
+    """With the folder named in the environment, or made by ``serve --processes`` after
+    prometheus-client was imported (the children must still count into files)."""
     home = tmp_path / "home"
+    if processes == 1:
+        folder = tmp_path / "prometheus"
+        folder.mkdir()
+        monkeypatch.setenv(MULTIPROC_ENV, str(folder))
+    else:
+        monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+        folder = home / METRICS_DIR
     configure(Cli(home), scim_peer)
     port = free_port()
     proc = MwareProcess(
-        home, ["serve", "--port", str(port), "--poll", "0.2"], tmp_path / "serve.log"
+        home,
+        ["serve", "--port", str(port), "--poll", "0.2", "--processes", str(processes)],
+        tmp_path / "serve.log",
     )
     origin = f"http://127.0.0.1:{port}"
     try:

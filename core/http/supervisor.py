@@ -31,6 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from prometheus_client import multiprocess
+
+from core import metrics
+
 log = logging.getLogger("mware_iam.serve")
 
 #: A child that ran this long before exiting is restarted at once.
@@ -41,7 +45,6 @@ MAX_BACKOFF = 30.0
 TICK_SECONDS = 0.1
 #: Where the children's metric files go, under the home (emptied at every start).
 METRICS_DIR = "metrics"
-METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -56,20 +59,12 @@ class _Slot:
 
 
 def metrics_dir(home: Path) -> Path:
-    """A fresh, empty directory for the children's metric files, named in the env."""
+    """A fresh, empty directory for the children's metric files, counted into from now on."""
     path = home / METRICS_DIR
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(mode=0o700)
-    os.environ[METRICS_ENV] = str(path)
+    metrics.count_in_files(path)
     return path
-
-
-def _mark_dead(pid: int) -> None:
-    try:
-        from prometheus_client import multiprocess
-    except ImportError:  # metrics not installed: no files to clean
-        return
-    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 class Supervisor:
@@ -147,7 +142,7 @@ class Supervisor:
             return False
         if pid == 0:
             return False
-        _mark_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
         for slot in self.slots:
             if slot.pid == pid:
                 self._exited(slot, pid, status)

@@ -398,9 +398,9 @@ def record_attempts(conn: Connection, attempts: Sequence[Attempt]) -> None:
          "duration_ms": a.duration_ms, "outcome": a.outcome, "status_code": a.status,
          "error": a.error, "exchanges": list(a.exchanges)} for a in attempts])
     for a in attempts:
-        metrics.ATTEMPTS.labels(a.job.target, a.outcome).inc()
+        metrics.child(metrics.ATTEMPTS, a.job.target, a.outcome).inc()
         if a.duration_ms > 0:  # something was sent (a skip, hold or wait sends nothing)
-            metrics.ATTEMPT_SECONDS.labels(a.job.target).observe(a.duration_ms / 1000)
+            metrics.child(metrics.ATTEMPT_SECONDS, a.job.target).observe(a.duration_ms / 1000)
 
 
 def attempts(conn: Connection, job_pk: int) -> list[dict[str, Any]]:
