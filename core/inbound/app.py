@@ -189,18 +189,33 @@ class ScimApplication(ASGIApplication):
         client = (looked_up if isinstance(looked_up, Client)
                   else self.remembered(request) or self.authenticate(request))
         request.subject = client  # a refused request is counted for its application too
+        wait = self.admit(client, "scim")
+        if wait > 0:
+            raise TooManyRequestsException(wait)
+
+    def admit(self, client: Client, face: str) -> float:
+        """Take ``client``'s turn in its application's token bucket: 0, or the seconds to
+        wait (the refusal counted for ``face``: ``scim`` or ``jit``)."""
         wait = self.buckets.take(client.application)
         if wait > 0:
-            metrics.RATE_LIMITED.labels(client.application, "scim").inc()
-            raise TooManyRequestsException(wait)
+            metrics.child(metrics.RATE_LIMITED, client.application, face).inc()
+        return wait
+
+    async def client_of(self, request: ScimRequest) -> Client:
+        """The request's application: remembered, or looked up in a worker thread (a
+        database read, never on the event loop that serves every client); 401 if none."""
+        remembered = self.remembered(request)
+        if remembered is not None:
+            return remembered
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self.authenticate, request)
 
     async def serve(self, request: ScimRequest) -> ScimResponse:
         """Serve a request; a token the cache does not remember is looked up in a worker
         thread (a database read), never on the event loop that serves every client."""
         try:
-            if self.needs_auth(request) and self.remembered(request) is None:
-                request.subject = await asyncio.get_running_loop().run_in_executor(
-                    None, self.authenticate, request)
+            if self.needs_auth(request):
+                request.subject = await self.client_of(request)
         except Exception as exception:  # answered as scim2-server's serve answers it
             return self.finalize_response(request, self.handle_exception(request, exception))
         return await super().serve(request)

@@ -83,16 +83,13 @@ class JitApplication:
         if not idp or "/" in idp:
             return 404, {"error": "the path must be /jit/{identity provider}"}
         request = _Headers(scope)
-        client = self.scim.remembered(request)
-        if client is None:
-            try:
-                client = await asyncio.to_thread(self.scim.authenticate, request)
-            except UnauthorizedException as exc:
-                metrics.JIT_LOGINS.labels("", "unauthenticated").inc()
-                return 401, {"error": f"application authentication failed: {exc.detail}"}
-        wait = self.scim.buckets.take(client.application)
+        try:
+            client = await self.scim.client_of(request)
+        except UnauthorizedException as exc:
+            metrics.JIT_LOGINS.labels("", "unauthenticated").inc()
+            return 401, {"error": f"application authentication failed: {exc.detail}"}
+        wait = self.scim.admit(client, "jit")
         if wait > 0:
-            metrics.RATE_LIMITED.labels(client.application, "jit").inc()
             metrics.JIT_LOGINS.labels("", "rate_limited").inc()
             return 429, {"error": f"rate limit reached: retry in {wait:.1f} s",
                          "retry_after": max(1, int(wait + 0.999))}
