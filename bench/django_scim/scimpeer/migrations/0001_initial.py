@@ -3,6 +3,7 @@
 
 import django.contrib.auth.models
 import django.contrib.auth.validators
+import django.db.models.functions.text
 import django.utils.timezone
 from django.db import migrations, models
 
@@ -37,7 +38,7 @@ class Migration(migrations.Migration):
                 ('user_permissions', models.ManyToManyField(blank=True, help_text='Specific permissions for this user.', related_name='user_set', related_query_name='user', to='auth.permission', verbose_name='user permissions')),
             ],
             options={
-                'abstract': False,
+                'indexes': [models.Index(django.db.models.functions.text.Upper('username'), name='scimpeer_user_username_upper')],
             },
             managers=[
                 ('objects', django.contrib.auth.models.UserManager()),
