@@ -36,7 +36,7 @@ from connectors.sandbox.peers import LOOPBACK, PeerUnavailable, free_port, wait_
 PROJECT = Path(__file__).resolve().parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 START_SECONDS = 60.0
-INSTALL = "pip install django django-scim2 gunicorn (in the test extras)"
+INSTALL = "they are in the test extras: pip install -e '.[test]'"
 
 
 @dataclass(frozen=True)
