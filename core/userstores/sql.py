@@ -239,9 +239,12 @@ class SqlUserStore:
                     assert primary is not None
                     pks = {rows[0]["user_id"]: int(primary[0])}
                 else:
+                    # Keys only grow (SQLite's max + 1, a sequence, AUTO_INCREMENT), so this
+                    # batch's are above the largest before it: read them back by that range
+                    # (rows another writer added meanwhile come too, and are not looked up).
+                    after = conn.execute(_LAST_PK).scalar() or 0
                     conn.execute(_INSERT_USER, rows)
-                    pks = {r.user_id: r.pk for r in conn.execute(
-                        _PKS_BY_ID, {"ids": [r["user_id"] for r in rows]})}
+                    pks = {r.user_id: r.pk for r in conn.execute(_PKS_AFTER, {"after": after})}
             except IntegrityError as exc:
                 raise AlreadyExists(
                     f"a user of this batch already exists in {self.domain}") from exc
@@ -579,7 +582,8 @@ _NAMES_TAKEN = select(um_users.c.username).where(
     um_users.c.store == bindparam("store"),
     um_users.c.username_key.in_(bindparam("keys", expanding=True))).limit(1)
 _INSERT_USER = insert(um_users)
-_PKS_BY_ID = select(um_users.c.user_id, um_users.c.pk).where(um_users.c.user_id.in_(_ids))
+_LAST_PK = select(func.max(um_users.c.pk))
+_PKS_AFTER = select(um_users.c.user_id, um_users.c.pk).where(um_users.c.pk > bindparam("after"))
 _USER_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
     um_users.c.user_id == bindparam("id"))
 #: A user's groups, or one row of NULLs for a user in none (no row: no such user).
