@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from core.db import current_connection, in_chunks
+from core.db import current_connection, in_chunks, insert_plain
 from core.errors import AlreadyExists, InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
 from core.passwords import PasswordHashing
 from core.schema import um_groups, um_memberships, um_user_attributes, um_users
@@ -249,12 +249,12 @@ class SqlUserStore:
                 raise AlreadyExists(
                     f"a user of this batch already exists in {self.domain}") from exc
             attr_rows = [
-                {"user_pk": pks[r["user_id"]], "name": k, "value": v}
+                (pks[r["user_id"]], k, v)
                 for r, u in zip(rows, users, strict=True)
                 for k, v in u.attributes.items()
             ]
             if attr_rows:
-                conn.execute(insert(um_user_attributes), attr_rows)
+                insert_plain(conn, um_user_attributes, _ATTRIBUTE_COLUMNS, attr_rows)
         return [
             StoredUser(r["user_id"], self.domain, r["username"], dict(u.attributes), now, now)
             for r, u in zip(rows, users, strict=True)
@@ -582,6 +582,7 @@ _NAMES_TAKEN = select(um_users.c.username).where(
     um_users.c.store == bindparam("store"),
     um_users.c.username_key.in_(bindparam("keys", expanding=True))).limit(1)
 _INSERT_USER = insert(um_users)
+_ATTRIBUTE_COLUMNS = ("user_pk", "name", "value")
 _LAST_PK = select(func.max(um_users.c.pk))
 _PKS_AFTER = select(um_users.c.user_id, um_users.c.pk).where(um_users.c.pk > bindparam("after"))
 _USER_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(

@@ -1,0 +1,43 @@
+"""``core.db.insert_plain``: the rows a bulk import hands to the driver as they are land as
+``conn.execute(insert(...))`` would put them, on every backend; a column whose type
+converts values still has them converted."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select
+
+from core.db import SystemDB, insert_plain
+from core.schema import audit_log, um_user_attributes, um_users
+
+
+def test_rows_land_whatever_the_column_order(db_url: str) -> None:
+    db = SystemDB(db_url)
+    db.migrate()
+    try:
+        now = datetime.now(UTC)
+        with db.transaction() as conn:
+            conn.execute(insert(um_users), [
+                {"store": "PRIMARY", "user_id": f"id{i}", "username": f"u{i}",
+                 "username_key": f"u{i}", "created": now, "modified": now} for i in range(2)])
+            pks = dict(conn.execute(select(um_users.c.user_id, um_users.c.pk)).all())
+            insert_plain(conn, um_user_attributes, ("user_pk", "name", "value"),
+                         [(pks["id0"], "mail", "a@x.org"), (pks["id1"], "sn", "Ünal 100%")])
+            insert_plain(conn, um_user_attributes, ("value", "user_pk", "name"),
+                         [("Ann", pks["id0"], "givenName")])
+            # a column that converts (a UTC time, JSON): the rows still go through its type
+            insert_plain(conn, audit_log, ("at", "actor", "face", "application", "action",
+                                           "target", "detail"),
+                         [(now, "os:x", "cli", "resident", "user.add", "PRIMARY/u0",
+                           {"import": True})])
+        with db.transaction() as conn:
+            attrs = sorted(conn.execute(select(
+                um_user_attributes.c.user_pk, um_user_attributes.c.name,
+                um_user_attributes.c.value)).all())
+            at, detail = conn.execute(select(audit_log.c.at, audit_log.c.detail)).one()
+        assert attrs == sorted([(pks["id0"], "mail", "a@x.org"), (pks["id1"], "sn", "Ünal 100%"),
+                                (pks["id0"], "givenName", "Ann")])
+        assert at == now and detail == {"import": True}
+    finally:
+        db.dispose()
