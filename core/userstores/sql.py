@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from core.db import current_connection, in_chunks, insert_plain
+from core.db import current_connection, in_chunks, insert_rows
 from core.errors import AlreadyExists, InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
 from core.passwords import PasswordHashing
 from core.schema import um_groups, um_memberships, um_user_attributes, um_users
@@ -243,7 +243,8 @@ class SqlUserStore:
                     # batch's are above the largest before it: read them back by that range
                     # (rows another writer added meanwhile come too, and are not looked up).
                     after = conn.execute(_LAST_PK).scalar() or 0
-                    conn.execute(_INSERT_USER, rows)
+                    insert_rows(conn, um_users, _USER_COLUMNS,
+                                [tuple(r[c] for c in _USER_COLUMNS) for r in rows])
                     pks = {r.user_id: r.pk for r in conn.execute(_PKS_AFTER, {"after": after})}
             except IntegrityError as exc:
                 raise AlreadyExists(
@@ -254,7 +255,7 @@ class SqlUserStore:
                 for k, v in u.attributes.items()
             ]
             if attr_rows:
-                insert_plain(conn, um_user_attributes, _ATTRIBUTE_COLUMNS, attr_rows)
+                insert_rows(conn, um_user_attributes, _ATTRIBUTE_COLUMNS, attr_rows)
         return [
             StoredUser(r["user_id"], self.domain, r["username"], dict(u.attributes), now, now)
             for r, u in zip(rows, users, strict=True)
@@ -583,6 +584,8 @@ _NAMES_TAKEN = select(um_users.c.username).where(
     um_users.c.username_key.in_(bindparam("keys", expanding=True))).limit(1)
 _INSERT_USER = insert(um_users)
 _ATTRIBUTE_COLUMNS = ("user_pk", "name", "value")
+_USER_COLUMNS = ("store", "user_id", "username", "username_key", "created", "modified",
+                 "password_hash")
 _LAST_PK = select(func.max(um_users.c.pk))
 _PKS_AFTER = select(um_users.c.user_id, um_users.c.pk).where(um_users.c.pk > bindparam("after"))
 _USER_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
