@@ -9,9 +9,11 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, insert, select
 
+from core.db import insert_rows
 from core.schema import audit_log
 
 _INSERT = insert(audit_log)
+_COLUMNS = ("at", "actor", "face", "application", "action", "target", "detail")
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,13 @@ def record_many(
     entries: Sequence[tuple[str, Mapping[str, Any]]],
 ) -> None:
     now = datetime.now(UTC)
-    rows = [{"at": now, "actor": initiator.actor, "face": str(initiator.face),
-             "application": initiator.application, "action": action, "target": target[:512],
-             "detail": {**detail, "compensation": True} if initiator.compensation
-             else dict(detail)} for target, detail in entries]
-    conn.execute(_INSERT, rows[0] if len(rows) == 1 else rows)  # one row: no executemany
+    who = (now, initiator.actor, str(initiator.face), initiator.application, action)
+    rows = [(*who, target[:512], {**detail, "compensation": True} if initiator.compensation
+             else dict(detail)) for target, detail in entries]
+    if len(rows) == 1:  # one row: no executemany
+        conn.execute(_INSERT, dict(zip(_COLUMNS, rows[0], strict=True)))
+    else:
+        insert_rows(conn, audit_log, _COLUMNS, rows)
 
 
 def read(

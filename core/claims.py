@@ -202,12 +202,18 @@ class ClaimCatalog:
         for uri, value in claims.items():
             if uri == USERNAME:
                 continue
-            claim = self.claims.get(uri)
-            if claim is None:
-                raise InvalidInput(f"unknown claim {uri!r}")
+            attribute, claim = self.target(domain, uri)
             validate_claim_value(claim, value)
-            out[self.attribute(domain, uri)] = value
+            out[attribute] = value
         return out
+
+    def target(self, domain: str, uri: str) -> tuple[str, LocalClaim]:
+        """The store attribute a claim is written to in ``domain``, and the claim (whose
+        rules a value must meet)."""
+        claim = self.claims.get(uri)
+        if claim is None:
+            raise InvalidInput(f"unknown claim {uri!r}")
+        return self.attribute(domain, uri), claim
 
     def to_claims(self, domain: str, attributes: Mapping[str, str]) -> dict[str, str]:
         """Local claims for store attributes. Names match regardless of case, as directory

@@ -97,13 +97,15 @@ def read_rows(path: Path, iam: Iam, report: ImportReport) -> Iterator[ImportRow]
         dupes = {h for h in header if header.count(h) > 1}
         if dupes:
             raise InvalidInput(f"{path}: line 1: column(s) named twice: {', '.join(dupes)}")
-        claim_columns: dict[str, str] = {}
-        for name in header:
+        claim_columns: list[tuple[int, str]] = []  # (cell index, claim URI)
+        for i, name in enumerate(header):
             if name not in RESERVED_COLUMNS:
                 try:
-                    claim_columns[name] = iam.claims.resolve(name)
+                    claim_columns.append((i, iam.claims.resolve(name)))
                 except IamError as exc:
                     raise InvalidInput(f"{path}: line 1: column {name!r}: {exc}") from None
+        at = {name: header.index(name) for name in RESERVED_COLUMNS if name in header}
+        username, password, roles = at["username"], at.get("password"), at.get("roles")
         while True:
             try:
                 cells = _next_row(reader, lines)
@@ -119,13 +121,13 @@ def read_rows(path: Path, iam: Iam, report: ImportReport) -> Iterator[ImportRow]
                 report.errors.append(
                     (line, f"has {len(cells)} cells, the header has {len(header)}"))
                 continue
-            row = dict(zip(header, cells, strict=True))
             yield ImportRow(
                 line=line,
-                username=row["username"].strip(),
-                password=row.get("password") or None,
-                claims={uri: row[col] for col, uri in claim_columns.items() if row[col] != ""},
-                roles=[r.strip() for r in (row.get("roles") or "").split(";") if r.strip()],
+                username=cells[username].strip(),
+                password=(cells[password] or None) if password is not None else None,
+                claims={uri: cells[i] for i, uri in claim_columns if cells[i] != ""},
+                roles=[r.strip() for r in cells[roles].split(";") if r.strip()]
+                if roles is not None else [],
             )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
@@ -258,6 +258,47 @@ def in_chunks(ids: Sequence[str]) -> Iterator[list[str]]:
     distinct = list(dict.fromkeys(ids))
     for i in range(0, len(distinct), IN_CHUNK):
         yield distinct[i:i + IN_CHUNK]
+
+
+#: Compiled inserts of :func:`insert_rows`: by table, columns and dialect, the statement,
+#: the order the driver takes the values in (None: by name) and each column's converter.
+_INSERTS: dict[tuple[str, tuple[str, ...], str],
+               tuple[str, tuple[str, ...] | None, list[Callable[[Any], Any] | None]]] = {}
+
+
+def insert_rows(conn: Connection, table: Table, columns: tuple[str, ...],
+                rows: Sequence[tuple[Any, ...]]) -> None:
+    """``conn.execute(insert(table), rows)`` for many rows of ``columns``, cheaper.
+
+    The statement is compiled once per dialect; each value goes through its column type's
+    bind processor (the converters Core applies: UTC times, JSON), and the rows go to the
+    driver's ``executemany`` as they are. Core's per-row parameter handling (a few
+    microseconds a row: a tenth of a bulk import) is skipped, and so are Python-side
+    column defaults: every column that has one must be in ``columns``.
+    """
+    dialect = conn.dialect
+    key = (table.name, columns, dialect.name)
+    compiled = _INSERTS.get(key)
+    if compiled is None:
+        if any(c.default is not None for c in table.c if c.name not in columns):
+            raise ValueError(f"insert_rows into {table.name}: a column with a default "
+                             "is left out")
+        statement = insert(table).compile(dialect=dialect, column_keys=list(columns))
+        positions = statement.positiontup
+        compiled = _INSERTS[key] = (
+            statement.string, tuple(positions) if positions is not None else None,
+            [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns])
+    sql, order, converters = compiled
+    if any(converters):
+        rows = [tuple(v if f is None else f(v) for f, v in zip(converters, row, strict=True))
+                for row in rows]
+    if order is None:  # a named paramstyle: the driver takes dicts
+        conn.exec_driver_sql(sql, [dict(zip(columns, row, strict=True)) for row in rows])
+    elif order == columns:
+        conn.exec_driver_sql(sql, list(rows))
+    else:
+        at = [columns.index(c) for c in order]
+        conn.exec_driver_sql(sql, [tuple(row[i] for i in at) for row in rows])
 
 
 def current_connection(engine: Engine) -> Connection | None:

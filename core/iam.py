@@ -17,6 +17,7 @@ from core import apps, audit, config_versions, idps
 from core.claims import ClaimCatalog
 from core.db import SystemDB
 from core.errors import InvalidInput, NotFound
+from core.health import HealthCheck
 from core.home import Home
 from core.identity.events import EventBus, Initiator
 from core.identity.service import IdentityService
@@ -55,6 +56,8 @@ class Iam:
         self.stores = UserstoreRouter(self.db, self.hashing, self.secrets)
         self.stores.on_reload = self.reload_claims  # stores another process changed
         self.stores.load()
+        #: What ``/ready`` and ``/metrics`` say of the system database and the stores.
+        self.health = HealthCheck(self.db, self.stores)
         self._claims: ClaimCatalog | None = None
         self.identity = IdentityService(self.db, self.stores, lambda: self.claims, self.bus)
         self.provisioning = ProvisioningEngine(self)

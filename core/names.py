@@ -12,6 +12,7 @@ PRIMARY = "PRIMARY"
 INTERNAL = "Internal"
 #: Domains no secondary userstore may take.
 RESERVED_DOMAINS = frozenset({PRIMARY, INTERNAL, "Application", "Workflow", "SYSTEM"})
+_RESERVED_BY_FOLD = {reserved.casefold(): reserved for reserved in RESERVED_DOMAINS}
 _DOMAIN_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
 #: Domains of the relay stores of applications in proxy mode (never a userstore's).
 PROXY_PREFIX = "PROXY."
@@ -28,10 +29,7 @@ def is_proxy_domain(domain: str) -> bool:
 
 def normalize_domain(domain: str) -> str:
     """Domains compare case-insensitively; reserved ones keep their canonical spelling."""
-    for reserved in RESERVED_DOMAINS:
-        if domain.casefold() == reserved.casefold():
-            return reserved
-    return domain.upper()
+    return _RESERVED_BY_FOLD.get(domain.casefold()) or domain.upper()
 
 
 def validate_domain(domain: str) -> str:

@@ -66,3 +66,31 @@ def test_cli_sync_all(tmp_path: Path, scim_peer: str) -> None:
     with run.iam() as iam:
         drain(iam)
     assert [u["userName"] for u in peer_users(scim_peer)] == ["anna"]
+
+
+def test_the_offer_counts_the_users_in_scope_without_listing_everyone(
+        sqlite_iam: Iam, admin: Initiator, tmp_path: Path) -> None:
+    """The count (the console's offer) is the number sync_all then queues: holders of a
+    provisioning role (an internal role or a store's group), each once, in enabled stores
+    only, deleted users gone; everyone when the target has no provisioning roles."""
+    iam = sqlite_iam
+    iam.identity.add_role(admin, "Internal/provisioned")
+    iam.save_userstore(admin, "SEC", "sql", {"url": f"sqlite:///{tmp_path}/sec.db"})
+    iam.save_userstore(admin, "OFF", "sql", {"url": f"sqlite:///{tmp_path}/off.db"})
+    held = ["Internal/provisioned"]
+    for name, roles in (("anna", held), ("ben", []), ("cleo", []), ("dora", held),
+                        ("eve", held), ("SEC/fred", held), ("SEC/gina", []),
+                        ("OFF/hugo", held)):
+        iam.identity.add_user(admin, name, None, {}, roles=roles)
+    iam.identity.add_role(admin, "engineering", ["anna", "ben"])  # anna holds both
+    iam.identity.add_role(admin, "sales", ["cleo"])  # not a provisioning role
+    iam.identity.delete_user(admin, "eve")
+    iam.save_userstore(admin, "OFF", "sql", {"url": f"sqlite:///{tmp_path}/off.db"},
+                       enabled=False)
+    connect(iam, "http://127.0.0.1:9", provisioning_roles=(
+        "Internal/provisioned", "PRIMARY/engineering", "PRIMARY/absent"))
+    assert iam.provisioning.users_in_scope(TARGET) == 4  # anna, ben, dora, SEC/fred
+    assert iam.provisioning.sync_all(admin, TARGET).users == 4
+    connect(iam, "http://127.0.0.1:9")  # no provisioning roles: everyone
+    assert iam.provisioning.users_in_scope(TARGET) == 6
+    assert iam.provisioning.sync_all(admin, TARGET).users == 6

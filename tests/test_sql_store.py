@@ -22,7 +22,7 @@ from core.errors import (
     StoreUnavailable,
 )
 from core.iam import Iam
-from core.identity.events import IdentityEvent, Initiator, Phase
+from core.identity.events import EventType, IdentityEvent, Initiator, Phase
 from core.identity.service import PASSWORD_BATCH, ImportRow
 from core.passwords import Argon2Params, PasswordHashing
 from core.schema import um_memberships, um_user_attributes, um_users
@@ -556,6 +556,22 @@ def test_import_events_only_when_someone_listens_and_then_one_per_user(
     assert post[0].data["claims"] is not post[1].data["claims"]
     assert [v.username for v in iam.identity.members_of("staff")] == ["user0", "user1"]
     assert len(iam.audit_log(action="user.add")) == 5
+
+
+def test_a_subscriber_of_some_event_types_gets_only_those(sqlite_iam: Iam,
+                                                          admin: Initiator) -> None:
+    """The planner's veto wants irreversible changes only, so an import builds no PRE
+    event for it; a subscriber named for a type gets that type and no other."""
+    iam = sqlite_iam
+    assert not iam.bus.has_subscribers(Phase.PRE, EventType.USER_ADDED)
+    assert iam.bus.has_subscribers(Phase.PRE, EventType.USER_DELETED)
+    deletions: list[IdentityEvent] = []
+    iam.bus.subscribe(Phase.PRE, deletions.append, types={EventType.USER_DELETED})
+    assert not iam.bus.has_subscribers(Phase.PRE, EventType.USER_ADDED)
+    report = iam.identity.import_users(admin, [ImportRow(2, "ann"), ImportRow(3, "bob")])
+    assert report.imported == 2
+    iam.identity.delete_user(admin, "bob")
+    assert [(e.type, e.name) for e in deletions] == [(EventType.USER_DELETED, "PRIMARY/bob")]
 
 
 def test_a_post_veto_fails_only_the_refused_rows(iam: Iam, admin: Initiator) -> None:

@@ -10,17 +10,20 @@ one process or, with ``--processes N``, in N forked ones under a supervising par
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from core.cli.context import close_iam, current_iam
-from core.http.server import listen, run_on_uvloop, run_until_signalled
-from core.http.supervisor import Supervisor, metrics_dir
+from core.http.server import run_on_uvloop, run_until_signalled
+from core.http.supervisor import Serving
+from core.http.supervisor import serve as run_serving
 from core.identity.events import Face, Initiator
 from core.inbound import Limits
+
+if TYPE_CHECKING:
+    from core.iam import Iam
 
 log = logging.getLogger("mware_iam.serve")
 
@@ -97,36 +100,19 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, scim_
     """
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    tls = (tls_cert, tls_key) if tls_cert and tls_key else None
-    iam = current_iam()
-    processes = processes or (1 if iam.db.dialect == "sqlite" else os.cpu_count() or 1)
-    sock = listen(host, port, reuse_port=processes > 1, listening=processes == 1)
+    limits = Limits(rate=scim_rate, burst=scim_burst, max_results=scim_max_results,
+                    max_payload_bytes=scim_max_bytes,
+                    default_count=min(Limits.default_count, scim_max_results))
     _configure_logging()
+    run_serving(current_iam, close_iam, Serving(
+        host, port, processes, capacity, poll,
+        (tls_cert, tls_key) if tls_cert and tls_key else None, limits), _seed)
+
+
+def _seed(iam: Iam) -> None:
+    """Like the console, the first start of a deployment applies sample_config/."""
     from core.configfile.files import seed_sample
 
     changes = seed_sample(iam, Initiator.admin(Face.CONFIG))
     if changes:
         log.info("new deployment: applied the sample configuration (%d changes)", len(changes))
-    limits = Limits(rate=scim_rate, burst=scim_burst, max_results=scim_max_results,
-                    max_payload_bytes=scim_max_bytes,
-                    default_count=min(Limits.default_count, scim_max_results))
-    if processes == 1:
-        run_on_uvloop(run_until_signalled(iam, capacity, poll, sock, tls, limits))
-        return
-    host, port = sock.getsockname()[:2]  # port 0: the one the kernel chose, for all
-
-    def child() -> None:
-        child_iam = current_iam()  # its own connections (the parent's were closed)
-        try:
-            run_on_uvloop(run_until_signalled(
-                child_iam, capacity, poll, listen(host, port, reuse_port=True), tls, limits))
-        finally:
-            close_iam()
-
-    metrics_dir(iam.home.path)
-    close_iam()  # no connection may be shared by the forked processes
-    log.info("listening on %s:%d with %d processes", host, port, processes)
-    try:
-        Supervisor(processes, child).run()
-    finally:
-        sock.close()

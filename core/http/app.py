@@ -12,9 +12,8 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from sqlalchemy import text
-
 from core.errors import IamError
+from core.health import DeploymentHealth
 from core.http.hardening import is_loopback
 from core.iam import Iam
 from core.inbound import MOUNT
@@ -25,12 +24,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-#: The longest ``/ready`` waits for its checks: a store that does not answer by then fails.
-READY_SECONDS = 5.0
-#: The system database's name among ``/ready``'s checks.
-SYSTEM_DB = "system-db"
-
-
 class HttpApp:
     """The ASGI application of ``serve``: the SCIM API under ``/scim2``, ``GET /health``,
     ``GET /ready``, ``GET /status`` and ``GET /metrics``."""
@@ -40,8 +33,8 @@ class HttpApp:
         self.scim = scim
         #: ``POST /jit/{idp}``, built at the first JIT login (see :meth:`_jit`).
         self.jit: Any = None
-        #: The ``/ready`` check running now (its answer goes to every request waiting).
-        self._readiness: asyncio.Future[dict[str, str]] | None = None
+        #: The health check running now (its answer goes to every request waiting).
+        self._checking: asyncio.Future[DeploymentHealth] | None = None
 
     def _jit(self) -> Any:
         """The JIT intake (JIT logins authenticate the application as SCIM does), built
@@ -85,14 +78,18 @@ class HttpApp:
         else:
             await _reply(send, 404, {"error": f"no such resource: {scope['path']}"})
 
+    async def _health(self) -> DeploymentHealth:
+        """The deployment's health (``core/health.py``: bounded, cached for a moment).
+        Requests that arrive while a check runs share its answer, so a prober or scraper
+        hammering a hung store ties up no more threads."""
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.ensure_future(asyncio.to_thread(self.iam.health.check))
+        return await asyncio.shield(self._checking)
+
     async def _ready(self, scope: Scope, send: Send) -> None:
         """200 when every check passes, else 503 naming the failed ones (with why over
-        loopback only: the details name hosts, which a remote prober need not learn).
-        Requests that arrive while a check runs share its answer, so a prober hammering a
-        hung store ties up no more threads."""
-        if self._readiness is None or self._readiness.done():
-            self._readiness = asyncio.ensure_future(self._failed_checks())
-        failed = await asyncio.shield(self._readiness)
+        loopback only: the details name hosts, which a remote prober need not learn)."""
+        failed = (await self._health()).failed()
         if not failed:
             await _reply(send, 200, {"status": "ready"})
             return
@@ -100,52 +97,17 @@ class HttpApp:
                                  "failed": failed if is_loopback(scope.get("server"))
                                  else sorted(failed)})
 
-    async def _failed_checks(self) -> dict[str, str]:
-        """The system database or each enabled userstore that does not answer within
-        ``READY_SECONDS`` (together), and why."""
-        late = f"did not answer within {READY_SECONDS:g} s"
-        deadline = asyncio.get_running_loop().time() + READY_SECONDS
-        try:
-            domains = await asyncio.wait_for(asyncio.to_thread(self._enabled_domains),
-                                             READY_SECONDS)
-        except IamError as exc:
-            return {SYSTEM_DB: str(exc)}
-        except TimeoutError:
-            return {SYSTEM_DB: late}
-        checks = {d: asyncio.ensure_future(asyncio.to_thread(self._store_failure, d))
-                  for d in domains}
-        if not checks:
-            return {}
-        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-        await asyncio.wait(checks.values(), timeout=remaining)
-        failed: dict[str, str] = {}
-        for domain, check in checks.items():
-            if not check.done():
-                check.cancel()  # its thread ends with the store's own timeout
-                failed[domain] = late
-            elif reason := check.result():
-                failed[domain] = reason
-        return failed
-
-    def _enabled_domains(self) -> list[str]:
-        """The enabled userstores, after a query proves the system database answers."""
-        with self.iam.db.transaction() as conn:
-            conn.execute(text("SELECT 1"))
-        return self.iam.stores.domains
-
-    def _store_failure(self, domain: str) -> str | None:
-        """Why ``domain``'s store does not answer (None: it does)."""
-        try:
-            health = self.iam.stores.store(domain).health()
-        except IamError:  # removed or disabled meanwhile: not a failure
-            return None
-        return None if health.reachable else health.detail or "does not answer"
-
     async def _metrics(self, send: Send) -> None:
+        """Prometheus text, or 503 when the system database does not answer (the health
+        check found so within its bound: the scrape's own queries would wait on it)."""
         from core.http.metrics import scrape  # prometheus-client: only once scraped
 
+        health = await self._health()
+        if health.system_db is not None:
+            await _reply(send, 503, {"error": f"the system database: {health.system_db}"})
+            return
         try:
-            body, content_type = await asyncio.to_thread(scrape, self.iam)
+            body, content_type = await asyncio.to_thread(scrape, self.iam, health)
         except IamError as exc:
             await _reply(send, 503, {"error": str(exc)})
             return

@@ -4,8 +4,9 @@ Queue depth, the oldest waiting job's age, jobs by state, each target's breaker 
 delivery totals, and each enabled userstore's health are facts of the deployment, not of
 the process that answers the scrape: they are read here, at scrape time, with a few
 indexed queries (bounded by the backlog and the number of targets, never the history), so
-every process of a deployment answers the same. The counters of what processes did come
-from ``core/metrics.py``.
+every process of a deployment answers the same. The userstores' health is the one check
+``/ready`` also uses (``core/health.py``: bounded in time, shared, cached for a second).
+The counters of what processes did come from ``core/metrics.py``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from core import metrics
-from core.errors import IamError
+from core.health import DeploymentHealth
 from core.iam import Iam
 from core.provisioning import breaker, outbox
-from core.userstores.base import Health
 
 #: Every job state reported per target (0 where a target has none in that state).
 REPORTED_STATES = [*[s.value for s in outbox.OPEN_STATES], outbox.JobState.DEAD.value]
@@ -29,8 +29,9 @@ REPORTED_STATES = [*[s.value for s in outbox.OPEN_STATES], outbox.JobState.DEAD.
 class DeploymentCollector:
     """A prometheus-client collector of the deployment's state (see the module's doc)."""
 
-    def __init__(self, iam: Iam) -> None:
+    def __init__(self, iam: Iam, health: DeploymentHealth) -> None:
         self.iam = iam
+        self.health = health
 
     def collect(self) -> Iterator[Metric]:
         with self.iam.db.transaction() as conn:
@@ -51,11 +52,7 @@ class DeploymentCollector:
             "How long the userstore's health check took",
             labels=["domain"],
         )
-        for domain in self.iam.stores.domains:
-            try:
-                result = self.iam.stores.store(domain).health()
-            except IamError as exc:  # disabled or removed since the list was read
-                result = Health(False, str(exc))
+        for domain, result in self.health.stores.items():
             up.add_metric([domain], 1.0 if result.reachable else 0.0)
             if result.latency_ms is not None:
                 latency.add_metric([domain], result.latency_ms / 1000)
@@ -112,6 +109,8 @@ def _jobs(
     yield from (jobs, depth, age, state, delivered)
 
 
-def scrape(iam: Iam) -> tuple[bytes, str]:
-    """The body and content type of ``GET /metrics`` (blocking: run it off the loop)."""
-    return metrics.exposition([DeploymentCollector(iam)])
+def scrape(iam: Iam, health: DeploymentHealth) -> tuple[bytes, str]:
+    """The body and content type of ``GET /metrics`` with ``health``, the deployment's
+    health check (``core/health.py``: bounded, shared with ``/ready``) (blocking: run it
+    off the loop)."""
+    return metrics.exposition([DeploymentCollector(iam, health)])

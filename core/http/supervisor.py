@@ -1,4 +1,5 @@
-"""``serve --processes N``: a parent that forks N serving processes and keeps them running.
+"""``serve``: in one process, or (``--processes N``) a parent that forks N serving processes
+and keeps them running. :func:`serve` is the one call the CLI makes.
 
 Each child binds the same host:port with ``SO_REUSEPORT`` (the kernel spreads new
 connections over the children's listening sockets), opens the deployment itself and runs
@@ -34,6 +35,9 @@ from typing import NoReturn
 from prometheus_client import multiprocess
 
 from core import metrics
+from core.http.server import listen, run_on_uvloop, run_until_signalled
+from core.iam import Iam
+from core.inbound import Limits
 
 log = logging.getLogger("mware_iam.serve")
 
@@ -56,6 +60,60 @@ class _Slot:
     started: float = 0.0
     quick_exits: int = 0
     restart_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What ``serve`` runs: the address, the number of processes (None: the default for
+    the system database), each process's worker pool, TLS and the SCIM limits."""
+
+    host: str
+    port: int
+    processes: int | None
+    capacity: int
+    poll: float
+    tls: tuple[str, str] | None = None
+    limits: Limits | None = None
+
+
+def serve(open_iam: Callable[[], Iam], close_iam: Callable[[], None], serving: Serving,
+          prepare: Callable[[Iam], None] | None = None) -> None:
+    """Serve HTTP and run the workers until SIGINT/SIGTERM, in this process or in
+    ``serving.processes`` forked ones under a :class:`Supervisor`.
+
+    ``open_iam`` opens the deployment (again in each child, after ``close_iam`` closed the
+    parent's: no connection may be shared by forked processes). ``prepare`` runs once with
+    the parent's deployment after the address is bound (a port in use fails before it).
+    The default number of processes is the number of cores on PostgreSQL or MariaDB, 1 on
+    SQLite (one writer at a time).
+    """
+    iam = open_iam()
+    processes = serving.processes or (1 if iam.db.dialect == "sqlite" else os.cpu_count() or 1)
+    sock = listen(serving.host, serving.port, reuse_port=processes > 1,
+                  listening=processes == 1)
+    if prepare is not None:
+        prepare(iam)
+    run = serving.capacity, serving.poll
+    if processes == 1:
+        run_on_uvloop(run_until_signalled(iam, *run, sock, serving.tls, serving.limits))
+        return
+    host, port = sock.getsockname()[:2]  # port 0: the one the kernel chose, for all
+
+    def child() -> None:
+        child_iam = open_iam()
+        try:
+            run_on_uvloop(run_until_signalled(child_iam, *run, listen(host, port, reuse_port=True),
+                                              serving.tls, serving.limits))
+        finally:
+            close_iam()
+
+    metrics_dir(iam.home.path)
+    close_iam()
+    log.info("listening on %s:%d with %d processes", host, port, processes)
+    try:
+        Supervisor(processes, child).run()
+    finally:
+        sock.close()
 
 
 def metrics_dir(home: Path) -> Path:

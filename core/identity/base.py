@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from core.claims import USERNAME, ClaimCatalog
+from core.claims import USERNAME, ClaimCatalog, LocalClaim, validate_claim_value
 from core.db import SystemDB, current_connection
 from core.errors import IamError, InvalidInput, NotFound, OperationRefused, ReadOnlyStore
 from core.identity import internal_roles
@@ -94,13 +94,38 @@ class IdentityBase:
 
     def _resolve_claims(self, values: Mapping[str, str]) -> dict[str, str]:
         catalog = self.claims
-        out: dict[str, str] = {}
-        for name, value in values.items():
-            uri = catalog.resolve(name)
-            if uri == USERNAME:
-                raise InvalidInput("the username claim cannot be set; it is the user's name")
-            out[uri] = value
-        return out
+        return {self._settable_claim(catalog, name): value for name, value in values.items()}
+
+    @staticmethod
+    def _settable_claim(catalog: ClaimCatalog, name: str) -> str:
+        """The URI of a claim a write may set (any but the username)."""
+        uri = catalog.resolve(name)
+        if uri == USERNAME:
+            raise InvalidInput("the username claim cannot be set; it is the user's name")
+        return uri
+
+    def _attribute_writer(self, domain: str) -> Callable[[Mapping[str, str]], dict[str, str]]:
+        """``claims.to_attributes(domain, _resolve_claims(claims))`` for many users (a bulk
+        import): each set of claim names is resolved and mapped once, every value is still
+        checked against its claim's rules."""
+        catalog = self.claims
+        plans: dict[tuple[str, ...], list[tuple[str, str, LocalClaim]]] = {}
+
+        def attributes(claims: Mapping[str, str]) -> dict[str, str]:
+            names = tuple(claims)
+            plan = plans.get(names)
+            if plan is None:
+                plan = plans[names] = [
+                    (name, *catalog.target(domain, self._settable_claim(catalog, name)))
+                    for name in names]
+            out: dict[str, str] = {}
+            for name, attribute, claim in plan:
+                value = claims[name]
+                validate_claim_value(claim, value)
+                out[attribute] = value
+            return out
+
+        return attributes
 
     def _user(self, name: str) -> StoredUser:
         return self.stores.find_user(name)

@@ -15,7 +15,7 @@ from core.identity.events import EventType, IdentityEvent, Initiator, Phase
 from core.identity.users import UserOperations
 from core.identity.views import RoleView
 from core.names import QualifiedName, parse_name
-from core.userstores.base import NewUser
+from core.userstores.base import NewUser, UserStore
 
 #: Rows per import transaction: fewer commits rewrite fewer index pages (SQLite WAL).
 IMPORT_BATCH_SIZE = 5000
@@ -76,6 +76,8 @@ class BulkImport(UserOperations):
         batch: list[PreparedRow] = []
         seen: dict[tuple[str, str], int] = {}
         passwords = 0
+        default_domain = domain or "PRIMARY"
+        stores: dict[str, tuple[UserStore, Callable[[Mapping[str, str]], dict[str, str]]]] = {}
 
         def flush() -> None:
             nonlocal passwords
@@ -101,14 +103,18 @@ class BulkImport(UserOperations):
         with _cycle_collector_paused():
             for row in rows:
                 try:
-                    qn = parse_name(row.username, domain or "PRIMARY")
-                    store = self._writable_store(qn.domain)
+                    qn = parse_name(row.username, default_domain)
+                    found = stores.get(qn.domain)
+                    if found is None:  # looked up once per domain and import
+                        found = stores[qn.domain] = (self._writable_store(qn.domain),
+                                                     self._attribute_writer(qn.domain))
+                    store, to_attributes = found
                     key = (qn.domain, store.policies.key(qn.name))
                     if key in seen:
                         raise InvalidInput(f"user {qn} appears more than once in the file "
                                            f"(first at line {seen[key]})")
                     new, roles = self._prepare_new_user(store, qn, row.password, row.claims,
-                                                        row.roles)
+                                                        row.roles, to_attributes)
                     seen[key] = row.line
                     batch.append(PreparedRow(row, new, roles, qn))
                     passwords += bool(row.password)
@@ -130,25 +136,28 @@ class BulkImport(UserOperations):
             by_domain.setdefault(prepared.name.domain, []).append(i)
         bus = self.bus
         # Events are only built when someone listens; the audit rows are always written.
-        wanted = bus.has_subscribers(Phase.POST) or bus.has_subscribers(Phase.COMMITTED)
+        wanted = bus.has_subscribers(Phase.POST, EventType.USER_ADDED) or \
+            bus.has_subscribers(Phase.COMMITTED, EventType.USER_ADDED)
         events: list[IdentityEvent] = []
         audits: list[tuple[str, Mapping[str, Any]]] = []
         with self._write(events) as conn:
             for domain, idx in by_domain.items():
                 store = self.stores.store(domain)
                 claims_of = _claims_reader(self.claims, domain)
-                if bus.has_subscribers(Phase.PRE):
+                claims = {i: claims_of(batch[i].new) for i in idx}
+                if bus.has_subscribers(Phase.PRE, EventType.USER_ADDED):
                     for i in idx:
-                        bus.emit(Phase.PRE, self._import_event(
-                            initiator, batch[i], "", claims_of(batch[i].new)))
+                        bus.emit(Phase.PRE, self._import_event(initiator, batch[i], "",
+                                                               claims[i]))
                 users = store.add_users([batch[i].new for i in idx])
                 for i, user in zip(idx, users, strict=True):
                     item = batch[i]
-                    self._assign_new_user_roles(conn, initiator, store, user, item.roles)
-                    claims = claims_of(item.new)
-                    audits.append((str(item.name), {"claims": sorted(claims), "import": True}))
+                    if item.roles:
+                        self._assign_new_user_roles(conn, initiator, store, user, item.roles)
+                    audits.append((str(item.name),
+                                   {"claims": sorted(claims[i]), "import": True}))
                     if wanted:
-                        events.append(self._import_event(initiator, item, user.id, claims))
+                        events.append(self._import_event(initiator, item, user.id, claims[i]))
             audit.record_many(conn, initiator, "user.add", audits)
             for ev in events:
                 bus.emit(Phase.POST, ev)

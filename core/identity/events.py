@@ -13,11 +13,11 @@ import dataclasses
 import getpass
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -154,24 +154,40 @@ class IdentityEvent:
 Handler = Callable[[IdentityEvent], None]
 
 
+class _Subscription(NamedTuple):
+    order: int
+    seq: int
+    handler: Handler
+    #: The event types it wants (None: every one).
+    types: frozenset[EventType] | None
+
+
 class EventBus:
     def __init__(self) -> None:
-        self._subs: dict[Phase, list[tuple[int, int, Handler]]] = {p: [] for p in Phase}
+        self._subs: dict[Phase, list[_Subscription]] = {p: [] for p in Phase}
         self._seq = 0
 
-    def subscribe(self, phase: Phase, handler: Handler, order: int = 50) -> Callable[[], None]:
-        """Add a handler; returns a function that removes it."""
+    def subscribe(self, phase: Phase, handler: Handler, order: int = 50,
+                  types: Collection[EventType] | None = None) -> Callable[[], None]:
+        """Add a handler (of the events of ``types`` only, when given: a writer may then
+        skip building events nobody wants, ``has_subscribers``); returns a function that
+        removes it."""
         self._seq += 1
-        entry = (order, self._seq, handler)
+        entry = _Subscription(order, self._seq, handler,
+                              None if types is None else frozenset(types))
         self._subs[phase].append(entry)
-        self._subs[phase].sort(key=lambda e: (e[0], e[1]))
+        self._subs[phase].sort(key=lambda e: (e.order, e.seq))
         return lambda: self._subs[phase].remove(entry)
 
-    def has_subscribers(self, phase: Phase) -> bool:
-        return bool(self._subs[phase])
+    def has_subscribers(self, phase: Phase, event_type: EventType | None = None) -> bool:
+        """Whether a handler of ``phase`` wants events (of ``event_type``, when given)."""
+        return any(event_type is None or sub.types is None or event_type in sub.types
+                   for sub in self._subs[phase])
 
     def emit(self, phase: Phase, event: IdentityEvent) -> None:
-        for _order, _seq, handler in list(self._subs[phase]):
+        for _order, _seq, handler, types in list(self._subs[phase]):
+            if types is not None and event.type not in types:
+                continue
             if phase is Phase.COMMITTED:
                 try:
                     handler(event)

@@ -151,11 +151,15 @@ class UserOperations(IdentityBase):
     def _prepare_new_user(
         self, store: UserStore, qn: QualifiedName, password: str | None,
         claims: Mapping[str, str], roles: Sequence[str],
+        to_attributes: Callable[[Mapping[str, str]], dict[str, str]] | None = None,
     ) -> tuple[NewUser, list[RoleView]]:
+        """The user to add and its roles, checked; ``to_attributes``: an
+        ``_attribute_writer`` of ``qn``'s domain (a bulk import's)."""
         store.policies.check_username(qn.domain, qn.name)
         if password is not None:
             store.policies.check_password(qn.domain, password)
-        attributes = self.claims.to_attributes(qn.domain, self._resolve_claims(claims))
+        attributes = to_attributes(claims) if to_attributes is not None else \
+            self.claims.to_attributes(qn.domain, self._resolve_claims(claims))
         targets = [self._role(r) for r in roles]
         for role in targets:
             if not role.internal and role.domain != qn.domain:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.errors import IamError
+from core.errors import IamError, NotFound
 from core.names import parse_name
 from core.provisioning import mapping, outbox
 from core.provisioning.host import Host
@@ -55,8 +55,37 @@ def sync_all(iam: Host, target: Target, application: str) -> SyncCounts:
 
 
 def users_in_scope(iam: Host, target: Target) -> int:
-    """How many users ``sync_all`` would queue (what the console's offer says)."""
-    return sum(len(page) for page in _users_in_scope(iam, target))
+    """How many users ``sync_all`` would queue (what the console's offer says), without
+    reading every user: a count per store when the target takes everyone, else the
+    holders of its provisioning roles, each counted once (memory grows with those, not
+    with the deployment)."""
+    if not target.provisioning_roles:
+        return iam.identity.count_users()
+    holders: set[tuple[str, str]] = set()
+    for role in target.provisioning_roles:
+        holders.update(_holders(iam, role))
+    return len(holders)
+
+
+def _holders(iam: Host, role: str) -> Iterator[tuple[str, str]]:
+    """(domain, id) of the users of enabled stores that hold ``role`` as ``in_scope`` names
+    it; none for a role that does not exist (or is a group of a store that is disabled or
+    keeps no readable groups). A store that is down raises, as the listing would."""
+    try:
+        view = iam.identity.get_role(role)
+        if str(parse_name(view.qualified_name)) != role:
+            return  # found by a case-insensitive store: in_scope compares exactly
+        if not view.internal and not iam.stores.store(view.domain).capabilities.readable_groups:
+            return
+    except NotFound:
+        return
+    cursor: str | None = None
+    while True:
+        page = iam.identity.member_page(role, PAGE, cursor)
+        yield from ((user.domain, user.id) for user in page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            return
 
 
 def _users_in_scope(iam: Host, target: Target) -> Iterator[list[tuple[str, str, str]]]:

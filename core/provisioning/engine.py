@@ -28,7 +28,7 @@ from core.provisioning.executor import perform, prepare
 from core.provisioning.host import Host
 from core.provisioning.inline import InlineExecutor, Result
 from core.provisioning.outbox import Job, JobSpec, JobState, Operation
-from core.provisioning.planner import JobPlanner
+from core.provisioning.planner import IRREVERSIBLE, JobPlanner
 from core.provisioning.reconcile import ReconcileReport, reconcile_target
 from core.provisioning.scope_rules import in_scope
 from core.provisioning.status import TargetStatus, target_status
@@ -63,7 +63,8 @@ class ProvisioningEngine:
         self.written = outbox.WrittenFlag()
         self.planner = JobPlanner(host, self.written, self.inline)
         self._unsubscribe = [
-            host.bus.subscribe(Phase.PRE, self.planner.veto, order=PLANNER_ORDER),
+            host.bus.subscribe(Phase.PRE, self.planner.veto, order=PLANNER_ORDER,
+                               types=IRREVERSIBLE),
             host.bus.subscribe(Phase.POST, self.planner, order=PLANNER_ORDER)]
 
     def close(self) -> None:

@@ -68,13 +68,19 @@ class JobPlanner:
         """The application and its enabled targets, cached for a few seconds: a bulk import
         plans thousands of events, and configuration changed by another process takes
         effect here within ``CONFIG_TTL`` seconds."""
-        now = time.monotonic()
-        hit = self._cache.get((application, jit))
-        if hit is not None and hit[0] > now:
-            return hit[1], hit[2]
+        hit = self._cached(application, jit)
+        if hit is not None:
+            return hit
         app, planned = self._load_targets(conn, application, jit)
-        self._cache[(application, jit)] = (now + CONFIG_TTL, app, planned)
+        self._cache[(application, jit)] = (time.monotonic() + CONFIG_TTL, app, planned)
         return app, planned
+
+    def _cached(self, application: str, jit: bool) -> tuple[
+            apps.Application | None, list[PlannedTarget]] | None:
+        hit = self._cache.get((application, jit))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1], hit[2]
+        return None
 
     def _load_targets(self, conn: Connection, application: str, jit: bool) -> tuple[
             apps.Application | None, list[PlannedTarget]]:
@@ -96,6 +102,9 @@ class JobPlanner:
         return app, out
 
     def __call__(self, event: IdentityEvent) -> None:
+        known = self._cached(event.initiator.application, event.initiator.jit)
+        if known is not None and (known[0] is None or not known[1]):
+            return  # nothing to plan (a bulk import without targets opens no transaction)
         with self.host.db.transaction() as conn:
             app, targets = self.targets(conn, event.initiator.application, event.initiator.jit)
             if app is None or not targets:

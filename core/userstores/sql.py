@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from core.db import current_connection, in_chunks
+from core.db import current_connection, in_chunks, insert_rows
 from core.errors import AlreadyExists, InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
 from core.passwords import PasswordHashing
 from core.schema import um_groups, um_memberships, um_user_attributes, um_users
@@ -239,19 +239,23 @@ class SqlUserStore:
                     assert primary is not None
                     pks = {rows[0]["user_id"]: int(primary[0])}
                 else:
-                    conn.execute(_INSERT_USER, rows)
-                    pks = {r.user_id: r.pk for r in conn.execute(
-                        _PKS_BY_ID, {"ids": [r["user_id"] for r in rows]})}
+                    # Keys only grow (SQLite's max + 1, a sequence, AUTO_INCREMENT), so this
+                    # batch's are above the largest before it: read them back by that range
+                    # (rows another writer added meanwhile come too, and are not looked up).
+                    after = conn.execute(_LAST_PK).scalar() or 0
+                    insert_rows(conn, um_users, _USER_COLUMNS,
+                                [tuple(r[c] for c in _USER_COLUMNS) for r in rows])
+                    pks = {r.user_id: r.pk for r in conn.execute(_PKS_AFTER, {"after": after})}
             except IntegrityError as exc:
                 raise AlreadyExists(
                     f"a user of this batch already exists in {self.domain}") from exc
             attr_rows = [
-                {"user_pk": pks[r["user_id"]], "name": k, "value": v}
+                (pks[r["user_id"]], k, v)
                 for r, u in zip(rows, users, strict=True)
                 for k, v in u.attributes.items()
             ]
             if attr_rows:
-                conn.execute(insert(um_user_attributes), attr_rows)
+                insert_rows(conn, um_user_attributes, _ATTRIBUTE_COLUMNS, attr_rows)
         return [
             StoredUser(r["user_id"], self.domain, r["username"], dict(u.attributes), now, now)
             for r, u in zip(rows, users, strict=True)
@@ -579,7 +583,11 @@ _NAMES_TAKEN = select(um_users.c.username).where(
     um_users.c.store == bindparam("store"),
     um_users.c.username_key.in_(bindparam("keys", expanding=True))).limit(1)
 _INSERT_USER = insert(um_users)
-_PKS_BY_ID = select(um_users.c.user_id, um_users.c.pk).where(um_users.c.user_id.in_(_ids))
+_ATTRIBUTE_COLUMNS = ("user_pk", "name", "value")
+_USER_COLUMNS = ("store", "user_id", "username", "username_key", "created", "modified",
+                 "password_hash")
+_LAST_PK = select(func.max(um_users.c.pk))
+_PKS_AFTER = select(um_users.c.user_id, um_users.c.pk).where(um_users.c.pk > bindparam("after"))
 _USER_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
     um_users.c.user_id == bindparam("id"))
 #: A user's groups, or one row of NULLs for a user in none (no row: no such user).

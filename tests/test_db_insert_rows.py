@@ -1,0 +1,54 @@
+"""``core.db.insert_rows``: the rows a bulk import hands to the driver land as
+``conn.execute(insert(...))`` would put them, on every backend, converted by their
+columns' types (UTC times, JSON) where those convert."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import insert, select
+
+from core.db import SystemDB, insert_rows
+from core.schema import audit_log, um_user_attributes, um_users, userstores
+
+
+def test_rows_land_whatever_the_column_order(db_url: str) -> None:
+    db = SystemDB(db_url)
+    db.migrate()
+    try:
+        now = datetime.now(UTC)
+        with db.transaction() as conn:
+            conn.execute(insert(um_users), [
+                {"store": "PRIMARY", "user_id": f"id{i}", "username": f"u{i}",
+                 "username_key": f"u{i}", "created": now, "modified": now} for i in range(2)])
+            pks = dict(conn.execute(select(um_users.c.user_id, um_users.c.pk)).all())
+            insert_rows(conn, um_user_attributes, ("user_pk", "name", "value"),
+                         [(pks["id0"], "mail", "a@x.org"), (pks["id1"], "sn", "Ünal 100%")])
+            insert_rows(conn, um_user_attributes, ("value", "user_pk", "name"),
+                         [("Ann", pks["id0"], "givenName")])
+            # columns that convert (a UTC time, JSON)
+            insert_rows(conn, audit_log, ("at", "actor", "face", "application", "action",
+                                           "target", "detail"),
+                         [(now, "os:x", "cli", "resident", "user.add", "PRIMARY/u0",
+                           {"import": True})])
+        with db.transaction() as conn:
+            attrs = sorted(conn.execute(select(
+                um_user_attributes.c.user_pk, um_user_attributes.c.name,
+                um_user_attributes.c.value)).all())
+            at, detail = conn.execute(select(audit_log.c.at, audit_log.c.detail)).one()
+        assert attrs == sorted([(pks["id0"], "mail", "a@x.org"), (pks["id1"], "sn", "Ünal 100%"),
+                                (pks["id0"], "givenName", "Ann")])
+        assert at == now and detail == {"import": True}
+    finally:
+        db.dispose()
+
+
+def test_a_column_with_a_default_cannot_be_left_out(sqlite_url: str) -> None:
+    db = SystemDB(sqlite_url)
+    db.migrate()
+    try:
+        with db.transaction() as conn, pytest.raises(ValueError, match="a column with a"):
+            insert_rows(conn, userstores, ("domain", "type", "position"), [("X", "sql", 9)])
+    finally:
+        db.dispose()
