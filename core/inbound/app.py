@@ -245,21 +245,30 @@ class ScimApplication(ASGIApplication):
         began = time.perf_counter()
         request = await self.read_request(scope, receive)
         cancellation = Cancellation()
-        current_cancellation.set(cancellation)  # copied into the task and its thread
-        serving = asyncio.ensure_future(self.serve(request))
-        gone = asyncio.ensure_future(_disconnect(receive))
-        await asyncio.wait({serving, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if not serving.done():
+        current_cancellation.set(cancellation)  # copied into the watcher and the thread
+        gone = False
+
+        async def cancel_when_gone() -> None:
+            nonlocal gone
+            await _disconnect(receive)
+            gone = True
             # Stopping a statement is I/O (PostgreSQL's cancel request, MariaDB's KILL
             # QUERY on a new connection): not on the loop that serves everyone else.
             await asyncio.get_running_loop().run_in_executor(None, cancellation.cancel)
             log.info("client gone: %s %s cancelled", request.method, scope.get("path"))
-            await asyncio.wait({serving})
-            serving.exception()  # retrieved: the answer has nobody to go to
+
+        # The request is served in this task; only the watcher is a task of its own (a
+        # second task and asyncio.wait per request cost more than the watcher does).
+        watcher = asyncio.ensure_future(cancel_when_gone())
+        try:
+            response = await self.serve(request)
+        finally:
+            if not gone:
+                watcher.cancel()
+        if gone:  # the answer has nobody to go to
+            await watcher  # the searches cancelled and logged
             self._count(request, CLIENT_GONE, began)
             return
-        gone.cancel()
-        response = serving.result()
         self._count(request, int(response.status), began)
         await self.send_response(response, send)
 
