@@ -86,15 +86,14 @@ async def measure(app: Any, scim: ScimApplication, token: str,
         if event == "call":
             calls += 1
 
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(scim._embedded_lane, sys.setprofile, count)
+    await scim._embedded_lane.call(sys.setprofile, count)
     threading.setprofile(count)  # type: ignore[arg-type]
     sys.setprofile(count)  # type: ignore[arg-type]
     for i in range(args.requests):
         await one(i)
     sys.setprofile(None)
     threading.setprofile(None)  # type: ignore[arg-type]
-    await loop.run_in_executor(scim._embedded_lane, sys.setprofile, None)
+    await scim._embedded_lane.call(sys.setprofile, None)
     cpu = []
     for _ in range(args.rounds):
         started = time.process_time()
