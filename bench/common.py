@@ -98,8 +98,15 @@ RESULTS_DIR = Path(__file__).parent / "results"
 _recorded: set[str] = set()
 
 
-def target_met(value: float, target: str) -> bool:
-    """Whether ``value`` meets a target written ``<= 2`` or ``>= 0.8``."""
+#: The target of a measure that is reported with no numeric target (RESULTS.md's word).
+REPORT_ONLY = "recorded"
+
+
+def target_met(value: float, target: str) -> bool | None:
+    """Whether ``value`` meets a target written ``<= 2`` or ``>= 0.8`` (None: the measure
+    is ``REPORT_ONLY``)."""
+    if target == REPORT_ONLY:
+        return None
     op, number = target.split()
     return value <= float(number) if op == "<=" else value >= float(number)
 
@@ -108,7 +115,8 @@ def record(script: str, issue: str, measure: str, ratios: Sequence[float], targe
            note: str = "", part: str = "") -> None:
     """Add one measure to ``bench/results/NAME.json`` (NAME: the script's, with ``-part``
     for a script whose modes run separately): the median of ``ratios`` (one per round)
-    and their spread, the target (``<= 2``, ``>= 0.8``) and whether the median meets it,
+    and their spread, the target (``<= 2``, ``>= 0.8``, or ``REPORT_ONLY``) and whether
+    the median meets it (null when reported only),
     with the date and the command that ran. The first call of a run replaces the file;
     later calls of the same run add to it."""
     import json

@@ -12,7 +12,13 @@
     in the order AB then BA, so machine noise hits both; 4 rounds x 500 POSTs make 2,000
     users. Target (issue 19): server CPU per request ours / scim2-server at most 0.8 on
     SQLite and 1.0 on PostgreSQL for each operation (median of the rounds' ratios);
-    requests/s ours / theirs is reported beside.
+    requests/s ours / theirs is reported beside. A third server takes its turn in each
+    round with the same requests, reported only (no target): django-scim2, a persisting
+    provider (Django on SQLite, ``bench/django_scim/``) under ``gunicorn --workers 2``,
+    its CPU the master's and the workers'. Every answer is checked (status, the one user
+    a filter must find, by name); any other answer fails the run, with the count of such
+    answers in the phase. After the rounds, django-scim2's SQLite file must hold every
+    user POSTed and a sample of the PATCHed ones with their patched values.
 (2) Scale. Two ``mware-iam serve`` processes on the 10,000 and the 1,000,000-user
     databases of ``list_users.py`` (built with bare Core, cached in ``bench/.data/``); one
     client alternates single requests between them: GET /Users?filter=userName eq "<a
@@ -54,7 +60,16 @@ from typing import Any
 
 import httpx
 import scim_clients
-from common import machine_facts, median, percentile, process_cpu, record, table
+from common import (
+    REPORT_ONLY,
+    machine_facts,
+    median,
+    percentile,
+    process_cpu,
+    record,
+    table,
+    target_met,
+)
 from list_users import deployment, email, username
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.pool import NullPool
@@ -72,6 +87,9 @@ from core.iam import Iam  # noqa: E402
 from core.schema import prov_jobs  # noqa: E402
 from tests.servers import database_url  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench" / "django_scim"))  # the django-scim2 peer
+from django_peer import DjangoScim, django_scim_server  # noqa: E402
+
 SCIM_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 RESULTS = Path(__file__).with_name("scim_inbound_RESULTS.md")
@@ -82,13 +100,30 @@ START_SECONDS = 60.0
 #: What follows this line in the results file is written by hand and kept on a new run.
 NOTES = "<!-- notes: kept when the benchmark rewrites the numbers above -->"
 OPERATIONS = ("POST", "GET filter", "PATCH")
-OURS, THEIRS = "ours", "scim2-server"
+OURS, THEIRS, DJANGO = "ours", "scim2-server", "django-scim2"
+#: The servers ours is compared with, in the report's order.
+PEERS = (THEIRS, DJANGO)
 #: The targets of server CPU per request, ours / scim2-server, per system database.
 CPU_TARGETS = {"sqlite": 0.8, "postgresql": 1.0}
+#: Our system database as the measures name it.
+BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 APPLICATION_NAME = "mware-bench-inbound"
 
 
 # ---------------------------------------------------------------- servers
+#: The answer each operation expects. A PATCH that asks for no attributes answers 204
+#: (RFC 7644 §3.5.2) on ours and scim2-server; django-scim2 answers 200 with the user.
+EXPECTED = {"POST": 201, "GET filter": 200, "PATCH": 204}
+
+
+@dataclass
+class State:
+    """What a server holds so far: user index -> its id there; the users PATCHed."""
+
+    ids: dict[int, str] = field(default_factory=dict)
+    patched: set[int] = field(default_factory=set)
+
+
 @dataclass
 class Server:
     name: str
@@ -98,6 +133,8 @@ class Server:
     #: Ours on PostgreSQL: the URL of its system database, whose backends (found by the
     #: ``application_name`` the URL sets) count as our server's CPU.
     db: str | None = None
+    expected: dict[str, int] = field(default_factory=lambda: dict(EXPECTED))
+    state: State = field(default_factory=State)
 
     def cpu(self) -> float:
         """CPU seconds used so far by the server process and, on PostgreSQL, by the
@@ -238,33 +275,29 @@ class Phase:
         return self.requests / self.seconds
 
 
-@dataclass
-class State:
-    """What a server holds so far: user index -> its id there."""
-
-    ids: dict[int, str] = field(default_factory=dict)
-
-
-#: A PATCH that asks for no attributes answers 204 (RFC 7644 §3.5.2), on both servers.
-EXPECTED = {"POST": 201, "GET filter": 200, "PATCH": 204}
-
-
-def check(server: str, request: Request, response: httpx.Response, state: State,
-          operation: str) -> None:
-    if response.status_code != EXPECTED[operation]:
-        raise SystemExit(f"{server}: {request.method} {request.path} {request.params or ''} "
-                         f"answered {response.status_code}: {response.text[:500]}")
+def check(server: Server, request: Request, response: httpx.Response,
+          operation: str) -> str | None:
+    """What is wrong with the answer (None: it is the one expected); notes a created id
+    and a PATCHed user in the server's state."""
+    where = f"{request.method} {request.path} {request.params or ''}"
+    if response.status_code != server.expected[operation]:
+        return f"{where} answered {response.status_code}: {response.text[:500]}"
     if operation == "POST":
-        state.ids[request.user] = response.json()["id"]
-    elif operation == "GET filter" and response.json().get("totalResults") != 1:
-        raise SystemExit(f"{server}: {request.params} found "
-                         f"{response.json().get('totalResults')} users")
+        server.state.ids[request.user] = response.json()["id"]
+    elif operation == "PATCH":
+        server.state.patched.add(request.user)
+    elif operation == "GET filter":
+        found = [r.get("userName") for r in response.json().get("Resources", [])]
+        if found != [user_body(request.user)["userName"]]:
+            return f"{where} found {found}"
+    return None
 
 
 async def run_phase(client: httpx.AsyncClient, server: Server, operation: str,
-                    requests: list[Request], state: State, concurrency: int) -> Phase:
+                    requests: list[Request], concurrency: int) -> Phase:
     work = iter(requests)
     latencies: list[float] = []
+    wrong: list[str] = []
 
     async def worker(token: str) -> None:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
@@ -274,13 +307,18 @@ async def run_phase(client: httpx.AsyncClient, server: Server, operation: str,
                                             params=request.params, json=request.body,
                                             headers=headers)
             latencies.append(time.perf_counter() - started)
-            check(server.name, request, response, state, operation)
+            problem = check(server, request, response, operation)
+            if problem is not None:
+                wrong.append(problem)
 
     cpu, server_cpu = time.process_time(), server.cpu()
     started = time.perf_counter()
     await asyncio.gather(*(worker(server.tokens[w % len(server.tokens)])
                            for w in range(concurrency)))
     seconds = time.perf_counter() - started
+    if wrong:
+        raise SystemExit(f"{server.name}: {len(wrong)} of {len(requests)} {operation} "
+                         f"answers were not the expected ones; the first: {wrong[0]}")
     return Phase(server.name, operation, len(requests), seconds, latencies,
                  server.cpu() - server_cpu, time.process_time() - cpu)
 
@@ -310,7 +348,6 @@ def with_ids(requests: list[Request], state: State) -> list[Request]:
 async def throughput(servers: list[Server], rounds: int, per_round: int,
                      concurrency: int) -> list[tuple[int, Phase]]:
     rng = random.Random(7)
-    states = {s.name: State() for s in servers}
     # uvicorn closes a connection idle for 5 s (while the other server has its turn): the
     # client must not reuse one that old, or the close races the next request.
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency,
@@ -325,8 +362,7 @@ async def throughput(servers: list[Server], rounds: int, per_round: int,
                                           (number + 1) * per_round, rng)
                 for server in order:
                     phase = await run_phase(clients[server.name], server, operation,
-                                            with_ids(requests, states[server.name]),
-                                            states[server.name], concurrency)
+                                            with_ids(requests, server.state), concurrency)
                     phases.append((number + 1, phase))
                     print(f"round {number + 1} {operation:10} {server.name:12} "
                           f"{phase.rate:7.1f} req/s", flush=True)
@@ -380,48 +416,73 @@ def spread(values: list[float]) -> str:
 
 
 def throughput_report(phases: list[tuple[int, Phase]], concurrency: int,
-                      cpu_target: float) -> tuple[str, dict[str, float]]:
-    """The phases, and per operation the ratios ours / theirs of each round (requests/s and
-    server CPU per request; the median is what the target is about)."""
+                      backend: str) -> tuple[str, dict[str, dict[str, float]]]:
+    """The phases, and per peer and operation the ratios ours / theirs of each round
+    (requests/s and server CPU per request; against scim2-server the median is what the
+    target is about, against django-scim2 it is recorded only). Returns, per peer and
+    operation, the median CPU per request ratio."""
+    cpu_target = CPU_TARGETS[backend]
     rows = [[number, p.operation, p.server, p.requests, f"{p.seconds:.2f}", f"{p.rate:.1f}",
              ms(percentile(p.latencies, 50)), ms(percentile(p.latencies, 95)),
              f"{p.server_cpu * 1000 / p.requests:.2f}", f"{p.client_cpu * 1000 / p.requests:.2f}"]
             for number, p in phases]
-    summary, ratios = [], {}
+    peers = [name for name in PEERS if any(p.server == name for _, p in phases)]
+    summary: list[list[str]] = []
+    ratios: dict[str, dict[str, float]] = {peer: {} for peer in peers}
     for operation in OPERATIONS:
         by = {name: [p for _, p in phases if p.operation == operation and p.server == name]
-              for name in (OURS, THEIRS)}
+              for name in (OURS, *peers)}
         rate = {name: sum(p.requests for p in ps) / sum(p.seconds for p in ps)
                 for name, ps in by.items()}
-        lat = {name: [x for p in ps for x in p.latencies] for name, ps in by.items()}
+        lat = {name: f"{ms(percentile([x for p in ps for x in p.latencies], 50))} / "
+                     f"{ms(percentile([x for p in ps for x in p.latencies], 95))}"
+               for name, ps in by.items()}
         cpu = {name: sum(p.server_cpu for p in ps) * 1000 / sum(p.requests for p in ps)
                for name, ps in by.items()}
-        # Rounds pair the phases: by[...][i] of both servers ran in round i + 1, side by side.
-        pairs = list(zip(by[OURS], by[THEIRS], strict=True))
-        rps = [o.rate / t.rate for o, t in pairs]
-        cpus = [(o.server_cpu / o.requests) / (t.server_cpu / t.requests) for o, t in pairs]
-        ratios[operation] = median(cpus)
-        record(__file__, "5", f"SCIM {operation}, requests/s ours / scim2-server", rps, ">= 1")
-        record(__file__, "19", f"SCIM {operation}, server CPU per request ours / scim2-server",
-               cpus, f"<= {cpu_target:g}")
-        summary.append([operation, f"{rate[OURS]:.1f}", f"{rate[THEIRS]:.1f}", spread(rps),
-                        f"{ms(percentile(lat[OURS], 50))} / {ms(percentile(lat[OURS], 95))}",
-                        f"{ms(percentile(lat[THEIRS], 50))} / "
-                        f"{ms(percentile(lat[THEIRS], 95))}",
-                        f"{cpu[OURS]:.2f} / {cpu[THEIRS]:.2f}", spread(cpus),
-                        "met" if median(cpus) <= cpu_target else "**not met**"])
+        for peer in peers:
+            # Rounds pair the phases: by[...][i] of each server ran in round i + 1.
+            pairs = list(zip(by[OURS], by[peer], strict=True))
+            rps = [o.rate / t.rate for o, t in pairs]
+            cpus = [(o.server_cpu / o.requests) / (t.server_cpu / t.requests)
+                    for o, t in pairs]
+            ratios[peer][operation] = median(cpus)
+            verdict = record_ratios(operation, peer, backend, rps, cpus)
+            summary.append([operation, peer, f"{rate[OURS]:.1f}", f"{rate[peer]:.1f}",
+                            spread(rps), lat[OURS], lat[peer],
+                            f"{cpu[OURS]:.2f} / {cpu[peer]:.2f}", spread(cpus), verdict])
     text = "\n".join([
         f"### (1) Throughput and CPU per request, concurrency {concurrency}", "",
         "Every phase (CPU ms/request: of the server process, ours with its PostgreSQL "
-        "backends when on PostgreSQL, and of the load generator):", "",
+        "backends when on PostgreSQL, django-scim2's gunicorn master with its workers; and "
+        "of the load generator):", "",
         table(["round", "operation", "server", "requests", "seconds", "req/s", "p50 ms",
                "p95 ms", "server CPU ms/req", "client CPU ms/req"], rows), "",
         "All rounds (requests/s = all requests / all phase seconds; latency p50 / p95 over "
-        "every request; ratios ours / theirs per round, median (min-max)):", "",
-        table(["operation", "ours req/s", "scim2-server req/s", "req/s ours / theirs",
+        "every request; ratios ours / theirs per round, median (min-max)); the target is "
+        f"about scim2-server (CPU <= {cpu_target:g}), django-scim2 is reported only:", "",
+        table(["operation", "theirs", "ours req/s", "theirs req/s", "req/s ours / theirs",
                "ours p50 / p95 ms", "theirs p50 / p95 ms", "server CPU ms/req ours / theirs",
-               "CPU/req ours / theirs", f"target CPU <= {cpu_target}"], summary)])
+               "CPU/req ours / theirs", "target"], summary)])
     return text, ratios
+
+
+def record_ratios(operation: str, peer: str, backend: str, rps: list[float],
+                  cpus: list[float]) -> str:
+    """Record one operation's per-round ratios against one peer (``common.record``);
+    the verdict of its CPU target for the report."""
+    ours = BACKENDS[backend]
+    if peer == THEIRS:
+        target = f"<= {CPU_TARGETS[backend]:g}"
+        record(__file__, "5", f"SCIM {operation}, requests/s ours / scim2-server ({ours})",
+               rps, ">= 1")
+        record(__file__, "19", f"SCIM {operation}, server CPU per request ours / "
+               f"scim2-server ({ours})", cpus, target)
+        return "met" if target_met(median(cpus), target) else "**not met**"
+    record(__file__, "19", f"SCIM {operation}, requests/s ours ({ours}) / django-scim2 "
+           "(SQLite, gunicorn 2 workers)", rps, REPORT_ONLY)
+    record(__file__, "19", f"SCIM {operation}, server CPU per request ours ({ours}) / "
+           "django-scim2 (gunicorn master + 2 workers)", cpus, REPORT_ONLY)
+    return "no target"
 
 
 def scale_report(times: dict[tuple[int, str], list[float]], small: int,
@@ -446,23 +507,47 @@ def scale_report(times: dict[tuple[int, str], list[float]], small: int,
 
 
 # ---------------------------------------------------------------- main
-def run_throughput(args: argparse.Namespace) -> tuple[str, dict[str, float], int]:
-    """Part (1): its report, the ratio ours / theirs per operation, the jobs queued."""
+def run_throughput(args: argparse.Namespace) -> tuple[str, dict[str, dict[str, float]], int]:
+    """Part (1): its report, the median CPU ratio ours / theirs per peer and operation, the
+    jobs queued."""
     token = "bench-token"
     with tempfile.TemporaryDirectory() as tmp, \
             system_database(args.backend, Path(tmp)) as db:
         home = Path(tmp) / "home"
         add_clients(home, 0, db=db)  # create the deployment now, so serve seeds no sample
-        with our_server(home, args.concurrency,
-                        args.profile and args.profile / "throughput.txt", db=db) as ours, \
-                scim_server(bearer_tokens=[token], tenants=False) as peer:
-            theirs = Server(THEIRS, f"{peer.origin}/v2", [token], peer.process.pid)
-            phases = asyncio.run(throughput([ours, theirs], args.rounds, args.requests,
-                                            args.concurrency))
+        try:
+            with our_server(home, args.concurrency,
+                            args.profile and args.profile / "throughput.txt", db=db) as ours, \
+                    scim_server(bearer_tokens=[token], tenants=False) as peer, \
+                    django_scim_server(token, Path(tmp)) as django:
+                theirs = Server(THEIRS, f"{peer.origin}/v2", [token], peer.process.pid)
+                # django-scim2 answers a PATCH 200 with the user, asked for or not.
+                persisting = Server(DJANGO, django.base, [token], django.pid,
+                                    expected={**EXPECTED, "PATCH": 200})
+                phases = asyncio.run(throughput([ours, theirs, persisting], args.rounds,
+                                                args.requests, args.concurrency))
+                check_stored(django, persisting.state, args.rounds * args.requests)
+        except PeerUnavailable as exc:
+            raise SystemExit(str(exc)) from None
         jobs = outbox_jobs(home, db)
     if jobs:
         raise SystemExit(f"{jobs} provisioning jobs were queued; expected none")
-    return (*throughput_report(phases, args.concurrency, CPU_TARGETS[args.backend]), jobs)
+    return (*throughput_report(phases, args.concurrency, args.backend), jobs)
+
+
+def check_stored(django: DjangoScim, state: State, created: int, sample: int = 50) -> None:
+    """django-scim2 persisted what it answered: every user POSTed is a row of its SQLite
+    file, and a sample of the PATCHed users hold the patched values (read from the file)."""
+    rows = django.user_count()
+    if rows != created or len(state.ids) != created:
+        raise SystemExit(f"{DJANGO}: {rows} users stored, {len(state.ids)} created answered, "
+                         f"{created} POSTed")
+    rng = random.Random(13)
+    for i in rng.sample(sorted(state.patched), min(sample, len(state.patched))):
+        body, row = patch_body(i), django.user_row(user_body(i)["userName"])
+        want = (body["Operations"][0]["value"], body["Operations"][1]["value"])
+        if row is None or row.scim_id != state.ids[i] or (row.first_name, row.is_active) != want:
+            raise SystemExit(f"{DJANGO}: user {i} PATCHed to {want} is stored as {row}")
 
 
 def main() -> None:
@@ -522,15 +607,21 @@ def main() -> None:
         "worker pool running; no outbound targets, so the planner queued "
         f"{jobs} jobs in the throughput part). Theirs: `scim2-server --hostname 127.0.0.1 "
         "--bearer-token T` "
-        "(wsgiref, threaded, in memory). Load generator: this process, asyncio + httpx, "
-        "each client authenticated as its own application (our rate limit is per "
-        "application).", "",
+        "(wsgiref, threaded, in memory), and django-scim2 (`bench/django_scim/`: Django "
+        "on a SQLite file in WAL mode, connections kept, under `gunicorn --workers 2 "
+        "--preload`, sync workers, one bearer token hashed and compared per request; its "
+        "CPU: master and workers; every POSTed user found in its SQLite file after the "
+        "rounds, a sample of the PATCHed ones with their values). Load generator: this "
+        "process, asyncio + httpx, each client authenticated as its own application (our "
+        "rate limit is per application).", "",
         part1, "", part2, ""])
     notes = args.out.read_text().partition(NOTES)[2] if args.out.exists() else ""
     args.out.write_text(text + "\n" + NOTES + notes if notes else text)
-    summary = ", ".join(f"{op} {r:.2f}" for op, r in ratios.items())
-    print(f"\nserver CPU per request ours / scim2-server, median: {summary or '-'}" +
-          (f"; p95 {args.large:,} / {args.small:,}: {worst:.2f}" if worst is not None else ""))
+    for peer, by_operation in ratios.items():
+        summary = ", ".join(f"{op} {r:.2f}" for op, r in by_operation.items())
+        print(f"server CPU per request ours / {peer}, median: {summary}")
+    if worst is not None:
+        print(f"GET filter p95 {args.large:,} / {args.small:,} users: {worst:.2f}")
 
 
 if __name__ == "__main__":

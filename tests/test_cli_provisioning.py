@@ -73,7 +73,7 @@ def test_status_json_matches_what_happened(run: Cli, scim_peer: str) -> None:
     assert table[1].split()[:8] == [TARGET, "healthy", "0", "0", "0", "3", "0", "0"]
 
 
-def test_jobs_filter_by_state_target_and_entity(run: Cli, scim_peer: str) -> None:
+def test_jobs_filter_by_state_target_entity_and_name(run: Cli, scim_peer: str) -> None:
     configure(run, scim_peer)
     run.ok("user", "add", "dan", "--no-password")
     drain_home(run)
@@ -87,6 +87,9 @@ def test_jobs_filter_by_state_target_and_entity(run: Cli, scim_peer: str) -> Non
     dans = json.loads(run.ok("provisioning", "jobs", "--entity", "PRIMARY/dan",
                              "--json").stdout)["items"]
     assert [(j["entity"], j["state"]) for j in dans] == [("PRIMARY/dan", "succeeded")]
+    named = json.loads(run.ok("provisioning", "jobs", "--name", "EV", "--json").stdout)
+    assert [j["entity"] for j in named["items"]] == ["PRIMARY/eve"]  # part of it, any case
+    assert run.ok("provisioning", "jobs", "--name", "%").stdout == ""  # a plain character
     assert run.ok("provisioning", "jobs", "--target", "elsewhere:scim2").stdout == ""
     bad = run("provisioning", "jobs", "--state", "stuck")
     assert bad.exit_code == 2 and "'stuck' is not one of" in bad.stderr

@@ -22,7 +22,7 @@ from core.identity.events import Initiator
 from core.provisioning.outbox import JobState
 from tests.conftest import FAST_ARGON2
 from tests.provisioning_helpers import connect, drain
-from tests.tui_helpers import freeze_jobs, notices, settle, shown_keys, utc
+from tests.tui_helpers import freeze_jobs, notices, settle, shown_keys, until, utc
 from tui.app import MwareConsole
 from tui.screens.jobs import JobsScreen, JobsTable, render_job
 from tui.widgets.confirm import ConfirmScreen
@@ -100,8 +100,14 @@ async def test_filters_by_state_target_and_name(queue_iam: Iam) -> None:
 
         await pilot.press("slash", *"bob", "enter")
         await settle(pilot)
-        assert screen.filter.name == "PRIMARY/bob"  # an unqualified name means PRIMARY
+        assert screen.filter.name == "bob"
         assert names(app) == ["PRIMARY/bob"]
+
+        await pilot.press("escape", "slash", *"ARO")  # part of a name, in any case
+        await until(pilot, lambda: names(app) == ["PRIMARY/carol"], "carol alone, as typed")
+        await pilot.press("enter", "slash", "ctrl+u", *"primary/_", "enter")
+        await settle(pilot)  # "_" is itself, not LIKE's any-character
+        assert names(app) == []
 
         await pilot.press("escape")
         await settle(pilot)

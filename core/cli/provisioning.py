@@ -128,13 +128,16 @@ def status(as_json: bool) -> None:
               help="Only jobs in this state (repeatable).")
 @click.option("--target", help="Only jobs of this target, e.g. scim-peer:scim2.")
 @click.option("--entity", help="Only jobs of this user or group (DOMAIN/name, or its id).")
+@click.option("--name", "name_contains", metavar="TEXT",
+              help="Only jobs of users or groups whose DOMAIN/name contains TEXT (any case).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True,
               help="How many jobs (newest first).")
 @json_option
-def jobs(states: tuple[str, ...], target: str | None, entity: str | None, limit: int,
-         as_json: bool) -> None:
+def jobs(states: tuple[str, ...], target: str | None, entity: str | None,
+         name_contains: str | None, limit: int, as_json: bool) -> None:
     """Provisioning jobs, newest first."""
-    found = current_iam().provisioning.jobs(list(states), target, entity, limit)
+    found = current_iam().provisioning.jobs(list(states), target, entity, limit,
+                                            name_contains)
     if as_json:
         emit_json({"items": [job_json(j) for j in found]})
         return

@@ -80,9 +80,10 @@ class ProvisioningEngine:
             return target_status(conn, self.host)
 
     def jobs(self, states: Sequence[str] = (), target: str | None = None,
-             entity: str | None = None, limit: int = 100) -> list[Job]:
+             entity: str | None = None, limit: int = 100,
+             name_contains: str | None = None) -> list[Job]:
         with self.host.db.transaction() as conn:
-            return outbox.list_jobs(conn, states, target, entity, limit)
+            return outbox.list_jobs(conn, states, target, entity, limit, name_contains)
 
     def job(self, pk: int) -> tuple[Job, list[dict[str, Any]]]:
         with self.host.db.transaction() as conn:

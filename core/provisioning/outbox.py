@@ -482,8 +482,12 @@ def cancel_open(conn: Connection, target: str, entity_key: str, operation: Opera
 
 def list_jobs(
     conn: Connection, states: Sequence[str] = (), target: str | None = None,
-    entity: str | None = None, limit: int = 100,
+    entity: str | None = None, limit: int = 100, name_contains: str | None = None,
 ) -> list[Job]:
+    """The newest jobs first. ``entity``: exactly one user or group (its qualified name or
+    id); ``name_contains``: any whose qualified name contains the text, in any case (what an
+    administrator types in a filter: ``ali`` finds ``PRIMARY/alice``; ``%`` and ``_`` are
+    plain characters)."""
     q = select(prov_jobs).order_by(prov_jobs.c.pk.desc()).limit(limit)
     if states:
         bad = set(states) - {s.value for s in JobState}
@@ -495,6 +499,8 @@ def list_jobs(
         q = q.where(prov_jobs.c.target == target)
     if entity:
         q = q.where(or_(prov_jobs.c.entity_name == entity, prov_jobs.c.entity_id == entity))
+    if name_contains:
+        q = q.where(prov_jobs.c.entity_name.icontains(name_contains, autoescape=True))
     return [_job(r) for r in conn.execute(q)]
 
 

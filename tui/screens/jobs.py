@@ -22,9 +22,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
-from core.errors import IamError
 from core.iam import Iam
-from core.names import parse_name
 from core.provisioning.outbox import Job, JobState
 from tui.engine_errors import OneAtATime
 from tui.formatting import OPERATIONS, clock, millis, one_line, stamp
@@ -44,7 +42,7 @@ ERROR_CELL = 30
 class JobFilter:
     state: str | None = None
     target: str | None = None
-    #: A qualified user or group name (``PRIMARY/alice``).
+    #: Text the jobs' qualified user or group name contains, in any case (``ali``).
     name: str | None = None
 
 
@@ -246,7 +244,7 @@ class JobsScreen(ConsoleScreen):
     def _read_jobs(self, wanted: JobFilter) -> None:
         engine = self.iam.provisioning
         jobs = engine.jobs([wanted.state] if wanted.state else (), wanted.target,
-                           wanted.name, LIST_LIMIT)
+                           limit=LIST_LIMIT, name_contains=wanted.name)
         self.post_message(JobsRead(wanted, jobs, [s.target for s in engine.status()]))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="job-detail",
@@ -348,25 +346,17 @@ class JobsScreen(ConsoleScreen):
 
     @on(Input.Submitted, "#filter-name")
     def _name_entered(self, event: Input.Submitted) -> None:
-        if self._filter_by_name(event.value, typing=False):
-            self._table.focus()
+        self._filter_by_name(event.value)
+        self._table.focus()
 
     @on(FilterInput.Settled, "#filter-name")
     def _name_typed(self, event: FilterInput.Settled) -> None:
-        self._filter_by_name(event.value, typing=True)
+        self._filter_by_name(event.value)
 
-    def _filter_by_name(self, text: str, typing: bool) -> bool:
-        """Filter by the name typed; a name that cannot be one waits while the
-        administrator types, and is refused (with why) on enter."""
-        text = text.strip()
-        try:
-            name = str(parse_name(text)) if text else None
-        except IamError as exc:
-            if not typing:
-                self.notify(exc.message, title="Filter", severity="warning")
-            return False
+    def _filter_by_name(self, text: str) -> None:
+        """Show the jobs whose user or group name contains what was typed so far."""
+        name = text.strip() or None
         self._set_filter(JobFilter(self.filter.state, self.filter.target, name))
-        return True
 
     def show_jobs(self, state: str | None = None, target: str | None = None) -> None:
         """Show the jobs in ``state`` at ``target`` (either may be None: any), whatever the
