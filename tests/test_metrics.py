@@ -8,6 +8,7 @@ last test runs ``serve`` as a real process in multiprocess mode.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,8 @@ from core.http.thread import scim_thread
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.inbound import MOUNT, Limits
-from core.metrics import MULTIPROC_ENV
+from core.inbound.app import ScimApplication
+from core.metrics import INSTRUMENTS, MULTIPROC_ENV
 from tests.peers import free_port
 from tests.processes import MwareProcess, peer_total, wait_until
 from tests.provisioning_helpers import connect, drain
@@ -200,6 +202,51 @@ async def test_metrics_need_an_application_token_unless_over_loopback(sqlite_iam
         )
         assert sent[0]["status"] == 200
         assert b"mware_iam_userstore_up" in sent[1]["body"]  # type: ignore[operator]
+
+
+async def test_a_request_whose_client_left_is_counted_499_and_not_answered(
+    sqlite_iam: Iam,
+) -> None:
+    sqlite_iam.save_app(Initiator.admin(), Application(name="crm"))
+    token = sqlite_iam.issue_token(Initiator.admin(), "crm")
+    scim = ScimApplication(sqlite_iam, Limits(rate=0))
+    labels = {"route": "/Users", "application": "crm"}
+
+    def counted(status: str) -> float:
+        return INSTRUMENTS.get_sample_value(
+            "mware_iam_scim_requests_total", {**labels, "status": status}) or 0.0
+
+    async def ask(leaves: bool) -> list[dict[str, object]]:
+        sent: list[dict[str, object]] = []
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive() -> dict[str, object]:
+            if messages:
+                return messages.pop()
+            if not leaves:
+                await asyncio.Event().wait()  # stays until answered (then cancelled)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        await scim({"type": "http", "method": "GET", "path": "/scim2/Users",
+                    "root_path": "/scim2", "scheme": "http", "query_string": b"",
+                    "headers": [(b"host", b"127.0.0.1"),
+                                (b"authorization", b"Bearer " + token.encode())],
+                    "server": ("127.0.0.1", 8080), "client": ("127.0.0.1", 40000)},
+                   receive, send)
+        return sent
+
+    try:
+        before_gone, before_ok = counted("499"), counted("200")
+        assert await ask(leaves=True) == []
+        assert counted("499") == before_gone + 1 and counted("200") == before_ok
+        answered = await ask(leaves=False)
+        assert answered[0]["status"] == 200
+        assert counted("499") == before_gone + 1 and counted("200") == before_ok + 1
+    finally:
+        scim.close()
 
 
 @pytest.mark.parametrize("processes", [1, 2], ids=["folder-in-env", "serve-processes"])

@@ -274,6 +274,12 @@ def test_groups_members_and_externalid(hr: httpx.Client) -> None:
     current = hr.get(f"/Groups/{group['id']}").json()
     assert [m["value"] for m in current["members"]] == [bob["id"]]
     assert [g["display"] for g in hr.get(f"/Users/{bob['id']}").json()["groups"]] == ["eng"]
+    # references are published as URLs of this server, in a read and in a search
+    base = str(hr.base_url).rstrip("/")
+    assert [m["$ref"] for m in current["members"]] == [f"{base}/Users/{bob['id']}"]
+    listed = hr.get("/Users", params={"filter": 'userName eq "bob"'}).json()["Resources"]
+    assert [g["$ref"] for g in listed[0]["groups"]] == [f"{base}/Groups/{group['id']}"]
+    assert "groups" not in hr.get(f"/Users/{ann['id']}").json()
     found = hr.get("/Groups", params={"filter": 'externalId eq "ext-eng"',
                                       "excludedAttributes": "members"}).json()
     assert [g["id"] for g in found["Resources"]] == [group["id"]]

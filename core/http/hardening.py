@@ -46,7 +46,13 @@ log = logging.getLogger("mware_iam.serve")
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with header size and read time limits (see above)."""
 
+    #: The one timer of the connection, and when what the client owes is late (None:
+    #: nothing is owed, the application has the request). Each request moves the deadline
+    #: three or more times (its start, its headers, each piece of its body); the timer is
+    #: set again only when it fires before the deadline, not created and cancelled on
+    #: every move.
     _timer: asyncio.TimerHandle | None = None
+    _deadline: float | None = None
     _in_headers = True
     _header_bytes = 0
 
@@ -55,7 +61,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self._arm(HEADER_SECONDS)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -88,16 +97,24 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(seconds, self._too_slow)
+        self._deadline = deadline = self.loop.time() + seconds
+        if self._timer is not None and self._timer.when() > deadline:
+            self._timer.cancel()  # a shorter limit than the one the timer is set for
+            self._timer = None
+        if self._timer is None:
+            self._timer = self.loop.call_at(deadline, self._expired)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None  # a pending timer finds nothing owed when it fires
 
-    def _too_slow(self) -> None:
+    def _expired(self) -> None:
         self._timer = None
+        if self._deadline is None:
+            return
+        if self.loop.time() < self._deadline:  # moved since the timer was set
+            self._timer = self.loop.call_at(self._deadline, self._expired)
+            return
+        self._deadline = None
         if not self.transport.is_closing():
             log.warning("a client sent no complete request in time: connection closed")
             self._refuse(b"408 Request Timeout", "the request did not arrive in time")

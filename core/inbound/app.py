@@ -22,7 +22,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from scim2_models import (
@@ -41,6 +40,7 @@ from core import metrics
 from core.claims import SCIM_DIALECT
 from core.errors import IamError
 from core.inbound import Limits
+from core.inbound.lane import Lane
 from core.inbound.ratelimit import SharedTokenBuckets
 from core.inbound.resources import ResourceMapper
 from core.inbound.schemas import build_provider, mapped_paths, stored_types
@@ -104,17 +104,17 @@ class ScimApplication(ASGIApplication):
         #: only add switching (15 to 20 % more CPU per request with 6). Bulk requests, and
         #: requests on LDAP, PostgreSQL or MariaDB stores, which wait on the network, run
         #: on the event loop's shared pool.
-        self._embedded_lane = ThreadPoolExecutor(1, thread_name_prefix="scim-sqlite")
+        self._embedded_lane = Lane("scim-sqlite")
         #: Route templates by what a request matched (bounded: known endpoints only).
         self._routes: dict[tuple[str, Operation, str | None, bool, bool], str] = {}
 
     def close(self) -> None:
         """Stop the thread of the embedded lane (the requests in it finish first)."""
-        self._embedded_lane.shutdown()
+        self._embedded_lane.close()
         self.buckets.close()
 
-    def _lane(self, request: ScimRequest) -> ThreadPoolExecutor | None:
-        """The executor of a request (None: the event loop's shared pool)."""
+    def _lane(self, request: ScimRequest) -> Lane | None:
+        """The lane of a request (None: the event loop's shared pool)."""
         client: Client | None = request.subject
         if client is None or self.iam.db.dialect != "sqlite" or \
                 self.service.match(request).operation is Operation.bulk:
@@ -245,21 +245,30 @@ class ScimApplication(ASGIApplication):
         began = time.perf_counter()
         request = await self.read_request(scope, receive)
         cancellation = Cancellation()
-        current_cancellation.set(cancellation)  # copied into the task and its thread
-        serving = asyncio.ensure_future(self.serve(request))
-        gone = asyncio.ensure_future(_disconnect(receive))
-        await asyncio.wait({serving, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if not serving.done():
+        current_cancellation.set(cancellation)  # copied into the watcher and the thread
+        gone = False
+
+        async def cancel_when_gone() -> None:
+            nonlocal gone
+            await _disconnect(receive)
+            gone = True
             # Stopping a statement is I/O (PostgreSQL's cancel request, MariaDB's KILL
             # QUERY on a new connection): not on the loop that serves everyone else.
             await asyncio.get_running_loop().run_in_executor(None, cancellation.cancel)
             log.info("client gone: %s %s cancelled", request.method, scope.get("path"))
-            await asyncio.wait({serving})
-            serving.exception()  # retrieved: the answer has nobody to go to
+
+        # The request is served in this task; only the watcher is a task of its own (a
+        # second task and asyncio.wait per request cost more than the watcher does).
+        watcher = asyncio.ensure_future(cancel_when_gone())
+        try:
+            response = await self.serve(request)
+        finally:
+            if not gone:
+                watcher.cancel()
+        if gone:  # the answer has nobody to go to
+            await watcher  # the searches cancelled and logged
             self._count(request, CLIENT_GONE, began)
             return
-        gone.cancel()
-        response = serving.result()
         self._count(request, int(response.status), began)
         await self.send_response(response, send)
 
@@ -308,13 +317,14 @@ class ScimApplication(ASGIApplication):
 class InThreadHandler(AsyncScimHandler):
     """scim2-server's handler hook: each request is served whole by the synchronous handler
     in one worker thread (the identity service is synchronous, and an operation's reads and
-    writes share one transaction there), on the executor ``lane`` picks for it.
+    writes share one transaction there), in the lane ``lane`` picks for it (None: the
+    event loop's shared pool).
 
     It has no asynchronous storage: only :meth:`handle` is used, and it calls ``sync``.
     """
 
     def __init__(self, sync: ScimHandler,
-                 lane: Callable[[ScimRequest], Executor | None]) -> None:
+                 lane: Callable[[ScimRequest], Lane | None]) -> None:
         self.service = sync.service
         self.sync = sync
         self.lane = lane
@@ -323,8 +333,12 @@ class InThreadHandler(AsyncScimHandler):
         if request.subject is not None:  # copied into the worker thread's context
             current_client.set(request.subject)
         conditional.set(bool(request.header("If-Match")))
+        run = contextvars.copy_context().run
+        lane = self.lane(request)
+        if lane is not None:
+            return await lane.call(run, self._handle, request)
         return await asyncio.get_running_loop().run_in_executor(
-            self.lane(request), contextvars.copy_context().run, self._handle, request)
+            None, run, self._handle, request)
 
     def _handle(self, request: ScimRequest) -> ScimResponse:
         """Serve a request; a write that lost a race is served again.

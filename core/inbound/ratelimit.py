@@ -63,6 +63,8 @@ class SharedTokenBuckets(TokenBuckets):
     def __init__(self, rate: float, burst: int, path: Path) -> None:
         super().__init__(rate, burst)
         self.path = path
+        #: Each key's digest and home slot, hashed once (keys are application names).
+        self._homes: dict[str, tuple[bytes, int]] = {}
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             size = SLOTS * _SLOT.size
@@ -81,8 +83,13 @@ class SharedTokenBuckets(TokenBuckets):
     def take(self, key: str) -> float:
         if self.rate <= 0:
             return 0.0
-        digest = hashlib.sha256(key.encode()).digest()[:16]
-        start = int.from_bytes(digest[:4], "little") % SLOTS
+        home = self._homes.get(key)
+        if home is None:
+            if len(self._homes) >= SLOTS:
+                self._homes.clear()  # bounded, whatever keys come
+            digest = hashlib.sha256(key.encode()).digest()[:16]
+            home = self._homes[key] = digest, int.from_bytes(digest[:4], "little") % SLOTS
+        digest, start = home
         with self._lock:  # record locks exclude processes, not the threads of one
             fcntl.lockf(self._fd, fcntl.LOCK_EX)
             try:

@@ -33,7 +33,10 @@ def _key(mapping: Mapping[str, Any], name: str) -> Any:
     if name in mapping:
         return mapping[name]
     folded = name.casefold()
-    return next((v for k, v in mapping.items() if k.casefold() == folded), None)
+    for key, value in mapping.items():  # a loop: no generator made per absent attribute
+        if key.casefold() == folded:
+            return value
+    return None
 
 
 def _container(body: dict[str, Any], p: MappedPath, create: bool) -> dict[str, Any] | None:

@@ -167,7 +167,10 @@ class IamScimService(ScimService):
                 return [locate(item) for item in reference]
             return None if reference is None else self.reference_location(base_url, reference)
 
-        for path, sub_field in _references(type(resource)):
+        for path, sub_field, field, extension in _references(type(resource)):
+            holder = resource if extension is None else resource[extension]
+            if holder is None or not getattr(holder, field, None):
+                continue  # nothing to publish (reading the path costs some 20 us even so)
             if sub_field is None:
                 path.set(resource, locate(path.get(resource)), strict=False)
                 continue
@@ -230,19 +233,24 @@ def _main_schema(model: Any) -> str | None:
 
 
 @cache
-def _references(model: type[Resource[Any]]) -> list[tuple[Path[Any], str | None]]:
+def _references(model: type[Resource[Any]]
+                ) -> list[tuple[Path[Any], str | None, str, type[Any] | None]]:
     """Where a model holds references to other resources of this server: the attribute
-    holding them (``groups``, ``members``) and its sub-attribute (``ref``), if any."""
-    out: list[tuple[Path[Any], str | None]] = []
+    holding them (``groups``, ``members``), its sub-attribute (``ref``) if any, and the
+    attribute's field name and extension model (None: the resource's own), which tell
+    cheaply whether the resource has any."""
+    out: list[tuple[Path[Any], str | None, str, type[Any] | None]] = []
     for path in parametrize(Path, model).iter_paths(target_type=[Reference]):
         binding = path.resolve()
         assert binding is not None
         kinds = set(cast(Any, binding.target_type).__reference_types__)
         if not kinds or kinds & {"external", "uri"}:
             continue
+        extension = None if issubclass(model, binding.model) else binding.model
         if binding.sub_field_name is None:
-            out.append((path, None))
+            out.append((path, None, binding.field_name, extension))
             continue
         head = f"{path.schema}:{path.parts[0]}" if path.schema else path.parts[0]
-        out.append((parametrize(Path, model)(head), binding.sub_field_name))
+        out.append((parametrize(Path, model)(head), binding.sub_field_name,
+                    binding.field_name, extension))
     return out
