@@ -66,7 +66,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 class WorkerPool:
-    def __init__(self, host: Host, written: outbox.WrittenFlag, capacity: int = 32,
+    def __init__(self, host: Host, written: outbox.WrittenFlag, capacity: int = 128,
                  poll_seconds: float = 0.5) -> None:
         self.host = host
         #: Taken after each commit here: set when a job was written (by any pool's planner).
@@ -84,6 +84,8 @@ class WorkerPool:
         self._finished: list[Finished] = []
         #: When the oldest of them ended (``time.monotonic()``).
         self._finished_at = 0.0
+        #: Attempts being sent now (``_perform``).
+        self._sending = 0
         #: The one connection the pool's transactions use (``_transaction``).
         self._conn: Connection | None = None
         #: Targets whose breaker was open (retrying or quarantined) at the last lease.
@@ -275,6 +277,7 @@ class WorkerPool:
             if prep.target is None or prep.skip or prep.wait or prep.fail:
                 self._ended(prep, None)  # nothing to send
             else:
+                self._sending += 1
                 task = asyncio.create_task(self._perform(prep))
                 running.add(task)
                 task.add_done_callback(running.discard)
@@ -416,8 +419,18 @@ class WorkerPool:
         except Exception:  # the lease expires and another attempt follows
             log.exception("provisioning job %s failed in the engine", prep.job.pk)
         finally:
-            if self._wake is not None:
-                self._wake.set()  # its slot is free (and its outcome waits to be recorded)
+            self._sending -= 1
+            if self._wake is not None and self._step_due():
+                self._wake.set()
+
+    def _step_due(self) -> bool:
+        """Whether a database step has work now that an attempt ended: half the capacity
+        is free, half of it waits to be recorded, or the oldest outcome has waited
+        ``poll_seconds`` (``_step``'s own tests). Waking the loop for less cost more than
+        the step it then skipped, once per job."""
+        half = max(1, self.capacity // 2)
+        return (self.capacity - self._sending >= half or len(self._finished) >= half
+                or time.monotonic() - self._finished_at >= self.poll_seconds)
 
     def _ended(self, prep: Prepared, outcome: Outcome | None) -> None:
         """An attempt ended: its outcome waits for the next database step."""
