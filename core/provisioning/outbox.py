@@ -368,9 +368,9 @@ def succeed_many(conn: Connection,
         conn.execute(_SUCCEED_WITH_PAYLOAD, changed)
 
 
-_SUCCEEDED = {"state": JobState.SUCCEEDED.value, "last_error": bindparam("note"),
-              "last_status": None, "updated": bindparam("done_at"), "lease_owner": None,
-              "lease_until": None}
+_SUCCEEDED: dict[str, Any] = {
+    "state": JobState.SUCCEEDED.value, "last_error": bindparam("note"), "last_status": None,
+    "updated": bindparam("done_at"), "lease_owner": None, "lease_until": None}
 _SUCCEED_ALL = update(prov_jobs).where(
     prov_jobs.c.pk.in_(bindparam("pks", expanding=True))).values(**_SUCCEEDED)
 _SUCCEED_WITH_PAYLOAD = update(prov_jobs).where(prov_jobs.c.pk == bindparam("job_pk")).values(
