@@ -28,7 +28,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -53,6 +55,7 @@ Listener = Callable[[Job, JobState], None]
 #: An attempt that ended: what was prepared, and what the target answered (None when
 #: there was nothing to send).
 Finished = tuple[Prepared, Outcome | None]
+T = TypeVar("T")
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -88,6 +91,10 @@ class WorkerPool:
         self._sending = 0
         #: The one connection the pool's transactions use (``_transaction``).
         self._conn: Connection | None = None
+        #: Where the database steps run (``_in_db``): a thread of their own on a server
+        #: database, none (the pool's loop) on SQLite.
+        self._db = None if host.db.dialect == "sqlite" else ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="mware-iam-outbox")
         #: Targets whose breaker was open (retrying or quarantined) at the last lease.
         self._unhealthy: set[str] = set()
         #: Quarantined targets due for a probe with no job to carry it (``_claim``), and
@@ -206,7 +213,7 @@ class WorkerPool:
                     continue
                 if self._finished:
                     continue
-                due = self._next_due()
+                due = await self._in_db(self._next_due)
                 if due is None or (due - datetime.now(UTC)).total_seconds() > horizon:
                     return done
                 await asyncio.sleep(0.1)
@@ -214,6 +221,8 @@ class WorkerPool:
     def close(self) -> None:
         self._unsubscribe()
         self._disconnect()
+        if self._db is not None:
+            self._db.shutdown(wait=True)
 
     # ------------------------------------------------------------------ the database
     @contextlib.contextmanager
@@ -240,6 +249,16 @@ class WorkerPool:
                 conn.close()
 
     # ------------------------------------------------------------------ one step
+    async def _in_db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run database work: in this loop on SQLite, whose statements are this
+        process's own CPU (on a second thread each statement handed the GIL back and
+        forth, which cost more than the statement); in the pool's database thread on
+        PostgreSQL and MariaDB, whose round trips are waits that the loop spends on the
+        network meanwhile."""
+        if self._db is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
     async def _step(self, running: set[asyncio.Task[None]], claim: bool) -> int:
         """Record the attempts that ended, lease and prepare new jobs, start them; returns
         how many attempts were recorded.
@@ -259,7 +278,7 @@ class WorkerPool:
                 running and len(self._finished) < half and not overdue)):
             return 0
         finished, self._finished = self._finished, []
-        settled, jobs, kept = self._settle_and_lease(finished, free)
+        settled, jobs, kept = await self._in_db(self._settle_and_lease, finished, free)
         if kept:  # the database is busy or unreachable: record them at the next step
             if not self._finished:
                 self._finished_at = time.monotonic()
@@ -272,7 +291,7 @@ class WorkerPool:
             # the answers that came meanwhile are read first, and the jobs leased before
             # take their connections: a step's two halves hold the loop one at a time
             await asyncio.sleep(0)
-            preps = self._prepare(jobs)
+            preps = await self._in_db(self._prepare, jobs)
         for target in self._probe_due:
             if target not in self._probing:
                 self._probing.add(target)
@@ -382,7 +401,7 @@ class WorkerPool:
         closes the breaker or keeps the target quarantined until the next probe."""
         try:
             try:
-                target = self._target(key)
+                target = await self._in_db(self._target, key)
             except IamError:
                 return  # removed meanwhile: its status says so
             error: str | None = None
@@ -393,7 +412,7 @@ class WorkerPool:
                 error = f"probe: {exc.message}"
             except Exception as exc:  # a connector bug is a failed probe, not a dead pool
                 error = f"probe: the connector failed unexpectedly: {exc!r}"
-            self._settle_probe(target, error)
+            await self._in_db(self._settle_probe, target, error)
         except Exception:
             log.exception("provisioning: probing %s failed", key)
         finally:
