@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from core.db import current_connection, in_chunks, insert_rows
+from core.db import InStatement, current_connection, in_chunks, insert_rows
 from core.errors import AlreadyExists, InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
 from core.passwords import PasswordHashing
 from core.schema import um_groups, um_memberships, um_user_attributes, um_users
@@ -188,9 +188,8 @@ class SqlUserStore:
         out: dict[int, dict[str, str]] = {pk: {} for pk in pks}
         if not pks:
             return out
-        rows = conn.execute(_ATTRIBUTES_OF, {"pks": list(pks)})
-        for user_pk, name, value in rows:
-            out[user_pk][name] = value
+        for row in _ATTRIBUTES_OF.execute(conn, {"pks": list(pks)}):
+            out[row.user_pk][row.name] = row.value
         return out
 
     def _users(self, conn: Connection, rows: Sequence[Any]) -> list[StoredUser]:
@@ -229,7 +228,7 @@ class SqlUserStore:
                                                strict=True)
         ]
         with self._conn() as conn:
-            existing = conn.execute(_NAMES_TAKEN, {"store": self.domain, "keys": keys}).scalar()
+            existing = _NAMES_TAKEN.execute(conn, {"store": self.domain, "keys": keys}).scalar()
             if existing is not None:
                 raise AlreadyExists(f"user {self.domain}/{existing} already exists")
             pks: dict[str, int]
@@ -553,7 +552,7 @@ class SqlUserStore:
         out: dict[str, list[StoredGroup]] = {uid: [] for uid in user_ids}
         with self._conn() as conn:
             for chunk in in_chunks(user_ids):
-                for r in conn.execute(_GROUPS_OF_IDS, {"ids": chunk}):
+                for r in _GROUPS_OF_IDS.execute(conn, {"ids": chunk}):
                     if r.member_store == self.domain:
                         out[r.member_id].append(self._group(r))
         return out
@@ -579,9 +578,8 @@ class SqlUserStore:
 _ids: Any = bindparam("ids", expanding=True)
 _USERS_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
     um_users.c.user_id.in_(_ids))
-_NAMES_TAKEN = select(um_users.c.username).where(
-    um_users.c.store == bindparam("store"),
-    um_users.c.username_key.in_(bindparam("keys", expanding=True))).limit(1)
+_NAMES_TAKEN = InStatement(lambda keys: select(um_users.c.username).where(
+    um_users.c.store == bindparam("store"), keys).limit(1), um_users.c.username_key, "keys")
 _INSERT_USER = insert(um_users)
 _ATTRIBUTE_COLUMNS = ("user_pk", "name", "value")
 _USER_COLUMNS = ("store", "user_id", "username", "username_key", "created", "modified",
@@ -610,12 +608,12 @@ _USER_WITH_ATTRIBUTES = (
     .select_from(um_users)
     .outerjoin(um_user_attributes, um_user_attributes.c.user_pk == um_users.c.pk)
     .where(um_users.c.user_id == bindparam("id")))
-_ATTRIBUTES_OF = select(um_user_attributes.c.user_pk, um_user_attributes.c.name,
-                        um_user_attributes.c.value).where(
-    um_user_attributes.c.user_pk.in_(bindparam("pks", expanding=True)))
-_GROUPS_OF_IDS = (
-    select(um_users.c.user_id.label("member_id"), um_users.c.store.label("member_store"),
-           *SqlUserStore._group_cols)
+_ATTRIBUTES_OF = InStatement(lambda pks: select(
+    um_user_attributes.c.user_pk, um_user_attributes.c.name, um_user_attributes.c.value
+).where(pks), um_user_attributes.c.user_pk, "pks")
+_GROUPS_OF_IDS = InStatement(lambda ids: select(
+    um_users.c.user_id.label("member_id"), um_users.c.store.label("member_store"),
+    *SqlUserStore._group_cols)
     .join(um_memberships, um_memberships.c.group_pk == um_groups.c.pk)
     .join(um_users, um_users.c.pk == um_memberships.c.user_pk)
-    .where(um_users.c.user_id.in_(_ids)).order_by(um_groups.c.name_key))
+    .where(ids).order_by(um_groups.c.name_key), um_users.c.user_id, "ids")
