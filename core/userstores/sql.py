@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Executable,
     bindparam,
     delete,
     func,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from core.db import InStatement, current_connection, in_chunks, insert_rows
@@ -298,10 +300,14 @@ class SqlUserStore:
                 raise NotFound(f"user {user_id} does not exist in {self.domain}")
             pk, user = found
             names = list(set_) + list(remove)
-            if names:
-                conn.execute(_DELETE_ATTRIBUTES, {"pk": pk, "names": names})
+            # A value set replaces the stored one in the insert itself where the dialect
+            # can (one statement less than deleting it first).
+            upsert = _UPSERT_ATTRIBUTE.get(conn.dialect.name)
+            gone = list(remove) if upsert is not None else names
+            if gone:
+                conn.execute(_DELETE_ATTRIBUTES, {"pk": pk, "names": gone})
             if set_:
-                conn.execute(insert(um_user_attributes), [
+                conn.execute(_INSERT_ATTRIBUTE if upsert is None else upsert, [
                     {"user_pk": pk, "name": k, "value": v} for k, v in set_.items()])
             kept = {k: v for k, v in user.attributes.items() if k not in names}
             return dataclasses.replace(user, attributes={**kept, **set_}, modified=now)
@@ -598,6 +604,25 @@ _GROUPS_OF_ID = (
 _DELETE_ATTRIBUTES = delete(um_user_attributes).where(
     um_user_attributes.c.user_pk == bindparam("pk"),
     um_user_attributes.c.name.in_(bindparam("names", expanding=True)))
+_INSERT_ATTRIBUTE = insert(um_user_attributes)
+
+
+def _upserts() -> dict[str, Executable]:
+    """An attribute's insert that replaces the user's value of that name if it has one,
+    by dialect (``um_user_attributes`` is unique by user and name)."""
+    out: dict[str, Executable] = {}
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql)):
+        statement = dialect.insert(um_user_attributes)
+        out[name] = statement.on_conflict_do_update(
+            index_elements=[um_user_attributes.c.user_pk, um_user_attributes.c.name],
+            set_={"value": statement.excluded.value})
+    statement = mysql.insert(um_user_attributes)
+    out["mysql"] = out["mariadb"] = statement.on_duplicate_key_update(
+        value=statement.inserted.value)
+    return out
+
+
+_UPSERT_ATTRIBUTE = _upserts()
 _TOUCH_USER = update(um_users).where(
     um_users.c.user_id == bindparam("id"), um_users.c.store == bindparam("in_store")).values(
     modified=bindparam("at"))
