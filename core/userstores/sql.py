@@ -230,26 +230,7 @@ class SqlUserStore:
                                                strict=True)
         ]
         with self._conn() as conn:
-            existing = _NAMES_TAKEN.execute(conn, {"store": self.domain, "keys": keys}).scalar()
-            if existing is not None:
-                raise AlreadyExists(f"user {self.domain}/{existing} already exists")
-            pks: dict[str, int]
-            try:
-                if len(rows) == 1:  # one user (SCIM, the console): its key comes back
-                    primary = conn.execute(_INSERT_USER, rows[0]).inserted_primary_key
-                    assert primary is not None
-                    pks = {rows[0]["user_id"]: int(primary[0])}
-                else:
-                    # Keys only grow (SQLite's max + 1, a sequence, AUTO_INCREMENT), so this
-                    # batch's are above the largest before it: read them back by that range
-                    # (rows another writer added meanwhile come too, and are not looked up).
-                    after = conn.execute(_LAST_PK).scalar() or 0
-                    insert_rows(conn, um_users, _USER_COLUMNS,
-                                [tuple(r[c] for c in _USER_COLUMNS) for r in rows])
-                    pks = {r.user_id: r.pk for r in conn.execute(_PKS_AFTER, {"after": after})}
-            except IntegrityError as exc:
-                raise AlreadyExists(
-                    f"a user of this batch already exists in {self.domain}") from exc
+            pks = self._insert_users(conn, rows, keys)
             attr_rows = [
                 (pks[r["user_id"]], k, v)
                 for r, u in zip(rows, users, strict=True)
@@ -261,6 +242,36 @@ class SqlUserStore:
             StoredUser(r["user_id"], self.domain, r["username"], dict(u.attributes), now, now)
             for r, u in zip(rows, users, strict=True)
         ]
+
+    def _insert_users(self, conn: Connection, rows: list[dict[str, Any]], keys: list[str]
+                      ) -> dict[str, int]:
+        """Insert the rows of ``um_users``: their keys by user id, or AlreadyExists."""
+        new_user = _INSERT_NEW_USER.get(conn.dialect.name) \
+            if len(rows) == 1 and conn.dialect.insert_returning else None
+        if new_user is not None:
+            # One user (SCIM, the console) where the insert itself can skip a name that is
+            # taken: its key comes back, and the name is looked up only when it is taken.
+            pk = conn.execute(new_user, rows[0]).scalar()
+            if pk is not None:
+                return {rows[0]["user_id"]: int(pk)}
+        existing = _NAMES_TAKEN.execute(conn, {"store": self.domain, "keys": keys}).scalar()
+        if existing is not None:
+            raise AlreadyExists(f"user {self.domain}/{existing} already exists")
+        try:
+            if len(rows) == 1:  # its key comes back
+                primary = conn.execute(_INSERT_USER, rows[0]).inserted_primary_key
+                assert primary is not None
+                return {rows[0]["user_id"]: int(primary[0])}
+            # Keys only grow (SQLite's max + 1, a sequence, AUTO_INCREMENT), so this
+            # batch's are above the largest before it: read them back by that range
+            # (rows another writer added meanwhile come too, and are not looked up).
+            after = conn.execute(_LAST_PK).scalar() or 0
+            insert_rows(conn, um_users, _USER_COLUMNS,
+                        [tuple(r[c] for c in _USER_COLUMNS) for r in rows])
+            return {r.user_id: r.pk for r in conn.execute(_PKS_AFTER, {"after": after})}
+        except IntegrityError as exc:
+            raise AlreadyExists(
+                f"a user of this batch already exists in {self.domain}") from exc
 
     def get_user(self, user_id: str) -> StoredUser | None:
         with self._conn() as conn:
@@ -587,6 +598,11 @@ _USERS_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
 _NAMES_TAKEN = InStatement(lambda keys: select(um_users.c.username).where(
     um_users.c.store == bindparam("store"), keys).limit(1), um_users.c.username_key, "keys")
 _INSERT_USER = insert(um_users)
+#: One user's insert that adds nothing when its name is taken in the store (by dialect).
+_INSERT_NEW_USER: dict[str, Executable] = {
+    name: dialect.insert(um_users).on_conflict_do_nothing(
+        index_elements=[um_users.c.store, um_users.c.username_key]).returning(um_users.c.pk)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
 _ATTRIBUTE_COLUMNS = ("user_pk", "name", "value")
 _USER_COLUMNS = ("store", "user_id", "username", "username_key", "created", "modified",
                  "password_hash")
