@@ -352,11 +352,12 @@ class IamScimStorage(ScimStorage):
                                           members)
             self._put_external_id(role, resource)
             return self._group_resource(role)
-        claims = {c: v for c, v in self.mapper.user_claims(resource).items() if v is not None}
+        sent, dumped = self.mapper.claims_and_dump(resource)
+        claims = {c: v for c, v in sent.items() if v is not None}
         user = self.identity.add_user(client.initiator,
                                       f"{client.domain}/{_attr(resource, 'user_name')}",
                                       _password(resource), claims)
-        return self._user_resource(user, [])  # a new user is in no group yet
+        return self.mapper.stored_user(user, [], resource, dumped)  # in no group yet
 
     def update(self, resource_type: ResourceType, resource: Resource[Any], *,
                expected_version: str | None = None) -> Resource[Any]:
@@ -386,7 +387,8 @@ class IamScimStorage(ScimStorage):
                        "create a new user instead")
         # Resource against resource: a stored value the schema cannot show (hidden from
         # the client) is neither "removed" by a PATCH of something else nor rewritten.
-        before, after = shown.claims, self.mapper.user_claims(resource)
+        after, dumped = self.mapper.claims_and_dump(resource)
+        before = shown.claims
         to_set = {c: v for c, v in after.items() if v is not None and v != before.get(c)}
         to_remove = [c for c, v in after.items() if v is None and before.get(c) is not None]
         name = user.qualified_name
@@ -396,7 +398,8 @@ class IamScimStorage(ScimStorage):
         if password is not None:
             self.identity.set_password(client.initiator, name, password)
             user = self._user(user.id)
-        return self._user_resource(user, shown.roles)  # its groups are not changed here
+        # its groups are not changed here
+        return self.mapper.stored_user(user, shown.roles, resource, dumped)
 
     def _update_group(self, resource: Resource[Any], expected: str | None) -> Resource[Any]:
         client = self.client
