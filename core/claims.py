@@ -118,6 +118,8 @@ class ClaimCatalog:
         #: domain -> claim uri -> attribute
         self._mappings = {d: dict(m) for d, m in attribute_mappings.items()}
         self._merged: dict[str, dict[str, str]] = {}
+        #: domain -> casefolded store attribute -> claim uri (``to_claims``)
+        self._reverse: dict[str, dict[str, str]] = {}
         #: dialect -> external uri -> claim uri
         self.external = {d: dict(m) for d, m in external.items()}
 
@@ -218,7 +220,10 @@ class ClaimCatalog:
     def to_claims(self, domain: str, attributes: Mapping[str, str]) -> dict[str, str]:
         """Local claims for store attributes. Names match regardless of case, as directory
         attribute names do (a mapping to ``givenname`` reads LDAP's ``givenName``)."""
-        reverse = {attr.casefold(): uri for uri, attr in self.mapping(domain).items()}
+        reverse = self._reverse.get(domain)
+        if reverse is None:
+            reverse = {attr.casefold(): uri for uri, attr in self.mapping(domain).items()}
+            self._reverse[domain] = reverse
         return {reverse[a.casefold()]: v for a, v in attributes.items()
                 if a.casefold() in reverse}
 

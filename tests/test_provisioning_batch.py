@@ -199,9 +199,9 @@ def test_a_worker_keeps_one_connection_for_its_many_transactions(
     finally:
         event.remove(iam.db.engine, "checkout", on_checkout)
     assert attempts == 40 and len(peer_users(scim_peer)) == 40
-    # One checkout for every transaction of the pool's database thread (a connection per
-    # transaction would check out for each claim, prepare and settle).
-    assert len([t for t in checked_out if t.startswith("mware-iam-outbox")]) == 1
+    # One checkout for every transaction of the pool (a connection per transaction would
+    # check out for each claim, prepare and settle).
+    assert len(checked_out) == 1
 
 
 def test_a_running_pool_sends_to_a_target_as_configured_now(
@@ -253,3 +253,42 @@ def test_an_outcome_is_recorded_within_a_poll_while_other_jobs_run(
         thread.join()
         loop.close()
         pool.close()
+
+
+def test_a_running_pool_works_on_its_own_thread_and_keeps_to_the_targets_concurrency(
+        sqlite_iam: Iam, admin: Initiator, scim_peer: str, fault_proxy: FaultProxy) -> None:
+    """``run`` hands the work to a thread of its own (listeners are called there); a
+    target with concurrency 2 never has more than two requests in flight, however many
+    jobs the pool leased."""
+    iam = sqlite_iam
+    connect(iam, fault_proxy.url(scim_peer), concurrency=2)
+    fault_proxy.outage(Fault.delay(1.0))
+    pool = iam.provisioning.worker_pool(capacity=16, poll_seconds=0.2)
+    threads: set[str] = set()
+    pool.listeners.append(lambda _job, _state: threads.add(threading.current_thread().name))
+    iam.identity.import_users(admin, [ImportRow(i + 2, f"user{i}") for i in range(6)])
+
+    async def watch(stop: asyncio.Event) -> int:
+        """Requests seen at the peer half a delay after the first."""
+        while not fault_proxy.seen:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)
+        seen = len(fault_proxy.seen)
+        fault_proxy.outage(None)
+        while len(peer_users(scim_peer)) < 6:
+            await asyncio.to_thread(threading.Event().wait, 0.05)
+        stop.set()
+        return seen
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        watching = asyncio.create_task(watch(stop))
+        await pool.run(stop)
+        return await watching
+
+    try:
+        seen = asyncio.run(main())
+    finally:
+        pool.close()
+    assert seen == 2, f"{seen} requests in flight at once at a target of concurrency 2"
+    assert threads == {"mware-iam-workers"}, threads

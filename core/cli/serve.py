@@ -43,7 +43,7 @@ def _pool_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--poll", type=click.FloatRange(0.05, 60), default=0.5,
                      show_default=True, metavar="SECONDS",
                      help="How often to look for jobs written by other processes.")(f)
-    return click.option("--capacity", type=click.IntRange(1, 10_000), default=32,
+    return click.option("--capacity", type=click.IntRange(1, 10_000), default=128,
                         show_default=True,
                         help="Jobs run at once by this process (each target also has its "
                              "own concurrency limit).")(f)

@@ -72,7 +72,7 @@ class ProvisioningEngine:
             unsubscribe()
         self.inline.close()
 
-    def worker_pool(self, capacity: int = 32, poll_seconds: float = 0.5) -> WorkerPool:
+    def worker_pool(self, capacity: int = 128, poll_seconds: float = 0.5) -> WorkerPool:
         return WorkerPool(self.host, self.written, capacity, poll_seconds)
 
     # ------------------------------------------------------------------ reading

@@ -103,7 +103,8 @@ def prepare_many(conn: Connection, host: Host, jobs: Sequence[Job],
     ``targets``: targets built already, by key (a worker keeps them while the identity
     providers' configuration version stays the same); those built here are added."""
     cache = {} if targets is None else targets
-    preps = [_start(conn, host, job, cache) for job in jobs]
+    unavailable: dict[str, str | None] = {}  # domain -> why its store cannot be used
+    preps = [_start(conn, host, job, cache, unavailable) for job in jobs]
     live = [p for p in preps if p.fail is None and p.wait is None]
     mappings = _mappings(conn, live)
     users: dict[str, list[Prepared]] = {}
@@ -134,8 +135,10 @@ def _hold(conn: Connection, preps: Sequence[Prepared]) -> None:
             p.hold, p.wait = True, held[p.job.pk]
 
 
-def _start(conn: Connection, host: Host, job: Job, targets: dict[str, Target]) -> Prepared:
-    """The job with its target, or the reason it cannot run now."""
+def _start(conn: Connection, host: Host, job: Job, targets: dict[str, Target],
+           unavailable: dict[str, str | None]) -> Prepared:
+    """The job with its target, or the reason it cannot run now. ``targets`` and
+    ``unavailable`` (whether each domain's store can be used) are filled as seen."""
     target = targets.get(job.target)
     if target is None:
         idp_name, connector_type = split_key(job.target)
@@ -145,12 +148,13 @@ def _start(conn: Connection, host: Host, job: Job, targets: dict[str, Target]) -
             return Prepared(job, None,
                             fail=f"target {job.target} is not configured any more: {exc}")
         targets[job.target] = target
-    prep = Prepared(job, target)
-    try:
-        host.stores.store(job.domain)
-    except IamError as exc:
-        prep.wait = f"userstore unavailable: {exc}"
-    return prep
+    if job.domain not in unavailable:
+        try:
+            host.stores.store(job.domain)
+            unavailable[job.domain] = None
+        except IamError as exc:
+            unavailable[job.domain] = f"userstore unavailable: {exc}"
+    return Prepared(job, target, wait=unavailable[job.domain])
 
 
 def _mappings(conn: Connection, preps: Sequence[Prepared]) -> dict[int, mapping.Mapping]:

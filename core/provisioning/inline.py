@@ -88,7 +88,8 @@ class InlineExecutor:
 
     async def _perform(self, prep: Prepared) -> Outcome:
         assert prep.target is not None
-        return await executor.perform(self.loop.runtime.connector(prep.target), prep)
+        async with self.loop.runtime.lane(prep.target) as connector:
+            return await executor.perform(connector, prep)
 
     def execute(self, pks: Sequence[int], stop_on_failure: bool = False) -> list[Result]:
         """Lease the given jobs (those runnable now) and send them."""
@@ -148,19 +149,26 @@ class InlineExecutor:
         for result in reversed(created):
             prep = dataclasses.replace(result.prep, remote_id=result.outcome.remote.id)  # type: ignore[union-attr]
             assert prep.target is not None
-            connector = self.loop.runtime.connector(prep.target)
             try:
-                if prep.job.operation is Operation.UPSERT_USER and prep.user is not None:
-                    self.loop.run(connector.delete_user(str(prep.remote_id), prep.user))
-                elif prep.job.operation is Operation.UPSERT_GROUP and prep.group is not None:
-                    self.loop.run(connector.delete_group(str(prep.remote_id), prep.group))
-                else:
+                if not self.loop.run(self._undo(prep)):
                     continue
             except ConnectorError:
                 continue  # the refusal still stands; the orphan is in the attempt log
             with self.host.db.transaction() as conn:
                 job = prep.job
                 mapping.remove(conn, prep.target.key, job.entity_type, job.entity_id)
+
+    async def _undo(self, prep: Prepared) -> bool:
+        """Delete the remote user or group ``prep`` created; False when it is neither."""
+        assert prep.target is not None
+        async with self.loop.runtime.lane(prep.target) as connector:
+            if prep.job.operation is Operation.UPSERT_USER and prep.user is not None:
+                await connector.delete_user(str(prep.remote_id), prep.user)
+            elif prep.job.operation is Operation.UPSERT_GROUP and prep.group is not None:
+                await connector.delete_group(str(prep.remote_id), prep.group)
+            else:
+                return False
+        return True
 
     def close(self) -> None:
         self.loop.close()

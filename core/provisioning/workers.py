@@ -1,10 +1,14 @@
 """Workers: asyncio tasks that lease jobs from the outbox and run them.
 
-Network work runs in the loop, one task per job. Database work runs in the pool's one
-database thread, in steps: each step records every attempt that ended since the last one
-and leases new jobs in one transaction, then reads what those need in another. Batching
-keeps the database cost per job low, and a single writer per process means its writes
-never wait for each other (SQLite has one writer at a time). Jobs written in this process
+A running pool works on a thread of its own with its own event loop (``run``), so that its
+work never holds up the loop that started it (the SCIM server's, the console's). Network
+work runs in that loop, one task per job. Database work runs in the same loop, between the
+requests, in steps: each step records every attempt that ended since the last one and
+leases new jobs in one transaction, then reads what those need in another. Batching keeps
+the database cost per job low, and a single writer per pool means its writes never wait
+for each other (SQLite has one writer at a time). One thread for both matters: with the
+steps on a second thread, every statement handed the GIL back and forth (about ten thread
+switches per job), which cost more CPU than the statements. Jobs written in this process
 wake the pool at once; on PostgreSQL so do jobs written by any process (LISTEN/NOTIFY,
 ``listener.py``), elsewhere they are picked up within ``poll_seconds``.
 A quarantined or throttled target gets no jobs until its probe time, then one; with no job
@@ -20,12 +24,11 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -50,11 +53,20 @@ Listener = Callable[[Job, JobState], None]
 #: An attempt that ended: what was prepared, and what the target answered (None when
 #: there was nothing to send).
 Finished = tuple[Prepared, Outcome | None]
-T = TypeVar("T")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop (the one ``serve`` and ``worker`` run on), asyncio's own where
+    uvloop is not installed (it is not on Windows)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 class WorkerPool:
-    def __init__(self, host: Host, written: outbox.WrittenFlag, capacity: int = 32,
+    def __init__(self, host: Host, written: outbox.WrittenFlag, capacity: int = 128,
                  poll_seconds: float = 0.5) -> None:
         self.host = host
         #: Taken after each commit here: set when a job was written (by any pool's planner).
@@ -72,9 +84,9 @@ class WorkerPool:
         self._finished: list[Finished] = []
         #: When the oldest of them ended (``time.monotonic()``).
         self._finished_at = 0.0
-        #: The pool's one database thread: its writes never contend with each other. It
-        #: keeps one connection open for its transactions (``_transaction``).
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mware-iam-outbox")
+        #: Attempts being sent now (``_perform``).
+        self._sending = 0
+        #: The one connection the pool's transactions use (``_transaction``).
         self._conn: Connection | None = None
         #: Targets whose breaker was open (retrying or quarantined) at the last lease.
         self._unhealthy: set[str] = set()
@@ -102,7 +114,49 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ running
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set; in-flight jobs finish (and are recorded) first."""
+        """Work until ``stop`` is set; in-flight jobs finish (and are recorded) first.
+
+        The work runs on a thread of its own, with its own event loop (uvloop's where it is
+        installed); this coroutine only waits for it. Listeners are called in that thread.
+        """
+        caller = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = caller.create_future()
+        loop = new_event_loop()
+        halt = asyncio.Event()  # waited on in the pool's loop only
+
+        def settle(error: BaseException | None) -> None:
+            if not ended.done():
+                if error is None:
+                    ended.set_result(None)
+                else:
+                    ended.set_exception(error)
+
+        def work() -> None:
+            error: BaseException | None = None
+            try:
+                loop.run_until_complete(self._run(halt))
+            except BaseException as exc:  # handed to the caller, which raises it
+                error = exc
+            finally:
+                loop.close()
+                with contextlib.suppress(RuntimeError):  # the caller's loop has ended
+                    caller.call_soon_threadsafe(settle, error)
+
+        threading.Thread(target=work, name="mware-iam-workers", daemon=True).start()
+        async def stopped() -> None:
+            await stop.wait()
+
+        stopping = asyncio.ensure_future(stopped())
+        try:
+            await asyncio.wait([ended, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            with contextlib.suppress(RuntimeError):  # the pool's loop has ended already
+                loop.call_soon_threadsafe(halt.set)
+            await asyncio.shield(ended)
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        """``run``'s work, in the pool's own loop."""
         self._loop = asyncio.get_running_loop()
         wake = self._wake = asyncio.Event()
         running: set[asyncio.Task[None]] = set()
@@ -137,6 +191,7 @@ class WorkerPool:
                 await scheduled
             self._loop = None
             await self.runtime.aclose()
+            self._disconnect()  # in the thread that used it
 
     async def drain(self, horizon: float = 2.0, timeout: float = 60.0) -> int:
         """Run jobs until none is due within ``horizon`` seconds; returns how many attempts
@@ -151,18 +206,16 @@ class WorkerPool:
                     continue
                 if self._finished:
                     continue
-                due = await self._in_db(self._next_due)
+                due = self._next_due()
                 if due is None or (due - datetime.now(UTC)).total_seconds() > horizon:
                     return done
                 await asyncio.sleep(0.1)
 
     def close(self) -> None:
         self._unsubscribe()
-        if self._conn is not None:  # closed in its own thread (SQLite wants that)
-            self._db.submit(self._disconnect).result()
-        self._db.shutdown(wait=True)
+        self._disconnect()
 
-    # ------------------------------------------------------------------ the database thread
+    # ------------------------------------------------------------------ the database
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Connection]:
         """A transaction on the database thread's own connection, opened on first use and
@@ -187,9 +240,6 @@ class WorkerPool:
                 conn.close()
 
     # ------------------------------------------------------------------ one step
-    async def _in_db(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
-
     async def _step(self, running: set[asyncio.Task[None]], claim: bool) -> int:
         """Record the attempts that ended, lease and prepare new jobs, start them; returns
         how many attempts were recorded.
@@ -209,7 +259,7 @@ class WorkerPool:
                 running and len(self._finished) < half and not overdue)):
             return 0
         finished, self._finished = self._finished, []
-        settled, preps, kept = await self._in_db(self._db_step, finished, free)
+        settled, preps, kept = self._db_step(finished, free)
         if kept:  # the database is busy or unreachable: record them at the next step
             if not self._finished:
                 self._finished_at = time.monotonic()
@@ -227,6 +277,7 @@ class WorkerPool:
             if prep.target is None or prep.skip or prep.wait or prep.fail:
                 self._ended(prep, None)  # nothing to send
             else:
+                self._sending += 1
                 task = asyncio.create_task(self._perform(prep))
                 running.add(task)
                 task.add_done_callback(running.discard)
@@ -234,7 +285,7 @@ class WorkerPool:
 
     def _db_step(self, finished: list[Finished], limit: int) -> tuple[
             list[tuple[Job, JobState]], list[Prepared], list[Finished]]:
-        """In the database thread: write the outcomes and lease new jobs in one
+        """Write the outcomes and lease new jobs in one
         transaction, then read what the new jobs need in another (read-only) one.
 
         Returns what was recorded, the prepared jobs, and the outcomes kept for the next
@@ -326,17 +377,18 @@ class WorkerPool:
         closes the breaker or keeps the target quarantined until the next probe."""
         try:
             try:
-                target = await self._in_db(self._target, key)
+                target = self._target(key)
             except IamError:
                 return  # removed meanwhile: its status says so
             error: str | None = None
             try:
-                await self.runtime.connector(target).test_connection()
+                async with self.runtime.lane(target) as connector:
+                    await connector.test_connection()
             except ConnectorError as exc:
                 error = f"probe: {exc.message}"
             except Exception as exc:  # a connector bug is a failed probe, not a dead pool
                 error = f"probe: the connector failed unexpectedly: {exc!r}"
-            await self._in_db(self._settle_probe, target, error)
+            self._settle_probe(target, error)
         except Exception:
             log.exception("provisioning: probing %s failed", key)
         finally:
@@ -361,14 +413,24 @@ class WorkerPool:
     async def _perform(self, prep: Prepared) -> None:
         assert prep.target is not None
         try:
-            async with self.runtime.limit(prep.target):
-                outcome = await executor.perform(self.runtime.connector(prep.target), prep)
+            async with self.runtime.lane(prep.target) as connector:
+                outcome = await executor.perform(connector, prep)
             self._ended(prep, outcome)
         except Exception:  # the lease expires and another attempt follows
             log.exception("provisioning job %s failed in the engine", prep.job.pk)
         finally:
-            if self._wake is not None:
-                self._wake.set()  # its slot is free (and its outcome waits to be recorded)
+            self._sending -= 1
+            if self._wake is not None and self._step_due():
+                self._wake.set()
+
+    def _step_due(self) -> bool:
+        """Whether a database step has work now that an attempt ended: half the capacity
+        is free, half of it waits to be recorded, or the oldest outcome has waited
+        ``poll_seconds`` (``_step``'s own tests). Waking the loop for less cost more than
+        the step it then skipped, once per job."""
+        half = max(1, self.capacity // 2)
+        return (self.capacity - self._sending >= half or len(self._finished) >= half
+                or time.monotonic() - self._finished_at >= self.poll_seconds)
 
     def _ended(self, prep: Prepared, outcome: Outcome | None) -> None:
         """An attempt ended: its outcome waits for the next database step."""
