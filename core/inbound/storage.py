@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from scim2_models import (
     InvalidFilterException,
@@ -56,6 +56,8 @@ from core.names import proxy_domain
 from core.userstores import query as q
 
 log = logging.getLogger("mware_iam.scim")
+
+T = TypeVar("T")
 
 MEMBER_PAGE = 500  # the identity service pages members by at most this
 
@@ -194,21 +196,20 @@ class IamScimStorage(ScimStorage):
             conn.close()
 
     # -------------------------------------------------------------- reads
-    def _user(self, user_id: str) -> UserView:
+    def _found(self, what: str, read: Callable[[str, str], T], resource_id: str) -> T:
+        """``read(domain, resource_id)`` in the client's domain, or 404 naming ``what``."""
         try:
-            if "\x00" in user_id:  # no store holds it (PostgreSQL cannot even compare it)
-                raise NotFound(user_id)
-            return self.identity.get_user_by_id(self.client.domain, user_id)
+            if "\x00" in resource_id:  # no store holds it (PostgreSQL cannot compare it)
+                raise NotFound(resource_id)
+            return read(self.client.domain, resource_id)
         except NotFound:
-            raise NotFoundException(detail=f"User {user_id!r} not found") from None
+            raise NotFoundException(detail=f"{what} {resource_id!r} not found") from None
+
+    def _user(self, user_id: str) -> UserView:
+        return self._found("User", self.identity.get_user_by_id, user_id)
 
     def _role(self, role_id: str) -> RoleView:
-        try:
-            if "\x00" in role_id:
-                raise NotFound(role_id)
-            return self.identity.get_role_by_id(self.client.domain, role_id)
-        except NotFound:
-            raise NotFoundException(detail=f"Group {role_id!r} not found") from None
+        return self._found("Group", self.identity.get_role_by_id, role_id)
 
     def _roles(self, user: UserView) -> list[RoleView]:
         return self.identity.groups_of_id(user.domain, user.id)
@@ -263,8 +264,10 @@ class IamScimStorage(ScimStorage):
             return self._group_resource(self._role(resource_id),
                                         _wants_members(response_parameters))
         # Built for this call alone, as the storage contract asks (the handler applies a
-        # PATCH to what it gets); the operation keeps what it showed in its memo.
-        return self._show(self._user(resource_id))[0]
+        # PATCH to what it gets); the operation keeps what it showed in its memo. The user
+        # and its groups are one read.
+        return self._show(*self._found("User", self.identity.user_and_groups_by_id,
+                                       resource_id))[0]
 
     def search(self, resource_types: list[ResourceType], search_request: SearchRequest[Any],
                *, position: Any = None) -> SearchPage:

@@ -27,7 +27,11 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
+    null,
     select,
+    type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -563,6 +567,21 @@ class SqlUserStore:
             raise NotFound(f"user {user_id} does not exist in {self.domain}")
         return [self._group(r) for r in rows if r.pk is not None]
 
+    def get_user_with_groups(self, user_id: str
+                             ) -> tuple[StoredUser, list[StoredGroup]] | None:
+        """One statement: the user's attribute rows, then its groups' rows in name order."""
+        with self._conn() as conn:
+            rows = conn.execute(_USER_AND_GROUPS, {"id": user_id}).all()
+        if not rows or rows[0].store != self.domain:
+            return None
+        r = rows[0]
+        attributes = {a.attribute: a.value for a in rows
+                      if a.kind == "a" and a.attribute is not None}
+        groups = [StoredGroup(g.group_id, self.domain, g.group_name, g.group_created,
+                              g.group_modified) for g in rows if g.kind == "g"]
+        return StoredUser(r.user_id, self.domain, r.username, attributes, r.created,
+                          r.modified), groups
+
     def groups_of_users(self, user_ids: Sequence[str]) -> dict[str, list[StoredGroup]]:
         """``groups_of`` for many users in one query: each id's groups in name order; an
         id that is not a user of this store has none."""
@@ -649,6 +668,34 @@ _USER_WITH_ATTRIBUTES = (
     .select_from(um_users)
     .outerjoin(um_user_attributes, um_user_attributes.c.user_pk == um_users.c.pk)
     .where(um_users.c.user_id == bindparam("id")))
+
+def _user_and_groups() -> Any:
+    """A user with its attributes (kind ``a``: one row each, or one of NULLs) and its groups
+    (kind ``g``: one row each, in name order), as one statement: the two reads of a SCIM
+    read or PATCH of one user."""
+    user = (*SqlUserStore._user_cols, um_users.c.store)
+    groups = (um_groups.c.group_id, um_groups.c.name, um_groups.c.created,
+              um_groups.c.modified, um_groups.c.name_key)
+    labels = ("group_id", "group_name", "group_created", "group_modified", "group_key")
+    by_id = um_users.c.user_id == bindparam("id")
+    attributes = (
+        select(literal_column("'a'").label("kind"), *user,
+               um_user_attributes.c.name.label("attribute"), um_user_attributes.c.value,
+               *(type_coerce(null(), c.type).label(n) for c, n in zip(groups, labels,
+                                                                     strict=True)))
+        .select_from(um_users)
+        .outerjoin(um_user_attributes, um_user_attributes.c.user_pk == um_users.c.pk)
+        .where(by_id))
+    memberships = (
+        select(literal_column("'g'"), *user, null(), null(), *groups)
+        .select_from(um_users)
+        .join(um_memberships, um_memberships.c.user_pk == um_users.c.pk)
+        .join(um_groups, um_groups.c.pk == um_memberships.c.group_pk)
+        .where(by_id))
+    return union_all(attributes, memberships).order_by("kind", "group_key")
+
+
+_USER_AND_GROUPS = _user_and_groups()
 _ATTRIBUTES_OF = InStatement(lambda pks: select(
     um_user_attributes.c.user_pk, um_user_attributes.c.name, um_user_attributes.c.value
 ).where(pks), um_user_attributes.c.user_pk, "pks")
