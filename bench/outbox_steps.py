@@ -61,8 +61,9 @@ def one_round(users: int, batch: int) -> tuple[float, float]:
             done = 0
             began = time.thread_time()
             while True:  # a step records the last batch's outcomes and leases the next
-                settled, preps, kept = pool._db_step(finished, batch)
+                settled, jobs, kept = pool._settle_and_lease(finished, batch)
                 assert not kept, "the database was busy"
+                preps = pool._prepare(jobs) if jobs else []
                 done += len(settled)
                 finished = [(p, answered(p)) for p in preps]
                 if not finished:

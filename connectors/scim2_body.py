@@ -105,11 +105,16 @@ def _select(resource: UserModel, path: Path[Any], selections: Selections) -> Non
 # ---------------------------------------------------------------- shapes
 @dataclass(frozen=True)
 class _Slot:
-    """One value of a shape: the type that checks it, and where it goes (None: the dump
-    leaves it out, e.g. the read-only ``id``, but the model still checks it)."""
+    """One value of a shape: the type that checks it (None: a plain optional string,
+    which a non-empty string passes unchanged), and where it goes (None: the dump leaves
+    it out, e.g. the read-only ``id``, but the model still checks it)."""
 
-    adapter: TypeAdapter[Any]
+    adapter: TypeAdapter[Any] | None
     where: Where | None
+
+
+#: The core schema of ``str | None``: nothing to check in a non-empty string.
+_PLAIN_TEXT = {"type": "nullable", "schema": {"type": "str"}}
 
 
 @dataclass(frozen=True)
@@ -128,11 +133,13 @@ class _Shape:
                 continue
             if not isinstance(value, str) or not value:
                 return None
-            try:
-                checked = slot.adapter.dump_python(slot.adapter.validate_python(value),
-                                                   mode="json")
-            except (ValidationError, ValueError):
-                return None
+            checked: Any = value
+            if slot.adapter is not None:
+                try:
+                    checked = slot.adapter.dump_python(slot.adapter.validate_python(value),
+                                                       mode="json")
+                except (ValidationError, ValueError):
+                    return None
             if slot.where is not None:
                 _put(body, slot.where, checked)
         return body
@@ -170,7 +177,8 @@ def _shape(names: tuple[str, ...], active: bool, with_password: bool, context: C
         adapter: TypeAdapter[Any] = TypeAdapter(model.model_fields[field].rebuild_annotation())
         if placed and adapter.dump_python(adapter.validate_python(mark), mode="json") != mark:
             return None
-        slots.append(_Slot(adapter, placed[0] if placed else None))
+        slots.append(_Slot(None if adapter.core_schema == _PLAIN_TEXT else adapter,
+                           placed[0] if placed else None))
     return _Shape(body, tuple(slots), selections)
 
 

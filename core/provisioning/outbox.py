@@ -352,23 +352,29 @@ def finish(
 def succeed_many(conn: Connection,
                  done: Sequence[tuple[int, str | None, Mapping[str, Any] | None]]) -> None:
     """``finish`` as succeeded for many jobs at once: (pk, note, new payload or None to
-    keep the job's own) each. A kept payload is not written again (nor encoded as JSON)."""
+    keep the job's own) each. A kept payload is not written again (nor encoded as JSON);
+    the jobs that keep theirs are written with one statement per note (nearly always
+    none), by primary key."""
     now = _now()
-    kept = [{"job_pk": pk, "note": note, "done_at": now}
-            for pk, note, payload in done if payload is None]
+    kept: dict[str | None, list[int]] = {}
+    for pk, note, payload in done:
+        if payload is None:
+            kept.setdefault(note, []).append(pk)
     changed = [{"job_pk": pk, "note": note, "new_payload": dict(payload), "done_at": now}
                for pk, note, payload in done if payload is not None]
-    if kept:
-        conn.execute(_SUCCEED, kept)
+    for note, pks in kept.items():
+        conn.execute(_SUCCEED_ALL, {"pks": pks, "note": note, "done_at": now})
     if changed:
         conn.execute(_SUCCEED_WITH_PAYLOAD, changed)
 
 
-_SUCCEED = update(prov_jobs).where(prov_jobs.c.pk == bindparam("job_pk")).values(
-    state=JobState.SUCCEEDED.value, last_error=bindparam("note"), last_status=None,
-    updated=bindparam("done_at"), lease_owner=None, lease_until=None)
-_SUCCEED_WITH_PAYLOAD = _SUCCEED.values(
-    payload=bindparam("new_payload", type_=prov_jobs.c.payload.type))
+_SUCCEEDED: dict[str, Any] = {
+    "state": JobState.SUCCEEDED.value, "last_error": bindparam("note"), "last_status": None,
+    "updated": bindparam("done_at"), "lease_owner": None, "lease_until": None}
+_SUCCEED_ALL = update(prov_jobs).where(
+    prov_jobs.c.pk.in_(bindparam("pks", expanding=True))).values(**_SUCCEEDED)
+_SUCCEED_WITH_PAYLOAD = update(prov_jobs).where(prov_jobs.c.pk == bindparam("job_pk")).values(
+    **_SUCCEEDED, payload=bindparam("new_payload", type_=prov_jobs.c.payload.type))
 
 
 @dataclass(frozen=True)

@@ -259,7 +259,7 @@ class WorkerPool:
                 running and len(self._finished) < half and not overdue)):
             return 0
         finished, self._finished = self._finished, []
-        settled, preps, kept = self._db_step(finished, free)
+        settled, jobs, kept = self._settle_and_lease(finished, free)
         if kept:  # the database is busy or unreachable: record them at the next step
             if not self._finished:
                 self._finished_at = time.monotonic()
@@ -267,6 +267,12 @@ class WorkerPool:
             await asyncio.sleep(self.poll_seconds)
         for job, state in settled:
             self._notify(job, state)
+        preps: list[Prepared] = []
+        if jobs:
+            # the answers that came meanwhile are read first, and the jobs leased before
+            # take their connections: a step's two halves hold the loop one at a time
+            await asyncio.sleep(0)
+            preps = self._prepare(jobs)
         for target in self._probe_due:
             if target not in self._probing:
                 self._probing.add(target)
@@ -283,20 +289,17 @@ class WorkerPool:
                 task.add_done_callback(running.discard)
         return len(settled)
 
-    def _db_step(self, finished: list[Finished], limit: int) -> tuple[
-            list[tuple[Job, JobState]], list[Prepared], list[Finished]]:
-        """Write the outcomes and lease new jobs in one
-        transaction, then read what the new jobs need in another (read-only) one.
+    def _settle_and_lease(self, finished: list[Finished], limit: int) -> tuple[
+            list[tuple[Job, JobState]], list[Job], list[Finished]]:
+        """Write the outcomes and lease up to ``limit`` new jobs, in one transaction.
 
-        Returns what was recorded, the prepared jobs, and the outcomes kept for the next
+        Returns what was recorded, the leased jobs, and the outcomes kept for the next
         step because the database is busy (SQLite locked) or unreachable.
         """
         try:
             with self._transaction() as conn:
                 states = executor.settle_many(conn, finished)
                 jobs = self._claim(conn, limit) if limit > 0 else []
-            settled = [(prep.job, state) for (prep, _), state in zip(finished, states,
-                                                                     strict=True)]
         except StoreUnavailable as exc:  # SQLite locked past its busy timeout, or down
             log.warning("provisioning: %d outcomes wait: %s", len(finished), exc)
             return [], [], finished
@@ -304,17 +307,19 @@ class WorkerPool:
             log.exception("provisioning: recording %d outcomes and leasing jobs failed; "
                           "recording them one by one", len(finished))
             return self._settle_each(finished), [], []
-        if not jobs:
-            return settled, [], []
+        return [(prep.job, state) for (prep, _), state in zip(finished, states, strict=True)
+                ], jobs, []
+
+    def _prepare(self, jobs: list[Job]) -> list[Prepared]:
+        """Read what the leased jobs need, in one (read-only) transaction."""
         try:
             with self._transaction() as conn:
                 version = config_versions.read(conn, config_versions.IDPS)
                 if version != self._targets_version:
                     self._targets, self._targets_version = {}, version
-                preps = executor.prepare_many(conn, self.host, jobs, self._targets)
+                return executor.prepare_many(conn, self.host, jobs, self._targets)
         except Exception:
-            preps = self._prepare_each(jobs)
-        return settled, preps, []
+            return self._prepare_each(jobs)
 
     def _prepare_each(self, jobs: list[Job]) -> list[Prepared]:
         """Prepare jobs one by one, so that one that cannot be prepared holds back no
