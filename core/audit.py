@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
-from core.db import insert_rows
+from core.db import insert_row, insert_rows
 from core.schema import audit_log
 
-_INSERT = insert(audit_log)
 _COLUMNS = ("at", "actor", "face", "application", "action", "target", "detail")
 
 
@@ -62,7 +61,7 @@ def record_many(
     rows = [(*who, target[:512], {**detail, "compensation": True} if initiator.compensation
              else dict(detail)) for target, detail in entries]
     if len(rows) == 1:  # one row: no executemany
-        conn.execute(_INSERT, dict(zip(_COLUMNS, rows[0], strict=True)))
+        insert_row(conn, audit_log, _COLUMNS, rows[0])
     else:
         insert_rows(conn, audit_log, _COLUMNS, rows)
 

@@ -16,7 +16,19 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, inspect
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    CursorResult,
+    Engine,
+    Executable,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    inspect,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
@@ -260,10 +272,32 @@ def in_chunks(ids: Sequence[str]) -> Iterator[list[str]]:
         yield distinct[i:i + IN_CHUNK]
 
 
-#: Compiled inserts of :func:`insert_rows`: by table, columns and dialect, the statement,
-#: the order the driver takes the values in (None: by name) and each column's converter.
+class InStatement:
+    """A statement with one ``column IN (:name)`` list, built once in two forms.
+
+    SQLAlchemy writes an expanding list's placeholders into the compiled SQL on every
+    execution (some 12 us a statement on SQLite); a list of one, the usual case of a
+    request about one user, is sent as ``column = :name`` instead, which needs none of
+    that. ``build`` makes the statement around the criterion it is given."""
+
+    def __init__(self, build: Callable[[ColumnElement[bool]], Executable],
+                 column: ColumnElement[Any], name: str) -> None:
+        self.name = name
+        self.many = build(column.in_(bindparam(name, expanding=True)))
+        self.one = build(column == bindparam(name))
+
+    def execute(self, conn: Connection, params: dict[str, Any]) -> CursorResult[Any]:
+        values = params[self.name]
+        if len(values) == 1:
+            return conn.execute(self.one, {**params, self.name: values[0]})
+        return conn.execute(self.many, params)
+
+
+#: Compiled inserts of :func:`insert_rows` and :func:`insert_row`: by table, columns and
+#: dialect, the statement and what turns a row into the driver's parameters (each value
+#: through its column's converter, in the order the driver takes them).
 _INSERTS: dict[tuple[str, tuple[str, ...], str],
-               tuple[str, tuple[str, ...] | None, list[Callable[[Any], Any] | None]]] = {}
+               tuple[str, Callable[[tuple[Any, ...]], Any]]] = {}
 
 
 def insert_rows(conn: Connection, table: Table, columns: tuple[str, ...],
@@ -276,29 +310,49 @@ def insert_rows(conn: Connection, table: Table, columns: tuple[str, ...],
     microseconds a row: a tenth of a bulk import) is skipped, and so are Python-side
     column defaults: every column that has one must be in ``columns``.
     """
-    dialect = conn.dialect
-    key = (table.name, columns, dialect.name)
+    sql, to_driver = _compiled_insert(conn, table, columns)
+    conn.exec_driver_sql(sql, [to_driver(row) for row in rows])
+
+
+def insert_row(conn: Connection, table: Table, columns: tuple[str, ...],
+               row: tuple[Any, ...]) -> None:
+    """One row as :func:`insert_rows` inserts many, through the driver's ``execute``
+    (an audit row per write: 14 us instead of Core's 25 on SQLite)."""
+    sql, to_driver = _compiled_insert(conn, table, columns)
+    conn.exec_driver_sql(sql, to_driver(row))
+
+
+def _compiled_insert(conn: Connection, table: Table, columns: tuple[str, ...]
+                     ) -> tuple[str, Callable[[tuple[Any, ...]], Any]]:
+    """The insert of ``columns`` into ``table`` compiled for ``conn``'s dialect, and what
+    turns a row of them into the driver's parameters."""
+    key = (table.name, columns, conn.dialect.name)
     compiled = _INSERTS.get(key)
     if compiled is None:
-        if any(c.default is not None for c in table.c if c.name not in columns):
-            raise ValueError(f"insert_rows into {table.name}: a column with a default "
-                             "is left out")
-        statement = insert(table).compile(dialect=dialect, column_keys=list(columns))
-        positions = statement.positiontup
-        compiled = _INSERTS[key] = (
-            statement.string, tuple(positions) if positions is not None else None,
-            [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns])
-    sql, order, converters = compiled
-    if any(converters):
-        rows = [tuple(v if f is None else f(v) for f, v in zip(converters, row, strict=True))
-                for row in rows]
-    if order is None:  # a named paramstyle: the driver takes dicts
-        conn.exec_driver_sql(sql, [dict(zip(columns, row, strict=True)) for row in rows])
-    elif order == columns:
-        conn.exec_driver_sql(sql, list(rows))
-    else:
-        at = [columns.index(c) for c in order]
-        conn.exec_driver_sql(sql, [tuple(row[i] for i in at) for row in rows])
+        compiled = _INSERTS[key] = _compile_insert(conn.dialect, table, columns)
+    return compiled
+
+
+def _compile_insert(dialect: Any, table: Table, columns: tuple[str, ...]
+                    ) -> tuple[str, Callable[[tuple[Any, ...]], Any]]:
+    if any(c.default is not None for c in table.c if c.name not in columns):
+        raise ValueError(f"insert_rows into {table.name}: a column with a default "
+                         "is left out")
+    statement = insert(table).compile(dialect=dialect, column_keys=list(columns))
+    order = tuple(statement.positiontup) if statement.positiontup is not None else None
+    converters = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
+                  for c in columns]
+    at = [columns.index(c) for c in order] if order not in (None, columns) else None
+    convert = any(converters)
+
+    def to_driver(row: tuple[Any, ...]) -> Any:
+        if convert:
+            row = tuple(v if f is None else f(v) for f, v in zip(converters, row, strict=True))
+        if order is None:  # a named paramstyle: the driver takes dicts
+            return dict(zip(columns, row, strict=True))
+        return row if at is None else tuple(row[i] for i in at)
+
+    return statement.string, to_driver
 
 
 def current_connection(engine: Engine) -> Connection | None:

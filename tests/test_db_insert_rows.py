@@ -1,4 +1,5 @@
-"""``core.db.insert_rows``: the rows a bulk import hands to the driver land as
+"""``core.db.insert_rows`` (and ``insert_row``, one row): the rows a bulk import hands to
+the driver land as
 ``conn.execute(insert(...))`` would put them, on every backend, converted by their
 columns' types (UTC times, JSON) where those convert."""
 
@@ -9,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import insert, select
 
-from core.db import SystemDB, insert_rows
+from core.db import SystemDB, insert_row, insert_rows
 from core.schema import audit_log, um_user_attributes, um_users, userstores
 
 
@@ -27,19 +28,25 @@ def test_rows_land_whatever_the_column_order(db_url: str) -> None:
                          [(pks["id0"], "mail", "a@x.org"), (pks["id1"], "sn", "Ünal 100%")])
             insert_rows(conn, um_user_attributes, ("value", "user_pk", "name"),
                          [("Ann", pks["id0"], "givenName")])
+            insert_row(conn, um_user_attributes, ("name", "value", "user_pk"),
+                       ("cn", "Ben B", pks["id1"]))
             # columns that convert (a UTC time, JSON)
             insert_rows(conn, audit_log, ("at", "actor", "face", "application", "action",
                                            "target", "detail"),
                          [(now, "os:x", "cli", "resident", "user.add", "PRIMARY/u0",
                            {"import": True})])
+            insert_row(conn, audit_log, ("detail", "at", "actor", "face", "application",
+                                         "action", "target"),
+                       ({"one": [1]}, now, "os:x", "cli", "resident", "user.add", "PRIMARY/u1"))
         with db.transaction() as conn:
             attrs = sorted(conn.execute(select(
                 um_user_attributes.c.user_pk, um_user_attributes.c.name,
                 um_user_attributes.c.value)).all())
-            at, detail = conn.execute(select(audit_log.c.at, audit_log.c.detail)).one()
+            audited = conn.execute(select(audit_log.c.at, audit_log.c.detail)
+                                   .order_by(audit_log.c.pk)).all()
         assert attrs == sorted([(pks["id0"], "mail", "a@x.org"), (pks["id1"], "sn", "Ünal 100%"),
-                                (pks["id0"], "givenName", "Ann")])
-        assert at == now and detail == {"import": True}
+                                (pks["id0"], "givenName", "Ann"), (pks["id1"], "cn", "Ben B")])
+        assert audited == [(now, {"import": True}), (now, {"one": [1]})]
     finally:
         db.dispose()
 

@@ -365,6 +365,9 @@ def test_membership_both_ways(store_of: Callable[..., LdapUserStore],
     assert sorted(names(u for p in members for u in p)) == ["ann", "ben"]
     assert [g.name for g in store.groups_of(a.id)] == ["engineering", "ops"]
     assert store.groups_of(c.id) == []
+    assert store.get_user_with_groups(a.id) == (store.get_user(a.id), store.groups_of(a.id))
+    assert store.get_user_with_groups(c.id) == (store.get_user(c.id), [])
+    assert store.get_user_with_groups("no-such-id") is None
     store.update_members(eng.id, add=[c.id, a.id], remove=[b.id])
     assert sorted(names(store.members_of(eng.id, 10).items)) == ["ann", "cid"]
     assert [g.name for g in store.groups_of(b.id)] == []

@@ -398,6 +398,38 @@ def test_entra_default_mappings_are_accepted_and_unstored_ones_ignored(
     assert {s["name"] for s in name["subAttributes"]} == {"givenName", "familyName"}
 
 
+@pytest.mark.parametrize("sent", [
+    {"emails": [{"type": "work", "value": "wes@example.com"}], "active": True},  # as stored
+    {"emails": [{"type": "work", "value": "wes@example.com"},  # one work email is kept
+                {"type": "work", "value": "wes2@example.com"}]},
+], ids=["stored-as-sent", "stored-otherwise"])
+def test_writes_answer_what_a_read_then_finds(hr: httpx.Client,
+                                              sent: dict[str, object]) -> None:
+    """A POST's and a PATCH's answers are the user as stored, whether the resource sent
+    is kept as it is (answered from it) or not (of two work emails the store keeps one):
+    body, ETag and version all as a GET finds them right after."""
+    created = hr.post("/Users", json={"schemas": [USER], "userName": "wes",
+                                      "name": {"givenName": "Wes"}, **sent})
+    assert created.status_code == 201, created.text
+    location = f"/Users/{created.json()['id']}"
+    read = hr.get(location)
+    assert created.json() == read.json()
+    assert created.headers["ETag"] == read.headers["ETag"]
+    changed = patch(hr, location, {"op": "replace", "path": "name.familyName", "value": "W"},
+                    {"op": "add", "path": "emails", "value": [
+                        {"type": "work", "value": "wes3@example.com"}]})
+    assert changed.status_code == 204, changed.text
+    read = hr.get(location)
+    assert read.json()["name"] == {"givenName": "Wes", "familyName": "W"}
+    assert read.json()["emails"] == [{"type": "work", "value": "wes@example.com"}]
+    assert changed.headers["ETag"] == read.headers["ETag"] == read.json()["meta"]["version"]
+    shown = hr.patch(location, params={"attributes": "name,emails"}, json={
+        "schemas": [PATCH], "Operations": [{"op": "replace", "path": "active",
+                                             "value": False}]})
+    assert shown.status_code == 200, shown.text
+    assert shown.json() == hr.get(location, params={"attributes": "name,emails"}).json()
+
+
 def test_okta_default_profile_and_a_typeless_primary_email(sqlite_iam: Iam,
                                                            hr: httpx.Client) -> None:
     created = hr.post("/Users", json={

@@ -464,6 +464,54 @@ def test_batch_with_a_case_duplicate_in_a_case_insensitive_store(iam: Iam) -> No
     assert names(store.list_users(10).items) == ["ann", "ANN2"]
 
 
+def test_a_user_with_its_groups_in_one_read(iam: Iam) -> None:
+    """``get_user_with_groups`` answers what ``get_user`` and ``groups_of`` answer, groups
+    in name order; a user without attributes or groups, an unknown id, and a user of
+    another store in the same tables."""
+    store, other = primary(iam), side_store(iam, "OTHER")
+    ann, bare = store.add_users([new("ann", mail="a@example.com", sn="A"), new("bare")])
+    zed = store.add_group("zeta", [ann.id])
+    store.add_group("alpha", [ann.id])
+    store.add_group("empty")
+    found = store.get_user_with_groups(ann.id)
+    assert found is not None
+    assert found == (store.get_user(ann.id), store.groups_of(ann.id))
+    assert [g.name for g in found[1]] == ["alpha", "zeta"] and found[1][1] == \
+        store.get_group(zed.id)
+    assert store.get_user_with_groups(bare.id) == (store.get_user(bare.id), [])
+    assert store.get_user_with_groups("no-such-id") is None
+    assert other.get_user_with_groups(ann.id) is None
+
+
+def test_one_user_with_a_taken_name_in_a_transaction_that_goes_on(iam: Iam) -> None:
+    """One user's insert skips a taken name itself (SQLite, PostgreSQL): refused with the
+    stored spelling, and the transaction it ran in is still usable (PostgreSQL aborts a
+    transaction on a failed statement); the same name in another store is no conflict."""
+    store = side_store(iam, "CI", case_insensitive_usernames=True)
+    other = side_store(iam, "OTHER")
+    store.add_users([new("Ann", mail="ann@example.com")])
+    with iam.db.transaction():
+        with pytest.raises(AlreadyExists, match="CI/Ann already exists"):
+            store.add_user(new("ANN", mail="other@example.com"))
+        ben = store.add_user(new("ben"))
+        ann = other.add_user(new("ann"))
+    assert names(store.list_users(10).items) == ["Ann", "ben"]
+    assert store.get_user_by_name("ann").attributes == {"mail": "ann@example.com"}
+    assert store.get_user(ben.id) is not None and other.get_user(ann.id) is not None
+
+
+def test_set_attributes_replace_values_and_removed_go(iam: Iam) -> None:
+    store = primary(iam)
+    user = store.add_user(new("dora", mail="d@example.com", sn="Old", title="x"))
+    updated = store.update_attributes(user.id, {"sn": "New", "givenName": "Dora"}, ["title"])
+    stored = store.get_user(user.id)
+    assert stored is not None
+    assert updated.attributes == stored.attributes == {
+        "mail": "d@example.com", "sn": "New", "givenName": "Dora"}
+    with iam.db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(um_user_attributes)).scalar() == 3
+
+
 def test_batch_with_an_existing_name_writes_nothing(iam: Iam) -> None:
     store = primary(iam)
     store.add_users([new("carol")])

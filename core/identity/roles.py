@@ -112,6 +112,17 @@ class RoleOperations(UserOperations):
             return []
         return [role_view(g) for g in store.groups_of(user_id)]
 
+    def user_and_groups_by_id(self, domain: str, user_id: str
+                              ) -> tuple[UserView, list[RoleView]]:
+        """``get_user_by_id`` and ``groups_of_id`` in one store read where the store can."""
+        store = self.stores.store(domain)
+        if not store.capabilities.readable_groups:
+            return self.get_user_by_id(domain, user_id), []
+        found = store.get_user_with_groups(user_id)
+        if found is None:
+            raise NotFound(f"user {user_id} does not exist in {domain}")
+        return self._view(found[0]), [role_view(g) for g in found[1]]
+
     def groups_of_ids(self, domain: str, user_ids: Sequence[str]) -> dict[str, list[RoleView]]:
         """``groups_of_id`` for many users of one domain, in one store call (an id that is
         no user of the store has none)."""

@@ -45,7 +45,13 @@ from core.inbound.ratelimit import SharedTokenBuckets
 from core.inbound.resources import ResourceMapper
 from core.inbound.schemas import build_provider, mapped_paths, stored_types
 from core.inbound.service import IamScimService
-from core.inbound.storage import Client, IamScimStorage, conditional, current_client
+from core.inbound.storage import (
+    Client,
+    IamScimStorage,
+    conditional,
+    current_client,
+    in_lane,
+)
 from core.inbound.tokencache import TokenCache
 from core.inbound.unstored import Unstored
 from core.userstores.query_guard import Cancellation, current_cancellation
@@ -89,8 +95,7 @@ class ScimApplication(ASGIApplication):
                                                                 unstored))
         mapper = ResourceMapper(provider.model_for("User"),  # type: ignore[arg-type]
                                 provider.model_for("Group"), paths)  # type: ignore[arg-type]
-        self.scim_storage = IamScimStorage(iam.identity, mapper, paths, self.limits,
-                                           iam.db.transaction)
+        self.scim_storage = IamScimStorage(iam.identity, mapper, paths, self.limits, iam.db)
         self.handler = InThreadHandler(ScimHandler(self.service, self.scim_storage),
                                        self._lane)
         #: One bucket per application for every ``serve`` process of this home.
@@ -104,7 +109,7 @@ class ScimApplication(ASGIApplication):
         #: only add switching (15 to 20 % more CPU per request with 6). Bulk requests, and
         #: requests on LDAP, PostgreSQL or MariaDB stores, which wait on the network, run
         #: on the event loop's shared pool.
-        self._embedded_lane = Lane("scim-sqlite")
+        self._embedded_lane = Lane("scim-sqlite", finish=self.scim_storage.release)
         #: Route templates by what a request matched (bounded: known endpoints only).
         self._routes: dict[tuple[str, Operation, str | None, bool, bool], str] = {}
 
@@ -333,8 +338,9 @@ class InThreadHandler(AsyncScimHandler):
         if request.subject is not None:  # copied into the worker thread's context
             current_client.set(request.subject)
         conditional.set(bool(request.header("If-Match")))
-        run = contextvars.copy_context().run
         lane = self.lane(request)
+        in_lane.set(lane is not None)
+        run = contextvars.copy_context().run
         if lane is not None:
             return await lane.call(run, self._handle, request)
         return await asyncio.get_running_loop().run_in_executor(

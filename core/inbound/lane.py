@@ -26,8 +26,10 @@ _Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., An
 class Lane:
     """Calls run in the order they were made, in one thread started at the first call."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, finish: Callable[[], None] | None = None) -> None:
+        """``finish``: called in the lane's thread when it stops (to close what it kept)."""
         self.name = name
+        self._finish = finish
         self._queue: SimpleQueue[_Call | None] = SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -59,6 +61,8 @@ class Lane:
                 outcome = (None, exc)
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
                 loop.call_soon_threadsafe(_settle, future, *outcome)
+        if self._finish is not None:
+            self._finish()
 
 
 def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

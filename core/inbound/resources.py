@@ -104,6 +104,15 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
+#: What a dumped User holds besides its content (``stored_user`` compares the rest).
+_NOT_CONTENT = frozenset({"schemas", "meta", "id"})
+
+
+def _meta(user: UserView, content: Mapping[str, Any]) -> Meta:
+    return Meta(resource_type="User", created=user.created,
+                last_modified=user.modified or user.created, version=_version(content))
+
+
 class ResourceMapper:
     """Converts between the identity service's views and one provider's resource models."""
 
@@ -123,18 +132,35 @@ class ResourceMapper:
 
     def shown_user(self, user: UserView, groups: Iterable[RoleView]
                    ) -> tuple[Resource[Any], dict[str, str | None]]:
-        """A User and its claims as the resource holds them (``user_claims`` of it), read
+        """A User and its claims as the resource holds them (``claims_and_dump``), read
         from the plain data it was validated from rather than from a dump of it."""
         resource, content = self._user_resource(user, groups)
         return resource, self._claims_of(content)
 
+    def stored_user(self, user: UserView, groups: Iterable[RoleView],
+                    resource: Resource[Any], dumped: dict[str, Any]) -> Resource[Any]:
+        """``user_resource(user, groups)``, as ``resource`` itself when it holds exactly
+        that content: the resource a POST or PATCH wrote (``dumped``: its ``model_dump()``,
+        see :meth:`claims_and_dump`), which spares validating what it holds once more.
+        Anything the store did not keep as sent (a value no mapping holds, a password)
+        makes the contents differ, and the stored state is built as for a read."""
+        body = self._body(user, groups)
+        held = {k: v for k, v in dumped.items() if k not in _NOT_CONTENT}
+        if held != {k: v for k, v in body.items() if k != "id"} or \
+                dumped.get("schemas") != [self.user_model.__schema__]:
+            return self._validated(user, body)[0]
+        if resource.id != user.id:  # a created user's
+            resource.id = user.id
+        resource.meta = _meta(user, body)
+        return resource
+
     def _user_resource(self, user: UserView, groups: Iterable[RoleView]
                        ) -> tuple[Resource[Any], dict[str, Any]]:
-        """A User and the plain data it holds.
+        """A User and the plain data it holds."""
+        return self._validated(user, self._body(user, groups))
 
-        The body is built as plain data and validated once; only when a stored value is one
-        the schema rejects (a malformed URL, say) is it built path by path, leaving that
-        value out: it is hidden from the client rather than failing the whole user."""
+    def _body(self, user: UserView, groups: Iterable[RoleView]) -> dict[str, Any]:
+        """A User as plain data, as its resource is validated from."""
         body: dict[str, Any] = {"id": user.id, "userName": user.username}
         for p, _ in self.paths:
             value = user.claims.get(p.claim)
@@ -144,15 +170,21 @@ class ResourceMapper:
                     "type": "direct"} for g in groups]
         if members:
             body["groups"] = members
+        return body
+
+    def _validated(self, user: UserView, body: dict[str, Any]
+                   ) -> tuple[Resource[Any], dict[str, Any]]:
+        """``body`` validated once into a User, and the plain data the User holds. Only when
+        a stored value is one the schema rejects (a malformed URL, say) is it built path by
+        path, leaving that value out: it is hidden from the client rather than failing the
+        whole user."""
         try:
             resource = self.user_model.model_validate(body)
             content = body  # what the resource holds: the same state digests the same
         except ValidationError:
-            resource = self._user_path_by_path(user, members)
+            resource = self._user_path_by_path(user, body.get("groups", []))
             content = resource.model_dump(exclude={"meta"})
-        resource.meta = Meta(resource_type="User", created=user.created,
-                             last_modified=user.modified or user.created,
-                             version=_version(content))
+        resource.meta = _meta(user, content)
         return resource, content
 
     def _user_path_by_path(self, user: UserView, members: list[dict[str, str]]
@@ -171,9 +203,12 @@ class ResourceMapper:
             resource.groups = members  # type: ignore[attr-defined]
         return resource
 
-    def user_claims(self, resource: Resource[Any]) -> dict[str, str | None]:
-        """Every mapped claim of a User resource: its value, or None when it is absent."""
-        return self._claims_of(resource.model_dump())
+    def claims_and_dump(self, resource: Resource[Any]
+                        ) -> tuple[dict[str, str | None], dict[str, Any]]:
+        """Every mapped claim of a User resource (its value, or None when it is absent), and
+        the ``model_dump()`` they were read from."""
+        dumped = resource.model_dump()
+        return self._claims_of(dumped), dumped
 
     def _claims_of(self, body: dict[str, Any]) -> dict[str, str | None]:
         out: dict[str, str | None] = {}

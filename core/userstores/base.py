@@ -269,6 +269,12 @@ class UserStore(Protocol):
         """The groups the user is a member of. Raises ``NotFound`` for an absent user."""
         ...
 
+    def get_user_with_groups(self, user_id: str
+                             ) -> tuple[StoredUser, list[StoredGroup]] | None:
+        """``get_user`` and the ``groups_of`` the user found, in one read where the store
+        can (a SCIM read or PATCH of one user); None for an absent user."""
+        ...
+
     def groups_of_users(self, user_ids: Sequence[str]) -> dict[str, list[StoredGroup]]:
         """``groups_of`` of each id (none for an id that is not a user here, never an
         error)."""

@@ -730,6 +730,14 @@ class LdapUserStore:
     def groups_of(self, user_id: str) -> list[StoredGroup]:
         return self.dir.call(lambda conn: self._groups_of(conn, self._need_user(conn, user_id)))
 
+    def get_user_with_groups(self, user_id: str
+                             ) -> tuple[StoredUser, list[StoredGroup]] | None:
+        """Over one connection (a directory has no cheaper way to ask)."""
+        def run(conn: Connection) -> tuple[StoredUser, list[StoredGroup]] | None:
+            entry = self._user_by_id(conn, user_id)
+            return (self._user(entry), self._groups_of(conn, entry)) if entry else None
+        return self.dir.call(run)
+
     def groups_of_users(self, user_ids: Sequence[str]) -> dict[str, list[StoredGroup]]:
         """``groups_of`` for many users over one connection (a directory has no cheaper
         way to ask); an id that is not a user of this store has none."""

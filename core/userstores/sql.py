@@ -22,16 +22,22 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Executable,
     bindparam,
     delete,
     func,
     insert,
+    literal_column,
+    null,
     select,
+    type_coerce,
+    union_all,
     update,
 )
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from core.db import current_connection, in_chunks, insert_rows
+from core.db import InStatement, current_connection, in_chunks, insert_rows
 from core.errors import AlreadyExists, InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
 from core.passwords import PasswordHashing
 from core.schema import um_groups, um_memberships, um_user_attributes, um_users
@@ -188,9 +194,8 @@ class SqlUserStore:
         out: dict[int, dict[str, str]] = {pk: {} for pk in pks}
         if not pks:
             return out
-        rows = conn.execute(_ATTRIBUTES_OF, {"pks": list(pks)})
-        for user_pk, name, value in rows:
-            out[user_pk][name] = value
+        for row in _ATTRIBUTES_OF.execute(conn, {"pks": list(pks)}):
+            out[row.user_pk][row.name] = row.value
         return out
 
     def _users(self, conn: Connection, rows: Sequence[Any]) -> list[StoredUser]:
@@ -229,26 +234,7 @@ class SqlUserStore:
                                                strict=True)
         ]
         with self._conn() as conn:
-            existing = conn.execute(_NAMES_TAKEN, {"store": self.domain, "keys": keys}).scalar()
-            if existing is not None:
-                raise AlreadyExists(f"user {self.domain}/{existing} already exists")
-            pks: dict[str, int]
-            try:
-                if len(rows) == 1:  # one user (SCIM, the console): its key comes back
-                    primary = conn.execute(_INSERT_USER, rows[0]).inserted_primary_key
-                    assert primary is not None
-                    pks = {rows[0]["user_id"]: int(primary[0])}
-                else:
-                    # Keys only grow (SQLite's max + 1, a sequence, AUTO_INCREMENT), so this
-                    # batch's are above the largest before it: read them back by that range
-                    # (rows another writer added meanwhile come too, and are not looked up).
-                    after = conn.execute(_LAST_PK).scalar() or 0
-                    insert_rows(conn, um_users, _USER_COLUMNS,
-                                [tuple(r[c] for c in _USER_COLUMNS) for r in rows])
-                    pks = {r.user_id: r.pk for r in conn.execute(_PKS_AFTER, {"after": after})}
-            except IntegrityError as exc:
-                raise AlreadyExists(
-                    f"a user of this batch already exists in {self.domain}") from exc
+            pks = self._insert_users(conn, rows, keys)
             attr_rows = [
                 (pks[r["user_id"]], k, v)
                 for r, u in zip(rows, users, strict=True)
@@ -260,6 +246,36 @@ class SqlUserStore:
             StoredUser(r["user_id"], self.domain, r["username"], dict(u.attributes), now, now)
             for r, u in zip(rows, users, strict=True)
         ]
+
+    def _insert_users(self, conn: Connection, rows: list[dict[str, Any]], keys: list[str]
+                      ) -> dict[str, int]:
+        """Insert the rows of ``um_users``: their keys by user id, or AlreadyExists."""
+        new_user = _INSERT_NEW_USER.get(conn.dialect.name) \
+            if len(rows) == 1 and conn.dialect.insert_returning else None
+        if new_user is not None:
+            # One user (SCIM, the console) where the insert itself can skip a name that is
+            # taken: its key comes back, and the name is looked up only when it is taken.
+            pk = conn.execute(new_user, rows[0]).scalar()
+            if pk is not None:
+                return {rows[0]["user_id"]: int(pk)}
+        existing = _NAMES_TAKEN.execute(conn, {"store": self.domain, "keys": keys}).scalar()
+        if existing is not None:
+            raise AlreadyExists(f"user {self.domain}/{existing} already exists")
+        try:
+            if len(rows) == 1:  # its key comes back
+                primary = conn.execute(_INSERT_USER, rows[0]).inserted_primary_key
+                assert primary is not None
+                return {rows[0]["user_id"]: int(primary[0])}
+            # Keys only grow (SQLite's max + 1, a sequence, AUTO_INCREMENT), so this
+            # batch's are above the largest before it: read them back by that range
+            # (rows another writer added meanwhile come too, and are not looked up).
+            after = conn.execute(_LAST_PK).scalar() or 0
+            insert_rows(conn, um_users, _USER_COLUMNS,
+                        [tuple(r[c] for c in _USER_COLUMNS) for r in rows])
+            return {r.user_id: r.pk for r in conn.execute(_PKS_AFTER, {"after": after})}
+        except IntegrityError as exc:
+            raise AlreadyExists(
+                f"a user of this batch already exists in {self.domain}") from exc
 
     def get_user(self, user_id: str) -> StoredUser | None:
         with self._conn() as conn:
@@ -299,10 +315,14 @@ class SqlUserStore:
                 raise NotFound(f"user {user_id} does not exist in {self.domain}")
             pk, user = found
             names = list(set_) + list(remove)
-            if names:
-                conn.execute(_DELETE_ATTRIBUTES, {"pk": pk, "names": names})
+            # A value set replaces the stored one in the insert itself where the dialect
+            # can (one statement less than deleting it first).
+            upsert = _UPSERT_ATTRIBUTE.get(conn.dialect.name)
+            gone = list(remove) if upsert is not None else names
+            if gone:
+                conn.execute(_DELETE_ATTRIBUTES, {"pk": pk, "names": gone})
             if set_:
-                conn.execute(insert(um_user_attributes), [
+                conn.execute(_INSERT_ATTRIBUTE if upsert is None else upsert, [
                     {"user_pk": pk, "name": k, "value": v} for k, v in set_.items()])
             kept = {k: v for k, v in user.attributes.items() if k not in names}
             return dataclasses.replace(user, attributes={**kept, **set_}, modified=now)
@@ -547,13 +567,28 @@ class SqlUserStore:
             raise NotFound(f"user {user_id} does not exist in {self.domain}")
         return [self._group(r) for r in rows if r.pk is not None]
 
+    def get_user_with_groups(self, user_id: str
+                             ) -> tuple[StoredUser, list[StoredGroup]] | None:
+        """One statement: the user's attribute rows, then its groups' rows in name order."""
+        with self._conn() as conn:
+            rows = conn.execute(_USER_AND_GROUPS, {"id": user_id}).all()
+        if not rows or rows[0].store != self.domain:
+            return None
+        r = rows[0]
+        attributes = {a.attribute: a.value for a in rows
+                      if a.kind == "a" and a.attribute is not None}
+        groups = [StoredGroup(g.group_id, self.domain, g.group_name, g.group_created,
+                              g.group_modified) for g in rows if g.kind == "g"]
+        return StoredUser(r.user_id, self.domain, r.username, attributes, r.created,
+                          r.modified), groups
+
     def groups_of_users(self, user_ids: Sequence[str]) -> dict[str, list[StoredGroup]]:
         """``groups_of`` for many users in one query: each id's groups in name order; an
         id that is not a user of this store has none."""
         out: dict[str, list[StoredGroup]] = {uid: [] for uid in user_ids}
         with self._conn() as conn:
             for chunk in in_chunks(user_ids):
-                for r in conn.execute(_GROUPS_OF_IDS, {"ids": chunk}):
+                for r in _GROUPS_OF_IDS.execute(conn, {"ids": chunk}):
                     if r.member_store == self.domain:
                         out[r.member_id].append(self._group(r))
         return out
@@ -579,10 +614,14 @@ class SqlUserStore:
 _ids: Any = bindparam("ids", expanding=True)
 _USERS_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
     um_users.c.user_id.in_(_ids))
-_NAMES_TAKEN = select(um_users.c.username).where(
-    um_users.c.store == bindparam("store"),
-    um_users.c.username_key.in_(bindparam("keys", expanding=True))).limit(1)
+_NAMES_TAKEN = InStatement(lambda keys: select(um_users.c.username).where(
+    um_users.c.store == bindparam("store"), keys).limit(1), um_users.c.username_key, "keys")
 _INSERT_USER = insert(um_users)
+#: One user's insert that adds nothing when its name is taken in the store (by dialect).
+_INSERT_NEW_USER: dict[str, Executable] = {
+    name: dialect.insert(um_users).on_conflict_do_nothing(
+        index_elements=[um_users.c.store, um_users.c.username_key]).returning(um_users.c.pk)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
 _ATTRIBUTE_COLUMNS = ("user_pk", "name", "value")
 _USER_COLUMNS = ("store", "user_id", "username", "username_key", "created", "modified",
                  "password_hash")
@@ -600,6 +639,25 @@ _GROUPS_OF_ID = (
 _DELETE_ATTRIBUTES = delete(um_user_attributes).where(
     um_user_attributes.c.user_pk == bindparam("pk"),
     um_user_attributes.c.name.in_(bindparam("names", expanding=True)))
+_INSERT_ATTRIBUTE = insert(um_user_attributes)
+
+
+def _upserts() -> dict[str, Executable]:
+    """An attribute's insert that replaces the user's value of that name if it has one,
+    by dialect (``um_user_attributes`` is unique by user and name)."""
+    out: dict[str, Executable] = {}
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql)):
+        statement = dialect.insert(um_user_attributes)
+        out[name] = statement.on_conflict_do_update(
+            index_elements=[um_user_attributes.c.user_pk, um_user_attributes.c.name],
+            set_={"value": statement.excluded.value})
+    statement = mysql.insert(um_user_attributes)
+    out["mysql"] = out["mariadb"] = statement.on_duplicate_key_update(
+        value=statement.inserted.value)
+    return out
+
+
+_UPSERT_ATTRIBUTE = _upserts()
 _TOUCH_USER = update(um_users).where(
     um_users.c.user_id == bindparam("id"), um_users.c.store == bindparam("in_store")).values(
     modified=bindparam("at"))
@@ -610,12 +668,40 @@ _USER_WITH_ATTRIBUTES = (
     .select_from(um_users)
     .outerjoin(um_user_attributes, um_user_attributes.c.user_pk == um_users.c.pk)
     .where(um_users.c.user_id == bindparam("id")))
-_ATTRIBUTES_OF = select(um_user_attributes.c.user_pk, um_user_attributes.c.name,
-                        um_user_attributes.c.value).where(
-    um_user_attributes.c.user_pk.in_(bindparam("pks", expanding=True)))
-_GROUPS_OF_IDS = (
-    select(um_users.c.user_id.label("member_id"), um_users.c.store.label("member_store"),
-           *SqlUserStore._group_cols)
+
+def _user_and_groups() -> Any:
+    """A user with its attributes (kind ``a``: one row each, or one of NULLs) and its groups
+    (kind ``g``: one row each, in name order), as one statement: the two reads of a SCIM
+    read or PATCH of one user."""
+    user = (*SqlUserStore._user_cols, um_users.c.store)
+    groups = (um_groups.c.group_id, um_groups.c.name, um_groups.c.created,
+              um_groups.c.modified, um_groups.c.name_key)
+    labels = ("group_id", "group_name", "group_created", "group_modified", "group_key")
+    by_id = um_users.c.user_id == bindparam("id")
+    attributes = (
+        select(literal_column("'a'").label("kind"), *user,
+               um_user_attributes.c.name.label("attribute"), um_user_attributes.c.value,
+               *(type_coerce(null(), c.type).label(n) for c, n in zip(groups, labels,
+                                                                     strict=True)))
+        .select_from(um_users)
+        .outerjoin(um_user_attributes, um_user_attributes.c.user_pk == um_users.c.pk)
+        .where(by_id))
+    memberships = (
+        select(literal_column("'g'"), *user, null(), null(), *groups)
+        .select_from(um_users)
+        .join(um_memberships, um_memberships.c.user_pk == um_users.c.pk)
+        .join(um_groups, um_groups.c.pk == um_memberships.c.group_pk)
+        .where(by_id))
+    return union_all(attributes, memberships).order_by("kind", "group_key")
+
+
+_USER_AND_GROUPS = _user_and_groups()
+_ATTRIBUTES_OF = InStatement(lambda pks: select(
+    um_user_attributes.c.user_pk, um_user_attributes.c.name, um_user_attributes.c.value
+).where(pks), um_user_attributes.c.user_pk, "pks")
+_GROUPS_OF_IDS = InStatement(lambda ids: select(
+    um_users.c.user_id.label("member_id"), um_users.c.store.label("member_store"),
+    *SqlUserStore._group_cols)
     .join(um_memberships, um_memberships.c.group_pk == um_groups.c.pk)
     .join(um_users, um_users.c.pk == um_memberships.c.user_pk)
-    .where(um_users.c.user_id.in_(_ids)).order_by(um_groups.c.name_key))
+    .where(ids).order_by(um_groups.c.name_key), um_users.c.user_id, "ids")
