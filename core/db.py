@@ -202,6 +202,16 @@ class SystemDB:
     def table_names(self) -> set[str]:
         return set(inspect(self.engine).get_table_names())
 
+    def connect(self) -> Connection:
+        """A connection for a caller to keep across many transactions
+        (``transaction(on=...)``); StoreUnavailable when none can be made."""
+        try:
+            return self.engine.connect()
+        except (OperationalError, DBAPIError) as exc:
+            raise StoreUnavailable(
+                f"system database {self.safe_url} is unreachable: {_first_line(exc)}"
+            ) from exc
+
     @contextlib.contextmanager
     def transaction(self, on: Connection | None = None) -> Iterator[Connection]:
         """Join the ambient transaction, or open one that commits when the block ends.

@@ -33,7 +33,6 @@ from scim2_models import (
 )
 from scim2_server.storage import ScimStorage, SearchPage
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 
 from core.apps import Application
 from core.db import SystemDB
@@ -181,11 +180,7 @@ class IamScimStorage(ScimStorage):
             return None
         conn: Connection | None = getattr(self._kept, "conn", None)
         if conn is None or conn.closed or conn.invalidated:
-            try:
-                conn = self._kept.conn = self._db.engine.connect()
-            except DBAPIError as exc:
-                raise StoreUnavailable(f"system database {self._db.safe_url} is "
-                                       f"unreachable: {exc.orig}") from exc
+            conn = self._kept.conn = self._db.connect()
         return conn
 
     def release(self) -> None:

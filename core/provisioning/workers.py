@@ -33,7 +33,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from connectors.base import ConnectorError
 from core import config_versions, idps
@@ -230,11 +229,7 @@ class WorkerPool:
         """A transaction on the database thread's own connection, opened on first use and
         dropped after any failure (the next step connects again)."""
         if self._conn is None:
-            try:
-                self._conn = self.host.db.engine.connect()
-            except (OperationalError, DBAPIError) as exc:
-                raise StoreUnavailable(f"system database {self.host.db.safe_url} is "
-                                       f"unreachable: {exc.orig}") from exc
+            self._conn = self.host.db.connect()
         try:
             with self.host.db.transaction(on=self._conn) as conn:
                 yield conn
