@@ -67,7 +67,7 @@ DEADLINE = 1800.0  # seconds: a safety net for one run, not a target
 NOTES = "<!-- notes: kept when the benchmark rewrites the numbers above -->"
 #: Jobs not yet ended (the states ``ix_prov_jobs_state_next`` leads with).
 #: The event loop of both runs: uvloop's, as ``mware-iam serve`` and ``mware-iam worker``
-#: run the pool on (``core.http.server.run_on_uvloop``).
+#: run the pool on (``core.event_loops.new_event_loop``).
 LOOP: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
 OPEN_STATES = (JobState.PENDING.value, JobState.INFLIGHT.value, JobState.RETRY.value)
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from core.cli.context import close_iam, current_iam
-from core.http.server import run_on_uvloop, run_until_signalled
+from core.event_loops import run_on_uvloop
+from core.http.server import run_until_signalled
 from core.http.supervisor import Serving
 from core.http.supervisor import serve as run_serving
 from core.identity.events import Face, Initiator

@@ -14,7 +14,7 @@ import errno
 import logging
 import signal
 import socket
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from core.errors import IamError, InvalidInput
@@ -155,14 +155,3 @@ async def _serve_http(iam: Iam, sock: socket.socket, stop: asyncio.Event,
         stop.set()  # the server ended (or failed): the workers stop too
         watcher.cancel()
         server.config.app.close()
-
-
-def run_on_uvloop(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` on uvloop's event loop (asyncio's own where uvloop is not installed:
-    it is not on Windows)."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    uvloop.run(main)

@@ -35,7 +35,8 @@ from typing import NoReturn
 from prometheus_client import multiprocess
 
 from core import metrics
-from core.http.server import listen, run_on_uvloop, run_until_signalled
+from core.event_loops import run_on_uvloop
+from core.http.server import listen, run_until_signalled
 from core.iam import Iam
 from core.inbound import Limits
 

@@ -37,6 +37,7 @@ from sqlalchemy import Connection
 from connectors.base import ConnectorError
 from core import config_versions, idps
 from core.errors import IamError, StoreUnavailable
+from core.event_loops import new_event_loop
 from core.identity.events import IdentityEvent, Phase
 from core.provisioning import breaker, executor, outbox
 from core.provisioning.executor import Outcome, Prepared
@@ -57,14 +58,12 @@ Finished = tuple[Prepared, Outcome | None]
 T = TypeVar("T")
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop (the one ``serve`` and ``worker`` run on), asyncio's own where
-    uvloop is not installed (it is not on Windows)."""
+def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
+    """The pool's thread: its loop, until ``run``'s work is done."""
     try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+        loop.run_forever()
+    finally:
+        loop.close()
 
 
 class WorkerPool:
@@ -125,41 +124,22 @@ class WorkerPool:
         The work runs on a thread of its own, with its own event loop (uvloop's where it is
         installed); this coroutine only waits for it. Listeners are called in that thread.
         """
-        caller = asyncio.get_running_loop()
-        ended: asyncio.Future[None] = caller.create_future()
         loop = new_event_loop()
         halt = asyncio.Event()  # waited on in the pool's loop only
-
-        def settle(error: BaseException | None) -> None:
-            if not ended.done():
-                if error is None:
-                    ended.set_result(None)
-                else:
-                    ended.set_exception(error)
-
-        def work() -> None:
-            error: BaseException | None = None
-            try:
-                loop.run_until_complete(self._run(halt))
-            except BaseException as exc:  # handed to the caller, which raises it
-                error = exc
-            finally:
-                loop.close()
-                with contextlib.suppress(RuntimeError):  # the caller's loop has ended
-                    caller.call_soon_threadsafe(settle, error)
-
-        threading.Thread(target=work, name="mware-iam-workers", daemon=True).start()
-        async def stopped() -> None:
-            await stop.wait()
-
-        stopping = asyncio.ensure_future(stopped())
+        done = asyncio.run_coroutine_threadsafe(self._run(halt), loop)
+        done.add_done_callback(lambda _: loop.stop())  # in the pool's thread
+        threading.Thread(target=_run_forever, args=(loop,), name="mware-iam-workers",
+                         daemon=True).start()
+        work = asyncio.wrap_future(done)
+        stopping = asyncio.ensure_future(stop.wait())
+        waiting: list[asyncio.Future[Any]] = [work, stopping]
         try:
-            await asyncio.wait([ended, stopping], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
             with contextlib.suppress(RuntimeError):  # the pool's loop has ended already
                 loop.call_soon_threadsafe(halt.set)
-            await asyncio.shield(ended)
+            await asyncio.shield(work)
 
     async def _run(self, stop: asyncio.Event) -> None:
         """``run``'s work, in the pool's own loop."""
