@@ -13,6 +13,8 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -343,6 +345,17 @@ def _compiled_insert(conn: Connection, table: Table, columns: tuple[str, ...]
     return compiled
 
 
+def _is_time(column: ColumnElement[Any]) -> bool:
+    try:
+        return issubclass(column.type.python_type, datetime)
+    except NotImplementedError:
+        return False
+
+
+#: A value no row holds (``_compile_insert``'s last converted value before the first).
+_NOTHING = object()
+
+
 def _compile_insert(dialect: Any, table: Table, columns: tuple[str, ...]
                     ) -> tuple[str, Callable[[tuple[Any, ...]], Any]]:
     if any(c.default is not None for c in table.c if c.name not in columns):
@@ -352,15 +365,32 @@ def _compile_insert(dialect: Any, table: Table, columns: tuple[str, ...]
     order = tuple(statement.positiontup) if statement.positiontup is not None else None
     converters = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
                   for c in columns]
-    at = [columns.index(c) for c in order] if order not in (None, columns) else None
-    convert = any(converters)
+    at = itemgetter(*[columns.index(c) for c in order]) if order not in (None, columns) \
+        else None
+    #: Only the columns that have a converter (most have none: ints, strings); those of
+    #: times (immutable) with the last value converted and the result, since the rows of
+    #: one write share their time, whose conversion costs more than the rest of the row.
+    convert = [(i, f, _is_time(table.c[columns[i]])) for i, f in enumerate(converters)
+               if f is not None]
+    last: list[tuple[Any, Any]] = [(_NOTHING, None)] * len(convert)
 
     def to_driver(row: tuple[Any, ...]) -> Any:
         if convert:
-            row = tuple(v if f is None else f(v) for f, v in zip(converters, row, strict=True))
+            values = list(row)
+            for n, (i, f, time) in enumerate(convert):
+                value = values[i]
+                if not time:
+                    values[i] = f(value)
+                    continue
+                seen, converted = last[n]
+                if value is not seen:
+                    converted = f(value)
+                    last[n] = (value, converted)
+                values[i] = converted
+            row = tuple(values)
         if order is None:  # a named paramstyle: the driver takes dicts
             return dict(zip(columns, row, strict=True))
-        return row if at is None else tuple(row[i] for i in at)
+        return row if at is None else at(row)
 
     return statement.string, to_driver
 

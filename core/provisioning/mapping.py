@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
-from core.db import in_chunks
+from core.db import in_chunks, insert_rows
 from core.schema import prov_mappings
 
 
@@ -83,7 +83,9 @@ _GET_MANY = select(prov_mappings).where(
 _BY_REMOTE = select(prov_mappings).where(
     _m.target == bindparam("target"), _m.entity_type == bindparam("entity_type"),
     _m.remote_id.in_(bindparam("ids", expanding=True)))
-_INSERT = insert(prov_mappings)
+#: The columns ``put_many`` writes a new mapping with.
+_PUT_COLUMNS = ("target", "entity_type", "entity_domain", "entity_id", "adopted", "remote_id",
+                "remote_name", "last_sync", "last_outcome", "last_error")
 _UPDATE_KNOWN = update(prov_mappings).where(
     _m.target == bindparam("t"), _m.entity_type == bindparam("et"),
     _m.entity_id == bindparam("eid")).values(
@@ -118,12 +120,10 @@ def put_many(conn: Connection, puts: Sequence[Put]) -> None:
     now = _now()
     new = [p for p in puts if not p.exists]
     known = [p for p in puts if p.exists]
-    if new:
-        conn.execute(_INSERT, [
-            {"target": p.target, "entity_type": p.entity_type, "entity_domain": p.domain,
-             "entity_id": p.entity_id, "adopted": p.adopted, "remote_id": p.remote_id,
-             "remote_name": p.remote_name, "last_sync": now, "last_outcome": "succeeded",
-             "last_error": None} for p in new])
+    if new:  # straight through the driver: a worker stores one a job created
+        insert_rows(conn, prov_mappings, _PUT_COLUMNS, [
+            (p.target, p.entity_type, p.domain, p.entity_id, p.adopted, p.remote_id,
+             p.remote_name, now, "succeeded", None) for p in new])
     if known:
         conn.execute(_UPDATE_KNOWN, [
             {"t": p.target, "et": p.entity_type, "eid": p.entity_id, "rid": p.remote_id,

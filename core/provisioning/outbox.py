@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 
 from core import metrics
-from core.db import in_chunks
+from core.db import in_chunks, insert_row, insert_rows
 from core.errors import InvalidInput, NotFound
 from core.schema import prov_attempts, prov_jobs
 
@@ -219,10 +219,9 @@ def enqueue(
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-#: Built once: the planner writes a job for every user of a bulk import, and workers an
-#: attempt for every job (building a statement costs more than running it).
+#: Built once: the planner writes a job for every user of a bulk import (building a
+#: statement costs more than running it).
 _INSERT = insert(prov_jobs)
-_INSERT_ATTEMPT = insert(prov_attempts)
 
 
 #: What makes a job runnable, in the order claims take them: leases of workers that died,
@@ -282,11 +281,29 @@ _LEASE = update(prov_jobs).where(
 ).values(state=JobState.INFLIGHT.value, lease_owner=bindparam("token"),
          lease_until=bindparam("until"), attempts=_c.attempts + 1,
          updated=bindparam("leased_at"))
+#: What a lease reads of each leased job: the columns it did not write itself (the lease
+#: knows its state, owner and time; each column read costs its conversion, a time's the most).
+_LEASE_READS = (_c.pk, _c.target, _c.operation, _c.entity_type, _c.entity_domain,
+                _c.entity_id, _c.entity_name, _c.payload, _c.attempts, _c.next_attempt_at,
+                _c.application, _c.jit, _c.blocking, _c.last_error, _c.last_status,
+                _c.created, _c.round_base, _c.round_started)
 #: The same, answering the leased rows where the database can (SQLite, PostgreSQL): they
 #: need not be read again.
-_LEASE_RETURNING = _LEASE.returning(*prov_jobs.c)
-_LEASED = select(prov_jobs).where(_c.pk.in_(bindparam("chosen", expanding=True)),
-                                  _c.lease_owner == bindparam("token")).order_by(_c.pk)
+_LEASE_RETURNING = _LEASE.returning(*_LEASE_READS)
+_LEASED = select(*_LEASE_READS).where(_c.pk.in_(bindparam("chosen", expanding=True)),
+                                      _c.lease_owner == bindparam("token")).order_by(_c.pk)
+_OPERATIONS = {o.value: o for o in Operation}
+
+
+def _leased(rows: Sequence[Any], token: str, now: datetime) -> list[Job]:
+    """The jobs of ``_LEASE_READS`` rows, as the lease left them."""
+    return [Job(pk, target, _OPERATIONS[operation], entity_type, domain, entity_id, name,
+                payload, JobState.INFLIGHT, attempts, next_attempt_at, application, jit,
+                blocking, last_error, last_status, created, now, token, round_base,
+                round_started)
+            for (pk, target, operation, entity_type, domain, entity_id, name, payload,
+                 attempts, next_attempt_at, application, jit, blocking, last_error,
+                 last_status, created, round_base, round_started) in rows]
 
 
 def claim(
@@ -319,11 +336,11 @@ def claim(
              "leased_at": now}
     rows: Sequence[Any]
     if conn.dialect.update_returning:
-        rows = sorted(conn.execute(_LEASE_RETURNING, lease).all(), key=lambda r: r.pk)
+        rows = sorted(conn.execute(_LEASE_RETURNING, lease).all(), key=lambda r: r[0])
     else:  # MariaDB: UPDATE has no RETURNING
         conn.execute(_LEASE, lease)
         rows = conn.execute(_LEASED, {"chosen": chosen, "token": token}).all()
-    return [_job(r) for r in rows]
+    return _leased(rows, token, now)
 
 
 def get(conn: Connection, pk: int) -> Job:
@@ -398,11 +415,21 @@ def record_attempt(
                                    exchanges)])
 
 
+#: The columns an attempt row is written with (``record_attempts``).
+_ATTEMPT_COLUMNS = ("job_pk", "target", "at", "duration_ms", "outcome", "status_code", "error",
+                    "exchanges")
+
+
 def record_attempts(conn: Connection, attempts: Sequence[Attempt]) -> None:
-    conn.execute(_INSERT_ATTEMPT, [
-        {"job_pk": a.job.pk, "target": a.job.target, "at": a.started,
-         "duration_ms": a.duration_ms, "outcome": a.outcome, "status_code": a.status,
-         "error": a.error, "exchanges": list(a.exchanges)} for a in attempts])
+    """Write the attempt rows: one a job's attempt, in one ``executemany`` straight
+    through the driver (a worker writes one per job; Core's per-row parameter handling
+    cost more than the insert)."""
+    rows = [(a.job.pk, a.job.target, a.started, a.duration_ms, a.outcome, a.status, a.error,
+             list(a.exchanges)) for a in attempts]
+    if len(rows) == 1:
+        insert_row(conn, prov_attempts, _ATTEMPT_COLUMNS, rows[0])
+    else:
+        insert_rows(conn, prov_attempts, _ATTEMPT_COLUMNS, rows)
     for a in attempts:
         metrics.child(metrics.ATTEMPTS, a.job.target, a.outcome).inc()
         if a.duration_ms > 0:  # something was sent (a skip, hold or wait sends nothing)
