@@ -13,6 +13,7 @@ import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
+from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
@@ -32,6 +33,8 @@ PREFIXES = {SOAP_NS: "soap", SPML_NS: "spml", SUSPEND_NS: "spmlsuspend",
             SEARCH_NS: "spmlsearch", DSML_NS: "dsml", DSML_PROFILE: "spmldsml"}
 for _ns, _prefix in PREFIXES.items():
     ET.register_namespace(_prefix, _ns)
+#: What an attribute value escapes besides ``&``, ``<`` and ``>``.
+_ATTRIB_ENTITIES = {'"': "&quot;", "\r": "&#13;", "\n": "&#10;", "\t": "&#09;"}
 _DECLARATION = "<?xml version='1.0' encoding='utf-8'?>\n"
 
 #: Characters XML 1.0 can carry (a value with any other cannot be sent).
@@ -166,28 +169,13 @@ def _serialized(node: ET.Element, out: list[str], used: set[str]) -> None:
 
 def _escape_text(text: str) -> str:
     """Character data escaped as ElementTree escapes it."""
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    return text
+    return escape(text)
 
 
 def _escape_attrib(text: str) -> str:
     """An attribute value escaped as ElementTree escapes it (line ends and tabs as
     character references, so that they survive attribute value normalization)."""
-    text = _escape_text(text)
-    if '"' in text:
-        text = text.replace('"', "&quot;")
-    if "\r" in text:
-        text = text.replace("\r", "&#13;")
-    if "\n" in text:
-        text = text.replace("\n", "&#10;")
-    if "\t" in text:
-        text = text.replace("\t", "&#09;")
-    return text
+    return escape(text, _ATTRIB_ENTITIES)
 
 
 def parse(content: bytes, what: str = "the document") -> ET.Element:
