@@ -51,17 +51,17 @@ def accommodating(connector_type: str) -> httpx.MockTransport:
 @contextlib.contextmanager
 def answered_in_process(transport: httpx.MockTransport) -> Iterator[None]:
     """The worker pool's target clients send through ``transport``."""
-    real = target_clients.httpx.AsyncClient
+    real = target_clients.TargetClient
 
     class Client(real):  # type: ignore[misc,valid-type]
         def __init__(self, **kwargs: object) -> None:
             super().__init__(transport=transport, **kwargs)
 
-    target_clients.httpx.AsyncClient = Client
+    target_clients.TargetClient = Client  # type: ignore[misc]
     try:
         yield
     finally:
-        target_clients.httpx.AsyncClient = real
+        target_clients.TargetClient = real  # type: ignore[misc]
 
 
 async def _bare(requests: list[Request], transport: httpx.MockTransport, base: str) -> None:

@@ -575,9 +575,21 @@ class SalesforceConnector(Connector):
 
     def _request(self, method: str, url: str, what: str, **kwargs: Any) -> httpx.Request:
         try:
-            return self.client.build_request(method, url, **kwargs)
+            return self.client.build_request(method, self._parsed(url), **kwargs)
         except httpx.InvalidURL as exc:
             raise PermanentError(f"{what}: {url} is not a usable URL: {exc}") from None
+
+    def _parsed(self, url: str) -> httpx.URL | str:
+        """``url`` parsed, once for every connector sharing ``memo`` when it is a
+        collection's or the service's (ending in ``/``: a few per org, where an object's
+        URL is one of millions)."""
+        if not url.endswith("/"):
+            return url
+        known: dict[str, httpx.URL] = self.memo.setdefault("urls", {})
+        parsed = known.get(url)
+        if parsed is None:
+            parsed = known[url] = httpx.URL(url)
+        return parsed
 
     async def _transport(self, request: httpx.Request, what: str,
                          shown_body: Any) -> httpx.Response:

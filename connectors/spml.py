@@ -80,7 +80,7 @@ from connectors.spml_xml import (
     request_id,
     shown,
 )
-from connectors.wire import MASK, retry_after, shortened
+from connectors.wire import MASK, retry_after, shortened, text_of
 from core.properties import PropertySpec, PropertyType
 
 _P = PropertyType
@@ -419,7 +419,10 @@ class SpmlConnector(Connector):
         headers = {"Content-Type": SOAP_CONTENT_TYPE, "SOAPAction": f'"{local}"',
                    "Accept": "text/xml", **self._auth}
         try:
-            http_request = self.client.build_request("POST", self.endpoint, headers=headers,
+            parsed = self.memo.get("endpoint")
+            if parsed is None or parsed[0] != self.endpoint:  # parsed once per target
+                parsed = self.memo["endpoint"] = (self.endpoint, httpx.URL(self.endpoint))
+            http_request = self.client.build_request("POST", parsed[1], headers=headers,
                                                      content=content)
         except httpx.InvalidURL as exc:
             raise PermanentError(f"{what}: {self.endpoint} is not a usable URL: {exc}") \
@@ -438,7 +441,7 @@ class SpmlConnector(Connector):
             self._record(recorded, None, None)
             raise RetryableError(f"{what}: cannot reach the provider for {where}: "
                                  f"{exc or type(exc).__name__}") from None
-        self._record(recorded, response.status_code, response.text[:_SHOWN_TEXT])
+        self._record(recorded, response.status_code, text_of(response)[:_SHOWN_TEXT])
         try:
             return _answer(response, request, what, where)
         except ConflictError:

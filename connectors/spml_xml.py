@@ -1,9 +1,10 @@
 """SOAP 1.1 and SPML 2.0 XML shared by the SPML connector and its sandbox peer.
 
-Messages are built with ElementTree (values escaped by the serializer) and read with
-defusedxml: a document type declaration is refused outright (SOAP 1.1 forbids one), and
-with it entity definitions (no XML bomb) and external entities or DTDs (no network, no
-local file read). Documents larger than :data:`MAX_BYTES` are refused before parsing.
+Messages are built as ElementTree elements (values escaped when serialized) and read
+with a document type declaration refused outright (SOAP 1.1 forbids one), and with it
+entity definitions (no XML bomb) and external entities or DTDs (no network, no local file
+read): see :func:`parse`. Documents larger than :data:`MAX_BYTES` are refused before
+parsing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
+from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
@@ -26,9 +28,14 @@ DSML_PROFILE = "urn:oasis:names:tc:SPML:2:0:DSML"
 SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"
 MAX_BYTES = 1 << 20
 
-for _prefix, _ns in (("soap", SOAP_NS), ("spml", SPML_NS), ("spmlsuspend", SUSPEND_NS),
-                     ("spmlsearch", SEARCH_NS), ("dsml", DSML_NS), ("spmldsml", DSML_PROFILE)):
+#: The prefix each namespace is written with.
+PREFIXES = {SOAP_NS: "soap", SPML_NS: "spml", SUSPEND_NS: "spmlsuspend",
+            SEARCH_NS: "spmlsearch", DSML_NS: "dsml", DSML_PROFILE: "spmldsml"}
+for _ns, _prefix in PREFIXES.items():
     ET.register_namespace(_prefix, _ns)
+#: What an attribute value escapes besides ``&``, ``<`` and ``>``.
+_ATTRIB_ENTITIES = {'"': "&quot;", "\r": "&#13;", "\n": "&#10;", "\t": "&#09;"}
+_DECLARATION = "<?xml version='1.0' encoding='utf-8'?>\n"
 
 #: Characters XML 1.0 can carry (a value with any other cannot be sent).
 _XML_CHARS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -101,17 +108,92 @@ def check_dsml_name(name: str, what: str) -> str:
 
 
 def envelope(body: ET.Element) -> bytes:
-    """``body`` in a SOAP 1.1 envelope, serialized as UTF-8 with an XML declaration."""
-    env = element(SOAP_NS, "Envelope", children=[element(SOAP_NS, "Body", children=[body])])
-    raw: bytes = ET.tostring(env, encoding="utf-8", xml_declaration=True)
-    return raw
+    """``body`` in a SOAP 1.1 envelope, serialized as UTF-8 with an XML declaration.
+
+    The bytes are ``ET.tostring``'s (namespaces declared on the envelope, sorted by
+    prefix; values escaped as it escapes them), written by :func:`_serialized`, which
+    does in a tenth of the time what ``tostring`` does for the elements SPML messages are
+    made of; anything else (an element of a namespace without a prefix in
+    :data:`PREFIXES`, a qualified attribute name, a comment) is left to ``tostring``.
+    """
+    used = {SOAP_NS}
+    out = ["<soap:Body>"]
+    try:
+        _serialized(body, out, used)
+    except _Unusual:
+        env = element(SOAP_NS, "Envelope", children=[element(SOAP_NS, "Body",
+                                                             children=[body])])
+        raw: bytes = ET.tostring(env, encoding="utf-8", xml_declaration=True)
+        return raw
+    out.append("</soap:Body></soap:Envelope>")
+    declared = "".join(f' xmlns:{prefix}="{_escape_attrib(ns)}"' for prefix, ns
+                       in sorted((PREFIXES[ns], ns) for ns in used))
+    return (f"{_DECLARATION}<soap:Envelope{declared}>{''.join(out)}"
+            .encode("utf-8", "xmlcharrefreplace"))
+
+
+class _Unusual(Exception):
+    """An element :func:`_serialized` does not write."""
+
+
+def _serialized(node: ET.Element, out: list[str], used: set[str]) -> None:
+    """``node`` as ``ET.tostring`` writes it (short empty elements), into ``out``; the
+    namespaces of its tags into ``used``."""
+    tag = node.tag
+    if not isinstance(tag, str) or not tag.startswith("{"):
+        raise _Unusual
+    ns, local = tag[1:].split("}", 1)
+    prefix = PREFIXES.get(ns)
+    if prefix is None:
+        raise _Unusual
+    used.add(ns)
+    name = f"{prefix}:{local}"
+    out.append("<" + name)
+    for key, value in node.attrib.items():
+        if not isinstance(key, str) or key.startswith("{") or not isinstance(value, str):
+            raise _Unusual
+        out.append(f' {key}="{_escape_attrib(value)}"')
+    text = node.text
+    if text or len(node):
+        out.append(">")
+        if text:
+            out.append(_escape_text(text))
+        for child in node:
+            _serialized(child, out, used)
+        out.append(f"</{name}>")
+    else:
+        out.append(" />")
+    if node.tail:
+        out.append(_escape_text(node.tail))
+
+
+def _escape_text(text: str) -> str:
+    """Character data escaped as ElementTree escapes it."""
+    return escape(text)
+
+
+def _escape_attrib(text: str) -> str:
+    """An attribute value escaped as ElementTree escapes it (line ends and tabs as
+    character references, so that they survive attribute value normalization)."""
+    return escape(text, _ATTRIB_ENTITIES)
 
 
 def parse(content: bytes, what: str = "the document") -> ET.Element:
-    """The root of ``content``, parsed safely; BadXml saying why otherwise."""
+    """The root of ``content``, parsed safely; BadXml saying why otherwise.
+
+    A document that cannot hold a document type declaration is parsed by ElementTree's
+    C parser; any other by defusedxml's (pure Python, several times slower), which
+    refuses the declaration. Without a declaration a document can define no entity, so
+    it can hold no XML bomb and no external entity; and a declaration is the bytes
+    ``<!DOCTYPE`` in every encoding expat reads but UTF-16: UTF-8, and single-byte
+    encodings, which expat takes only when they map the ASCII characters to themselves.
+    UTF-16 has a NUL byte in every ASCII character.
+    """
     if len(content) > MAX_BYTES:
         raise BadXml(f"{what} is larger than {MAX_BYTES} bytes")
     try:
+        if b"<!DOCTYPE" not in content and b"\x00" not in content:
+            return ET.fromstring(content)
         root: ET.Element = SafeET.fromstring(content, forbid_dtd=True)
         return root
     except DefusedXmlException as exc:
@@ -119,6 +201,8 @@ def parse(content: bytes, what: str = "the document") -> ET.Element:
                      f"({type(exc).__name__}), which SOAP forbids") from None
     except ET.ParseError as exc:
         raise BadXml(f"{what} is not well-formed XML ({exc})") from None
+    except ValueError as exc:  # e.g. UTF-16 declared without a byte order mark
+        raise BadXml(f"{what} cannot be read ({exc})") from None
 
 
 def body_of(root: ET.Element, what: str = "the document") -> ET.Element:

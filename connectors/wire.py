@@ -41,6 +41,16 @@ def decoded_body(response: httpx.Response) -> Any:
         return shortened(response.text)
 
 
+def text_of(response: httpx.Response) -> str:
+    """``response.text``, without its reading of the Content-Type through
+    ``email.message`` (a third of an SPML exchange's decoding) when the type names UTF-8
+    or no charset: then the text is the UTF-8 decoded body, as httpx decodes it."""
+    charset = response.headers.get("content-type", "").lower().partition("charset=")[2]
+    if charset.split(";", 1)[0].strip().strip("\"'") in ("", "utf-8", "utf8"):
+        return response.content.decode("utf-8", "replace")
+    return response.text
+
+
 def retry_after(value: str | None) -> float | None:
     """Seconds to wait from a Retry-After header (delay-seconds or an HTTP-date)."""
     if not value:

@@ -398,6 +398,12 @@ def _soap(body: str) -> bytes:
 @pytest.mark.parametrize(("status", "content", "said"), [
     (200, BOMB, "declares a DTD or entities"),
     (200, EXTERNAL, "declares a DTD or entities"),
+    (200, BOMB.decode().encode("utf-16"), "declares a DTD or entities"),
+    (200, BOMB.decode().encode("latin-1").replace(b"1.0", b'1.0" encoding="latin-1'),
+     "declares a DTD or entities"),
+    (200, BOMB.decode().encode("utf-16-le"), "declares a DTD or entities"),
+    (200, BOMB.replace(b"1.0", b'1.0" encoding="utf-16-le').decode().encode("utf-16-le"),
+     "cannot be read"),
     (200, b"<not xml", "not well-formed XML"),
     (200, b"", "it is empty"),
     (200, _soap('<addResponse xmlns="urn:example:other" status="success"/>'),
