@@ -280,7 +280,10 @@ class SqlUserStore:
     def get_user(self, user_id: str) -> StoredUser | None:
         with self._conn() as conn:
             found = self._read_user(conn, user_id)
-            return found[1] if found is not None else None
+            if found is None:
+                return None
+            _remember(conn, user_id, *found)
+            return found[1]
 
     def get_users(self, user_ids: Sequence[str]) -> dict[str, StoredUser]:
         """``get_user`` for many ids: the users that exist, by id, one query per table."""
@@ -308,9 +311,11 @@ class SqlUserStore:
             # The user's row is written first: that makes this transaction the writer (on
             # PostgreSQL and MariaDB it locks the row), so what is read next is the state
             # this change applies to, and the answer follows from it without a re-read.
-            touched = conn.execute(_TOUCH_USER, {"id": user_id, "in_store": self.domain,
-                                                 "at": now}).rowcount
-            found = self._read_user(conn, user_id) if touched else None
+            found = self._unchanged_since_read(conn, user_id, now)
+            if found is None:
+                touched = conn.execute(_TOUCH_USER, {"id": user_id, "in_store": self.domain,
+                                                     "at": now}).rowcount
+                found = self._read_user(conn, user_id) if touched else None
             if found is None:
                 raise NotFound(f"user {user_id} does not exist in {self.domain}")
             pk, user = found
@@ -326,6 +331,22 @@ class SqlUserStore:
                     {"user_pk": pk, "name": k, "value": v} for k, v in set_.items()])
             kept = {k: v for k, v in user.attributes.items() if k not in names}
             return dataclasses.replace(user, attributes={**kept, **set_}, modified=now)
+
+    @staticmethod
+    def _unchanged_since_read(conn: Connection, user_id: str, now: datetime
+                              ) -> tuple[int, StoredUser] | None:
+        """The user as ``conn`` last read it (``_remember``), if that was ``user_id`` and
+        its row still has the modification time read: every write of a user's attributes
+        sets a new one, so its attributes are the ones read. Its row is touched as
+        ``_TOUCH_USER`` would (the transaction becomes its writer), without the re-read:
+        a SCIM PATCH has just read the user it changes (one statement less)."""
+        last = conn.info.pop(_LAST_READ, None)
+        if last is None or last[0] != user_id:
+            return None
+        _, pk, user = last
+        touched = conn.execute(_TOUCH_UNCHANGED, {"key": pk, "seen": user.modified,
+                                                  "at": now}).rowcount
+        return (pk, user) if touched == 1 else None
 
     def delete_user(self, user_id: str) -> None:
         self._require_writable()
@@ -572,15 +593,17 @@ class SqlUserStore:
         """One statement: the user's attribute rows, then its groups' rows in name order."""
         with self._conn() as conn:
             rows = conn.execute(_USER_AND_GROUPS, {"id": user_id}).all()
-        if not rows or rows[0].store != self.domain:
-            return None
-        r = rows[0]
-        attributes = {a.attribute: a.value for a in rows
-                      if a.kind == "a" and a.attribute is not None}
+            if not rows or rows[0].store != self.domain:
+                return None
+            r = rows[0]
+            attributes = {a.attribute: a.value for a in rows
+                          if a.kind == "a" and a.attribute is not None}
+            user = StoredUser(r.user_id, self.domain, r.username, attributes, r.created,
+                              r.modified)
+            _remember(conn, user_id, r.pk, user)
         groups = [StoredGroup(g.group_id, self.domain, g.group_name, g.group_created,
                               g.group_modified) for g in rows if g.kind == "g"]
-        return StoredUser(r.user_id, self.domain, r.username, attributes, r.created,
-                          r.modified), groups
+        return user, groups
 
     def groups_of_users(self, user_ids: Sequence[str]) -> dict[str, list[StoredGroup]]:
         """``groups_of`` for many users in one query: each id's groups in name order; an
@@ -658,6 +681,18 @@ def _upserts() -> dict[str, Executable]:
 
 
 _UPSERT_ATTRIBUTE = _upserts()
+#: ``conn.info`` key: the user a connection read last, as (user id, key, user). Only
+#: ``SqlUserStore._unchanged_since_read`` trusts it, after checking it against the row.
+_LAST_READ = "mware_iam_user_read_last"
+
+
+def _remember(conn: Connection, user_id: str, pk: int, user: StoredUser) -> None:
+    conn.info[_LAST_READ] = (user_id, pk, user)
+
+
+_TOUCH_UNCHANGED = update(um_users).where(
+    um_users.c.pk == bindparam("key"), um_users.c.modified == bindparam("seen")).values(
+    modified=bindparam("at"))
 _TOUCH_USER = update(um_users).where(
     um_users.c.user_id == bindparam("id"), um_users.c.store == bindparam("in_store")).values(
     modified=bindparam("at"))
