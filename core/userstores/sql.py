@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
@@ -37,7 +38,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from core.db import InStatement, current_connection, in_chunks, insert_rows
+from core.db import (
+    MULTI_ROW_INSERT,
+    InStatement,
+    current_connection,
+    in_chunks,
+    insert_rows,
+)
 from core.errors import AlreadyExists, InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
 from core.passwords import PasswordHashing
 from core.schema import um_groups, um_memberships, um_user_attributes, um_users
@@ -326,7 +333,12 @@ class SqlUserStore:
             gone = list(remove) if upsert is not None else names
             if gone:
                 conn.execute(_DELETE_ATTRIBUTES, {"pk": pk, "names": gone})
-            if set_:
+            if set_ and upsert is not None and conn.dialect.name == "postgresql" and \
+                    1 < len(set_) <= MULTI_ROW_INSERT:
+                conn.execute(_pg_upsert_rows(len(set_)), {
+                    f"{column}_{i}": value for i, row in enumerate(set_.items())
+                    for column, value in zip(_ATTRIBUTE_COLUMNS, (pk, *row), strict=True)})
+            elif set_:
                 conn.execute(_INSERT_ATTRIBUTE if upsert is None else upsert, [
                     {"user_pk": pk, "name": k, "value": v} for k, v in set_.items()])
             kept = {k: v for k, v in user.attributes.items() if k not in names}
@@ -665,15 +677,20 @@ _DELETE_ATTRIBUTES = delete(um_user_attributes).where(
 _INSERT_ATTRIBUTE = insert(um_user_attributes)
 
 
+def _replacing(statement: Any) -> Executable:
+    """A SQLite or PostgreSQL attribute insert that replaces the user's value of that name
+    if it has one (``um_user_attributes`` is unique by user and name)."""
+    return cast(Executable, statement.on_conflict_do_update(
+        index_elements=[um_user_attributes.c.user_pk, um_user_attributes.c.name],
+        set_={"value": statement.excluded.value}))
+
+
 def _upserts() -> dict[str, Executable]:
     """An attribute's insert that replaces the user's value of that name if it has one,
-    by dialect (``um_user_attributes`` is unique by user and name)."""
-    out: dict[str, Executable] = {}
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql)):
-        statement = dialect.insert(um_user_attributes)
-        out[name] = statement.on_conflict_do_update(
-            index_elements=[um_user_attributes.c.user_pk, um_user_attributes.c.name],
-            set_={"value": statement.excluded.value})
+    by dialect."""
+    out: dict[str, Executable] = {
+        name: _replacing(dialect.insert(um_user_attributes))
+        for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
     statement = mysql.insert(um_user_attributes)
     out["mysql"] = out["mariadb"] = statement.on_duplicate_key_update(
         value=statement.inserted.value)
@@ -681,6 +698,16 @@ def _upserts() -> dict[str, Executable]:
 
 
 _UPSERT_ATTRIBUTE = _upserts()
+
+
+@functools.cache
+def _pg_upsert_rows(rows: int) -> Executable:
+    """The upsert of ``rows`` attributes as one statement on PostgreSQL (parameters
+    ``user_pk_0``, ``name_0``, ``value_0``, ...): psycopg pipelines an ``executemany``,
+    which costs more (see ``core.db.insert_rows``)."""
+    return _replacing(postgresql.insert(um_user_attributes).values([
+        {c: bindparam(f"{c}_{i}", type_=um_user_attributes.c[c].type)
+         for c in _ATTRIBUTE_COLUMNS} for i in range(rows)]))
 #: ``conn.info`` key: the user a connection read last, as (user id, key, user). Only
 #: ``SqlUserStore._unchanged_since_read`` trusts it, after checking it against the row.
 _LAST_READ = "mware_iam_user_read_last"
