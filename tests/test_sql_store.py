@@ -512,6 +512,34 @@ def test_set_attributes_replace_values_and_removed_go(iam: Iam) -> None:
         assert conn.execute(select(func.count()).select_from(um_user_attributes)).scalar() == 3
 
 
+def test_an_update_answers_a_change_another_writer_made_since_the_read(iam: Iam) -> None:
+    """A user read, then changed by another process, then updated on the connection that
+    read it: the update answers the other change too (what a connection read last is
+    trusted only while the user's row is unchanged), and one with nothing in between
+    answers as the read and its own change make it."""
+    store = primary(iam)
+    user = store.add_user(new("erin", mail="e@example.com", sn="E"))
+    elsewhere = make_engine(iam.db.engine.url.render_as_string(hide_password=False))
+    other = SqlUserStore("PRIMARY", elsewhere, iam.hashing, Policies())
+    kept = iam.db.connect()
+    try:
+        with iam.db.transaction(on=kept):
+            assert store.get_user(user.id) is not None
+        other.update_attributes(user.id, {"sn": "Other"}, ["mail"])
+        with iam.db.transaction(on=kept):
+            updated = store.update_attributes(user.id, {"givenName": "Erin"})
+        assert updated.attributes == {"sn": "Other", "givenName": "Erin"}
+        with iam.db.transaction(on=kept):
+            read = store.get_user(user.id)
+            updated = store.update_attributes(user.id, {"title": "Dr"})
+        assert read is not None and updated.modified > read.modified
+        assert updated.attributes == store.get_user(user.id).attributes == {  # type: ignore[union-attr]
+            "sn": "Other", "givenName": "Erin", "title": "Dr"}
+    finally:
+        kept.close()
+        elsewhere.dispose()
+
+
 def test_batch_with_an_existing_name_writes_nothing(iam: Iam) -> None:
     store = primary(iam)
     store.add_users([new("carol")])

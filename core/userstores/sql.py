@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
@@ -37,7 +38,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from core.db import InStatement, current_connection, in_chunks, insert_rows
+from core.db import (
+    MULTI_ROW_INSERT,
+    InStatement,
+    current_connection,
+    in_chunks,
+    insert_rows,
+)
 from core.errors import AlreadyExists, InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
 from core.passwords import PasswordHashing
 from core.schema import um_groups, um_memberships, um_user_attributes, um_users
@@ -280,7 +287,10 @@ class SqlUserStore:
     def get_user(self, user_id: str) -> StoredUser | None:
         with self._conn() as conn:
             found = self._read_user(conn, user_id)
-            return found[1] if found is not None else None
+            if found is None:
+                return None
+            _remember(conn, user_id, *found)
+            return found[1]
 
     def get_users(self, user_ids: Sequence[str]) -> dict[str, StoredUser]:
         """``get_user`` for many ids: the users that exist, by id, one query per table."""
@@ -308,9 +318,11 @@ class SqlUserStore:
             # The user's row is written first: that makes this transaction the writer (on
             # PostgreSQL and MariaDB it locks the row), so what is read next is the state
             # this change applies to, and the answer follows from it without a re-read.
-            touched = conn.execute(_TOUCH_USER, {"id": user_id, "in_store": self.domain,
-                                                 "at": now}).rowcount
-            found = self._read_user(conn, user_id) if touched else None
+            found = self._unchanged_since_read(conn, user_id, now)
+            if found is None:
+                touched = conn.execute(_TOUCH_USER, {"id": user_id, "in_store": self.domain,
+                                                     "at": now}).rowcount
+                found = self._read_user(conn, user_id) if touched else None
             if found is None:
                 raise NotFound(f"user {user_id} does not exist in {self.domain}")
             pk, user = found
@@ -321,11 +333,32 @@ class SqlUserStore:
             gone = list(remove) if upsert is not None else names
             if gone:
                 conn.execute(_DELETE_ATTRIBUTES, {"pk": pk, "names": gone})
-            if set_:
+            if set_ and upsert is not None and conn.dialect.name == "postgresql" and \
+                    1 < len(set_) <= MULTI_ROW_INSERT:
+                conn.execute(_pg_upsert_rows(len(set_)), {
+                    f"{column}_{i}": value for i, row in enumerate(set_.items())
+                    for column, value in zip(_ATTRIBUTE_COLUMNS, (pk, *row), strict=True)})
+            elif set_:
                 conn.execute(_INSERT_ATTRIBUTE if upsert is None else upsert, [
                     {"user_pk": pk, "name": k, "value": v} for k, v in set_.items()])
             kept = {k: v for k, v in user.attributes.items() if k not in names}
             return dataclasses.replace(user, attributes={**kept, **set_}, modified=now)
+
+    @staticmethod
+    def _unchanged_since_read(conn: Connection, user_id: str, now: datetime
+                              ) -> tuple[int, StoredUser] | None:
+        """The user as ``conn`` last read it (``_remember``), if that was ``user_id`` and
+        its row still has the modification time read: every write of a user's attributes
+        sets a new one, so its attributes are the ones read. Its row is touched as
+        ``_TOUCH_USER`` would (the transaction becomes its writer), without the re-read:
+        a SCIM PATCH has just read the user it changes (one statement less)."""
+        last = conn.info.pop(_LAST_READ, None)
+        if last is None or last[0] != user_id:
+            return None
+        _, pk, user = last
+        touched = conn.execute(_TOUCH_UNCHANGED, {"key": pk, "seen": user.modified,
+                                                  "at": now}).rowcount
+        return (pk, user) if touched == 1 else None
 
     def delete_user(self, user_id: str) -> None:
         self._require_writable()
@@ -572,15 +605,17 @@ class SqlUserStore:
         """One statement: the user's attribute rows, then its groups' rows in name order."""
         with self._conn() as conn:
             rows = conn.execute(_USER_AND_GROUPS, {"id": user_id}).all()
-        if not rows or rows[0].store != self.domain:
-            return None
-        r = rows[0]
-        attributes = {a.attribute: a.value for a in rows
-                      if a.kind == "a" and a.attribute is not None}
+            if not rows or rows[0].store != self.domain:
+                return None
+            r = rows[0]
+            attributes = {a.attribute: a.value for a in rows
+                          if a.kind == "a" and a.attribute is not None}
+            user = StoredUser(r.user_id, self.domain, r.username, attributes, r.created,
+                              r.modified)
+            _remember(conn, user_id, r.pk, user)
         groups = [StoredGroup(g.group_id, self.domain, g.group_name, g.group_created,
                               g.group_modified) for g in rows if g.kind == "g"]
-        return StoredUser(r.user_id, self.domain, r.username, attributes, r.created,
-                          r.modified), groups
+        return user, groups
 
     def groups_of_users(self, user_ids: Sequence[str]) -> dict[str, list[StoredGroup]]:
         """``groups_of`` for many users in one query: each id's groups in name order; an
@@ -642,15 +677,20 @@ _DELETE_ATTRIBUTES = delete(um_user_attributes).where(
 _INSERT_ATTRIBUTE = insert(um_user_attributes)
 
 
+def _replacing(statement: Any) -> Executable:
+    """A SQLite or PostgreSQL attribute insert that replaces the user's value of that name
+    if it has one (``um_user_attributes`` is unique by user and name)."""
+    return cast(Executable, statement.on_conflict_do_update(
+        index_elements=[um_user_attributes.c.user_pk, um_user_attributes.c.name],
+        set_={"value": statement.excluded.value}))
+
+
 def _upserts() -> dict[str, Executable]:
     """An attribute's insert that replaces the user's value of that name if it has one,
-    by dialect (``um_user_attributes`` is unique by user and name)."""
-    out: dict[str, Executable] = {}
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql)):
-        statement = dialect.insert(um_user_attributes)
-        out[name] = statement.on_conflict_do_update(
-            index_elements=[um_user_attributes.c.user_pk, um_user_attributes.c.name],
-            set_={"value": statement.excluded.value})
+    by dialect."""
+    out: dict[str, Executable] = {
+        name: _replacing(dialect.insert(um_user_attributes))
+        for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
     statement = mysql.insert(um_user_attributes)
     out["mysql"] = out["mariadb"] = statement.on_duplicate_key_update(
         value=statement.inserted.value)
@@ -658,6 +698,28 @@ def _upserts() -> dict[str, Executable]:
 
 
 _UPSERT_ATTRIBUTE = _upserts()
+
+
+@functools.cache
+def _pg_upsert_rows(rows: int) -> Executable:
+    """The upsert of ``rows`` attributes as one statement on PostgreSQL (parameters
+    ``user_pk_0``, ``name_0``, ``value_0``, ...): psycopg pipelines an ``executemany``,
+    which costs more (see ``core.db.insert_rows``)."""
+    return _replacing(postgresql.insert(um_user_attributes).values([
+        {c: bindparam(f"{c}_{i}", type_=um_user_attributes.c[c].type)
+         for c in _ATTRIBUTE_COLUMNS} for i in range(rows)]))
+#: ``conn.info`` key: the user a connection read last, as (user id, key, user). Only
+#: ``SqlUserStore._unchanged_since_read`` trusts it, after checking it against the row.
+_LAST_READ = "mware_iam_user_read_last"
+
+
+def _remember(conn: Connection, user_id: str, pk: int, user: StoredUser) -> None:
+    conn.info[_LAST_READ] = (user_id, pk, user)
+
+
+_TOUCH_UNCHANGED = update(um_users).where(
+    um_users.c.pk == bindparam("key"), um_users.c.modified == bindparam("seen")).values(
+    modified=bindparam("at"))
 _TOUCH_USER = update(um_users).where(
     um_users.c.user_id == bindparam("id"), um_users.c.store == bindparam("in_store")).values(
     modified=bindparam("at"))
