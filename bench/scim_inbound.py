@@ -471,17 +471,19 @@ def record_ratios(operation: str, peer: str, backend: str, rps: list[float],
     """Record one operation's per-round ratios against one peer (``common.record``);
     the verdict of its CPU target for the report."""
     ours = BACKENDS[backend]
+    # A run on a server database keeps its own results file: it must not replace SQLite's.
+    part = "" if backend == "sqlite" else backend
     if peer == THEIRS:
         target = f"<= {CPU_TARGETS[backend]:g}"
         record(__file__, "5", f"SCIM {operation}, requests/s ours / scim2-server ({ours})",
-               rps, ">= 1")
+               rps, ">= 1", part=part)
         record(__file__, "19", f"SCIM {operation}, server CPU per request ours / "
-               f"scim2-server ({ours})", cpus, target)
+               f"scim2-server ({ours})", cpus, target, part=part)
         return "met" if target_met(median(cpus), target) else "**not met**"
     record(__file__, "19", f"SCIM {operation}, requests/s ours ({ours}) / django-scim2 "
-           "(SQLite, gunicorn 2 workers)", rps, REPORT_ONLY)
+           "(SQLite, gunicorn 2 workers)", rps, REPORT_ONLY, part=part)
     record(__file__, "19", f"SCIM {operation}, server CPU per request ours ({ours}) / "
-           "django-scim2 (gunicorn master + 2 workers)", cpus, REPORT_ONLY)
+           "django-scim2 (gunicorn master + 2 workers)", cpus, REPORT_ONLY, part=part)
     return "no target"
 
 
