@@ -58,6 +58,8 @@ def editor(form: PropertyForm, name: str) -> Any:
 
 
 async def type_into(pilot: Pilot[None], widget: Input, text: str) -> None:
+    # A blinking cursor would make a snapshot depend on when it was taken (seen under load).
+    widget.cursor_blink = False
     widget.focus()
     widget.value = ""
     await pilot.press(*text)
