@@ -77,7 +77,7 @@ from connectors.base import (
     TargetPaused,
 )
 from connectors.user_ids import DEFAULT_PATTERN, build_user_id, pattern_parts
-from connectors.wire import decoded_body, redact, retry_after
+from connectors.wire import decoded_body, parsed_url, redact, retry_after
 from core.claims import LOCAL_DIALECT
 from core.properties import FieldError, PropertySpec, PropertyType
 
@@ -583,13 +583,7 @@ class SalesforceConnector(Connector):
         """``url`` parsed, once for every connector sharing ``memo`` when it is a
         collection's or the service's (ending in ``/``: a few per org, where an object's
         URL is one of millions)."""
-        if not url.endswith("/"):
-            return url
-        known: dict[str, httpx.URL] = self.memo.setdefault("urls", {})
-        parsed = known.get(url)
-        if parsed is None:
-            parsed = known[url] = httpx.URL(url)
-        return parsed
+        return parsed_url(self.memo, url) if url.endswith("/") else url
 
     async def _transport(self, request: httpx.Request, what: str,
                          shown_body: Any) -> httpx.Response:

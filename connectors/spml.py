@@ -80,7 +80,7 @@ from connectors.spml_xml import (
     request_id,
     shown,
 )
-from connectors.wire import MASK, retry_after, shortened, text_of
+from connectors.wire import MASK, parsed_url, retry_after, shortened, text_of
 from core.properties import PropertySpec, PropertyType
 
 _P = PropertyType
@@ -419,10 +419,9 @@ class SpmlConnector(Connector):
         headers = {"Content-Type": SOAP_CONTENT_TYPE, "SOAPAction": f'"{local}"',
                    "Accept": "text/xml", **self._auth}
         try:
-            parsed = self.memo.get("endpoint")
-            if parsed is None or parsed[0] != self.endpoint:  # parsed once per target
-                parsed = self.memo["endpoint"] = (self.endpoint, httpx.URL(self.endpoint))
-            http_request = self.client.build_request("POST", parsed[1], headers=headers,
+            http_request = self.client.build_request("POST", parsed_url(self.memo,
+                                                                        self.endpoint),
+                                                     headers=headers,
                                                      content=content)
         except httpx.InvalidURL as exc:
             raise PermanentError(f"{what}: {self.endpoint} is not a usable URL: {exc}") \

@@ -51,6 +51,16 @@ def text_of(response: httpx.Response) -> str:
     return response.text
 
 
+def parsed_url(memo: dict[str, Any], url: str) -> httpx.URL:
+    """``url`` parsed once for every connector sharing a target's ``memo`` (httpx parses
+    a string URL on every request, a few percent of a request's work)."""
+    known: dict[str, httpx.URL] = memo.setdefault("urls", {})
+    parsed = known.get(url)
+    if parsed is None:
+        parsed = known[url] = httpx.URL(url)
+    return parsed
+
+
 def retry_after(value: str | None) -> float | None:
     """Seconds to wait from a Retry-After header (delay-seconds or an HTTP-date)."""
     if not value:
