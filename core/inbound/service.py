@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 from functools import cache, lru_cache
-from typing import Any, Union, cast
+from http import HTTPStatus
+from typing import Any, Union, cast, get_args
 
 from pydantic import ValidationError
 from scim2_models import (
+    BaseModel,
     BulkRequest,
     BulkResponse,
     Context,
@@ -30,6 +32,7 @@ from scim2_models import (
     Resource,
     ResourceType,
     ResponseParameters,
+    Returned,
     SCIMException,
     SearchRequest,
 )
@@ -208,13 +211,25 @@ class IamScimService(ScimService):
                 if entry is not None:
                     setattr(entry, sub_field, locate(getattr(entry, sub_field)))
 
+    @staticmethod
+    def resource_response(resource: Resource[Any], scim_ctx: Context,
+                          response_parameters: ResponseParameters[Any] | None = None,
+                          status: HTTPStatus = HTTPStatus.OK) -> ScimResponse:
+        """scim2-server's answer with a resource, dumped by :func:`response_dump`."""
+        assert resource.meta is not None and resource.meta.location is not None
+        headers = {"Content-Location": resource.meta.location}
+        if resource.meta.version:
+            headers["ETag"] = resource.meta.version
+        return ScimResponse(status, response_dump(resource, scim_ctx, response_parameters),
+                            headers)
+
     def search_response(self, base_url: str, resource_types: list[Any], page: SearchPage,
                         search_request: SearchRequest[Any]) -> ScimResponse:
         """scim2-server's list response, each resource in it dumped once (scim2-server
         validates its dumps into the ListResponse and dumps them again)."""
-        dumped = [self.publish(base_url, resource).model_dump(
-            scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=search_request)
-            for resource in page.resources]
+        dumped = [response_dump(self.publish(base_url, resource),
+                                Context.RESOURCE_QUERY_RESPONSE, search_request)
+                  for resource in page.resources]
         response = super().search_response(
             base_url, resource_types, SearchPage(page.total, [], page.next, page.previous),
             search_request)
@@ -223,6 +238,47 @@ class IamScimService(ScimService):
         if dumped:
             body["Resources"] = dumped
         return response
+
+
+def response_dump(resource: Resource[Any], scim_ctx: Context,
+                  parameters: ResponseParameters[Any] | None) -> dict[str, Any]:
+    """``resource.model_dump(scim_ctx=scim_ctx, response_parameters=parameters)``.
+
+    When the response asks for no attributes nor leaves any out, and only the resource's
+    own attributes (not those of its complex attributes or extensions) can be "returned
+    never" or "on request", that dump is the plain ``model_dump()`` without those: the
+    same bytes in about a quarter of the time (scim2-models' response context checks each
+    attribute at every level). Anything else is dumped by scim2-models."""
+    hidden = _not_returned(type(resource)) if Context.is_response(scim_ctx) and (
+        parameters is None or not (parameters.attributes or
+                                   parameters.excluded_attributes)) else None
+    if hidden is None:
+        return resource.model_dump(scim_ctx=scim_ctx, response_parameters=parameters)
+    dumped = resource.model_dump()
+    for alias in hidden:
+        dumped.pop(alias, None)
+    return dumped
+
+
+@cache
+def _not_returned(model: type[BaseModel]) -> frozenset[str] | None:
+    """The names of a model's attributes a response leaves out unless asked for ("returned"
+    never or on request); None when an attribute of one of its complex attributes or
+    extensions is one too."""
+    hidden = set()
+    for name, field in model.model_fields.items():
+        if model.get_field_annotation(name, Returned) in (Returned.never, Returned.request):
+            hidden.add(field.serialization_alias or name)
+        if any(_not_returned(inner) != frozenset() for inner in _models_in(field.annotation)):
+            return None
+    return frozenset(hidden)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field's annotation holds (``Name | None``, ``list[Emails]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 def check_filter_size(ast: FilterNode, limits: Limits) -> None:
