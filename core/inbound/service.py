@@ -47,6 +47,7 @@ from scim2_server.storage import SearchPage
 from scim2_server.utils import parametrize
 
 from core.inbound import Limits
+from core.inbound.plaincreate import PlainCreation
 from core.inbound.simplepatch import SimplePatch, SimplePatches
 from core.inbound.unstored import Unstored
 from core.scim_paths import ensure_selected
@@ -72,15 +73,28 @@ class IamScimService(ScimService):
             for generic in (ListResponse, BulkRequest, BulkResponse, SearchRequest)]
         self._generics += [parametrize(generic, model) for model in models
                            for generic in (PatchOp, ResponseParameters, SearchRequest)]
-        #: resource type id -> the simple PATCH shapes of its model (Users only).
-        self._simple = {str(t.id): SimplePatches(self.get_model(t))
-                        for t in provider.resource_types if t.name == "User"}
+        #: resource type id -> the simple PATCH shapes and the plain creation bodies of
+        #: its model (Users only).
+        users = [t for t in provider.resource_types if t.name == "User"]
+        self._simple = {str(t.id): SimplePatches(self.get_model(t)) for t in users}
+        self._plain = {str(t.id): PlainCreation(self.get_model(t)) for t in users}
 
     def read_body(self, model: type[Any], body: bytes, content_type: str | None,
                   scim_ctx: Context) -> Any:
         """scim2-server's validation, after the standard attributes this deployment does
         not store are taken out (``unstored.py``)."""
         return self._validated(model, self._decoded(model, body, content_type), scim_ctx)
+
+    def read_creation(self, resource_type: ResourceType, body: bytes,
+                      content_type: str | None) -> Resource[Any]:
+        """A User POST body of the common shape validated plainly (``plaincreate.py``: the
+        same resource in a third of the time); any other as scim2-server reads it."""
+        model = self.get_model(resource_type)
+        data = self._decoded(model, body, content_type)
+        plain = self._plain.get(resource_type.id or "")
+        read = plain.read(data) if plain is not None else None
+        return read if read is not None else self._validated(
+            model, data, Context.RESOURCE_CREATION_REQUEST)
 
     def read_patch(self, resource_type: ResourceType, body: bytes,
                    content_type: str | None) -> PatchOp[Any]:
