@@ -292,3 +292,21 @@ def test_a_running_pool_works_on_its_own_thread_and_keeps_to_the_targets_concurr
         pool.close()
     assert seen == 2, f"{seen} requests in flight at once at a target of concurrency 2"
     assert threads == {"mware-iam-workers"}, threads
+
+
+def test_a_leased_job_reads_back_as_its_lease_answered(iam: Iam) -> None:
+    """The lease builds its jobs from the columns it did not write, ``get`` and
+    ``list_jobs`` from the stored row: the same Job either way (one builder)."""
+    iam.identity.import_users(Initiator.admin(), [ImportRow(2, "lena")])
+    spec = upsert(iam, "lena", password="sealed")
+    with iam.db.transaction() as conn:
+        outbox.enqueue(conn, spec, "resident", blocking=True)
+        leased = outbox.claim(conn, "worker-1", 10, targets=[TARGET])
+    assert len(leased) == 1
+    job = leased[0]
+    assert (job.state, job.attempts, job.blocking, job.payload["password"]) == (
+        JobState.INFLIGHT, 1, True, "sealed")
+    assert job.lease_owner is not None and job.lease_owner.startswith("worker-1/")
+    with iam.db.transaction() as conn:
+        assert outbox.get(conn, job.pk) == job
+        assert outbox.list_jobs(conn, target=TARGET, entity=spec.entity_id) == [job]
