@@ -56,7 +56,7 @@ from connectors.base import (
     RetryableError,
 )
 from connectors.scim2_body import user_body
-from connectors.wire import decoded_body, redact, retry_after, shortened
+from connectors.wire import decoded_body, parsed_url, redact, retry_after, shortened
 from core.claims import SCIM_DIALECT
 from core.properties import PropertySpec, PropertyType
 
@@ -461,8 +461,11 @@ class Scim2Connector(Connector):
             all_headers["Content-Type"] = SCIM_JSON
             content = json.dumps(body).encode()
         try:
-            request = self.client.build_request(method, url, params=params,
-                                                headers=all_headers, content=content)
+            # the endpoints, parsed once per target; an object's URL (its id) as it comes
+            known = url in (self.user_ep, self.group_ep)
+            request = self.client.build_request(
+                method, parsed_url(self.memo, url) if known else url, params=params,
+                headers=all_headers, content=content)
         except httpx.InvalidURL as exc:
             raise PermanentError(f"{what}: {url} is not a usable URL: {exc}") from None
         shown = f"{method} {request.url}"

@@ -8,7 +8,9 @@ a number of statements that does not grow with the batch.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -292,3 +294,53 @@ def test_a_running_pool_works_on_its_own_thread_and_keeps_to_the_targets_concurr
         pool.close()
     assert seen == 2, f"{seen} requests in flight at once at a target of concurrency 2"
     assert threads == {"mware-iam-workers"}, threads
+
+
+def test_a_leased_job_reads_back_as_its_lease_answered(iam: Iam) -> None:
+    """The lease builds its jobs from the columns it did not write, ``get`` and
+    ``list_jobs`` from the stored row: the same Job either way (one builder)."""
+    iam.identity.import_users(Initiator.admin(), [ImportRow(2, "lena")])
+    spec = upsert(iam, "lena", password="sealed")
+    with iam.db.transaction() as conn:
+        outbox.enqueue(conn, spec, "resident", blocking=True)
+        leased = outbox.claim(conn, "worker-1", 10, targets=[TARGET])
+    assert len(leased) == 1
+    job = leased[0]
+    assert (job.state, job.attempts, job.blocking, job.payload["password"]) == (
+        JobState.INFLIGHT, 1, True, "sealed")
+    assert job.lease_owner is not None and job.lease_owner.startswith("worker-1/")
+    with iam.db.transaction() as conn:
+        assert outbox.get(conn, job.pk) == job
+        assert outbox.list_jobs(conn, target=TARGET, entity=spec.entity_id) == [job]
+
+
+class _Cycle:
+    """An object that refers to itself: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_starting_pool_collects_the_garbage_and_freezes_what_the_process_holds(
+        sqlite_iam: Iam) -> None:
+    """Full collections while jobs run walk only what came after the pool started; the
+    cycles that were garbage by then are freed first, not kept for ever."""
+    pool = sqlite_iam.provisioning.worker_pool()
+    gc.disable()  # only the pool collects
+    gc.unfreeze()
+    try:
+        garbage = _Cycle()
+        collected = weakref.ref(garbage)
+        del garbage
+        kept = _Cycle()
+        stop = asyncio.Event()
+        stop.set()  # start, then stop at once
+        asyncio.run(pool.run(stop))
+        assert collected() is None
+        assert gc.get_freeze_count() > 0
+        assert not any(o is kept for o in gc.get_objects())  # frozen: not walked
+        assert kept.me is kept
+    finally:
+        gc.unfreeze()
+        gc.enable()
+        pool.close()

@@ -11,10 +11,13 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import EmailStr, TypeAdapter, ValidationError
 from scim2_models import Context
 
 from connectors.base import PermanentError
-from connectors.scim2_body import _shape, build_user, user_body
+from connectors.scim2_body import _checked, _shape, build_user, checked_email, reason, user_body
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -111,3 +114,61 @@ def test_selections_are_the_value_filters_per_attribute() -> None:
     selections["emails"].append("changed by the caller")
     assert user_body(attributes, "a", True, None, Context.RESOURCE_REPLACEMENT_REQUEST,
                      "test")[1] == {"emails": ['type eq "work"', 'type eq "home"']}
+
+
+#: What the model checks an email value with (``Email.value``).
+EMAIL = TypeAdapter(EmailStr | None)
+LONG_DOMAIN = ".".join(["d" * 63] * 3) + ".com"  # 196 characters
+#: 20 Cyrillic letters: 26 characters as IDNA ASCII, 40 bytes of UTF-8 once normalized.
+WIDE_DOMAIN = ("\u0430" * 20).encode("idna").decode() + "." + "e" * 63 + "." + "f" * 63 + ".com"
+#: Addresses at the edges of what email_validator takes, and a few it does not.
+ADDRESSES = [
+    "bench000001@example.com", "a@EXAMPLE.COM", "First.Last+tag@Sub.Example.org",
+    "o'brien@example.ie", "{weird}|~=?^`#$%&*/@example.com", "x@xn--bcher-kva.example",
+    "x@XN--BCHER-KVA.example", "Postmaster@example.com", "INFO@example.com",
+    "abuse@example.com", "a" * 64 + "@example.com", "a" * 100 + "@example.com",
+    "a" * (254 - 1 - len(LONG_DOMAIN)) + "@" + LONG_DOMAIN,
+    "a" * (255 - 1 - len(LONG_DOMAIN)) + "@" + LONG_DOMAIN,
+    *("a" * n + "@" + WIDE_DOMAIN for n in (81, 82, 95)),  # 254, 255, 268 bytes normalized
+    "a@" + "b" * 63 + ".com", "a@" + "b" * 64 + ".com",
+    "x" * 40 + "@" + "xn--bcher-kva." + "e" * 63 + "." + "f" * 63 + "." + "g" * 50 + ".com",
+    "a@b.co", "user@localhost", "user@example.local", "user@example.test",
+    "user@example.invalid", "user@123.com", "user@example.123", "user@1.2.3.4",
+    "user@-example.com", "user@example-.com", "user@ex--ample.com", "user@ab--cd.com",
+    "user@xn--zz.com", "user@example..com", "user@.example.com", "user@example.com.",
+    ".user@example.com", "user.@example.com", "us..er@example.com", "user@exa_mple.com",
+    "us er@example.com", " user@example.com ", "Name <user@example.com>",
+    "user@[127.0.0.1]", '"quoted"@example.com', "usér@example.com", "user@exämple.com",
+    "user@example.com\n", "", "@example.com", "user@", "user", "user@@example.com",
+    "user@example.com@x.com", "user@example.com>", "<user@example.com>",
+    "user@ex\u212aample.com", "user@com", "user@a.b.c.d.e.f.g.h",
+]
+
+
+def outcome(check: Any, value: str) -> tuple[str, Any]:
+    try:
+        return "sent", check(EMAIL, value)
+    except (ValidationError, ValueError) as exc:
+        return "refused", reason(exc)
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+def test_an_email_value_is_judged_as_the_model_judges_it(address: str) -> None:
+    assert outcome(checked_email, address) == outcome(_checked, address)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="aZ09.-+_'@<> \"éK\u212aİ\n", max_size=24),
+       st.text(alphabet="aBz09.-_xn", max_size=24))
+def test_any_address_is_judged_as_the_model_judges_it(local: str, domain: str) -> None:
+    for address in (f"{local}@{domain}", local, f"{local}@{domain}.com"):
+        assert outcome(checked_email, address) == outcome(_checked, address)
+
+
+def test_a_shape_sends_the_address_the_model_would() -> None:
+    names = ("name.givenName", WORK_EMAIL)
+    for address in ("Ann@Example.COM", "Postmaster@Example.com", "a@xn--bcher-kva.example"):
+        values = dict(zip(names, ("Ann", address), strict=True))
+        assert user_body(values, "ann", True, None, Context.RESOURCE_CREATION_REQUEST,
+                         "test") == exact(values, "ann", True, None,
+                                          Context.RESOURCE_CREATION_REQUEST)

@@ -134,17 +134,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _job(r: Any) -> Job:
-    return Job(
-        pk=r.pk, target=r.target, operation=Operation(r.operation), entity_type=r.entity_type,
-        domain=r.entity_domain, entity_id=r.entity_id, name=r.entity_name, payload=r.payload,
-        state=JobState(r.state), attempts=r.attempts, next_attempt_at=r.next_attempt_at,
-        application=r.application, jit=r.jit, blocking=r.blocking, last_error=r.last_error,
-        last_status=r.last_status, created=r.created, updated=r.updated,
-        lease_owner=r.lease_owner, round_base=r.round_base, round_started=r.round_started,
-    )
-
-
 class WrittenFlag:
     """Set each time ``enqueue`` writes a job with it: a worker pool that takes it
     after a commit knows there is work to look for, and need not look after the other
@@ -293,17 +282,26 @@ _LEASE_RETURNING = _LEASE.returning(*_LEASE_READS)
 _LEASED = select(*_LEASE_READS).where(_c.pk.in_(bindparam("chosen", expanding=True)),
                                       _c.lease_owner == bindparam("token")).order_by(_c.pk)
 _OPERATIONS = {o.value: o for o in Operation}
+#: Every column a job is built from (``_stored``).
+_JOB_READS = (*_LEASE_READS, _c.state, _c.updated, _c.lease_owner)
 
 
-def _leased(rows: Sequence[Any], token: str, now: datetime) -> list[Job]:
-    """The jobs of ``_LEASE_READS`` rows, as the lease left them."""
-    return [Job(pk, target, _OPERATIONS[operation], entity_type, domain, entity_id, name,
-                payload, JobState.INFLIGHT, attempts, next_attempt_at, application, jit,
-                blocking, last_error, last_status, created, now, token, round_base,
-                round_started)
-            for (pk, target, operation, entity_type, domain, entity_id, name, payload,
-                 attempts, next_attempt_at, application, jit, blocking, last_error,
-                 last_status, created, round_base, round_started) in rows]
+def _job(row: Sequence[Any], state: JobState, updated: datetime,
+         lease_owner: str | None) -> Job:
+    """The job of a row that starts with the ``_LEASE_READS`` columns, in a state, last
+    written and leased as given (the one way a row becomes a Job)."""
+    (pk, target, operation, entity_type, domain, entity_id, name, payload, attempts,
+     next_attempt_at, application, jit, blocking, last_error, last_status, created,
+     round_base, round_started) = row[:len(_LEASE_READS)]
+    return Job(pk, target, _OPERATIONS[operation], entity_type, domain, entity_id, name,
+               payload, state, attempts, next_attempt_at, application, jit, blocking,
+               last_error, last_status, created, updated, lease_owner, round_base,
+               round_started)
+
+
+def _stored(row: Any) -> Job:
+    """The job of a row of ``_JOB_READS``, as stored."""
+    return _job(row, JobState(row.state), row.updated, row.lease_owner)
 
 
 def claim(
@@ -340,14 +338,14 @@ def claim(
     else:  # MariaDB: UPDATE has no RETURNING
         conn.execute(_LEASE, lease)
         rows = conn.execute(_LEASED, {"chosen": chosen, "token": token}).all()
-    return _leased(rows, token, now)
+    return [_job(row, JobState.INFLIGHT, now, token) for row in rows]
 
 
 def get(conn: Connection, pk: int) -> Job:
-    row = conn.execute(select(prov_jobs).where(prov_jobs.c.pk == pk)).first()
+    row = conn.execute(select(*_JOB_READS).where(prov_jobs.c.pk == pk)).first()
     if row is None:
         raise NotFound(f"job {pk} does not exist")
-    return _job(row)
+    return _stored(row)
 
 
 def finish(
@@ -521,7 +519,7 @@ def list_jobs(
     id); ``name_contains``: any whose qualified name contains the text, in any case (what an
     administrator types in a filter: ``ali`` finds ``PRIMARY/alice``; ``%`` and ``_`` are
     plain characters)."""
-    q = select(prov_jobs).order_by(prov_jobs.c.pk.desc()).limit(limit)
+    q = select(*_JOB_READS).order_by(prov_jobs.c.pk.desc()).limit(limit)
     if states:
         bad = set(states) - {s.value for s in JobState}
         if bad:
@@ -534,7 +532,7 @@ def list_jobs(
         q = q.where(or_(prov_jobs.c.entity_name == entity, prov_jobs.c.entity_id == entity))
     if name_contains:
         q = q.where(prov_jobs.c.entity_name.icontains(name_contains, autoescape=True))
-    return [_job(r) for r in conn.execute(q)]
+    return [_stored(r) for r in conn.execute(q)]
 
 
 def reschedule(conn: Connection, pks: Sequence[int]) -> int:

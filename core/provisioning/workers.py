@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -56,6 +57,21 @@ Listener = Callable[[Job, JobState], None]
 #: there was nothing to send).
 Finished = tuple[Prepared, Outcome | None]
 T = TypeVar("T")
+
+
+def _freeze_the_heap() -> None:
+    """Collect the cycles there are, then leave what the process holds now (modules,
+    configuration, the application's objects) out of every later collection.
+
+    The pool's jobs keep objects alive across the collector's young generations (a batch
+    in flight), which pushes them into the oldest one, and a full collection follows for
+    each quarter of the oldest generation's size pushed in: one walked the whole heap,
+    some 150,000 objects and 70 ms, every thousand jobs (a twentieth of a job's CPU).
+    Frozen objects are still freed by reference counting; only a cycle among them that
+    becomes garbage later is kept (it was alive when the pool started).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
@@ -124,6 +140,7 @@ class WorkerPool:
         The work runs on a thread of its own, with its own event loop (uvloop's where it is
         installed); this coroutine only waits for it. Listeners are called in that thread.
         """
+        _freeze_the_heap()
         loop = new_event_loop()
         halt = asyncio.Event()  # waited on in the pool's loop only
         done = asyncio.run_coroutine_threadsafe(self._run(halt), loop)
