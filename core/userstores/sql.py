@@ -11,14 +11,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
-import functools
 import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -35,12 +34,12 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from core.db import (
-    MULTI_ROW_INSERT,
     InStatement,
+    can_replace,
     current_connection,
     in_chunks,
     insert_rows,
@@ -329,18 +328,14 @@ class SqlUserStore:
             names = list(set_) + list(remove)
             # A value set replaces the stored one in the insert itself where the dialect
             # can (one statement less than deleting it first).
-            upsert = _UPSERT_ATTRIBUTE.get(conn.dialect.name)
-            gone = list(remove) if upsert is not None else names
+            replacing = can_replace(conn)
+            gone = list(remove) if replacing else names
             if gone:
                 conn.execute(_DELETE_ATTRIBUTES, {"pk": pk, "names": gone})
-            if set_ and upsert is not None and conn.dialect.name == "postgresql" and \
-                    1 < len(set_) <= MULTI_ROW_INSERT:
-                conn.execute(_pg_upsert_rows(len(set_)), {
-                    f"{column}_{i}": value for i, row in enumerate(set_.items())
-                    for column, value in zip(_ATTRIBUTE_COLUMNS, (pk, *row), strict=True)})
-            elif set_:
-                conn.execute(_INSERT_ATTRIBUTE if upsert is None else upsert, [
-                    {"user_pk": pk, "name": k, "value": v} for k, v in set_.items()])
+            if set_:
+                insert_rows(conn, um_user_attributes, _ATTRIBUTE_COLUMNS,
+                            [(pk, *row) for row in set_.items()],
+                            replacing=_ATTRIBUTE_KEY if replacing else ())
             kept = {k: v for k, v in user.attributes.items() if k not in names}
             return dataclasses.replace(user, attributes={**kept, **set_}, modified=now)
 
@@ -658,6 +653,8 @@ _INSERT_NEW_USER: dict[str, Executable] = {
         index_elements=[um_users.c.store, um_users.c.username_key]).returning(um_users.c.pk)
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
 _ATTRIBUTE_COLUMNS = ("user_pk", "name", "value")
+#: ``um_user_attributes``' unique key: a user has one value of a name.
+_ATTRIBUTE_KEY = ("user_pk", "name")
 _USER_COLUMNS = ("store", "user_id", "username", "username_key", "created", "modified",
                  "password_hash")
 _LAST_PK = select(func.max(um_users.c.pk))
@@ -674,40 +671,6 @@ _GROUPS_OF_ID = (
 _DELETE_ATTRIBUTES = delete(um_user_attributes).where(
     um_user_attributes.c.user_pk == bindparam("pk"),
     um_user_attributes.c.name.in_(bindparam("names", expanding=True)))
-_INSERT_ATTRIBUTE = insert(um_user_attributes)
-
-
-def _replacing(statement: Any) -> Executable:
-    """A SQLite or PostgreSQL attribute insert that replaces the user's value of that name
-    if it has one (``um_user_attributes`` is unique by user and name)."""
-    return cast(Executable, statement.on_conflict_do_update(
-        index_elements=[um_user_attributes.c.user_pk, um_user_attributes.c.name],
-        set_={"value": statement.excluded.value}))
-
-
-def _upserts() -> dict[str, Executable]:
-    """An attribute's insert that replaces the user's value of that name if it has one,
-    by dialect."""
-    out: dict[str, Executable] = {
-        name: _replacing(dialect.insert(um_user_attributes))
-        for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
-    statement = mysql.insert(um_user_attributes)
-    out["mysql"] = out["mariadb"] = statement.on_duplicate_key_update(
-        value=statement.inserted.value)
-    return out
-
-
-_UPSERT_ATTRIBUTE = _upserts()
-
-
-@functools.cache
-def _pg_upsert_rows(rows: int) -> Executable:
-    """The upsert of ``rows`` attributes as one statement on PostgreSQL (parameters
-    ``user_pk_0``, ``name_0``, ``value_0``, ...): psycopg pipelines an ``executemany``,
-    which costs more (see ``core.db.insert_rows``)."""
-    return _replacing(postgresql.insert(um_user_attributes).values([
-        {c: bindparam(f"{c}_{i}", type_=um_user_attributes.c[c].type)
-         for c in _ATTRIBUTE_COLUMNS} for i in range(rows)]))
 #: ``conn.info`` key: the user a connection read last, as (user id, key, user). Only
 #: ``SqlUserStore._unchanged_since_read`` trusts it, after checking it against the row.
 _LAST_READ = "mware_iam_user_read_last"
