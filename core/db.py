@@ -119,6 +119,15 @@ def _queue_writes(engine: Engine, path: str, busy_timeout: float) -> None:
             cursor.connection.before_write()
 
 
+#: Connections a PostgreSQL or MariaDB engine keeps: as many as the threads of a busy
+#: ``serve`` use at once (the event loop's default executor runs ``min(32, cpus + 4)``,
+#: the worker pool keeps one, a few more for the rest). With SQLAlchemy's 5, the SCIM
+#: server's requests opened and closed overflow connections all the time: a new backend
+#: (milliseconds of PostgreSQL's CPU) and its prepared statements each time. Beyond these,
+#: as many again are opened as needed and closed when handed back.
+KEPT_CONNECTIONS = min(32, (os.cpu_count() or 1) + 4) + 4
+
+
 def make_engine(url: str) -> Engine:
     """An engine for any SQLAlchemy URL; SQLite files get WAL mode and foreign keys."""
     try:
@@ -145,6 +154,7 @@ def make_engine(url: str) -> Engine:
         # The connection used last is taken first, so under load the same few stay busy
         # and only one that sat idle is pinged (``_ping_when_idle``).
         kwargs["pool_use_lifo"] = True
+        kwargs["pool_size"], kwargs["max_overflow"] = KEPT_CONNECTIONS, KEPT_CONNECTIONS
         if parsed.get_backend_name() == "mysql":
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     try:
