@@ -395,7 +395,7 @@ def insert_rows(conn: Connection, table: Table, columns: tuple[str, ...],
         conn.exec_driver_sql(sql, to_driver(tuple(v for row in rows for v in row)))
         return
     sql, to_driver = _compiled_insert(conn, table, columns, 1, replacing)
-    if len(rows) == 1:  # no executemany
+    if len(rows) == 1:  # psycopg's executemany would run a pipeline for it
         conn.exec_driver_sql(sql, to_driver(rows[0]))
         return
     conn.exec_driver_sql(sql, [to_driver(row) for row in rows])
@@ -405,8 +405,7 @@ def insert_row(conn: Connection, table: Table, columns: tuple[str, ...],
                row: tuple[Any, ...]) -> None:
     """One row as :func:`insert_rows` inserts many, through the driver's ``execute``
     (an audit row per write: 14 us instead of Core's 25 on SQLite)."""
-    sql, to_driver = _compiled_insert(conn, table, columns)
-    conn.exec_driver_sql(sql, to_driver(row))
+    insert_rows(conn, table, columns, (row,))
 
 
 def _compiled_insert(conn: Connection, table: Table, columns: tuple[str, ...],
