@@ -536,6 +536,11 @@ def test_an_update_answers_a_change_another_writer_made_since_the_read(iam: Iam)
         assert read is not None and updated.modified > read.modified
         assert updated.attributes == store.get_user(user.id).attributes == {  # type: ignore[union-attr]
             "sn": "Other", "givenName": "Erin", "title": "Dr"}
+        with iam.db.transaction(on=kept):  # a value set and one removed after the read
+            assert store.get_user(user.id) is not None
+            updated = store.update_attributes(user.id, {"sn": "Last"}, ["title"])
+        assert updated.attributes == store.get_user(user.id).attributes == {  # type: ignore[union-attr]
+            "sn": "Last", "givenName": "Erin"}
     finally:
         kept.close()
         elsewhere.dispose()

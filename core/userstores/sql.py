@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
@@ -266,10 +266,8 @@ class SqlUserStore:
         attributes = users[0].attributes if len(users) == 1 else {}
         if conn.dialect.name != "postgresql" or not 0 < len(attributes) <= MULTI_ROW_INSERT:
             return False
-        values = {f"{column}_{i}": value for i, pair in enumerate(attributes.items())
-                  for column, value in zip(("name", "value"), pair, strict=True)}
         return conn.execute(_new_user_with_attributes(len(attributes)),
-                            {**rows[0], **values}).first() is not None
+                            {**rows[0], **_attribute_values(attributes)}).first() is not None
 
     def _insert_users(self, conn: Connection, rows: list[dict[str, Any]], keys: list[str]
                       ) -> dict[str, int]:
@@ -335,7 +333,8 @@ class SqlUserStore:
             # The user's row is written first: that makes this transaction the writer (on
             # PostgreSQL and MariaDB it locks the row), so what is read next is the state
             # this change applies to, and the answer follows from it without a re-read.
-            found = self._unchanged_since_read(conn, user_id, now)
+            found, written = self._unchanged_since_read(conn, user_id, now,
+                                                        {} if remove else set_)
             if found is None:
                 touched = conn.execute(_TOUCH_USER, {"id": user_id, "in_store": self.domain,
                                                      "at": now}).rowcount
@@ -350,7 +349,7 @@ class SqlUserStore:
             gone = list(remove) if replacing else names
             if gone:
                 conn.execute(_DELETE_ATTRIBUTES, {"pk": pk, "names": gone})
-            if set_:
+            if set_ and not written:
                 insert_rows(conn, um_user_attributes, _ATTRIBUTE_COLUMNS,
                             [(pk, *row) for row in set_.items()],
                             replacing=_ATTRIBUTE_KEY if replacing else ())
@@ -358,20 +357,27 @@ class SqlUserStore:
             return dataclasses.replace(user, attributes={**kept, **set_}, modified=now)
 
     @staticmethod
-    def _unchanged_since_read(conn: Connection, user_id: str, now: datetime
-                              ) -> tuple[int, StoredUser] | None:
+    def _unchanged_since_read(conn: Connection, user_id: str, now: datetime,
+                              writing: Mapping[str, str]
+                              ) -> tuple[tuple[int, StoredUser] | None, bool]:
         """The user as ``conn`` last read it (``_remember``), if that was ``user_id`` and
         its row still has the modification time read: every write of a user's attributes
         sets a new one, so its attributes are the ones read. Its row is touched as
         ``_TOUCH_USER`` would (the transaction becomes its writer), without the re-read:
-        a SCIM PATCH has just read the user it changes (one statement less)."""
+        a SCIM PATCH has just read the user it changes (one statement less). On
+        PostgreSQL the attributes ``writing`` are written in the same statement (one
+        more less); the second value tells whether they were."""
         last = conn.info.pop(_LAST_READ, None)
         if last is None or last[0] != user_id:
-            return None
+            return None, False
         _, pk, user = last
-        touched = conn.execute(_TOUCH_UNCHANGED, {"key": pk, "seen": user.modified,
-                                                  "at": now}).rowcount
-        return (pk, user) if touched == 1 else None
+        touch = {"key": pk, "seen": user.modified, "at": now}
+        if conn.dialect.name == "postgresql" and 0 < len(writing) <= MULTI_ROW_INSERT:
+            written = conn.execute(_touched_with_attributes(len(writing)), {
+                **touch, **_attribute_values(writing)}).first() is not None
+            return ((pk, user), True) if written else (None, False)
+        touched = conn.execute(_TOUCH_UNCHANGED, touch).rowcount
+        return ((pk, user) if touched == 1 else None), False
 
     def delete_user(self, user_id: str) -> None:
         self._require_writable()
@@ -675,17 +681,41 @@ _INSERT_NEW_USER: dict[str, Executable] = {
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
 
 
+def _attributes_of(user: Any, count: int) -> Any:
+    """PostgreSQL: the insert of ``count`` attributes (parameters ``name_0``, ``value_0``,
+    ...; ``_attribute_values``) of the user whose key ``user``, a data-modifying CTE
+    returning ``pk``, gives: none when it gives none."""
+    rows = [select(user.c.pk, bindparam(f"name_{i}", type_=String),
+                   bindparam(f"value_{i}", type_=String)) for i in range(count)]
+    return postgresql.insert(um_user_attributes).from_select(
+        list(_ATTRIBUTE_COLUMNS), rows[0] if count == 1 else union_all(*rows))
+
+
+def _attribute_values(attributes: Mapping[str, str]) -> dict[str, str]:
+    return {f"{column}_{i}": value for i, pair in enumerate(attributes.items())
+            for column, value in zip(("name", "value"), pair, strict=True)}
+
+
 @functools.cache
 def _new_user_with_attributes(count: int) -> Executable:
     """PostgreSQL: ``_INSERT_NEW_USER`` and the insert of ``count`` attributes of the user
-    it adds (parameters ``name_0``, ``value_0``, ...) as one statement (a data-modifying
-    CTE); a row per attribute comes back, none when the name is taken."""
+    it adds as one statement; a row per attribute comes back, none when the name is
+    taken."""
     new_user = _INSERT_NEW_USER["postgresql"].cte("new_user")  # type: ignore[attr-defined]
-    rows = [select(new_user.c.pk, bindparam(f"name_{i}", type_=String),
-                   bindparam(f"value_{i}", type_=String)) for i in range(count)]
-    return postgresql.insert(um_user_attributes).from_select(
-        list(_ATTRIBUTE_COLUMNS), rows[0] if count == 1 else union_all(*rows)).returning(
-        um_user_attributes.c.user_pk)
+    return cast(Executable, _attributes_of(new_user, count).returning(
+        um_user_attributes.c.user_pk))
+
+
+@functools.cache
+def _touched_with_attributes(count: int) -> Executable:
+    """PostgreSQL: ``_TOUCH_UNCHANGED`` and the upsert of ``count`` attributes of the user
+    it touched as one statement; a row per attribute comes back, none when the user's row
+    was not touched."""
+    statement = _attributes_of(_TOUCH_UNCHANGED.returning(um_users.c.pk).cte("touched"),
+                               count)
+    return cast(Executable, statement.on_conflict_do_update(
+        index_elements=[um_user_attributes.c.user_pk, um_user_attributes.c.name],
+        set_={"value": statement.excluded.value}).returning(um_user_attributes.c.user_pk))
 
 
 _ATTRIBUTE_COLUMNS = ("user_pk", "name", "value")
