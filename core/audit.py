@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, select
 
-from core.db import insert_row, insert_rows
+from core.db import insert_rows
 from core.schema import audit_log
 
 _COLUMNS = ("at", "actor", "face", "application", "action", "target", "detail")
@@ -60,10 +60,7 @@ def record_many(
     who = (now, initiator.actor, str(initiator.face), initiator.application, action)
     rows = [(*who, target[:512], {**detail, "compensation": True} if initiator.compensation
              else dict(detail)) for target, detail in entries]
-    if len(rows) == 1:  # one row: no executemany
-        insert_row(conn, audit_log, _COLUMNS, rows[0])
-    else:
-        insert_rows(conn, audit_log, _COLUMNS, rows)
+    insert_rows(conn, audit_log, _COLUMNS, rows)  # one row: the driver's execute
 
 
 def read(

@@ -32,6 +32,7 @@ from sqlalchemy import (
     insert,
     inspect,
 )
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
 
@@ -118,6 +119,15 @@ def _queue_writes(engine: Engine, path: str, busy_timeout: float) -> None:
             cursor.connection.before_write()
 
 
+#: Connections a PostgreSQL or MariaDB engine keeps: as many as the threads of a busy
+#: ``serve`` use at once (the event loop's default executor runs ``min(32, cpus + 4)``,
+#: the worker pool keeps one, a few more for the rest). With SQLAlchemy's 5, the SCIM
+#: server's requests opened and closed overflow connections all the time: a new backend
+#: (milliseconds of PostgreSQL's CPU) and its prepared statements each time. Beyond these,
+#: as many again are opened as needed and closed when handed back.
+KEPT_CONNECTIONS = min(32, (os.cpu_count() or 1) + 4) + 4
+
+
 def make_engine(url: str) -> Engine:
     """An engine for any SQLAlchemy URL; SQLite files get WAL mode and foreign keys."""
     try:
@@ -144,6 +154,7 @@ def make_engine(url: str) -> Engine:
         # The connection used last is taken first, so under load the same few stay busy
         # and only one that sat idle is pinged (``_ping_when_idle``).
         kwargs["pool_use_lifo"] = True
+        kwargs["pool_size"], kwargs["max_overflow"] = KEPT_CONNECTIONS, KEPT_CONNECTIONS
         if parsed.get_backend_name() == "mysql":
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     try:
@@ -342,18 +353,32 @@ class InStatement:
 
 
 #: Compiled inserts of :func:`insert_rows` and :func:`insert_row`: by table, columns,
-#: dialect and rows per statement, the statement and what turns a row into the driver's
-#: parameters (each value through its column's converter, in the order the driver takes
-#: them).
-_INSERTS: dict[tuple[str, tuple[str, ...], str, int],
+#: dialect, rows per statement and the key replaced on conflict, the statement and what
+#: turns a row into the driver's parameters (each value through its column's converter,
+#: in the order the driver takes them).
+_INSERTS: dict[tuple[str, tuple[str, ...], str, int, tuple[str, ...]],
                tuple[str, Callable[[tuple[Any, ...]], Any]]] = {}
 #: At most this many rows go in one multi-row INSERT (see :func:`insert_rows`).
 MULTI_ROW_INSERT = 16
+#: The dialects whose inserts can replace a row whose unique key is taken
+#: (``insert_rows(..., replacing=...)``).
+_REPLACING_INSERTS: dict[str, Callable[[Table], Any]] = {
+    "sqlite": sqlite.insert, "postgresql": postgresql.insert, "mysql": mysql.insert,
+    "mariadb": mysql.insert}
+
+
+def can_replace(conn: Connection) -> bool:
+    """Whether :func:`insert_rows` can replace rows on ``conn``'s dialect."""
+    return conn.dialect.name in _REPLACING_INSERTS
 
 
 def insert_rows(conn: Connection, table: Table, columns: tuple[str, ...],
-                rows: Sequence[tuple[Any, ...]]) -> None:
+                rows: Sequence[tuple[Any, ...]], replacing: tuple[str, ...] = ()) -> None:
     """``conn.execute(insert(table), rows)`` for many rows of ``columns``, cheaper.
+
+    ``replacing``: the columns of a unique key of ``table``; a row whose key is taken
+    replaces the stored row's other ``columns`` (``ON CONFLICT ... DO UPDATE`` on SQLite
+    and PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MariaDB; see :func:`can_replace`).
 
     The statement is compiled once per dialect; each value goes through its column type's
     bind processor (the converters Core applies: UTC times, JSON), and the rows go to the
@@ -366,10 +391,13 @@ def insert_rows(conn: Connection, table: Table, columns: tuple[str, ...],
     more CPU for three rows than the one statement.
     """
     if 1 < len(rows) <= MULTI_ROW_INSERT and conn.dialect.name == "postgresql":
-        sql, to_driver = _compiled_insert(conn, table, columns, len(rows))
+        sql, to_driver = _compiled_insert(conn, table, columns, len(rows), replacing)
         conn.exec_driver_sql(sql, to_driver(tuple(v for row in rows for v in row)))
         return
-    sql, to_driver = _compiled_insert(conn, table, columns)
+    sql, to_driver = _compiled_insert(conn, table, columns, 1, replacing)
+    if len(rows) == 1:  # psycopg's executemany would run a pipeline for it
+        conn.exec_driver_sql(sql, to_driver(rows[0]))
+        return
     conn.exec_driver_sql(sql, [to_driver(row) for row in rows])
 
 
@@ -377,18 +405,20 @@ def insert_row(conn: Connection, table: Table, columns: tuple[str, ...],
                row: tuple[Any, ...]) -> None:
     """One row as :func:`insert_rows` inserts many, through the driver's ``execute``
     (an audit row per write: 14 us instead of Core's 25 on SQLite)."""
-    sql, to_driver = _compiled_insert(conn, table, columns)
-    conn.exec_driver_sql(sql, to_driver(row))
+    insert_rows(conn, table, columns, (row,))
 
 
 def _compiled_insert(conn: Connection, table: Table, columns: tuple[str, ...],
-                     rows: int = 1) -> tuple[str, Callable[[tuple[Any, ...]], Any]]:
-    """The insert of ``rows`` rows of ``columns`` into ``table`` compiled for ``conn``'s
-    dialect, and what turns their values, row after row, into the driver's parameters."""
-    key = (table.name, columns, conn.dialect.name, rows)
+                     rows: int = 1, replacing: tuple[str, ...] = ()
+                     ) -> tuple[str, Callable[[tuple[Any, ...]], Any]]:
+    """The insert of ``rows`` rows of ``columns`` into ``table`` (replacing on a conflict
+    of the key ``replacing``) compiled for ``conn``'s dialect, and what turns their values,
+    row after row, into the driver's parameters."""
+    key = (table.name, columns, conn.dialect.name, rows, replacing)
     compiled = _INSERTS.get(key)
     if compiled is None:
-        compiled = _INSERTS[key] = _compile_insert(conn.dialect, table, columns, rows)
+        compiled = _INSERTS[key] = _compile_insert(conn.dialect, table, columns, rows,
+                                                   replacing)
     return compiled
 
 
@@ -403,18 +433,36 @@ def _is_time(column: ColumnElement[Any]) -> bool:
 _NOTHING = object()
 
 
-def _compile_insert(dialect: Any, table: Table, columns: tuple[str, ...], rows: int
-                    ) -> tuple[str, Callable[[tuple[Any, ...]], Any]]:
-    if any(c.default is not None for c in table.c if c.name not in columns):
-        raise ValueError(f"insert_rows into {table.name}: a column with a default "
-                         "is left out")
+def _insert(dialect: Any, table: Table, columns: tuple[str, ...], rows: int,
+            replacing: tuple[str, ...]) -> Any:
+    """The insert statement of ``_compile_insert``: ``rows`` rows (more than one: a
+    multi-row VALUES of parameters ``column_0``, ``column_1``, ...), replacing the other
+    ``columns`` of a row whose key ``replacing`` is taken."""
     # inline(): no RETURNING of the generated key (PostgreSQL and MariaDB would add it).
-    names = [f"{c}_{i}" if rows > 1 else c for i in range(rows) for c in columns]
-    statement = insert(table).inline()
+    statement: Any = (_REPLACING_INSERTS[dialect.name] if replacing else insert)(table).inline()
     if rows > 1:
         statement = statement.values([
             {c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in columns}
             for i in range(rows)])
+    if not replacing:
+        return statement
+    replaced = [c for c in columns if c not in replacing]
+    if dialect.name in ("mysql", "mariadb"):
+        return statement.on_duplicate_key_update(
+            {c: statement.inserted[c] for c in replaced})
+    return statement.on_conflict_do_update(
+        index_elements=[table.c[c] for c in replacing],
+        set_={c: statement.excluded[c] for c in replaced})
+
+
+def _compile_insert(dialect: Any, table: Table, columns: tuple[str, ...], rows: int,
+                    replacing: tuple[str, ...] = ()
+                    ) -> tuple[str, Callable[[tuple[Any, ...]], Any]]:
+    if any(c.default is not None for c in table.c if c.name not in columns):
+        raise ValueError(f"insert_rows into {table.name}: a column with a default "
+                         "is left out")
+    names = [f"{c}_{i}" if rows > 1 else c for i in range(rows) for c in columns]
+    statement = _insert(dialect, table, columns, rows, replacing)
     compiled = statement.compile(dialect=dialect, column_keys=list(columns))
     order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
     converters = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect)

@@ -59,3 +59,34 @@ def test_a_column_with_a_default_cannot_be_left_out(sqlite_url: str) -> None:
             insert_rows(conn, userstores, ("domain", "type", "position"), [("X", "sql", 9)])
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_replacing_rows_update_the_taken_keys_and_add_the_others(db_url: str, rows: int
+                                                                   ) -> None:
+    """``replacing``: a row whose unique key is stored replaces that row's value, the
+    others are added; one row, or several in one statement (a multi-row insert on
+    PostgreSQL, an executemany elsewhere)."""
+    db = SystemDB(db_url)
+    db.migrate()
+    columns, key = ("user_pk", "name", "value"), ("user_pk", "name")
+    try:
+        now = datetime.now(UTC)
+        with db.transaction() as conn:
+            conn.execute(insert(um_users), {"store": "PRIMARY", "user_id": "id0",
+                                            "username": "u0", "username_key": "u0",
+                                            "created": now, "modified": now})
+            pk = conn.execute(select(um_users.c.pk)).scalar_one()
+            insert_rows(conn, um_user_attributes, columns,
+                        [(pk, "mail", "old@x.org"), (pk, "sn", "Old")])
+        with db.transaction() as conn:
+            insert_rows(conn, um_user_attributes, columns,
+                        [(pk, "mail", "new@x.org"), (pk, "givenName", "Ann"),
+                         (pk, "title", "Dr")][:rows], replacing=key)
+        with db.transaction() as conn:
+            attrs = dict(conn.execute(select(um_user_attributes.c.name,
+                                             um_user_attributes.c.value)).all())
+        assert attrs == {"mail": "new@x.org", "sn": "Old",
+                         **({"givenName": "Ann", "title": "Dr"} if rows == 3 else {})}
+    finally:
+        db.dispose()

@@ -40,6 +40,34 @@ def test_a_statement_past_its_time_is_stopped_and_the_connection_lives_on(iam: I
         assert conn.execute(text("SELECT 2")).scalar() == 2  # and no limit stays behind
 
 
+@pytest.mark.parametrize("commit", [True, False])
+def test_a_limit_at_the_start_of_a_transaction_holds_in_it_alone(iam: Iam, commit: bool
+                                                                  ) -> None:
+    """The first statement of a transaction under a limit (on PostgreSQL sent with the
+    transaction's BEGIN): the limit stops a long statement, the transaction around it
+    commits or rolls back what it wrote, and no limit stays behind."""
+    with iam.db.engine.connect() as conn:
+        _endless_recursion(conn)
+        conn.commit()
+        with conn.begin() as transaction:
+            with guarded(conn, 0.3) as options:
+                assert conn.execute(text("SELECT 1"), execution_options=options).scalar() == 1
+            conn.execute(text("INSERT INTO config_versions (kind, version) "
+                              "VALUES ('guard-test', 7)"))
+            if not commit:
+                transaction.rollback()
+        with conn.begin(), pytest.raises(TooManyMatches, match=r"longer than 0\.3 s"), \
+                    guarded(conn, 0.3) as options:
+            conn.execute(ENDLESS, execution_options=options).scalar()
+    with iam.db.engine.connect() as other:
+        assert other.execute(text("SELECT version FROM config_versions "
+                                  "WHERE kind = 'guard-test'")).scalar() == \
+            (7 if commit else None)
+        assert other.execute(text("SELECT 2")).scalar() == 2
+        if other.dialect.name == "postgresql":
+            assert other.execute(text("SHOW statement_timeout")).scalar() == "0"
+
+
 def test_a_search_is_cancelled_when_its_client_has_gone(iam: Iam) -> None:
     cancellation = Cancellation()
     outcome: list[BaseException] = []

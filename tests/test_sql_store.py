@@ -493,11 +493,12 @@ def test_one_user_with_a_taken_name_in_a_transaction_that_goes_on(iam: Iam) -> N
     with iam.db.transaction():
         with pytest.raises(AlreadyExists, match="CI/Ann already exists"):
             store.add_user(new("ANN", mail="other@example.com"))
-        ben = store.add_user(new("ben"))
+        ben = store.add_user(new("ben", title="Dr", sn="Bell"))
         ann = other.add_user(new("ann"))
     assert names(store.list_users(10).items) == ["Ann", "ben"]
     assert store.get_user_by_name("ann").attributes == {"mail": "ann@example.com"}
-    assert store.get_user(ben.id) is not None and other.get_user(ann.id) is not None
+    assert store.get_user(ben.id).attributes == {"title": "Dr", "sn": "Bell"}  # type: ignore[union-attr]
+    assert other.get_user(ann.id) is not None
 
 
 def test_set_attributes_replace_values_and_removed_go(iam: Iam) -> None:
@@ -535,6 +536,11 @@ def test_an_update_answers_a_change_another_writer_made_since_the_read(iam: Iam)
         assert read is not None and updated.modified > read.modified
         assert updated.attributes == store.get_user(user.id).attributes == {  # type: ignore[union-attr]
             "sn": "Other", "givenName": "Erin", "title": "Dr"}
+        with iam.db.transaction(on=kept):  # a value set and one removed after the read
+            assert store.get_user(user.id) is not None
+            updated = store.update_attributes(user.id, {"sn": "Last"}, ["title"])
+        assert updated.attributes == store.get_user(user.id).attributes == {  # type: ignore[union-attr]
+            "sn": "Last", "givenName": "Erin"}
     finally:
         kept.close()
         elsewhere.dispose()

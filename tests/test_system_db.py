@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -305,3 +306,25 @@ def test_a_pooled_connection_dropped_while_idle_is_replaced_before_use(
 
 _BACKEND_PID = {"postgresql": "SELECT pg_backend_pid()", "mariadb": "SELECT CONNECTION_ID()"}
 _KILL = {"postgresql": "SELECT pg_terminate_backend({})", "mariadb": "KILL {}"}
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_connections_used_at_once_are_kept(tmp_path: Path, backend: str) -> None:
+    """As many connections as a busy server's threads use at once go back to the pool and
+    serve the next transactions, instead of being closed and opened again (with
+    SQLAlchemy's pool of 5, 8 SCIM clients made it open a new server session every few
+    requests)."""
+    with database_url(backend, str(tmp_path)) as url:
+        engine = make_engine(url)
+        try:
+            with contextlib.ExitStack() as stack:
+                busy = [stack.enter_context(engine.connect())
+                        for _ in range(system_db.KEPT_CONNECTIONS)]
+                before = {c.execute(text(_BACKEND_PID[backend])).scalar() for c in busy}
+            with contextlib.ExitStack() as stack:
+                again = [stack.enter_context(engine.connect())
+                         for _ in range(system_db.KEPT_CONNECTIONS)]
+                assert {c.execute(text(_BACKEND_PID[backend])).scalar()
+                        for c in again} == before
+        finally:
+            engine.dispose()

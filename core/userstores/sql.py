@@ -24,6 +24,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Executable,
+    String,
     bindparam,
     delete,
     func,
@@ -35,12 +36,13 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from core.db import (
     MULTI_ROW_INSERT,
     InStatement,
+    can_replace,
     current_connection,
     in_chunks,
     insert_rows,
@@ -241,18 +243,31 @@ class SqlUserStore:
                                                strict=True)
         ]
         with self._conn() as conn:
-            pks = self._insert_users(conn, rows, keys)
-            attr_rows = [
-                (pks[r["user_id"]], k, v)
-                for r, u in zip(rows, users, strict=True)
-                for k, v in u.attributes.items()
-            ]
-            if attr_rows:
-                insert_rows(conn, um_user_attributes, _ATTRIBUTE_COLUMNS, attr_rows)
+            if not self._inserted_with_attributes(conn, rows, users):
+                pks = self._insert_users(conn, rows, keys)
+                attr_rows = [
+                    (pks[r["user_id"]], k, v)
+                    for r, u in zip(rows, users, strict=True)
+                    for k, v in u.attributes.items()
+                ]
+                if attr_rows:
+                    insert_rows(conn, um_user_attributes, _ATTRIBUTE_COLUMNS, attr_rows)
         return [
             StoredUser(r["user_id"], self.domain, r["username"], dict(u.attributes), now, now)
             for r, u in zip(rows, users, strict=True)
         ]
+
+    @staticmethod
+    def _inserted_with_attributes(conn: Connection, rows: list[dict[str, Any]],
+                                  users: Sequence[NewUser]) -> bool:
+        """On PostgreSQL, one user with a few attributes (a SCIM POST) inserted in one
+        statement: one round trip less. False when it was not: on other dialects, or when
+        the name is taken (then the usual inserts say so)."""
+        attributes = users[0].attributes if len(users) == 1 else {}
+        if conn.dialect.name != "postgresql" or not 0 < len(attributes) <= MULTI_ROW_INSERT:
+            return False
+        return conn.execute(_new_user_with_attributes(len(attributes)),
+                            {**rows[0], **_attribute_values(attributes)}).first() is not None
 
     def _insert_users(self, conn: Connection, rows: list[dict[str, Any]], keys: list[str]
                       ) -> dict[str, int]:
@@ -318,7 +333,8 @@ class SqlUserStore:
             # The user's row is written first: that makes this transaction the writer (on
             # PostgreSQL and MariaDB it locks the row), so what is read next is the state
             # this change applies to, and the answer follows from it without a re-read.
-            found = self._unchanged_since_read(conn, user_id, now)
+            found, written = self._unchanged_since_read(conn, user_id, now,
+                                                        {} if remove else set_)
             if found is None:
                 touched = conn.execute(_TOUCH_USER, {"id": user_id, "in_store": self.domain,
                                                      "at": now}).rowcount
@@ -329,36 +345,39 @@ class SqlUserStore:
             names = list(set_) + list(remove)
             # A value set replaces the stored one in the insert itself where the dialect
             # can (one statement less than deleting it first).
-            upsert = _UPSERT_ATTRIBUTE.get(conn.dialect.name)
-            gone = list(remove) if upsert is not None else names
+            replacing = can_replace(conn)
+            gone = list(remove) if replacing else names
             if gone:
                 conn.execute(_DELETE_ATTRIBUTES, {"pk": pk, "names": gone})
-            if set_ and upsert is not None and conn.dialect.name == "postgresql" and \
-                    1 < len(set_) <= MULTI_ROW_INSERT:
-                conn.execute(_pg_upsert_rows(len(set_)), {
-                    f"{column}_{i}": value for i, row in enumerate(set_.items())
-                    for column, value in zip(_ATTRIBUTE_COLUMNS, (pk, *row), strict=True)})
-            elif set_:
-                conn.execute(_INSERT_ATTRIBUTE if upsert is None else upsert, [
-                    {"user_pk": pk, "name": k, "value": v} for k, v in set_.items()])
+            if set_ and not written:
+                insert_rows(conn, um_user_attributes, _ATTRIBUTE_COLUMNS,
+                            [(pk, *row) for row in set_.items()],
+                            replacing=_ATTRIBUTE_KEY if replacing else ())
             kept = {k: v for k, v in user.attributes.items() if k not in names}
             return dataclasses.replace(user, attributes={**kept, **set_}, modified=now)
 
     @staticmethod
-    def _unchanged_since_read(conn: Connection, user_id: str, now: datetime
-                              ) -> tuple[int, StoredUser] | None:
+    def _unchanged_since_read(conn: Connection, user_id: str, now: datetime,
+                              writing: Mapping[str, str]
+                              ) -> tuple[tuple[int, StoredUser] | None, bool]:
         """The user as ``conn`` last read it (``_remember``), if that was ``user_id`` and
         its row still has the modification time read: every write of a user's attributes
         sets a new one, so its attributes are the ones read. Its row is touched as
         ``_TOUCH_USER`` would (the transaction becomes its writer), without the re-read:
-        a SCIM PATCH has just read the user it changes (one statement less)."""
+        a SCIM PATCH has just read the user it changes (one statement less). On
+        PostgreSQL the attributes ``writing`` are written in the same statement (one
+        more less); the second value tells whether they were."""
         last = conn.info.pop(_LAST_READ, None)
         if last is None or last[0] != user_id:
-            return None
+            return None, False
         _, pk, user = last
-        touched = conn.execute(_TOUCH_UNCHANGED, {"key": pk, "seen": user.modified,
-                                                  "at": now}).rowcount
-        return (pk, user) if touched == 1 else None
+        touch = {"key": pk, "seen": user.modified, "at": now}
+        if conn.dialect.name == "postgresql" and 0 < len(writing) <= MULTI_ROW_INSERT:
+            written = conn.execute(_touched_with_attributes(len(writing)), {
+                **touch, **_attribute_values(writing)}).first() is not None
+            return ((pk, user), True) if written else (None, False)
+        touched = conn.execute(_TOUCH_UNCHANGED, touch).rowcount
+        return ((pk, user) if touched == 1 else None), False
 
     def delete_user(self, user_id: str) -> None:
         self._require_writable()
@@ -652,14 +671,56 @@ _USERS_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
 _NAMES_TAKEN = InStatement(lambda keys: select(um_users.c.username).where(
     um_users.c.store == bindparam("store"), keys).limit(1), um_users.c.username_key, "keys")
 _INSERT_USER = insert(um_users)
-#: One user's insert that adds nothing when its name is taken in the store (by dialect).
-_INSERT_NEW_USER: dict[str, Executable] = {
-    name: dialect.insert(um_users).on_conflict_do_nothing(
-        index_elements=[um_users.c.store, um_users.c.username_key]).returning(um_users.c.pk)
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
-_ATTRIBUTE_COLUMNS = ("user_pk", "name", "value")
 _USER_COLUMNS = ("store", "user_id", "username", "username_key", "created", "modified",
                  "password_hash")
+#: One user's insert that adds nothing when its name is taken in the store (by dialect).
+_INSERT_NEW_USER: dict[str, Executable] = {
+    name: dialect.insert(um_users).values({c: bindparam(c) for c in _USER_COLUMNS})
+    .on_conflict_do_nothing(
+        index_elements=[um_users.c.store, um_users.c.username_key]).returning(um_users.c.pk)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
+
+
+def _attributes_of(user: Any, count: int) -> Any:
+    """PostgreSQL: the insert of ``count`` attributes (parameters ``name_0``, ``value_0``,
+    ...; ``_attribute_values``) of the user whose key ``user``, a data-modifying CTE
+    returning ``pk``, gives: none when it gives none."""
+    rows = [select(user.c.pk, bindparam(f"name_{i}", type_=String),
+                   bindparam(f"value_{i}", type_=String)) for i in range(count)]
+    return postgresql.insert(um_user_attributes).from_select(
+        list(_ATTRIBUTE_COLUMNS), rows[0] if count == 1 else union_all(*rows))
+
+
+def _attribute_values(attributes: Mapping[str, str]) -> dict[str, str]:
+    return {f"{column}_{i}": value for i, pair in enumerate(attributes.items())
+            for column, value in zip(("name", "value"), pair, strict=True)}
+
+
+@functools.cache
+def _new_user_with_attributes(count: int) -> Executable:
+    """PostgreSQL: ``_INSERT_NEW_USER`` and the insert of ``count`` attributes of the user
+    it adds as one statement; a row per attribute comes back, none when the name is
+    taken."""
+    new_user = _INSERT_NEW_USER["postgresql"].cte("new_user")  # type: ignore[attr-defined]
+    return cast(Executable, _attributes_of(new_user, count).returning(
+        um_user_attributes.c.user_pk))
+
+
+@functools.cache
+def _touched_with_attributes(count: int) -> Executable:
+    """PostgreSQL: ``_TOUCH_UNCHANGED`` and the upsert of ``count`` attributes of the user
+    it touched as one statement; a row per attribute comes back, none when the user's row
+    was not touched."""
+    statement = _attributes_of(_TOUCH_UNCHANGED.returning(um_users.c.pk).cte("touched"),
+                               count)
+    return cast(Executable, statement.on_conflict_do_update(
+        index_elements=[um_user_attributes.c.user_pk, um_user_attributes.c.name],
+        set_={"value": statement.excluded.value}).returning(um_user_attributes.c.user_pk))
+
+
+_ATTRIBUTE_COLUMNS = ("user_pk", "name", "value")
+#: ``um_user_attributes``' unique key: a user has one value of a name.
+_ATTRIBUTE_KEY = ("user_pk", "name")
 _LAST_PK = select(func.max(um_users.c.pk))
 _PKS_AFTER = select(um_users.c.user_id, um_users.c.pk).where(um_users.c.pk > bindparam("after"))
 _USER_BY_ID = select(*SqlUserStore._user_cols, um_users.c.store).where(
@@ -674,40 +735,6 @@ _GROUPS_OF_ID = (
 _DELETE_ATTRIBUTES = delete(um_user_attributes).where(
     um_user_attributes.c.user_pk == bindparam("pk"),
     um_user_attributes.c.name.in_(bindparam("names", expanding=True)))
-_INSERT_ATTRIBUTE = insert(um_user_attributes)
-
-
-def _replacing(statement: Any) -> Executable:
-    """A SQLite or PostgreSQL attribute insert that replaces the user's value of that name
-    if it has one (``um_user_attributes`` is unique by user and name)."""
-    return cast(Executable, statement.on_conflict_do_update(
-        index_elements=[um_user_attributes.c.user_pk, um_user_attributes.c.name],
-        set_={"value": statement.excluded.value}))
-
-
-def _upserts() -> dict[str, Executable]:
-    """An attribute's insert that replaces the user's value of that name if it has one,
-    by dialect."""
-    out: dict[str, Executable] = {
-        name: _replacing(dialect.insert(um_user_attributes))
-        for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
-    statement = mysql.insert(um_user_attributes)
-    out["mysql"] = out["mariadb"] = statement.on_duplicate_key_update(
-        value=statement.inserted.value)
-    return out
-
-
-_UPSERT_ATTRIBUTE = _upserts()
-
-
-@functools.cache
-def _pg_upsert_rows(rows: int) -> Executable:
-    """The upsert of ``rows`` attributes as one statement on PostgreSQL (parameters
-    ``user_pk_0``, ``name_0``, ``value_0``, ...): psycopg pipelines an ``executemany``,
-    which costs more (see ``core.db.insert_rows``)."""
-    return _replacing(postgresql.insert(um_user_attributes).values([
-        {c: bindparam(f"{c}_{i}", type_=um_user_attributes.c[c].type)
-         for c in _ATTRIBUTE_COLUMNS} for i in range(rows)]))
 #: ``conn.info`` key: the user a connection read last, as (user id, key, user). Only
 #: ``SqlUserStore._unchanged_since_read`` trusts it, after checking it against the row.
 _LAST_READ = "mware_iam_user_read_last"
