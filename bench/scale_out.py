@@ -406,8 +406,9 @@ def main() -> None:
     parser.add_argument(
         "--outbound-concurrency",
         type=int,
-        default=32,
-        help="the connector's concurrency (split between the workers)",
+        default=128,
+        help="the connector's concurrency (split between the workers); large enough "
+        "that one worker is bound by its CPU, not by slots x the peer's sleep",
     )
     parser.add_argument("--sleep-ms", type=float, default=20.0)
     parser.add_argument("--skip", choices=("inbound", "outbound"), default=None)
