@@ -446,12 +446,19 @@ def _insert(dialect: Any, table: Table, columns: tuple[str, ...], rows: int,
             for i in range(rows)])
     if not replacing:
         return statement
-    replaced = [c for c in columns if c not in replacing]
-    if dialect.name in ("mysql", "mariadb"):
+    return replacing_on_conflict(statement, dialect.name, table, replacing,
+                                 [c for c in columns if c not in replacing])
+
+
+def replacing_on_conflict(statement: Any, dialect_name: str, table: Table,
+                          key: tuple[str, ...], replaced: Sequence[str]) -> Any:
+    """``statement``, an insert of ``dialect_name``'s own ``insert``, that replaces the
+    ``replaced`` columns of the stored row when its unique key ``key`` is taken."""
+    if dialect_name in ("mysql", "mariadb"):
         return statement.on_duplicate_key_update(
             {c: statement.inserted[c] for c in replaced})
     return statement.on_conflict_do_update(
-        index_elements=[table.c[c] for c in replacing],
+        index_elements=[table.c[c] for c in key],
         set_={c: statement.excluded[c] for c in replaced})
 
 

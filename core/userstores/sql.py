@@ -46,6 +46,7 @@ from core.db import (
     current_connection,
     in_chunks,
     insert_rows,
+    replacing_on_conflict,
 )
 from core.errors import AlreadyExists, InvalidInput, NotFound, ReadOnlyStore, StoreUnavailable
 from core.passwords import PasswordHashing
@@ -713,9 +714,9 @@ def _touched_with_attributes(count: int) -> Executable:
     was not touched."""
     statement = _attributes_of(_TOUCH_UNCHANGED.returning(um_users.c.pk).cte("touched"),
                                count)
-    return cast(Executable, statement.on_conflict_do_update(
-        index_elements=[um_user_attributes.c.user_pk, um_user_attributes.c.name],
-        set_={"value": statement.excluded.value}).returning(um_user_attributes.c.user_pk))
+    return cast(Executable, replacing_on_conflict(
+        statement, "postgresql", um_user_attributes, _ATTRIBUTE_KEY, ("value",),
+    ).returning(um_user_attributes.c.user_pk))
 
 
 _ATTRIBUTE_COLUMNS = ("user_pk", "name", "value")
