@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import ValidationError
@@ -107,6 +108,19 @@ def _text(value: Any) -> str | None:
 #: What a dumped User holds besides its content (``stored_user`` compares the rest).
 _NOT_CONTENT = frozenset({"schemas", "meta", "id"})
 
+#: The resource ``stored_user`` answered with last in this context, and the
+#: ``model_dump()`` of its content (without ``id`` and ``meta``): see :func:`written_dump`.
+_written: ContextVar[tuple[Resource[Any], dict[str, Any]] | None] = ContextVar(
+    "mware_iam_scim_written", default=None)
+
+
+def written_dump(resource: Resource[Any]) -> dict[str, Any] | None:
+    """The ``model_dump()`` of what ``resource`` holds besides ``id`` and ``meta``, when
+    ``resource`` is the one ``stored_user`` returned as written (None otherwise): the dump
+    its claims were read from, which a response may reuse instead of dumping it again."""
+    written = _written.get()
+    return written[1] if written is not None and written[0] is resource else None
+
 
 def _meta(user: UserView, content: Mapping[str, Any]) -> Meta:
     return Meta(resource_type="User", created=user.created,
@@ -152,6 +166,7 @@ class ResourceMapper:
         if resource.id != user.id:  # a created user's
             resource.id = user.id
         resource.meta = _meta(user, body)
+        _written.set((resource, dumped))
         return resource
 
     def _user_resource(self, user: UserView, groups: Iterable[RoleView]

@@ -48,6 +48,7 @@ from scim2_server.utils import parametrize
 
 from core.inbound import Limits
 from core.inbound.plaincreate import PlainCreation
+from core.inbound.resources import written_dump
 from core.inbound.simplepatch import SimplePatch, SimplePatches
 from core.inbound.unstored import Unstored
 from core.scim_paths import ensure_selected
@@ -230,12 +231,24 @@ class IamScimService(ScimService):
                           response_parameters: ResponseParameters[Any] | None = None,
                           status: HTTPStatus = HTTPStatus.OK) -> ScimResponse:
         """scim2-server's answer with a resource, dumped by :func:`response_dump`."""
+        return _resource_response(
+            resource, response_dump(resource, scim_ctx, response_parameters), status)
+
+    def creation_response(self, base_url: str, created: Resource[Any]) -> ScimResponse:
+        """scim2-server's 201; a User written as sent is answered with the dump its claims
+        were read from (``resources.written_dump``), its ``id`` and ``meta`` added, instead
+        of a second dump of the same content (see :func:`written_response_dump`)."""
+        dumped = written_dump(created)
+        if dumped is None:
+            return super().creation_response(base_url, created)
+        resource = self.publish(base_url, created)
+        body = written_response_dump(resource, dumped)
+        if body is None:
+            return super().creation_response(base_url, created)
         assert resource.meta is not None and resource.meta.location is not None
-        headers = {"Content-Location": resource.meta.location}
-        if resource.meta.version:
-            headers["ETag"] = resource.meta.version
-        return ScimResponse(status, response_dump(resource, scim_ctx, response_parameters),
-                            headers)
+        result = _resource_response(resource, body, HTTPStatus.CREATED)
+        result.headers["Location"] = resource.meta.location
+        return result
 
     def search_response(self, base_url: str, resource_types: list[Any], page: SearchPage,
                         search_request: SearchRequest[Any]) -> ScimResponse:
@@ -252,6 +265,50 @@ class IamScimService(ScimService):
         if dumped:
             body["Resources"] = dumped
         return response
+
+
+def _resource_response(resource: Resource[Any], body: dict[str, Any], status: HTTPStatus
+                       ) -> ScimResponse:
+    assert resource.meta is not None and resource.meta.location is not None
+    headers = {"Content-Location": resource.meta.location}
+    if resource.meta.version:
+        headers["ETag"] = resource.meta.version
+    return ScimResponse(status, body, headers)
+
+
+def written_response_dump(resource: Resource[Any], dumped: dict[str, Any]
+                          ) -> dict[str, Any] | None:
+    """``response_dump(resource, <a response context>, None)`` for a published resource
+    whose ``model_dump()`` without ``id`` and ``meta`` is ``dumped``: those two put in
+    their places (the model's field order), the attributes a response leaves out taken
+    out. None when publishing may have changed what ``dumped`` holds (the resource holds
+    a reference to another resource, which becomes a URL) or when the plain dump is not
+    the response's (``_not_returned``): then the resource is dumped."""
+    model = type(resource)
+    hidden = _not_returned(model)
+    if hidden is None or any(
+            getattr(resource if extension is None else resource[extension], field, None)
+            for _, _, field, extension in _references(model)):
+        return None
+    assert resource.meta is not None
+    out: dict[str, Any] = {}
+    for alias in _aliases(model):
+        if alias == "id":
+            out["id"] = resource.id
+        elif alias == "meta":
+            out["meta"] = resource.meta.model_dump()
+        elif alias in dumped and alias not in hidden:
+            out[alias] = dumped[alias]
+    if len(out) - 2 + sum(alias in dumped for alias in hidden) != len(dumped):
+        return None  # a key that is no field's (an unknown attribute kept): dump it
+    return out
+
+
+@cache
+def _aliases(model: type[BaseModel]) -> tuple[str, ...]:
+    """The keys a model's fields dump as, in its dump's order."""
+    return tuple(field.serialization_alias or name for name, field in
+                 model.model_fields.items())
 
 
 def response_dump(resource: Resource[Any], scim_ctx: Context,
