@@ -47,9 +47,14 @@ class PlainCreation:
 
 def _acceptable(obj: BaseModel) -> bool:
     """Whether scim2-models' creation context leaves ``obj`` (and what it holds) as it
-    is: no read-only attribute set, every required one assigned, at most one primary."""
+    is: no read-only attribute set, every required one assigned, at most one primary.
+
+    Only the fields set and those ``_rules`` says to look at even when unset are looked
+    at: any other holds its default, None, which none of the checks refuses."""
     fields_set = obj.model_fields_set
-    for name, read_only, required, primary in _rules(type(obj)):
+    rules, always = _rules(type(obj))
+    for name in fields_set | always if always else fields_set:
+        read_only, required, primary = rules[name]
         value = getattr(obj, name)
         if read_only and name in fields_set:
             return False
@@ -64,15 +69,20 @@ def _acceptable(obj: BaseModel) -> bool:
 
 
 @cache
-def _rules(model: type[BaseModel]) -> tuple[tuple[str, bool, bool, bool], ...]:
-    """Each field of a model: its name, whether it is read-only, whether it is required,
-    and whether it holds values that may be marked primary."""
-    rules = []
-    for name in model.model_fields:
+def _rules(model: type[BaseModel]
+           ) -> tuple[dict[str, tuple[bool, bool, bool]], frozenset[str]]:
+    """Each field of a model by name: whether it is read-only, whether it is required,
+    and whether it holds values that may be marked primary; and the fields to look at
+    even when unset (the required ones, and those whose default is not None)."""
+    rules = {}
+    always = set()
+    for name, field in model.model_fields.items():
         kind = model.get_field_root_type(name)
-        rules.append((
-            name, model.get_field_annotation(name, Mutability) == Mutability.read_only,
-            model.get_field_annotation(name, Required) == Required.true,
+        required = model.get_field_annotation(name, Required) == Required.true
+        rules[name] = (
+            model.get_field_annotation(name, Mutability) == Mutability.read_only, required,
             isinstance(kind, type) and issubclass(kind, BaseModel)
-            and "primary" in kind.model_fields))
-    return tuple(rules)
+            and "primary" in kind.model_fields)
+        if required or field.default_factory is not None or field.default is not None:
+            always.add(name)
+    return rules, frozenset(always)

@@ -70,10 +70,18 @@ def _place(body: dict[str, Any], p: MappedPath, value: Any) -> None:
         container[p.attribute] = value
 
 
-def _dig(body: dict[str, Any], p: MappedPath) -> Any:
-    """Read a claim's value where its mapping says, in a dumped User body."""
-    container = _container(body, p, create=False)
-    value = _key(container, p.attribute) if container is not None else None
+def _folded(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """``mapping`` by its names case-folded, the first of names that fold alike kept: what
+    ``_key`` finds for a name not in ``mapping`` as written."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        out.setdefault(key.casefold(), value)
+    return out
+
+
+def _within(value: Any, p: MappedPath) -> Any:
+    """A claim's value in the value of its mapping's attribute (read from the attribute's
+    container with ``_key``) in a dumped User body."""
     if p.selector is not None:
         key, wanted = p.selector
         if not isinstance(value, list):
@@ -138,6 +146,8 @@ class ResourceMapper:
         #: itself on first use and keeps what it parsed.
         self.paths = [(p, parametrize(Path, user_model)(f"{p.schema}:{p.path}"))
                       for p in paths if p.claim != USERNAME]
+        #: Each mapping with its attribute's name case-folded (``_claims_of``).
+        self._reads = [(p, p.attribute.casefold()) for p, _ in self.paths]
 
     # -------------------------------------------------------------- users
     def user_resource(self, user: UserView, groups: Iterable[RoleView]) -> Resource[Any]:
@@ -226,9 +236,21 @@ class ResourceMapper:
         return self._claims_of(dumped), dumped
 
     def _claims_of(self, body: dict[str, Any]) -> dict[str, str | None]:
+        """Each mapping's claim as text, read where the mapping says in a dumped User body:
+        ``_within(_key(container, p.attribute), p)``, each container (the body, an
+        extension's object) case-folded once rather than at each absent attribute."""
         out: dict[str, str | None] = {}
-        for p, _ in self.paths:
-            text = _text(_dig(body, p))
+        containers: dict[str, tuple[dict[str, Any], dict[str, Any]] | None] = {}
+        for p, attribute in self._reads:
+            if p.schema in containers:
+                held = containers[p.schema]
+            else:
+                container = _container(body, p, create=False)
+                held = containers[p.schema] = None if container is None else \
+                    (container, _folded(container))
+            value = None if held is None else held[0][p.attribute] \
+                if p.attribute in held[0] else held[1].get(attribute)
+            text = _text(_within(value, p))
             if text is not None and len(text) > 512:
                 raise InvalidInput(f"{p.attribute}: a value is at most 512 characters")
             out[p.claim] = None if text is None else no_nul(text, p.path)

@@ -25,6 +25,8 @@ from scim2_server.utils import load_default_schemas
 
 #: attribute (lower case) -> its sub-attributes (lower case).
 Shape = dict[str, set[str]]
+#: How many paths ``Unstored._split`` remembers.
+SPLITS_KEPT = 4096
 
 
 def _shape(schema: Schema) -> Shape:
@@ -84,10 +86,21 @@ class Unstored:
         self.schemas = {s.id: _Schema(_shape(defaults[s.id]), _shape(s), types.get(s.id, {}))
                         for s in published if s.id in defaults}
         self._by_lower = {uri.lower(): uri for uri in self.schemas}
+        #: ``_split``'s answers by path and main schema (the keys of request bodies: a
+        #: few dozen in practice; bounded, as clients choose them).
+        self._splits: dict[tuple[str, str], tuple[str, str, str | None, bool]] = {}
 
     def _split(self, path: str, main: str) -> tuple[str, str, str | None, bool]:
         """A path's schema, attribute and sub-attribute (lower case), and whether it
         selects entries (``emails[type eq "work"]``)."""
+        split = self._splits.get((path, main))
+        if split is None:
+            split = self._split_anew(path, main)
+            if len(self._splits) < SPLITS_KEPT:
+                self._splits[path, main] = split
+        return split
+
+    def _split_anew(self, path: str, main: str) -> tuple[str, str, str | None, bool]:
         lowered = path.lower()
         schema = main
         for uri in self._by_lower:
