@@ -130,6 +130,17 @@ def written_dump(resource: Resource[Any]) -> dict[str, Any] | None:
     return written[1] if written is not None and written[0] is resource else None
 
 
+def _with_meta(resource: Resource[Any], meta: Meta, resource_id: str | None = None
+               ) -> Resource[Any]:
+    """``resource`` with ``meta`` (and ``resource_id`` as its id, if given): a copy with
+    them set, rather than assignments, which the models validate: each would run the
+    resource's model validators again over content that did not change."""
+    update: dict[str, Any] = {"meta": meta}
+    if resource_id is not None:
+        update["id"] = resource_id
+    return resource.model_copy(update=update)
+
+
 def _meta(user: UserView, content: Mapping[str, Any]) -> Meta:
     return Meta(resource_type="User", created=user.created,
                 last_modified=user.modified or user.created, version=_version(content))
@@ -173,11 +184,9 @@ class ResourceMapper:
         if held != {k: v for k, v in body.items() if k != "id"} or \
                 dumped.get("schemas") != [self.user_model.__schema__]:
             return self._validated(user, body)[0]
-        if resource.id != user.id:  # a created user's
-            resource.id = user.id
-        resource.meta = _meta(user, body)
-        _written.set((resource, dumped))
-        return resource
+        written = _with_meta(resource, _meta(user, body), user.id)
+        _written.set((written, dumped))
+        return written
 
     def _user_resource(self, user: UserView, groups: Iterable[RoleView]
                        ) -> tuple[Resource[Any], dict[str, Any]]:
@@ -209,8 +218,7 @@ class ResourceMapper:
         except ValidationError:
             resource = self._user_path_by_path(user, body.get("groups", []))
             content = resource.model_dump(exclude={"meta"})
-        resource.meta = _meta(user, content)
-        return resource, content
+        return _with_meta(resource, _meta(user, content)), content
 
     def _user_path_by_path(self, user: UserView, members: list[dict[str, str]]
                            ) -> Resource[Any]:
@@ -272,10 +280,9 @@ class ResourceMapper:
                       for u in members]
             if listed:
                 body["members"] = listed
-        resource = self.group_model.model_validate(body)
-        resource.meta = Meta(resource_type="Group", created=role.created,
-                             last_modified=role.modified or role.created, version=version)
-        return resource
+        return _with_meta(self.group_model.model_validate(body), Meta(
+            resource_type="Group", created=role.created,
+            last_modified=role.modified or role.created, version=version))
 
 
 def member_ids(resource: Resource[Any]) -> list[str]:

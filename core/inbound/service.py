@@ -201,8 +201,10 @@ class IamScimService(ScimService):
             base_url, self.get_resource_type_of(resource), resource.id)}
         if not self.etag_supported:
             update["version"] = None
-        published = resource.model_copy()
-        published.meta = resource.meta.model_copy(update=update)
+        # The copy's meta given to model_copy: an assignment would validate the whole
+        # resource again (its model validators), for a value that is a Meta already.
+        published = resource.model_copy(update={"meta": resource.meta.model_copy(
+            update=update)})
         self._publish_references(base_url, published)
         return published
 
