@@ -462,14 +462,44 @@ def replacing_on_conflict(statement: Any, dialect_name: str, table: Table,
         set_={c: statement.excluded[c] for c in replaced})
 
 
+#: Statements of :func:`execute_compiled` compiled, by statement and dialect (as
+#: ``_INSERTS``).
+_COMPILED: dict[tuple[Executable, str], tuple[str, Callable[[tuple[Any, ...]], Any]]] = {}
+
+
+def execute_compiled(conn: Connection, statement: Executable, table: Table,
+                     columns: tuple[str, ...], row: tuple[Any, ...]) -> CursorResult[Any]:
+    """``conn.execute(statement, dict(zip(columns, row)))`` for a statement whose
+    parameters are the ``columns`` of ``table`` (an insert of one row that returns its
+    key, say), as :func:`insert_rows` runs its inserts: compiled once per dialect, the
+    values through their columns' converters straight to the driver. Core's execution of
+    a statement (its cache key, parameter processing) costs more than the statement does
+    on SQLite."""
+    key = (statement, conn.dialect.name)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _COMPILED[key] = _compile_statement(conn.dialect, statement, table,
+                                                       columns, 1)
+    sql, to_driver = compiled
+    return conn.exec_driver_sql(sql, to_driver(row))
+
+
 def _compile_insert(dialect: Any, table: Table, columns: tuple[str, ...], rows: int,
                     replacing: tuple[str, ...] = ()
                     ) -> tuple[str, Callable[[tuple[Any, ...]], Any]]:
     if any(c.default is not None for c in table.c if c.name not in columns):
         raise ValueError(f"insert_rows into {table.name}: a column with a default "
                          "is left out")
+    return _compile_statement(dialect, _insert(dialect, table, columns, rows, replacing),
+                              table, columns, rows)
+
+
+def _compile_statement(dialect: Any, statement: Any, table: Table, columns: tuple[str, ...],
+                       rows: int) -> tuple[str, Callable[[tuple[Any, ...]], Any]]:
+    """``statement`` compiled for ``dialect``, and what turns the values of its ``rows``
+    rows of ``columns`` (parameters ``column`` for one row, ``column_0``, ``column_1``, ...
+    for more), row after row, into the driver's parameters."""
     names = [f"{c}_{i}" if rows > 1 else c for i in range(rows) for c in columns]
-    statement = _insert(dialect, table, columns, rows, replacing)
     compiled = statement.compile(dialect=dialect, column_keys=list(columns))
     order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
     converters = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect)

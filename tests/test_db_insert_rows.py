@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 
-from core.db import SystemDB, insert_row, insert_rows
+from core.db import SystemDB, execute_compiled, insert_row, insert_rows
 from core.schema import audit_log, um_user_attributes, um_users, userstores
 
 
@@ -88,5 +88,29 @@ def test_replacing_rows_update_the_taken_keys_and_add_the_others(db_url: str, ro
                                              um_user_attributes.c.value)).all())
         assert attrs == {"mail": "new@x.org", "sn": "Old",
                          **({"givenName": "Ann", "title": "Dr"} if rows == 3 else {})}
+    finally:
+        db.dispose()
+
+
+def test_a_compiled_statement_runs_as_core_runs_it(db_url: str) -> None:
+    """``execute_compiled``: an insert that returns its key, its columns given in another
+    order than the statement's, its times converted; what comes back is Core's."""
+    db = SystemDB(db_url)
+    db.migrate()
+    columns = ("modified", "store", "user_id", "username", "username_key", "created")
+    statement = insert(um_users).values({c: bindparam(c) for c in columns}) \
+        .returning(um_users.c.pk)
+    try:
+        now = datetime.now(UTC)
+        with db.transaction() as conn:
+            by_core = conn.execute(statement, dict(zip(columns, (
+                now, "PRIMARY", "id0", "u0", "u0", now), strict=True))).scalar()
+            compiled = [execute_compiled(conn, statement, um_users, columns, (
+                now, "PRIMARY", f"id{i}", f"u{i}", f"u{i}", now)).scalar() for i in (1, 2)]
+            rows = conn.execute(select(um_users.c.pk, um_users.c.user_id, um_users.c.created,
+                                       um_users.c.modified).order_by(um_users.c.pk)).all()
+        assert [r.pk for r in rows] == [by_core, *compiled]
+        assert [(r.user_id, r.created, r.modified) for r in rows] == [
+            (f"id{i}", now, now) for i in range(3)]
     finally:
         db.dispose()

@@ -44,6 +44,7 @@ from core.db import (
     InStatement,
     can_replace,
     current_connection,
+    execute_compiled,
     in_chunks,
     insert_rows,
     replacing_on_conflict,
@@ -278,7 +279,8 @@ class SqlUserStore:
         if new_user is not None:
             # One user (SCIM, the console) where the insert itself can skip a name that is
             # taken: its key comes back, and the name is looked up only when it is taken.
-            pk = conn.execute(new_user, rows[0]).scalar()
+            pk = execute_compiled(conn, new_user, um_users, _USER_COLUMNS,
+                                  tuple(rows[0][c] for c in _USER_COLUMNS)).scalar()
             if pk is not None:
                 return {rows[0]["user_id"]: int(pk)}
         existing = _NAMES_TAKEN.execute(conn, {"store": self.domain, "keys": keys}).scalar()
