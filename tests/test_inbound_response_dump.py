@@ -9,6 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scim2_models import Context, Meta, Resource, ResponseParameters
+from scim2_server.service import ScimService
+from scim2_server.storage import SearchPage
 from scim2_server.utils import parametrize
 
 from core.inbound.service import _not_returned, response_dump, written_response_dump
@@ -101,3 +103,23 @@ def test_users_and_groups_are_dumped_without_the_response_context() -> None:
     """What the tests above compare is the plain dump (without the password)."""
     assert _not_returned(MODEL) == {"password"}
     assert _not_returned(GROUP_MODEL) == frozenset()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(users(), max_size=3), st.integers(0, 5000),
+       st.sampled_from([{}, {"startIndex": 3, "count": 10}, {"count": 0},
+                        {"filter": 'userName eq "ada"'}, {"startIndex": 0},
+                        {"attributes": "userName"}, {"excludedAttributes": "emails"}]))
+def test_a_list_response_is_scim2_servers(found: list[Resource[Any]], total: int,
+                                          payload: dict[str, Any]) -> None:
+    """A page of a search paged by index, answered without scim2-server's ListResponse
+    (``IamScimService.search_response``): the same members in the same order."""
+    users_type = [t for t in PROVIDER.resource_types if t.name == "User"]
+    with PROVIDER:
+        search, _ = SERVICE.read_search(users_type, payload)
+        page = SearchPage(max(total, len(found)), found, None, None)
+        ours = SERVICE.search_response("http://example.com/scim2", users_type, page, search)
+        theirs = ScimService.search_response(SERVICE, "http://example.com/scim2",
+                                             users_type, page, search)
+    assert list(ours.body.items()) == list(theirs.body.items())  # type: ignore[union-attr]
+    assert ours.status == theirs.status
