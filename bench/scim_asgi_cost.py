@@ -1,6 +1,7 @@
-"""CPU and Python calls per SCIM GET by filter through ``serve``'s ASGI app, in process (no
-HTTP, no load generator sharing the cores): ``Guard(HttpApp(iam, ScimApplication(iam)))``
-on a fresh SQLite home with 200 users, the request served whole as under uvicorn.
+"""CPU and Python calls per SCIM GET by filter (or POST of a user: ``--operation post``)
+through ``serve``'s ASGI app, in process (no HTTP, no load generator sharing the cores):
+``Guard(HttpApp(iam, ScimApplication(iam)))`` on a fresh SQLite home with 200 users, the
+request served whole as under uvicorn.
 
 The count of Python calls (every thread, ``sys.setprofile``) is deterministic: it resolves
 a change of a few microseconds that the HTTP benchmarks' noise hides. Run it from each
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
+import json
 import sys
 import tempfile
 import threading
@@ -37,6 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3, help="CPU rounds (after the count)")
+    parser.add_argument("--operation", choices=("get", "post"), default="get",
+                        help="GET /Users by userName filter, or POST /Users of a new user")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         iam = Iam.open(home=tmp, argon2=Argon2Params(time_cost=1, memory_cost=1024,
@@ -55,11 +60,15 @@ def main() -> None:
 
 async def measure(app: Any, scim: ScimApplication, token: str,
                   args: argparse.Namespace) -> None:
-    headers = [(b"host", b"127.0.0.1"), (b"authorization", b"Bearer " + token.encode())]
+    headers = [(b"host", b"127.0.0.1"), (b"authorization", b"Bearer " + token.encode()),
+               (b"content-type", b"application/scim+json")]
+    created = itertools.count()
 
     async def one(i: int) -> None:
         sent: list[dict[str, Any]] = []
-        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+        posting = args.operation == "post"
+        body = json.dumps(_new_user(next(created))).encode() if posting else b""
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def receive() -> dict[str, Any]:
             if messages:
@@ -70,12 +79,14 @@ async def measure(app: Any, scim: ScimApplication, token: str,
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        await app({"type": "http", "method": "GET", "path": "/scim2/Users", "root_path": "",
-                   "scheme": "http", "headers": headers, "server": ("127.0.0.1", 8080),
+        await app({"type": "http", "method": "POST" if posting else "GET",
+                   "path": "/scim2/Users", "root_path": "", "scheme": "http",
+                   "headers": headers, "server": ("127.0.0.1", 8080),
                    "client": ("127.0.0.1", 50000),
-                   "query_string": f'filter=userName eq "user{i % USERS}"'.encode()},
+                   "query_string": b"" if posting else
+                   f'filter=userName eq "user{i % USERS}"'.encode()},
                   receive, send)
-        assert sent[0]["status"] == 200, sent
+        assert sent[0]["status"] == (201 if posting else 200), sent
 
     for i in range(USERS):  # warm: caches, the lane's thread
         await one(i)
@@ -112,6 +123,14 @@ async def measure(app: Any, scim: ScimApplication, token: str,
     print(f"{sys.prefix}: Python calls per request {calls / args.requests:.0f}"
           + (f"; CPU µs per request {' '.join(f'{c:.0f}' for c in cpu)} (min {min(cpu):.0f})"
              if cpu else ""))
+
+
+def _new_user(i: int) -> dict[str, Any]:
+    """The POST body of ``scim_inbound.py``'s users."""
+    name = f"load{i:07d}"
+    return {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name,
+            "name": {"givenName": f"Given{i % 997}", "familyName": f"Family{i % 1009}"},
+            "emails": [{"value": f"{name}@example.com", "type": "work"}], "active": True}
 
 
 if __name__ == "__main__":
