@@ -463,19 +463,29 @@ class SqlUserStore:
         query_shape, values = shape(query)
         statements = user_statements(query_shape, sort)
         with self._conn() as conn:
-            total, rows = self._search(conn, statements, values, start, count)
-            return SearchPage(total, self._users(conn, rows))
+            with_attributes = conn.dialect.name == "postgresql"
+            total, rows = self._search(conn, statements, values, start, count,
+                                       with_attributes)
+            if not with_attributes:
+                return SearchPage(total, self._users(conn, rows))
+            return SearchPage(total, [
+                StoredUser(r.user_id, self.domain, r.username, r.attributes or {}, r.created,
+                           r.modified) for r in rows])
 
     def _search(self, conn: Connection, statements: Statements, values: Sequence[Any],
-                start: int, count: int) -> tuple[int, list[Any]]:
-        """How many match, and the rows of the page; the count is read only when the page
-        cannot tell it (a page that is not full holds the last of the matches)."""
+                start: int, count: int, with_attributes: bool = False
+                ) -> tuple[int, list[Any]]:
+        """How many match, and the rows of the page (``with_attributes``: with their
+        ``attributes``, see ``Statements.page_with_attributes``); the count is read only
+        when the page cannot tell it (a page that is not full holds the last of the
+        matches)."""
         params = statements.params(values, self.domain, self.policies.key)
         start, page_size = min(max(0, start), MAX_OFFSET), max(0, min(count, MAX_PAGE_SIZE))
+        page = statements.page_with_attributes if with_attributes else statements.page
+        assert page is not None
         with guarded(conn) as options:
             options.update(statements.options)
-            rows = list(conn.execute(statements.page, {**params, "offset": start,
-                                                       "limit": page_size},
+            rows = list(conn.execute(page, {**params, "offset": start, "limit": page_size},
                                      execution_options=options)) if page_size else []
             if 0 < len(rows) < page_size or (not rows and start == 0 < page_size):
                 return start + len(rows), rows

@@ -20,6 +20,7 @@ large shape is built for its search alone and kept out of SQLAlchemy's compiled 
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import sqlite3
 import threading
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BindParameter,
     ColumnElement,
     Select,
@@ -42,6 +44,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    type_coerce,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import Pool
@@ -121,6 +124,9 @@ class Statements:
     page: Select[Any]
     count: Select[Any]
     slots: tuple[tuple[str, int, Compute], ...]
+    #: A user search's page with each user's attributes (a JSON object, column
+    #: ``attributes``) in one statement: PostgreSQL's ``json_object_agg``.
+    page_with_attributes: Select[Any] | None = None
     #: Whether the statements are kept for the next query of this shape; when not, they
     #: must not fill SQLAlchemy's compiled cache either (see :attr:`options`).
     cached: bool = True
@@ -342,7 +348,7 @@ class ShapeCache:
         statements = build()
         weight = max(1, weight)
         if weight > self.largest:
-            return Statements(statements.page, statements.count, statements.slots, False)
+            return dataclasses.replace(statements, cached=False)
         with self._lock:
             if key not in self._entries:
                 self._entries[key] = (statements, weight)
@@ -393,7 +399,19 @@ def _user_statements(query_shape: Query, sort: Sort | None) -> Statements:
         page = page.order_by(key.is_(None), key.desc() if sort.descending else key)
     page = page.order_by(um_users.c.pk).offset(bindparam("offset")).limit(bindparam("limit"))
     count = select(func.count()).select_from(um_users).where(where)
-    return Statements(page, count, tuple(bind.slots))
+    return Statements(page, count, tuple(bind.slots), _with_attributes(page))
+
+
+def _with_attributes(page: Select[Any]) -> Select[Any]:
+    """PostgreSQL: the rows of ``page`` in its order, each with its user's attributes
+    as one JSON object (null when it has none): a search reads its page in one round trip
+    instead of two. The attributes are read for the page's rows alone, after its offset
+    and limit (the page is a subquery, which PostgreSQL scans in its order)."""
+    rows = page.subquery("page")
+    attribute = um_user_attributes.alias("attribute")
+    attributes = select(func.json_object_agg(attribute.c.name, attribute.c.value)) \
+        .where(attribute.c.user_pk == rows.c.pk).scalar_subquery()
+    return select(*rows.c, type_coerce(attributes, JSON).label("attributes"))
 
 
 def _group_statements(query_shape: Query) -> Statements:
