@@ -46,6 +46,8 @@ from sqlalchemy import (
     true,
     type_coerce,
 )
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import Pool
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -404,14 +406,26 @@ def _user_statements(query_shape: Query, sort: Sort | None) -> Statements:
 
 def _with_attributes(page: Select[Any]) -> Select[Any]:
     """PostgreSQL: the rows of ``page`` in its order, each with its user's attributes
-    as one JSON object (null when it has none): a search reads its page in one round trip
-    instead of two. The attributes are read for the page's rows alone, after its offset
-    and limit (the page is a subquery, which PostgreSQL scans in its order)."""
+    as one JSON object (column ``attributes``, null when it has none) and its groups in
+    name order (``group_ids``, ``group_names``, ``groups_created``, ``groups_modified``:
+    arrays, null when it has none): a search reads its page in one round trip instead of
+    three. Both are read for the page's rows alone, after its offset and limit (the page
+    is a subquery, which PostgreSQL scans in its order, joined laterally)."""
     rows = page.subquery("page")
     attribute = um_user_attributes.alias("attribute")
     attributes = select(func.json_object_agg(attribute.c.name, attribute.c.value)) \
         .where(attribute.c.user_pk == rows.c.pk).scalar_subquery()
-    return select(*rows.c, type_coerce(attributes, JSON).label("attributes"))
+    membership, group = um_memberships.alias("membership"), um_groups.alias("member_of")
+    array_agg: Any = postgresql.array_agg
+    groups = select(*(array_agg(aggregate_order_by(column, group.c.name_key))
+                      .label(name) for name, column in (
+                          ("group_ids", group.c.group_id), ("group_names", group.c.name),
+                          ("groups_created", group.c.created),
+                          ("groups_modified", group.c.modified)))) \
+        .select_from(membership.join(group, group.c.pk == membership.c.group_pk)) \
+        .where(membership.c.user_pk == rows.c.pk).lateral("of_groups")
+    return select(*rows.c, type_coerce(attributes, JSON).label("attributes"), *groups.c) \
+        .select_from(rows.join(groups, true()))
 
 
 def _group_statements(query_shape: Query) -> Statements:
