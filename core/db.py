@@ -19,6 +19,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg.pq import ExecStatus
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -165,11 +167,46 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         _ping_when_idle(engine)
+    if engine.dialect.driver == "psycopg":
+        event.listen(engine, "connect", _described_cursors)
     if queued_file is not None:
         timeout = parsed.query.get("timeout", "5")  # pysqlite's default; create_engine checked it
         _queue_writes(engine, queued_file, float(timeout if isinstance(timeout, str)
                                                  else timeout[-1]))
     return engine
+
+
+#: The result shapes whose ``Cursor.description`` is kept; past this many it starts anew.
+DESCRIPTIONS_KEPT = 1024
+_DESCRIPTIONS: dict[tuple[tuple[bytes | None, int, int, int], ...], list[Any]] = {}
+_SELECTING = (ExecStatus.TUPLES_OK, ExecStatus.SINGLE_TUPLE)
+
+
+class _DescribedCursor(psycopg.Cursor[Any]):
+    """psycopg's cursor, whose ``description`` is made once per result shape (each
+    column's name, type, modifier and size) instead of once per statement. SQLAlchemy reads
+    it on every statement that returns rows, and psycopg builds it anew each time (a
+    ``Column`` per column, its type looked up): some 7 us of a 70 us statement of five
+    columns."""
+
+    @property
+    def description(self) -> list[Any] | None:
+        res = self.pgresult
+        if res is None or (not res.nfields and res.status not in _SELECTING):
+            return super().description
+        shape = tuple((res.fname(i), res.ftype(i), res.fmod(i), res.fsize(i))
+                      for i in range(res.nfields))
+        columns = _DESCRIPTIONS.get(shape)
+        if columns is None:
+            columns = super().description or []
+            if len(_DESCRIPTIONS) >= DESCRIPTIONS_KEPT:
+                _DESCRIPTIONS.clear()
+            _DESCRIPTIONS[shape] = columns
+        return list(columns)
+
+
+def _described_cursors(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.cursor_factory = _DescribedCursor
 
 
 #: A pooled connection idle this long is pinged before it is handed out.

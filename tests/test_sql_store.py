@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from core.claims import LOCAL_DIALECT
 from core.db import make_engine
@@ -26,6 +26,7 @@ from core.identity.events import EventType, IdentityEvent, Initiator, Phase
 from core.identity.service import PASSWORD_BATCH, ImportRow
 from core.passwords import Argon2Params, PasswordHashing
 from core.schema import um_memberships, um_user_attributes, um_users
+from core.userstores import query as q
 from core.userstores.base import NewUser, Page, Policies, StoredUser
 from core.userstores.sql import SqlUserStore
 from tests.conftest import FAST_ARGON2
@@ -481,6 +482,81 @@ def test_a_user_with_its_groups_in_one_read(iam: Iam) -> None:
     assert store.get_user_with_groups(bare.id) == (store.get_user(bare.id), [])
     assert store.get_user_with_groups("no-such-id") is None
     assert other.get_user_with_groups(ann.id) is None
+
+
+def test_a_search_page_reads_its_users_with_their_attributes(iam: Iam) -> None:
+    """A search answers each user of its page with its own attributes (none for a user
+    without), in the page's order, past an offset and in a sorted search; on PostgreSQL
+    the page and the attributes are one statement."""
+    store = primary(iam)
+    store.add_users([new("cat", mail="c@example.com", sn="C"), new("bare"),
+                     new("ann", mail="a@example.com"), new("bob", sn="B", title="x")])
+    every = {u.username: u for u in store.list_users(10).items}
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(iam.db.engine, "before_cursor_execute", record)
+    try:
+        by_name = store.search_users(q.TRUE, 1, 2, q.Sort(q.NAME))
+        reversed_ = store.search_users(q.TRUE, 0, 10, q.Sort(q.NAME, descending=True))
+        one = store.search_users(q.Compare(q.NAME, q.Op.EQ, "bare"), 0, 10)
+    finally:
+        event.remove(iam.db.engine, "before_cursor_execute", record)
+    assert names(by_name.items) == ["bare", "bob"] and by_name.total == 4
+    assert names(reversed_.items) == ["cat", "bob", "bare", "ann"]
+    assert all(u == every[u.username] for u in [*by_name.items, *reversed_.items])
+    assert one.items == [every["bare"]] and one.items[0].attributes == {}
+    if iam.db.dialect == "postgresql":  # the page and a count (a full page) / the page alone
+        assert len(statements) == 4
+
+
+def test_the_groups_of_a_search_page_are_those_of_its_users_now(iam: Iam) -> None:
+    """``groups_of_users`` after a search, in the search's transaction (on PostgreSQL the
+    search read them: no statement more) or after any other call of the store or in
+    another transaction (read again), answers each user's groups as they are now, in name
+    order."""
+    store = primary(iam)
+    ann, bare, bob = store.add_users([new("ann", mail="a@example.com"), new("bare"),
+                                      new("bob")])
+    zeta = store.add_group("zeta", [ann.id, bob.id])
+    store.add_group("alpha", [ann.id])
+    ids = [ann.id, bare.id, bob.id]
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    def expected() -> dict[str, list[object]]:
+        return {i: list(store.groups_of(i)) for i in ids}
+
+    with iam.db.transaction():
+        event.listen(iam.db.engine, "before_cursor_execute", record)
+        try:
+            assert names(store.search_users(q.TRUE, 0, 10, q.Sort(q.NAME)).items) == \
+                ["ann", "bare", "bob"]
+            found = store.groups_of_users(ids)
+        finally:
+            event.remove(iam.db.engine, "before_cursor_execute", record)
+        assert found == expected()
+        assert [g.name for g in found[ann.id]] == ["alpha", "zeta"] and found[bare.id] == []
+        assert found[bob.id] == [store.get_group(zeta.id)]
+        if iam.db.dialect == "postgresql":
+            assert len(statements) == 1
+        store.search_users(q.TRUE, 0, 10)
+        store.update_members(zeta.id, add=[bare.id], remove=[ann.id])
+        assert store.groups_of_users(ids) == expected()
+        assert [g.name for g in store.groups_of_users(ids)[ann.id]] == ["alpha"]
+    with iam.db.transaction():
+        store.search_users(q.TRUE, 0, 10)
+        assert store.groups_of_users([ann.id, bob.id]) == {  # not the ids searched
+            i: list(store.groups_of(i)) for i in (ann.id, bob.id)}
+        store.search_users(q.TRUE, 0, 10)
+    store.rename_group(zeta.id, "omega")
+    with iam.db.transaction():
+        assert store.groups_of_users(ids) == expected()
+        assert [g.name for g in store.groups_of_users(ids)[bob.id]] == ["omega"]
 
 
 def test_one_user_with_a_taken_name_in_a_transaction_that_goes_on(iam: Iam) -> None:

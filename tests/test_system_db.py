@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import insert, text
 from sqlalchemy.exc import IntegrityError
@@ -326,5 +327,36 @@ def test_connections_used_at_once_are_kept(tmp_path: Path, backend: str) -> None
                          for _ in range(system_db.KEPT_CONNECTIONS)]
                 assert {c.execute(text(_BACKEND_PID[backend])).scalar()
                         for c in again} == before
+        finally:
+            engine.dispose()
+
+
+def test_postgresql_result_descriptions_are_made_once_per_shape(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cursor's description on PostgreSQL is the one psycopg makes, made once per result
+    shape: rows come back under their own columns' names whichever shape came before, an
+    alias or a type that differs makes another, and a statement without rows has none."""
+    monkeypatch.setattr(system_db, "_DESCRIPTIONS", {})
+    monkeypatch.setattr(system_db, "DESCRIPTIONS_KEPT", 3)
+    with database_url("postgresql", str(tmp_path)) as url:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                for _ in range(2):
+                    assert conn.execute(text("SELECT 1 AS a, 'x' AS b")).one()._asdict() \
+                        == {"a": 1, "b": "x"}
+                    assert conn.execute(text("SELECT 'y' AS a, 2 AS b")).one()._asdict() \
+                        == {"a": "y", "b": 2}
+                    assert conn.execute(text("SELECT 3 AS c")).one()._asdict() == {"c": 3}
+                    with raw.cursor() as mine, psycopg.Cursor(raw) as plain:
+                        for cursor in (mine, plain):
+                            cursor.execute("SELECT 1::int2 AS a, now() AS t")
+                        assert [tuple(c) for c in mine.description or ()] == \
+                            [tuple(c) for c in plain.description or ()]
+                        mine.execute("CREATE TEMPORARY TABLE IF NOT EXISTS t (x int)")
+                        assert mine.description is None
+                assert len(system_db._DESCRIPTIONS) <= 3
         finally:
             engine.dispose()
