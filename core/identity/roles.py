@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from core import audit
 from core.errors import InvalidInput, NotFound
@@ -123,12 +123,17 @@ class RoleOperations(UserOperations):
             raise NotFound(f"user {user_id} does not exist in {domain}")
         return self._view(found[0]), [role_view(g) for g in found[1]]
 
-    def groups_of_ids(self, domain: str, user_ids: Sequence[str]) -> dict[str, list[RoleView]]:
+    def groups_of_ids(self, domain: str, user_ids: Sequence[str],
+                      read: Mapping[str, Sequence[StoredGroup]] | None = None
+                      ) -> dict[str, list[RoleView]]:
         """``groups_of_id`` for many users of one domain, in one store call (an id that is
-        no user of the store has none)."""
-        store = self.stores.store(domain)
-        groups = store.groups_of_users(user_ids) if store.capabilities.readable_groups \
-            else {}
+        no user of the store has none); ``read``: their groups as a search read them with
+        the users (``SearchPage.groups``), which makes the store call needless."""
+        groups = read
+        if groups is None:
+            store = self.stores.store(domain)
+            groups = store.groups_of_users(user_ids) if store.capabilities.readable_groups \
+                else {}
         return {uid: [role_view(g) for g in groups.get(uid, [])] for uid in user_ids}
 
     def roles_of_id(self, domain: str, user_id: str) -> list[str]:

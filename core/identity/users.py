@@ -100,7 +100,7 @@ class UserOperations(IdentityBase):
         if native == q.FALSE:
             return q.SearchPage(0, [])
         page = store.search_users(native, start, count, native_sort)
-        return q.SearchPage(page.total, [self._view(u) for u in page.items])
+        return q.SearchPage(page.total, [self._view(u) for u in page.items], page.groups)
 
     def count_users(self, domain: str | None = None, prefix: str | None = None) -> int:
         """Users of one domain, or of every enabled store (``domain=None``)."""

@@ -297,8 +297,9 @@ class IamScimStorage(ScimStorage):
             raise TooManyException(detail=str(exc)) from None
         except InvalidInput as exc:  # a comparison the store cannot make (e.g. id gt)
             raise InvalidFilterException(detail=str(exc)) from None
-        groups_of = self.identity.groups_of_ids(domain, [u.id for u in users.items]) \
-            if users.items else {}
+        user_ids = [u.id for u in users.items]
+        groups_of = self.identity.groups_of_ids(domain, user_ids, users.groups) \
+            if user_ids else {}
         return SearchPage(users.total, [self._user_resource(u, groups_of[u.id])
                                         for u in users.items])
 

@@ -9,11 +9,11 @@ hands the query to a store, so stores still speak attributes only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -115,6 +115,10 @@ class SearchPage(Generic[T]):
 
     total: int
     items: Sequence[T]
+    #: Each user's groups (``StoredGroup``, which this module cannot import: base imports
+    #: it) by user id, in name order, when the store read them with the page (the SQL store
+    #: on PostgreSQL does, in the same statement); None: not read (ask ``groups_of_users``).
+    groups: Mapping[str, Sequence[Any]] | None = None
 
 
 def map_fields(query: Query, rename: Callable[[Field], Field | None]) -> Query:

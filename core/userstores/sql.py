@@ -160,7 +160,6 @@ class SqlUserStore:
         """The ambient system-DB transaction when this store lives there, else our own."""
         ambient = current_connection(self.engine)
         if ambient is not None:
-            ambient.info.pop(_SEARCHED_GROUPS, None)
             yield ambient
             return
         try:
@@ -471,19 +470,14 @@ class SqlUserStore:
                                        with_attributes)
             if not with_attributes:
                 return SearchPage(total, self._users(conn, rows))
-            users = [StoredUser(r.user_id, self.domain, r.username, r.attributes or {},
-                                r.created, r.modified) for r in rows]
-            if current_connection(self.engine) is conn:
-                # What ``groups_of_users`` of these users answers next in this transaction
-                # (a SCIM search shows each user's groups), unless another call of a store
-                # on it comes first (``_conn``).
-                conn.info[_SEARCHED_GROUPS] = (conn.get_transaction(), self.domain, {
-                    r.user_id: [StoredGroup(gid, self.domain, name, created, modified)
-                                for gid, name, created, modified in zip(
-                                    r.group_ids or (), r.group_names or (),
-                                    r.groups_created or (), r.groups_modified or (),
-                                    strict=True)] for r in rows})
-            return SearchPage(total, users)
+            return SearchPage(total, [
+                StoredUser(r.user_id, self.domain, r.username, r.attributes or {}, r.created,
+                           r.modified) for r in rows], {
+                r.user_id: [StoredGroup(gid, self.domain, name, created, modified)
+                            for gid, name, created, modified in zip(
+                                r.group_ids or (), r.group_names or (),
+                                r.groups_created or (), r.groups_modified or (),
+                                strict=True)] for r in rows})
 
     def _search(self, conn: Connection, statements: Statements, values: Sequence[Any],
                 start: int, count: int, with_attributes: bool = False
@@ -663,13 +657,8 @@ class SqlUserStore:
     def groups_of_users(self, user_ids: Sequence[str]) -> dict[str, list[StoredGroup]]:
         """``groups_of`` for many users in one query: each id's groups in name order; an
         id that is not a user of this store has none."""
-        ambient = current_connection(self.engine)
-        searched = ambient.info.get(_SEARCHED_GROUPS) if ambient is not None else None
         out: dict[str, list[StoredGroup]] = {uid: [] for uid in user_ids}
         with self._conn() as conn:
-            if searched is not None and searched[0] is conn.get_transaction() and \
-                    searched[1] == self.domain and searched[2].keys() == out.keys():
-                return {uid: list(searched[2][uid]) for uid in out}
             for chunk in in_chunks(user_ids):
                 for r in _GROUPS_OF_IDS.execute(conn, {"ids": chunk}):
                     if r.member_store == self.domain:
@@ -767,9 +756,6 @@ _DELETE_ATTRIBUTES = delete(um_user_attributes).where(
 #: ``conn.info`` key: the user a connection read last, as (user id, key, user). Only
 #: ``SqlUserStore._unchanged_since_read`` trusts it, after checking it against the row.
 _LAST_READ = "mware_iam_user_read_last"
-#: The groups of the users a search on PostgreSQL read with them: its transaction, the
-#: store, and the groups by user id (see ``search_users`` and ``groups_of_users``).
-_SEARCHED_GROUPS = "mware_iam_groups_searched"
 
 
 def _remember(conn: Connection, user_id: str, pk: int, user: StoredUser) -> None:
