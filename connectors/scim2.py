@@ -56,7 +56,14 @@ from connectors.base import (
     RetryableError,
 )
 from connectors.scim2_body import user_body
-from connectors.wire import decoded_json, parsed_url, retry_after, shortened, shown
+from connectors.wire import (
+    decoded_json,
+    parsed_url,
+    request_to,
+    retry_after,
+    shortened,
+    shown,
+)
 from core.claims import SCIM_DIALECT
 from core.properties import PropertySpec, PropertyType
 
@@ -463,10 +470,12 @@ class Scim2Connector(Connector):
             content = text.encode()
         try:
             # the endpoints, parsed once per target; an object's URL (its id) as it comes
-            known = url in (self.user_ep, self.group_ep)
-            request = self.client.build_request(
-                method, parsed_url(self.memo, url) if known else url, params=params,
-                headers=all_headers, content=content)
+            if url in (self.user_ep, self.group_ep) and params is None:
+                request = request_to(self.client, self.memo, method,
+                                     parsed_url(self.memo, url), all_headers, content)
+            else:
+                request = self.client.build_request(method, url, params=params,
+                                                    headers=all_headers, content=content)
         except httpx.InvalidURL as exc:
             raise PermanentError(f"{what}: {url} is not a usable URL: {exc}") from None
         shown = f"{method} {request.url}"

@@ -17,6 +17,7 @@ from connectors.wire import (
     decoded_json,
     holds_secret,
     redact,
+    request_to,
     shown,
     text_of,
 )
@@ -129,3 +130,19 @@ def test_a_json_column_stores_an_encoded_value_as_its_items(serializer: str) -> 
     with engine.begin() as conn:
         conn.execute(insert(rows), {"pk": 1, "value": value})
         assert conn.execute(select(rows.c.value)).scalar_one() == dicts
+
+
+def test_request_to_builds_what_build_request_builds() -> None:
+    client = httpx.AsyncClient(timeout=7.0, headers={"X-Client": "1"})
+    url = httpx.URL("https://t.example/v2/Users")
+    memo: dict[str, Any] = {}
+    for headers, content in [({"Accept": "a/b"}, None), ({"Accept": "a/b", "X-Client": "2"},
+                                                         b'{"userName": "ada"}')] * 2:
+        ours = request_to(client, memo, "POST", url, headers, content)
+        theirs = client.build_request("POST", url, headers=headers, content=content)
+        assert (ours.method, ours.url, ours.headers.raw, ours.content, ours.extensions) == (
+            theirs.method, theirs.url, theirs.headers.raw, theirs.content, theirs.extensions)
+    assert len(memo["headers"]) == 2, "merged once per set of headers"
+    client.cookies.set("session", "s1", domain="t.example")
+    with_cookie = request_to(client, memo, "GET", url, {"Accept": "a/b"})
+    assert with_cookie.headers["Cookie"] == "session=s1"
