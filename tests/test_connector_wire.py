@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +25,7 @@ from connectors.wire import (
 )
 from core.db import make_engine
 from core.encoded_json import EncodedJSON
+from tests.servers import database_url
 
 
 def test_redact_masks_every_secret_key_at_any_depth_and_a_password_patch() -> None:
@@ -116,10 +119,19 @@ def test_an_exchange_as_json_is_its_dict() -> None:
     assert Exchange("GET", "https://t.example/Users", None, 200, {"a": 1}).as_json() is None
 
 
-@pytest.mark.parametrize("serializer", ["ours", "json.dumps"])
-def test_a_json_column_stores_an_encoded_value_as_its_items(serializer: str) -> None:
+@pytest.mark.parametrize(("backend", "serializer"), [
+    ("sqlite", "ours"), ("sqlite", "json.dumps"), ("postgresql", "ours"), ("mariadb", "ours")])
+def test_a_json_column_stores_an_encoded_value_as_its_items(
+        backend: str, serializer: str, tmp_path: Path) -> None:
     """The engine's serializer stores the text; any other stores the items: the same."""
-    engine = make_engine("sqlite://") if serializer == "ours" else create_engine("sqlite://")
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(database_url(backend, str(tmp_path)))
+        engine = make_engine(url) if serializer == "ours" else create_engine(url)
+        stack.callback(engine.dispose)
+        _store_encoded(engine)
+
+
+def _store_encoded(engine: Any) -> None:
     rows = Table("t", MetaData(), Column("pk", Integer, primary_key=True),
                  Column("value", JSON))
     rows.create(engine)
