@@ -21,6 +21,7 @@ enforces it (``[tool.importlinter]`` in pyproject.toml).
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -163,6 +164,10 @@ class Exchange:
     request_body: Any = None
     status: int | None = None
     response_body: Any = None
+    #: The JSON text of ``request_body`` / ``response_body`` when the connector has it
+    #: already (what it sent or received, holding no secret: ``wire.shown``); not shown.
+    request_json: str | None = field(default=None, compare=False, repr=False)
+    response_json: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", redact_urls(self.url))
@@ -172,6 +177,18 @@ class Exchange:
         which are the connector's own redacted copies already)."""
         return {"method": self.method, "url": self.url, "request_body": self.request_body,
                 "status": self.status, "response_body": self.response_body}
+
+    def as_json(self) -> str | None:
+        """``as_dict()``'s JSON text, made of the bodies' own texts (no body encoded
+        again); None when a body's text is not known."""
+        request = "null" if self.request_body is None else self.request_json
+        response = "null" if self.response_body is None else self.response_json
+        if request is None or response is None:
+            return None
+        status = "null" if self.status is None else str(int(self.status))
+        return (f'{{"method": {json.dumps(self.method)}, "url": {json.dumps(self.url)}, '
+                f'"request_body": {request}, "status": {status}, '
+                f'"response_body": {response}}}')
 
 
 # ---------------------------------------------------------------- errors

@@ -77,7 +77,7 @@ from connectors.base import (
     TargetPaused,
 )
 from connectors.user_ids import DEFAULT_PATTERN, build_user_id, pattern_parts
-from connectors.wire import decoded_body, parsed_url, redact, retry_after
+from connectors.wire import decoded_body, decoded_json, parsed_url, redact, retry_after
 from core.claims import LOCAL_DIALECT
 from core.properties import FieldError, PropertySpec, PropertyType
 
@@ -567,9 +567,12 @@ class SalesforceConnector(Connector):
         request = self._request(method, url, what, params=params, headers=headers,
                                 content=content)
         response = await self._transport(request, what, shown_body)
-        answer = decoded_body(response)
-        self.exchanges.append(Exchange(method, str(request.url), shown_body,
-                                       response.status_code, answer))
+        answer, answer_text = decoded_json(response)
+        # the bodies' texts as sent and received: recorded as they are (``shown_body`` is
+        # what ``content`` encodes)
+        self.exchanges.append(Exchange(
+            method, str(request.url), shown_body, response.status_code, answer,
+            None if content is None else content.decode(), answer_text))
         self._note_usage(response)
         return response, answer
 

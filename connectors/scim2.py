@@ -56,7 +56,14 @@ from connectors.base import (
     RetryableError,
 )
 from connectors.scim2_body import user_body
-from connectors.wire import decoded_body, parsed_url, redact, retry_after, shortened
+from connectors.wire import (
+    decoded_json,
+    parsed_url,
+    request_to,
+    retry_after,
+    shortened,
+    shown,
+)
 from core.claims import SCIM_DIALECT
 from core.properties import PropertySpec, PropertyType
 
@@ -456,43 +463,50 @@ class Scim2Connector(Connector):
         """Send one request, record it (redacted) and map failures to typed errors."""
         all_headers = {"Accept": f"{SCIM_JSON}, application/json", **self._auth,
                        **(headers or {})}
-        content = None
+        content = text = None
         if body is not None:
             all_headers["Content-Type"] = SCIM_JSON
-            content = json.dumps(body).encode()
+            text = json.dumps(body)
+            content = text.encode()
         try:
             # the endpoints, parsed once per target; an object's URL (its id) as it comes
-            known = url in (self.user_ep, self.group_ep)
-            request = self.client.build_request(
-                method, parsed_url(self.memo, url) if known else url, params=params,
-                headers=all_headers, content=content)
+            if url in (self.user_ep, self.group_ep) and params is None:
+                request = request_to(self.client, self.memo, method,
+                                     parsed_url(self.memo, url), all_headers, content)
+            else:
+                request = self.client.build_request(method, url, params=params,
+                                                    headers=all_headers, content=content)
         except httpx.InvalidURL as exc:
             raise PermanentError(f"{what}: {url} is not a usable URL: {exc}") from None
         shown = f"{method} {request.url}"
         try:
             response = await self.client.send(request)
         except httpx.TimeoutException as exc:
-            self._record(request, body, None, None)
+            self._record(request, body, text, None, None, None)
             raise RetryableError(f"{what}: no answer in time to {shown} "
                                  f"({type(exc).__name__})") from None
         except httpx.UnsupportedProtocol as exc:
-            self._record(request, body, None, None)
+            self._record(request, body, text, None, None, None)
             raise PermanentError(f"{what}: cannot send {shown}: {exc}") from None
         except httpx.TransportError as exc:
-            self._record(request, body, None, None)
+            self._record(request, body, text, None, None, None)
             raise RetryableError(f"{what}: cannot reach the target for {shown}: "
                                  f"{exc or type(exc).__name__}") from None
-        answer = decoded_body(response)
-        self._record(request, body, response.status_code, answer)
+        answer, answer_text = decoded_json(response)
+        self._record(request, body, text, response.status_code, answer, answer_text)
         if response.is_success:
             return response, answer
         raise _http_error(what, shown, response.status_code, answer,
                           response.headers.get("Retry-After"))
 
-    def _record(self, request: httpx.Request, body: Any, status: int | None,
-                answer: Any) -> None:
-        self.exchanges.append(Exchange(request.method, str(request.url), redact(body),
-                                       status, redact(answer)))
+    def _record(self, request: httpx.Request, body: Any, text: str | None,
+                status: int | None, answer: Any, answer_text: str | None) -> None:
+        """Log the exchange, secrets masked; ``text`` and ``answer_text`` are the bodies'
+        JSON as sent and received (``wire.shown``)."""
+        shown_body, body_json = shown(body, text)
+        shown_answer, answer_json = shown(answer, answer_text)
+        self.exchanges.append(Exchange(request.method, str(request.url), shown_body, status,
+                                       shown_answer, body_json, answer_json))
 
 
 # ---------------------------------------------------------------- helpers

@@ -7,6 +7,7 @@ is shortened the same way in every job's attempt log.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -33,12 +34,25 @@ def shortened(text: str) -> str:
 def decoded_body(response: httpx.Response) -> Any:
     """The answer's body: JSON when it is JSON, else its text :func:`shortened`; None when
     empty."""
-    if not response.content:
-        return None
+    return decoded_json(response)[0]
+
+
+def decoded_json(response: httpx.Response) -> tuple[Any, str | None]:
+    """:func:`decoded_body`, and the JSON text it was decoded from when the answer is
+    JSON in UTF-8 (None otherwise): what :func:`shown` takes."""
+    content = response.content
+    if not content:
+        return None, None
     try:
-        return response.json()
+        answer = response.json()
     except ValueError:
-        return shortened(response.text)
+        return shortened(response.text), None
+    if json.detect_encoding(content) != "utf-8":  # UTF-16 or -32, or a byte order mark
+        return answer, None
+    try:
+        return answer, content.decode("utf-8")
+    except UnicodeDecodeError:  # lone surrogates, which json.loads lets pass
+        return answer, None
 
 
 def text_of(response: httpx.Response) -> str:
@@ -61,6 +75,27 @@ def parsed_url(memo: dict[str, Any], url: str) -> httpx.URL:
     return parsed
 
 
+def request_to(client: httpx.AsyncClient, memo: dict[str, Any], method: str, url: httpx.URL,
+               headers: Mapping[str, str], content: bytes | None = None) -> httpx.Request:
+    """``client.build_request(method, url, headers=headers, content=content)`` for an
+    absolute, parsed ``url``, cheaper: the client's own headers merged with ``headers``
+    are kept in ``memo`` (per client and headers; a connector sends a few sets), where
+    ``build_request`` merged them again for every request (a third of its work). A client
+    that holds cookies, whose header is made per request, goes through ``build_request``.
+    The client's headers are taken as they are at the first merge (nothing changes them).
+    """
+    if client.cookies:
+        return client.build_request(method, url, headers=headers, content=content)
+    known: dict[tuple[Any, ...], httpx.Headers] = memo.setdefault("headers", {})
+    key = (client, *headers.items())
+    merged = known.get(key)
+    if merged is None:
+        merged = known[key] = httpx.Headers(client.headers)
+        merged.update(headers)
+    return httpx.Request(method, url, headers=merged, content=content,
+                         extensions={"timeout": client.timeout.as_dict()})
+
+
 def retry_after(value: str | None) -> float | None:
     """Seconds to wait from a Retry-After header (delay-seconds or an HTTP-date)."""
     if not value:
@@ -75,6 +110,25 @@ def retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def holds_secret(text: str) -> bool:
+    """Whether :func:`redact` may mask something in the value of the JSON ``text``: the
+    text names a secret key (in any case: also a PATCH path ending in ``password``) or
+    holds an escape (``\\u``) that could spell one. False is certain: nothing to mask."""
+    low = text.lower()
+    return "\\u" in low or any(key in low for key in SECRET_KEYS)
+
+
+def shown(value: Any, text: str | None) -> tuple[Any, str | None]:
+    """``redact(value)`` of a body, and its JSON text, given ``text``: the JSON the body
+    was decoded from or encoded to, if known. When that text holds no secret
+    (:func:`holds_secret`: the common case), the body and its text as they are, without
+    a walk or a copy; otherwise the redacted copy and None (it is encoded when recorded).
+    """
+    if text is not None and not holds_secret(text):
+        return value, text
+    return redact(value), None
 
 
 def redact(value: Any) -> Any:

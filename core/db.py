@@ -38,6 +38,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
 
+from core import encoded_json
 from core.errors import InvalidInput, StoreUnavailable
 from core.home import private
 
@@ -140,7 +141,8 @@ def make_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     elif parsed.drivername in ("mysql", "mariadb"):
         parsed = parsed.set(drivername="mysql+pymysql")
-    kwargs: dict[str, Any] = {"future": True}
+    # JSON columns store an EncodedJSON (an attempt's exchanges) from its own text
+    kwargs: dict[str, Any] = {"future": True, "json_serializer": encoded_json.dumps}
     queued_file = None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

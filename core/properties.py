@@ -62,6 +62,8 @@ def redact_urls(text: str) -> str:
     What any screen, log, export or error message shows of a URL: connector URLs are
     refused with credentials, but one stored before that rule, or a URL in a peer's
     words, must not leak them."""
+    if "@" not in text:  # the user information ends with one: nothing to replace
+        return text
     return _USERINFO_RE.sub(r"\1***@", text)
 
 

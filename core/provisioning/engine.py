@@ -242,7 +242,7 @@ class ProvisioningEngine:
         m = mapping.get(conn, r.job.target, r.job.entity_type, r.job.entity_id)
         message = r.prep.skip or r.prep.wait or r.prep.fail or r.job.last_error
         if requests is None:
-            requests = [e.__dict__ for e in (r.outcome.exchanges if r.outcome else [])]
+            requests = [e.as_dict() for e in (r.outcome.exchanges if r.outcome else [])]
         return TargetReport(r.job.target, r.job.operation.value, r.state.value,
                             m.remote_id if m else None, message, requests)
 

@@ -31,6 +31,7 @@ from connectors.base import (
     TargetPaused,
 )
 from core import idps
+from core.encoded_json import EncodedJSON
 from core.errors import IamError
 from core.names import QualifiedName
 from core.provisioning import breaker, guard, mapping, outbox
@@ -423,7 +424,7 @@ def settle(conn: Connection, prep: Prepared, outcome: Outcome | None) -> JobStat
     if _delivered(prep, outcome):
         _record_delivered(conn, [(prep, outcome)])
         return JobState.SUCCEEDED
-    exchanges = [e.as_dict() for e in outcome.exchanges]
+    exchanges = _recorded(outcome.exchanges)
     err = outcome.error
     if outcome.found is not None and prep.remote_id is None and not outcome.forget:
         mapping.put_many(conn, [mapping.Put(
@@ -512,7 +513,7 @@ def _record_delivered(conn: Connection, delivered: Sequence[tuple[Prepared, Outc
                                for p, o in delivered])
     outbox.record_attempts(conn, [
         outbox.Attempt(p.job, o.started, o.duration_ms, "succeeded", _last_status(o),
-                       o.note or None, [e.as_dict() for e in o.exchanges])
+                       o.note or None, _recorded(o.exchanges))
         for p, o in delivered])
     for target, n in Counter(p.job.target for p, _ in delivered).items():
         breaker.record_success(conn, target, n)
@@ -532,6 +533,16 @@ def _spent_or_same(job: Job) -> dict[str, Any] | None:
     """``_spent_payload``, or None when it equals the stored payload (the common case:
     nothing to write again)."""
     return _spent_payload(job) if any(k in job.payload for k in _SPENT) else None
+
+
+def _recorded(exchanges: Sequence[Exchange]) -> list[dict[str, Any]]:
+    """The exchanges as an attempt row stores them; with their JSON text, stored as it is
+    (``EncodedJSON``), when the connector knows every body's text (no body encoded again)."""
+    dicts = [e.as_dict() for e in exchanges]
+    texts = [e.as_json() for e in exchanges]
+    if None in texts:
+        return dicts
+    return EncodedJSON(dicts, "[" + ", ".join(t for t in texts if t is not None) + "]")
 
 
 def _last_status(outcome: Outcome) -> int | None:

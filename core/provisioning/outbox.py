@@ -423,7 +423,8 @@ def record_attempts(conn: Connection, attempts: Sequence[Attempt]) -> None:
     through the driver (a worker writes one per job; Core's per-row parameter handling
     cost more than the insert)."""
     rows = [(a.job.pk, a.job.target, a.started, a.duration_ms, a.outcome, a.status, a.error,
-             list(a.exchanges)) for a in attempts]
+             a.exchanges if isinstance(a.exchanges, list) else list(a.exchanges))
+            for a in attempts]  # a list as it is: an EncodedJSON keeps its text
     if len(rows) == 1:
         insert_row(conn, prov_attempts, _ATTEMPT_COLUMNS, rows[0])
     else:
