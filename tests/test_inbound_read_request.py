@@ -1,15 +1,20 @@
 """ScimApplication.read_request reads an ASGI request as scim2-server's ASGIApplication
 does (the same method, base URL, path, query, headers and body), and its requests' header()
-answers as ScimRequest.header does, with headers repeated or in any case."""
+answers as ScimRequest.header does, with headers repeated or in any case; its
+finalize_response sets the headers it set before its shortcuts."""
 
 from __future__ import annotations
 
 import asyncio
+from http import HTTPStatus
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scim2_server.applications.asgi import ASGIApplication
+from scim2_server.applications.base import BaseApplication
+from scim2_server.requests import ScimRequest
+from scim2_server.responses import ScimResponse
 
 from core.inbound.app import ScimApplication
 
@@ -65,3 +70,24 @@ def _app(iam: Any) -> ScimApplication:
         _APPS.clear()
         app = _APPS[id(iam)] = ScimApplication(iam)
     return app
+
+
+_HEADER_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x2FF), max_size=10)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=_HEADER_TEXT, headers=st.dictionaries(
+    st.sampled_from(["Location", "ETag", "Content-Location", "Cache-Control", "X"]),
+    _HEADER_TEXT, max_size=4))
+def test_a_response_is_finalized_as_before(sqlite_iam, path, headers) -> None:
+    """The headers scim2-server's finalize_response sets, then every control character
+    percent-encoded (what ScimApplication.finalize_response did for every response)."""
+    app = _app(sqlite_iam)
+    request = ScimRequest(method="GET", base_url="http://h/scim2", path="/Users/" + path)
+    expected = BaseApplication.finalize_response(
+        app, request, ScimResponse(HTTPStatus.OK, None, dict(headers))).headers
+    expected = {n: "".join(f"%{ord(c):02X}" if ord(c) < 0x20 or ord(c) == 0x7F else c
+                           for c in v) for n, v in expected.items()}
+    ours = app.finalize_response(request, ScimResponse(HTTPStatus.OK, None, dict(headers)))
+    assert list(ours.headers.items()) == list(expected.items())

@@ -359,9 +359,18 @@ class ScimApplication(ASGIApplication):
                           ) -> ScimResponse:
         """scim2-server's headers; control characters of the request's URL (a ``%00`` in
         an id) are sent percent-encoded in ``Location``, as no header may hold them."""
-        response = super().finalize_response(request, response)
-        response.headers = {name: value.translate(_HEADER_UNSAFE)
-                            for name, value in response.headers.items()}
+        headers = response.headers
+        # BaseApplication.finalize_response's two headers, the URL built only when used.
+        if "Location" not in headers:
+            headers["Location"] = request.url
+        headers.setdefault("Cache-Control", "no-cache")
+        # str.translate with a mapping to several characters takes its slow path on every
+        # character (some 10 us a response): only for a value that holds a control one.
+        for value in headers.values():
+            if not value.isprintable():
+                response.headers = {name: value.translate(_HEADER_UNSAFE)
+                                    for name, value in headers.items()}
+                break
         return response
 
     @staticmethod
