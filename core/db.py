@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import os
 import sqlite3
 import threading
@@ -27,12 +28,16 @@ from sqlalchemy import (
     CursorResult,
     Engine,
     Executable,
+    String,
     Table,
     bindparam,
     create_engine,
     event,
+    func,
     insert,
     inspect,
+    literal_column,
+    select,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -371,23 +376,30 @@ def in_chunks(ids: Sequence[str]) -> Iterator[list[str]]:
 
 
 class InStatement:
-    """A statement with one ``column IN (:name)`` list, built once in two forms.
+    """A statement with one ``column IN (:name)`` list of strings or integers, built once
+    in three forms.
 
     SQLAlchemy writes an expanding list's placeholders into the compiled SQL on every
     execution (some 12 us a statement on SQLite); a list of one, the usual case of a
     request about one user, is sent as ``column = :name`` instead, which needs none of
-    that. ``build`` makes the statement around the criterion it is given."""
+    that, and on SQLite a longer list goes as one JSON text that the statement reads with
+    ``json_each`` (a worker's batch of users: 34 -> 18 us a statement). ``build`` makes the
+    statement around the criterion it is given."""
 
     def __init__(self, build: Callable[[ColumnElement[bool]], Executable],
                  column: ColumnElement[Any], name: str) -> None:
         self.name = name
         self.many = build(column.in_(bindparam(name, expanding=True)))
         self.one = build(column == bindparam(name))
+        self.listed = build(column.in_(select(literal_column("value")).select_from(
+            func.json_each(bindparam(name, type_=String())))))
 
     def execute(self, conn: Connection, params: dict[str, Any]) -> CursorResult[Any]:
         values = params[self.name]
         if len(values) == 1:
             return conn.execute(self.one, {**params, self.name: values[0]})
+        if conn.dialect.name == "sqlite":
+            return conn.execute(self.listed, {**params, self.name: json.dumps(list(values))})
         return conn.execute(self.many, params)
 
 

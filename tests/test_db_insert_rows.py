@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import bindparam, insert, select
 
-from core.db import SystemDB, execute_compiled, insert_row, insert_rows
+from core.db import InStatement, SystemDB, execute_compiled, insert_row, insert_rows
 from core.schema import audit_log, um_user_attributes, um_users, userstores
 
 
@@ -112,5 +112,37 @@ def test_a_compiled_statement_runs_as_core_runs_it(db_url: str) -> None:
         assert [r.pk for r in rows] == [by_core, *compiled]
         assert [(r.user_id, r.created, r.modified) for r in rows] == [
             (f"id{i}", now, now) for i in range(3)]
+    finally:
+        db.dispose()
+
+
+def test_an_in_statement_finds_the_same_rows_with_one_many_or_no_values(db_url: str) -> None:
+    """``InStatement``: ``=`` for one value, an expanding list for many (a JSON list read
+    with ``json_each`` on SQLite): the same rows, strings (any text) and integers alike."""
+    db = SystemDB(db_url)
+    db.migrate()
+    try:
+        now = datetime.now(UTC)
+        ids = ["id0", "Ünal 100% \"q\"", "id'2", "id3"]
+        by_id = InStatement(lambda c: select(um_users.c.user_id).where(c), um_users.c.user_id,
+                            "ids")
+        by_pk = InStatement(lambda c: select(um_users.c.user_id).where(c), um_users.c.pk,
+                            "pks")
+        with db.transaction() as conn:
+            conn.execute(insert(um_users), [
+                {"store": "PRIMARY", "user_id": i, "username": f"u{n}",
+                 "username_key": f"u{n}", "created": now, "modified": now}
+                for n, i in enumerate(ids)])
+            pks = dict(conn.execute(select(um_users.c.user_id, um_users.c.pk)).all())
+
+            def found(statement: InStatement, name: str, values: list[object]) -> set[str]:
+                return set(statement.execute(conn, {name: values}).scalars())
+
+            assert found(by_id, "ids", ids[1:3]) == set(ids[1:3])
+            assert found(by_id, "ids", [ids[1]]) == {ids[1]}
+            assert found(by_id, "ids", [ids[0], "nobody"]) == {ids[0]}
+            assert found(by_id, "ids", []) == set()
+            assert found(by_pk, "pks", [pks[i] for i in ids[:3]]) == set(ids[:3])
+            assert found(by_pk, "pks", [pks[ids[3]]]) == {ids[3]}
     finally:
         db.dispose()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, tuple_, update
 
-from core.db import in_chunks
+from core.db import InStatement, in_chunks
 from core.errors import AlreadyExists, NotFound
 from core.schema import internal_role_members, internal_roles
 
@@ -122,18 +122,17 @@ def roles_of_users(conn: Connection, domain: str, user_ids: Sequence[str]
     roles are left out."""
     out: dict[str, list[str]] = {}
     for chunk in in_chunks(user_ids):
-        for user_id, name in conn.execute(_ROLES_OF_USERS, {"domain": domain, "ids": chunk}):
-            out.setdefault(user_id, []).append(name)
+        for row in _ROLES_OF_USERS.execute(conn, {"domain": domain, "ids": chunk}):
+            out.setdefault(row.user_id, []).append(row.name)
     return out
 
 
 #: Built once: a worker asks for every batch of users it provisions.
-_ROLES_OF_USERS = (
+_ROLES_OF_USERS = InStatement(lambda ids: (
     select(internal_role_members.c.user_id, internal_roles.c.name)
     .join(internal_role_members, internal_role_members.c.role_pk == internal_roles.c.pk)
-    .where(internal_role_members.c.domain == bindparam("domain"),
-           internal_role_members.c.user_id.in_(bindparam("ids", expanding=True)))
-    .order_by(internal_roles.c.name))
+    .where(internal_role_members.c.domain == bindparam("domain"), ids)
+    .order_by(internal_roles.c.name)), internal_role_members.c.user_id, "ids")
 
 
 def forget_user(conn: Connection, domain: str, user_id: str) -> None:

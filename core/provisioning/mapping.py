@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 
-from core.db import in_chunks, insert_rows
+from core.db import InStatement, in_chunks, insert_rows
 from core.schema import prov_mappings
 
 
@@ -49,8 +49,8 @@ def get_many(conn: Connection, target: str, entity_type: str, entity_ids: Sequen
     entity id."""
     out: dict[str, Mapping] = {}
     for chunk in in_chunks(entity_ids):
-        out.update((r.entity_id, _mapping(r)) for r in conn.execute(
-            _GET_MANY, {"target": target, "entity_type": entity_type, "ids": chunk}))
+        out.update((r.entity_id, _mapping(r)) for r in _GET_MANY.execute(
+            conn, {"target": target, "entity_type": entity_type, "ids": chunk}))
     return out
 
 
@@ -77,9 +77,9 @@ def remote_ids(conn: Connection, target: str, entity_type: str, after: int = 0,
 
 _m = prov_mappings.c
 # Statements of the workers' hot path, built once (building one costs more than running it).
-_GET_MANY = select(prov_mappings).where(
-    _m.target == bindparam("target"), _m.entity_type == bindparam("entity_type"),
-    _m.entity_id.in_(bindparam("ids", expanding=True)))
+_GET_MANY = InStatement(lambda ids: select(prov_mappings).where(
+    _m.target == bindparam("target"), _m.entity_type == bindparam("entity_type"), ids),
+    _m.entity_id, "ids")
 _BY_REMOTE = select(prov_mappings).where(
     _m.target == bindparam("target"), _m.entity_type == bindparam("entity_type"),
     _m.remote_id.in_(bindparam("ids", expanding=True)))

@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 
 from core import metrics
-from core.db import in_chunks, insert_row, insert_rows
+from core.db import InStatement, in_chunks, insert_row, insert_rows
 from core.errors import InvalidInput, NotFound
 from core.schema import prov_attempts, prov_jobs
 
@@ -378,7 +378,7 @@ def succeed_many(conn: Connection,
     changed = [{"job_pk": pk, "note": note, "new_payload": dict(payload), "done_at": now}
                for pk, note, payload in done if payload is not None]
     for note, pks in kept.items():
-        conn.execute(_SUCCEED_ALL, {"pks": pks, "note": note, "done_at": now})
+        _SUCCEED_ALL.execute(conn, {"pks": pks, "note": note, "done_at": now})
     if changed:
         conn.execute(_SUCCEED_WITH_PAYLOAD, changed)
 
@@ -386,8 +386,8 @@ def succeed_many(conn: Connection,
 _SUCCEEDED: dict[str, Any] = {
     "state": JobState.SUCCEEDED.value, "last_error": bindparam("note"), "last_status": None,
     "updated": bindparam("done_at"), "lease_owner": None, "lease_until": None}
-_SUCCEED_ALL = update(prov_jobs).where(
-    prov_jobs.c.pk.in_(bindparam("pks", expanding=True))).values(**_SUCCEEDED)
+_SUCCEED_ALL = InStatement(lambda pks: update(prov_jobs).where(pks).values(**_SUCCEEDED),
+                           prov_jobs.c.pk, "pks")
 _SUCCEED_WITH_PAYLOAD = update(prov_jobs).where(prov_jobs.c.pk == bindparam("job_pk")).values(
     **_SUCCEEDED, payload=bindparam("new_payload", type_=prov_jobs.c.payload.type))
 

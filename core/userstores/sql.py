@@ -317,7 +317,7 @@ class SqlUserStore:
         read: dict[str, dict[str, str]] = {}  # each user's attributes, as read
         with self._conn() as conn:
             for chunk in in_chunks(user_ids):
-                for r in conn.execute(_USERS_WITH_ATTRIBUTES_BY_ID, {"ids": chunk}):
+                for r in _USERS_WITH_ATTRIBUTES_BY_ID.execute(conn, {"ids": chunk}):
                     if r.store != self.domain:
                         continue
                     attributes = read.get(r.user_id)
@@ -692,14 +692,13 @@ class SqlUserStore:
 # building a statement costs more than running it). Users are found by their unique id
 # alone, so that its index is used (with the store in the query SQLite walks the whole
 # store instead), and the store is checked on the rows.
-_ids: Any = bindparam("ids", expanding=True)
 #: Users with their attributes (``_USER_WITH_ATTRIBUTES`` of many).
-_USERS_WITH_ATTRIBUTES_BY_ID = (
+_USERS_WITH_ATTRIBUTES_BY_ID = InStatement(lambda ids: (
     select(*SqlUserStore._user_cols, um_users.c.store,
            um_user_attributes.c.name.label("attribute"), um_user_attributes.c.value)
     .select_from(um_users)
     .outerjoin(um_user_attributes, um_user_attributes.c.user_pk == um_users.c.pk)
-    .where(um_users.c.user_id.in_(_ids)))
+    .where(ids)), um_users.c.user_id, "ids")
 _NAMES_TAKEN = InStatement(lambda keys: select(um_users.c.username).where(
     um_users.c.store == bindparam("store"), keys).limit(1), um_users.c.username_key, "keys")
 _INSERT_USER = insert(um_users)
