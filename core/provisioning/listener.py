@@ -60,8 +60,8 @@ class JobListener:
         while not self._stop.is_set():
             try:
                 with contextlib.closing(self._connect()) as conn:
-                    self.listening.set()
                     self.wake()  # jobs written before the LISTEN took effect
+                    self.listening.set()  # after that wake: from here on, only notifications
                     while not self._stop.is_set():
                         if list(conn.notifies(timeout=CHECK_SECONDS, stop_after=1)):
                             self._wake_in_gaps(conn)
