@@ -11,8 +11,7 @@ import asyncio
 import gc
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import event
@@ -24,6 +23,7 @@ from core.provisioning import executor, mapping, outbox
 from core.provisioning.outbox import Job, JobSpec, JobState, Operation
 from tests.peers import PASS, Fault, FaultProxy
 from tests.provisioning_helpers import connect, peer_users
+from tests.sql_helpers import statements
 
 TARGET = "peer:scim2"
 #: Nobody listens here: preparing a job never talks to the target.
@@ -40,21 +40,6 @@ def enqueued(iam: Iam, specs: Sequence[JobSpec]) -> list[Job]:
     """The jobs, as written (preparing a job does not look at its lease)."""
     with iam.db.transaction() as conn:
         return [outbox.get(conn, outbox.enqueue(conn, spec, "resident")) for spec in specs]
-
-
-@contextmanager
-def statements(iam: Iam) -> Iterator[list[str]]:
-    """The SQL statements sent to the system database meanwhile."""
-    sent: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    event.listen(iam.db.engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(iam.db.engine, "before_cursor_execute", record)
 
 
 def test_a_batch_is_prepared_as_each_job_alone(sqlite_iam: Iam, admin: Initiator) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from core.claims import LOCAL_DIALECT
 from core.db import make_engine
@@ -30,6 +30,7 @@ from core.userstores import query as q
 from core.userstores.base import NewUser, Page, Policies, StoredUser
 from core.userstores.sql import SqlUserStore
 from tests.conftest import FAST_ARGON2
+from tests.sql_helpers import statements
 
 EMAIL = f"{LOCAL_DIALECT}/emailaddress"
 GIVEN = f"{LOCAL_DIALECT}/givenname"
@@ -492,24 +493,16 @@ def test_a_search_page_reads_its_users_with_their_attributes(iam: Iam) -> None:
     store.add_users([new("cat", mail="c@example.com", sn="C"), new("bare"),
                      new("ann", mail="a@example.com"), new("bob", sn="B", title="x")])
     every = {u.username: u for u in store.list_users(10).items}
-    statements: list[str] = []
-
-    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    event.listen(iam.db.engine, "before_cursor_execute", record)
-    try:
+    with statements(iam) as sent:
         by_name = store.search_users(q.TRUE, 1, 2, q.Sort(q.NAME))
         reversed_ = store.search_users(q.TRUE, 0, 10, q.Sort(q.NAME, descending=True))
         one = store.search_users(q.Compare(q.NAME, q.Op.EQ, "bare"), 0, 10)
-    finally:
-        event.remove(iam.db.engine, "before_cursor_execute", record)
     assert names(by_name.items) == ["bare", "bob"] and by_name.total == 4
     assert names(reversed_.items) == ["cat", "bob", "bare", "ann"]
     assert all(u == every[u.username] for u in [*by_name.items, *reversed_.items])
     assert one.items == [every["bare"]] and one.items[0].attributes == {}
     if iam.db.dialect == "postgresql":  # the page and a count (a full page) / the page alone
-        assert len(statements) == 4
+        assert len(sent) == 4
 
 
 def test_a_search_page_carries_its_users_groups_on_postgresql(iam: Iam) -> None:
@@ -522,21 +515,13 @@ def test_a_search_page_carries_its_users_groups_on_postgresql(iam: Iam) -> None:
     zeta = store.add_group("zeta", [ann.id, bob.id])
     store.add_group("alpha", [ann.id])
     store.rename_group(zeta.id, "omega")
-    statements: list[str] = []
-
-    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    event.listen(iam.db.engine, "before_cursor_execute", record)
-    try:
+    with statements(iam) as sent:
         page = store.search_users(q.TRUE, 0, 10, q.Sort(q.NAME))
-    finally:
-        event.remove(iam.db.engine, "before_cursor_execute", record)
     assert names(page.items) == ["ann", "bare", "bob"]
     if iam.db.dialect != "postgresql":
         assert page.groups is None
         return
-    assert len(statements) == 1
+    assert len(sent) == 1
     assert page.groups == store.groups_of_users([ann.id, bare.id, bob.id])
     assert page.groups is not None
     assert [g.name for g in page.groups[ann.id]] == ["alpha", "omega"]
