@@ -92,6 +92,15 @@ class Request(ScimRequest):
         return self.by_name.get(name.lower())
 
 
+def _base_url(scope: Scope, raw_host: bytes) -> str:
+    """The URL a request's paths are relative to: its ``Host`` header (the server's
+    address when it sent none) and the scope's root path."""
+    host = raw_host.decode()
+    if not host and scope.get("server"):
+        host = "{}:{}".format(*scope["server"])
+    return f"{scope['scheme']}://{host}{scope.get('root_path', '')}"
+
+
 class ScimApplication(ASGIApplication):
     """ASGI: serve ``/scim2/...`` for the applications of one deployment."""
 
@@ -144,11 +153,7 @@ class ScimApplication(ASGIApplication):
 
     @staticmethod
     def get_base_url(scope: Scope) -> str:
-        headers = dict(scope["headers"])
-        host = headers.get(b"host", b"").decode()
-        if not host and scope.get("server"):
-            host = "{}:{}".format(*scope["server"])
-        return f"{scope['scheme']}://{host}{scope.get('root_path', '')}"
+        return _base_url(scope, dict(scope["headers"]).get(b"host", b""))
 
     async def read_request(self, scope: Scope, receive: Any) -> ScimRequest:
         """scim2-server's reading of an ASGI request (the same fields, the body up to one
@@ -165,13 +170,10 @@ class ScimApplication(ASGIApplication):
             by_name[key] = value if key not in by_name else f"{by_name[key]}, {value}"
             if raw_name == b"host":
                 raw_host = raw_value  # the last one, as get_base_url's dict() takes it
-        host = raw_host.decode()
-        if not host and scope.get("server"):
-            host = "{}:{}".format(*scope["server"])
         query_string = scope["query_string"]
         request = Request(
             method=scope["method"],
-            base_url=f"{scope['scheme']}://{host}{scope.get('root_path', '')}",
+            base_url=_base_url(scope, raw_host),
             path=self.split_path(self.get_path(scope)),
             query=dict(parse_qsl(query_string.decode(), keep_blank_values=True))
             if query_string else {},
