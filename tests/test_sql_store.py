@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from core.claims import LOCAL_DIALECT
 from core.db import make_engine
@@ -746,3 +746,25 @@ def test_import_leaves_the_garbage_collector_as_it_found_it(sqlite_iam: Iam,
     finally:
         gc.enable()
     assert sqlite_iam.identity.count_users("PRIMARY") == 2
+
+
+def test_an_import_leaves_postgresql_planning_lookups_by_name_with_their_index(
+        iam: Iam, admin: Initiator) -> None:
+    """A bulk load refreshes PostgreSQL's statistics of the user tables: without them (a
+    new table, autovacuum off or not yet round) the planner may answer a lookup by name
+    from the ``(store, modified)`` index, reading every user of the store each time."""
+    report = iam.identity.import_users(admin, [ImportRow(i + 2, f"user{i:04d}")
+                                               for i in range(1000)])
+    assert report.imported == 1000
+    assert [u.username for u in primary(iam).search_users(
+        q.Compare(q.NAME, q.Op.EQ, "user0123"), 0, 10).items] == ["user0123"]
+    if iam.db.dialect != "postgresql":
+        return
+    with iam.db.engine.connect() as conn:
+        counted = conn.execute(select(text("reltuples")).select_from(text("pg_class"))
+                               .where(text("oid = 'um_users'::regclass"))).scalar_one()
+        plan = conn.exec_driver_sql(
+            "EXPLAIN SELECT pk FROM um_users WHERE store = 'PRIMARY' "
+            "AND username_key = 'user0123'").scalars().all()
+    assert counted == 1000
+    assert "uq_um_users_store_username_key" in plan[0], plan

@@ -125,6 +125,9 @@ class BulkImport(UserOperations):
                 if len(batch) >= batch_size or passwords >= PASSWORD_BATCH:
                     flush()
             flush()
+        if report.imported:
+            for store, _ in stores.values():
+                store.bulk_loaded()
         return report
 
     def _import_batch(

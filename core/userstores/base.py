@@ -286,6 +286,11 @@ class UserStore(Protocol):
         ``reachable=False`` with a detail that names no secret."""
         ...
 
+    def bulk_loaded(self) -> None:
+        """Called after a bulk load (an import) added many users: let the store's database
+        plan its searches with the new sizes. Never raises (it only helps)."""
+        ...
+
     def close(self) -> None:
         """Give back the store's connections; the store is not used afterwards."""
         ...

@@ -782,6 +782,9 @@ class LdapUserStore:
     def _health_note(self) -> str:
         return "ok"
 
+    def bulk_loaded(self) -> None:
+        """The directory keeps its own indexes current."""
+
     def close(self) -> None:
         self.dir.close()
 
