@@ -196,7 +196,8 @@ def our_server(home: Path, clients: int, profile: Path | None = None,
     command = [str(executable), "--home", str(home), *(["--db", db] if db else []), "serve",
                "--port", str(port), *extra]
     if profile is not None:
-        command = [str(PY_SPY), "record", "--gil", "--rate", "250", "--format", "raw",
+        command = [str(PY_SPY), "record", "--subprocesses", "--gil", "--rate", "250",
+                   "--format", "raw",
                    "-o", str(profile), "--", *command]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
