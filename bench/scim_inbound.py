@@ -1,24 +1,26 @@
 """The inbound SCIM 2.0 server under load, next to scim2-server, and at 1,000,000 users.
 
-(1) Throughput. Two server processes on loopback: ours (``mware-iam --home TMP serve``,
-    SQLite in a fresh home, or with ``--backend postgresql`` a fresh schema on the local
-    PostgreSQL, whose backends' CPU counts as ours) and scim2-server (``scim2-server
-    --hostname 127.0.0.1 --port P --bearer-token T``, in memory, wsgiref). One load
-    generator (this process: asyncio, one ``httpx.AsyncClient`` per server,
-    ``--concurrency`` clients each sending its next request as soon as the last is answered)
-    sends the same requests to both, in rounds: each round runs POST /Users (no password),
-    GET /Users?filter=userName eq "..." (a user created earlier), then PATCH /Users/{id}
-    (replace name.givenName and active), each operation against both servers side by side,
-    in the order AB then BA, so machine noise hits both; 4 rounds x 500 POSTs make 2,000
-    users. Target (issue 19): server CPU per request ours / scim2-server at most 0.8 on
-    SQLite and 1.0 on PostgreSQL for each operation (median of the rounds' ratios);
-    requests/s ours / theirs is reported beside. A third server takes its turn in each
-    round with the same requests, reported only (no target): django-scim2, a persisting
-    provider (Django on SQLite, ``bench/django_scim/``) under ``gunicorn --workers 2``,
-    its CPU the master's and the workers'. Every answer is checked (status, the one user
-    a filter must find, by name); any other answer fails the run, with the count of such
-    answers in the phase. After the rounds, django-scim2's SQLite file must hold every
-    user POSTed and a sample of the PATCHed ones with their patched values.
+(1) Throughput. Two server processes on loopback: ours (``mware-iam --home TMP serve --processes
+    1``, SQLite in a fresh home, or with ``--backend postgresql`` a fresh schema on the local
+    PostgreSQL, whose backends' CPU counts as ours; one serving process as the peer has one,
+    where ``serve`` would start one per core on PostgreSQL: two on these two cores, shared with
+    PostgreSQL and the load generator, cost 10 to 40 % more CPU per request, and
+    ``scale_out.py`` measures what a second one adds) and scim2-server (``scim2-server
+    --hostname 127.0.0.1 --port P --bearer-token T``, in memory, wsgiref). One load generator
+    (this process: asyncio, one ``httpx.AsyncClient`` per server, ``--concurrency`` clients each
+    sending its next request as soon as the last is answered) sends the same requests to both,
+    in rounds: each round runs POST /Users (no password), GET /Users?filter=userName eq "..." (a
+    user created earlier), then PATCH /Users/{id} (replace name.givenName and active), each
+    operation against both servers side by side, in the order AB then BA, so machine noise hits
+    both; 4 rounds x 500 POSTs make 2,000 users. Target (issue 19): server CPU per request ours
+    / scim2-server at most 0.8 on SQLite and 1.0 on PostgreSQL for each operation (median of the
+    rounds' ratios); requests/s ours / theirs is reported beside. A third server takes its turn
+    in each round with the same requests, reported only (no target): django-scim2, a persisting
+    provider (Django on SQLite, ``bench/django_scim/``) under ``gunicorn --workers 2``, its CPU
+    the master's and the workers'. Every answer is checked (status, the one user a filter must
+    find, by name); any other answer fails the run, with the count of such answers in the phase.
+    After the rounds, django-scim2's SQLite file must hold every user POSTed and a sample of the
+    PATCHed ones with their patched values.
 (2) Scale. Two ``mware-iam serve`` processes on the 10,000 and the 1,000,000-user
     databases of ``list_users.py`` (built with bare Core, cached in ``bench/.data/``); one
     client alternates single requests between them: GET /Users?filter=userName eq "<a
@@ -520,7 +522,8 @@ def run_throughput(args: argparse.Namespace) -> tuple[str, dict[str, dict[str, f
         add_clients(home, 0, db=db)  # create the deployment now, so serve seeds no sample
         try:
             with our_server(home, args.concurrency,
-                            args.profile and args.profile / "throughput.txt", db=db) as ours, \
+                            args.profile and args.profile / "throughput.txt", db=db,
+                            extra=("--processes", str(args.processes))) as ours, \
                     scim_server(bearer_tokens=[token], tenants=False) as peer, \
                     django_scim_server(token, Path(tmp)) as django:
                 theirs = Server(THEIRS, f"{peer.origin}/v2", [token], peer.process.pid)
@@ -568,6 +571,9 @@ def main() -> None:
                         help="our system database in the throughput part: SQLite in the "
                              "home, or a fresh schema on the local PostgreSQL "
                              "(MWARE_TEST_POSTGRES, as the tests)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="our serve's processes in the throughput part (default 1, as "
+                             "the peers' one server process)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="run our servers under py-spy; the samples go to DIR")
     parser.add_argument("--out", type=Path, default=None,
