@@ -418,18 +418,13 @@ _REPLACING_INSERTS: dict[str, Callable[[Table], Any]] = {
     "mariadb": mysql.insert}
 
 
-def can_replace(conn: Connection) -> bool:
-    """Whether :func:`insert_rows` can replace rows on ``conn``'s dialect."""
-    return conn.dialect.name in _REPLACING_INSERTS
-
-
 def insert_rows(conn: Connection, table: Table, columns: tuple[str, ...],
                 rows: Sequence[tuple[Any, ...]], replacing: tuple[str, ...] = ()) -> None:
     """``conn.execute(insert(table), rows)`` for many rows of ``columns``, cheaper.
 
     ``replacing``: the columns of a unique key of ``table``; a row whose key is taken
     replaces the stored row's other ``columns`` (``ON CONFLICT ... DO UPDATE`` on SQLite
-    and PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MariaDB; see :func:`can_replace`).
+    and PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MariaDB).
 
     The statement is compiled once per dialect; each value goes through its column type's
     bind processor (the converters Core applies: UTC times, JSON), and the rows go to the

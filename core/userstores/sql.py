@@ -43,7 +43,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from core.db import (
     MULTI_ROW_INSERT,
     InStatement,
-    can_replace,
     current_connection,
     execute_compiled,
     in_chunks,
@@ -350,17 +349,14 @@ class SqlUserStore:
             if found is None:
                 raise NotFound(f"user {user_id} does not exist in {self.domain}")
             pk, user = found
-            names = list(set_) + list(remove)
-            # A value set replaces the stored one in the insert itself where the dialect
-            # can (one statement less than deleting it first).
-            replacing = can_replace(conn)
-            gone = list(remove) if replacing else names
-            if gone:
-                conn.execute(_DELETE_ATTRIBUTES, {"pk": pk, "names": gone})
+            # A value set replaces the stored one in the insert itself (one statement
+            # less than deleting it first).
+            if remove:
+                conn.execute(_DELETE_ATTRIBUTES, {"pk": pk, "names": list(remove)})
             if set_ and not written:
                 insert_rows(conn, um_user_attributes, _ATTRIBUTE_COLUMNS,
-                            [(pk, *row) for row in set_.items()],
-                            replacing=_ATTRIBUTE_KEY if replacing else ())
+                            [(pk, *row) for row in set_.items()], replacing=_ATTRIBUTE_KEY)
+            names = set_.keys() | set(remove)
             kept = {k: v for k, v in user.attributes.items() if k not in names}
             return dataclasses.replace(user, attributes={**kept, **set_}, modified=now)
 
