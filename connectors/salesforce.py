@@ -541,38 +541,37 @@ class SalesforceConnector(Connector):
                     ) -> tuple[httpx.Response, Any]:
         if auth and budget:
             await self._check_budget()
-        content = None if body is None else json.dumps(body).encode()
+        text = None if body is None else json.dumps(body)
         token = await self._token() if auth else None
-        response, answer = await self._exchange(method, url, what, content, body, params,
+        response, answer = await self._exchange(method, url, what, text, body, params,
                                                 token, headers)
         if token is not None and response.status_code == 401 \
                 and _code(answer) == "INVALID_SESSION_ID":
             token = await self._token(stale=token)  # expired or revoked: once more
-            response, answer = await self._exchange(method, url, what, content, body,
+            response, answer = await self._exchange(method, url, what, text, body,
                                                     params, token, headers)
         if response.is_success:
             return response, answer
         raise _sf_error(what, f"{method} {response.request.url}", response.status_code,
                         answer, response.headers.get("Retry-After"))
 
-    async def _exchange(self, method: str, url: str, what: str, content: bytes | None,
+    async def _exchange(self, method: str, url: str, what: str, text: str | None,
                         shown_body: Any, params: Mapping[str, str] | None,
                         token: str | None, extra: Mapping[str, str] | None = None
                         ) -> tuple[httpx.Response, Any]:
+        """Send ``text`` (the JSON of ``shown_body``, None for no body) once, and record
+        the exchange with both bodies' texts as they were sent and received."""
         headers = {"Accept": "application/json", **(extra or {})}
-        if content is not None:
+        if text is not None:
             headers["Content-Type"] = "application/json"
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         request = self._request(method, url, what, params=params, headers=headers,
-                                content=content)
+                                content=None if text is None else text.encode())
         response = await self._transport(request, what, shown_body)
         answer, answer_text = decoded_json(response)
-        # the bodies' texts as sent and received: recorded as they are (``shown_body`` is
-        # what ``content`` encodes)
-        self.exchanges.append(Exchange(
-            method, str(request.url), shown_body, response.status_code, answer,
-            None if content is None else content.decode(), answer_text))
+        self.exchanges.append(Exchange(method, str(request.url), shown_body,
+                                       response.status_code, answer, text, answer_text))
         self._note_usage(response)
         return response, answer
 
