@@ -295,6 +295,22 @@ class SystemDB:
     def table_names(self) -> set[str]:
         return set(inspect(self.engine).get_table_names())
 
+    def setting_warnings(self) -> list[str]:
+        """What the database server is set to that degrades this deployment, each said
+        for an administrator (``serve`` logs them at start). PostgreSQL with autovacuum
+        off analyzes a table only when asked: a store that grows by SCIM keeps the
+        statistics of its size at the last import (``SqlUserStore.bulk_loaded``), or
+        none, and a lookup by name may then read every user of the store."""
+        if self.dialect != "postgresql":
+            return []
+        with self.engine.connect() as conn:
+            autovacuum = conn.exec_driver_sql("SHOW autovacuum").scalar()
+        if autovacuum == "off":
+            return ["PostgreSQL runs with autovacuum off: tables are analyzed only by "
+                    "an import, so searches slow down as the stores grow; turn it on "
+                    "(the server's default) or run ANALYZE from time to time"]
+        return []
+
     def connect(self) -> Connection:
         """A connection for a caller to keep across many transactions
         (``transaction(on=...)``); StoreUnavailable when none can be made."""

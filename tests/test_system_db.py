@@ -360,3 +360,16 @@ def test_postgresql_result_descriptions_are_made_once_per_shape(
                 assert len(system_db._DESCRIPTIONS) <= 3
         finally:
             engine.dispose()
+
+
+def test_a_postgresql_server_without_autovacuum_is_warned_of(iam: Iam) -> None:
+    """``serve`` logs these at start: PostgreSQL with autovacuum off keeps no statistics
+    current, so searches by name degrade as stores grow; the other backends have none."""
+    warnings = iam.db.setting_warnings()
+    if iam.db.dialect != "postgresql":
+        assert warnings == []
+        return
+    with iam.db.engine.connect() as conn:
+        autovacuum = conn.exec_driver_sql("SHOW autovacuum").scalar()
+    assert [w.startswith("PostgreSQL runs with autovacuum off") for w in warnings] == \
+        ([True] if autovacuum == "off" else [])

@@ -107,13 +107,16 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, scim_
     _configure_logging()
     run_serving(current_iam, close_iam, Serving(
         host, port, processes, capacity, poll,
-        (tls_cert, tls_key) if tls_cert and tls_key else None, limits), _seed)
+        (tls_cert, tls_key) if tls_cert and tls_key else None, limits), _prepare)
 
 
-def _seed(iam: Iam) -> None:
-    """Like the console, the first start of a deployment applies sample_config/."""
+def _prepare(iam: Iam) -> None:
+    """Like the console, the first start of a deployment applies sample_config/; and what
+    the system database's server is set to that degrades the deployment is logged."""
     from core.configfile.files import seed_sample
 
     changes = seed_sample(iam, Initiator.admin(Face.CONFIG))
     if changes:
         log.info("new deployment: applied the sample configuration (%d changes)", len(changes))
+    for warning in iam.db.setting_warnings():
+        log.warning("%s", warning)
