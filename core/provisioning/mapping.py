@@ -47,21 +47,23 @@ def get_many(conn: Connection, target: str, entity_type: str, entity_ids: Sequen
              ) -> dict[str, Mapping]:
     """``get`` for many entities of one target in one query: the mappings that exist, by
     entity id."""
-    out: dict[str, Mapping] = {}
-    for chunk in in_chunks(entity_ids):
-        out.update((r.entity_id, _mapping(r)) for r in _GET_MANY.execute(
-            conn, {"target": target, "entity_type": entity_type, "ids": chunk}))
-    return out
+    return _found(conn, _GET_MANY, "entity_id", target, entity_type, entity_ids)
 
 
 def by_remote_ids(conn: Connection, target: str, entity_type: str, remote_ids: Sequence[str]
                   ) -> dict[str, Mapping]:
     """The mappings of one target holding these remote ids, by remote id (reconciliation
     matches each page of a target's listing with one query)."""
+    return _found(conn, _BY_REMOTE, "remote_id", target, entity_type, remote_ids)
+
+
+def _found(conn: Connection, statement: InStatement, key: str, target: str,
+           entity_type: str, ids: Sequence[str]) -> dict[str, Mapping]:
+    """The mappings ``statement`` finds for ``ids``, by their column ``key``."""
     out: dict[str, Mapping] = {}
-    for chunk in in_chunks(remote_ids):
-        out.update((r.remote_id, _mapping(r)) for r in conn.execute(
-            _BY_REMOTE, {"target": target, "entity_type": entity_type, "ids": chunk}))
+    for chunk in in_chunks(ids):
+        out.update((getattr(r, key), _mapping(r)) for r in statement.execute(
+            conn, {"target": target, "entity_type": entity_type, "ids": chunk}))
     return out
 
 
@@ -76,13 +78,18 @@ def remote_ids(conn: Connection, target: str, entity_type: str, after: int = 0,
 
 
 _m = prov_mappings.c
+
+
+def _mappings_by(column: Any) -> InStatement:
+    """The mappings of one target and entity type whose ``column`` is in the list ``ids``."""
+    return InStatement(lambda ids: select(prov_mappings).where(
+        _m.target == bindparam("target"), _m.entity_type == bindparam("entity_type"), ids),
+        column, "ids")
+
+
 # Statements of the workers' hot path, built once (building one costs more than running it).
-_GET_MANY = InStatement(lambda ids: select(prov_mappings).where(
-    _m.target == bindparam("target"), _m.entity_type == bindparam("entity_type"), ids),
-    _m.entity_id, "ids")
-_BY_REMOTE = select(prov_mappings).where(
-    _m.target == bindparam("target"), _m.entity_type == bindparam("entity_type"),
-    _m.remote_id.in_(bindparam("ids", expanding=True)))
+_GET_MANY = _mappings_by(_m.entity_id)
+_BY_REMOTE = _mappings_by(_m.remote_id)
 #: The columns ``put_many`` writes a new mapping with.
 _PUT_COLUMNS = ("target", "entity_type", "entity_domain", "entity_id", "adopted", "remote_id",
                 "remote_name", "last_sync", "last_outcome", "last_error")

@@ -287,8 +287,8 @@ class UserStore(Protocol):
         ...
 
     def bulk_loaded(self) -> None:
-        """Called after a bulk load (an import) added many users: let the store's database
-        plan its searches with the new sizes. Never raises (it only helps)."""
+        """Called after a bulk load (an import) added users, however few: let the store's
+        database plan its searches with the new sizes. Never raises (it only helps)."""
         ...
 
     def close(self) -> None:

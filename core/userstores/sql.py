@@ -683,7 +683,7 @@ class SqlUserStore:
         it is off: PostgreSQL then ties the ``(store, username_key)`` index with
         ``(store, modified)`` for a lookup by name and may take the latter, reading every
         user of the store for each lookup (1.5 ms instead of 0.8 at 4,000 users, growing
-        with the store: the notes of 2026-12-04 20:40 in bench/RESULTS.md). MariaDB's
+        with the store: the notes of 2026-12-04 20:56 in bench/RESULTS.md). MariaDB's
         InnoDB recalculates its statistics itself once a tenth of a table changed, and
         SQLite's queries are written for a planner without statistics."""
         if self.engine.dialect.name != "postgresql":
