@@ -237,14 +237,18 @@ def _ping_when_idle(engine: Engine) -> None:
         since = record.info.pop("idle_since", None)
         if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
             return  # new, or busy moments ago
-        try:
-            alive = dialect.do_ping(dbapi_conn)
-        except dialect.loaded_dbapi.Error as exc:
-            if not dialect.is_disconnect(exc, dbapi_conn, None):
-                raise
-            alive = False
-        if not alive:
+        if not _answers(dialect, dbapi_conn):
             raise DisconnectionError("the pooled connection is gone")  # the pool reconnects
+
+
+def _answers(dialect: Any, dbapi_conn: Any) -> bool:
+    """Whether a driver connection's server answers a ping (False: it dropped it)."""
+    try:
+        return bool(dialect.do_ping(dbapi_conn))
+    except dialect.loaded_dbapi.Error as exc:
+        if not dialect.is_disconnect(exc, dbapi_conn, None):
+            raise
+        return False
 
 
 def _private_sqlite_file(path: Path) -> None:
@@ -320,6 +324,20 @@ class SystemDB:
             raise StoreUnavailable(
                 f"system database {self.safe_url} is unreachable: {_first_line(exc)}"
             ) from exc
+
+    def kept(self, conn: Connection | None, idle: float) -> Connection:
+        """A connection a thread keeps between its transactions (``transaction(on=...)``):
+        ``conn``, or a new one when there is none, it was invalidated, or it sat unused
+        for ``idle`` seconds, as long as a pooled one is pinged after, and its server
+        no longer answers (a restart, an idle timeout)."""
+        if conn is not None and not conn.closed and not conn.invalidated:
+            if idle < IDLE_PING_SECONDS or \
+                    _answers(self.engine.dialect, conn.connection.dbapi_connection):
+                return conn
+            conn.invalidate()  # its server did not answer: not back to the pool
+        if conn is not None:
+            conn.close()
+        return self.connect()
 
     @contextlib.contextmanager
     def transaction(self, on: Connection | None = None) -> Iterator[Connection]:

@@ -58,3 +58,37 @@ async def test_close_finishes_the_calls_already_made() -> None:
     await asyncio.to_thread(lane.close)
     assert done == [0, 1, 2]
     assert await asyncio.wait_for(asyncio.gather(*futures), 5) == [None, None, None]
+
+
+async def test_threads_of_one_lane_go_on_beside_a_slow_call() -> None:
+    """The server lane's threads share one queue: a call that waits holds its own thread,
+    and the calls made after it are served meanwhile by the others."""
+    lane = Lane("test-lane", threads=3)
+    release = threading.Event()
+    names: set[str] = set()
+
+    def slow() -> str:
+        release.wait(10)
+        return "slow"
+
+    def quick(i: int) -> int:
+        names.add(threading.current_thread().name)
+        return i
+
+    try:
+        held = lane.call(slow)
+        assert await asyncio.wait_for(asyncio.gather(*(lane.call(quick, i)
+                                                       for i in range(6))), 5) == list(range(6))
+        assert not held.done()  # the quick ones did not wait for it
+        assert names <= {"test-lane-1", "test-lane-2", "test-lane-3"}
+        release.set()
+        assert await asyncio.wait_for(held, 5) == "slow"
+    finally:
+        release.set()
+        await asyncio.to_thread(lane.close)
+    assert not [t for t in threading.enumerate() if t.name.startswith("test-lane")]
+
+
+def test_a_lane_without_threads_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one thread, not 0"):
+        Lane("test-lane", threads=0)

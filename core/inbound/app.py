@@ -64,6 +64,11 @@ RACE_RETRIES = 5
 #: The status a request is counted with when its client left before the answer (nginx's).
 CLIENT_GONE = 499
 #: The route label of a request that matched no route or no resource type's endpoint.
+#: Threads of the lane for requests on a SQL store on a database server (see
+#: ``ScimApplication``). Against the pool's six threads, under wrk on 2 cores: 10 to 15 %
+#: less CPU per request (ours and PostgreSQL's) and 10 to 18 % more requests/s; 2 or 3
+#: cost as little, and 4 leave more room beside slow searches (bench/RESULTS.md).
+SERVER_LANE_THREADS = 4
 UNMATCHED = "unmatched"
 
 #: The application rate buckets' file in the home (``ratelimit.SharedTokenBuckets``).
@@ -123,33 +128,40 @@ class ScimApplication(ASGIApplication):
                                           iam.home.path / BUCKETS_FILE)
         #: Revoking a token takes effect here within TOKEN_CACHE_SECONDS.
         self.tokens: TokenCache[Client] = TokenCache()
-        #: Requests on a userstore in SQLite (with the system database in SQLite too) run
-        #: one after another on this thread: their work is CPU-bound under the GIL (SQLite
-        #: runs in this process and takes one writer at a time), so more threads at once
-        #: only add switching (15 to 20 % more CPU per request with 6). Bulk requests, and
-        #: requests on LDAP, PostgreSQL or MariaDB stores, which wait on the network, run
-        #: on the event loop's shared pool.
+        #: Requests on a SQL userstore run in a lane, never in the event loop's shared
+        #: pool: a lane's threads keep their connections and take calls from one queue,
+        #: where the pool's six threads and its futures cost more switching than the
+        #: work they overlap (:mod:`core.inbound.lane`). On SQLite (with the system
+        #: database in SQLite too) the work is CPU-bound under the GIL and SQLite takes one
+        #: writer at a time: one thread (15 to 20 % less CPU per request than six). On a
+        #: database server a request also waits on the network: SERVER_LANE_THREADS, so a
+        #: slow search holds one of them while the others go on (measured in
+        #: bench/RESULTS.md). Bulk requests, and requests on LDAP stores, run in the pool.
         self._embedded_lane = Lane("scim-sqlite", finish=self.scim_storage.release)
+        self._server_lane = Lane("scim-sql", finish=self.scim_storage.release,
+                                 threads=SERVER_LANE_THREADS)
         #: Route templates by what a request matched (bounded: known endpoints only).
         self._routes: dict[tuple[str, Operation, str | None, bool, bool], str] = {}
 
     def close(self) -> None:
-        """Stop the thread of the embedded lane (the requests in it finish first)."""
+        """Stop the lanes' threads (the requests in them finish first)."""
         self._embedded_lane.close()
+        self._server_lane.close()
         self.buckets.close()
 
     def _lane(self, request: ScimRequest) -> Lane | None:
         """The lane of a request (None: the event loop's shared pool)."""
         client: Client | None = request.subject
-        if client is None or self.iam.db.dialect != "sqlite" or \
-                self.service.match(request).operation is Operation.bulk:
+        if client is None or self.service.match(request).operation is Operation.bulk:
             return None
         try:
             engine = getattr(self.iam.stores.store(client.domain), "engine", None)
         except IamError:  # a disabled or removed store: the handler answers why
             return None
-        return self._embedded_lane if engine is not None and \
-            engine.dialect.name == "sqlite" else None
+        if engine is None:  # LDAP
+            return None
+        embedded = engine.dialect.name == "sqlite" and self.iam.db.dialect == "sqlite"
+        return self._embedded_lane if embedded else self._server_lane
 
     @staticmethod
     def get_base_url(scope: Scope) -> str:

@@ -1,7 +1,9 @@
-"""One thread that runs calls one after another for an event loop: the SCIM server's lane
-for requests on SQLite (see ``ScimApplication``).
+"""Threads that run calls for an event loop, taken in the order they were made: the SCIM
+server's lanes for requests on SQL stores (see ``ScimApplication``). One thread runs them
+one after another (SQLite); a few threads share one queue (PostgreSQL, MariaDB), so a
+slow call holds one thread while the others go on.
 
-``run_in_executor`` on a one-thread ``ThreadPoolExecutor`` does the same with more work per
+``run_in_executor`` on a ``ThreadPoolExecutor`` does the same with more work per
 call on the event loop's thread: a concurrent future with its condition, the executor's
 idle-thread semaphore, a work item, and an asyncio future chained to the concurrent one by
 callbacks both ways (together some 5 % of a SCIM request's CPU). Here a call is one queue
@@ -24,14 +26,20 @@ _Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., An
 
 
 class Lane:
-    """Calls run in the order they were made, in one thread started at the first call."""
+    """Calls taken in the order they were made by ``threads`` threads, started at the
+    first call (with one thread, each call ends before the next begins)."""
 
-    def __init__(self, name: str, finish: Callable[[], None] | None = None) -> None:
-        """``finish``: called in the lane's thread when it stops (to close what it kept)."""
+    def __init__(self, name: str, finish: Callable[[], None] | None = None,
+                 threads: int = 1) -> None:
+        """``finish``: called in each of the lane's threads when it stops (to close what
+        that thread kept)."""
+        if threads < 1:
+            raise ValueError(f"a lane needs at least one thread, not {threads}")
         self.name = name
+        self.threads = threads
         self._finish = finish
         self._queue: SimpleQueue[_Call | None] = SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._started: list[threading.Thread] = []
 
     def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """``fn(*args)`` in the lane's thread; its result or exception comes in the future
@@ -39,18 +47,23 @@ class Lane:
         begun; its outcome is then dropped."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
-            self._thread.start()
+        if not self._started:
+            self._started = [
+                threading.Thread(target=self._work, daemon=True,
+                                 name=self.name if self.threads == 1 else f"{self.name}-{i}")
+                for i in range(1, self.threads + 1)]
+            for thread in self._started:
+                thread.start()
         self._queue.put((loop, future, fn, args))
         return future
 
     def close(self) -> None:
-        """Finish the calls already made, then stop the thread."""
-        if self._thread is not None:
+        """Finish the calls already made, then stop the threads."""
+        for _ in self._started:
             self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        for thread in self._started:
+            thread.join()
+        self._started = []
 
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
