@@ -34,6 +34,7 @@ from tests.conftest import FAST_ARGON2
 from tests.peers import Fault, FaultProxy, free_port
 from tests.processes import MwareProcess, wait_until
 from tests.provisioning_helpers import connect, peer_users
+from tests.scim_api import USER
 from tests.servers import database_url
 from tests.test_cli_process import mware
 
@@ -119,6 +120,18 @@ def children(parent: int) -> set[int]:
     return {int(pid) for pid in path.read_text().split()}
 
 
+def cores(pid: int) -> set[frozenset[int]]:
+    """The cores each thread of a process may run on (one set when all agree)."""
+    return {frozenset(os.sched_getaffinity(int(thread)))
+            for thread in os.listdir(f"/proc/{pid}/task")}
+
+
+#: Pinning needs two cores to choose from (on one it changes nothing).
+MACHINE_CORES = frozenset(os.sched_getaffinity(0))
+needs_two_cores = pytest.mark.skipif(len(MACHINE_CORES) < 2,
+                                     reason="pinning to a core needs two cores or more")
+
+
 # ---------------------------------------------------------------- processes
 def test_processes_share_the_port_and_a_killed_one_is_restarted(
     tmp_path: Path, pg_url: str
@@ -129,6 +142,7 @@ def test_processes_share_the_port_and_a_killed_one_is_restarted(
         clients = clients_per_process(origin, 2)
         assert set(clients) == children(proc.process.pid)
         victim, survivor = sorted(clients)
+        placed = {pid: cores(pid) for pid in clients}
         for client in clients.values():
             client.close()
         os.kill(victim, signal.SIGKILL)
@@ -140,6 +154,8 @@ def test_processes_share_the_port_and_a_killed_one_is_restarted(
         again = clients_per_process(origin, 2)  # two processes answer again
         for client in again.values():
             client.close()
+        [successor] = set(again) - {survivor}
+        placed_again = cores(successor)
     finally:
         code = proc.stop(signal.SIGTERM)
     log = proc.log()
@@ -147,6 +163,11 @@ def test_processes_share_the_port_and_a_killed_one_is_restarted(
     assert victim not in again and survivor in again
     assert f"serving process {victim} was killed by SIGKILL" in log
     assert "Traceback" not in log
+    if len(MACHINE_CORES) >= 2:  # each on a core of its own; the restarted one on its own
+        assert all(len(found) == 1 and len(next(iter(found))) == 1
+                   for found in placed.values()), placed
+        assert placed[victim] != placed[survivor]
+        assert placed_again == placed[victim]
 
 
 def test_on_sqlite_serve_runs_one_process_unless_asked(tmp_path: Path) -> None:
@@ -160,6 +181,24 @@ def test_on_sqlite_serve_runs_one_process_unless_asked(tmp_path: Path) -> None:
         }
     finally:
         assert proc.stop(signal.SIGTERM) == 0
+
+
+@needs_two_cores
+def test_a_serving_process_runs_on_one_core_unless_told_not_to(tmp_path: Path) -> None:
+    """Every thread of it, those started to serve requests included, on the first core;
+    with --no-pin, wherever the kernel puts them."""
+    deployment = Deployment(tmp_path, f"sqlite:///{tmp_path}/system.db")
+    for args, expected in (((), {frozenset({min(MACHINE_CORES)})}),
+                           (("--no-pin",), {MACHINE_CORES})):
+        proc, origin = deployment.serve(*args)
+        try:
+            answer = httpx.post(f"{origin}/scim2/Users", timeout=10,
+                                headers={"Authorization": f"Bearer {deployment.token}"},
+                                json={"schemas": [USER], "userName": f"user{len(args)}"})
+            assert answer.status_code == 201, answer.text  # the lane's thread has started
+            assert cores(proc.process.pid) == expected
+        finally:
+            assert proc.stop(signal.SIGTERM) == 0
 
 
 def test_sigterm_lets_an_in_flight_slow_request_finish(tmp_path: Path, pg_url: str) -> None:
@@ -371,7 +410,7 @@ def test_shared_buckets_are_one_per_key_across_openers(tmp_path: Path) -> None:
 
 
 def test_a_process_that_keeps_failing_is_restarted_ever_more_slowly() -> None:
-    supervisor = Supervisor(1, lambda: None)
+    supervisor = Supervisor(1, lambda _index: None)
     [slot] = supervisor.slots
     delays = []
     for _ in range(8):  # it failed right after each start
