@@ -326,10 +326,11 @@ class SystemDB:
             ) from exc
 
     def kept(self, conn: Connection | None, idle: float) -> Connection:
-        """A connection a thread keeps between its transactions (``transaction(on=...)``):
-        ``conn``, or a new one when there is none, it was invalidated, or it sat unused
-        for ``idle`` seconds, as long as a pooled one is pinged after, and its server
-        no longer answers (a restart, an idle timeout)."""
+        """The connection a thread keeps between its transactions
+        (``transaction(on=...)``): ``conn`` itself, unless there is none, it was closed or
+        invalidated, or it sat unused for ``idle`` seconds, at least IDLE_PING_SECONDS
+        (after which the pool pings its own), and its server no longer answers a ping (a
+        restart, an idle timeout); then a new one."""
         if conn is not None and not conn.closed and not conn.invalidated:
             if idle < IDLE_PING_SECONDS or \
                     _answers(self.engine.dialect, conn.connection.dbapi_connection):

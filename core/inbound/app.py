@@ -63,12 +63,12 @@ log = logging.getLogger("mware_iam.scim")
 RACE_RETRIES = 5
 #: The status a request is counted with when its client left before the answer (nginx's).
 CLIENT_GONE = 499
-#: The route label of a request that matched no route or no resource type's endpoint.
 #: Threads of the lane for requests on a SQL store on a database server (see
 #: ``ScimApplication``). Against the pool's six threads, under wrk on 2 cores: 10 to 15 %
 #: less CPU per request (ours and PostgreSQL's) and 10 to 18 % more requests/s; 2 or 3
 #: cost as little, and 4 leave more room beside slow searches (bench/RESULTS.md).
 SERVER_LANE_THREADS = 4
+#: The route label of a request that matched no route or no resource type's endpoint.
 UNMATCHED = "unmatched"
 
 #: The application rate buckets' file in the home (``ratelimit.SharedTokenBuckets``).
