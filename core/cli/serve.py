@@ -89,7 +89,7 @@ def worker(capacity: int, poll: float) -> None:
                    "PostgreSQL or MariaDB, 1 on SQLite (one writer at a time).")
 @click.option("--pin/--no-pin", default=True, show_default=True,
               help="Run each serving process on a core of its own (the first on the first "
-                   "core, ...): its threads then switch on one core, some 20 % less CPU "
+                   "core, ...): its threads then switch on one core, 15 to 30 % less CPU "
                    "per request. --no-pin leaves the placement to the kernel (a machine "
                    "whose cores other busy services share).")
 @_pool_options

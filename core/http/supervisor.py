@@ -136,7 +136,7 @@ def pin_to_core(index: int) -> int | None:
     threads hand the lock to each other several times a request (the event loop, the
     lanes' threads at each database round trip). Across cores each handover wakes a
     thread on the other one; on one core it is a plain switch. On PostgreSQL, one process:
-    20 to 30 % less CPU per request with PostgreSQL's, and more requests/s
+    15 to 30 % less CPU per request with PostgreSQL's, and more requests/s
     (bench/RESULTS.md, 2026-12-04)."""
     if not hasattr(os, "sched_setaffinity"):
         return None
