@@ -127,13 +127,18 @@ def _queue_writes(engine: Engine, path: str, busy_timeout: float) -> None:
             cursor.connection.before_write()
 
 
+#: Threads of the SCIM server's lane for SQL stores on a database server, each holding a
+#: connection for as long as it runs (``core.inbound.app.SERVER_LANE_THREADS``, where the
+#: number is measured); counted here so that the pool keeps room for the other threads.
+LANE_CONNECTIONS = 4
 #: Connections a PostgreSQL or MariaDB engine keeps: as many as the threads of a busy
-#: ``serve`` use at once (the event loop's default executor runs ``min(32, cpus + 4)``,
-#: the worker pool keeps one, a few more for the rest). With SQLAlchemy's 5, the SCIM
-#: server's requests opened and closed overflow connections all the time: a new backend
-#: (milliseconds of PostgreSQL's CPU) and its prepared statements each time. Beyond these,
-#: as many again are opened as needed and closed when handed back.
-KEPT_CONNECTIONS = min(32, (os.cpu_count() or 1) + 4) + 4
+#: ``serve`` use at once (the SCIM lane's, the event loop's default executor's
+#: ``min(32, cpus + 4)`` for LDAP stores, Bulk and token checks, one for the worker pool,
+#: a few more for the rest). With SQLAlchemy's 5, the SCIM server's requests opened and
+#: closed overflow connections all the time: a new backend (milliseconds of PostgreSQL's
+#: CPU) and its prepared statements each time. Beyond these, as many again are opened as
+#: needed and closed when handed back.
+KEPT_CONNECTIONS = LANE_CONNECTIONS + min(32, (os.cpu_count() or 1) + 4) + 4
 
 
 def make_engine(url: str) -> Engine:

@@ -39,6 +39,7 @@ from scim2_server.routing import ROUTES, Operation
 
 from core import metrics
 from core.claims import SCIM_DIALECT
+from core.db import LANE_CONNECTIONS
 from core.errors import IamError
 from core.inbound import Limits
 from core.inbound.lane import Lane
@@ -66,8 +67,9 @@ CLIENT_GONE = 499
 #: Threads of the lane for requests on a SQL store on a database server (see
 #: ``ScimApplication``). Against the pool's six threads, under wrk on 2 cores: 10 to 15 %
 #: less CPU per request (ours and PostgreSQL's) and 10 to 18 % more requests/s; 2 or 3
-#: cost as little, and 4 leave more room beside slow searches (bench/RESULTS.md).
-SERVER_LANE_THREADS = 4
+#: cost as little, and 4 leave more room beside slow searches (bench/RESULTS.md). Each
+#: keeps a connection, which the engine's pool counts in (``core.db.LANE_CONNECTIONS``).
+SERVER_LANE_THREADS = LANE_CONNECTIONS
 #: The route label of a request that matched no route or no resource type's endpoint.
 UNMATCHED = "unmatched"
 
