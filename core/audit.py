@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, select
 
-from core.db import insert_rows
+from core.db import insert_later
 from core.schema import audit_log
 
 _COLUMNS = ("at", "actor", "face", "application", "action", "target", "detail")
@@ -60,7 +60,8 @@ def record_many(
     who = (now, initiator.actor, str(initiator.face), initiator.application, action)
     rows = [(*who, target[:512], {**detail, "compensation": True} if initiator.compensation
              else dict(detail)) for target, detail in entries]
-    insert_rows(conn, audit_log, _COLUMNS, rows)  # one row: the driver's execute
+    # now, or in an unbegun transaction (a SCIM request's) carried by its write
+    insert_later(conn, audit_log, _COLUMNS, rows)
 
 
 def read(

@@ -8,13 +8,12 @@ transaction without every call passing a connection around.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
@@ -38,19 +37,16 @@ from sqlalchemy import (
     inspect,
     literal_column,
     select,
+    union_all,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
 
-from core import encoded_json
+from core import ambient, encoded_json
+from core.ambient import ALONE_WRITE, Ambient, PendingRows
 from core.errors import InvalidInput, StoreUnavailable
 from core.home import private
-
-_Ambient = tuple[Engine, Connection, list[Callable[[], None]]]
-_current: contextvars.ContextVar[_Ambient | None] = contextvars.ContextVar(
-    "mware_iam_current_connection", default=None
-)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -181,6 +177,7 @@ def make_engine(url: str) -> Engine:
         _ping_when_idle(engine)
     if engine.dialect.driver == "psycopg":
         event.listen(engine, "connect", _described_cursors)
+        event.listen(engine, "before_cursor_execute", ambient.begin_unless_alone)
     if queued_file is not None:
         timeout = parsed.query.get("timeout", "5")  # pysqlite's default; create_engine checked it
         _queue_writes(engine, queued_file, float(timeout if isinstance(timeout, str)
@@ -346,16 +343,20 @@ class SystemDB:
         return self.connect()
 
     @contextlib.contextmanager
-    def transaction(self, on: Connection | None = None) -> Iterator[Connection]:
+    def transaction(self, on: Connection | None = None, *, unbegun: bool = False
+                    ) -> Iterator[Connection]:
         """Join the ambient transaction, or open one that commits when the block ends.
 
         ``on``: a connection of this engine that the caller keeps open between its
         transactions (a worker's database thread runs many small ones; connecting for
         each costs more than the work in it on SQLite). It is used from one thread only.
+
+        ``unbegun``: on PostgreSQL, open it without beginning it at the database, so its
+        reads and its last write may run alone (``core.ambient``: a SCIM request's
+        transaction, one round trip instead of up to five).
         """
-        current = _current.get()
-        if current is not None and current[0] is self.engine:
-            yield current[1]
+        if (joined := ambient.current(self.engine)) is not None:
+            yield joined.conn
             return
         try:
             if on is None:
@@ -368,12 +369,14 @@ class SystemDB:
             raise StoreUnavailable(
                 f"system database {self.safe_url} is unreachable: {_first_line(exc)}"
             ) from exc
-        after: list[Callable[[], None]] = []
-        token = _current.set((self.engine, conn, after))
+        opened = Ambient(self.engine, conn,
+                         unbegun=unbegun and self.engine.dialect.driver == "psycopg")
+        token = ambient.open_on(opened)
         try:
             yield conn
+            _insert_pending(opened)
         except BaseException as exc:
-            _current.reset(token)
+            ambient.close(opened, token)
             conn_cm.__exit__(type(exc), exc, exc.__traceback__)
             if isinstance(exc, OperationalError):  # locked (busy timeout) or connection lost
                 raise StoreUnavailable(
@@ -381,24 +384,30 @@ class SystemDB:
                     f"{_first_line(exc)}"
                 ) from exc
             raise
-        _current.reset(token)
+        ambient.close(opened, token)
         try:
             conn_cm.__exit__(None, None, None)
         except (OperationalError, DBAPIError) as exc:
             raise StoreUnavailable(
                 f"system database {self.safe_url} refused the commit: {_first_line(exc)}"
             ) from exc
-        for callback in after:
+        for callback in opened.after:
             callback()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the outermost transaction has committed (never on a
         rollback); with no transaction open, run it now."""
-        current = _current.get()
-        if current is not None and current[0] is self.engine:
-            current[2].append(callback)
+        joined = ambient.current(self.engine)
+        if joined is not None:
+            joined.after.append(callback)
         else:
             callback()
+
+    def writes_more(self) -> None:
+        """Say that the ambient transaction writes more after its next write
+        (``core.ambient.write_more``)."""
+        if (joined := ambient.current(self.engine)) is not None:
+            ambient.write_more(joined.conn)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -459,7 +468,8 @@ _REPLACING_INSERTS: dict[str, Callable[[Table], Any]] = {
 
 
 def insert_rows(conn: Connection, table: Table, columns: tuple[str, ...],
-                rows: Sequence[tuple[Any, ...]], replacing: tuple[str, ...] = ()) -> None:
+                rows: Sequence[tuple[Any, ...]], replacing: tuple[str, ...] = (),
+                options: Mapping[str, Any] | None = None) -> None:
     """``conn.execute(insert(table), rows)`` for many rows of ``columns``, cheaper.
 
     ``replacing``: the columns of a unique key of ``table``; a row whose key is taken
@@ -475,16 +485,69 @@ def insert_rows(conn: Connection, table: Table, columns: tuple[str, ...],
     On PostgreSQL a few rows (a user's attributes) go as one multi-row INSERT instead:
     psycopg's ``executemany`` runs a pipeline (a statement per row and a sync), some 150 us
     more CPU for three rows than the one statement.
+
+    ``options``: the statement's execution options.
     """
     if 1 < len(rows) <= MULTI_ROW_INSERT and conn.dialect.name == "postgresql":
         sql, to_driver = _compiled_insert(conn, table, columns, len(rows), replacing)
-        conn.exec_driver_sql(sql, to_driver(tuple(v for row in rows for v in row)))
+        conn.exec_driver_sql(sql, to_driver(tuple(v for row in rows for v in row)), options)
         return
     sql, to_driver = _compiled_insert(conn, table, columns, 1, replacing)
     if len(rows) == 1:  # psycopg's executemany would run a pipeline for it
-        conn.exec_driver_sql(sql, to_driver(rows[0]))
+        conn.exec_driver_sql(sql, to_driver(rows[0]), options)
         return
-    conn.exec_driver_sql(sql, [to_driver(row) for row in rows])
+    conn.exec_driver_sql(sql, [to_driver(row) for row in rows], options)
+
+
+def insert_later(conn: Connection, table: Table, columns: tuple[str, ...],
+                 rows: Sequence[tuple[Any, ...]]) -> None:
+    """:func:`insert_rows`, in an unbegun transaction (``core.ambient``) at its commit or
+    carried by the statement it runs alone; elsewhere now."""
+    opened = ambient.of(conn)
+    if opened is None or not opened.unbegun:
+        insert_rows(conn, table, columns, rows)
+        return
+    opened.pending.append(PendingRows(table, columns, list(rows)))
+
+
+def _insert_pending(opened: Ambient) -> None:
+    """The rows ``insert_later`` kept, inserted as the transaction ends. One insert that
+    is all a transaction writes runs alone: it is its last write."""
+    pending, opened.pending = opened.pending, []
+    options = None
+    if len(pending) == 1 and opened.unbegun:
+        opened.last_write_open = True
+        options = ALONE_WRITE
+    for rows in pending:
+        insert_rows(opened.conn, rows.table, rows.columns, rows.rows, options=options)
+
+
+#: Per table of rows a statement carries: the table, the columns and how many rows.
+CarriedShape = tuple[tuple[Table, tuple[str, ...], int], ...]
+
+
+def carrying(statement: Any, anchor: Any, shape: CarriedShape) -> Any:
+    """``statement`` with the inserts of rows of ``shape`` (``carried_shape``: per table,
+    the columns and how many rows) as data-modifying CTEs, each row inserted once per row
+    of ``anchor`` (a CTE of the statement that returns one row when it changed something,
+    none otherwise); their values are the parameters ``carried_values`` names."""
+    for i, (table, columns, count) in enumerate(shape):
+        rows = [select(*(bindparam(f"carried_{i}_{j}_{k}", type_=table.c[column].type)
+                         for k, column in enumerate(columns))).select_from(anchor)
+                for j in range(count)]
+        statement = statement.add_cte(insert(table).from_select(
+            list(columns), rows[0] if count == 1 else union_all(*rows)
+        ).cte(f"carried_{i}"))
+    return statement
+
+
+def carried_shape(carried: Sequence[PendingRows]) -> CarriedShape:
+    return tuple((rows.table, rows.columns, len(rows.rows)) for rows in carried)
+
+
+def carried_values(carried: Sequence[PendingRows]) -> dict[str, Any]:
+    return {f"carried_{i}_{j}_{k}": value for i, rows in enumerate(carried)
+            for j, row in enumerate(rows.rows) for k, value in enumerate(row)}
 
 
 def insert_row(conn: Connection, table: Table, columns: tuple[str, ...],
@@ -628,12 +691,6 @@ def _reordered(positions: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, .
     return itemgetter(*positions)
 
 
-def current_connection(engine: Engine) -> Connection | None:
-    """The connection of the ambient transaction on ``engine``, if one is open."""
-    current = _current.get()
-    if current is not None and current[0] is engine:
-        return current[1]
-    return None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -7,8 +7,9 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from core.ambient import current_connection
 from core.claims import USERNAME, ClaimCatalog, LocalClaim, validate_claim_value
-from core.db import SystemDB, current_connection
+from core.db import SystemDB
 from core.errors import IamError, InvalidInput, NotFound, OperationRefused, ReadOnlyStore
 from core.identity import internal_roles
 from core.identity.events import EventBus, IdentityEvent, Phase, after_commit_sends

@@ -160,6 +160,9 @@ class _Subscription(NamedTuple):
     handler: Handler
     #: The event types it wants (None: every one).
     types: frozenset[EventType] | None
+    #: Whether it will do nothing with an event, known before it is emitted (None: it
+    #: may always do something).
+    idle_for: Callable[[IdentityEvent], bool] | None
 
 
 class EventBus:
@@ -168,13 +171,15 @@ class EventBus:
         self._seq = 0
 
     def subscribe(self, phase: Phase, handler: Handler, order: int = 50,
-                  types: Collection[EventType] | None = None) -> Callable[[], None]:
+                  types: Collection[EventType] | None = None,
+                  idle_for: Callable[[IdentityEvent], bool] | None = None
+                  ) -> Callable[[], None]:
         """Add a handler (of the events of ``types`` only, when given: a writer may then
-        skip building events nobody wants, ``has_subscribers``); returns a function that
-        removes it."""
+        skip building events nobody wants, ``has_subscribers``; ``idle_for``: see
+        ``wants``); returns a function that removes it."""
         self._seq += 1
         entry = _Subscription(order, self._seq, handler,
-                              None if types is None else frozenset(types))
+                              None if types is None else frozenset(types), idle_for)
         self._subs[phase].append(entry)
         self._subs[phase].sort(key=lambda e: (e.order, e.seq))
         return lambda: self._subs[phase].remove(entry)
@@ -184,8 +189,16 @@ class EventBus:
         return any(event_type is None or sub.types is None or event_type in sub.types
                    for sub in self._subs[phase])
 
+    def wants(self, phase: Phase, event: IdentityEvent) -> bool:
+        """Whether a handler of ``phase`` may do something with ``event`` (write in the
+        transaction, say): a writer whose write would otherwise be its transaction's last
+        must know (``SystemDB.writes_more``)."""
+        return any((sub.types is None or event.type in sub.types)
+                   and (sub.idle_for is None or not sub.idle_for(event))
+                   for sub in self._subs[phase])
+
     def emit(self, phase: Phase, event: IdentityEvent) -> None:
-        for _order, _seq, handler, types in list(self._subs[phase]):
+        for _order, _seq, handler, types, _idle_for in list(self._subs[phase]):
             if types is not None and event.type not in types:
                 continue
             if phase is Phase.COMMITTED:

@@ -137,13 +137,17 @@ class UserOperations(IdentityBase):
                                   {"claims": self.claims.to_claims(qn.domain, new.attributes),
                                    "roles": list(roles)}, secret=password)
             self.bus.emit(Phase.PRE, probe)
+            if role_targets or self.bus.wants(Phase.POST, probe):
+                self.db.writes_more()  # after the user's insert
+            # Recorded first: the insert may be the transaction's last write, which then
+            # carries the audit row (core.ambient).
+            audit.record(conn, initiator, "user.add", str(qn),
+                         {"claims": sorted(probe.data["claims"]), "roles": list(roles)})
             user = store.add_user(new)
             undo.append(functools.partial(store.delete_user, user.id))
             self._assign_new_user_roles(conn, initiator, store, user, role_targets)
             ev = IdentityEvent(EventType.USER_ADDED, initiator, qn.domain, user.id, str(qn),
                                probe.data, secret=password)
-            audit.record(conn, initiator, "user.add", str(qn),
-                         {"claims": sorted(probe.data["claims"]), "roles": list(roles)})
             self.bus.emit(Phase.POST, ev)
             events.append(ev)
         return self._view(user)
@@ -223,9 +227,11 @@ class UserOperations(IdentityBase):
                                          {"claims": to_remove_uris}))
             for ev in evs:
                 self.bus.emit(Phase.PRE, ev)
-            updated = store.update_attributes(user.id, to_set, to_remove)
+            if any(self.bus.wants(Phase.POST, ev) for ev in evs):
+                self.db.writes_more()  # after the user's update
             audit.record(conn, initiator, "user.update", f"{user.domain}/{user.username}",
-                         {"set": sorted(set_uris), "removed": to_remove_uris})
+                         {"set": sorted(set_uris), "removed": to_remove_uris})  # as above
+            updated = store.update_attributes(user.id, to_set, to_remove)
             for ev in evs:
                 self.bus.emit(Phase.POST, ev)
             events.extend(evs)

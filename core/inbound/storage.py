@@ -165,10 +165,13 @@ class IamScimStorage(ScimStorage):
     def operation(self) -> Iterator[None]:
         """One transaction per SCIM operation (each operation of a bulk request too), so a
         read-modify-write (PUT, PATCH) sees and writes one state. scim2-server calls every
-        storage method inside it, so identity errors become SCIM errors here alone."""
+        storage method inside it, so identity errors become SCIM errors here alone.
+
+        It opens unbegun (``core.ambient``): on PostgreSQL a read of one user and the
+        write of a POST or PATCH then run alone, one round trip each."""
         shown = _shown.set({})
         try:
-            with _scim_errors(), self._transaction(self._kept_connection()):
+            with _scim_errors(), self._transaction(self._kept_connection(), unbegun=True):
                 yield
         finally:
             _shown.reset(shown)
@@ -394,9 +397,11 @@ class IamScimStorage(ScimStorage):
         to_set = {c: v for c, v in after.items() if v is not None and v != before.get(c)}
         to_remove = [c for c, v in after.items() if v is None and before.get(c) is not None]
         name = user.qualified_name
+        password = _password(resource)
+        if password is not None:
+            self._db.writes_more()  # the password after the claims
         if to_set or to_remove:  # the update answers the user as stored after it
             user = self.identity.update_user(client.initiator, user, to_set, to_remove)
-        password = _password(resource)
         if password is not None:
             self.identity.set_password(client.initiator, name, password)
             user = self._user(user.id)

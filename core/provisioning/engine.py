@@ -65,7 +65,8 @@ class ProvisioningEngine:
         self._unsubscribe = [
             host.bus.subscribe(Phase.PRE, self.planner.veto, order=PLANNER_ORDER,
                                types=IRREVERSIBLE),
-            host.bus.subscribe(Phase.POST, self.planner, order=PLANNER_ORDER)]
+            host.bus.subscribe(Phase.POST, self.planner, order=PLANNER_ORDER,
+                               idle_for=self.planner.idle_for)]
 
     def close(self) -> None:
         for unsubscribe in self._unsubscribe:

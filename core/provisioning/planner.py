@@ -101,10 +101,16 @@ class JobPlanner:
                 out.append(PlannedTarget(ot, target))
         return app, out
 
-    def __call__(self, event: IdentityEvent) -> None:
+    def idle_for(self, event: IdentityEvent) -> bool:
+        """Whether it is known, without reading the database, that the event's
+        application provisions nowhere: then nothing is planned (a bulk import without
+        targets opens no transaction, a SCIM POST is one statement)."""
         known = self._cached(event.initiator.application, event.initiator.jit)
-        if known is not None and (known[0] is None or not known[1]):
-            return  # nothing to plan (a bulk import without targets opens no transaction)
+        return known is not None and (known[0] is None or not known[1])
+
+    def __call__(self, event: IdentityEvent) -> None:
+        if self.idle_for(event):
+            return
         with self.host.db.transaction() as conn:
             app, targets = self.targets(conn, event.initiator.application, event.initiator.jit)
             if app is None or not targets:

@@ -31,6 +31,7 @@ from psycopg import pq
 from sqlalchemy import Connection, event
 from sqlalchemy.exc import DBAPIError
 
+from core.ambient import begin_now
 from core.errors import TooManyMatches
 
 log = logging.getLogger("mware_iam.store")
@@ -151,6 +152,7 @@ def _pg_time_limit(conn: Connection, setting: str) -> None:
     sent nothing yet, it goes with the transaction's ``BEGIN`` in one message: psycopg
     would send the ``BEGIN`` on its own first, one round trip more (a SCIM GET by filter
     has 5 then, where 6 cost the server and PostgreSQL about 4 % more CPU)."""
+    begin_now(conn)  # a limit for the transaction: it begins here (``core.ambient``)
     raw: Any = conn.connection.driver_connection
     if conn.in_transaction() and not raw.autocommit and \
             raw.info.transaction_status == pq.TransactionStatus.IDLE:

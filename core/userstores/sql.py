@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -40,10 +40,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from core import ambient
+from core.ambient import ALONE_READ, ALONE_WRITE, current_connection
 from core.db import (
     MULTI_ROW_INSERT,
+    CarriedShape,
     InStatement,
-    current_connection,
+    carried_shape,
+    carried_values,
+    carrying,
     execute_compiled,
     in_chunks,
     insert_rows,
@@ -270,8 +275,8 @@ class SqlUserStore:
         attributes = users[0].attributes if len(users) == 1 else {}
         if conn.dialect.name != "postgresql" or not 0 < len(attributes) <= MULTI_ROW_INSERT:
             return False
-        return conn.execute(_new_user_with_attributes(len(attributes)),
-                            {**rows[0], **_attribute_values(attributes)}).first() is not None
+        return _written_carrying(conn, _new_user_with_attributes, len(attributes),
+                                 {**rows[0], **_attribute_values(attributes)})
 
     def _insert_users(self, conn: Connection, rows: list[dict[str, Any]], keys: list[str]
                       ) -> dict[str, int]:
@@ -377,8 +382,8 @@ class SqlUserStore:
         _, pk, user = last
         touch = {"key": pk, "seen": user.modified, "at": now}
         if conn.dialect.name == "postgresql" and 0 < len(writing) <= MULTI_ROW_INSERT:
-            written = conn.execute(_touched_with_attributes(len(writing)), {
-                **touch, **_attribute_values(writing)}).first() is not None
+            written = _written_carrying(conn, _touched_with_attributes, len(writing),
+                                        {**touch, **_attribute_values(writing)})
             return ((pk, user), True) if written else (None, False)
         touched = conn.execute(_TOUCH_UNCHANGED, touch).rowcount
         return ((pk, user) if touched == 1 else None), False
@@ -734,26 +739,41 @@ def _attribute_values(attributes: Mapping[str, str]) -> dict[str, str]:
             for column, value in zip(("name", "value"), pair, strict=True)}
 
 
+def _written_carrying(conn: Connection, statement: Callable[[int, CarriedShape], Executable],
+                      count: int, values: dict[str, Any]) -> bool:
+    """Run ``statement(count, shape)`` (one of the two below) with ``values``; whether it
+    wrote. In an unbegun transaction that lets it (``core.ambient``), it runs alone as
+    the transaction's last write and carries the rows kept for the commit (the audit
+    row): the whole SCIM POST or PATCH in one round trip."""
+    carried = ambient.carried(conn)
+    written = conn.execute(statement(count, carried_shape(carried or ())),
+                           {**values, **carried_values(carried or ())}).first() is not None
+    if carried is not None:
+        ambient.carried_done(conn, written)
+    return written
+
+
 @functools.cache
-def _new_user_with_attributes(count: int) -> Executable:
+def _new_user_with_attributes(count: int, carried: CarriedShape = ()) -> Executable:
     """PostgreSQL: ``_INSERT_NEW_USER`` and the insert of ``count`` attributes of the user
-    it adds as one statement; a row per attribute comes back, none when the name is
-    taken."""
+    it adds (and of the ``carried`` rows) as one statement; a row per attribute comes
+    back, none when the name is taken (nothing is written then)."""
     new_user = _INSERT_NEW_USER["postgresql"].cte("new_user")  # type: ignore[attr-defined]
-    return cast(Executable, _attributes_of(new_user, count).returning(
-        um_user_attributes.c.user_pk))
+    return cast(Executable, carrying(_attributes_of(new_user, count), new_user, carried)
+                .returning(um_user_attributes.c.user_pk).execution_options(**ALONE_WRITE))
 
 
 @functools.cache
-def _touched_with_attributes(count: int) -> Executable:
+def _touched_with_attributes(count: int, carried: CarriedShape = ()) -> Executable:
     """PostgreSQL: ``_TOUCH_UNCHANGED`` and the upsert of ``count`` attributes of the user
-    it touched as one statement; a row per attribute comes back, none when the user's row
-    was not touched."""
-    statement = _attributes_of(_TOUCH_UNCHANGED.returning(um_users.c.pk).cte("touched"),
-                               count)
+    it touched (and the insert of the ``carried`` rows) as one statement; a row per
+    attribute comes back, none when the user's row was not touched (nothing is written
+    then)."""
+    touched = _TOUCH_UNCHANGED.returning(um_users.c.pk).cte("touched")
+    statement = carrying(_attributes_of(touched, count), touched, carried)
     return cast(Executable, replacing_on_conflict(
         statement, "postgresql", um_user_attributes, _ATTRIBUTE_KEY, ("value",),
-    ).returning(um_user_attributes.c.user_pk))
+    ).returning(um_user_attributes.c.user_pk).execution_options(**ALONE_WRITE))
 
 
 _ATTRIBUTE_COLUMNS = ("user_pk", "name", "value")
@@ -822,7 +842,7 @@ def _user_and_groups() -> Any:
     return union_all(attributes, memberships).order_by("kind", "group_key")
 
 
-_USER_AND_GROUPS = _user_and_groups()
+_USER_AND_GROUPS = _user_and_groups().execution_options(**ALONE_READ)
 _ATTRIBUTES_OF = InStatement(lambda pks: select(
     um_user_attributes.c.user_pk, um_user_attributes.c.name, um_user_attributes.c.value
 ).where(pks), um_user_attributes.c.user_pk, "pks")
