@@ -403,6 +403,13 @@ class SystemDB:
         else:
             callback()
 
+    def wrote_alone(self) -> bool:
+        """Whether the ambient transaction's last write has committed alone
+        (``core.ambient``): whoever was asked before it (``EventBus.wants``) had said it
+        would not write."""
+        joined = ambient.current(self.engine)
+        return joined is not None and joined.closed
+
     def writes_more(self) -> None:
         """Say that the ambient transaction writes more after its next write
         (``core.ambient.write_more``)."""

@@ -23,6 +23,7 @@ from core.iam import Iam
 from core.identity.events import EventBus, EventType, IdentityEvent, Initiator, Phase
 from core.inbound import Limits
 from core.inbound.app import ScimApplication
+from core.provisioning.planner import JobPlanner
 from tests.provisioning_helpers import connect
 from tests.scim_api import PATCH, USER, application
 from tests.servers import database_url
@@ -145,6 +146,32 @@ async def test_an_application_that_provisions_writes_user_and_job_together(
             [job] = pg_iam.provisioning.jobs(entity=f"PRIMARY/{name}")
             assert job.operation.name == "UPSERT_USER"
             assert _audited(pg_iam, "user.add", f"PRIMARY/{name}") == 1
+    finally:
+        await client.aclose()
+        scim.close()
+
+
+async def test_the_planners_cache_expiring_after_it_said_idle_changes_nothing(
+        pg_iam: Iam, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planner said it would not write (its cache: no targets), the user's insert
+    committed alone, and then, as the event reaches it, the cache has expired: it must
+    not read the configuration in the transaction that is over (that raised, a 500)."""
+    scim, client = await _scim(pg_iam)
+    try:
+        assert (await client.post("/Users", json={"schemas": [USER], "userName": "zed"})
+                ).status_code == 201  # the cache filled
+        cached = JobPlanner._cached
+        asked: list[bool] = []
+
+        def expiring(self: JobPlanner, application: str, jit: bool) -> Any:
+            asked.append(True)
+            return cached(self, application, jit) if len(asked) == 1 else None
+        monkeypatch.setattr(JobPlanner, "_cached", expiring)
+        answer = await client.post("/Users", json={
+            "schemas": [USER], "userName": "ann", "name": {"givenName": "Ann"}})
+        assert answer.status_code == 201, answer.text
+        assert len(asked) == 2  # before the write, and as the event came
+        assert _audited(pg_iam, "user.add", "PRIMARY/ann") == 1
     finally:
         await client.aclose()
         scim.close()

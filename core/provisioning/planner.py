@@ -109,7 +109,10 @@ class JobPlanner:
         return known is not None and (known[0] is None or not known[1])
 
     def __call__(self, event: IdentityEvent) -> None:
-        if self.idle_for(event):
+        # After a write that committed alone, idle_for said True before it: the cache
+        # may have expired since, or been invalidated; its answer then stands for this
+        # event (as stale as the cache may be anyway).
+        if self.idle_for(event) or self.host.db.wrote_alone():
             return
         with self.host.db.transaction() as conn:
             app, targets = self.targets(conn, event.initiator.application, event.initiator.jit)
