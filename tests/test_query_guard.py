@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, text
 
+from core.db import SystemDB
 from core.errors import TooManyMatches
 from core.iam import Iam
 from core.identity.events import Initiator
 from core.userstores import query as q
+from core.userstores.deadlines import DEADLINES
 from core.userstores.query_guard import Cancellation, Cancelled, current_cancellation, guarded
 from core.userstores.sql_query import STATEMENTS, ShapeCache, _user_statements, comparisons, shape
+from tests.servers import database_url
 
 #: A statement that runs for minutes on every backend unless stopped.
 ENDLESS = text("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c "
@@ -140,3 +145,39 @@ def test_a_large_shape_fills_no_cache(sqlite_iam: Iam) -> None:
     assert len(engine._compiled_cache) == before  # type: ignore[attr-defined]
     store.search_users(_or_of(3, 0), 0, 10)
     assert STATEMENTS.held == 3
+
+
+def test_a_search_in_an_unbegun_transaction_runs_alone_and_stops_at_its_deadline(
+        tmp_path: Path) -> None:
+    """On PostgreSQL a SCIM GET's search runs outside any transaction (one round trip):
+    no ``SET LOCAL`` can limit it there, so the deadline thread's cancel request does."""
+    with database_url("postgresql", str(tmp_path)) as url:
+        db = SystemDB(url)
+        try:
+            with db.transaction(unbegun=True) as conn:
+                raw = conn.connection.driver_connection
+                with guarded(conn, 5) as options:
+                    assert conn.execute(text("SELECT 1"), execution_options=options
+                                        ).scalar() == 1
+                assert raw.info.transaction_status == TransactionStatus.IDLE  # alone
+                started = time.monotonic()
+                with pytest.raises(TooManyMatches, match=r"longer than 0\.3 s"), \
+                        guarded(conn, 0.3) as options:
+                    conn.execute(ENDLESS, execution_options=options).scalar()
+                assert 0.3 <= time.monotonic() - started < 5
+                assert conn.execute(text("SELECT 2")).scalar() == 2  # and it lives on
+                assert conn.execute(text("SHOW statement_timeout")).scalar() == "0"
+        finally:
+            db.dispose()
+
+
+def test_a_statement_that_ended_is_never_stopped_later() -> None:
+    """The deadline of a statement that finished in time is dropped: the thread does not
+    stop whatever its connection runs next."""
+    stopped: list[str] = []
+    with DEADLINES.watching(time.monotonic() + 0.05, lambda: stopped.append("early")):
+        pass
+    with DEADLINES.watching(time.monotonic() + 0.05, lambda: stopped.append("late")):
+        time.sleep(0.6)
+    time.sleep(0.3)
+    assert stopped == ["late"]

@@ -6,7 +6,9 @@ and a SQL query runs on in the database after its HTTP client left (issue 17: 77
 in one PostgreSQL backend). So every search of a SQL store runs :func:`guarded`:
 
 * PostgreSQL: ``SET LOCAL statement_timeout`` (until the transaction ends; the search's
-  transaction, or the SCIM operation's, which only reads after a search);
+  transaction, or the SCIM operation's, which only reads after a search); in a
+  transaction not begun yet (``core.ambient``: a SCIM GET's) the search runs alone, and
+  the driver's cancel request stops it at its deadline (``deadlines.py``);
 * MariaDB: ``SET STATEMENT max_statement_time=N FOR SELECT ...`` on the search's statements
   (MySQL: ``max_execution_time``), so no extra round trip;
 * SQLite: a progress handler that interrupts the statement past the deadline.
@@ -31,8 +33,10 @@ from psycopg import pq
 from sqlalchemy import Connection, event
 from sqlalchemy.exc import DBAPIError
 
-from core.ambient import begin_now
+from core import ambient
+from core.ambient import ALONE_READ
 from core.errors import TooManyMatches
+from core.userstores.deadlines import DEADLINES
 
 log = logging.getLogger("mware_iam.store")
 
@@ -113,8 +117,14 @@ def guarded(conn: Connection, seconds: float | None = None) -> Iterator[dict[str
     name = conn.dialect.name
     options: dict[str, Any] = {}
     raw: Any = None
+    watch: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if name == "postgresql":
-        _pg_time_limit(conn, f"SET LOCAL statement_timeout = {int(seconds * 1000)}")
+        opened = ambient.of(conn)
+        if opened is not None and opened.unbegun:
+            options.update(ALONE_READ)  # one round trip: no BEGIN, SET LOCAL and COMMIT
+            watch = DEADLINES.watching(deadline, _stopper(conn))
+        else:
+            _pg_time_limit(conn, f"SET LOCAL statement_timeout = {int(seconds * 1000)}")
     elif name == "sqlite":
         raw = conn.connection.driver_connection
         cancellation = current_cancellation.get()
@@ -131,7 +141,7 @@ def guarded(conn: Connection, seconds: float | None = None) -> Iterator[dict[str
                          retval=True)
     cancellation = current_cancellation.get()
     try:
-        with cancellation.stopping(_stopper(conn)) if cancellation else \
+        with watch, cancellation.stopping(_stopper(conn)) if cancellation else \
                 contextlib.nullcontext():
             yield options
     except DBAPIError as exc:
@@ -152,7 +162,6 @@ def _pg_time_limit(conn: Connection, setting: str) -> None:
     sent nothing yet, it goes with the transaction's ``BEGIN`` in one message: psycopg
     would send the ``BEGIN`` on its own first, one round trip more (a SCIM GET by filter
     has 5 then, where 6 cost the server and PostgreSQL about 4 % more CPU)."""
-    begin_now(conn)  # a limit for the transaction: it begins here (``core.ambient``)
     raw: Any = conn.connection.driver_connection
     if conn.in_transaction() and not raw.autocommit and \
             raw.info.transaction_status == pq.TransactionStatus.IDLE:
