@@ -30,4 +30,5 @@ def add_clients(home: Path, clients: int, db: str | None = None) -> list[str]:
 
 
 if __name__ == "__main__":
-    print("\n".join(add_clients(Path(sys.argv[1]), int(sys.argv[2]))))
+    print("\n".join(add_clients(Path(sys.argv[1]), int(sys.argv[2]),
+                                sys.argv[3] if len(sys.argv) > 3 else None)))

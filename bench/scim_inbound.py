@@ -74,6 +74,7 @@ from common import (
 )
 from list_users import deployment, email, username
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,12 +148,13 @@ class Server:
 def backends_cpu(url: str) -> float:
     """CPU seconds of the PostgreSQL backends connected with this URL's application name
     (the pool keeps them for the whole run, so a phase's difference is theirs)."""
+    name = make_url(url).query.get("application_name", APPLICATION_NAME)
     engine = create_engine(url.split("?")[0], poolclass=NullPool)
     try:
         with engine.connect() as conn:
             pids = conn.execute(text("SELECT pid FROM pg_stat_activity "
                                      "WHERE application_name = :name"),
-                                {"name": APPLICATION_NAME}).scalars().all()
+                                {"name": name}).scalars().all()
     finally:
         engine.dispose()
     total = 0.0
@@ -163,25 +165,28 @@ def backends_cpu(url: str) -> float:
 
 
 @contextlib.contextmanager
-def system_database(backend: str, work: Path) -> Iterator[str | None]:
+def system_database(backend: str, work: Path, name: str = APPLICATION_NAME
+                    ) -> Iterator[str | None]:
     """Our system database: None (SQLite in the home) or a fresh private PostgreSQL schema,
-    its connections named ``APPLICATION_NAME``."""
+    its connections named ``name`` (``backends_cpu``)."""
     if backend == "sqlite":
         yield None
         return
     with database_url(backend, str(work)) as url:
-        yield f"{url}&application_name={APPLICATION_NAME}"
+        yield f"{url}&application_name={name}"
 
 
 def add_clients(home: Path, clients: int, executable: Path = MWARE_IAM,
                 db: str | None = None) -> list[str]:
     """``scim_clients.add_clients``, by the build of ``executable`` (its venv's Python):
-    a home is created and migrated by the build that serves it (``db``: this build's only)."""
+    a home (and its system database ``db``) is created and migrated by the build that
+    serves it."""
     if executable == MWARE_IAM:
         return scim_clients.add_clients(home, clients, db)
     done = subprocess.run([str(executable.with_name("python")),
                            str(Path(__file__).with_name("scim_clients.py")), str(home),
-                           str(clients)], capture_output=True, text=True, check=False)
+                           str(clients), *([db] if db else [])],
+                          capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{executable}: the clients were not added: {done.stderr.strip()}")
     return done.stdout.split()

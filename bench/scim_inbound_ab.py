@@ -3,9 +3,10 @@ another checkout's (``--against PATH/.venv/bin/mware-iam``, e.g. main before a c
 
 The load of ``scim_inbound.py``'s throughput part (POST /Users, GET by userName filter,
 PATCH, ``--concurrency`` clients, each operation against both servers in turn, AB then
-BA), each server on its own fresh SQLite home. Per round and operation: new / old
-requests/s and server CPU per request; the report gives the median over the rounds and
-their spread (min to max).
+BA), each server on its own fresh SQLite home, or with ``--backend postgresql`` its own
+fresh PostgreSQL schema (its backends' CPU added to the server's). Per round and
+operation: new / old requests/s and server CPU per request; the report gives the median
+over the rounds and their spread (min to max).
 
     .venv/bin/python bench/scim_inbound_ab.py --against /work/main/.venv/bin/mware-iam \
         --rounds 5 --requests 200
@@ -23,12 +24,14 @@ from pathlib import Path
 
 from common import machine_facts, record, table
 from scim_inbound import (
+    APPLICATION_NAME,
     MWARE_IAM,
     NOTES,
     OPERATIONS,
     Phase,
     add_clients,
     our_server,
+    system_database,
     throughput,
 )
 
@@ -74,6 +77,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200,
                         help="requests per operation, per server, per round")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the system database of both servers")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if not args.against.exists():
@@ -81,13 +86,16 @@ def main() -> None:
     facts = machine_facts()
     print(facts, flush=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, \
+            system_database(args.backend, Path(tmp), f"{APPLICATION_NAME}-{NEW}") as new_db, \
+            system_database(args.backend, Path(tmp), f"{APPLICATION_NAME}-{OLD}") as old_db:
         homes = Path(tmp) / "new", Path(tmp) / "old"
-        for home, build in zip(homes, (MWARE_IAM, args.against), strict=True):
-            add_clients(home, 0, build)  # a deployment now, so serve seeds no sample
-        with our_server(homes[0], args.concurrency, name=NEW) as new, \
+        for home, build, db in zip(homes, (MWARE_IAM, args.against), (new_db, old_db),
+                                   strict=True):
+            add_clients(home, 0, build, db)  # a deployment now, so serve seeds no sample
+        with our_server(homes[0], args.concurrency, name=NEW, db=new_db) as new, \
                 our_server(homes[1], args.concurrency, executable=args.against,
-                           name=OLD) as old:
+                           name=OLD, db=old_db) as old:
             phases = asyncio.run(throughput([new, old], args.rounds, args.requests,
                                             args.concurrency))
     text, medians = report(phases)
@@ -99,7 +107,8 @@ def main() -> None:
         "is shared with other sessions' test runs: only the side-by-side ratios mean "
         "something.", "",
         f"{args.rounds} rounds of {args.requests} requests per operation and server, "
-        f"concurrency {args.concurrency}; each round alternates which server goes first.",
+        f"concurrency {args.concurrency}, system database {args.backend}; each round "
+        "alternates which server goes first.",
         "", text, ""])
     notes = args.out.read_text().partition(NOTES)[2] if args.out.exists() else ""
     args.out.write_text(text_out + "\n" + NOTES + notes if notes else text_out)
