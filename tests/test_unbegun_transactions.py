@@ -8,7 +8,8 @@ that raises, never a silent half-write."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,30 @@ class Statements:
         return seen
 
 
-async def _scim(iam: Iam, app: str = "hr") -> tuple[ScimApplication, httpx.AsyncClient]:
-    token = application(iam, app)
+@contextlib.asynccontextmanager
+async def _scim(iam: Iam) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the SCIM app, as the application ``hr``."""
+    token = application(iam, "hr")
     scim = ScimApplication(iam, Limits(rate=0))
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=scim), base_url="http://t",
-                               headers={"Authorization": f"Bearer {token}"})
-    return scim, client
+    try:
+        async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=scim), base_url="http://t",
+                headers={"Authorization": f"Bearer {token}"}) as client:
+            yield client
+    finally:
+        scim.close()
+
+
+async def _patched_ann(client: httpx.AsyncClient, statements: Statements,
+                       *more: dict[str, str]) -> httpx.Response:
+    """ann created, then PATCHed (givenName Anna, and ``more``); the statements of the
+    PATCH alone left in ``statements``."""
+    created = (await client.post("/Users", json={
+        "schemas": [USER], "userName": "ann", "name": {"givenName": "Ann"}})).json()
+    statements.take()
+    return await client.patch(f"/Users/{created['id']}", json={
+        "schemas": [PATCH], "Operations": [
+            {"op": "replace", "path": "name.givenName", "value": "Anna"}, *more]})
 
 
 def _audited(iam: Iam, action: str, target: str) -> int:
@@ -67,9 +86,8 @@ def _audited(iam: Iam, action: str, target: str) -> int:
 
 
 async def test_a_post_is_one_statement_that_carries_its_audit_row(pg_iam: Iam) -> None:
-    scim, client = await _scim(pg_iam)
     statements = Statements(pg_iam.db)
-    try:
+    async with _scim(pg_iam) as client:
         # the first request reads the application and the planner's targets
         assert (await client.post("/Users", json={"schemas": [USER], "userName": "zed"})
                 ).status_code == 201
@@ -82,62 +100,40 @@ async def test_a_post_is_one_statement_that_carries_its_audit_row(pg_iam: Iam) -
         assert (await client.post("/Users", json=body)).status_code == 409
         assert pg_iam.identity.count_users("PRIMARY") == 2
         assert _audited(pg_iam, "user.add", "PRIMARY/ann") == 1
-    finally:
-        await client.aclose()
-        scim.close()
 
 
 async def test_a_patch_reads_and_writes_alone(pg_iam: Iam) -> None:
-    scim, client = await _scim(pg_iam)
     statements = Statements(pg_iam.db)
-    try:
-        created = (await client.post("/Users", json={
-            "schemas": [USER], "userName": "ann", "name": {"givenName": "Ann"}})).json()
-        statements.take()
-        answer = await client.patch(f"/Users/{created['id']}", json={
-            "schemas": [PATCH], "Operations": [
-                {"op": "replace", "path": "name.givenName", "value": "Anna"}]})
+    async with _scim(pg_iam) as client:
+        answer = await _patched_ann(client, statements)
         assert answer.status_code == 204, answer.text  # the change, nothing to answer
         assert [alone for alone, _ in statements.take()] == ["alone", "alone"]
         assert pg_iam.identity.get_user("PRIMARY/ann").claims[
             "http://wso2.org/claims/givenname"] == "Anna"
         assert _audited(pg_iam, "user.update", "PRIMARY/ann") == 1
-    finally:
-        await client.aclose()
-        scim.close()
 
 
 async def test_a_patch_with_a_password_writes_both_in_one_transaction(pg_iam: Iam) -> None:
     """Claims, then the password: two writes, so neither runs alone (a write after one
     that committed alone would raise: the request would fail with 500)."""
-    scim, client = await _scim(pg_iam)
     statements = Statements(pg_iam.db)
-    try:
-        created = (await client.post("/Users", json={
-            "schemas": [USER], "userName": "ann", "name": {"givenName": "Ann"}})).json()
-        statements.take()
-        answer = await client.patch(f"/Users/{created['id']}", json={
-            "schemas": [PATCH], "Operations": [
-                {"op": "replace", "path": "name.givenName", "value": "Anna"},
-                {"op": "replace", "path": "password", "value": "N3w-secret-pass!"}]})
+    async with _scim(pg_iam) as client:
+        answer = await _patched_ann(client, statements, {
+            "op": "replace", "path": "password", "value": "N3w-secret-pass!"})
         assert answer.status_code == 204, answer.text
         assert ("in transaction", "WITH touched") in statements.take()
         assert pg_iam.identity.verify_password("PRIMARY/ann", "N3w-secret-pass!") is not None
         assert _audited(pg_iam, "user.update", "PRIMARY/ann") == 1
         assert _audited(pg_iam, "user.password", "PRIMARY/ann") == 1
-    finally:
-        await client.aclose()
-        scim.close()
 
 
 async def test_an_application_that_provisions_writes_user_and_job_together(
         pg_iam: Iam) -> None:
     """The planner writes the outbox job after the user's insert: the insert runs in
     the transaction, which holds user, audit row and job, or none of them."""
-    scim, client = await _scim(pg_iam)
-    connect(pg_iam, "http://127.0.0.1:9/scim", app="hr")  # queued: nobody sends it here
     statements = Statements(pg_iam.db)
-    try:
+    async with _scim(pg_iam) as client:
+        connect(pg_iam, "http://127.0.0.1:9/scim", app="hr")  # queued: nobody sends it
         for name in ("ann", "ben"):  # the planner's cache cold, then warm
             answer = await client.post("/Users", json={
                 "schemas": [USER], "userName": name, "name": {"givenName": name}})
@@ -146,9 +142,6 @@ async def test_an_application_that_provisions_writes_user_and_job_together(
             [job] = pg_iam.provisioning.jobs(entity=f"PRIMARY/{name}")
             assert job.operation.name == "UPSERT_USER"
             assert _audited(pg_iam, "user.add", f"PRIMARY/{name}") == 1
-    finally:
-        await client.aclose()
-        scim.close()
 
 
 async def test_the_planners_cache_expiring_after_it_said_idle_changes_nothing(
@@ -156,8 +149,7 @@ async def test_the_planners_cache_expiring_after_it_said_idle_changes_nothing(
     """The planner said it would not write (its cache: no targets), the user's insert
     committed alone, and then, as the event reaches it, the cache has expired: it must
     not read the configuration in the transaction that is over (that raised, a 500)."""
-    scim, client = await _scim(pg_iam)
-    try:
+    async with _scim(pg_iam) as client:
         assert (await client.post("/Users", json={"schemas": [USER], "userName": "zed"})
                 ).status_code == 201  # the cache filled
         cached = JobPlanner._cached
@@ -172,9 +164,6 @@ async def test_the_planners_cache_expiring_after_it_said_idle_changes_nothing(
         assert answer.status_code == 201, answer.text
         assert len(asked) == 2  # before the write, and as the event came
         assert _audited(pg_iam, "user.add", "PRIMARY/ann") == 1
-    finally:
-        await client.aclose()
-        scim.close()
 
 
 # ------------------------------------------------------------------ the mechanics
