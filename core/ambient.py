@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, Table
 
@@ -99,11 +100,19 @@ def open_on(ambient: Ambient) -> contextvars.Token[Ambient | None]:
 
 
 def close(ambient: Ambient, token: contextvars.Token[Ambient | None]) -> None:
-    """Take ``ambient`` back; its driver connection leaves autocommit."""
+    """Take ``ambient`` back; its driver connection leaves autocommit, or, when it was
+    lost meanwhile, is never handed out again (a lost connection's error stays the one
+    the caller sees)."""
     _current.reset(token)
-    if ambient.unbegun:
-        ambient.unbegun = False
+    if not ambient.unbegun:
+        return
+    ambient.unbegun = False
+    if ambient.conn.invalidated:  # SQLAlchemy found it lost: the pool replaces it
+        return
+    try:
         _driver(ambient.conn).autocommit = False
+    except psycopg.Error:
+        ambient.conn.invalidate()
 
 
 def begin_now(conn: Connection) -> None:

@@ -15,11 +15,22 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Column, Connection, Integer, MetaData, Table, event, insert, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    Table,
+    event,
+    func,
+    insert,
+    select,
+)
 
 from core import ambient
-from core.ambient import ALONE_WRITE
+from core.ambient import ALONE_READ, ALONE_WRITE
 from core.db import SystemDB, insert_later
+from core.errors import StoreUnavailable
 from core.iam import Iam
 from core.identity.events import EventBus, EventType, IdentityEvent, Initiator, Phase
 from core.inbound import Limits
@@ -238,3 +249,21 @@ def test_the_event_bus_tells_whether_a_handler_will_act() -> None:
     assert not bus.wants(Phase.POST, event_)
     idle["now"] = False
     assert bus.wants(Phase.POST, event_)
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_a_connection_lost_in_an_unbegun_transaction_fails_as_any_lost_one(
+        db: SystemDB) -> None:
+    """The server drops the connection while the transaction has not begun: the error is
+    the one of a lost connection (StoreUnavailable, 503 for SCIM), not a complaint about
+    the driver's mode, and the next transaction gets a working connection."""
+    with pytest.raises(StoreUnavailable), db.transaction(unbegun=True) as conn:
+        pid = conn.execute(select(func.pg_backend_pid()).execution_options(**ALONE_READ)
+                           ).scalar()
+        with db.engine.connect() as other:
+            other.execute(select(func.pg_terminate_backend(pid)))
+            other.commit()
+        conn.execute(select(_ROWS.c.n).execution_options(**ALONE_READ))  # still unbegun
+    with db.transaction(unbegun=True) as conn:
+        conn.execute(insert(_ROWS), {"n": 2})
+    assert _rows(db) == [2]
