@@ -24,6 +24,16 @@ AD_POLICY_REPLY = ("0000052D: Constraint violation - check_password_restrictions
                    "does not meet the complexity criteria!")
 
 
+def _guid() -> bytes:
+    """A random objectGUID the mock can find: ldap3's mock unescapes a stored value
+    holding a backslash byte (0x5c) as if it were filter syntax, so an exact filter on it
+    may never match (15 random GUIDs in 20,000; AD compares the bytes). Our filters
+    escape every byte (``ldap_query.escape_binary``) and are not at fault."""
+    while b"\\" in (guid := uuid.uuid4().bytes_le):
+        pass
+    return guid
+
+
 class AdReplies(Connection):
     """ldap3's mock with AD's answers to what only AD does: it assigns objectGUID and
     whenCreated, refuses weak passwords as AD does, and records each write."""
@@ -35,7 +45,7 @@ class AdReplies(Connection):
         self.log.append(("add", dn, dict(attributes or {})))
         done = super().add(dn, object_class, attributes, controls)
         entry = self.server.dit[dn]
-        entry["objectGUID"] = [uuid.uuid4().bytes_le]
+        entry["objectGUID"] = [_guid()]
         entry["whenCreated"] = [b"20240102030405.0Z"]
         if b"group" in entry["objectClass"]:
             # AD matches (objectCategory=group) against the category's DN by its short
