@@ -65,6 +65,11 @@ class Ambient:
     #: One did, and changed something: the transaction is over at the database.
     closed: bool = False
 
+    @property
+    def may_write_alone(self) -> bool:
+        """Whether a statement marked ALONE_WRITE runs alone if it runs now."""
+        return self.unbegun and self.last_write_open and not self.closed
+
 
 _current: contextvars.ContextVar[Ambient | None] = contextvars.ContextVar(
     "mware_iam_ambient_transaction", default=None)
@@ -82,7 +87,13 @@ def current_connection(engine: Engine) -> Connection | None:
     return None if ambient is None else ambient.conn
 
 
-def of(conn: Connection) -> Ambient | None:
+def unbegun_on(conn: Connection) -> Ambient | None:
+    """The ambient transaction if it is open on ``conn`` and has not begun yet."""
+    ambient = _of(conn)
+    return ambient if ambient is not None and ambient.unbegun else None
+
+
+def _of(conn: Connection) -> Ambient | None:
     """The ambient transaction if it is open on ``conn``."""
     ambient = _current.get()
     return ambient if ambient is not None and ambient.conn is conn else None
@@ -115,12 +126,9 @@ def close(ambient: Ambient, token: contextvars.Token[Ambient | None]) -> None:
         ambient.conn.invalidate()
 
 
-def begin_now(conn: Connection) -> None:
-    """Make the next statement on ``conn`` begin its unbegun transaction at the database
+def _begin_now(conn: Connection, ambient: Ambient) -> None:
+    """Make the next statement on ``conn`` begin ``ambient``, unbegun, at the database
     (the driver sends ``BEGIN`` with it)."""
-    ambient = of(conn)
-    if ambient is None or not ambient.unbegun:
-        return
     if ambient.closed:
         raise RuntimeError("a write after the transaction's last one, which committed on "
                            "its own: the layer that writes more must say so "
@@ -132,7 +140,7 @@ def begin_now(conn: Connection) -> None:
 def write_more(conn: Connection) -> None:
     """Say that the transaction on ``conn`` writes more after its next write, which may
     then not run on its own."""
-    ambient = of(conn)
+    ambient = _of(conn)
     if ambient is not None:
         ambient.last_write_open = False
 
@@ -141,17 +149,14 @@ def carried(conn: Connection) -> list[PendingRows] | None:
     """The pending rows a statement marked ALONE_WRITE carries if it runs now, or None
     when it would not run alone (then it runs in the transaction, and they at the commit).
     After it ran, :func:`carried_done` says whether it changed something."""
-    ambient = of(conn)
-    if ambient is None or not ambient.unbegun or not ambient.last_write_open \
-            or ambient.closed:
-        return None
-    return list(ambient.pending)
+    ambient = _of(conn)
+    return ambient.pending if ambient is not None and ambient.may_write_alone else None
 
 
 def carried_done(conn: Connection, changed: bool) -> None:
     """The statement run alone changed something (and inserted the rows it carried, and
     committed), or nothing (then nothing is committed and all goes on as before)."""
-    ambient = of(conn)
+    ambient = _of(conn)
     if ambient is not None and changed:
         ambient.pending.clear()
         ambient.closed = True
@@ -165,10 +170,9 @@ def begin_unless_alone(conn: Connection, _cursor: Any, _statement: str, _paramet
     if ambient is None or ambient.conn is not conn or not ambient.unbegun:
         return
     alone = context.execution_options.get(ALONE) if context is not None else None
-    if alone == "read" or (alone == "write" and ambient.last_write_open
-                           and not ambient.closed):
+    if alone == "read" or (alone == "write" and ambient.may_write_alone):
         return
-    begin_now(conn)
+    _begin_now(conn, ambient)
 
 
 def _driver(conn: Connection) -> Any:

@@ -510,8 +510,8 @@ def insert_later(conn: Connection, table: Table, columns: tuple[str, ...],
                  rows: Sequence[tuple[Any, ...]]) -> None:
     """:func:`insert_rows`, in an unbegun transaction (``core.ambient``) at its commit or
     carried by the statement it runs alone; elsewhere now."""
-    opened = ambient.of(conn)
-    if opened is None or not opened.unbegun:
+    opened = ambient.unbegun_on(conn)
+    if opened is None:
         insert_rows(conn, table, columns, rows)
         return
     opened.pending.append(PendingRows(table, columns, list(rows)))
@@ -696,8 +696,6 @@ def _reordered(positions: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, .
     if len(positions) == 1:
         return lambda row: (row[positions[0]],)
     return itemgetter(*positions)
-
-
 
 
 def _first_line(exc: BaseException) -> str:

@@ -119,8 +119,7 @@ def guarded(conn: Connection, seconds: float | None = None) -> Iterator[dict[str
     raw: Any = None
     watch: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if name == "postgresql":
-        opened = ambient.of(conn)
-        if opened is not None and opened.unbegun:
+        if ambient.unbegun_on(conn) is not None:
             options.update(ALONE_READ)  # one round trip: no BEGIN, SET LOCAL and COMMIT
             watch = DEADLINES.watching(deadline, _stopper(conn))
         else:
