@@ -66,10 +66,28 @@ def children(pid: int) -> list[int]:
 
 
 def _cpu(pid: int, reaped: bool) -> float:
-    """A process's user and system CPU seconds, with its reaped children's if asked."""
+    """A process's user and system CPU seconds, with its reaped children's if asked.
+
+    ``/proc/PID/stat`` counts in clock ticks (10 ms), cut down to whole ones: over a
+    phase of 300 SCIM requests (some 0.3 s of a server's CPU, 5 to 20 ms of each of a
+    dozen PostgreSQL backends) each process's difference errs by up to a tick, several
+    per cent of the sum. The scheduler's run time of each live thread
+    (``/proc/PID/task/*/schedstat``, nanoseconds) is exact; it misses the threads that
+    have ended, which the ticks hold: the larger of the two counts a process whose threads
+    all live to the nanosecond and one that lost some no worse than the ticks alone."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = fields[11:15] if reaped else fields[11:13]
-    return sum(int(f) for f in ticks) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    own = max(sum(int(f) for f in fields[11:13]) / tick, _threads_cpu(pid))
+    return own + (sum(int(f) for f in fields[13:15]) / tick if reaped else 0.0)
+
+
+def _threads_cpu(pid: int) -> float:
+    """The run time of a process's live threads, in seconds (0 where not available)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):  # ended meanwhile
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def process_cpu(pid: int) -> float:
