@@ -30,6 +30,7 @@ from tui.screens.apps import ApplicationsScreen
 from tui.screens.jobs import JobFilter, JobsScreen, JobsTable
 from tui.screens.roles import RolesScreen
 from tui.screens.users import UsersScreen
+from tui.widgets import user_detail
 from tui.widgets.filter_bar import FilterBar, FilterInput
 from tui.widgets.form_screen import FormScreen
 from tui.widgets.tables import ListTable
@@ -376,3 +377,22 @@ def test_snapshot_a_bad_jump_80x24(snap_compare: Any, demo: Iam) -> None:
         await still(pilot)
 
     assert snap_compare(console(demo, "users"), terminal_size=(80, 24), run_before=mistype)
+
+
+async def test_the_user_detail_reads_only_the_user_the_cursor_rests_on(
+    demo: Iam, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = console(demo, "users")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(UsersTable)
+        reads = counting(monkeypatch, demo.identity, "roles_of")
+        # Longer than the pause, so that a loaded machine still presses a burst.
+        monkeypatch.setattr(user_detail, "SETTLE_SECONDS", 1.0)
+        await pilot.press("j", "j", "j")  # a key held down: three users passed over
+        assert reads == []  # nothing read while the cursor moves
+        await settle(pilot)
+        rested = cursor_key(table)
+        assert rested == PRIMARY_USERS[3]
+        assert reads == [(rested,)]  # the one it rests on, once
+        assert rested.split("/")[1] in detail_text(app)

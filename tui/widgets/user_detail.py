@@ -10,6 +10,7 @@ read it again; the pane is redrawn only when it changed, and keeps its scroll.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,13 @@ from tui.messages import JobAttempted
 
 #: How often the provisioning of the user shown is read again (as the dashboard's status).
 REFRESH_SECONDS = 2.0
+#: How long a user stays highlighted before the pane reads and draws it. The cursor's own
+#: frame goes out first; a key held down or pressed again sooner reads and draws nothing
+#: for the users passed over (``_fetch_roles`` is exclusive: a new one cancels the last).
+#: With 8 SSH sessions pressing at once on 2 cores, each pane's read and layout (about a
+#: quarter of a press's CPU, a layout of the whole screen) then comes after the other
+#: sessions' cursor frames rather than before them (bench/console_RESULTS.md, 2026-12-05).
+SETTLE_SECONDS = 0.05
 
 
 class UserDetail(ReportsEngineErrors, VerticalScroll):
@@ -82,9 +90,9 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
     def show(self, user: UserView | None, again: bool = False) -> None:
         """Show ``user``; ``again`` reads its roles and provisioning even if it is shown.
 
-        The pane is drawn once per user, when its roles arrive (a few milliseconds), not
-        first with "loading" and then again: each drawing of the pane is a layout of the
-        whole screen, and moving down a list is one per key (``bench/console.py``)."""
+        The pane is drawn once per user, when its roles arrive (SETTLE_SECONDS and a few
+        milliseconds later), not first with "loading" and then again: each drawing of the
+        pane is a layout of the whole screen (``bench/console.py``)."""
         if user == self.user and not again:
             return
         self.user = user
@@ -94,13 +102,18 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
         else:
             self._fetch_roles(user)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="user-roles",
+    @work(exclusive=True, exit_on_error=False, group="user-roles",
           description="Loading the roles of a user")
-    def _fetch_roles(self, user: UserView) -> None:
+    async def _fetch_roles(self, user: UserView) -> None:
+        await asyncio.sleep(SETTLE_SECONDS)
         iam, name = self._iam, user.qualified_name
-        federated = subjects_of(iam.db, user.domain, user.id)
-        self.post_message(self.RolesLoaded(name, iam.identity.roles_of(name),
-                                           iam.provisioning.mappings_of(name), federated))
+
+        def read() -> UserDetail.RolesLoaded:
+            federated = subjects_of(iam.db, user.domain, user.id)
+            return self.RolesLoaded(name, iam.identity.roles_of(name),
+                                    iam.provisioning.mappings_of(name), federated)
+
+        self.post_message(await asyncio.to_thread(read))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="user-provisioning",
           description="Reading where a user is provisioned")
