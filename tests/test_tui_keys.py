@@ -17,6 +17,7 @@ from textual.widgets import Input, Select, Static
 
 from core.iam import Iam
 from core.identity.events import Face, Initiator
+from core.names import parse_name
 from core.provisioning.outbox import JobState
 from tests.conftest import FAST_ARGON2
 from tests.provisioning_helpers import connect, drain
@@ -30,7 +31,6 @@ from tui.screens.apps import ApplicationsScreen
 from tui.screens.jobs import JobFilter, JobsScreen, JobsTable
 from tui.screens.roles import RolesScreen
 from tui.screens.users import UsersScreen
-from tui.widgets import user_detail
 from tui.widgets.filter_bar import FilterBar, FilterInput
 from tui.widgets.form_screen import FormScreen
 from tui.widgets.tables import ListTable
@@ -388,11 +388,11 @@ async def test_the_user_detail_reads_only_the_user_the_cursor_rests_on(
         table = app.screen.query_one(UsersTable)
         reads = counting(monkeypatch, demo.identity, "roles_of")
         # Longer than the pause, so that a loaded machine still presses a burst.
-        monkeypatch.setattr(user_detail, "SETTLE_SECONDS", 1.0)
+        monkeypatch.setattr(UserDetail, "SETTLE_SECONDS", 1.0)
         await pilot.press("j", "j", "j")  # a key held down: three users passed over
         assert reads == []  # nothing read while the cursor moves
         await settle(pilot)
         rested = cursor_key(table)
         assert rested == PRIMARY_USERS[3]
         assert reads == [(rested,)]  # the one it rests on, once
-        assert rested.split("/")[1] in detail_text(app)
+        assert parse_name(rested).name in detail_text(app)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -33,16 +34,19 @@ from tui.messages import JobAttempted
 
 #: How often the provisioning of the user shown is read again (as the dashboard's status).
 REFRESH_SECONDS = 2.0
-#: How long a user stays highlighted before the pane reads and draws it: a key held down
-#: (or pressed again sooner) reads and draws nothing for the users it passes over
-#: (``_fetch_roles`` is exclusive: a new one cancels the last). Each drawing of the pane is
-#: a layout of the whole screen: at 30 presses a second, 27-28 ms of CPU per press against
-#: 32-33 when every user passed was read and drawn (bench/RESULTS.md, 2026-12-05).
-SETTLE_SECONDS = 0.05
 
 
 class UserDetail(ReportsEngineErrors, VerticalScroll):
     """Claims come with the listed user; roles and provisioning are read when it is shown."""
+
+    #: How long a user stays highlighted before the pane reads and draws it (as
+    #: ``FilterInput.DEBOUNCE`` waits for typing to pause): a key held down, or pressed
+    #: again sooner, reads and draws nothing for the users it passes over
+    #: (``_fetch_roles`` is exclusive: a new one cancels the last). Each drawing of the pane
+    #: is a layout of the whole screen: at 30 presses a second, 27-28 ms of CPU per press
+    #: against 32-33 when every user passed was read and drawn (bench/RESULTS.md,
+    #: 2026-12-05).
+    SETTLE_SECONDS: ClassVar[float] = 0.05
 
     @dataclass
     class RolesLoaded(Message):
@@ -104,7 +108,7 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
     @work(exclusive=True, exit_on_error=False, group="user-roles",
           description="Loading the roles of a user")
     async def _fetch_roles(self, user: UserView) -> None:
-        await asyncio.sleep(SETTLE_SECONDS)
+        await asyncio.sleep(self.SETTLE_SECONDS)
         iam, name = self._iam, user.qualified_name
 
         def read() -> UserDetail.RolesLoaded:
