@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from textual.binding import Binding
 from textual.pilot import Pilot
-from textual.widgets import Input, Select, Static
+from textual.widgets import DataTable, Input, Select, Static
+from textual.widgets._footer import FooterKey
 
 from core.iam import Iam
 from core.identity.events import Face, Initiator
@@ -31,6 +32,7 @@ from tui.screens.apps import ApplicationsScreen
 from tui.screens.jobs import JobFilter, JobsScreen, JobsTable
 from tui.screens.roles import RolesScreen
 from tui.screens.users import UsersScreen
+from tui.widgets.chrome import FittingFooter
 from tui.widgets.filter_bar import FilterBar, FilterInput
 from tui.widgets.form_screen import FormScreen
 from tui.widgets.tables import ListTable
@@ -71,6 +73,25 @@ async def test_j_k_g_G_move_in_the_users_list(demo: Iam) -> None:
         await press(pilot, "g")
         assert cursor_key(table) == "PRIMARY/alice"
         assert isinstance(app.screen, UsersScreen)  # g no longer opens the roles form
+
+
+@pytest.mark.parametrize("screen", ["users", "roles", "idps"])
+async def test_a_move_keeps_the_footer_unless_its_keys_change(demo: Iam, screen: str) -> None:
+    """Each move of the cursor refreshes the screen's bindings (a row may enable or disable
+    keys); the footer keeps its key widgets while they would draw the same keys, and is
+    built anew when they change (the filter opened: escape's "Clear filter" comes)."""
+    app = console(demo, screen)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await settle(pilot)
+        table = app.screen.focused
+        assert isinstance(table, DataTable)
+        footer = app.screen.query_one(FittingFooter)
+        keys = list(footer.query(FooterKey))
+        await press(pilot, "j")
+        assert table.cursor_row == 1
+        assert list(footer.query(FooterKey)) == keys
+        await press(pilot, "slash")
+        assert "Clear filter" in {key.description for key in footer.query(FooterKey)}
 
 
 @pytest.mark.parametrize("screen", ["roles", "apps", "userstores", "idps", "audit"])

@@ -316,13 +316,8 @@ class UsersScreen(CallsEngine, FilteredScreen):
 
     @on(DataTable.RowHighlighted, "#users")
     def _user_highlighted(self) -> None:
-        user = self.highlighted
-        detail = self.query_one(UserDetail)
-        if (user is None) != (detail.user is None):
-            # the user actions come or go; moving from user to user changes no binding,
-            # and refreshing them rebuilds the footer (a layout of the whole screen)
-            self.refresh_bindings()
-        detail.show(user)
+        self.refresh_bindings()  # the user actions come or go
+        self.query_one(UserDetail).show(self.highlighted)
 
     # ------------------------------------------------------------------ writes
     def _claims(self) -> list[LocalClaim]:

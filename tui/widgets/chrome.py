@@ -8,6 +8,7 @@ from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 from textual.widgets._footer import FooterKey
@@ -42,9 +43,12 @@ class FittingFooter(Footer):
     and the palette's stay. Textual's footer would slide them under the palette's key."""
 
     _composed_width = 0
+    #: What the footer drew of the screen's bindings (``_keys``), None before it drew any.
+    _composed_keys: tuple[object, ...] | None = None
 
     def compose(self) -> ComposeResult:
         self._composed_width = self.size.width
+        self._composed_keys = self._keys() if self._bindings_ready else None
         widgets = list(super().compose())
         keys = [w for w in widgets if isinstance(w, FooterKey) and
                 not w.has_class("-command-palette")]
@@ -67,6 +71,27 @@ class FittingFooter(Footer):
     def on_resize(self, event: events.Resize) -> None:
         if event.size.width != self._composed_width:
             self.call_after_refresh(self.recompose)
+
+    def bindings_changed(self, screen: Screen[object]) -> None:
+        """Textual's footer is built anew (each key a new widget, then a layout of the
+        screen) whenever the screen refreshes its bindings, as the list screens do at
+        every move of the cursor, since a row may enable or disable keys; this one only
+        when the keys it would draw differ from those it drew."""
+        if self._composed_keys is None or screen is not self.screen or not self.app.app_focus:
+            super().bindings_changed(screen)
+        else:  # compared when Textual's would rebuild: the screen may still be composing
+            self.call_after_refresh(self._rebuild_if_changed)
+
+    async def _rebuild_if_changed(self) -> None:
+        if self.is_attached and self._keys() != self._composed_keys:
+            await self.recompose()
+
+    def _keys(self) -> tuple[object, ...]:
+        """The screen's bindings as the footer draws them: each with its state and the key
+        shown for it (the keymap's, if it rebinds one)."""
+        return tuple((active.binding, active.enabled, active.tooltip,
+                      self.app.get_key_display(active.binding))
+                     for active in self.screen.active_bindings.values())
 
 
 def _footer_width(widget: Widget) -> int:
