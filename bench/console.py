@@ -42,6 +42,26 @@ Targets (console issue):
    idle over as long (measured just before), divided by the presses.
 
     .venv/bin/python bench/console.py --ssh-sessions 1000000 --rounds 3
+
+5. (issue 18, no target) A held down arrow on the Users screen of USERS users, the way an
+   operator scrolls a long list (``--held-key USERS``): the CPU the console spends per
+   press, and how often its detail pane reads a user's roles while the key is held. Each
+   run is a fresh process that drives the real console through Pilot (120x40, no workers,
+   no timers), waits for the first page and for the detail pane to show the first user,
+   then presses ``down`` ``--held-presses`` times (60) at ``--rate`` presses a second (30,
+   a terminal's key repeat), paced against the first press's time, and waits until the
+   pane shows the user the cursor rests on. A key is posted to the app as the terminal
+   driver posts it, without ``Pilot.press``'s wait for the app to go idle after each (it
+   allows some 11 presses a second): keys the console has not handled yet queue, as they
+   do behind a terminal. CPU is the process's own (every thread: the roles are read in a
+   worker thread) from the first press to that moment, divided by the presses; the roles
+   reads are the calls of ``iam.identity.roles_of``, which the pane's ``_fetch_roles``
+   makes, counted in that process. Frames (``App._display`` with something to show) and
+   layouts of the screen are counted too. Headless: the frames are composed but not
+   encoded for a terminal, so a real terminal's console spends somewhat more per press.
+   ``--repeat`` runs; medians.
+
+    .venv/bin/python bench/console.py --held-key 1000000 --repeat 5
 """
 
 from __future__ import annotations
@@ -388,6 +408,87 @@ def child_users(home: str) -> None:
     print(json.dumps(asyncio.run(drive())))
 
 
+def child_held(home: str, presses: int, rate: float) -> None:
+    """Hold the down arrow on the Users screen of ``home`` through Pilot: ``presses``
+    presses at ``rate`` a second; print the CPU and wall seconds from the first press to the
+    detail pane showing the user the cursor rests on, and what was read and drawn meanwhile."""
+    from core.iam import Iam
+    from tui.app import MwareConsole
+    from tui.widgets.user_detail import UserDetail
+    from tui.widgets.users_table import UsersTable
+
+    async def drive() -> dict[str, float]:
+        with Iam.open(home=home) as iam:
+            reads = counted(iam.identity, "roles_of")  # what UserDetail._fetch_roles calls
+            app = MwareConsole(iam, workers=False, live=False, screen="users")
+            async with app.run_test(size=(120, 40)) as pilot:
+                table = app.screen.query_one(UsersTable)
+                detail = app.screen.query_one(UserDetail)
+                await until(pilot, lambda: table.row_count and not table.loading_page)
+                table.focus()
+                await until(pilot, lambda: shows_highlighted(table, detail))
+                await pilot.pause()
+                frames = counted(app, "_display", lambda _screen, update: update is not None)
+                layouts = counted(app.screen, "_refresh_layout")
+                reads.clear()
+                wall, cpu = time.perf_counter(), time.process_time()
+                for i in range(presses):
+                    # against the first press's time, so a slow press does not slow the rate
+                    await asyncio.sleep(max(0.0, wall + i / rate - time.perf_counter()))
+                    press(app, "down")
+                await pilot.pause()  # every key posted is handled
+                await until(pilot, lambda: shows_highlighted(table, detail))
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                row = table.cursor_row
+                await pilot.press("q")
+        return {"presses": presses, "cpu_ms_per_press": cpu / presses * 1e3,
+                "roles_reads": len(reads), "frames": len(frames), "layouts": len(layouts),
+                "wall_s": wall, "row": row}
+
+    print(json.dumps(asyncio.run(drive())))
+
+
+def press(app: Any, key: str) -> None:
+    """Post ``key`` to ``app`` as its terminal driver does, and return: ``Pilot.press``
+    waits for the app to go idle after each key (at least two 20 ms samples of its CPU),
+    which holds a key to some 11 presses a second here, and a terminal repeating a held
+    key does not wait."""
+    from textual import events
+
+    event = events.Key(key, None)
+    event.set_sender(app)
+    app.post_message(event)
+
+
+def counted(owner: Any, name: str, counts: Any = None) -> list[int]:
+    """Wrap ``owner.name`` (on this instance only) to note each call, or each call for
+    which ``counts(*args)`` is true, in the list returned (appends are atomic: the roles
+    are read in a worker thread)."""
+    calls: list[int] = []
+    method = getattr(owner, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if counts is None or counts(*args, **kwargs):
+            calls.append(1)
+        return method(*args, **kwargs)
+
+    setattr(owner, name, wrapper)
+    return calls
+
+
+def shows_highlighted(table: Any, detail: Any) -> bool:
+    """Whether the detail pane shows the highlighted user with its roles, and no page is
+    loading (the pane's own ``user`` changes before its roles are read and drawn)."""
+    from textual.widgets import Static
+
+    user = table.highlighted_user
+    if user is None or table.loading_page or detail.user != user:
+        return False
+    shown = detail.query_one("#detail-body", Static).content
+    text = getattr(shown, "plain", str(shown))
+    return text.startswith(f"{user.qualified_name}\n") and "\nRoles (" in text
+
+
 async def until(pilot: Any, condition: Any, seconds: float = 120.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -413,6 +514,36 @@ def users_screen(repeat: int, small: Path, large: Path) -> dict[str, dict[str, l
             for key, value in json.loads(out).items():
                 results[size].setdefault(key, []).append(value)
     return results
+
+
+def held_key(repeat: int, home: Path, presses: int, rate: float) -> list[dict[str, float]]:
+    """``repeat`` runs of a held down arrow on the Users screen, each a fresh process."""
+    return [json.loads(spawn([sys.executable, __file__, "--child-held", str(home),
+                              "--held-presses", str(presses), "--rate", str(rate)]))
+            for _ in range(repeat)]
+
+
+def report_held_key(runs: list[dict[str, float]], args: argparse.Namespace) -> None:
+    from common import REPORT_ONLY, median, record, table
+
+    print(f"\nUsers screen of {args.held_key:,} users, the down arrow held: "
+          f"{args.held_presses} presses at {args.rate:g} a second (Pilot, 120x40, headless); "
+          f"{len(runs)} runs, each a fresh process. CPU: the console process's, from the "
+          "first press until the detail pane shows the user the cursor rests on.")
+    columns = ("presses", "cpu_ms_per_press", "roles_reads", "frames", "layouts", "wall_s")
+    rows = [[str(i), str(r["presses"]), f"{r['cpu_ms_per_press']:.1f}", str(r["roles_reads"]),
+             str(r["frames"]), str(r["layouts"]), f"{r['wall_s']:.2f}", str(r["row"])]
+            for i, r in enumerate(runs, 1)]
+    medians = {c: median([r[c] for r in runs]) for c in columns}
+    rows.append(["median", f"{medians['presses']:g}", f"{medians['cpu_ms_per_press']:.1f}",
+                 f"{medians['roles_reads']:g}", f"{medians['frames']:g}",
+                 f"{medians['layouts']:g}", f"{medians['wall_s']:.2f}", ""])
+    print(table(["run", "presses", "CPU ms/press", "roles reads", "frames", "layouts",
+                 "wall s", "cursor row"], rows))
+    record(__file__, "18", f"held down arrow on the Users screen ({args.held_key:,} users): "
+           "console CPU ms per press", [r["cpu_ms_per_press"] for r in runs], REPORT_ONLY,
+           f"{args.held_presses} presses at {args.rate:g}/s; roles read "
+           f"{medians['roles_reads']:g} times (median)", part="held-key")
 
 
 def report_keypresses(runs: dict[int, list[Presses]], args: argparse.Namespace) -> None:
@@ -463,7 +594,8 @@ def main() -> None:
     ap.add_argument("--starts", type=int, default=15, help="starts of each app, alternating")
     ap.add_argument("--small", type=int, default=10_000, help="users in the small store")
     ap.add_argument("--large", type=int, default=1_000_000, help="users in the large store")
-    ap.add_argument("--repeat", type=int, default=5, help="Users-screen runs per store")
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="Users-screen runs per store (with --held-key: runs)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached stores")
     ap.add_argument("--skip-users", action="store_true", help="measure the start only")
     ap.add_argument("--ssh-only", action="store_true",
@@ -480,10 +612,21 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=0.2,
                     help="with --ssh-sessions: seconds between a session's presses (0.2: "
                          "five keys a second, a brisk human pace)")
+    ap.add_argument("--held-key", type=int, metavar="USERS",
+                    help="measure a held down arrow on the Users screen of USERS users: CPU "
+                         "per press and the detail pane's roles reads, --repeat runs")
+    ap.add_argument("--held-presses", type=int, default=60,
+                    help="with --held-key: presses per run")
+    ap.add_argument("--rate", type=float, default=30.0,
+                    help="with --held-key: presses a second (30: a terminal's key repeat)")
     ap.add_argument("--child", metavar="HOME", help=argparse.SUPPRESS)
+    ap.add_argument("--child-held", metavar="HOME", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child_users(args.child)
+        return
+    if args.child_held:
+        child_held(args.child_held, args.held_presses, args.rate)
         return
     # Imported here, not at the top: a Users-screen child starts with nothing but what the
     # console it drives imports (these two bring SQLAlchemy and the engine).
@@ -491,6 +634,11 @@ def main() -> None:
     from list_users import deployment
 
     print(machine_facts())
+    if args.held_key:
+        held = held_key(args.repeat, deployment(args.held_key, args.rebuild),
+                        args.held_presses, args.rate)
+        report_held_key(held, args)
+        return
     if args.ssh_sessions:
         with tempfile.TemporaryDirectory() as work:
             runs = ssh_keypresses(deployment(args.ssh_sessions, args.rebuild), Path(work),
