@@ -42,10 +42,10 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
     #: How long a user stays highlighted before the pane reads and draws it (as
     #: ``FilterInput.DEBOUNCE`` waits for typing to pause): a key held down, or pressed
     #: again sooner, reads and draws nothing for the users it passes over
-    #: (``_fetch_roles`` is exclusive: a new one cancels the last). Each drawing of the pane
-    #: is a layout of the whole screen: at 30 presses a second, 27-28 ms of CPU per press
-    #: against 32-33 when every user passed was read and drawn (bench/RESULTS.md,
-    #: 2026-12-05).
+    #: (``_fetch_roles`` is exclusive: a new one cancels the last). Held at 30 presses a
+    #: second over a million users, the roles are read once, and a press costs 9-12 ms of
+    #: CPU against 13.5 when every user passed was read and drawn (``bench/console.py
+    #: --held-key``; bench/RESULTS.md, 2026-12-06).
     SETTLE_SECONDS: ClassVar[float] = 0.05
 
     @dataclass
