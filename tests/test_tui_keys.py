@@ -400,6 +400,26 @@ def test_snapshot_a_bad_jump_80x24(snap_compare: Any, demo: Iam) -> None:
     assert snap_compare(console(demo, "users"), terminal_size=(80, 24), run_before=mistype)
 
 
+async def test_the_roles_screen_reads_only_the_members_of_the_role_the_cursor_rests_on(
+    demo: Iam, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = console(demo, "roles")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, RolesScreen) and screen.role_table.row_count >= 3
+        reads = counting(monkeypatch, demo.identity, "member_page")
+        # Longer than the pause, so that a loaded machine still presses a burst.
+        monkeypatch.setattr(RolesScreen, "SETTLE_SECONDS", 1.0)
+        await pilot.press("j", "j")  # a key held down: a role passed over
+        assert reads == []
+        await settle(pilot)
+        rested = screen.highlighted_role
+        assert rested == shown_keys(screen.role_table)[2]
+        assert [args[0] for args in reads] == [rested]  # the one it rests on, once
+        assert screen.query_one("#members-pane").border_title == f"Members of {rested}"
+
+
 async def test_the_user_detail_reads_only_the_user_the_cursor_rests_on(
     demo: Iam, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,6 +31,7 @@ from core.jit.associations import subjects_of
 from core.provisioning.mapping import Mapping
 from tui.engine_errors import ReportsEngineErrors
 from tui.messages import JobAttempted
+from tui.widgets.tables import CURSOR_REST_SECONDS
 
 #: How often the provisioning of the user shown is read again (as the dashboard's status).
 REFRESH_SECONDS = 2.0
@@ -39,14 +40,9 @@ REFRESH_SECONDS = 2.0
 class UserDetail(ReportsEngineErrors, VerticalScroll):
     """Claims come with the listed user; roles and provisioning are read when it is shown."""
 
-    #: How long a user stays highlighted before the pane reads and draws it (as
-    #: ``FilterInput.DEBOUNCE`` waits for typing to pause): a key held down, or pressed
-    #: again sooner, reads and draws nothing for the users it passes over
-    #: (``_fetch_roles`` is exclusive: a new one cancels the last). Held at 30 presses a
-    #: second over a million users, the roles are read once, and a press costs 9-12 ms of
-    #: CPU against 13.5 when every user passed was read and drawn (``bench/console.py
-    #: --held-key``; bench/RESULTS.md, 2026-12-06).
-    SETTLE_SECONDS: ClassVar[float] = 0.05
+    #: How long a user stays highlighted before the pane reads and draws it
+    #: (``_fetch_roles`` is exclusive: a new one cancels the last).
+    SETTLE_SECONDS: ClassVar[float] = CURSOR_REST_SECONDS
 
     @dataclass
     class RolesLoaded(Message):
