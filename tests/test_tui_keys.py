@@ -29,6 +29,7 @@ from tui.app import MwareConsole
 from tui.jump import Jump, JumpError, JumpPrompt, parse_jump
 from tui.messages import JobAttempted
 from tui.screens.apps import ApplicationsScreen
+from tui.screens.base import ListDetailScreen
 from tui.screens.jobs import JobFilter, JobsScreen, JobsTable
 from tui.screens.roles import RolesScreen
 from tui.screens.users import UsersScreen
@@ -418,6 +419,25 @@ async def test_the_roles_screen_reads_only_the_members_of_the_role_the_cursor_re
         assert rested == shown_keys(screen.role_table)[2]
         assert [args[0] for args in reads] == [rested]  # the one it rests on, once
         assert screen.query_one("#members-pane").border_title == f"Members of {rested}"
+
+
+@pytest.mark.parametrize("section", ["apps", "userstores", "idps", "audit"])
+async def test_a_detail_pane_shows_only_the_row_the_cursor_rests_on(
+    demo: Iam, monkeypatch: pytest.MonkeyPatch, section: str
+) -> None:
+    app = console(demo, section)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ListDetailScreen) and screen.table.row_count >= 2
+        shown = counting(monkeypatch, screen, "show_detail")
+        # Longer than the pause, so that a loaded machine still presses a burst.
+        monkeypatch.setattr(ListDetailScreen, "SETTLE_SECONDS", 1.0)
+        await pilot.press("j", "k")  # the second row passed over, back on the first
+        assert shown == []
+        await settle(pilot)
+        assert screen.table.cursor_row == 0
+        assert shown == [()]  # the row it rests on, once
 
 
 async def test_the_user_detail_reads_only_the_user_the_cursor_rests_on(

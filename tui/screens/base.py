@@ -7,10 +7,11 @@ See ``tui/CONTRIBUTING-SCREENS.md`` for the contract between the shell and the s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Protocol, Self
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
@@ -26,7 +27,7 @@ from tui.widgets.chrome import AppHeader, ConsoleFooter
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.filter_bar import FilterBar
-from tui.widgets.tables import ListTable
+from tui.widgets.tables import CURSOR_REST_SECONDS, ListTable
 
 
 class StatusSource(Protocol):
@@ -154,10 +155,10 @@ class ListDetailScreen(CallsEngine, FilteredScreen):
     under a :class:`FilterBar`, in a container of class ``list-pane``) and a detail pane
     (class ``detail-pane``) for the highlighted row.
 
-    It reads on mount (``action_refresh``), keeps the detail and the keys in step with the
-    cursor (``show_detail``), and runs the filter (:class:`FilteredScreen`; applying it
-    reads again, unless the subclass filters what it holds). The detail pane's height is
-    the subclass's to set.
+    It reads on mount (``action_refresh``), keeps the keys in step with the cursor and
+    shows the row it rests on in the detail (``show_detail``), and runs the filter
+    (:class:`FilteredScreen`; applying it reads again, unless the subclass filters what it
+    holds). The detail pane's height is the subclass's to set.
     """
 
     DEFAULT_CSS = """
@@ -178,6 +179,8 @@ class ListDetailScreen(CallsEngine, FilteredScreen):
     }
     """
     LIST_ID: ClassVar[str]
+    #: How long a row stays highlighted before the detail pane shows it.
+    SETTLE_SECONDS: ClassVar[float] = CURSOR_REST_SECONDS
 
     def on_mount(self) -> None:
         self.action_refresh()
@@ -196,8 +199,15 @@ class ListDetailScreen(CallsEngine, FilteredScreen):
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table is self.table:
-            self.show_detail()
             self.refresh_bindings()
+            self._detail_at_rest()
+
+    @work(exclusive=True, group="detail", description="Waiting for the cursor to rest")
+    async def _detail_at_rest(self) -> None:
+        """The detail of the row the cursor rests on: drawing the pane is a layout of the
+        screen, and a key held down passes rows nobody reads (a new move cancels this)."""
+        await asyncio.sleep(self.SETTLE_SECONDS)
+        self.show_detail()
 
     def apply_filter(self) -> None:
         """Show what the filter now keeps (by default: read the list again)."""

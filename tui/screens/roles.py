@@ -332,7 +332,8 @@ class RolesScreen(CallsEngine, FilteredScreen):
                                         save_label="Assign"), done)
 
     def action_remove_member(self) -> None:
-        role, member = self.highlighted_role, self.highlighted_member
+        # the role whose members are shown: the cursor may have moved on for a moment
+        role, member = self._members_of, self.highlighted_member
         if role is None or member is None or self.refuse_write("remove the member"):
             return
         self.confirm(f"Take {role} away from {member}?",

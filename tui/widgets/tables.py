@@ -11,9 +11,10 @@ from textual import events
 
 from tui.widgets.fitted_table import FittedTable
 
-#: How long the cursor rests on a row before a pane that reads the engine for it does so
-#: (as ``FilterInput.DEBOUNCE`` waits for typing to pause): a key held down, or pressed
-#: again sooner, reads and draws nothing for the rows it passes over. Held at 30 presses
+#: How long the cursor rests on a row before the pane beside the list shows that row, and
+#: reads what it needs for it (as ``FilterInput.DEBOUNCE`` waits for typing to pause): a
+#: key held down, or pressed again sooner, reads and draws nothing for the rows it passes
+#: over (each drawing of a pane is a layout of the screen). Held at 30 presses
 #: a second over a million users, the user detail reads the roles once, and a press costs
 #: 9-12 ms of CPU against 13.5 when every user passed was read and drawn
 #: (``bench/console.py --held-key``; bench/RESULTS.md, 2026-12-06).
