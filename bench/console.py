@@ -59,9 +59,13 @@ Targets (console issue):
    makes, counted in that process. Frames (``App._display`` with something to show) and
    layouts of the screen are counted too. Headless: the frames are composed but not
    encoded for a terminal, so a real terminal's console spends somewhat more per press.
-   ``--repeat`` runs; medians.
+   ``--repeat`` runs; medians. ``--held-screen roles`` or ``audit`` holds the key on that
+   screen of the sample deployment instead (its short list scrolled down, then back up):
+   the members reads there are the calls of ``iam.identity.member_page``, and the screen
+   is at rest when no worker of the console is left to run.
 
     .venv/bin/python bench/console.py --held-key 1000000 --repeat 5
+    .venv/bin/python bench/console.py --held-screen roles --repeat 5
 """
 
 from __future__ import annotations
@@ -408,44 +412,73 @@ def child_users(home: str) -> None:
     print(json.dumps(asyncio.run(drive())))
 
 
-def child_held(home: str, presses: int, rate: float) -> None:
-    """Hold the down arrow on the Users screen of ``home`` through Pilot: ``presses``
-    presses at ``rate`` a second; print the CPU and wall seconds from the first press to the
-    detail pane showing the user the cursor rests on, and what was read and drawn meanwhile."""
+def child_held(home: str, presses: int, rate: float, screen: str) -> None:
+    """Hold the down arrow on a list screen of ``home`` through Pilot: ``presses`` presses
+    at ``rate`` a second (back up once the list's end is reached); print the CPU and wall
+    seconds from the first press until the screen shows what the cursor rests on, and what
+    was read and drawn meanwhile."""
     from core.iam import Iam
     from tui.app import MwareConsole
-    from tui.widgets.user_detail import UserDetail
-    from tui.widgets.users_table import UsersTable
 
     async def drive() -> dict[str, float]:
         with Iam.open(home=home) as iam:
             reads = counted(iam.identity, "roles_of")  # what UserDetail._fetch_roles calls
-            app = MwareConsole(iam, workers=False, live=False, screen="users")
+            reads_members = counted(iam.identity, "member_page")  # the Roles screen's
+            app = MwareConsole(iam, workers=False, live=False, screen=screen)
             async with app.run_test(size=(120, 40)) as pilot:
-                table = app.screen.query_one(UsersTable)
-                detail = app.screen.query_one(UserDetail)
-                await until(pilot, lambda: table.row_count and not table.loading_page)
-                table.focus()
-                await until(pilot, lambda: shows_highlighted(table, detail))
-                await pilot.pause()
+                table, at_rest = await opened_list(pilot, app, screen)
                 frames = counted(app, "_display", lambda _screen, update: update is not None)
                 layouts = counted(app.screen, "_refresh_layout")
                 reads.clear()
+                reads_members.clear()
+                # a short list is scrolled down, then back up; Users loads a page more at its end
+                turn = presses if screen == "users" else table.row_count - 1
                 wall, cpu = time.perf_counter(), time.process_time()
                 for i in range(presses):
                     # against the first press's time, so a slow press does not slow the rate
                     await asyncio.sleep(max(0.0, wall + i / rate - time.perf_counter()))
-                    press(app, "down")
+                    press(app, "down" if (i // turn) % 2 == 0 else "up")
                 await pilot.pause()  # every key posted is handled
-                await until(pilot, lambda: shows_highlighted(table, detail))
+                await until(pilot, at_rest)
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
                 row = table.cursor_row
                 await pilot.press("q")
         return {"presses": presses, "cpu_ms_per_press": cpu / presses * 1e3,
-                "roles_reads": len(reads), "frames": len(frames), "layouts": len(layouts),
-                "wall_s": wall, "row": row}
+                "reads": len(reads) + len(reads_members), "frames": len(frames),
+                "layouts": len(layouts), "wall_s": wall, "row": row}
 
     print(json.dumps(asyncio.run(drive())))
+
+
+async def opened_list(pilot: Any, app: Any, screen: str) -> tuple[Any, Any]:
+    """The screen's list once it shows what its cursor rests on, focused, and the test of
+    that: on Users, the detail pane showing the highlighted user with its roles; elsewhere,
+    no worker of the console left to run (the Roles screen reads members in one)."""
+    from textual.widgets import DataTable
+    from textual.worker import WorkerState
+
+    from tui.widgets.user_detail import UserDetail
+    from tui.widgets.users_table import UsersTable
+
+    if screen == "users":
+        table = app.screen.query_one(UsersTable)
+        detail = app.screen.query_one(UserDetail)
+        await until(pilot, lambda: table.row_count and not table.loading_page)
+        table.focus()
+
+        def at_rest() -> bool:
+            return shows_highlighted(table, detail)
+    else:
+        await until(pilot, lambda: isinstance(app.screen.focused, DataTable)
+                    and app.screen.focused.row_count >= 2)
+        table = app.screen.focused
+
+        def at_rest() -> bool:
+            return not any(w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+                           for w in app.workers)
+    await until(pilot, at_rest)
+    await pilot.pause()
+    return table, at_rest
 
 
 def press(app: Any, key: str) -> None:
@@ -516,34 +549,39 @@ def users_screen(repeat: int, small: Path, large: Path) -> dict[str, dict[str, l
     return results
 
 
-def held_key(repeat: int, home: Path, presses: int, rate: float) -> list[dict[str, float]]:
-    """``repeat`` runs of a held down arrow on the Users screen, each a fresh process."""
+def held_key(repeat: int, home: Path, presses: int, rate: float,
+             screen: str) -> list[dict[str, float]]:
+    """``repeat`` runs of a held down arrow on a list screen, each a fresh process."""
     return [json.loads(spawn([sys.executable, __file__, "--child-held", str(home),
-                              "--held-presses", str(presses), "--rate", str(rate)]))
+                              "--held-presses", str(presses), "--rate", str(rate),
+                              "--held-screen", screen]))
             for _ in range(repeat)]
 
 
-def report_held_key(runs: list[dict[str, float]], args: argparse.Namespace) -> None:
+def report_held_key(runs: list[dict[str, float]], args: argparse.Namespace,
+                    what: str) -> None:
+    """``what``: the screen and its deployment, as the table's title says them."""
     from common import REPORT_ONLY, median, record, table
 
-    print(f"\nUsers screen of {args.held_key:,} users, the down arrow held: "
-          f"{args.held_presses} presses at {args.rate:g} a second (Pilot, 120x40, headless); "
-          f"{len(runs)} runs, each a fresh process. CPU: the console process's, from the "
-          "first press until the detail pane shows the user the cursor rests on.")
-    columns = ("presses", "cpu_ms_per_press", "roles_reads", "frames", "layouts", "wall_s")
-    rows = [[str(i), str(r["presses"]), f"{r['cpu_ms_per_press']:.1f}", str(r["roles_reads"]),
+    print(f"\n{what}, the down arrow held: {args.held_presses} presses at {args.rate:g} a "
+          f"second (Pilot, 120x40, headless); {len(runs)} runs, each a fresh process. CPU: "
+          "the console process's, from the first press until the screen shows what the "
+          "cursor rests on. Reads: of a user's roles (Users) or a role's members (Roles).")
+    columns = ("presses", "cpu_ms_per_press", "reads", "frames", "layouts", "wall_s")
+    rows = [[str(i), str(r["presses"]), f"{r['cpu_ms_per_press']:.1f}", str(r["reads"]),
              str(r["frames"]), str(r["layouts"]), f"{r['wall_s']:.2f}", str(r["row"])]
             for i, r in enumerate(runs, 1)]
     medians = {c: median([r[c] for r in runs]) for c in columns}
     rows.append(["median", f"{medians['presses']:g}", f"{medians['cpu_ms_per_press']:.1f}",
-                 f"{medians['roles_reads']:g}", f"{medians['frames']:g}",
+                 f"{medians['reads']:g}", f"{medians['frames']:g}",
                  f"{medians['layouts']:g}", f"{medians['wall_s']:.2f}", ""])
-    print(table(["run", "presses", "CPU ms/press", "roles reads", "frames", "layouts",
+    print(table(["run", "presses", "CPU ms/press", "reads", "frames", "layouts",
                  "wall s", "cursor row"], rows))
-    record(__file__, "18", f"held down arrow on the Users screen ({args.held_key:,} users): "
-           "console CPU ms per press", [r["cpu_ms_per_press"] for r in runs], REPORT_ONLY,
-           f"{args.held_presses} presses at {args.rate:g}/s; roles read "
-           f"{medians['roles_reads']:g} times (median)", part="held-key")
+    part = "held-key" if args.held_screen == "users" else f"held-key-{args.held_screen}"
+    record(__file__, "18", f"held down arrow on the {what}: console CPU ms per press",
+           [r["cpu_ms_per_press"] for r in runs], REPORT_ONLY,
+           f"{args.held_presses} presses at {args.rate:g}/s; read {medians['reads']:g} "
+           "times (median)", part=part)
 
 
 def report_keypresses(runs: dict[int, list[Presses]], args: argparse.Namespace) -> None:
@@ -620,13 +658,16 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=30.0,
                     help="with --held-key: presses a second (30: a terminal's key repeat)")
     ap.add_argument("--child", metavar="HOME", help=argparse.SUPPRESS)
+    ap.add_argument("--held-screen", choices=("users", "roles", "audit"), default="users",
+                    help="the screen whose list the held key scrolls: users (of --held-key "
+                         "USERS users), or roles or audit of the sample deployment")
     ap.add_argument("--child-held", metavar="HOME", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child_users(args.child)
         return
     if args.child_held:
-        child_held(args.child_held, args.held_presses, args.rate)
+        child_held(args.child_held, args.held_presses, args.rate, args.held_screen)
         return
     # Imported here, not at the top: a Users-screen child starts with nothing but what the
     # console it drives imports (these two bring SQLAlchemy and the engine).
@@ -634,10 +675,17 @@ def main() -> None:
     from list_users import deployment
 
     print(machine_facts())
-    if args.held_key:
-        held = held_key(args.repeat, deployment(args.held_key, args.rebuild),
-                        args.held_presses, args.rate)
-        report_held_key(held, args)
+    if args.held_key or args.held_screen != "users":
+        with tempfile.TemporaryDirectory() as work:
+            if args.held_screen == "users":
+                home, what = (deployment(args.held_key or args.large, args.rebuild),
+                              f"Users screen of {args.held_key or args.large:,} users")
+            else:
+                home = seeded_home(Path(work))
+                what = f"{args.held_screen.capitalize()} screen of the sample deployment"
+            held = held_key(args.repeat, home, args.held_presses, args.rate,
+                            args.held_screen)
+        report_held_key(held, args, what)
         return
     if args.ssh_sessions:
         with tempfile.TemporaryDirectory() as work:
