@@ -87,9 +87,10 @@ class FittingFooter(Footer):
             await self.recompose()
 
     def _keys(self) -> tuple[object, ...]:
-        """The screen's bindings as the footer draws them: each with its state and the key
-        shown for it (the keymap's, if it rebinds one)."""
-        return tuple((active.binding, active.enabled, active.tooltip,
+        """The screen's bindings as the footer draws them: each with its state, the key
+        shown for it (the keymap's, if it rebinds one) and whose it is (the console's own
+        keys give way last)."""
+        return tuple((active.binding, active.enabled, active.tooltip, active.node,
                       self.app.get_key_display(active.binding))
                      for active in self.screen.active_bindings.values())
 
