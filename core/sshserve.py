@@ -30,7 +30,7 @@ import struct
 import sys
 import termios
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncssh
@@ -38,6 +38,7 @@ import asyncssh
 from core.configfile.operators import load
 from core.console_process import console_argv, console_env
 from core.home import Home
+from core.http.server import listen
 from core.identity.events import OPERATOR_ENV
 from core.operators import SESSIONS_FILE, Operator, by_key, path_in
 
@@ -90,10 +91,13 @@ class ConsoleServer:
 
     # ------------------------------------------------------------------ listening
     async def listen(self, host: str, port: int) -> asyncssh.SSHAcceptor:
+        """Take connections on host:port (0: a port the kernel picks); a port in use, or
+        an address this machine lacks, is one clear error (``InvalidInput``)."""
         self.home.ensure()
         self._write_sessions()
         return await asyncssh.create_server(
-            lambda: _Auth(self), host, port, server_host_keys=[host_key(self.home)],
+            lambda: _Auth(self), sock=listen(host, port),
+            server_host_keys=[host_key(self.home)],
             process_factory=self._session, encoding=None, line_editor=False,
             allow_scp=False, agent_forwarding=False, x11_forwarding=False)
 
@@ -306,10 +310,13 @@ async def _stop(child: asyncio.subprocess.Process) -> int:
 
 
 async def serve(home: Home, host: str, port: int, *, idle_timeout: float = IDLE_TIMEOUT,
-                max_sessions: int = MAX_SESSIONS) -> None:
-    """Serve until cancelled (SIGINT/SIGTERM in the CLI)."""
+                max_sessions: int = MAX_SESSIONS,
+                listening: Callable[[], object] = lambda: None) -> None:
+    """Serve until cancelled (SIGINT/SIGTERM in the CLI); ``listening`` is called once
+    connections are taken (a client told so earlier could be refused)."""
     server = ConsoleServer(home, idle_timeout=idle_timeout, max_sessions=max_sessions)
     acceptor = await server.listen(host, port)
+    listening()
     try:
         await acceptor.wait_closed()
     finally:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from click.testing import CliRunner
 
 from core.audit import AuditEntry
+from core.cli.main import cli
 from core.configfile.errors import ConfigInvalid
 from core.configfile.operators import add, load
 from core.home import Home
@@ -305,6 +307,19 @@ def test_a_malformed_key_is_reported_at_its_line(home: Home) -> None:
     text = str(refused.value)
     assert ":4:" in text and "not an OpenSSH public key" in text
     assert ":5:" in text and "read_only: expected true or false" in text
+
+
+def test_a_port_in_use_is_refused_before_anything_says_it_serves(home: Home) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        said = CliRunner().invoke(cli, ["--home", str(home.path), "ssh-serve",
+                                        "--port", str(port)])
+    assert said.exit_code == 2, said.output
+    assert f"cannot listen on 127.0.0.1:{port}" in said.output
+    assert "another process listens there" in said.output
+    assert "serving the console" not in said.output and "Traceback" not in said.output
 
 
 async def test_the_session_consoles_end_when_ssh_serve_is_killed(

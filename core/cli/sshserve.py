@@ -40,9 +40,10 @@ def ssh_serve(host: str, port: int, idle_timeout: int, max_sessions: int) -> Non
     _configure_logging()
     key = sshserve.host_key(home)
     click.echo(f"SSH host key fingerprint: {key.get_fingerprint()}")
-    click.echo(f"serving the console over SSH on {host}:{port} "
-               f"({len(operators)} operator{'s' if len(operators) != 1 else ''})", err=True)
+    serving = (f"serving the console over SSH on {host}:{port} "
+               f"({len(operators)} operator{'s' if len(operators) != 1 else ''})")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(sshserve.serve(home, host, port, idle_timeout=idle_timeout * 60.0,
-                                   max_sessions=max_sessions))
+                                   max_sessions=max_sessions,
+                                   listening=lambda: click.echo(serving, err=True)))
     logging.getLogger("mware_iam.ssh").info("stopped")
