@@ -36,6 +36,7 @@ from tui.screens.users import UsersScreen
 from tui.widgets.chrome import FittingFooter
 from tui.widgets.filter_bar import FilterBar, FilterInput
 from tui.widgets.form_screen import FormScreen
+from tui.widgets.list_keys import MovingTable
 from tui.widgets.tables import ListTable
 from tui.widgets.user_detail import UserDetail
 from tui.widgets.users_table import UsersTable
@@ -411,7 +412,7 @@ async def test_the_roles_screen_reads_only_the_members_of_the_role_the_cursor_re
         assert isinstance(screen, RolesScreen) and screen.role_table.row_count >= 3
         reads = counting(monkeypatch, demo.identity, "member_page")
         # Longer than the pause, so that a loaded machine still presses a burst.
-        monkeypatch.setattr(RolesScreen, "SETTLE_SECONDS", 1.0)
+        monkeypatch.setattr(MovingTable, "REST_SECONDS", 1.0)
         await pilot.press("j", "j")  # a key held down: a role passed over
         assert reads == []
         await settle(pilot)
@@ -432,7 +433,7 @@ async def test_a_detail_pane_shows_only_the_row_the_cursor_rests_on(
         assert isinstance(screen, ListDetailScreen) and screen.table.row_count >= 2
         shown = counting(monkeypatch, screen, "show_detail")
         # Longer than the pause, so that a loaded machine still presses a burst.
-        monkeypatch.setattr(ListDetailScreen, "SETTLE_SECONDS", 1.0)
+        monkeypatch.setattr(MovingTable, "REST_SECONDS", 1.0)
         await pilot.press("j", "k")  # the second row passed over, back on the first
         assert shown == []
         await settle(pilot)
@@ -449,7 +450,7 @@ async def test_the_user_detail_reads_only_the_user_the_cursor_rests_on(
         table = app.screen.query_one(UsersTable)
         reads = counting(monkeypatch, demo.identity, "roles_of")
         # Longer than the pause, so that a loaded machine still presses a burst.
-        monkeypatch.setattr(UserDetail, "SETTLE_SECONDS", 1.0)
+        monkeypatch.setattr(MovingTable, "REST_SECONDS", 1.0)
         await pilot.press("j", "j", "j")  # a key held down: three users passed over
         assert reads == []  # nothing read while the cursor moves
         await settle(pilot)

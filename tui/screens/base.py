@@ -7,11 +7,10 @@ See ``tui/CONTRIBUTING-SCREENS.md`` for the contract between the shell and the s
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Protocol, Self
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
@@ -27,7 +26,8 @@ from tui.widgets.chrome import AppHeader, ConsoleFooter
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.filter_bar import FilterBar
-from tui.widgets.tables import CURSOR_REST_SECONDS, ListTable
+from tui.widgets.list_keys import MovingTable
+from tui.widgets.tables import ListTable
 
 
 class StatusSource(Protocol):
@@ -179,8 +179,6 @@ class ListDetailScreen(CallsEngine, FilteredScreen):
     }
     """
     LIST_ID: ClassVar[str]
-    #: How long a row stays highlighted before the detail pane shows it.
-    SETTLE_SECONDS: ClassVar[float] = CURSOR_REST_SECONDS
 
     def on_mount(self) -> None:
         self.action_refresh()
@@ -200,14 +198,11 @@ class ListDetailScreen(CallsEngine, FilteredScreen):
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table is self.table:
             self.refresh_bindings()
-            self._detail_at_rest()
 
-    @work(exclusive=True, group="detail", description="Waiting for the cursor to rest")
-    async def _detail_at_rest(self) -> None:
-        """The detail of the row the cursor rests on: drawing the pane is a layout of the
-        screen, and a key held down passes rows nobody reads (a new move cancels this)."""
-        await asyncio.sleep(self.SETTLE_SECONDS)
-        self.show_detail()
+    @on(MovingTable.RowRested)
+    def _row_rested(self, event: MovingTable.RowRested) -> None:
+        if event.data_table is self.table:
+            self.show_detail()
 
     def apply_filter(self) -> None:
         """Show what the filter now keeps (by default: read the list again)."""

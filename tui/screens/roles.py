@@ -10,12 +10,11 @@ providers' names: giving a user such a role provisions the user there.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -32,8 +31,9 @@ from tui.screens.base import CONSOLE_ADMIN, FilteredScreen
 from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.form_screen import FormScreen
+from tui.widgets.list_keys import MovingTable
 from tui.widgets.property_form import FormValues
-from tui.widgets.tables import CURSOR_REST_SECONDS, ListTable, plain
+from tui.widgets.tables import ListTable, plain
 
 ROLE_NAME = PropertySpec("name", "Role", required=True,
                          help="DOMAIN/name; Internal/name for an internal role; "
@@ -113,9 +113,6 @@ class RolesScreen(CallsEngine, FilteredScreen):
                 tooltip="Read the roles and members again"),
     ]
 
-    #: How long a role stays highlighted before its members are read and shown.
-    SETTLE_SECONDS: ClassVar[float] = CURSOR_REST_SECONDS
-
     def __init__(self, iam: Iam, read_only: bool) -> None:
         super().__init__(iam, read_only)
         self.roles: dict[str, RoleView] = {}
@@ -180,14 +177,8 @@ class RolesScreen(CallsEngine, FilteredScreen):
             f"{count} role{'' if count == 1 else 's'}{matching}")
         self._load_members(force=True)
 
-    @on(DataTable.RowHighlighted, "#roles")
-    def _role_highlighted(self) -> None:
-        self._members_once_at_rest()
-
-    @work(exclusive=True, group="role-members", description="Waiting for the cursor to rest")
-    async def _members_once_at_rest(self) -> None:
-        """The members of the role the cursor rests on (a new move cancels the wait)."""
-        await asyncio.sleep(self.SETTLE_SECONDS)
+    @on(MovingTable.RowRested, "#roles")
+    def _role_rested(self) -> None:
         self._load_members()
 
     def _load_members(self, force: bool = False) -> None:

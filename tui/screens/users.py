@@ -31,6 +31,7 @@ from tui.widgets.engine_calls import CallsEngine
 from tui.widgets.filter_bar import FilterBar
 from tui.widgets.form_screen import FormScreen
 from tui.widgets.info_modal import InfoModal
+from tui.widgets.list_keys import MovingTable
 from tui.widgets.property_form import FieldCheck, FormValues
 from tui.widgets.user_detail import UserDetail
 from tui.widgets.users_table import UsersTable
@@ -311,12 +312,15 @@ class UsersScreen(CallsEngine, FilteredScreen):
     @on(UsersTable.PageLoaded)
     def _page_loaded(self) -> None:
         self._show_status()
-        self.query_one(UserDetail).show(self.highlighted)
+        self.table.rest()  # the detail, once the cursor rests (a key may still be held)
         self.refresh_bindings()
 
     @on(DataTable.RowHighlighted, "#users")
     def _user_highlighted(self) -> None:
         self.refresh_bindings()  # the user actions come or go
+
+    @on(MovingTable.RowRested, "#users")
+    def _user_rested(self) -> None:
         self.query_one(UserDetail).show(self.highlighted)
 
     # ------------------------------------------------------------------ writes

@@ -11,15 +11,6 @@ from textual import events
 
 from tui.widgets.fitted_table import FittedTable
 
-#: How long the cursor rests on a row before the pane beside the list shows that row, and
-#: reads what it needs for it (as ``FilterInput.DEBOUNCE`` waits for typing to pause): a
-#: key held down, or pressed again sooner, reads and draws nothing for the rows it passes
-#: over (each drawing of a pane is a layout of the screen). Held at 30 presses
-#: a second over a million users, the user detail reads the roles once, and a press costs
-#: 9-12 ms of CPU against 13.5 when every user passed was read and drawn
-#: (``bench/console.py --held-key``; bench/RESULTS.md, 2026-12-06).
-CURSOR_REST_SECONDS = 0.05
-
 
 class ListTable(FittedTable):
     """A row-cursor table whose rows are replaced at once by :meth:`refill`; its columns

@@ -10,10 +10,8 @@ read it again; the pane is redrawn only when it changed, and keeps its scroll.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -31,7 +29,6 @@ from core.jit.associations import subjects_of
 from core.provisioning.mapping import Mapping
 from tui.engine_errors import ReportsEngineErrors
 from tui.messages import JobAttempted
-from tui.widgets.tables import CURSOR_REST_SECONDS
 
 #: How often the provisioning of the user shown is read again (as the dashboard's status).
 REFRESH_SECONDS = 2.0
@@ -39,10 +36,6 @@ REFRESH_SECONDS = 2.0
 
 class UserDetail(ReportsEngineErrors, VerticalScroll):
     """Claims come with the listed user; roles and provisioning are read when it is shown."""
-
-    #: How long a user stays highlighted before the pane reads and draws it
-    #: (``_fetch_roles`` is exclusive: a new one cancels the last).
-    SETTLE_SECONDS: ClassVar[float] = CURSOR_REST_SECONDS
 
     @dataclass
     class RolesLoaded(Message):
@@ -89,9 +82,10 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
     def show(self, user: UserView | None, again: bool = False) -> None:
         """Show ``user``; ``again`` reads its roles and provisioning even if it is shown.
 
-        The pane is drawn once per user, when its roles arrive (SETTLE_SECONDS and a few
-        milliseconds later), not first with "loading" and then again: each drawing of the
-        pane is a layout of the whole screen (``bench/console.py``)."""
+        The pane is drawn once per user, when its roles arrive (a few milliseconds), not
+        first with "loading" and then again: each drawing of the pane is a layout of the
+        whole screen (``bench/console.py``). The Users screen shows the user the cursor
+        rests on (``MovingTable.RowRested``), not each one a held key passes over."""
         if user == self.user and not again:
             return
         self.user = user
@@ -101,18 +95,13 @@ class UserDetail(ReportsEngineErrors, VerticalScroll):
         else:
             self._fetch_roles(user)
 
-    @work(exclusive=True, exit_on_error=False, group="user-roles",
+    @work(thread=True, exclusive=True, exit_on_error=False, group="user-roles",
           description="Loading the roles of a user")
-    async def _fetch_roles(self, user: UserView) -> None:
-        await asyncio.sleep(self.SETTLE_SECONDS)
+    def _fetch_roles(self, user: UserView) -> None:
         iam, name = self._iam, user.qualified_name
-
-        def read() -> UserDetail.RolesLoaded:
-            federated = subjects_of(iam.db, user.domain, user.id)
-            return self.RolesLoaded(name, iam.identity.roles_of(name),
-                                    iam.provisioning.mappings_of(name), federated)
-
-        self.post_message(await asyncio.to_thread(read))
+        federated = subjects_of(iam.db, user.domain, user.id)
+        self.post_message(self.RolesLoaded(name, iam.identity.roles_of(name),
+                                           iam.provisioning.mappings_of(name), federated))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="user-provisioning",
           description="Reading where a user is provisioned")
