@@ -38,7 +38,7 @@ import asyncssh
 from core.configfile.operators import load
 from core.console_process import console_argv, console_env
 from core.home import Home
-from core.http.server import listen
+from core.http.listening import listen
 from core.identity.events import OPERATOR_ENV
 from core.operators import SESSIONS_FILE, Operator, by_key, path_in
 

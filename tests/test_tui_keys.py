@@ -402,6 +402,14 @@ def test_snapshot_a_bad_jump_80x24(snap_compare: Any, demo: Iam) -> None:
     assert snap_compare(console(demo, "users"), terminal_size=(80, 24), run_before=mistype)
 
 
+async def hold(pilot: Pilot[Any], monkeypatch: pytest.MonkeyPatch, *keys: str) -> None:
+    """Press ``keys`` as a key held down does: sooner than the cursor rests between them
+    (``REST_SECONDS`` made longer than the pause, so that a loaded machine still presses a
+    burst)."""
+    monkeypatch.setattr(MovingTable, "REST_SECONDS", 1.0)
+    await pilot.press(*keys)
+
+
 async def test_the_roles_screen_reads_only_the_members_of_the_role_the_cursor_rests_on(
     demo: Iam, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -411,9 +419,7 @@ async def test_the_roles_screen_reads_only_the_members_of_the_role_the_cursor_re
         screen = app.screen
         assert isinstance(screen, RolesScreen) and screen.role_table.row_count >= 3
         reads = counting(monkeypatch, demo.identity, "member_page")
-        # Longer than the pause, so that a loaded machine still presses a burst.
-        monkeypatch.setattr(MovingTable, "REST_SECONDS", 1.0)
-        await pilot.press("j", "j")  # a key held down: a role passed over
+        await hold(pilot, monkeypatch, "j", "j")  # a key held down: a role passed over
         assert reads == []
         await settle(pilot)
         rested = screen.highlighted_role
@@ -432,9 +438,7 @@ async def test_a_detail_pane_shows_only_the_row_the_cursor_rests_on(
         screen = app.screen
         assert isinstance(screen, ListDetailScreen) and screen.table.row_count >= 2
         shown = counting(monkeypatch, screen, "show_detail")
-        # Longer than the pause, so that a loaded machine still presses a burst.
-        monkeypatch.setattr(MovingTable, "REST_SECONDS", 1.0)
-        await pilot.press("j", "k")  # the second row passed over, back on the first
+        await hold(pilot, monkeypatch, "j", "k")  # the second row passed over, back on the first
         assert shown == []
         await settle(pilot)
         assert screen.table.cursor_row == 0
@@ -449,9 +453,7 @@ async def test_the_user_detail_reads_only_the_user_the_cursor_rests_on(
         await settle(pilot)
         table = app.screen.query_one(UsersTable)
         reads = counting(monkeypatch, demo.identity, "roles_of")
-        # Longer than the pause, so that a loaded machine still presses a burst.
-        monkeypatch.setattr(MovingTable, "REST_SECONDS", 1.0)
-        await pilot.press("j", "j", "j")  # a key held down: three users passed over
+        await hold(pilot, monkeypatch, "j", "j", "j")  # a key held down: three users passed over
         assert reads == []  # nothing read while the cursor moves
         await settle(pilot)
         rested = cursor_key(table)

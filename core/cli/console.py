@@ -80,7 +80,7 @@ def tui(read_only: bool = False, scim_port: int | None = None, theme: str | None
         raise RuntimeError("no CliState on the click context")
     sock = None
     if scim_port is not None:  # (the serving modules load only then: start time)
-        from core.http.server import listen
+        from core.http.listening import listen
 
         sock = listen("127.0.0.1", scim_port)
     with contextlib.ExitStack() as stack:

@@ -1,5 +1,5 @@
-"""Serving: a listening socket with clear errors, the uvicorn server of :class:`HttpApp`,
-and the provisioning workers with it on one event loop until SIGINT or SIGTERM.
+"""Serving: the uvicorn server of :class:`HttpApp` on a socket from ``listening.py``, and
+the provisioning workers with it on one event loop until SIGINT or SIGTERM.
 
 A first signal lets the jobs in flight finish, then returns; a second stops at once (the
 leases of unfinished jobs then expire and another worker runs them again). Every job
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import signal
 import socket
 from collections.abc import Iterator
 from typing import Any
 
-from core.errors import IamError, InvalidInput
+from core.errors import IamError
 from core.http.app import HttpApp
 from core.iam import Iam
 from core.inbound import MOUNT, Limits
@@ -69,36 +68,6 @@ def http_server(iam: Iam, tls: tuple[str, str] | None = None,
                                  **uvicorn_settings()))
 
 
-def listen(host: str, port: int, reuse_port: bool = False, listening: bool = True
-           ) -> socket.socket:
-    """A listening socket on host:port, or one clear error (port in use, bad host).
-
-    ``reuse_port``: other sockets with the option may bind the same address (the
-    processes of ``serve --processes``); ``listening=False`` only binds it (the parent
-    of those processes keeps the port without taking connections).
-    """
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    except socket.gaierror as exc:
-        raise InvalidInput(f"--host {host}: cannot listen there: {exc.strerror}") from None
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-        if listening:
-            sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        hint = {errno.EADDRINUSE: "; another process listens there: choose another --port",
-                errno.EACCES: "; ports below 1024 need privileges: choose another --port",
-                errno.EADDRNOTAVAIL: "; this machine has no such address: check --host"}
-        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}"
-                           f"{hint.get(exc.errno or 0, '')}") from None
-    sock.setblocking(False)
-    return sock
 
 
 # ---------------------------------------------------------------- running

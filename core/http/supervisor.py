@@ -38,7 +38,8 @@ from prometheus_client import multiprocess
 
 from core import metrics
 from core.event_loops import run_on_uvloop
-from core.http.server import listen, run_until_signalled
+from core.http.listening import listen
+from core.http.server import run_until_signalled
 from core.iam import Iam
 from core.inbound import Limits
 

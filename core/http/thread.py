@@ -22,7 +22,8 @@ def scim_thread(iam: Any, port: int = 0, host: str = "127.0.0.1",
                 ) -> Iterator[str]:
     """Serve ``iam``'s SCIM API on host:port (port 0: any free one), or on ``sock`` already
     listening, until the block ends; yields its base URL."""
-    from core.http.server import http_server, listen
+    from core.http.listening import listen
+    from core.http.server import http_server
 
     if sock is None:
         sock = listen(host, port)  # a clear error for a port in use, before any thread
